@@ -1,0 +1,340 @@
+"""Backends: which array namespace and device nnx computes on.
+
+This is the only module that names concrete array libraries (NumPy, CuPy, PyTorch,
+array-api-strict). Everything else receives an array-API namespace ``xp`` and the arrays.
+
+>>> be = get_backend("cpu")
+>>> be.name, be.is_gpu
+('numpy', False)
+>>> x = be.asarray([[1.0, 2.0]], dtype="float32")
+>>> be.to_numpy(x).dtype
+dtype('float32')
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+logger = logging.getLogger("nnx")
+
+VALID_SPECS = (
+    "auto",
+    "cpu",
+    "numpy",
+    "gpu",
+    "cuda",
+    "cuda:N",
+    "cupy",
+    "torch",
+    "torch:cpu",
+    "torch:cuda",
+    "torch:cuda:N",
+    "strict",
+    "strict:DEVICE (e.g. strict:device1)",
+)
+
+_GPU_HINT = "install the GPU extra (pip install 'nnx-trainer[gpu]') or use --device cpu / --device auto"
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot be used on this machine (library or device missing)."""
+
+
+class Backend:
+    """An array namespace (``xp``) plus the device that new arrays are created on.
+
+    Attributes:
+        name: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"`` (or the library's name).
+        xp: the array-API namespace (from array-api-compat where the library needs a wrapper).
+        device: the device object of that library.
+        is_gpu: True when arrays live on a GPU.
+    """
+
+    __slots__ = ("name", "xp", "device", "is_gpu")
+
+    def __init__(self, name: str, xp: Any, device: Any, is_gpu: bool = False):
+        self.name = name
+        self.xp = xp
+        self.device = device
+        self.is_gpu = is_gpu
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, device={self.device!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Backend):
+            return NotImplemented
+        return self.name == other.name and self.device == other.device
+
+    def __hash__(self) -> int:
+        return hash((self.name, str(self.device)))
+
+    def dtype(self, dtype: Any) -> Any:
+        """This namespace's dtype for ``dtype`` (a name such as ``"float32"``, a NumPy or xp dtype)."""
+        if isinstance(dtype, str):
+            name = dtype
+        else:
+            try:
+                name = np.dtype(dtype).name
+            except TypeError:
+                return dtype  # already a dtype of this namespace (torch, array-api-strict)
+        if name not in _DTYPE_NAMES or not hasattr(self.xp, name):
+            raise ValueError(
+                f"unknown dtype {dtype!r} for backend {self.name!r}; "
+                f"expected one of {', '.join(_DTYPE_NAMES)}"
+            )
+        return getattr(self.xp, name)
+
+    def asarray(self, obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:
+        """Host data (lists, NumPy arrays) or another backend's array -> an array on this backend."""
+        if _is_array(obj) and not self.owns(obj):
+            obj = to_numpy(obj)  # cross-library / cross-device moves go through the host
+        dt = None if dtype is None else self.dtype(dtype)
+        return self.xp.asarray(obj, dtype=dt, device=self.device, copy=copy)
+
+    def owns(self, array: Any) -> bool:
+        """True when ``array`` belongs to this namespace and lives on this backend's device."""
+        return namespace(array) is self.xp and device(array) == self.device
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Copy (or view, for NumPy) an array of this backend as a host NumPy array."""
+        return to_numpy(array)
+
+    def generator(self, seed: int) -> Generator:
+        """A seeded source of uniform random numbers on this backend's device."""
+        return Generator(self, seed)
+
+
+_DTYPE_NAMES = ("float32", "float64", "int32", "int64", "bool")
+
+
+class Generator:
+    """Seeded uniform random numbers made on the backend's device.
+
+    CuPy and PyTorch use their own device generator (no host round trip); every other backend
+    draws on the host with ``numpy.random.Generator`` and copies the result over.
+    """
+
+    def __init__(self, backend: Backend, seed: int):
+        self.backend = backend
+        self.seed = int(seed)
+        if backend.name == "cupy":
+            import cupy
+
+            with backend.device:
+                self._rng = cupy.random.default_rng(self.seed)
+        elif backend.name == "torch":
+            import torch
+
+            self._rng = torch.Generator(device=backend.device)
+            self._rng.manual_seed(self.seed)
+        else:
+            self._rng = np.random.default_rng(self.seed)
+
+    def uniform(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Uniform numbers in [0, 1) of ``shape`` and floating ``dtype`` on the backend's device."""
+        be = self.backend
+        if be.name == "cupy":
+            with be.device:
+                return self._rng.random(shape, dtype=dtype)
+        if be.name == "torch":
+            import torch
+
+            return torch.rand(shape, generator=self._rng, dtype=dtype, device=be.device)
+        host_dtype = np.float64 if dtype == be.xp.float64 else np.float32
+        return be.asarray(self._rng.random(shape, dtype=host_dtype), dtype=dtype)
+
+
+# --------------------------------------------------------------------------- array helpers
+
+_NAMESPACES: dict[type, Any] = {}
+
+
+def _is_array(obj: Any) -> bool:
+    return array_api_compat.is_array_api_obj(obj) and not isinstance(obj, (int, float, complex))
+
+
+def namespace(x: Any) -> Any:
+    """The array-API namespace of ``x``, cached per array type (a dict look-up per call)."""
+    try:
+        return _NAMESPACES[type(x)]
+    except KeyError:
+        pass
+    try:
+        xp = array_api_compat.array_namespace(x)
+    except TypeError:
+        raise TypeError(
+            f"expected an array (NumPy, CuPy, PyTorch, array-api-strict, ...), "
+            f"got {type(x).__name__}; convert it with backend.asarray(...)"
+        ) from None
+    _NAMESPACES[type(x)] = xp
+    return xp
+
+
+def device(x: Any) -> Any:
+    """The device ``x`` lives on."""
+    return array_api_compat.device(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Any supported array (or host data) as a NumPy array on the host."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if _is_array(x) and array_api_compat.is_array_api_strict_namespace(namespace(x)):
+        return np.from_dlpack(x)  # np.asarray refuses strict's non-default devices
+    return np.asarray(x)
+
+
+def backend_of(x: Any) -> Backend:
+    """The :class:`Backend` an array belongs to (namespace and device)."""
+    xp = namespace(x)
+    dev = device(x)
+    if array_api_compat.is_numpy_array(x):
+        return Backend("numpy", xp, dev)
+    if array_api_compat.is_cupy_array(x):
+        return Backend("cupy", xp, dev, is_gpu=True)
+    if array_api_compat.is_torch_array(x):
+        return Backend("torch", xp, dev, is_gpu=dev.type != "cpu")
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        return Backend("array_api_strict", xp, dev)
+    return Backend(getattr(xp, "__name__", type(x).__module__), xp, dev)
+
+
+def is_writeable(x: Any) -> bool:
+    """Whether ``x`` may be updated in place (False for JAX and read-only NumPy views)."""
+    return array_api_compat.is_writeable_array(x)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def get_backend(spec: str | Backend = "auto") -> Backend:
+    """Resolve a backend spec such as ``"cpu"``, ``"gpu"``, ``"cuda:1"``, ``"torch"`` or ``"auto"``.
+
+    ``"auto"`` picks CuPy when a usable CUDA device exists, else NumPy, and logs its choice on
+    the ``nnx`` logger. A GPU spec on a machine without one raises
+    :class:`BackendUnavailableError` saying what is missing.
+    """
+    if isinstance(spec, Backend):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"backend spec must be a string or Backend, got {type(spec).__name__}")
+    s = spec.strip().lower()
+    if s in ("cpu", "numpy"):
+        return _numpy_backend()
+    if s == "auto":
+        try:
+            backend = _cupy_backend(0)
+        except BackendUnavailableError as err:
+            logger.info("nnx: --device auto chose NumPy on the CPU (no usable GPU: %s)", err)
+            return _numpy_backend()
+        logger.info("nnx: --device auto chose CuPy on %s", backend.device)
+        return backend
+    if s in ("gpu", "cuda", "cupy"):
+        return _cupy_backend(0)
+    if s.startswith("cuda:"):
+        return _cupy_backend(_device_index(spec, s[len("cuda:") :]))
+    if s == "torch" or s.startswith("torch:"):
+        return _torch_backend(spec, s[len("torch:") :] if ":" in s else "cpu")
+    if s == "strict" or s.startswith("strict:"):
+        return _strict_backend(spec.strip()[len("strict:") :] if ":" in s else None)
+    raise ValueError(f"unknown backend spec {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
+
+
+def backend_available(spec: str) -> tuple[bool, str]:
+    """``(True, "")`` when :func:`get_backend` would succeed for ``spec``, else ``(False, why)``."""
+    try:
+        get_backend(spec)
+    except BackendUnavailableError as err:
+        return False, str(err)
+    return True, ""
+
+
+def _device_index(spec: str, text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"bad device index in {spec!r}: expected a number such as 'cuda:0'")
+    return int(text)
+
+
+def _numpy_backend() -> Backend:
+    import array_api_compat.numpy as xp
+
+    return Backend("numpy", xp, "cpu")
+
+
+def _cupy_backend(index: int) -> Backend:
+    try:
+        import cupy
+    except ImportError:
+        raise BackendUnavailableError(f"a CUDA GPU was requested but CuPy is not installed; {_GPU_HINT}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDARuntimeError: no driver, insufficient driver, no device
+        raise BackendUnavailableError(
+            f"a CUDA GPU was requested but CUDA is not usable ({type(err).__name__}: {err}); {_GPU_HINT}"
+        ) from None
+    if count == 0:
+        raise BackendUnavailableError(f"a CUDA GPU was requested but no CUDA device was found; {_GPU_HINT}")
+    if index >= count:
+        raise BackendUnavailableError(
+            f"cuda:{index} was requested but this machine has {count} CUDA device(s) "
+            f"(cuda:0 .. cuda:{count - 1})"
+        )
+    try:
+        dev = cupy.cuda.Device(index)
+        with dev:
+            cupy.zeros(1, dtype=cupy.float32) + 1  # a real allocation and kernel prove it works
+    except Exception as err:
+        raise BackendUnavailableError(
+            f"CUDA device {index} is present but not usable ({type(err).__name__}: {err}); {_GPU_HINT}"
+        ) from None
+    import array_api_compat.cupy as xp
+
+    return Backend("cupy", xp, dev, is_gpu=True)
+
+
+def _torch_backend(spec: str, where: str) -> Backend:
+    try:
+        import torch
+    except ImportError:
+        raise BackendUnavailableError(
+            f"backend {spec!r} needs PyTorch, which is not installed; use 'cpu' or 'gpu' instead"
+        ) from None
+    import array_api_compat.torch as xp
+
+    if where == "cpu":
+        return Backend("torch", xp, torch.device("cpu"))
+    if where == "cuda" or where.startswith("cuda:"):
+        index = _device_index(spec, where[len("cuda:") :]) if ":" in where else 0
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(f"backend {spec!r} needs CUDA, which PyTorch cannot use here")
+        if index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"{spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return Backend("torch", xp, torch.device("cuda", index), is_gpu=True)
+    raise ValueError(f"unknown backend spec {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
+
+
+def _strict_backend(device_name: str | None) -> Backend:
+    try:
+        import array_api_strict as xp
+    except ImportError:
+        raise BackendUnavailableError(
+            "backend 'strict' needs array-api-strict: pip install 'nnx-trainer[test]'"
+        ) from None
+    if device_name is None:
+        return Backend("array_api_strict", xp, xp.Device())
+    try:
+        dev = xp.Device(device_name)
+    except ValueError as err:
+        raise ValueError(f"unknown array-api-strict device {device_name!r}: {err}") from None
+    return Backend("array_api_strict", xp, dev)

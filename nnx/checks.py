@@ -1,0 +1,73 @@
+"""Input checks shared by layers and losses: clear errors instead of deep library tracebacks.
+
+Each check is a few attribute reads (shape, dtype, device); none touches array data, so none
+forces a host/device synchronisation.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from .backend import device
+
+
+class BackwardBeforeForwardError(RuntimeError, ValueError):
+    """``backward`` was called on a module that has not run ``forward`` yet."""
+
+
+def positive_int(value: Any, name: str, who: str) -> int:
+    """``value`` as an int, or a ValueError naming it when it is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def dtype_name(dtype: Any) -> str:
+    """A short dtype name for messages (``float32``, not ``torch.float32``)."""
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def check_floating(xp: Any, x: Any, who: str, what: str = "input") -> None:
+    """Raise TypeError unless ``x`` has a real floating dtype."""
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(
+            f"{who}: {what} must be a floating-point array, got dtype {dtype_name(x.dtype)}; "
+            f"cast it first, e.g. xp.astype(x, xp.float32)"
+        )
+
+
+def check_same_dtype(x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters") -> None:
+    """Raise TypeError when ``x`` and ``ref`` differ in dtype (no silent promotion)."""
+    if x.dtype != ref.dtype:
+        raise TypeError(
+            f"{who}: {what} dtype {dtype_name(x.dtype)} does not match the {ref_what}' dtype "
+            f"{dtype_name(ref.dtype)}; cast the {what} or move the module with .to(dtype=...)"
+        )
+
+
+def check_same_device(x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters") -> None:
+    """Raise ValueError when ``x`` and ``ref`` live on different devices."""
+    dx, dr = device(x), device(ref)
+    if dx != dr:
+        raise ValueError(
+            f"{who}: {what} is on device {dx!r} but the {ref_what} are on {dr!r}; "
+            f"move one of them (backend.asarray(...) or module.to(...))"
+        )
+
+
+def check_grad(grad: Any, expected_shape: tuple, who: str) -> None:
+    """Raise ValueError when an upstream gradient's shape differs from the forward output's."""
+    shape = tuple(getattr(grad, "shape", ()))
+    if shape != tuple(expected_shape):
+        raise ValueError(
+            f"{who}.backward: gradient has shape {shape} but the forward output had shape "
+            f"{tuple(expected_shape)}"
+        )
+
+
+def require_forward(cached: Any, who: str) -> Any:
+    """Return what forward cached, or raise :class:`BackwardBeforeForwardError`."""
+    if cached is None:
+        raise BackwardBeforeForwardError(f"{who}.backward called before forward: run forward first")
+    return cached

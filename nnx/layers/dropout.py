@@ -1,0 +1,67 @@
+"""Inverted dropout."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from ..backend import Generator, backend_of, namespace
+from ..checks import check_floating, check_grad, require_forward
+from ..init import Seed, as_rng
+from ..module import Module
+
+
+class Dropout(Module):
+    """Inverted dropout: in training mode ``y = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)``;
+    in evaluation mode ``y = x``. Backward multiplies by the same scaled mask.
+
+    The mask comes from the backend's own seeded generator where it has one (CuPy, PyTorch) and
+    from a seeded host generator otherwise, so no host round trip is needed on a GPU.
+
+    Args:
+        p: probability of zeroing an element, ``0 <= p < 1``.
+        rng: seed (or ``numpy.random.Generator`` to draw a seed from) for the masks.
+    """
+
+    _scaled_mask = None
+    _shape = None
+
+    def __init__(self, p: float = 0.5, rng: Seed = None):
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not (0.0 <= p < 1.0) or math.isnan(p):
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.seed = int(as_rng(rng).integers(2**63))
+        self._generator: Generator | None = None
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def reseed(self, seed: int) -> None:
+        """Restart the mask sequence from ``seed`` (masks then repeat exactly)."""
+        self.seed = int(seed)
+        self._generator = None
+
+    def _masks_for(self, x: Any) -> Generator:
+        backend = backend_of(x)
+        if self._generator is None or self._generator.backend != backend:
+            self._generator = backend.generator(self.seed)
+        return self._generator
+
+    def forward(self, x: Any) -> Any:
+        xp = namespace(x)
+        check_floating(xp, x, "Dropout")
+        self._shape = tuple(x.shape)
+        if not self.training or self.p == 0.0:
+            self._scaled_mask = None
+            return x
+        u = self._masks_for(x).uniform(tuple(x.shape), x.dtype)
+        # keep with probability 1 - p, and scale the kept values by 1 / (1 - p)
+        self._scaled_mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
+        return x * self._scaled_mask
+
+    def backward(self, grad_out: Any) -> Any:
+        check_grad(grad_out, require_forward(self._shape, "Dropout"), "Dropout")
+        if self._scaled_mask is None:
+            return grad_out
+        return grad_out * self._scaled_mask

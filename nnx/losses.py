@@ -1,0 +1,185 @@
+"""Losses with fused, numerically stable backward passes.
+
+``loss(pred, target)`` returns a 0-d array; ``loss.backward()`` returns ``dL/dpred``. Each loss
+checks that the target fits (shape, dtype, device) before computing anything.
+
+>>> import numpy as np, nnx
+>>> loss = nnx.MSELoss()
+>>> float(loss(np.array([1.0, 3.0]), np.array([0.0, 1.0])))
+2.5
+>>> loss.backward()
+array([1., 2.])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .backend import device, namespace, to_numpy
+from .checks import check_floating, check_same_device, check_same_dtype, dtype_name, require_forward
+from .module import Module
+
+REDUCTIONS = ("mean", "sum")
+
+
+class Loss(Module):
+    """Base class: validates ``reduction`` and scales the backward pass by ``grad_out``."""
+
+    def __init__(self, reduction: str = "mean"):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+        self._grad = None
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+    def __call__(self, pred: Any, target: Any) -> Any:
+        return self.forward(pred, target)
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, grad_out: Any = None) -> Any:
+        """``dL/dpred``; ``grad_out`` (a number or 0-d array) scales it, for use inside a larger graph."""
+        grad = require_forward(self._grad, type(self).__name__)
+        return grad if grad_out is None else grad_out * grad
+
+    def _reduce(self, xp: Any, values: Any) -> Any:
+        total = xp.mean(values) if self.reduction == "mean" else xp.sum(values)
+        return xp.asarray(total)  # NumPy reductions return scalars; the API promises a 0-d array
+
+    def _check_pred(self, pred: Any) -> Any:
+        xp = namespace(pred)
+        check_floating(xp, pred, type(self).__name__, "prediction")
+        if math.prod(pred.shape) == 0:
+            raise ValueError(f"{type(self).__name__}: prediction of shape {tuple(pred.shape)} is empty")
+        return xp
+
+    def _check_same_shape_target(self, pred: Any, target: Any) -> Any:
+        """For element-wise losses: a floating target of exactly the prediction's shape."""
+        who = type(self).__name__
+        xp = self._check_pred(pred)
+        if namespace(target) is not xp:
+            raise TypeError(f"{who}: target is a {type(target).__name__}, prediction a {type(pred).__name__}")
+        if tuple(target.shape) != tuple(pred.shape):
+            raise ValueError(
+                f"{who}: target shape {tuple(target.shape)} does not match prediction shape "
+                f"{tuple(pred.shape)} (no broadcasting: reshape the target)"
+            )
+        check_floating(xp, target, who, "target")
+        check_same_dtype(target, pred, who, "target", "prediction")
+        check_same_device(target, pred, who, "target", "prediction")
+        return xp
+
+    def _scale(self, pred: Any) -> float:
+        """1/N for the mean (N = number of averaged terms), 1 for the sum."""
+        return 1.0 / math.prod(pred.shape) if self.reduction == "mean" else 1.0
+
+
+class MSELoss(Loss):
+    """Mean squared error ``L = mean((pred - target)^2)``; ``dL/dpred = 2 (pred - target) / N``."""
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self._check_same_shape_target(pred, target)
+        diff = pred - target
+        self._grad = (2.0 * self._scale(pred)) * diff
+        return self._reduce(xp, diff * diff)
+
+
+class L1Loss(Loss):
+    """Mean absolute error ``L = mean(|pred - target|)``; ``dL/dpred = sign(pred - target) / N``
+    (0 where ``pred == target``)."""
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self._check_same_shape_target(pred, target)
+        diff = pred - target
+        self._grad = self._scale(pred) * xp.sign(diff)
+        return self._reduce(xp, xp.abs(diff))
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits ``z`` with targets ``t`` in [0, 1]:
+    ``L = mean(max(z, 0) - z t + log(1 + exp(-|z|)))`` (never overflows);
+    ``dL/dz = (sigmoid(z) - t) / N``."""
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self._check_same_shape_target(pred, target)
+        z, t = pred, target
+        sigmoid = 0.5 + 0.5 * xp.tanh(0.5 * z)
+        self._grad = self._scale(z) * (sigmoid - t)
+        return self._reduce(xp, xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy on logits of shape ``(N, C)``.
+
+    Targets are integer class labels of shape ``(N,)`` or probabilities (one-hot or soft) of
+    shape ``(N, C)`` and the logits' dtype. With ``p = softmax(z)``:
+    ``L = -mean_n sum_c t_nc log p_nc`` and ``dL/dz = (p * sum_c t_nc - t) / N``
+    (``= (p - t) / N`` when each target row sums to one). The log-softmax subtracts the row
+    maximum first, so logits of any magnitude give finite values.
+
+    Args:
+        reduction: ``"mean"`` over samples (default) or ``"sum"``.
+        check_labels: check that integer labels lie in ``[0, C)``. This reads two numbers back
+            to the host (a device synchronisation on a GPU); turn it off in tight GPU loops once
+            the data is known to be valid.
+    """
+
+    def __init__(self, reduction: str = "mean", check_labels: bool = True):
+        super().__init__(reduction)
+        self.check_labels = bool(check_labels)
+
+    def _targets(self, xp: Any, logits: Any, target: Any) -> tuple[Any, bool]:
+        """The target as an ``(N, C)`` array of the logits' dtype, and whether it is one-hot."""
+        who = "CrossEntropyLoss"
+        n, c = logits.shape
+        if namespace(target) is not xp:
+            raise TypeError(f"{who}: target is a {type(target).__name__}, logits a {type(logits).__name__}")
+        check_same_device(target, logits, who, "target", "logits")
+        if xp.isdtype(target.dtype, "integral"):
+            if tuple(target.shape) != (n,):
+                raise ValueError(
+                    f"{who}: integer class labels must have shape ({n},) for logits of shape "
+                    f"({n}, {c}), got {tuple(target.shape)}"
+                )
+            if self.check_labels:
+                lo, hi = int(to_numpy(xp.min(target))), int(to_numpy(xp.max(target)))
+                if lo < 0 or hi >= c:
+                    raise ValueError(
+                        f"{who}: class labels must lie in [0, {c - 1}] for {c} classes, "
+                        f"got labels from {lo} to {hi}"
+                    )
+            classes = xp.arange(c, dtype=target.dtype, device=device(logits))
+            return xp.astype(target[:, None] == classes, logits.dtype), True
+        if xp.isdtype(target.dtype, "real floating"):
+            if tuple(target.shape) != (n, c):
+                raise ValueError(
+                    f"{who}: probability targets must have the logits' shape ({n}, {c}), got "
+                    f"{tuple(target.shape)}; integer class labels of shape ({n},) also work"
+                )
+            check_same_dtype(target, logits, who, "target", "logits")
+            return target, False
+        raise TypeError(
+            f"{who}: target must hold integer class labels or floating probabilities, "
+            f"got dtype {dtype_name(target.dtype)}"
+        )
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self._check_pred(pred)
+        if pred.ndim != 2:
+            raise ValueError(
+                f"CrossEntropyLoss: logits must have shape (N, C), got {tuple(pred.shape)}"
+            )
+        t, one_hot = self._targets(xp, pred, target)
+        shifted = pred - xp.max(pred, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        total = xp.sum(e, axis=1, keepdims=True)
+        log_p = shifted - xp.log(total)
+        scale = 1.0 / pred.shape[0] if self.reduction == "mean" else 1.0
+        p = e / total
+        p_weighted = p if one_hot else p * xp.sum(t, axis=1, keepdims=True)
+        self._grad = scale * (p_weighted - t)
+        return self._reduce(xp, -xp.sum(t * log_p, axis=1))

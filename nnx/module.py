@@ -1,0 +1,207 @@
+"""Parameters, the Module base class and Sequential.
+
+A module computes ``forward(x)``, caching what its ``backward`` needs, and
+``backward(grad_out)`` returns the gradient with respect to its input while storing each
+parameter's gradient in ``param.grad``. Parameters and sub-modules are found by looking at the
+module's attributes, in the order they were assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, backend_of, get_backend, to_numpy
+
+
+class Parameter:
+    """A trainable array: ``value`` (the array) and ``grad`` (set by ``backward``, else None)."""
+
+    __slots__ = ("value", "grad", "name")
+
+    def __init__(self, value: Any, name: str | None = None):
+        self.value = value
+        self.grad: Any = None
+        self.name = name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.value.dtype
+
+    def __repr__(self) -> str:
+        return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class Module:
+    """Base class of layers, containers and losses.
+
+    Subclasses implement ``forward`` and ``backward`` and assign their :class:`Parameter` and
+    sub-module attributes in ``__init__``; everything else (parameter discovery, moving between
+    backends, state dicts, train/eval mode) comes from here.
+    """
+
+    training: bool = True
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad_out: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    # ------------------------------------------------------------------ structure
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Direct sub-modules with their attribute names."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every sub-module, depth first."""
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every parameter with its dotted name (``"0.weight"``), in assignment order."""
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+            elif isinstance(value, Module):
+                yield from value.named_parameters(prefix + name + ".")
+
+    def parameters(self) -> Iterator[Parameter]:
+        """Every parameter, in the order of :meth:`named_parameters`."""
+        for _, p in self.named_parameters():
+            yield p
+
+    def zero_grad(self) -> None:
+        """Forget every parameter's gradient."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) or evaluation mode on this module and its children."""
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: dropout off. Same as ``train(False)``."""
+        return self.train(False)
+
+    # ------------------------------------------------------------------ placement
+    def to(self, backend: str | Backend | None = None, dtype: Any = None) -> Module:
+        """Move every parameter to ``backend`` (a spec or Backend) and/or cast it to ``dtype``.
+
+        Returns the module itself. Gradients are dropped (they belong to the old placement).
+        """
+        target = None if backend is None else get_backend(backend)
+        for p in self.parameters():
+            dest = target or backend_of(p.value)
+            if dest.owns(p.value):
+                if dtype is not None and p.value.dtype != dest.dtype(dtype):
+                    p.value = dest.xp.astype(p.value, dest.dtype(dtype))
+            else:
+                p.value = dest.asarray(p.value, dtype=dtype if dtype is not None else _dtype_name(p.value))
+            p.grad = None
+        return self
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Dotted parameter names -> host NumPy copies of their values."""
+        return {name: np.array(to_numpy(p.value), copy=True) for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> Module:
+        """Load values saved by :meth:`state_dict` onto the backend/dtype the module is on now.
+
+        Raises ValueError naming missing or unexpected keys and any shape mismatch; nothing is
+        changed unless every entry fits.
+        """
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if missing or unexpected:
+            raise ValueError(
+                f"state dict does not fit {type(self).__name__}: "
+                f"missing keys {missing}, unexpected keys {unexpected}"
+            )
+        new_values = {}
+        for name, p in params.items():
+            host = to_numpy(state[name])
+            if tuple(host.shape) != p.shape:
+                raise ValueError(
+                    f"state dict entry {name!r} has shape {tuple(host.shape)}, "
+                    f"but the parameter has shape {p.shape}"
+                )
+            new_values[name] = backend_of(p.value).asarray(host, dtype=p.value.dtype, copy=True)
+        for name, p in params.items():
+            p.value = new_values[name]
+            p.grad = None
+        return self
+
+    # ------------------------------------------------------------------ printing
+    def extra_repr(self) -> str:
+        """The arguments shown inside this module's parentheses in ``repr``."""
+        return ""
+
+    def __repr__(self) -> str:
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in children:
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _dtype_name(x: Any) -> str:
+    return str(x.dtype).rsplit(".", 1)[-1]
+
+
+class Sequential(Module):
+    """Modules applied in order; ``backward`` runs them in reverse.
+
+    >>> import nnx
+    >>> model = nnx.Sequential(nnx.Linear(4, 8, rng=0), nnx.ReLU(), nnx.Linear(8, 2, rng=1))
+    >>> [name for name, _ in model.named_parameters()]
+    ['0.weight', '0.bias', '2.weight', '2.bias']
+    """
+
+    def __init__(self, *layers: Module):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(
+                    f"Sequential: argument {i} must be an nnx.Module, got {type(layer).__name__}"
+                )
+            setattr(self, str(i), layer)
+        self._layers = tuple(layers)
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __getitem__(self, index: int) -> Module:
+        return self._layers[index]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._layers)
+
+    def forward(self, x: Any) -> Any:
+        for layer in self._layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out: Any) -> Any:
+        for layer in reversed(self._layers):
+            grad_out = layer.backward(grad_out)
+        return grad_out
