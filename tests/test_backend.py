@@ -1,0 +1,128 @@
+import logging
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx.backend import VALID_SPECS, backend_available
+
+
+def test_cpu_specs_give_numpy():
+    for spec in ("cpu", "numpy", " CPU "):
+        be = nnx.get_backend(spec)
+        assert be.name == "numpy" and be.device == "cpu" and not be.is_gpu
+    assert nnx.get_backend(nnx.get_backend("cpu")) == nnx.get_backend("numpy")
+
+
+def test_unknown_spec_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown backend spec 'tpu'") as err:
+        nnx.get_backend("tpu")
+    for spec in ("auto", "cpu", "gpu", "cuda:N", "torch", "strict"):
+        assert spec in str(err.value)
+    with pytest.raises(ValueError, match="bad device index"):
+        nnx.get_backend("cuda:x")
+    with pytest.raises(TypeError, match="string or Backend"):
+        nnx.get_backend(3)
+
+
+def test_auto_falls_back_to_numpy_and_says_so(caplog):
+    if backend_available("gpu")[0]:
+        pytest.skip("a GPU is usable here, auto picks it")
+    with caplog.at_level(logging.INFO, logger="nnx"):
+        be = nnx.get_backend("auto")
+    assert be.name == "numpy"
+    assert "NumPy" in caplog.text and "no usable GPU" in caplog.text
+
+
+def test_gpu_without_cupy_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` fail
+    for spec in ("gpu", "cuda", "cuda:0", "cupy"):
+        with pytest.raises(nnx.BackendUnavailableError, match="CuPy is not installed") as err:
+            nnx.get_backend(spec)
+        assert "nnx-trainer[gpu]" in str(err.value) and "--device cpu" in str(err.value)
+    assert nnx.get_backend("auto").name == "numpy"
+
+
+def _fake_cupy(count_error=None, count=1):
+    class CUDARuntimeError(RuntimeError):
+        pass
+
+    def get_device_count():
+        if count_error:
+            raise CUDARuntimeError(count_error)
+        return count
+
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_device_count))
+    return cupy
+
+
+def test_gpu_without_driver_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy("cudaErrorInsufficientDriver: driver too old"))
+    with pytest.raises(nnx.BackendUnavailableError, match="CUDA is not usable") as err:
+        nnx.get_backend("gpu")
+    assert "cudaErrorInsufficientDriver" in str(err.value)
+    assert nnx.get_backend("auto").name == "numpy"
+
+
+def test_gpu_with_no_device_or_wrong_index(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=0))
+    with pytest.raises(nnx.BackendUnavailableError, match="no CUDA device"):
+        nnx.get_backend("cuda")
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count=2))
+    with pytest.raises(nnx.BackendUnavailableError, match=r"cuda:5 was requested .* 2 CUDA device"):
+        nnx.get_backend("cuda:5")
+
+
+def test_torch_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(nnx.BackendUnavailableError, match="needs PyTorch"):
+        nnx.get_backend("torch")
+
+
+def test_strict_devices():
+    assert nnx.get_backend("strict").name == "array_api_strict"
+    assert str(nnx.get_backend("strict:device1").device) == "array_api_strict.Device('device1')"
+    with pytest.raises(ValueError, match="unknown array-api-strict device 'nope'"):
+        nnx.get_backend("strict:nope")
+
+
+def test_valid_specs_are_documented():
+    assert "auto" in VALID_SPECS and "torch:cuda" in VALID_SPECS
+
+
+def test_round_trip_host_and_between_backends(backend):
+    host = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = backend.asarray(host)
+    assert backend.owns(x) and nnx.backend_of(x) == backend
+    np.testing.assert_array_equal(backend.to_numpy(x), host)
+    # another backend's array moves through the host
+    other = nnx.get_backend("strict:device1")
+    y = other.asarray(x, dtype="float64")
+    assert other.owns(y) and str(y.dtype).endswith("float64")
+    np.testing.assert_array_equal(nnx.to_numpy(y), host)
+
+
+def test_dtype_names(backend):
+    assert backend.dtype("float32") == backend.xp.float32
+    assert backend.dtype(np.float64) == backend.xp.float64
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        backend.dtype("float8")
+
+
+def test_generator_is_seeded_and_on_device(backend):
+    a = backend.generator(7).uniform((1000,), backend.xp.float32)
+    b = backend.generator(7).uniform((1000,), backend.xp.float32)
+    c = backend.generator(8).uniform((1000,), backend.xp.float32)
+    assert backend.owns(a) and a.dtype == backend.xp.float32
+    ha, hb, hc = nnx.to_numpy(a), nnx.to_numpy(b), nnx.to_numpy(c)
+    np.testing.assert_array_equal(ha, hb)
+    assert not np.array_equal(ha, hc)
+    assert 0.0 <= ha.min() and ha.max() < 1.0 and abs(ha.mean() - 0.5) < 0.05
+
+
+def test_namespace_rejects_non_arrays():
+    with pytest.raises(TypeError, match="expected an array .* got list"):
+        nnx.namespace([1.0, 2.0])

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+import nnx
+
+
+class WrongReLU(nnx.ReLU):
+    """A deliberately broken backward: gradcheck must catch it."""
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def test_reports_every_tensor_and_passes_correct_layers():
+    result = nnx.gradcheck(nnx.Linear(3, 2, rng=0), np.random.default_rng(0).standard_normal((4, 3)))
+    assert set(result.errors) == {"input", "weight", "bias"}
+    assert result.ok and result.worst[1] < 1e-8
+    assert "weight" in str(result) and "ok" in str(result)
+
+
+def test_catches_a_wrong_backward():
+    x = np.array([[-1.0, 2.0, -3.0]])
+    result = nnx.gradcheck(WrongReLU(), x)
+    assert not result.ok
+    assert result.worst[0] == "input" and result.worst[1] > 0.5
+    assert "FAIL" in str(result)
+
+
+def test_leaves_the_module_untouched():
+    layer = nnx.Linear(3, 2, rng=0)
+    before = layer.state_dict()
+    nnx.gradcheck(layer, np.ones((2, 3), dtype=np.float32))
+    assert layer.weight.value.dtype == np.float32 and layer.weight.grad is None
+    np.testing.assert_array_equal(layer.state_dict()["weight"], before["weight"])
+
+
+def test_checks_in_float64_even_for_float32_inputs(backend):
+    x = backend.asarray(np.random.default_rng(0).standard_normal((3, 4)), dtype="float32")
+    assert nnx.gradcheck(nnx.Softmax(), x).ok
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="MSELoss needs a target"):
+        nnx.gradcheck(nnx.MSELoss(), np.ones(3))
+    with pytest.raises(TypeError, match="expected an nnx Module or Loss"):
+        nnx.gradcheck(lambda x: x, np.ones(3))

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+import nnx
+
+
+def _mlp(device="cpu"):
+    return nnx.Sequential(
+        nnx.Linear(4, 8, rng=0, device=device), nnx.ReLU(), nnx.Dropout(0.1, rng=0), nnx.Linear(8, 3, rng=1, device=device)
+    )
+
+
+def test_named_parameters_and_structure():
+    model = _mlp()
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    assert [p.name for p in model.parameters()] == ["weight", "bias", "weight", "bias"]
+    assert len(model) == 4 and isinstance(model[1], nnx.ReLU)
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert len(list(model.modules())) == 5
+    assert nnx.Sequential(nnx.Linear(2, 2, bias=False)).state_dict().keys() == {"0.weight"}
+
+
+def test_repr_is_readable():
+    assert repr(_mlp()) == (
+        "Sequential(\n"
+        "  (0): Linear(in_features=4, out_features=8, bias=True)\n"
+        "  (1): ReLU()\n"
+        "  (2): Dropout(p=0.1)\n"
+        "  (3): Linear(in_features=8, out_features=3, bias=True)\n"
+        ")"
+    )
+    assert repr(nnx.Sequential(nnx.Sequential(nnx.Tanh()))) == "Sequential(\n  (0): Sequential(\n    (0): Tanh()\n  )\n)"
+    assert "shape=(4, 8)" in repr(_mlp()[0].weight)
+
+
+def test_backward_sets_grads_and_zero_grad_clears_them(backend):
+    model = _mlp(backend)
+    x = backend.asarray(np.ones((5, 4)), dtype="float32")
+    model.backward(model(x))
+    assert all(p.grad is not None and tuple(p.grad.shape) == p.shape for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_train_eval_propagate():
+    model = nnx.Sequential(nnx.Sequential(nnx.Dropout(0.5)), nnx.ReLU())
+    assert model.eval() is model
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_to_moves_and_casts(backend):
+    model = _mlp().eval().to(backend, dtype="float64")
+    for p in model.parameters():
+        assert backend.owns(p.value) and p.value.dtype == backend.xp.float64
+    model.to(dtype="float32")
+    assert all(p.value.dtype == backend.xp.float32 for p in model.parameters())
+    y = model(backend.asarray(np.ones((2, 4)), dtype="float32"))
+    np.testing.assert_allclose(nnx.to_numpy(y), nnx.to_numpy(_mlp().eval()(np.ones((2, 4), np.float32))), rtol=1e-5, atol=1e-6)
+
+
+def test_state_dict_round_trip_across_backends(backend):
+    source = _mlp()
+    state = source.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    state["0.weight"][0, 0] = 123.0  # the dict holds copies, not views of the parameters
+    assert nnx.to_numpy(source[0].weight.value)[0, 0] != 123.0
+    target = nnx.Sequential(
+        nnx.Linear(4, 8, rng=5), nnx.ReLU(), nnx.Dropout(0.1), nnx.Linear(8, 3, rng=6)
+    ).to(backend, dtype="float64")
+    target.load_state_dict(state)
+    for name, p in target.named_parameters():
+        assert backend.owns(p.value) and p.value.dtype == backend.xp.float64
+        np.testing.assert_allclose(nnx.to_numpy(p.value), state[name], rtol=1e-7)
+
+
+def test_load_state_dict_errors_change_nothing():
+    model = _mlp()
+    before = model.state_dict()
+    bad = dict(before)
+    del bad["3.bias"]
+    bad["extra"] = np.zeros(1)
+    with pytest.raises(ValueError, match=r"missing keys \['3.bias'\], unexpected keys \['extra'\]"):
+        model.load_state_dict(bad)
+    wrong = {k: np.zeros_like(v) for k, v in before.items()}
+    wrong["3.weight"] = np.zeros((3, 8))
+    with pytest.raises(ValueError, match=r"'3.weight' has shape \(3, 8\), but the parameter has shape \(8, 3\)"):
+        model.load_state_dict(wrong)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])  # no partial load
+
+
+def test_sequential_rejects_non_modules():
+    with pytest.raises(TypeError, match="argument 1 must be an nnx.Module, got function"):
+        nnx.Sequential(nnx.ReLU(), lambda x: x)
+
+
+def test_module_without_forward():
+    class Empty(nnx.Module):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Empty does not implement forward"):
+        Empty()(np.ones(2))
