@@ -7,7 +7,18 @@ API standard, so the same code runs on NumPy, CuPy, PyTorch tensors and array-ap
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .checks import BackwardBeforeForwardError
 from .gradcheck import GradcheckResult, gradcheck
-from .layers import GELU, Dropout, Flatten, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .layers import (
+    GELU,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .module import Module, Parameter, Sequential
 

@@ -37,7 +37,9 @@ VALID_SPECS = (
     "strict:DEVICE (e.g. strict:device1)",
 )
 
-_GPU_HINT = "install the GPU extra (pip install 'nnx-trainer[gpu]') or use --device cpu / --device auto"
+_GPU_HINT = (
+    "install the GPU extra (pip install 'nnx-trainer[gpu]') or use --device cpu / --device auto"
+)
 
 
 class BackendUnavailableError(RuntimeError):
@@ -274,7 +276,9 @@ def _cupy_backend(index: int) -> Backend:
     try:
         import cupy
     except ImportError:
-        raise BackendUnavailableError(f"a CUDA GPU was requested but CuPy is not installed; {_GPU_HINT}") from None
+        raise BackendUnavailableError(
+            f"a CUDA GPU was requested but CuPy is not installed; {_GPU_HINT}"
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDARuntimeError: no driver, insufficient driver, no device
@@ -282,7 +286,9 @@ def _cupy_backend(index: int) -> Backend:
             f"a CUDA GPU was requested but CUDA is not usable ({type(err).__name__}: {err}); {_GPU_HINT}"
         ) from None
     if count == 0:
-        raise BackendUnavailableError(f"a CUDA GPU was requested but no CUDA device was found; {_GPU_HINT}")
+        raise BackendUnavailableError(
+            f"a CUDA GPU was requested but no CUDA device was found; {_GPU_HINT}"
+        )
     if index >= count:
         raise BackendUnavailableError(
             f"cuda:{index} was requested but this machine has {count} CUDA device(s) "
@@ -315,7 +321,9 @@ def _torch_backend(spec: str, where: str) -> Backend:
     if where == "cuda" or where.startswith("cuda:"):
         index = _device_index(spec, where[len("cuda:") :]) if ":" in where else 0
         if not torch.cuda.is_available():
-            raise BackendUnavailableError(f"backend {spec!r} needs CUDA, which PyTorch cannot use here")
+            raise BackendUnavailableError(
+                f"backend {spec!r} needs CUDA, which PyTorch cannot use here"
+            )
         if index >= torch.cuda.device_count():
             raise BackendUnavailableError(
                 f"{spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"

@@ -37,7 +37,9 @@ def check_floating(xp: Any, x: Any, who: str, what: str = "input") -> None:
         )
 
 
-def check_same_dtype(x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters") -> None:
+def check_same_dtype(
+    x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters"
+) -> None:
     """Raise TypeError when ``x`` and ``ref`` differ in dtype (no silent promotion)."""
     if x.dtype != ref.dtype:
         raise TypeError(
@@ -46,7 +48,9 @@ def check_same_dtype(x: Any, ref: Any, who: str, what: str = "input", ref_what: 
         )
 
 
-def check_same_device(x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters") -> None:
+def check_same_device(
+    x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters"
+) -> None:
     """Raise ValueError when ``x`` and ``ref`` live on different devices."""
     dx, dr = device(x), device(ref)
     if dx != dr:

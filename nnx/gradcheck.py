@@ -47,12 +47,19 @@ class GradcheckResult:
         return all(err <= self.tol for err in self.errors.values())
 
     def __str__(self) -> str:
-        rows = [f"{name:>20s}  {err:.2e}  {'ok' if err <= self.tol else 'FAIL'}" for name, err in self.errors.items()]
+        rows = [
+            f"{name:>20s}  {err:.2e}  {'ok' if err <= self.tol else 'FAIL'}"
+            for name, err in self.errors.items()
+        ]
         return f"gradcheck (tol {self.tol:.0e}):\n" + "\n".join(rows)
 
 
 def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    scale = max(float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)), _FLOOR)
+    scale = max(
+        float(np.max(np.abs(analytic), initial=0.0)),
+        float(np.max(np.abs(numeric), initial=0.0)),
+        _FLOOR,
+    )
     return float(np.max(np.abs(analytic - numeric), initial=0.0)) / scale
 
 

@@ -84,4 +84,6 @@ def get_initializer(init: str | Initializer) -> Initializer:
         return init
     if isinstance(init, str) and init in INITIALIZERS:
         return INITIALIZERS[init]
-    raise ValueError(f"unknown initializer {init!r}; choose one of {', '.join(INITIALIZERS)} or pass a callable")
+    raise ValueError(
+        f"unknown initializer {init!r}; choose one of {', '.join(INITIALIZERS)} or pass a callable"
+    )

@@ -28,7 +28,9 @@ class Loss(Module):
 
     def __init__(self, reduction: str = "mean"):
         if reduction not in REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be 'mean' or 'sum', got {reduction!r}")
+            raise ValueError(
+                f"{type(self).__name__}: reduction must be 'mean' or 'sum', got {reduction!r}"
+            )
         self.reduction = reduction
         self._grad = None
 
@@ -54,7 +56,9 @@ class Loss(Module):
         xp = namespace(pred)
         check_floating(xp, pred, type(self).__name__, "prediction")
         if math.prod(pred.shape) == 0:
-            raise ValueError(f"{type(self).__name__}: prediction of shape {tuple(pred.shape)} is empty")
+            raise ValueError(
+                f"{type(self).__name__}: prediction of shape {tuple(pred.shape)} is empty"
+            )
         return xp
 
     def _check_same_shape_target(self, pred: Any, target: Any) -> Any:
@@ -62,7 +66,9 @@ class Loss(Module):
         who = type(self).__name__
         xp = self._check_pred(pred)
         if namespace(target) is not xp:
-            raise TypeError(f"{who}: target is a {type(target).__name__}, prediction a {type(pred).__name__}")
+            raise TypeError(
+                f"{who}: target is a {type(target).__name__}, prediction a {type(pred).__name__}"
+            )
         if tuple(target.shape) != tuple(pred.shape):
             raise ValueError(
                 f"{who}: target shape {tuple(target.shape)} does not match prediction shape "
@@ -137,7 +143,9 @@ class CrossEntropyLoss(Loss):
         who = "CrossEntropyLoss"
         n, c = logits.shape
         if namespace(target) is not xp:
-            raise TypeError(f"{who}: target is a {type(target).__name__}, logits a {type(logits).__name__}")
+            raise TypeError(
+                f"{who}: target is a {type(target).__name__}, logits a {type(logits).__name__}"
+            )
         check_same_device(target, logits, who, "target", "logits")
         if xp.isdtype(target.dtype, "integral"):
             if tuple(target.shape) != (n,):

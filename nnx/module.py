@@ -111,7 +111,9 @@ class Module:
                 if dtype is not None and p.value.dtype != dest.dtype(dtype):
                     p.value = dest.xp.astype(p.value, dest.dtype(dtype))
             else:
-                p.value = dest.asarray(p.value, dtype=dtype if dtype is not None else _dtype_name(p.value))
+                p.value = dest.asarray(
+                    p.value, dtype=dtype if dtype is not None else _dtype_name(p.value)
+                )
             p.grad = None
         return self
 

@@ -55,12 +55,16 @@ def _fake_cupy(count_error=None, count=1):
         return count
 
     cupy = types.ModuleType("cupy")
-    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_device_count))
+    cupy.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=get_device_count)
+    )
     return cupy
 
 
 def test_gpu_without_driver_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy("cudaErrorInsufficientDriver: driver too old"))
+    monkeypatch.setitem(
+        sys.modules, "cupy", _fake_cupy("cudaErrorInsufficientDriver: driver too old")
+    )
     with pytest.raises(nnx.BackendUnavailableError, match="CUDA is not usable") as err:
         nnx.get_backend("gpu")
     assert "cudaErrorInsufficientDriver" in str(err.value)

@@ -12,7 +12,9 @@ class WrongReLU(nnx.ReLU):
 
 
 def test_reports_every_tensor_and_passes_correct_layers():
-    result = nnx.gradcheck(nnx.Linear(3, 2, rng=0), np.random.default_rng(0).standard_normal((4, 3)))
+    result = nnx.gradcheck(
+        nnx.Linear(3, 2, rng=0), np.random.default_rng(0).standard_normal((4, 3))
+    )
     assert set(result.errors) == {"input", "weight", "bias"}
     assert result.ok and result.worst[1] < 1e-8
     assert "weight" in str(result) and "ok" in str(result)

@@ -92,25 +92,36 @@ def test_grad_out_scales_backward():
 def test_bad_targets_are_clear_errors(backend):
     pred = backend.asarray(host_normal((N, C)), dtype="float32")
     ints = backend.asarray(np.ones((N, C), dtype=np.int64))
-    with pytest.raises(ValueError, match=r"target shape \(6,\) does not match prediction shape \(6, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"target shape \(6,\) does not match prediction shape \(6, 4\)"
+    ):
         nnx.MSELoss()(pred, backend.asarray(np.ones(N), dtype="float32"))
     with pytest.raises(TypeError, match="target must be a floating-point array, got dtype int64"):
         nnx.L1Loss()(pred, ints)
-    with pytest.raises(TypeError, match="target dtype float64 does not match the prediction' dtype float32"):
+    with pytest.raises(
+        TypeError, match="target dtype float64 does not match the prediction' dtype float32"
+    ):
         nnx.BCEWithLogitsLoss()(pred, backend.asarray(np.ones((N, C)), dtype="float64"))
     ce = nnx.CrossEntropyLoss()
     with pytest.raises(ValueError, match=r"integer class labels must have shape \(6,\)"):
         ce(pred, backend.asarray(np.zeros((N, 1), dtype=np.int64)))
-    with pytest.raises(ValueError, match=r"probability targets must have the logits' shape \(6, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"probability targets must have the logits' shape \(6, 4\)"
+    ):
         ce(pred, backend.asarray(np.zeros(N), dtype="float32"))
-    with pytest.raises(ValueError, match=r"class labels must lie in \[0, 3\] for 4 classes, got labels from 0 to 4"):
+    with pytest.raises(
+        ValueError, match=r"class labels must lie in \[0, 3\] for 4 classes, got labels from 0 to 4"
+    ):
         ce(pred, backend.asarray(np.array([0, 1, 2, 3, 4, 0])))
     with pytest.raises(ValueError, match=r"logits must have shape \(N, C\), got \(6, 4, 1\)"):
         ce(backend.asarray(np.ones((N, C, 1)), dtype="float32"), backend.asarray(_labels()))
     with pytest.raises(TypeError, match="prediction must be a floating-point array"):
         ce(ints, backend.asarray(_labels()))
     with pytest.raises(ValueError, match="is empty"):
-        nnx.MSELoss()(backend.asarray(np.ones((0, 3)), dtype="float32"), backend.asarray(np.ones((0, 3)), dtype="float32"))
+        nnx.MSELoss()(
+            backend.asarray(np.ones((0, 3)), dtype="float32"),
+            backend.asarray(np.ones((0, 3)), dtype="float32"),
+        )
     with pytest.raises(nnx.BackwardBeforeForwardError):
         nnx.CrossEntropyLoss().backward()
 

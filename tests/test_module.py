@@ -6,7 +6,10 @@ import nnx
 
 def _mlp(device="cpu"):
     return nnx.Sequential(
-        nnx.Linear(4, 8, rng=0, device=device), nnx.ReLU(), nnx.Dropout(0.1, rng=0), nnx.Linear(8, 3, rng=1, device=device)
+        nnx.Linear(4, 8, rng=0, device=device),
+        nnx.ReLU(),
+        nnx.Dropout(0.1, rng=0),
+        nnx.Linear(8, 3, rng=1, device=device),
     )
 
 
@@ -30,7 +33,10 @@ def test_repr_is_readable():
         "  (3): Linear(in_features=8, out_features=3, bias=True)\n"
         ")"
     )
-    assert repr(nnx.Sequential(nnx.Sequential(nnx.Tanh()))) == "Sequential(\n  (0): Sequential(\n    (0): Tanh()\n  )\n)"
+    assert (
+        repr(nnx.Sequential(nnx.Sequential(nnx.Tanh())))
+        == "Sequential(\n  (0): Sequential(\n    (0): Tanh()\n  )\n)"
+    )
     assert "shape=(4, 8)" in repr(_mlp()[0].weight)
 
 
@@ -58,7 +64,12 @@ def test_to_moves_and_casts(backend):
     model.to(dtype="float32")
     assert all(p.value.dtype == backend.xp.float32 for p in model.parameters())
     y = model(backend.asarray(np.ones((2, 4)), dtype="float32"))
-    np.testing.assert_allclose(nnx.to_numpy(y), nnx.to_numpy(_mlp().eval()(np.ones((2, 4), np.float32))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        nnx.to_numpy(y),
+        nnx.to_numpy(_mlp().eval()(np.ones((2, 4), np.float32))),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_state_dict_round_trip_across_backends(backend):
@@ -86,7 +97,9 @@ def test_load_state_dict_errors_change_nothing():
         model.load_state_dict(bad)
     wrong = {k: np.zeros_like(v) for k, v in before.items()}
     wrong["3.weight"] = np.zeros((3, 8))
-    with pytest.raises(ValueError, match=r"'3.weight' has shape \(3, 8\), but the parameter has shape \(8, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"'3.weight' has shape \(3, 8\), but the parameter has shape \(8, 3\)"
+    ):
         model.load_state_dict(wrong)
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[name])  # no partial load

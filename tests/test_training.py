@@ -35,7 +35,9 @@ def test_classifier_learns_with_cross_entropy(backend):
     labels = rng.integers(0, 3, size=300)
     x_host = (centers[labels] + rng.standard_normal((300, 2))).astype(np.float32)
     x, t = backend.asarray(x_host), backend.asarray(labels)
-    model = nnx.Sequential(nnx.Linear(2, 16, rng=0), nnx.ReLU(), nnx.Linear(16, 3, rng=1)).to(backend)
+    model = nnx.Sequential(nnx.Linear(2, 16, rng=0), nnx.ReLU(), nnx.Linear(16, 3, rng=1)).to(
+        backend
+    )
     loss_fn = nnx.CrossEntropyLoss()
     first = float(nnx.to_numpy(loss_fn(model(x), t)))
     for _ in range(200):

@@ -36,14 +36,25 @@ BOOK = {
 
 def _network(backend):
     model = nnx.Sequential(
-        nnx.Linear(4, 3, dtype="float64", device=backend), nnx.ReLU(), nnx.Linear(3, 4, dtype="float64", device=backend)
+        nnx.Linear(4, 3, dtype="float64", device=backend),
+        nnx.ReLU(),
+        nnx.Linear(3, 4, dtype="float64", device=backend),
     )
-    model.load_state_dict({"0.weight": np.array(W1), "0.bias": np.array(B1), "2.weight": np.array(W2), "2.bias": np.array(B2)})
+    model.load_state_dict(
+        {
+            "0.weight": np.array(W1),
+            "0.bias": np.array(B1),
+            "2.weight": np.array(W2),
+            "2.bias": np.array(B2),
+        }
+    )
     return model
 
 
 def _close(actual, expected, **kw):
-    np.testing.assert_allclose(nnx.to_numpy(actual).reshape(np.shape(expected)), expected, atol=1e-12, **kw)
+    np.testing.assert_allclose(
+        nnx.to_numpy(actual).reshape(np.shape(expected)), expected, atol=1e-12, **kw
+    )
 
 
 def test_matches_the_book(backend):

@@ -5,4 +5,15 @@ from .dropout import Dropout
 from .linear import Linear
 from .shape import Flatten, Identity
 
-__all__ = ["GELU", "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = [
+    "GELU",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "LeakyReLU",
+    "Linear",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]

@@ -50,8 +50,14 @@ class LeakyReLU(_Activation):
     _x = None
 
     def __init__(self, negative_slope: float = 0.01):
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) or not math.isfinite(negative_slope):
-            raise ValueError(f"LeakyReLU: negative_slope must be a finite number, got {negative_slope!r}")
+        if (
+            isinstance(negative_slope, bool)
+            or not isinstance(negative_slope, numbers.Real)
+            or not math.isfinite(negative_slope)
+        ):
+            raise ValueError(
+                f"LeakyReLU: negative_slope must be a finite number, got {negative_slope!r}"
+            )
         self.negative_slope = float(negative_slope)
 
     def extra_repr(self) -> str:
@@ -117,7 +123,9 @@ class Softmax(_Activation):
     def forward(self, x: Any) -> Any:
         xp = self._begin(x)
         if not -x.ndim <= self.axis < max(x.ndim, 1):
-            raise ValueError(f"Softmax: axis {self.axis} is out of range for input of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"Softmax: axis {self.axis} is out of range for input of shape {tuple(x.shape)}"
+            )
         e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
         self._y = e / xp.sum(e, axis=self.axis, keepdims=True)
         return self._y

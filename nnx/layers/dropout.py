@@ -28,7 +28,12 @@ class Dropout(Module):
     _shape = None
 
     def __init__(self, p: float = 0.5, rng: Seed = None):
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not (0.0 <= p < 1.0) or math.isnan(p):
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, numbers.Real)
+            or not (0.0 <= p < 1.0)
+            or math.isnan(p)
+        ):
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
         self.p = float(p)
         self.seed = int(as_rng(rng).integers(2**63))

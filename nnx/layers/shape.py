@@ -36,8 +36,14 @@ class Flatten(Module):
     _shape = None
 
     def __init__(self, start_axis: int = 1):
-        if isinstance(start_axis, bool) or not isinstance(start_axis, numbers.Integral) or start_axis < 0:
-            raise ValueError(f"Flatten: start_axis must be a non-negative integer, got {start_axis!r}")
+        if (
+            isinstance(start_axis, bool)
+            or not isinstance(start_axis, numbers.Integral)
+            or start_axis < 0
+        ):
+            raise ValueError(
+                f"Flatten: start_axis must be a non-negative integer, got {start_axis!r}"
+            )
         self.start_axis = int(start_axis)
 
     def extra_repr(self) -> str:

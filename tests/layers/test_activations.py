@@ -84,8 +84,6 @@ def test_bad_arguments():
         nnx.Softmax(axis=2)(np.ones((2, 2)))
 
 
-
-
 @pytest.mark.parametrize(
     "make, reference",
     [

@@ -22,7 +22,10 @@ class Reseeded(nnx.Module):
 
 
 LAYERS = {
-    "linear": (lambda: nnx.Linear(4, 3, rng=0, init="he_normal", bias_init="glorot_uniform"), (5, 4)),
+    "linear": (
+        lambda: nnx.Linear(4, 3, rng=0, init="he_normal", bias_init="glorot_uniform"),
+        (5, 4),
+    ),
     "linear-3d-input": (lambda: nnx.Linear(4, 3, rng=1, bias_init="he_uniform"), (2, 3, 4)),
     "linear-1d-input": (lambda: nnx.Linear(4, 3, rng=2, bias_init="he_uniform"), (4,)),
     "linear-no-bias": (lambda: nnx.Linear(4, 3, bias=False, rng=3), (5, 4)),

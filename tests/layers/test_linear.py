@@ -17,9 +17,11 @@ def test_forward_is_x_at_w_plus_b(backend):
 def test_same_seed_same_initial_weights_and_output_on_every_backend(backend):
     reference = nnx.Sequential(nnx.Linear(5, 4, rng=42), nnx.ReLU(), nnx.Linear(4, 2, rng=43))
     model = nnx.Sequential(
-        nnx.Linear(5, 4, rng=42, device=backend), nnx.ReLU(), nnx.Linear(4, 2, rng=43, device=backend)
+        nnx.Linear(5, 4, rng=42, device=backend),
+        nnx.ReLU(),
+        nnx.Linear(4, 2, rng=43, device=backend),
     )
-    for (name, p), (_, q) in zip(reference.named_parameters(), model.named_parameters()):
+    for (name, p), (_, q) in zip(reference.named_parameters(), model.named_parameters(), strict=True):
         np.testing.assert_array_equal(nnx.to_numpy(p.value), nnx.to_numpy(q.value), err_msg=name)
     x = host_normal((3, 5)).astype(np.float32)
     np.testing.assert_allclose(
@@ -27,7 +29,10 @@ def test_same_seed_same_initial_weights_and_output_on_every_backend(backend):
     )
 
 
-@pytest.mark.parametrize("init", ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "xavier_uniform", "zeros"])
+@pytest.mark.parametrize(
+    "init",
+    ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "xavier_uniform", "zeros"],
+)
 def test_initializers_have_the_documented_scale(init):
     w = nnx.to_numpy(nnx.Linear(400, 600, init=init, rng=0, dtype="float64").weight.value)
     expected_std = {
@@ -43,7 +48,9 @@ def test_initializers_have_the_documented_scale(init):
 
 def test_custom_initializer_callable():
     layer = nnx.Linear(2, 2, init=lambda shape, rng: np.full(shape, 0.5))
-    np.testing.assert_array_equal(nnx.to_numpy(layer.weight.value), np.full((2, 2), 0.5, np.float32))
+    np.testing.assert_array_equal(
+        nnx.to_numpy(layer.weight.value), np.full((2, 2), 0.5, np.float32)
+    )
 
 
 def test_bad_construction_arguments():
@@ -58,33 +65,46 @@ def test_bad_construction_arguments():
 
 def test_wrong_feature_size_names_layer_and_shapes(backend):
     layer = nnx.Linear(4, 3, rng=0, device=backend)
-    with pytest.raises(ValueError, match=r"Linear\(4, 3\): expected input of shape \(\.\.\., 4\), got shape \(2, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Linear\(4, 3\): expected input of shape \(\.\.\., 4\), got shape \(2, 5\)",
+    ):
         layer(backend.asarray(np.zeros((2, 5)), dtype="float32"))
 
 
 def test_integer_input_is_a_type_error(backend):
     layer = nnx.Linear(2, 3, rng=0, device=backend)
-    with pytest.raises(TypeError, match=r"Linear\(2, 3\): input must be a floating-point array, got dtype int64"):
+    with pytest.raises(
+        TypeError, match=r"Linear\(2, 3\): input must be a floating-point array, got dtype int64"
+    ):
         layer(backend.asarray(np.ones((4, 2), dtype=np.int64)))
 
 
 def test_dtype_mismatch_is_a_type_error_not_a_silent_promotion(backend):
     layer = nnx.Linear(2, 3, rng=0, device=backend)
-    with pytest.raises(TypeError, match="input dtype float64 does not match the parameters' dtype float32"):
+    with pytest.raises(
+        TypeError, match="input dtype float64 does not match the parameters' dtype float32"
+    ):
         layer(backend.asarray(np.ones((4, 2)), dtype="float64"))
 
 
 def test_input_on_another_device_is_a_value_error():
     layer = nnx.Linear(2, 3, rng=0, device="strict:device1")
     x = nnx.get_backend("strict").asarray(np.ones((4, 2)), dtype="float32")
-    with pytest.raises(ValueError, match=r"input is on device .*CPU_DEVICE.* but the parameters are on .*device1"):
+    with pytest.raises(
+        ValueError, match=r"input is on device .*CPU_DEVICE.* but the parameters are on .*device1"
+    ):
         layer(x)
 
 
 def test_backward_checks(backend):
     layer = nnx.Linear(2, 3, rng=0, device=backend)
-    with pytest.raises(nnx.BackwardBeforeForwardError, match="Linear.2, 3..backward called before forward"):
+    with pytest.raises(
+        nnx.BackwardBeforeForwardError, match="Linear.2, 3..backward called before forward"
+    ):
         layer.backward(backend.asarray(np.ones((4, 3)), dtype="float32"))
     layer(backend.asarray(np.ones((4, 2)), dtype="float32"))
-    with pytest.raises(ValueError, match=r"gradient has shape \(4, 2\) but the forward output had shape \(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"gradient has shape \(4, 2\) but the forward output had shape \(4, 3\)"
+    ):
         layer.backward(backend.asarray(np.ones((4, 2)), dtype="float32"))

@@ -1,0 +1,69 @@
+"""The core is written against the standard namespace only; backend names live in nnx/backend.py."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnx
+
+PACKAGE = Path(nnx.__file__).parent
+LIBRARIES = {"numpy", "cupy", "cupyx", "torch", "jax", "array_api_strict"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*PACKAGE.glob("layers/*.py"), PACKAGE / "losses.py", PACKAGE / "checks.py"]),
+    ids=str,
+)
+def test_layer_and_loss_code_imports_no_array_library(path):
+    assert not (_imported_modules(path) & LIBRARIES)
+
+
+def test_only_backend_names_gpu_and_test_libraries():
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "backend.py":
+            assert not (_imported_modules(path) & (LIBRARIES - {"numpy"})), path
+
+
+def test_float32_end_to_end_no_promotion(backend):
+    model = nnx.Sequential(
+        nnx.Flatten(),
+        nnx.Linear(6, 8, rng=0),
+        nnx.LeakyReLU(),
+        nnx.Dropout(0.2, rng=0),
+        nnx.Linear(8, 8, rng=1),
+        nnx.GELU(),
+        nnx.Linear(8, 8, rng=2),
+        nnx.Sigmoid(),
+        nnx.Linear(8, 4, rng=3),
+        nnx.Tanh(),
+        nnx.Identity(),
+    ).to(backend)
+    x = backend.asarray(np.random.default_rng(0).standard_normal((5, 2, 3)), dtype="float32")
+    f32 = backend.xp.float32
+    out = model(x)
+    for loss, target in [
+        (nnx.CrossEntropyLoss(), backend.asarray(np.arange(5) % 4)),
+        (nnx.MSELoss(), out),
+        (nnx.L1Loss(), out),
+        (nnx.BCEWithLogitsLoss(), backend.asarray(np.ones((5, 4)), dtype="float32")),
+    ]:
+        value = loss(model(x), target)
+        grad_in = model.backward(loss.backward())
+        assert value.dtype == f32 and grad_in.dtype == f32, type(loss).__name__
+        assert all(p.grad.dtype == f32 for p in model.parameters())
+    for layer in (nnx.Softmax(), nnx.ReLU()):
+        y = layer(out)
+        assert y.dtype == f32 and layer.backward(y).dtype == f32
