@@ -4,6 +4,7 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors and array-api-strict.
 """
 
+from . import optim
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .checks import BackwardBeforeForwardError
 from .gradcheck import GradcheckResult, gradcheck
@@ -51,5 +52,6 @@ __all__ = [
     "get_backend",
     "gradcheck",
     "namespace",
+    "optim",
     "to_numpy",
 ]

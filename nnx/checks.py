@@ -23,6 +23,17 @@ def positive_int(value: Any, name: str, who: str) -> int:
     return int(value)
 
 
+def non_negative(value: Any, name: str, who: str) -> float:
+    """``value`` as a float, or a ValueError naming it when it is not a finite number >= 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0 <= value < float("inf")
+    ):
+        raise ValueError(f"{who}: {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def dtype_name(dtype: Any) -> str:
     """A short dtype name for messages (``float32``, not ``torch.float32``)."""
     return str(dtype).rsplit(".", 1)[-1]

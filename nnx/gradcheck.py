@@ -1,6 +1,7 @@
 """Compare analytic gradients with central finite differences in float64.
 
-For a module ``f``, the checked scalar is ``S = sum(f(x) * w)`` with a fixed random ``w``, so
+For a module ``f``, the checked scalar is ``S = sum(f(x) * w) + f.regularization_loss()`` with a
+fixed random ``w``, so
 ``backward(w)`` must equal ``dS/dx`` and each ``dS/dparam``. For a loss, ``S`` is the loss
 itself and ``backward()`` is compared. Each tensor's error is
 
@@ -100,7 +101,10 @@ def gradcheck(
         weights = backend.asarray(np.random.default_rng(seed).standard_normal(out_shape), dtype=f64)
 
     def objective(inp: Any) -> float:
-        out = fn(inp, target) if is_loss else backend.xp.sum(fn(inp) * weights)
+        if is_loss:
+            out = fn(inp, target)
+        else:  # layer penalties (L1/L2) are part of what backward differentiates
+            out = backend.xp.sum(fn(inp) * weights) + fn.regularization_loss()
         return float(to_numpy(out))
 
     # analytic gradients

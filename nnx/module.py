@@ -88,6 +88,20 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def penalty(self) -> Any:
+        """This module's own regularization term (a 0-d array), or None when it has none."""
+        return None
+
+    def regularization_loss(self) -> Any:
+        """Sum of every sub-module's :meth:`penalty` (0.0 when none has one); add it to the
+        reported loss. The matching gradients are added by each layer's ``backward``."""
+        total: Any = 0.0
+        for m in self.modules():
+            term = m.penalty()
+            if term is not None:
+                total = total + term
+        return total
+
     def train(self, mode: bool = True) -> Module:
         """Set training mode (``mode=True``) or evaluation mode on this module and its children."""
         for m in self.modules():

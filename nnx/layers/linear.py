@@ -10,6 +10,7 @@ from ..checks import (
     check_grad,
     check_same_device,
     check_same_dtype,
+    non_negative,
     positive_int,
     require_forward,
 )
@@ -29,6 +30,10 @@ class Linear(Module):
         rng: seed or ``numpy.random.Generator`` for the initial values (drawn on the host).
         dtype: parameter dtype, ``"float32"`` (default) or ``"float64"``.
         device: backend spec or :class:`nnx.Backend` to create the parameters on (default CPU).
+        weight_l1, weight_l2, bias_l1, bias_l2: penalty strengths. The penalty
+            ``l1 * sum|W| + l2 * sum W^2`` (likewise for ``b``) is returned by :meth:`penalty`
+            and its gradient ``l1 * sign(W) + 2 * l2 * W`` is added to ``weight.grad`` by
+            ``backward``.
 
     Shapes: input ``(..., in_features)``; output ``(..., out_features)``;
     ``weight`` is ``(in_features, out_features)`` and ``bias`` is ``(out_features,)``.
@@ -49,9 +54,17 @@ class Linear(Module):
         rng: Seed = None,
         dtype: Any = "float32",
         device: str | Backend = "cpu",
+        weight_l1: float = 0.0,
+        weight_l2: float = 0.0,
+        bias_l1: float = 0.0,
+        bias_l2: float = 0.0,
     ):
         self.in_features = positive_int(in_features, "in_features", "Linear")
         self.out_features = positive_int(out_features, "out_features", "Linear")
+        self.weight_l1 = non_negative(weight_l1, "weight_l1", "Linear")
+        self.weight_l2 = non_negative(weight_l2, "weight_l2", "Linear")
+        self.bias_l1 = non_negative(bias_l1, "bias_l1", "Linear")
+        self.bias_l2 = non_negative(bias_l2, "bias_l2", "Linear")
         backend = get_backend(device)
         host_rng = as_rng(rng)
         shape = (self.in_features, self.out_features)
@@ -65,7 +78,27 @@ class Linear(Module):
         self._x = None
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        text = f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        for name in ("weight_l1", "weight_l2", "bias_l1", "bias_l2"):
+            if getattr(self, name):
+                text += f", {name}={getattr(self, name)}"
+        return text
+
+    def _terms(self):
+        yield self.weight, self.weight_l1, self.weight_l2
+        if self.bias is not None:
+            yield self.bias, self.bias_l1, self.bias_l2
+
+    def penalty(self) -> Any:
+        """``l1 * sum|W| + l2 * sum W^2`` plus the same for ``b``; None without penalties."""
+        total = None
+        for p, l1, l2 in self._terms():
+            xp = namespace(p.value)
+            if l1:
+                total = l1 * xp.sum(xp.abs(p.value)) + (0.0 if total is None else total)
+            if l2:
+                total = l2 * xp.sum(p.value * p.value) + (0.0 if total is None else total)
+        return total
 
     def _who(self) -> str:
         return f"Linear({self.in_features}, {self.out_features})"
@@ -102,4 +135,9 @@ class Linear(Module):
         self.weight.grad = x2.T @ g2
         if self.bias is not None:
             self.bias.grad = xp.sum(g2, axis=0)
+        for p, l1, l2 in self._terms():
+            if l1:  # d(l1 * sum|p|)/dp = l1 * sign(p)
+                p.grad = p.grad + l1 * xp.sign(p.value)
+            if l2:  # d(l2 * sum p^2)/dp = 2 * l2 * p
+                p.grad = p.grad + (2.0 * l2) * p.value
         return grad_out @ self.weight.value.T

@@ -21,7 +21,9 @@ def test_same_seed_same_initial_weights_and_output_on_every_backend(backend):
         nnx.ReLU(),
         nnx.Linear(4, 2, rng=43, device=backend),
     )
-    for (name, p), (_, q) in zip(reference.named_parameters(), model.named_parameters(), strict=True):
+    for (name, p), (_, q) in zip(
+        reference.named_parameters(), model.named_parameters(), strict=True
+    ):
         np.testing.assert_array_equal(nnx.to_numpy(p.value), nnx.to_numpy(q.value), err_msg=name)
     x = host_normal((3, 5)).astype(np.float32)
     np.testing.assert_allclose(

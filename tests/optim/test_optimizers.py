@@ -1,0 +1,253 @@
+import math
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+
+CONFIGS = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.05, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}),
+    ("Adam", {}),
+    ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ("Adam", {"lr": 0.02, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1, "amsgrad": True}),
+    ("AdamW", {}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+    ("RMSprop", {}),
+    ("RMSprop", {"lr": 0.005, "momentum": 0.9}),
+    ("RMSprop", {"lr": 0.005, "centered": True}),
+    (
+        "RMSprop",
+        {"lr": 0.005, "alpha": 0.9, "centered": True, "momentum": 0.5, "weight_decay": 0.01},
+    ),
+    ("Adagrad", {}),
+    (
+        "Adagrad",
+        {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01},
+    ),
+]
+OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop, "Adagrad": Adagrad}
+SHAPES = [(3, 4), (4,)]
+
+
+def _gradient(value: np.ndarray, step: int) -> np.ndarray:
+    """A deterministic, state-dependent gradient: a bumpy bowl plus a step-dependent push."""
+    return (
+        0.7 * value
+        + np.sin(3.0 * value)
+        + 0.3 * np.cos(step + np.arange(value.size).reshape(value.shape))
+    )
+
+
+def _initial(seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape) for shape in SHAPES]
+
+
+def _run_nnx(name, kwargs, steps, backend, dtype="float64", start=None, optimizer_state=None):
+    params = [
+        nnx.Parameter(backend.asarray(v, dtype=dtype), f"p{i}")
+        for i, v in enumerate(start or _initial())
+    ]
+    opt = OPTIMIZERS[name](params, **kwargs)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    for step in range(steps):
+        for i, p in enumerate(params):
+            skip = i == 1 and step % 5 == 3  # a parameter without a gradient is skipped
+            host = nnx.to_numpy(p.value)
+            p.grad = None if skip else backend.asarray(_gradient(host, step), dtype=dtype)
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("name, kwargs", CONFIGS, ids=lambda c: str(c))
+def test_fifty_steps_agree_with_torch_optim(name, kwargs):
+    torch = pytest.importorskip("torch")
+    params, _ = _run_nnx(name, kwargs, 50, nnx.get_backend("numpy"))
+    tensors = [torch.tensor(v, requires_grad=True) for v in _initial()]
+    opt = getattr(torch.optim, name)(tensors, **kwargs)
+    for step in range(50):
+        for i, t in enumerate(tensors):
+            skip = i == 1 and step % 5 == 3
+            t.grad = None if skip else torch.tensor(_gradient(t.detach().numpy(), step))
+        opt.step()
+    for p, t in zip(params, tensors, strict=True):
+        np.testing.assert_allclose(
+            nnx.to_numpy(p.value), t.detach().numpy(), rtol=1e-10, atol=1e-10
+        )
+
+
+def _one(value):
+    return nnx.Parameter(np.array([value]), "p")
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        # p = 1, g = 0.5, lr = 0.1: p - lr * g
+        (lambda p: SGD(p, lr=0.1), [0.95, 0.90]),
+        # buffer b = g = 0.5, then b = 0.9 * 0.5 + 0.5 = 0.95: p = 0.95 - 0.095
+        (lambda p: SGD(p, lr=0.1, momentum=0.9), [0.95, 0.855]),
+        # step 1: m_hat = g, v_hat = g^2, so p - lr * g / (|g| + eps) ~ p - lr
+        (lambda p: Adam(p, lr=0.1), [1 - 0.1 * 0.5 / (0.5 + 1e-8)]),
+        # decay first: 1 * (1 - 0.1 * 0.1) = 0.99, then the Adam step of 0.1
+        (lambda p: AdamW(p, lr=0.1, weight_decay=0.1), [0.99 - 0.1 * 0.5 / (0.5 + 1e-8)]),
+        # v = 0.01 * 0.25 = 0.0025, sqrt(v) = 0.05: p - 0.01 * 0.5 / 0.05 = p - 0.1
+        (lambda p: RMSprop(p, lr=0.01), [1 - 0.01 * 0.5 / (0.05 + 1e-8)]),
+        # s = 0.25: p - 0.01 * 0.5 / 0.5
+        (lambda p: Adagrad(p, lr=0.01), [1 - 0.01 * 0.5 / (0.5 + 1e-10)]),
+    ],
+)
+def test_first_steps_by_hand(make, expected):
+    p = _one(1.0)
+    opt = make([p])
+    for want in expected:
+        p.grad = np.array([0.5])
+        opt.step()
+        assert float(p.value[0]) == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("name, kwargs", CONFIGS[::2], ids=lambda c: str(c))
+def test_quadratic_bowl_converges_on_every_backend(backend, name, kwargs):
+    curvature = np.array([1.0, 3.0, 0.5, 2.0])
+    center = np.array([1.0, -2.0, 0.5, 3.0])
+    kwargs = {**kwargs, "lr": {"SGD": 0.1, "Adagrad": 0.5}.get(name, 0.05)}
+    if name in ("Adam", "AdamW", "RMSprop"):
+        kwargs["weight_decay"] = 0.0
+    p = nnx.Parameter(backend.asarray(np.zeros(4), dtype="float32"), "p")
+    opt = OPTIMIZERS[name]([p], **kwargs)
+    c, a = backend.asarray(center, dtype="float32"), backend.asarray(curvature, dtype="float32")
+    for _ in range(600):
+        p.grad = a * (p.value - c)  # gradient of 0.5 * sum(a * (p - c)^2)
+        opt.step()
+    assert p.value.dtype == backend.xp.float32 and backend.owns(p.value)
+    wd = kwargs.get("weight_decay", 0.0)
+    optimum = curvature * center / (curvature + wd)  # an L2 term moves the optimum slightly
+    np.testing.assert_allclose(nnx.to_numpy(p.value), optimum, atol=0.05)
+
+
+@pytest.mark.parametrize("name, kwargs", CONFIGS, ids=lambda c: str(c))
+def test_state_dict_resumes_identically(backend, name, kwargs):
+    straight, _ = _run_nnx(name, kwargs, 20, backend)
+    half, opt = _run_nnx(name, kwargs, 10, backend)
+    state = opt.state_dict()
+    # plain data only: numbers, strings, lists and NumPy arrays
+    for entry in state["state"]:
+        assert all(isinstance(v, (int, np.ndarray)) for v in entry.values())
+    resumed_start = [nnx.to_numpy(p.value) for p in half]
+    # continue on a fresh optimizer (and on NumPy: state loads onto another backend)
+    numpy = nnx.get_backend("numpy")
+    params, _ = _run_nnx_from(name, kwargs, 10, numpy, resumed_start, state, first_step=10)
+    for p, q in zip(straight, params, strict=True):
+        np.testing.assert_allclose(
+            nnx.to_numpy(q.value), nnx.to_numpy(p.value), rtol=1e-12, atol=1e-12
+        )
+    if backend.name == "numpy":
+        for p, q in zip(straight, params, strict=True):
+            np.testing.assert_array_equal(nnx.to_numpy(q.value), nnx.to_numpy(p.value))
+
+
+def _run_nnx_from(name, kwargs, steps, backend, start, state, first_step):
+    params = [
+        nnx.Parameter(backend.asarray(v, dtype="float64"), f"p{i}") for i, v in enumerate(start)
+    ]
+    opt = OPTIMIZERS[name](params, lr=0.5)  # wrong lr on purpose: the state restores it
+    opt.load_state_dict(state)
+    assert opt.lr == kwargs.get("lr", opt.lr)
+    for step in range(first_step, first_step + steps):
+        for i, p in enumerate(params):
+            skip = i == 1 and step % 5 == 3
+            p.grad = (
+                None
+                if skip
+                else backend.asarray(_gradient(nnx.to_numpy(p.value), step), dtype="float64")
+            )
+        opt.step()
+    return params, opt
+
+
+def test_parameter_without_gradient_is_skipped():
+    a, b = _one(1.0), _one(2.0)
+    opt = Adam([a, b], lr=0.1)
+    a.grad = np.array([1.0])
+    opt.step()
+    assert float(b.value[0]) == 2.0 and opt.state[1] == {}
+    assert opt.state[0]["step"] == 1
+
+
+def test_read_only_arrays_are_rebound_not_written():
+    frozen = np.array([1.0, 2.0])
+    frozen.flags.writeable = False  # stands in for immutable arrays such as JAX's
+    p = nnx.Parameter(frozen, "p")
+    opt = SGD([p], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        p.grad = np.array([1.0, 1.0])
+        opt.step()
+    np.testing.assert_allclose(p.value, [1.0 - 0.1 - 0.19, 2.0 - 0.1 - 0.19])
+    np.testing.assert_array_equal(frozen, [1.0, 2.0])
+
+
+def test_in_place_updates_keep_the_same_array():
+    p = _one(1.0)
+    original = p.value
+    opt = Adam([p])
+    p.grad = np.array([1.0])
+    opt.step()
+    assert p.value is original
+
+
+def test_lr_is_readable_and_settable():
+    opt = SGD(nnx.Linear(2, 2).parameters(), lr=0.1)
+    assert opt.lr == 0.1
+    opt.lr = 0.01
+    assert opt.lr == 0.01
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        opt.lr = -1.0
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda ps: SGD(ps, lr=-0.1), r"SGD: lr must be a finite number in \[0.0, inf\], got -0.1"),
+        (lambda ps: Adam(ps, lr=math.nan), "Adam: lr must be a finite number .* got nan"),
+        (
+            lambda ps: Adam(ps, betas=(0.9, 1.0)),
+            r"beta2 must be a finite number in \[0.0, 1.0\), got 1.0",
+        ),
+        (lambda ps: AdamW(ps, betas=(-0.1, 0.9)), "beta1 must be"),
+        (lambda ps: Adam(ps, betas=0.9), "betas must be a pair"),
+        (lambda ps: SGD(ps, nesterov=True), "nesterov momentum needs momentum > 0"),
+        (lambda ps: RMSprop(ps, alpha=1.5), "alpha must be"),
+        (lambda ps: Adagrad(ps, eps=-1), "eps must be"),
+        (lambda ps: SGD([], lr=0.1), "SGD: got an empty parameter list"),
+        (lambda ps: SGD([np.zeros(2)], lr=0.1), "parameter 0 is a ndarray, not an nnx.Parameter"),
+        (lambda ps: SGD(ps + ps, lr=0.1), "appears more than once"),
+    ],
+)
+def test_bad_hyperparameters(make, message):
+    params = list(nnx.Linear(2, 2).parameters())
+    with pytest.raises((ValueError, TypeError), match=message):
+        make(params)
+
+
+def test_gradient_that_does_not_fit_is_an_error():
+    p = nnx.Parameter(np.zeros(3, dtype=np.float32), "w")
+    opt = SGD([p], lr=0.1)
+    p.grad = np.zeros(3)  # float64
+    with pytest.raises(
+        ValueError,
+        match="gradient of w has shape .3,. and dtype float64, but the parameter .* float32",
+    ):
+        opt.step()
+
+
+def test_load_state_dict_checks():
+    params = list(nnx.Linear(2, 2).parameters())
+    with pytest.raises(ValueError, match="belongs to a 'SGD' optimizer"):
+        Adam(params).load_state_dict(SGD(params).state_dict())
+    with pytest.raises(ValueError, match="state for 1 parameters, but this optimizer has 2"):
+        SGD(params).load_state_dict(SGD(params[:1]).state_dict())
