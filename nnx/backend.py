@@ -75,6 +75,9 @@ class Backend:
     def __hash__(self) -> int:
         return hash((self.name, str(self.device)))
 
+    def __deepcopy__(self, memo: dict) -> Backend:
+        return self  # a namespace and a device: nothing to copy (modules cannot be deep-copied)
+
     def dtype(self, dtype: Any) -> Any:
         """This namespace's dtype for ``dtype`` (a name such as ``"float32"``, a NumPy or xp dtype)."""
         if isinstance(dtype, str):

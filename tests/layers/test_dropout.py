@@ -35,3 +35,15 @@ def test_same_seed_same_masks_new_masks_each_call(backend):
 def test_bad_probability(p):
     with pytest.raises(ValueError, match="p must be a probability in"):
         nnx.Dropout(p)
+
+
+def test_deep_copy_after_use_continues_the_same_masks(backend):
+    # gradcheck deep-copies modules; a used Dropout holds a backend generator
+    import copy
+
+    model = nnx.Sequential(nnx.Linear(3, 3, rng=0, device=backend), nnx.Dropout(0.5, rng=0))
+    x = backend.asarray(np.ones((8, 3)), dtype="float32")
+    model(x)
+    twin = copy.deepcopy(model)
+    np.testing.assert_array_equal(nnx.to_numpy(model(x)), nnx.to_numpy(twin(x)))
+    assert nnx.gradcheck(model.eval(), x).ok
