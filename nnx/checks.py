@@ -6,6 +6,7 @@ forces a host/device synchronisation.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -23,13 +24,29 @@ def positive_int(value: Any, name: str, who: str) -> int:
     return int(value)
 
 
+def _is_finite_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def real_in_range(
+    value: Any,
+    name: str,
+    who: str,
+    low: float = 0.0,
+    high: float = math.inf,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a float in ``[low, high]`` (``[low, high)`` with ``high_open``), else ValueError."""
+    ok = _is_finite_real(value) and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{who}: {name} must be a finite number in {interval}, got {value!r}")
+    return float(value)
+
+
 def non_negative(value: Any, name: str, who: str) -> float:
     """``value`` as a float, or a ValueError naming it when it is not a finite number >= 0."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0 <= value < float("inf")
-    ):
+    if not (_is_finite_real(value) and value >= 0):
         raise ValueError(f"{who}: {name} must be a finite number >= 0, got {value!r}")
     return float(value)
 

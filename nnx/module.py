@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, backend_of, get_backend, to_numpy
+from .checks import dtype_name
 
 
 class Parameter:
@@ -126,7 +127,7 @@ class Module:
                     p.value = dest.xp.astype(p.value, dest.dtype(dtype))
             else:
                 p.value = dest.asarray(
-                    p.value, dtype=dtype if dtype is not None else _dtype_name(p.value)
+                    p.value, dtype=dtype if dtype is not None else dtype_name(p.value.dtype)
                 )
             p.grad = None
         return self
@@ -179,10 +180,6 @@ class Module:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
-
-
-def _dtype_name(x: Any) -> str:
-    return str(x.dtype).rsplit(".", 1)[-1]
 
 
 class Sequential(Module):

@@ -91,14 +91,14 @@ class Linear(Module):
 
     def penalty(self) -> Any:
         """``l1 * sum|W| + l2 * sum W^2`` plus the same for ``b``; None without penalties."""
-        total = None
+        terms = []
         for p, l1, l2 in self._terms():
             xp = namespace(p.value)
             if l1:
-                total = l1 * xp.sum(xp.abs(p.value)) + (0.0 if total is None else total)
+                terms.append(l1 * xp.sum(xp.abs(p.value)))
             if l2:
-                total = l2 * xp.sum(p.value * p.value) + (0.0 if total is None else total)
-        return total
+                terms.append(l2 * xp.sum(p.value * p.value))
+        return sum(terms[1:], terms[0]) if terms else None
 
     def _who(self) -> str:
         return f"Linear({self.in_features}, {self.out_features})"

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import namespace
+from ..checks import real_in_range
 from ..module import Parameter
-from .optimizers import _number
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float, eps: float = 1e-6) -> Any:
@@ -17,7 +17,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float, eps: float = 1e
     ``min(1, max_norm / (total + eps))``. Returns ``total`` (before clipping) as a 0-d array on
     the gradients' device, or None when no parameter has a gradient.
     """
-    max_norm = _number(max_norm, "max_norm", "clip_grad_norm")
+    max_norm = real_in_range(max_norm, "max_norm", "clip_grad_norm")
     grads = [p for p in params if p.grad is not None]
     if not grads:
         return None
@@ -31,7 +31,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float, eps: float = 1e
 
 def clip_grad_value(params: Iterable[Parameter], clip_value: float) -> None:
     """Clamp every gradient element to ``[-clip_value, clip_value]``."""
-    clip_value = _number(clip_value, "clip_value", "clip_grad_value")
+    clip_value = real_in_range(clip_value, "clip_value", "clip_grad_value")
     for p in params:
         if p.grad is not None:
             p.grad = namespace(p.grad).clip(p.grad, -clip_value, clip_value)

@@ -11,32 +11,14 @@ optimizer state (including its step count) stay as they are.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from ..backend import backend_of, is_writeable, namespace, to_numpy
-from ..checks import dtype_name
+from ..checks import dtype_name, real_in_range
 from ..module import Parameter
-
-
-def _number(
-    value: Any,
-    name: str,
-    who: str,
-    low: float = 0.0,
-    high: float = math.inf,
-    high_open: bool = False,
-) -> float:
-    """``value`` as a float in ``[low, high]`` (``[low, high)`` with ``high_open``), else ValueError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and low <= value and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{who}: {name} must be a finite number in {interval}, got {value!r}")
-    return float(value)
 
 
 def _subtract(p: Parameter, delta: Any) -> None:
@@ -77,7 +59,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self._lr = _number(value, "lr", type(self).__name__)
+        self._lr = real_in_range(value, "lr", type(self).__name__)
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient."""
@@ -181,9 +163,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
     ):
         super().__init__(params, lr)
-        self.momentum = _number(momentum, "momentum", "SGD")
-        self.dampening = _number(dampening, "dampening", "SGD")
-        self.weight_decay = _number(weight_decay, "weight_decay", "SGD")
+        self.momentum = real_in_range(momentum, "momentum", "SGD")
+        self.dampening = real_in_range(dampening, "dampening", "SGD")
+        self.weight_decay = real_in_range(weight_decay, "weight_decay", "SGD")
         self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
@@ -224,12 +206,12 @@ class Adagrad(Optimizer):
         eps: float = 1e-10,
     ):
         super().__init__(params, lr)
-        self.lr_decay = _number(lr_decay, "lr_decay", "Adagrad")
-        self.weight_decay = _number(weight_decay, "weight_decay", "Adagrad")
-        self.initial_accumulator_value = _number(
+        self.lr_decay = real_in_range(lr_decay, "lr_decay", "Adagrad")
+        self.weight_decay = real_in_range(weight_decay, "weight_decay", "Adagrad")
+        self.initial_accumulator_value = real_in_range(
             initial_accumulator_value, "initial_accumulator_value", "Adagrad"
         )
-        self.eps = _number(eps, "eps", "Adagrad")
+        self.eps = real_in_range(eps, "eps", "Adagrad")
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
         g = self._with_weight_decay(p, g, self.weight_decay)
@@ -266,10 +248,10 @@ class RMSprop(Optimizer):
         centered: bool = False,
     ):
         super().__init__(params, lr)
-        self.alpha = _number(alpha, "alpha", "RMSprop", high=1.0)
-        self.eps = _number(eps, "eps", "RMSprop")
-        self.weight_decay = _number(weight_decay, "weight_decay", "RMSprop")
-        self.momentum = _number(momentum, "momentum", "RMSprop")
+        self.alpha = real_in_range(alpha, "alpha", "RMSprop", high=1.0)
+        self.eps = real_in_range(eps, "eps", "RMSprop")
+        self.weight_decay = real_in_range(weight_decay, "weight_decay", "RMSprop")
+        self.momentum = real_in_range(momentum, "momentum", "RMSprop")
         self.centered = bool(centered)
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
@@ -329,11 +311,11 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{who}: betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (
-            _number(betas[0], "beta1", who, high=1.0, high_open=True),
-            _number(betas[1], "beta2", who, high=1.0, high_open=True),
+            real_in_range(betas[0], "beta1", who, high=1.0, high_open=True),
+            real_in_range(betas[1], "beta2", who, high=1.0, high_open=True),
         )
-        self.eps = _number(eps, "eps", who)
-        self.weight_decay = _number(weight_decay, "weight_decay", who)
+        self.eps = real_in_range(eps, "eps", who)
+        self.weight_decay = real_in_range(weight_decay, "weight_decay", who)
         self.amsgrad = bool(amsgrad)
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..checks import positive_int
-from .optimizers import Optimizer, _number
+from ..checks import positive_int, real_in_range
+from .optimizers import Optimizer
 
 
 class Schedule:
@@ -65,7 +65,7 @@ class StepLR(Schedule):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
         self.step_size = positive_int(step_size, "step_size", "StepLR")
-        self.gamma = _number(gamma, "gamma", "StepLR")
+        self.gamma = real_in_range(gamma, "gamma", "StepLR")
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
@@ -76,7 +76,7 @@ class ExponentialLR(Schedule):
     """``lr = base_lr * gamma ** t``."""
 
     def __init__(self, optimizer: Optimizer, gamma: float):
-        self.gamma = _number(gamma, "gamma", "ExponentialLR")
+        self.gamma = real_in_range(gamma, "gamma", "ExponentialLR")
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
@@ -88,7 +88,7 @@ class CosineAnnealingLR(Schedule):
 
     def __init__(self, optimizer: Optimizer, t_max: int, eta_min: float = 0.0):
         self.t_max = positive_int(t_max, "t_max", "CosineAnnealingLR")
-        self.eta_min = _number(eta_min, "eta_min", "CosineAnnealingLR")
+        self.eta_min = real_in_range(eta_min, "eta_min", "CosineAnnealingLR")
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
@@ -104,7 +104,7 @@ class LinearWarmup(Schedule):
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, start_factor: float = 0.1):
         self.warmup_steps = positive_int(warmup_steps, "warmup_steps", "LinearWarmup")
-        self.start_factor = _number(start_factor, "start_factor", "LinearWarmup", high=1.0)
+        self.start_factor = real_in_range(start_factor, "start_factor", "LinearWarmup", high=1.0)
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
@@ -116,7 +116,7 @@ class InverseTimeDecay(Schedule):
     """``lr = base_lr / (1 + decay * t)``, the decay of "Neural Networks from Scratch"."""
 
     def __init__(self, optimizer: Optimizer, decay: float):
-        self.decay = _number(decay, "decay", "InverseTimeDecay")
+        self.decay = real_in_range(decay, "decay", "InverseTimeDecay")
         super().__init__(optimizer)
 
     def lr_at(self, t: int) -> float:
