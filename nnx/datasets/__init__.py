@@ -1,5 +1,92 @@
-"""Datasets nnx generates itself from a seed (no download, no dependency)."""
+"""Data sets: the scikit-learn digits (the default), the book's synthetic sets, MNIST and
+Fashion-MNIST. :func:`load_dataset` returns any of them by name as host NumPy arrays.
 
-from .synthetic import spiral
+>>> data = load_dataset("spiral", seed=0)
+>>> data.task, data.num_classes, data.train[0].shape, data.test[0].shape
+('classification', 3, (240, 2), (60, 2))
+"""
 
-__all__ = ["spiral"]
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .digits import digits
+from .errors import DatasetError
+from .idx import cache_dir, fashion_mnist, mnist
+from .synthetic import sine, spiral, vertical
+
+DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist")
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A data set ready for training: host arrays ``train = (x, y)`` and ``test = (x, y)``.
+
+    ``task`` is ``"classification"`` (int64 labels, ``num_classes`` classes) or ``"regression"``
+    (float32 targets of shape ``(n, num_outputs)``).
+    """
+
+    name: str
+    task: str
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    num_classes: int | None = None
+
+    @property
+    def num_features(self) -> int:
+        return int(self.train[0].shape[1])
+
+    @property
+    def num_outputs(self) -> int:
+        """Units of the model's last layer: the class count, or the regression target width."""
+        return self.num_classes if self.num_classes is not None else int(self.train[1].shape[1])
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    download: bool = True,
+) -> DatasetSplits:
+    """Load a data set by name (one of :data:`DATASETS`).
+
+    The synthetic sets are generated from ``seed`` with a test set drawn from ``seed + 1``;
+    ``data_dir`` (MNIST, Fashion-MNIST only) names a local folder with the files.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if data_dir is not None and name not in ("mnist", "fashion-mnist"):
+        raise ValueError(f"--data-dir applies to mnist and fashion-mnist, not to {name!r}")
+    if name == "digits":
+        train, test = digits()
+        return DatasetSplits(name, "classification", train, test, num_classes=10)
+    if name in ("spiral", "vertical"):
+        make = spiral if name == "spiral" else vertical
+        train, test = make(80, 3, seed=seed), make(20, 3, seed=seed + 1)
+        return DatasetSplits(name, "classification", train, test, num_classes=3)
+    if name == "sine":
+        x, y = sine(1000)
+        rng = np.random.default_rng(seed)
+        test = np.zeros(len(x), dtype=bool)
+        test[rng.permutation(len(x))[: len(x) // 5]] = True
+        return DatasetSplits(name, "regression", (x[~test], y[~test]), (x[test], y[test]))
+    train, test = (mnist if name == "mnist" else fashion_mnist)(data_dir, download=download)
+    return DatasetSplits(name, "classification", train, test, num_classes=10)
+
+
+__all__ = [
+    "DATASETS",
+    "DatasetError",
+    "DatasetSplits",
+    "cache_dir",
+    "digits",
+    "fashion_mnist",
+    "load_dataset",
+    "mnist",
+    "sine",
+    "spiral",
+    "vertical",
+]

@@ -1,0 +1,78 @@
+"""Train/validation split and feature standardization (fitted on the training split only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import backend_of, namespace, to_numpy
+from ..checks import real_in_range
+from .dataset import ArrayDataset
+
+
+def train_val_split(
+    dataset: ArrayDataset, val_fraction: float, seed: int = 0
+) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """Split off a random ``val_fraction`` of the samples as a validation set (seeded).
+
+    Returns ``(train, None)`` for ``val_fraction == 0``.
+
+    >>> import numpy as np
+    >>> train, val = train_val_split(ArrayDataset(np.arange(10.0), np.arange(10)), 0.2, seed=0)
+    >>> len(train), len(val)
+    (8, 2)
+    """
+    fraction = real_in_range(val_fraction, "val_fraction", "train_val_split", high=1.0)
+    n = len(dataset)
+    n_val = round(fraction * n)
+    if n_val == 0:
+        return dataset, None
+    if n_val >= n:
+        raise ValueError(
+            f"train_val_split: val_fraction {fraction} leaves no training samples out of {n}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
+    xp = namespace(dataset.x)
+    be = dataset.backend
+
+    def subset(idx: np.ndarray) -> ArrayDataset:
+        i = be.asarray(idx)
+        y = None if dataset.y is None else xp.take(dataset.y, i, axis=0)
+        return ArrayDataset(xp.take(dataset.x, i, axis=0), y)
+
+    return subset(train_idx), subset(val_idx)
+
+
+class Standardizer:
+    """Per-feature ``(x - mean) / std``, with mean and std fitted on the training data only.
+
+    Features with zero spread are centred but not scaled.
+
+    >>> import numpy as np
+    >>> s = Standardizer().fit(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    >>> s.transform(np.array([[2.0, 6.0]])).tolist()
+    [[0.0, 1.0]]
+    """
+
+    mean: Any = None
+    std: Any = None
+
+    def fit(self, x: Any) -> Standardizer:
+        xp = namespace(x)
+        self.mean = xp.mean(x, axis=0)
+        std = xp.std(x, axis=0)
+        self.std = xp.where(std > 0, std, xp.ones_like(std))
+        return self
+
+    def transform(self, x: Any) -> Any:
+        if self.mean is None:
+            raise RuntimeError("Standardizer: call fit(train_x) before transform")
+        be = backend_of(x)
+        mean = be.asarray(self.mean, dtype=x.dtype)  # no copy when already on x's backend
+        std = be.asarray(self.std, dtype=x.dtype)
+        return (x - mean) / std
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"mean": np.array(to_numpy(self.mean)), "std": np.array(to_numpy(self.std))}

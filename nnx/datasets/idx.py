@@ -1,0 +1,253 @@
+"""MNIST and Fashion-MNIST: read from a local folder, or download once into a cache folder.
+
+A folder is searched for, in order: a Keras-style ``mnist.npz`` (``x_train``, ``y_train``,
+``x_test``, ``y_test``), then the four standard IDX files, gzipped (``*.gz``) or raw. Without
+a folder, the files are looked up in the cache (``$NNX_DATA/<name>`` or
+``~/.cache/nnx/<name>``) and the missing ones downloaded from the data set's usual public
+location, checked against their SHA-256 and written atomically.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatasetError
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a data set's gzipped IDX files are published, and their SHA-256 checksums."""
+
+    urls: tuple[str, ...]
+    sha256: dict[str, str]
+
+
+SOURCES = {
+    "mnist": Source(
+        urls=(
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        ),
+        sha256={
+            "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+    ),
+    "fashion-mnist": Source(
+        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        sha256={
+            "train-images-idx3-ubyte.gz": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+            "train-labels-idx1-ubyte.gz": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+            "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+            "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+        },
+    ),
+}
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def cache_dir() -> Path:
+    """``$NNX_DATA`` when set, else ``~/.cache/nnx``."""
+    return Path(os.environ.get("NNX_DATA") or Path.home() / ".cache" / "nnx")
+
+
+def mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> tuple[Split, Split]:
+    """MNIST as ``((x_train, y_train), (x_test, y_test))``: float32 pixels in [0, 1] of shape
+    ``(n, 784)`` and int64 labels. See the module docstring for where the files come from."""
+    return load_idx_dataset("mnist", data_dir, download)
+
+
+def fashion_mnist(
+    data_dir: str | os.PathLike | None = None, download: bool = True
+) -> tuple[Split, Split]:
+    """Fashion-MNIST, in the same form as :func:`mnist`."""
+    return load_idx_dataset("fashion-mnist", data_dir, download)
+
+
+def load_idx_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, download: bool = True
+) -> tuple[Split, Split]:
+    """Load ``name`` (a key of :data:`SOURCES`) from ``data_dir``, or from the cache, downloading."""
+    if data_dir is not None:
+        folder = Path(data_dir)
+        if not folder.is_dir():
+            raise DatasetError(f"{name}: data folder {folder} does not exist")
+        found = _find_local(folder)
+        if found is None:
+            raise DatasetError(_missing_message(name, folder))
+        return found
+    folder = cache_dir() / name
+    found = _find_local(folder) if folder.is_dir() else None
+    if found is not None:
+        return found
+    if not download:
+        raise DatasetError(_missing_message(name, folder))
+    fetch(name, folder)
+    found = _find_local(folder)
+    assert found is not None  # fetch() wrote every file or raised
+    return found
+
+
+def fetch(name: str, folder: Path, base_url: str | None = None, timeout: float = 60.0) -> None:
+    """Download every missing gzipped IDX file of ``name`` into ``folder``, verifying SHA-256."""
+    source = SOURCES[name]
+    folder.mkdir(parents=True, exist_ok=True)
+    urls = (base_url,) if base_url else source.urls
+    for filename, expected in source.sha256.items():
+        target = folder / filename
+        if target.exists() and _sha256(target) == expected:
+            continue
+        errors = []
+        for url in urls:
+            try:
+                _download(url.rstrip("/") + "/" + filename, target, expected, timeout)
+                break
+            except (urllib.error.URLError, OSError, ChecksumError) as err:
+                errors.append(f"{url}: {err}")
+        else:
+            raise DatasetError(
+                f"{name}: could not download {filename} ({'; '.join(errors)}). "
+                + _missing_message(name, folder)
+            )
+
+
+class ChecksumError(ValueError):
+    """A downloaded file's SHA-256 differs from the published one."""
+
+
+def _download(url: str, target: Path, expected_sha256: str, timeout: float) -> None:
+    """Stream ``url`` into a temporary file beside ``target``; rename it into place only when its
+    SHA-256 matches (so a failed or corrupted download never leaves a file behind)."""
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        got = digest.hexdigest()
+        if got != expected_sha256:
+            raise ChecksumError(
+                f"checksum mismatch for {target.name}: expected SHA-256 {expected_sha256}, got {got}"
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _missing_message(name: str, folder: Path) -> str:
+    files = ", ".join(f"{stem}.gz" for stem in IDX_FILES.values())
+    return (
+        f"{name}: expected {files} (gzipped or not) or a Keras-style mnist.npz in {folder}; "
+        f"download them from {SOURCES[name].urls[0]} and put them there"
+    )
+
+
+def _find_local(folder: Path) -> tuple[Split, Split] | None:
+    npz = folder / "mnist.npz"
+    if npz.is_file():
+        return _read_npz(npz)
+    paths = {}
+    for key, stem in IDX_FILES.items():
+        for candidate in (folder / f"{stem}.gz", folder / stem):
+            if candidate.is_file():
+                paths[key] = candidate
+                break
+        else:
+            return None
+    splits = []
+    for split in ("train", "test"):
+        images = _images(paths[f"{split}_images"])
+        labels = _labels(paths[f"{split}_labels"])
+        splits.append((images, _check_labels(labels, len(images), paths[f"{split}_labels"])))
+    return splits[0], splits[1]
+
+
+def _read_npz(path: Path) -> tuple[Split, Split]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except (KeyError, ValueError, OSError) as err:
+        raise DatasetError(
+            f"{path} is not a Keras-style mnist.npz with x_train, y_train, x_test, y_test: {err}"
+        ) from None
+    return tuple(  # type: ignore[return-value]
+        (
+            _scale(arrays[f"x_{s}"], path),
+            _check_labels(arrays[f"y_{s}"], len(arrays[f"x_{s}"]), path),
+        )
+        for s in ("train", "test")
+    )
+
+
+def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        raise DatasetError(f"cannot read {path}: {err}") from None
+    header = 4 + 4 * ndim
+    if len(data) < header or struct.unpack(">I", data[:4])[0] != magic:
+        raise DatasetError(f"{path} is not an IDX file of unsigned bytes with {ndim} dimension(s)")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    if len(data) - header != int(np.prod(shape)):
+        raise DatasetError(
+            f"{path} is truncated or padded: header says shape {shape}, "
+            f"file holds {len(data) - header} bytes of data"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _images(path: Path) -> np.ndarray:
+    return _scale(_read_idx(path, 0x0803, 3), path)
+
+
+def _labels(path: Path) -> np.ndarray:
+    return _read_idx(path, 0x0801, 1)
+
+
+def _scale(images: np.ndarray, path: Path) -> np.ndarray:
+    if images.ndim < 2:
+        raise DatasetError(f"{path}: images must have at least 2 dimensions, got {images.shape}")
+    return (images.reshape(len(images), -1).astype(np.float32)) / np.float32(255.0)
+
+
+def _check_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:
+    if labels.shape != (n,):
+        raise DatasetError(f"{path}: {n} images but labels of shape {labels.shape}")
+    return labels.astype(np.int64)
+
+
+__all__ = ["SOURCES", "cache_dir", "fashion_mnist", "fetch", "load_idx_dataset", "mnist"]
