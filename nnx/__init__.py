@@ -4,10 +4,21 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors and array-api-strict.
 """
 
-from . import optim
+from . import callbacks, data, datasets, metrics, optim
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    JSONLinesLogger,
+    LRScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+)
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .checks import BackwardBeforeForwardError
 from .gradcheck import GradcheckResult, gradcheck
+from .history import History
 from .layers import (
     GELU,
     Dropout,
@@ -22,10 +33,30 @@ from .layers import (
 )
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .module import Module, Parameter, Sequential
+from .plots import save_curves
+from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSVLogger",
+    "Callback",
+    "CheckpointError",
+    "EarlyStopping",
+    "History",
+    "JSONLinesLogger",
+    "LRScheduler",
+    "ModelCheckpoint",
+    "NonFiniteLossError",
+    "ProgressBar",
+    "Trainer",
+    "callbacks",
+    "data",
+    "datasets",
+    "load_checkpoint",
+    "metrics",
+    "save_checkpoint",
+    "save_curves",
     "GELU",
     "BCEWithLogitsLoss",
     "Backend",

@@ -1,0 +1,360 @@
+"""The Trainer: fit / evaluate / predict on any backend, with callbacks and exact resume."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, get_backend, namespace, to_numpy
+from .callbacks import Callback, LRScheduler, ProgressBar
+from .checkpoint import checkpoint_arrays, load_checkpoint, write_checkpoint
+from .data import ArrayDataset, DataLoader
+from .history import History
+from .layers import Dropout
+from .losses import Loss
+from .metrics import Metric, get_metric
+from .module import Module
+from .optim import Optimizer, clip_grad_norm
+from .optim.schedules import Schedule
+
+logger = logging.getLogger("nnx")
+
+Data = ArrayDataset | tuple[Any, Any]
+
+
+def _label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
+    """Smallest and largest integer label over the data sets (one host read), None for float targets."""
+    ys = [d.y for d in datasets if d is not None]
+    xp = namespace(ys[0])
+    if not xp.isdtype(ys[0].dtype, "integral"):
+        return None
+    ends = xp.stack([xp.min(y) for y in ys] + [xp.max(y) for y in ys])
+    host = to_numpy(ends)
+    return int(host[: len(ys)].min()), int(host[len(ys) :].max())
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+class Trainer:
+    """Train ``model`` with ``loss`` and ``optimizer`` on a backend (``device`` spec or Backend).
+
+    Args:
+        model: the network; moved to the backend at once (its dtype is kept).
+        loss: an nnx loss such as ``CrossEntropyLoss()``.
+        optimizer: an nnx optimizer built on ``model.parameters()``.
+        device: backend spec (``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda:1"``, ``"torch"``, ...).
+        metrics: names (``"accuracy"``, ``"top5_accuracy"``, ``"mae"``, ``"mse"``) or Metric objects.
+        callbacks: extra :class:`~nnx.callbacks.Callback` objects.
+        seed: drives the shuffling order and the dropout masks of every epoch, so a run (and a
+            resumed run) repeats exactly.
+        schedule: a learning-rate schedule on ``optimizer``, stepped per ``schedule_interval``
+            (``"epoch"`` or ``"batch"``).
+        clip_norm: clip the global gradient norm to this value before each step.
+        progress: show a progress bar (it stays quiet when stderr is not a terminal).
+
+    History losses are the data losses, without L1/L2 penalty terms.
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        loss: Loss,
+        optimizer: Optimizer,
+        device: str | Backend = "auto",
+        metrics: Sequence[str | Metric] = ("accuracy",),
+        callbacks: Iterable[Callback] = (),
+        seed: int = 0,
+        schedule: Schedule | None = None,
+        schedule_interval: str = "epoch",
+        clip_norm: float | None = None,
+        progress: bool = True,
+    ):
+        if not isinstance(model, Module):
+            raise TypeError(f"Trainer: model must be an nnx.Module, got {type(model).__name__}")
+        if not isinstance(loss, Loss):
+            raise TypeError(f"Trainer: loss must be an nnx loss, got {type(loss).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                f"Trainer: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"
+            )
+        self.backend = get_backend(device)
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self._move_to_backend()
+        self.metrics = [get_metric(m) for m in metrics]
+        self.seed = int(seed)
+        self.schedule = schedule
+        self.clip_norm = clip_norm
+        extra = list(callbacks)
+        for cb in extra:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"Trainer: callback {cb!r} is not an nnx Callback")
+        if schedule is not None:
+            extra.append(LRScheduler(schedule, schedule_interval))
+        if progress:
+            extra.append(ProgressBar())
+        self.callbacks = sorted(extra, key=lambda cb: cb.order)
+        self.history = History()
+        self.epoch = 0  # completed epochs
+        self.step = 0  # completed optimizer steps
+        self.stop_training = False
+        self.target_epochs = 0
+        self.batches_per_epoch = 0
+
+    # ------------------------------------------------------------------ placement
+    def _move_to_backend(self) -> None:
+        saved = self.optimizer.state_dict() if any(self.optimizer.state) else None
+        self.model.to(self.backend)
+        if saved is not None:  # optimizer buffers follow the parameters
+            self.optimizer.load_state_dict(saved)
+        first = next(iter(self.model.parameters()), None)
+        if first is None:
+            raise ValueError("Trainer: the model has no parameters to train")
+        self.dtype = first.value.dtype
+
+    def dataset(self, data: Data) -> ArrayDataset:
+        """``data`` (an ArrayDataset or an ``(x, y)`` pair) on this Trainer's backend and dtype."""
+        if isinstance(data, tuple) and len(data) == 2:
+            data = ArrayDataset(*data)
+        if not isinstance(data, ArrayDataset):
+            raise TypeError(
+                f"Trainer: data must be an nnx.data.ArrayDataset or an (x, y) pair, got "
+                f"{type(data).__name__}"
+            )
+        if data.y is None:
+            raise ValueError("Trainer: training and evaluation data need targets (y)")
+        return data.to(self.backend, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        train: Data,
+        val: Data | None = None,
+        epochs: int = 10,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        eval_batch_size: int | None = None,
+    ) -> History:
+        """Train until ``epochs`` epochs are complete in total (a resumed Trainer continues from
+        its epoch counter) and return the :class:`History`."""
+        train_set = self.dataset(train)
+        val_set = None if val is None else self.dataset(val)
+        self._label_range = _label_range(train_set, val_set)
+        loader = DataLoader(train_set, batch_size, shuffle, drop_last, seed=self.seed)
+        eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self.target_epochs = int(epochs)
+        self.batches_per_epoch = len(loader)
+        self.stop_training = False
+        if self.epoch >= self.target_epochs:
+            return self.history
+        for cb in self.callbacks:
+            cb.on_fit_begin(self)
+        # Labels were range-checked once above; the loss need not read them back every batch.
+        check_labels = getattr(self.loss, "check_labels", None)
+        if check_labels is not None:
+            self.loss.check_labels = False
+        try:
+            while self.epoch < self.target_epochs and not self.stop_training:
+                logs = self._train_epoch(loader)
+                if val_set is not None:
+                    for key, value in self.evaluate(val_set, eval_batch_size).items():
+                        logs[f"val_{key}"] = value
+                self.history.append(logs)
+                self.epoch += 1
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, self.epoch - 1, logs)
+        except KeyboardInterrupt:
+            for cb in self.callbacks:
+                cb.on_interrupt(self)
+            raise
+        except BaseException:
+            for cb in self.callbacks:
+                if isinstance(cb, ProgressBar):
+                    cb.close()
+            raise
+        finally:
+            if check_labels is not None:
+                self.loss.check_labels = check_labels
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        return self.history
+
+    def _check_label_range(self, pred: Any) -> None:
+        """Integer labels must index the model's outputs (checked on the host, no sync)."""
+        if self._label_range is None or pred.ndim != 2:
+            return
+        lo, hi = self._label_range
+        if lo < 0 or hi >= pred.shape[1]:
+            raise ValueError(
+                f"Trainer: class labels run from {lo} to {hi}, but the model has "
+                f"{pred.shape[1]} outputs (labels must lie in [0, {pred.shape[1] - 1}])"
+            )
+
+    def _reseed_dropout(self, epoch: int) -> None:
+        for i, m in enumerate(self.model.modules()):
+            if isinstance(m, Dropout):
+                m.reseed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0]))
+
+    def _train_epoch(self, loader: DataLoader) -> dict[str, Any]:
+        epoch = self.epoch
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self, epoch)
+        lr = self.optimizer.lr
+        self.model.train()
+        self._reseed_dropout(epoch)
+        loader.set_epoch(epoch)
+        for m in self.metrics:
+            m.reset()
+        model, loss_fn, optimizer = self.model, self.loss, self.optimizer
+        params = list(model.parameters())
+        losses, sizes = [], []
+        start = time.perf_counter()
+        for batch, (xb, yb) in enumerate(loader):
+            pred = model.forward(xb)
+            if batch == 0:
+                self._check_label_range(pred)
+            losses.append(loss_fn.forward(pred, yb))
+            sizes.append(int(xb.shape[0]))
+            model.backward(loss_fn.backward())
+            if self.clip_norm is not None:
+                clip_grad_norm(params, self.clip_norm)
+            optimizer.step()
+            for m in self.metrics:
+                m.update(pred, yb)
+            self.step += 1
+            for cb in self.callbacks:
+                cb.on_batch_end(self, batch)
+        loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
+        seconds = time.perf_counter() - start
+        bad = np.flatnonzero(~np.isfinite(loss_values))
+        if bad.size:
+            first = int(bad[0])
+            raise NonFiniteLossError(
+                f"training loss became {loss_values[first]} at epoch {epoch + 1}, batch "
+                f"{first + 1} of {len(losses)} (optimizer step {self.step - len(losses) + first + 1}); "
+                f"try a lower learning rate or gradient clipping. Checkpoints written so far "
+                f"were kept."
+            )
+        n = sum(sizes)
+        logs: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": float(np.dot(loss_values, sizes) / n),
+        }
+        for m, total in zip(self.metrics, metric_totals, strict=True):
+            logs[f"train_{m.name}"] = m.value(total)
+        logs["lr"] = lr
+        logs["seconds"] = seconds
+        logs["samples_per_s"] = n / seconds if seconds > 0 else math.inf
+        return logs
+
+    def _to_host(self, scalars: list[Any], metrics: list[Metric]) -> tuple[np.ndarray, list[float]]:
+        """Per-batch 0-d arrays and metric totals, copied to the host in one transfer."""
+        values = list(scalars) + [m.total for m in metrics if m.total is not None]
+        if not values:
+            return np.zeros(0), [0.0 for _ in metrics]
+        xp = namespace(values[0])
+        host = np.asarray(to_numpy(xp.stack([xp.astype(v, values[0].dtype) for v in values])))
+        host = host.astype(np.float64)
+        totals = list(host[len(scalars) :])
+        metric_totals = [totals.pop(0) if m.total is not None else 0.0 for m in metrics]
+        return host[: len(scalars)], metric_totals
+
+    # ------------------------------------------------------------------ inference
+    def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
+        """Mean loss and every metric over ``data``, in evaluation mode (dropout off)."""
+        dataset = self.dataset(data)
+        was_training = self.model.training
+        self.model.eval()
+        metrics = [copy.copy(m) for m in self.metrics]  # the training metrics keep their sums
+        for m in metrics:
+            m.reset()
+        losses, sizes = [], []
+        try:
+            for xb, yb in DataLoader(dataset, batch_size, shuffle=False):
+                pred = self.model.forward(xb)
+                losses.append(self.loss.forward(pred, yb))
+                sizes.append(int(xb.shape[0]))
+                for m in metrics:
+                    m.update(pred, yb)
+        finally:
+            self.model.train(was_training)
+        loss_values, totals = self._to_host(losses, metrics)
+        result = {"loss": float(np.dot(loss_values, sizes) / sum(sizes))}
+        for m, total in zip(metrics, totals, strict=True):
+            result[m.name] = m.value(total)
+        return result
+
+    def predict(self, x: Any, batch_size: int = 1024) -> Any:
+        """Model outputs for ``x`` (host or backend array), batched, in evaluation mode.
+
+        Returns a backend array; ``nnx.to_numpy`` copies it to the host.
+        """
+        dataset = ArrayDataset(x).to(self.backend, dtype=self.dtype)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            outputs = [self.model.forward(xb) for xb, _ in DataLoader(dataset, batch_size, False)]
+        finally:
+            self.model.train(was_training)
+        return self.backend.xp.concat(outputs, axis=0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume, as host arrays (see :mod:`nnx.checkpoint`)."""
+        return checkpoint_arrays(
+            self.model,
+            self.optimizer,
+            self.schedule,
+            epoch=self.epoch,
+            step=self.step,
+            seed=self.seed,
+            history=self.history.records,
+            callbacks=self._callback_states(),
+            backend=self.backend.name,
+        )
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write a resumable checkpoint atomically."""
+        write_checkpoint(path, self.checkpoint_arrays())
+
+    def load_checkpoint(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Restore model, optimizer, schedule, counters, history and callback state from ``path``
+        (saved by :meth:`save_checkpoint` or :class:`~nnx.callbacks.ModelCheckpoint`)."""
+        record = load_checkpoint(path, self.model, self.optimizer, self.schedule)
+        self.epoch = int(record.get("epoch", 0))
+        self.step = int(record.get("step", 0))
+        saved_seed = int(record.get("seed", self.seed))
+        if saved_seed != self.seed:
+            logger.warning(
+                "nnx: resuming with the checkpoint's seed %d (not %d)", saved_seed, self.seed
+            )
+            self.seed = saved_seed
+        self.history = History(record.get("history", []))
+        states = record.get("callbacks", {})
+        for key, cb in self._keyed_callbacks():
+            if key in states:
+                cb.load_state_dict(states[key])
+        return record
+
+    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+        counts: dict[str, int] = {}
+        keyed = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            counts[name] = counts.get(name, 0) + 1
+            keyed.append((f"{name}.{counts[name]}", cb))
+        return keyed
+
+    def _callback_states(self) -> dict[str, Any]:
+        return {key: cb.state_dict() for key, cb in self._keyed_callbacks() if cb.state_dict()}
