@@ -1,0 +1,162 @@
+"""MNIST readers and the download path, against a local HTTP server serving fixture files."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from nnx.datasets import DatasetError, load_dataset, mnist
+from nnx.datasets import idx as mnist_module
+
+N_TRAIN, N_TEST = 12, 5
+
+
+def _idx_images(images):
+    return struct.pack(">IIII", 0x0803, *images.shape) + images.tobytes()
+
+
+def _idx_labels(labels):
+    return struct.pack(">II", 0x0801, len(labels)) + labels.tobytes()
+
+
+def _fixture_files():
+    rng = np.random.default_rng(0)
+    content = {}
+    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        content[f"{prefix}-images-idx3-ubyte"] = _idx_images(images)
+        content[f"{prefix}-labels-idx1-ubyte"] = _idx_labels(labels)
+    return content
+
+
+def _write(folder, gz=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, data in _fixture_files().items():
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(data, mtime=0))
+        else:
+            (folder / stem).write_bytes(data)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_reads_idx_files_from_a_folder(tmp_path, gz):
+    _write(tmp_path, gz)
+    (x, y), (xt, yt) = mnist(tmp_path)
+    assert x.shape == (N_TRAIN, 784) and xt.shape == (N_TEST, 784)
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert y.dtype == np.int64 and yt.shape == (N_TEST,)
+    raw = _fixture_files()["train-images-idx3-ubyte"]
+    np.testing.assert_array_equal(x[0] * 255, np.frombuffer(raw[16 : 16 + 784], np.uint8))
+
+
+def test_reads_a_keras_npz(tmp_path):
+    rng = np.random.default_rng(1)
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        y_train=np.arange(6, dtype=np.uint8),
+        x_test=rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
+        y_test=np.arange(2, dtype=np.uint8),
+    )
+    data = load_dataset("mnist", data_dir=tmp_path)
+    assert data.train[0].shape == (6, 784) and data.test[1].tolist() == [0, 1]
+
+
+def test_missing_folder_and_files_name_what_is_expected(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        mnist(tmp_path / "nope")
+    with pytest.raises(
+        DatasetError, match=r"expected train-images-idx3-ubyte.gz.*in " + str(tmp_path)
+    ):
+        mnist(tmp_path)
+
+
+def test_truncated_idx_file(tmp_path):
+    _write(tmp_path, gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DatasetError, match="truncated"):
+        mnist(tmp_path)
+
+
+class _Server:
+    """A quiet HTTP server on 127.0.0.1 serving one folder."""
+
+    def __init__(self, folder):
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """Fixture files on a local server, registered as the 'mnist' source with their checksums."""
+    root = tmp_path / "server"
+    _write(root)
+    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.iterdir()}
+    with _Server(root) as server:
+        source = mnist_module.Source(urls=(server.url,), sha256=sums)
+        monkeypatch.setitem(mnist_module.SOURCES, "mnist", source)
+        monkeypatch.setenv("NNX_DATA", str(tmp_path / "cache"))
+        yield root
+
+
+def test_downloads_into_the_cache_and_verifies(served, tmp_path):
+    (x, y), _ = mnist()
+    cache = tmp_path / "cache" / "mnist"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in served.iterdir())
+    assert x.shape == (N_TRAIN, 784)
+    for p in served.iterdir():  # served files deleted: the cache is used, nothing downloaded
+        p.unlink()
+    (x2, _), _ = mnist()
+    np.testing.assert_array_equal(x, x2)
+
+
+def test_corrupted_download_is_refused_and_not_kept(served, tmp_path):
+    bad = served / "train-labels-idx1-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:-3] + b"xyz")
+    with pytest.raises(DatasetError, match="checksum mismatch for train-labels-idx1-ubyte.gz"):
+        mnist()
+    cache = tmp_path / "cache" / "mnist"
+    assert not (cache / "train-labels-idx1-ubyte.gz").exists()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNX_DATA", str(tmp_path / "cache"))
+    source = mnist_module.Source(
+        urls=("http://127.0.0.1:9/",), sha256=mnist_module.SOURCES["mnist"].sha256
+    )
+    monkeypatch.setitem(mnist_module.SOURCES, "mnist", source)
+    with pytest.raises(
+        DatasetError, match=r"could not download train-images-idx3-ubyte.gz.*put them there"
+    ):
+        mnist()
+    with pytest.raises(DatasetError, match="expected"):
+        mnist(download=False)
+
+
+def test_published_checksums_are_well_formed():
+    for source in mnist_module.SOURCES.values():
+        assert len(source.sha256) == 4
+        assert all(len(h) == 64 and int(h, 16) >= 0 for h in source.sha256.values())

@@ -1,0 +1,326 @@
+"""The Trainer: fitting on every backend, callbacks, checkpoints, exact resume, NaN guard."""
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import callbacks as cbs
+from nnx.data import ArrayDataset, train_val_split
+from nnx.datasets import load_dataset
+from nnx.optim import SGD, Adam, ExponentialLR
+
+TIMING = ("seconds", "samples_per_s")
+
+
+def _mlp(n_in=2, hidden=16, n_out=3, dropout=0.0, seed=0):
+    layers = [nnx.Linear(n_in, hidden, rng=seed, init="he_normal"), nnx.ReLU()]
+    if dropout:
+        layers.append(nnx.Dropout(dropout))
+    layers.append(nnx.Linear(hidden, n_out, rng=seed + 1))
+    return nnx.Sequential(*layers)
+
+
+def _vertical():
+    data = load_dataset("vertical", seed=0)
+    return data.train, data.test
+
+
+def _trainer(device="cpu", dropout=0.0, callbacks=(), lr=0.05, schedule=False, **kw):
+    model = _mlp(dropout=dropout)
+    opt = Adam(model.parameters(), lr=lr)
+    sched = ExponentialLR(opt, gamma=0.9) if schedule else None
+    return nnx.Trainer(
+        model,
+        nnx.CrossEntropyLoss(),
+        opt,
+        device=device,
+        callbacks=callbacks,
+        seed=7,
+        schedule=sched,
+        progress=False,
+        **kw,
+    )
+
+
+def test_fit_on_every_backend(backend):
+    train, test = _vertical()
+    trainer = _trainer(backend, dropout=0.1)
+    history = trainer.fit(train, test, epochs=15, batch_size=32)
+    assert len(history) == 15 and history["epoch"] == list(range(1, 16))
+    assert {
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "seconds",
+        "samples_per_s",
+    } <= set(history.keys())
+    assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
+    assert history["val_accuracy"][-1] > 0.9
+    assert all(backend.owns(p.value) for p in trainer.model.parameters())
+    assert trainer.model.training  # train mode restored after validation
+    pred = trainer.predict(test[0])
+    assert backend.owns(pred) and tuple(pred.shape) == (len(test[0]), 3)
+    result = trainer.evaluate(test)
+    assert result["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+
+
+def test_float32_stays_float32(backend):
+    train, _ = _vertical()
+    trainer = _trainer(backend)
+    trainer.fit(train, epochs=1, batch_size=64)
+    assert all(p.value.dtype == backend.xp.float32 for p in trainer.model.parameters())
+    assert trainer.predict(train[0]).dtype == backend.xp.float32
+
+
+def test_mlp_on_digits_reaches_95_percent():
+    pytest.importorskip("sklearn")
+    data = load_dataset("digits")
+    train, val = train_val_split(ArrayDataset(*data.train), 0.2, seed=0)
+    model = nnx.Sequential(
+        nnx.Linear(64, 128, rng=0, init="he_normal"), nnx.ReLU(), nnx.Linear(128, 10, rng=1)
+    )
+    trainer = nnx.Trainer(
+        model,
+        nnx.CrossEntropyLoss(),
+        Adam(model.parameters(), lr=1e-3),
+        device="cpu",
+        progress=False,
+    )
+    history = trainer.fit(train, val, epochs=30, batch_size=32)
+    assert history["val_accuracy"][-1] >= 0.95
+    assert trainer.evaluate(data.test)["accuracy"] >= 0.95
+
+
+def test_one_host_sync_per_epoch(monkeypatch):
+    import nnx.losses
+    import nnx.trainer
+
+    calls = []
+    for module in (nnx.trainer, nnx.losses, nnx.metrics):
+        real = module.to_numpy
+        monkeypatch.setattr(module, "to_numpy", lambda x, real=real: calls.append(1) or real(x))
+    train, test = _vertical()
+    trainer = _trainer("strict:device1")
+    trainer.fit(train, test, epochs=3, batch_size=8)  # 30 batches per epoch
+    assert len(calls) == 1 + 3 * 2  # the label check once, then train + validation per epoch
+
+
+def _copy_of(history):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in history]
+
+
+@pytest.mark.parametrize("device", ["numpy", "strict:device1"])
+def test_exact_resume(tmp_path, device):
+    """4 epochs straight == 2 epochs, checkpoint, a fresh Trainer resuming for 2 more."""
+    train, test = _vertical()
+    kw = dict(dropout=0.3, schedule=True)
+    straight = _trainer(device, **kw)
+    straight.fit(train, test, epochs=4, batch_size=25)  # 240 samples: a partial last batch
+
+    first = _trainer(device, **kw)
+    first.fit(train, test, epochs=2, batch_size=25)
+    first.save_checkpoint(tmp_path / "half.npz")
+    resumed = _trainer(device, **kw)
+    resumed.model.to(dtype="float32")
+    resumed.load_checkpoint(tmp_path / "half.npz")
+    assert resumed.epoch == 2 and resumed.step == first.step
+    resumed.fit(train, test, epochs=4, batch_size=25)
+
+    for (name, a), (_, b) in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert _copy_of(straight.history) == _copy_of(resumed.history)
+    assert resumed.optimizer.lr == straight.optimizer.lr
+
+
+def test_early_stopping_restores_the_best_epoch():
+    train, test = _vertical()
+    snapshots = []
+
+    class Snapshot(cbs.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots.append(trainer.model.state_dict())
+
+    # train_loss falls every epoch, so in "max" mode epoch 1 stays the best
+    stopper = cbs.EarlyStopping(monitor="train_loss", mode="max", patience=2)
+    trainer = _trainer(callbacks=[Snapshot(), stopper])
+    history = trainer.fit(train, test, epochs=20, batch_size=32)
+    assert len(history) == 3 and stopper.stopped_epoch == 3 and stopper.best_epoch == 1
+    for k, v in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(v, snapshots[0][k])
+
+
+def test_early_stopping_min_delta_and_bad_monitor():
+    train, test = _vertical()
+    stopper = cbs.EarlyStopping(monitor="val_loss", patience=1, min_delta=1e9)
+    assert len(_trainer(callbacks=[stopper]).fit(train, test, epochs=10)) == 2
+    with pytest.raises(KeyError, match="give fit\\(\\) validation data"):
+        _trainer(callbacks=[cbs.EarlyStopping()]).fit(train, epochs=2)
+    with pytest.raises(ValueError, match="patience must be a positive integer"):
+        cbs.EarlyStopping(patience=0)
+
+
+def test_checkpoints_and_logs(tmp_path):
+    train, test = _vertical()
+    ckpt = cbs.ModelCheckpoint(tmp_path, monitor="val_accuracy")
+    trainer = _trainer(
+        callbacks=[
+            ckpt,
+            cbs.CSVLogger(tmp_path / "h.csv"),
+            cbs.JSONLinesLogger(tmp_path / "h.jsonl"),
+        ]
+    )
+    history = trainer.fit(train, test, epochs=5, batch_size=32)
+    rows = list(csv.DictReader((tmp_path / "h.csv").read_text().splitlines()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert float(rows[-1]["val_loss"]) == history["val_loss"][-1]
+    lines = [json.loads(s) for s in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert lines == history.records
+    last = nnx.checkpoint.read_checkpoint(tmp_path / "last.npz")[0]["record"]
+    best = nnx.checkpoint.read_checkpoint(tmp_path / "best.npz")[0]["record"]
+    assert last["epoch"] == 5
+    best_epoch = 1 + int(np.argmax(history["val_accuracy"]))  # first of equal bests
+    assert best["epoch"] == best_epoch
+
+
+def test_nan_guard_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
+    train, test = _vertical()
+
+    class Poison(cbs.Callback):
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 2:
+                w = trainer.model[0].weight
+                w.value = w.value * float("nan")
+
+    trainer = _trainer(callbacks=[Poison(), cbs.ModelCheckpoint(tmp_path)])
+    with pytest.raises(nnx.NonFiniteLossError, match=r"became nan at epoch 3, batch 1 of 8"):
+        trainer.fit(train, test, epochs=5, batch_size=32)
+    record = nnx.checkpoint.read_checkpoint(tmp_path / "last.npz")[0]["record"]
+    assert record["epoch"] == 2 and len(trainer.history) == 2
+
+
+def test_interrupt_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    train, test = _vertical()
+
+    class CtrlC(cbs.Callback):
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 2 and batch == 3:
+                raise KeyboardInterrupt
+
+    straight = _trainer(dropout=0.2)
+    straight.fit(train, test, epochs=4, batch_size=32)
+    interrupted = _trainer(dropout=0.2, callbacks=[CtrlC(), cbs.ModelCheckpoint(tmp_path / "a")])
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(train, test, epochs=4, batch_size=32)
+    resumed = _trainer(dropout=0.2)
+    resumed.load_checkpoint(tmp_path / "a" / "last.npz")
+    assert resumed.epoch == 2
+    resumed.fit(train, test, epochs=4, batch_size=32)
+    for k, v in straight.model.state_dict().items():
+        np.testing.assert_array_equal(v, resumed.model.state_dict()[k])
+
+    early = _trainer(callbacks=[CtrlC(), cbs.ModelCheckpoint(tmp_path / "b")])
+    early.epoch = 2  # interrupted during the first epoch of this fit: the start state is saved
+    with pytest.raises(KeyboardInterrupt):
+        early.fit(train, test, epochs=4, batch_size=32)
+    assert nnx.checkpoint.read_checkpoint(tmp_path / "b" / "last.npz")[0]["record"]["epoch"] == 2
+
+
+def test_resume_into_a_different_architecture_is_refused(tmp_path):
+    train, _ = _vertical()
+    trainer = _trainer()
+    trainer.fit(train, epochs=1)
+    trainer.save_checkpoint(tmp_path / "c.npz")
+    other = nnx.Trainer(
+        _mlp(hidden=8), nnx.CrossEntropyLoss(), SGD(_mlp(hidden=8).parameters()), device="cpu"
+    )
+    with pytest.raises(nnx.CheckpointError, match="different architecture"):
+        other.load_checkpoint(tmp_path / "c.npz")
+
+
+def test_dropout_is_off_during_evaluation():
+    train, test = _vertical()
+    trainer = _trainer(dropout=0.5)
+    trainer.fit(train, epochs=1)
+    assert trainer.evaluate(test) == trainer.evaluate(test)
+    assert trainer.model.training
+
+
+def test_regression_with_sgd_and_clipping():
+    data = load_dataset("sine")
+    model = nnx.Sequential(nnx.Linear(1, 32, rng=0), nnx.Tanh(), nnx.Linear(32, 1, rng=1))
+    trainer = nnx.Trainer(
+        model,
+        nnx.MSELoss(),
+        SGD(model.parameters(), lr=0.1, momentum=0.9),
+        device="cpu",
+        metrics=("mae",),
+        clip_norm=1.0,
+        progress=False,
+    )
+    history = trainer.fit(data.train, data.test, epochs=30, batch_size=16)
+    assert history["val_mae"][-1] < 0.5 * history["val_mae"][0]
+    assert history["val_loss"][-1] < 0.05
+
+
+def test_bad_input_is_a_clear_error():
+    train, _ = _vertical()
+    with pytest.raises(
+        ValueError, match="class labels run from 0 to 2, but the model has 2 outputs"
+    ):
+        model = _mlp(n_out=2)
+        nnx.Trainer(
+            model, nnx.CrossEntropyLoss(), SGD(model.parameters()), device="cpu", progress=False
+        ).fit(train, epochs=1)
+    with pytest.raises(TypeError, match="loss must be an nnx loss"):
+        model = _mlp()
+        nnx.Trainer(model, "mse", SGD(model.parameters()))
+    with pytest.raises(TypeError, match="ArrayDataset or an \\(x, y\\) pair"):
+        _trainer().fit([1, 2, 3])
+
+
+def test_progress_bar_shows_epochs_and_metrics(monkeypatch):
+    import io
+
+    import tqdm.auto
+
+    real = tqdm.auto.tqdm
+    # a StringIO is not a terminal, so the bar would stay quiet: switch it on for this test
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda *a, **k: real(*a, **{**k, "disable": False}))
+    train, test = _vertical()
+    stream = io.StringIO()
+    bar = cbs.ProgressBar(stream=stream)
+    _trainer(callbacks=[bar]).fit(train, test, epochs=2, batch_size=32)
+    text = stream.getvalue()
+    assert "epoch 2/2" in text and "val_accuracy" in text and "16/16" in text
+    assert bar._bar is None  # closed at the end
+
+
+def test_quiet_progress_bar_prints_nothing():
+    import io
+
+    train, _ = _vertical()
+    stream = io.StringIO()
+    _trainer(callbacks=[cbs.ProgressBar(quiet=True, stream=stream)]).fit(train, epochs=1)
+    assert stream.getvalue() == ""
+
+
+def test_curves_png(tmp_path, caplog, monkeypatch):
+    train, test = _vertical()
+    trainer = _trainer()
+    history = trainer.fit(train, test, epochs=3)
+    pytest.importorskip("matplotlib")
+    path = nnx.save_curves(history, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    assert nnx.save_curves(history, tmp_path / "other.png") is None
+    assert "matplotlib is not installed" in caplog.text
+    assert not (tmp_path / "other.png").exists()
