@@ -1,0 +1,530 @@
+"""The training command: ``python scripts/train.py`` or ``python -m nnx.train``.
+
+Trains an MLP on a built-in data set (default: scikit-learn's 8x8 digits), with a progress bar,
+per-epoch history, checkpoints, curves and a summary. Settings come from, in increasing
+priority: built-in defaults, the ``config.json`` of the run being resumed, ``--config FILE``
+(TOML or JSON) and command-line flags. Every problem a user can cause ends with a one-line
+message and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_USAGE = 2  # bad settings, missing data or GPU, unusable checkpoint
+EXIT_FAILED = 1  # training itself failed (loss became NaN)
+EXIT_INTERRUPTED = 130  # Ctrl-C; a checkpoint was saved first
+
+DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
+DTYPES = ("float32", "float64")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names it."""
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def _hidden(value: Any) -> list[int]:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")] if value.strip() else []
+        try:
+            sizes = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(
+                f"--hidden must be comma-separated positive integers such as 128,64, got {value!r}"
+            ) from None
+    elif isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        sizes = list(value)
+    else:
+        raise ConfigError(f"--hidden must be a list of layer sizes such as 128,64, got {value!r}")
+    if any(s <= 0 for s in sizes):
+        raise ConfigError(f"--hidden sizes must be positive, got {value!r}")
+    return sizes
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None, strict_low=False):
+    def convert(value: Any, flag: str) -> Any:
+        if isinstance(value, bool):
+            raise ConfigError(f"{flag} must be a number, got {value!r}")
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+            ) from None
+        if kind is float and not math.isfinite(number):
+            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
+        if kind is int and isinstance(value, float) and value != number:
+            raise ConfigError(f"{flag} must be an integer, got {value!r}")
+        if low is not None and (number <= low if strict_low else number < low):
+            bound = f"> {low}" if strict_low else f">= {low}"
+            raise ConfigError(f"{flag} must be {bound}, got {value!r}")
+        if high is not None and number >= high:
+            raise ConfigError(f"{flag} must be < {high}, got {value!r}")
+        return number
+
+    return convert
+
+
+def _choice(options: tuple[str, ...]):
+    def convert(value: Any, flag: str) -> str:
+        text = (
+            str(value).strip().lower().replace("_", "-")
+            if flag != "--activation"
+            else str(value).strip().lower()
+        )
+        if text not in options:
+            raise ConfigError(f"unknown {flag[2:]} {value!r}; choose one of {', '.join(options)}")
+        return text
+
+    return convert
+
+
+def _text(value: Any, flag: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{flag} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, flag: None if value is None else convert(value, flag)
+
+
+def _flag(value: Any, flag: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{flag} must be true or false, got {value!r}")
+
+
+# name -> (default, converter, help)
+SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
+    "device": (
+        "auto",
+        _text,
+        "where to train: auto (a CUDA GPU when usable, else the CPU), cpu, "
+        "gpu, cuda:N, torch, torch:cuda, strict",
+    ),
+    "dataset": ("digits", _choice(DATASETS), "data set: " + ", ".join(DATASETS)),
+    "data_dir": (
+        None,
+        _optional(_text),
+        "folder holding the MNIST/Fashion-MNIST files "
+        "(default: download into $NNX_DATA or ~/.cache/nnx)",
+    ),
+    "hidden": ([128, 64], lambda v, f: _hidden(v), "hidden layer sizes, comma-separated"),
+    "activation": ("relu", _choice(ACTIVATIONS), "hidden activation: " + ", ".join(ACTIVATIONS)),
+    "dropout": (0.0, _number(float, 0.0, 1.0), "dropout probability after each hidden layer"),
+    "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
+    "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
+    "optimizer": ("adam", _choice(OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
+    "lr": (
+        None,
+        _optional(_number(float, 0.0, strict_low=True)),
+        "learning rate (default: sgd 0.05, adam/adamw/rmsprop 0.001, adagrad 0.01)",
+    ),
+    "momentum": (None, _optional(_number(float, 0.0, 1.0)), "momentum (sgd, rmsprop; default 0)"),
+    "weight_decay": (
+        None,
+        _optional(_number(float, 0.0)),
+        "L2 weight decay (decoupled for adamw; default 0, adamw 0.01)",
+    ),
+    "schedule": (
+        "none",
+        _choice(SCHEDULES),
+        "learning-rate schedule per epoch: "
+        "step (x0.1 every third of the run), exponential (x0.95 per epoch), cosine "
+        "(to 0 at the last epoch), warmup (linear over 5 epochs), inverse-time (1/(1+0.1 t)), none",
+    ),
+    "clip_norm": (
+        None,
+        _optional(_number(float, 0.0, strict_low=True)),
+        "clip the global gradient norm",
+    ),
+    "val_fraction": (
+        0.2,
+        _number(float, 0.0, 1.0),
+        "fraction of the training data held out for validation",
+    ),
+    "early_stopping": (
+        None,
+        _optional(_number(int, 0, strict_low=True)),
+        "stop after PATIENCE epochs without a better validation loss",
+    ),
+    "seed": (0, _number(int), "seed for initialization, splits, shuffling and dropout"),
+    "dtype": ("float32", _choice(DTYPES), "floating-point type: float32 or float64"),
+    "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
+    "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
+    "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+}
+METAVARS = {"hidden": "SIZES", "early_stopping": "PATIENCE", "out": "DIR", "data_dir": "DIR"}
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Train an MLP with nnx and write history, checkpoints, curves and a summary.",
+        epilog="Settings also come from --config FILE (TOML or JSON, keys as the flag names, "
+        "e.g. batch_size = 64); flags on the command line override it.",
+        argument_default=argparse.SUPPRESS,
+    )
+    for name, (default, _, help_text) in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=help_text)
+        else:
+            parser.add_argument(
+                flag,
+                metavar=METAVARS.get(name, name.upper().split("_")[0]),
+                help=help_text
+                if default is None or "default" in help_text
+                else f"{help_text} (default: {shown})",
+            )
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue a run from its last.npz or best.npz"
+    )
+    parser.add_argument("--config", metavar="FILE", help="read settings from a TOML or JSON file")
+    return parser
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    try:
+        if p.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(
+            f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {err}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/object of settings")
+    return _normalise_keys(data, f"config file {path}")
+
+
+def _normalise_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in SETTINGS:
+            raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+        out[name] = value
+    return out
+
+
+def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
+    """Defaults < resumed run's config.json < --config file < command-line flags."""
+    given = vars(args)
+    resume = Path(given.pop("resume")) if "resume" in given else None
+    layers: list[dict[str, Any]] = []
+    if resume is not None:
+        if not resume.is_file():
+            raise ConfigError(f"--resume: checkpoint {resume} does not exist")
+        saved = resume.parent / "config.json"
+        if saved.is_file():
+            try:
+                stored = json.loads(saved.read_text())["settings"]
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError(
+                    f"--resume: {saved} is not a config.json written by this command"
+                ) from None
+            stored.pop("out", None)
+            stored.pop("overwrite", None)
+            layers.append(_normalise_keys(stored, str(saved)))
+    if "config" in given:
+        layers.append(read_config_file(given.pop("config")))
+    layers.append(given)
+    settings = {name: default for name, (default, _, _) in SETTINGS.items()}
+    for layer in layers:
+        settings.update(layer)
+    for name, (_, convert, _) in SETTINGS.items():
+        settings[name] = convert(settings[name], "--" + name.replace("_", "-"))
+    if settings["data_dir"] is not None and settings["dataset"] not in ("mnist", "fashion-mnist"):
+        raise ConfigError("--data-dir applies to --dataset mnist or fashion-mnist")
+    if settings["momentum"] is not None and settings["optimizer"] not in ("sgd", "rmsprop"):
+        raise ConfigError(f"--momentum applies to sgd and rmsprop, not {settings['optimizer']}")
+    if settings["lr"] is None:
+        settings["lr"] = DEFAULT_LR[settings["optimizer"]]
+    if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
+        raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
+    return settings, resume
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def make_model(settings: dict[str, Any], n_in: int, n_out: int, nnx: Any) -> Any:
+    activation = {
+        "relu": nnx.ReLU,
+        "leaky_relu": nnx.LeakyReLU,
+        "tanh": nnx.Tanh,
+        "sigmoid": nnx.Sigmoid,
+        "gelu": nnx.GELU,
+    }[settings["activation"]]
+    init = (
+        "he_normal"
+        if settings["activation"] in ("relu", "leaky_relu", "gelu")
+        else "glorot_uniform"
+    )
+    rng = np.random.default_rng(settings["seed"])
+    layers, width = [], n_in
+    for size in settings["hidden"]:
+        layers += [nnx.Linear(width, size, init=init, rng=rng), activation()]
+        if settings["dropout"] > 0:
+            layers.append(nnx.Dropout(settings["dropout"]))
+        width = size
+    layers.append(nnx.Linear(width, n_out, init="glorot_uniform", rng=rng))
+    return nnx.Sequential(*layers)
+
+
+def make_optimizer(settings: dict[str, Any], params: Any, optim: Any) -> Any:
+    name, lr = settings["optimizer"], settings["lr"]
+    kw: dict[str, Any] = {}
+    if settings["weight_decay"] is not None:
+        kw["weight_decay"] = settings["weight_decay"]
+    if settings["momentum"] is not None:
+        kw["momentum"] = settings["momentum"]
+    cls = {
+        "sgd": optim.SGD,
+        "adam": optim.Adam,
+        "adamw": optim.AdamW,
+        "rmsprop": optim.RMSprop,
+        "adagrad": optim.Adagrad,
+    }[name]
+    return cls(params, lr=lr, **kw)
+
+
+def make_schedule(settings: dict[str, Any], optimizer: Any, optim: Any) -> Any:
+    epochs, kind = settings["epochs"], settings["schedule"]
+    if kind == "none":
+        return None
+    if kind == "step":
+        return optim.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    if kind == "exponential":
+        return optim.ExponentialLR(optimizer, gamma=0.95)
+    if kind == "cosine":
+        return optim.CosineAnnealingLR(optimizer, t_max=epochs)
+    if kind == "warmup":
+        return optim.LinearWarmup(optimizer, warmup_steps=min(5, epochs))
+    return optim.InverseTimeDecay(optimizer, decay=0.1)
+
+
+def prepare_out(settings: dict[str, Any], resume: Path | None) -> Path:
+    if settings["out"] is not None:
+        out = Path(settings["out"])
+    elif resume is not None:
+        out = resume.parent
+    else:
+        out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    same_run = resume is not None and out.resolve() == resume.parent.resolve()
+    if out.is_dir() and any(out.iterdir()) and not settings["overwrite"] and not same_run:
+        raise ConfigError(
+            f"--out folder {out} exists and is not empty; pass --overwrite or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from .callbacks import _atomic_text
+
+    _atomic_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run(
+    settings: dict[str, Any],
+    resume: Path | None,
+    say: Callable[[str], None],
+    context: dict[str, Any] | None = None,
+) -> int:
+    """Train as ``settings`` say; ``context["out"]`` is set to the output folder once known."""
+    context = {} if context is None else context
+    import nnx
+    from nnx import callbacks as cbs
+    from nnx import optim
+    from nnx.data import ArrayDataset, Standardizer, train_val_split
+    from nnx.datasets import load_dataset
+
+    backend = nnx.get_backend(settings["device"])  # a missing GPU fails here, before any work
+    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
+    out = prepare_out(settings, resume)
+    context["out"] = out
+    classification = data.task == "classification"
+
+    full = ArrayDataset(*data.train).to(backend, dtype=settings["dtype"])
+    train, val = train_val_split(full, settings["val_fraction"], seed=settings["seed"])
+    test = ArrayDataset(*data.test).to(backend, dtype=settings["dtype"])
+    scaler = Standardizer().fit(train.x)  # fitted on the training split only
+    train, test = (ArrayDataset(scaler.transform(d.x), d.y) for d in (train, test))
+    if val is not None:
+        val = ArrayDataset(scaler.transform(val.x), val.y)
+
+    model = make_model(settings, data.num_features, data.num_outputs, nnx).to(
+        backend, dtype=settings["dtype"]
+    )
+    optimizer = make_optimizer(settings, model.parameters(), optim)
+    schedule = make_schedule(settings, optimizer, optim)
+    monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
+    callbacks: list[Any] = [
+        cbs.ModelCheckpoint(out, monitor=monitor),
+        cbs.CSVLogger(out / "history.csv"),
+    ]
+    if settings["early_stopping"] is not None:
+        callbacks.append(cbs.EarlyStopping("val_loss", patience=settings["early_stopping"]))
+    callbacks.append(cbs.ProgressBar(quiet=settings["quiet"]))
+    trainer = nnx.Trainer(
+        model,
+        nnx.CrossEntropyLoss() if classification else nnx.MSELoss(),
+        optimizer,
+        device=backend,
+        metrics=("accuracy",) if classification else ("mae",),
+        callbacks=callbacks,
+        seed=settings["seed"],
+        schedule=schedule,
+        clip_norm=settings["clip_norm"],
+        progress=False,
+    )
+    if resume is not None:
+        trainer.load_checkpoint(resume)
+        say(f"resuming {resume} after epoch {trainer.epoch}")
+    config = {
+        "settings": settings,
+        "backend": backend.name,
+        "device": str(backend.device),
+        "dataset": {
+            "name": data.name,
+            "task": data.task,
+            "train": len(train),
+            "val": 0 if val is None else len(val),
+            "test": len(test),
+        },
+        "model": repr(model),
+        "resumed_from": None if resume is None else str(resume),
+        "nnx_version": nnx.__version__,
+    }
+    _write_json(out / "config.json", config)
+
+    started = time.perf_counter()
+    history = trainer.fit(train, val, epochs=settings["epochs"], batch_size=settings["batch_size"])
+    wall = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "backend": backend.name,
+        "device": str(backend.device),
+        "dataset": data.name,
+        "epochs": trainer.epoch,
+        "stopped_early": trainer.epoch < settings["epochs"],
+        "seconds": wall,
+    }
+    if len(history):
+        last = history.last
+        summary.update({k: v for k, v in last.items() if k.startswith(("train_", "val_"))})
+        seconds = [r["seconds"] for r in history.records]
+        summary["seconds_per_epoch"] = float(np.mean(seconds))
+        summary["samples_per_s"] = float(np.mean([r["samples_per_s"] for r in history.records]))
+    for key, value in trainer.evaluate(test).items():
+        summary[f"test_{key}"] = value
+    summary["outputs"] = str(out)
+    _write_json(out / "summary.json", summary)
+    curves = nnx.save_curves(history, out / "curves.png")
+    _print_summary(summary, out, curves, say)
+    return 0
+
+
+def _print_summary(
+    summary: dict[str, Any], out: Path, curves: Path | None, say: Callable[[str], None]
+) -> None:
+    metric = "accuracy" if "test_accuracy" in summary else "mae"
+
+    def row(split: str) -> str:
+        loss, value = summary.get(f"{split}_loss"), summary.get(f"{split}_{metric}")
+        if loss is None:
+            return f"  {split:<5}  -"
+        return f"  {split:<5}  loss {loss:.4f}   {metric} {value:.4f}"
+
+    say(
+        f"nnx: trained on {summary['backend']} ({summary['device']}), dataset {summary['dataset']}, "
+        f"{summary['epochs']} epochs" + (" (stopped early)" if summary["stopped_early"] else "")
+    )
+    for split in ("train", "val", "test"):
+        say(row(split))
+    if "seconds_per_epoch" in summary:
+        say(
+            f"  {summary['seconds_per_epoch']:.3f} s per epoch, {summary['samples_per_s']:,.0f} samples/s"
+        )
+    files = "config.json, history.csv, summary.json, last.npz, best.npz" + (
+        ", curves.png" if curves else ""
+    )
+    say(f"  outputs in {out}: {files}")
+
+
+def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
+    """Run the command; returns the exit status."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+
+    def fail(message: str, status: int = EXIT_USAGE) -> int:
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return status
+
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, flush=True)
+
+    from nnx.backend import BackendUnavailableError
+    from nnx.checkpoint import CheckpointError
+    from nnx.datasets import DatasetError
+    from nnx.trainer import NonFiniteLossError
+
+    context: dict[str, Any] = {}
+    try:
+        settings, resume = resolve_settings(args)
+        quiet = settings["quiet"]
+        return run(settings, resume, say, context)
+    except (ConfigError, BackendUnavailableError, DatasetError, CheckpointError) as err:
+        return fail(str(err))
+    except NonFiniteLossError as err:
+        return fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        last = Path(context["out"]) / "last.npz" if "out" in context else None
+        if last is not None and last.is_file():
+            where = f"the last completed epoch is saved in {last}; continue with --resume {last}"
+        else:
+            where = "no epoch had completed, so there is nothing to resume"
+        print(f"{prog}: interrupted: {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ValueError as err:  # a bad value that got past the checks above, still one line
+        return fail(str(err))
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m nnx.train"))
