@@ -215,7 +215,16 @@ def backend_of(x: Any) -> Backend:
 
 def is_writeable(x: Any) -> bool:
     """Whether ``x`` may be updated in place (False for JAX and read-only NumPy views)."""
+    if type(x) is np.ndarray:  # the hot path of every optimizer step on the CPU
+        return x.flags.writeable
     return array_api_compat.is_writeable_array(x)
+
+
+def same_device(a: Any, b: Any) -> bool:
+    """Whether two arrays live on the same device (cheap for NumPy, which has only the CPU)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return True
+    return device(a) == device(b)
 
 
 # --------------------------------------------------------------------------- selection

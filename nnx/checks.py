@@ -10,7 +10,7 @@ import math
 import numbers
 from typing import Any
 
-from .backend import device
+from .backend import device, same_device
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -56,9 +56,24 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).rsplit(".", 1)[-1]
 
 
+_FLOATING: dict[Any, bool] = {}
+
+
+def _is_floating(xp: Any, dtype: Any) -> bool:
+    """``xp.isdtype(dtype, "real floating")``, remembered per dtype (it runs on every layer call)."""
+    key = (type(dtype), dtype)  # the type first: dtypes of two libraries are never compared
+    try:
+        return _FLOATING[key]
+    except KeyError:
+        result = _FLOATING[key] = bool(xp.isdtype(dtype, "real floating"))
+        return result
+    except TypeError:  # an unhashable dtype
+        return bool(xp.isdtype(dtype, "real floating"))
+
+
 def check_floating(xp: Any, x: Any, who: str, what: str = "input") -> None:
     """Raise TypeError unless ``x`` has a real floating dtype."""
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not _is_floating(xp, x.dtype):
         raise TypeError(
             f"{who}: {what} must be a floating-point array, got dtype {dtype_name(x.dtype)}; "
             f"cast it first, e.g. xp.astype(x, xp.float32)"
@@ -80,6 +95,8 @@ def check_same_device(
     x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters"
 ) -> None:
     """Raise ValueError when ``x`` and ``ref`` live on different devices."""
+    if same_device(x, ref):
+        return
     dx, dr = device(x), device(ref)
     if dx != dr:
         raise ValueError(

@@ -185,9 +185,13 @@ class CrossEntropyLoss(Loss):
         shifted = pred - xp.max(pred, axis=1, keepdims=True)
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)
-        log_p = shifted - xp.log(total)
         scale = 1.0 / pred.shape[0] if self.reduction == "mean" else 1.0
         p = e / total
-        p_weighted = p if one_hot else p * xp.sum(t, axis=1, keepdims=True)
-        self._grad = scale * (p_weighted - t)
-        return self._reduce(xp, -xp.sum(t * log_p, axis=1))
+        if one_hot:  # rows of t sum to one: -sum_c t log p = log(total) - sum_c t * shifted
+            self._grad = scale * (p - t)
+            per_sample = xp.log(total[:, 0]) - xp.sum(t * shifted, axis=1)
+        else:
+            t_sum = xp.sum(t, axis=1, keepdims=True)
+            self._grad = scale * (p * t_sum - t)
+            per_sample = t_sum[:, 0] * xp.log(total[:, 0]) - xp.sum(t * shifted, axis=1)
+        return self._reduce(xp, per_sample)

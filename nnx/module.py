@@ -8,6 +8,8 @@ module's attributes, in the order they were assigned.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -214,7 +216,36 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_out: Any) -> Any:
-        for layer in reversed(self._layers):
+    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """Run every layer's backward in reverse and return ``dL/dx``.
+
+        With ``need_input_grad=False`` (training, where nobody uses ``dL/dx``) the layers before
+        the first one with parameters are skipped and that layer is asked not to compute its
+        input gradient, if its ``backward`` accepts ``need_input_grad``; returns None then.
+        """
+        layers = self._layers
+        first = 0
+        if not need_input_grad:
+            first = next(
+                (i for i, layer in enumerate(layers) if next(layer.parameters(), None) is not None),
+                len(layers),
+            )
+        for i in range(len(layers) - 1, first - 1, -1):
+            layer = layers[i]
+            if i == first and not need_input_grad and _accepts_need_input_grad(layer):
+                return layer.backward(grad_out, need_input_grad=False)
             grad_out = layer.backward(grad_out)
-        return grad_out
+        return None if not need_input_grad else grad_out
+
+
+def _accepts_need_input_grad(module: Module) -> bool:
+    """Whether ``module.backward`` takes ``need_input_grad`` (looked up once per class)."""
+    return _backward_takes_flag(type(module))
+
+
+@functools.cache
+def _backward_takes_flag(cls: type) -> bool:
+    try:
+        return "need_input_grad" in inspect.signature(cls.backward).parameters
+    except (TypeError, ValueError):
+        return False

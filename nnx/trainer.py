@@ -20,7 +20,7 @@ from .history import History
 from .layers import Dropout
 from .losses import Loss
 from .metrics import Metric, get_metric
-from .module import Module
+from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
 from .optim.schedules import Schedule
 
@@ -218,15 +218,20 @@ class Trainer:
             m.reset()
         model, loss_fn, optimizer = self.model, self.loss, self.optimizer
         params = list(model.parameters())
+        skip_input_grad = _accepts_need_input_grad(model)
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
+            optimizer.zero_grad()  # frees last step's gradients before the forward pass
             pred = model.forward(xb)
             if batch == 0:
                 self._check_label_range(pred)
             losses.append(loss_fn.forward(pred, yb))
             sizes.append(int(xb.shape[0]))
-            model.backward(loss_fn.backward())
+            if skip_input_grad:  # nobody uses dL/dx of the data: save the first layer's matmul
+                model.backward(loss_fn.backward(), need_input_grad=False)
+            else:
+                model.backward(loss_fn.backward())
             if self.clip_norm is not None:
                 clip_grad_norm(params, self.clip_norm)
             optimizer.step()

@@ -116,3 +116,36 @@ def test_module_without_forward():
 
     with pytest.raises(NotImplementedError, match="Empty does not implement forward"):
         Empty()(np.ones(2))
+
+
+def test_backward_without_input_gradient_gives_the_same_parameter_gradients(backend):
+    """need_input_grad=False skips layers before the first parametrized one and that layer's
+    input matmul; every parameter gradient stays the same."""
+
+    class Scale(nnx.Module):  # a custom layer whose backward does not take the flag
+        def forward(self, x):
+            return 2.0 * x
+
+        def backward(self, grad_out):
+            return 2.0 * grad_out
+
+    def build():
+        return nnx.Sequential(
+            nnx.Flatten(), Scale(), nnx.Linear(6, 5, rng=0), nnx.ReLU(), nnx.Linear(5, 3, rng=1)
+        ).to(backend, dtype="float64")
+
+    x = backend.asarray(np.random.default_rng(0).standard_normal((4, 2, 3)))
+    full, lean = build(), build()
+    g = backend.asarray(np.random.default_rng(1).standard_normal((4, 3)))
+    full(x)
+    lean(x)
+    assert full.backward(g) is not None
+    assert lean.backward(g, need_input_grad=False) is None
+    for (name, a), (_, b) in zip(full.named_parameters(), lean.named_parameters(), strict=True):
+        np.testing.assert_array_equal(nnx.to_numpy(a.grad), nnx.to_numpy(b.grad), err_msg=name)
+    first = nnx.Sequential(Scale(), nnx.Sequential(nnx.Linear(6, 2, rng=0))).to(
+        backend, dtype="float64"
+    )
+    first(backend.asarray(np.ones((1, 6))))
+    assert first.backward(backend.asarray(np.ones((1, 2))), need_input_grad=False) is None
+    assert first[1][0].weight.grad is not None

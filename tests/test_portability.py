@@ -67,3 +67,30 @@ def test_float32_end_to_end_no_promotion(backend):
     for layer in (nnx.Softmax(), nnx.ReLU()):
         y = layer(out)
         assert y.dtype == f32 and layer.backward(y).dtype == f32
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: nnx.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        lambda ps: nnx.optim.Adam(ps, lr=0.1, amsgrad=True),
+        lambda ps: nnx.optim.AdamW(ps, lr=0.1),
+        lambda ps: nnx.optim.RMSprop(ps, lr=0.1, momentum=0.5, centered=True),
+        lambda ps: nnx.optim.Adagrad(ps, lr=0.1, lr_decay=0.01),
+    ],
+    ids=["sgd", "adam", "adamw", "rmsprop", "adagrad"],
+)
+def test_float32_optimizer_steps_stay_float32(backend, make):
+    model = nnx.Sequential(nnx.Linear(3, 4, rng=0), nnx.ReLU(), nnx.Linear(4, 2, rng=1)).to(backend)
+    opt = make(list(model.parameters()))
+    nnx.optim.ExponentialLR(opt, gamma=0.9)
+    x = backend.asarray(np.ones((5, 3)), dtype="float32")
+    loss = nnx.CrossEntropyLoss()
+    f32 = backend.xp.float32
+    for _ in range(3):
+        loss(model(x), backend.asarray(np.arange(5) % 2))
+        model.backward(loss.backward(), need_input_grad=False)
+        opt.step()
+    for p, state in zip(opt.params, opt.state, strict=True):
+        assert p.value.dtype == f32
+        assert all(v.dtype == f32 for k, v in state.items() if k != "step")

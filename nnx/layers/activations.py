@@ -10,7 +10,7 @@ import math
 import numbers
 from typing import Any
 
-from ..backend import namespace
+from ..backend import is_writeable, namespace
 from ..checks import check_floating, check_grad, require_forward
 from ..module import Module
 
@@ -41,7 +41,13 @@ class ReLU(_Activation):
 
     def backward(self, grad_out: Any) -> Any:
         xp = self._end_backward(self._y, grad_out)
-        return xp.where(self._y > 0, grad_out, 0)  # y > 0 exactly where x > 0
+        # y > 0 exactly where x > 0. A multiply by the 0/1 mask is ~6x faster than xp.where on
+        # NumPy; the standard has no bool*float promotion, hence the astype.
+        mask = xp.astype(self._y > 0, grad_out.dtype)
+        if is_writeable(mask):  # our own temporary: multiply into it, no second allocation
+            mask *= grad_out
+            return mask
+        return mask * grad_out
 
 
 class LeakyReLU(_Activation):

@@ -101,7 +101,11 @@ class Linear(Module):
         return sum(terms[1:], terms[0]) if terms else None
 
     def _who(self) -> str:
-        return f"Linear({self.in_features}, {self.out_features})"
+        # built once: the checks run on every call and only need the text when they fail
+        who = self.__dict__.get("_who_text")
+        if who is None:
+            who = self._who_text = f"Linear({self.in_features}, {self.out_features})"
+        return who
 
     def forward(self, x: Any) -> Any:
         w = self.weight.value
@@ -111,9 +115,10 @@ class Linear(Module):
                 f"{self._who()}: expected input of shape (..., {self.in_features}), "
                 f"got shape {tuple(x.shape)}"
             )
-        check_floating(xp, x, self._who())
-        check_same_dtype(x, w, self._who())
-        check_same_device(x, w, self._who())
+        who = self._who()
+        check_floating(xp, x, who)
+        check_same_dtype(x, w, who)
+        check_same_device(x, w, who)
         y = x @ w
         if self.bias is not None:
             if is_writeable(y):
@@ -123,7 +128,9 @@ class Linear(Module):
         self._x = x
         return y
 
-    def backward(self, grad_out: Any) -> Any:
+    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """Parameter gradients into ``.grad``; returns ``dL/dx``, or None when
+        ``need_input_grad`` is False (the first layer of a network: saves a whole matmul)."""
         x = require_forward(self._x, self._who())
         check_grad(grad_out, (*x.shape[:-1], self.out_features), self._who())
         xp = namespace(x)
@@ -140,4 +147,4 @@ class Linear(Module):
                 p.grad = p.grad + l1 * xp.sign(p.value)
             if l2:  # d(l2 * sum p^2)/dp = 2 * l2 * p
                 p.grad = p.grad + (2.0 * l2) * p.value
-        return grad_out @ self.weight.value.T
+        return grad_out @ self.weight.value.T if need_input_grad else None

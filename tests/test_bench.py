@@ -1,0 +1,26 @@
+"""scripts/bench.py --quick: a smoke test only (benchmarks are never timed tests)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+
+
+def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["loss_difference_nnx_vs_reference"] <= 1e-5
+    assert results["matmul_ceiling_gflops"] > 0
+    for row in results["batches"].values():
+        assert row["ratio_nnx_vs_reference"] > 0 and row["ratio_trainer_vs_nnx"] > 0
+        assert row["nnx"]["samples_per_s"] > 0
+    assert "nnx/reference" in done.stdout and "matmul ceiling" in done.stdout
