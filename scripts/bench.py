@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -304,32 +303,47 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
         import cupy
 
         pool = cupy.get_default_memory_pool()
-    baseline = _rss_now()
+    if args.probe == "torch":
+        import torch  # noqa: F401  (the library itself is not the contender's working memory)
+    _reset_peak_rss()
+    baseline = _status_kb("VmRSS")  # the data is in; the model, its state and the steps are not
     contender = CONTENDERS[args.probe](backend, x, y, weights, args.lr, args.probe_batch)
     after = []
     peak_pool = 0
     for _ in range(3):
         timed_epoch(contender, backend)
-        after.append(_rss_now())
+        after.append(_status_kb("VmRSS"))
         if backend.name == "cupy":
             peak_pool = max(peak_pool, pool.total_bytes())
     result = {
-        "peak_rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline)
-        / 2**20,
-        "growth_mb": (after[-1] - after[0]) / 2**20,
+        "peak_rss_mb": (_status_kb("VmHWM") - baseline) / 1024,
+        "growth_mb": (after[-1] - after[0]) / 1024,
     }
     if backend.name == "cupy":
         result["gpu_pool_mb"] = peak_pool / 2**20
     return result
 
 
-def _rss_now() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process (Linux >= 4.0).
+
+    ``ru_maxrss`` cannot be used: it is never reset and survives exec, so a child started by a
+    large parent reports the parent's peak.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def measure_memory(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
-    if not Path("/proc/self/statm").exists():
+    if not Path("/proc/self/clear_refs").exists():
         return None
     command = [
         sys.executable,
@@ -502,7 +516,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{'':>6} " + ", ".join(ratios))
     if results.get("memory"):
         print(
-            f"peak memory above the data, batch {results['memory_batch']} (3 epochs, fresh process):"
+            f"peak RSS above the data (model, optimizer state, steps), batch {results['memory_batch']}, 3 epochs, one fresh process each:"
         )
         for name, mem in results["memory"].items():
             if mem:
