@@ -140,7 +140,8 @@ def test_exact_resume(tmp_path, device):
     assert resumed.optimizer.lr == straight.optimizer.lr
 
 
-def test_early_stopping_restores_the_best_epoch():
+@pytest.mark.parametrize("device", ["numpy", "strict", "strict:device1"])
+def test_early_stopping_restores_the_best_epoch(device):
     train, test = _vertical()
     snapshots = []
 
@@ -150,7 +151,7 @@ def test_early_stopping_restores_the_best_epoch():
 
     # train_loss falls every epoch, so in "max" mode epoch 1 stays the best
     stopper = cbs.EarlyStopping(monitor="train_loss", mode="max", patience=2)
-    trainer = _trainer(callbacks=[Snapshot(), stopper])
+    trainer = _trainer(device, callbacks=[Snapshot(), stopper])
     history = trainer.fit(train, test, epochs=20, batch_size=32)
     assert len(history) == 3 and stopper.stopped_epoch == 3 and stopper.best_epoch == 1
     for k, v in trainer.model.state_dict().items():
@@ -167,15 +168,17 @@ def test_early_stopping_min_delta_and_bad_monitor():
         cbs.EarlyStopping(patience=0)
 
 
-def test_checkpoints_and_logs(tmp_path):
+@pytest.mark.parametrize("device", ["numpy", "strict", "strict:device1"])
+def test_checkpoints_and_logs(tmp_path, device):
     train, test = _vertical()
     ckpt = cbs.ModelCheckpoint(tmp_path, monitor="val_accuracy")
     trainer = _trainer(
+        device,
         callbacks=[
             ckpt,
             cbs.CSVLogger(tmp_path / "h.csv"),
             cbs.JSONLinesLogger(tmp_path / "h.jsonl"),
-        ]
+        ],
     )
     history = trainer.fit(train, test, epochs=5, batch_size=32)
     rows = list(csv.DictReader((tmp_path / "h.csv").read_text().splitlines()))
@@ -190,7 +193,8 @@ def test_checkpoints_and_logs(tmp_path):
     assert best["epoch"] == best_epoch
 
 
-def test_nan_guard_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("device", ["numpy", "strict", "strict:device1"])
+def test_nan_guard_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, device):
     train, test = _vertical()
 
     class Poison(cbs.Callback):
@@ -199,14 +203,15 @@ def test_nan_guard_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
                 w = trainer.model[0].weight
                 w.value = w.value * float("nan")
 
-    trainer = _trainer(callbacks=[Poison(), cbs.ModelCheckpoint(tmp_path)])
+    trainer = _trainer(device, callbacks=[Poison(), cbs.ModelCheckpoint(tmp_path)])
     with pytest.raises(nnx.NonFiniteLossError, match=r"became nan at epoch 3, batch 1 of 8"):
         trainer.fit(train, test, epochs=5, batch_size=32)
     record = nnx.checkpoint.read_checkpoint(tmp_path / "last.npz")[0]["record"]
     assert record["epoch"] == 2 and len(trainer.history) == 2
 
 
-def test_interrupt_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("device", ["numpy", "strict", "strict:device1"])
+def test_interrupt_saves_a_checkpoint_that_resumes_exactly(tmp_path, device):
     train, test = _vertical()
 
     class CtrlC(cbs.Callback):
@@ -214,19 +219,21 @@ def test_interrupt_saves_a_checkpoint_that_resumes_exactly(tmp_path):
             if trainer.epoch == 2 and batch == 3:
                 raise KeyboardInterrupt
 
-    straight = _trainer(dropout=0.2)
+    straight = _trainer(device, dropout=0.2)
     straight.fit(train, test, epochs=4, batch_size=32)
-    interrupted = _trainer(dropout=0.2, callbacks=[CtrlC(), cbs.ModelCheckpoint(tmp_path / "a")])
+    interrupted = _trainer(
+        device, dropout=0.2, callbacks=[CtrlC(), cbs.ModelCheckpoint(tmp_path / "a")]
+    )
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit(train, test, epochs=4, batch_size=32)
-    resumed = _trainer(dropout=0.2)
+    resumed = _trainer(device, dropout=0.2)
     resumed.load_checkpoint(tmp_path / "a" / "last.npz")
     assert resumed.epoch == 2
     resumed.fit(train, test, epochs=4, batch_size=32)
     for k, v in straight.model.state_dict().items():
         np.testing.assert_array_equal(v, resumed.model.state_dict()[k])
 
-    early = _trainer(callbacks=[CtrlC(), cbs.ModelCheckpoint(tmp_path / "b")])
+    early = _trainer(device, callbacks=[CtrlC(), cbs.ModelCheckpoint(tmp_path / "b")])
     early.epoch = 2  # interrupted during the first epoch of this fit: the start state is saved
     with pytest.raises(KeyboardInterrupt):
         early.fit(train, test, epochs=4, batch_size=32)
