@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write
 from .module import Module
 
 FORMAT = "nnx-checkpoint"
@@ -93,30 +93,9 @@ def checkpoint_arrays(
 
 def write_checkpoint(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``arrays`` to ``path`` atomically (temp file, flush, fsync, rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
-        return target
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return target
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+    return Path(path)
 
 
 def save_checkpoint(

@@ -10,6 +10,7 @@ whole epoch needs a single host synchronisation (done by the Trainer) instead of
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -106,7 +107,7 @@ class MeanAbsoluteError(Metric):
     name = "mae"
 
     def _batch(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
-        return xp.sum(xp.abs(pred - target)), _numel(pred)
+        return xp.sum(xp.abs(pred - target)), math.prod(pred.shape)
 
 
 class MeanSquaredError(Metric):
@@ -116,14 +117,7 @@ class MeanSquaredError(Metric):
 
     def _batch(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
         diff = pred - target
-        return xp.sum(diff * diff), _numel(pred)
-
-
-def _numel(x: Any) -> int:
-    n = 1
-    for d in x.shape:
-        n *= int(d)
-    return n
+        return xp.sum(diff * diff), math.prod(pred.shape)
 
 
 METRICS = ("accuracy", "topK_accuracy (e.g. top5_accuracy)", "mae", "mse")

@@ -85,15 +85,14 @@ def _number(kind: type, low: float | None = None, high: float | None = None, str
 
 
 def _choice(options: tuple[str, ...]):
+    """Match case-insensitively, with ``_`` and ``-`` interchangeable; return the listed spelling."""
+    canonical = {o.replace("_", "-"): o for o in options}
+
     def convert(value: Any, flag: str) -> str:
-        text = (
-            str(value).strip().lower().replace("_", "-")
-            if flag != "--activation"
-            else str(value).strip().lower()
-        )
-        if text not in options:
+        found = canonical.get(str(value).strip().lower().replace("_", "-"))
+        if found is None:
             raise ConfigError(f"unknown {flag[2:]} {value!r}; choose one of {', '.join(options)}")
-        return text
+        return found
 
     return convert
 
@@ -355,9 +354,10 @@ def prepare_out(settings: dict[str, Any], resume: Path | None) -> Path:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from .callbacks import _atomic_text
+    from .atomic import atomic_write
 
-    _atomic_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def run(

@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from .errors import DatasetError
 
 IDX_FILES = {
@@ -136,26 +136,18 @@ class ChecksumError(ValueError):
 
 
 def _download(url: str, target: Path, expected_sha256: str, timeout: float) -> None:
-    """Stream ``url`` into a temporary file beside ``target``; rename it into place only when its
-    SHA-256 matches (so a failed or corrupted download never leaves a file behind)."""
+    """Stream ``url`` to ``target`` atomically; the file takes its name only when its SHA-256
+    matches (so a failed or corrupted download never leaves a file behind)."""
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_write(target) as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
         got = digest.hexdigest()
         if got != expected_sha256:
             raise ChecksumError(
                 f"checksum mismatch for {target.name}: expected SHA-256 {expected_sha256}, got {got}"
             )
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _sha256(path: Path) -> str:
