@@ -251,3 +251,104 @@ def test_load_state_dict_checks():
         Adam(params).load_state_dict(SGD(params).state_dict())
     with pytest.raises(ValueError, match="state for 1 parameters, but this optimizer has 2"):
         SGD(params).load_state_dict(SGD(params[:1]).state_dict())
+
+
+# ----------------------------------------------------------- NumPy fast path: updates in pieces
+LARGE = [(300, 250), (250,), (97, 1001)]  # 600 KB, 2 KB and 777 KB in float64: 3, 1 and 4 pieces
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name, kwargs", CONFIGS, ids=lambda c: str(c))
+def test_updates_in_pieces_equal_whole_array_updates(monkeypatch, name, kwargs, dtype):
+    from nnx.optim import optimizers
+
+    rng = np.random.default_rng(1)
+    start = [rng.standard_normal(shape) for shape in LARGE]
+    cpu = nnx.get_backend("cpu")
+    # copies: asarray keeps a float64 array as it is, and the steps write into it
+    pieces, opt_pieces = _run_nnx(name, kwargs, 7, cpu, dtype, start=[a.copy() for a in start])
+    monkeypatch.setattr(optimizers, "PIECE_BYTES", 1 << 40)  # nothing is large enough to split
+    whole, opt_whole = _run_nnx(name, kwargs, 7, cpu, dtype, start=[a.copy() for a in start])
+    for a, b, first in zip(pieces, whole, start, strict=True):
+        assert a.value is not b.value and not np.array_equal(a.value, first)
+        assert a.value.dtype == b.value.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a.value, b.value)
+    for sa, sb in zip(opt_pieces.state, opt_whole.state, strict=True):
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert np.shape(sa[key]) == np.shape(sb[key])
+            np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
+
+
+def _count_updates(monkeypatch, optimizer):
+    calls = []
+    original = type(optimizer)._update
+
+    def spy(self, p, g, state, xp):
+        calls.append(p.value.size)
+        return original(self, p, g, state, xp)
+
+    monkeypatch.setattr(type(optimizer), "_update", spy)
+    return calls
+
+
+def test_large_numpy_parameters_are_split_into_cache_sized_pieces(monkeypatch):
+    from nnx.optim.optimizers import PIECE_BYTES
+
+    big = nnx.Parameter(np.zeros((300, 250)), "big")  # 600,000 bytes
+    small = nnx.Parameter(np.zeros(10), "small")
+    opt = SGD([big, small], lr=0.1, momentum=0.9)
+    calls = _count_updates(monkeypatch, opt)
+    big.grad, small.grad = np.ones((300, 250)), np.ones(10)
+    opt.step()
+    per_piece = PIECE_BYTES // 8
+    assert calls == [per_piece, per_piece, 75_000 - 2 * per_piece, 10]
+    assert opt.state[0]["momentum_buffer"].shape == (300, 250)  # assembled from the pieces
+    np.testing.assert_array_equal(big.value, np.full((300, 250), -0.1))
+
+
+def test_pieces_need_an_elementwise_rule_and_plain_writeable_arrays(monkeypatch):
+    class Custom(SGD):  # a user's rule might look across elements (a norm, say): never split
+        elementwise = False
+
+    p = nnx.Parameter(np.zeros((300, 250)), "p")
+    opt = Custom([p], lr=0.1)
+    calls = _count_updates(monkeypatch, opt)
+    p.grad = np.ones((300, 250))
+    opt.step()
+    assert calls == [75_000]
+
+    frozen = np.zeros((300, 250))
+    frozen.flags.writeable = False
+    transposed = nnx.Parameter(np.zeros((250, 300)).T, "transposed")  # not C-contiguous
+    read_only = nnx.Parameter(frozen, "read_only")
+    opt = SGD([transposed, read_only], lr=0.1, momentum=0.9)
+    calls = _count_updates(monkeypatch, opt)
+    transposed.grad, read_only.grad = np.ones((300, 250)), np.ones((300, 250))
+    opt.step()
+    assert calls == [75_000, 75_000]  # whole arrays; the read-only one is rebound
+    assert not np.shares_memory(read_only.value, frozen) and not frozen.any()
+    opt.step()
+    np.testing.assert_allclose(transposed.value, -0.29)
+    np.testing.assert_allclose(read_only.value, -0.29)
+
+
+def test_a_rule_that_rebinds_its_arrays_still_works_in_pieces(monkeypatch):
+    class Rebinding(nnx.optim.Optimizer):
+        elementwise = True
+
+        def _update(self, p, g, state, xp):
+            total = state.get("total")
+            state["total"] = g if total is None else total + g  # a new array every step
+            p.value = p.value - 0.5 * state["total"]  # rebinds instead of writing in place
+
+    p = nnx.Parameter(np.zeros((300, 250)), "p")
+    opt = Rebinding([p], lr=1.0)
+    calls = _count_updates(monkeypatch, opt)
+    original = p.value
+    for _ in range(2):
+        p.grad = np.ones((300, 250))
+        opt.step()
+    assert len(calls) == 6 and p.value is original
+    np.testing.assert_array_equal(p.value, -1.5)
+    np.testing.assert_array_equal(opt.state[0]["total"], 2.0)
