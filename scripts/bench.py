@@ -8,12 +8,13 @@
 
 Workload: an MLP 784-512-256-10 with ReLU, softmax cross-entropy and SGD with momentum 0.9 on
 60,000 synthetic float32 samples, one shuffled epoch per measurement. The contenders run
-interleaved (nnx, nnx Trainer.fit, reference, torch, nnx, ...) after a warm-up, and the median of
+interleaved after a warm-up, in an order that rotates every repetition (nnx, Trainer.fit,
+reference, torch; then Trainer.fit, reference, torch, nnx; ...), and the median of
 the repetitions is reported with ratios against the reference and against torch. GFLOP/s counts
 6 x parameters x samples per epoch (forward 2, backward 4 flops per weight and sample); the
 matrix-multiply ceiling is the best float32 GEMM rate measured in the same run.
-Peak memory is measured per contender in a fresh subprocess (RSS on the CPU; CuPy's memory-pool
-high-water mark on a GPU).
+Peak memory is measured per contender in a fresh subprocess: RSS, and on a GPU also the
+high-water mark of CuPy's memory pool (PyTorch's allocator for torch) and its growth.
 """
 
 from __future__ import annotations
@@ -295,33 +296,49 @@ def n_parameters(sizes: list[int]) -> int:
 
 
 def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
-    """Run in a subprocess: peak memory of two epochs of one contender, and growth between them."""
+    """Run in a subprocess: peak memory over three epochs of one contender, and growth from the first to the third."""
     backend = nnx.get_backend(args.device)
     x, y = make_data(args.samples, args.features, args.classes)
     weights = initial_weights(layer_sizes(args))
-    if backend.name == "cupy":
-        import cupy
-
-        pool = cupy.get_default_memory_pool()
     if args.probe == "torch":
         import torch  # noqa: F401  (the library itself is not the contender's working memory)
+    gpu = gpu_memory_meter(backend, args.probe)
     _reset_peak_rss()
     baseline = _status_kb("VmRSS")  # the data is in; the model, its state and the steps are not
     contender = CONTENDERS[args.probe](backend, x, y, weights, args.lr, args.probe_batch)
-    after = []
-    peak_pool = 0
+    after, after_gpu = [], []
     for _ in range(3):
         timed_epoch(contender, backend)
         after.append(_status_kb("VmRSS"))
-        if backend.name == "cupy":
-            peak_pool = max(peak_pool, pool.total_bytes())
+        if gpu:
+            after_gpu.append(gpu["in_use"]())
     result = {
         "peak_rss_mb": (_status_kb("VmHWM") - baseline) / 1024,
         "growth_mb": (after[-1] - after[0]) / 1024,
     }
-    if backend.name == "cupy":
-        result["gpu_pool_mb"] = peak_pool / 2**20
+    if gpu:  # the device copy of the data counts here: every contender holds one
+        result["gpu_peak_mb"] = gpu["peak"]() / 2**20
+        result["gpu_growth_mb"] = (after_gpu[-1] - after_gpu[0]) / 2**20
     return result
+
+
+def gpu_memory_meter(backend, probe: str) -> dict[str, Any] | None:
+    """Byte counters of GPU memory for one contender: in use now, and the high-water mark.
+
+    PyTorch has its own caching allocator (peak = ``max_memory_allocated``); CuPy's memory pool
+    keeps freed blocks, so the bytes it holds (``total_bytes``) are its high-water mark.
+    """
+    if not backend.is_gpu:
+        return None
+    if probe == "torch":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return {"in_use": torch.cuda.memory_allocated, "peak": torch.cuda.max_memory_allocated}
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    return {"in_use": pool.used_bytes, "peak": pool.total_bytes}
 
 
 def _reset_peak_rss() -> None:
@@ -419,9 +436,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for c in contenders.values():  # warm-up: caches, BLAS threads, CUDA kernels
             c.run_epoch(max_batches=args.warmup_batches)
         times: dict[str, list[float]] = {n: [] for n in names}
-        for _ in range(args.repeats):  # interleaved
-            for n, c in contenders.items():
-                times[n].append(timed_epoch(c, backend))
+        for rep in range(args.repeats):
+            # interleaved, and the order rotates every repetition: what ran just before a
+            # contender (torch's spinning worker threads, a cache another one just filled)
+            # then falls on every contender alike
+            order = names[rep % len(names) :] + names[: rep % len(names)]
+            for n in order:
+                times[n].append(timed_epoch(contenders[n], backend))
         median = {n: statistics.median(t) for n, t in times.items()}
         row: dict[str, Any] = {}
         for n in names:
@@ -520,7 +541,11 @@ def print_table(results: dict[str, Any]) -> None:
         )
         for name, mem in results["memory"].items():
             if mem:
-                extra = f", GPU pool {mem['gpu_pool_mb']:.1f} MB" if "gpu_pool_mb" in mem else ""
+                extra = (
+                    f"; GPU peak {mem['gpu_peak_mb']:.1f} MB, growth {mem['gpu_growth_mb']:+.1f} MB"
+                    if "gpu_peak_mb" in mem
+                    else ""
+                )
                 print(
                     f"  {CONTENDERS[name].name:<16} RSS {mem['peak_rss_mb']:.1f} MB, growth epoch 1->3 "
                     f"{mem['growth_mb']:+.1f} MB{extra}"
@@ -537,7 +562,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--batch-sizes", default="32,128,1024", type=lambda s: [int(v) for v in s.split(",")]
     )
-    p.add_argument("--repeats", type=int, default=5, help="timed epochs per contender (median)")
+    p.add_argument(
+        "--repeats", type=int, default=8, help="timed epochs per contender (median; default 8)"
+    )
     p.add_argument("--warmup-batches", type=int, default=20)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--memory-batch", type=int, default=128)
