@@ -592,10 +592,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_probe(args)))
         return 0
     try:
-        results = run(args)
+        backend = nnx.get_backend(args.device)
     except nnx.BackendUnavailableError as err:
         print(f"bench.py: error: {err}", file=sys.stderr)
         return 2
+    if backend.name not in ("numpy", "cupy"):
+        print(
+            f"bench.py: error: --device {args.device} selects the {backend.name} backend; the "
+            "hand-written reference exists for NumPy (--device cpu) and CuPy (--device gpu) only",
+            file=sys.stderr,
+        )
+        return 2
+    results = run(args)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

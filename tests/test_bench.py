@@ -24,3 +24,15 @@ def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
         assert row["ratio_nnx_vs_reference"] > 0 and row["ratio_trainer_vs_nnx"] > 0
         assert row["nnx"]["samples_per_s"] > 0
     assert "nnx/reference" in done.stdout and "matmul ceiling" in done.stdout
+
+
+def test_a_backend_without_a_hand_written_reference_is_refused():
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--device", "strict"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "array_api_strict backend" in done.stderr and "NumPy (--device cpu)" in done.stderr
+    assert "Traceback" not in done.stderr
