@@ -277,6 +277,7 @@ def test_updates_in_pieces_equal_whole_array_updates(monkeypatch, name, kwargs, 
         assert sa.keys() == sb.keys()
         for key in sa:
             assert np.shape(sa[key]) == np.shape(sb[key])
+            assert np.asarray(sa[key]).dtype == np.asarray(sb[key]).dtype
             np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
 
 
