@@ -38,8 +38,9 @@ class Optimizer:
 
     Subclasses list their hyperparameters in ``hyperparameters`` and implement ``_update``.
     A subclass whose rule is element-wise (each output element depends only on the same element
-    of the parameter, gradient and state) sets ``elementwise = True``; on NumPy its large
-    parameters are then updated in cache-sized pieces, with bit-identical results.
+    of the parameter, gradient and state, and every state entry but ``"step"`` is an array of
+    the parameter's shape) sets ``elementwise = True``; on NumPy its large parameters are then
+    updated in cache-sized pieces, with bit-identical results.
     """
 
     hyperparameters: tuple[str, ...] = ()
