@@ -296,7 +296,7 @@ def n_parameters(sizes: list[int]) -> int:
 
 
 def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
-    """Run in a subprocess: peak memory over three epochs of one contender, and growth from the first to the third."""
+    """Run in a subprocess: one contender's peak memory over three epochs, and its growth."""
     backend = nnx.get_backend(args.device)
     x, y = make_data(args.samples, args.features, args.classes)
     weights = initial_weights(layer_sizes(args))
