@@ -400,8 +400,7 @@ def check_same_loss(backend, args: argparse.Namespace, batches: int = 5) -> floa
     return float(np.max(np.abs(fa - fb)))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    backend = nnx.get_backend(args.device)
+def run(args: argparse.Namespace, backend: nnx.Backend) -> dict[str, Any]:
     names = ["nnx", "trainer", "reference"]
     if not args.no_torch:
         try:
@@ -603,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    results = run(args)
+    results = run(args, backend)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
