@@ -32,7 +32,7 @@ from .layers import (
     Tanh,
 )
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
-from .module import Module, Parameter, Sequential
+from .module import Buffer, Module, Parameter, Sequential
 from .plots import save_curves
 from .trainer import NonFiniteLossError, Trainer
 
@@ -74,6 +74,7 @@ __all__ = [
     "MSELoss",
     "Module",
     "Parameter",
+    "Buffer",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -1,9 +1,11 @@
-"""Parameters, the Module base class and Sequential.
+"""Parameters, buffers, the Module base class and Sequential.
 
 A module computes ``forward(x)``, caching what its ``backward`` needs, and
-``backward(grad_out)`` returns the gradient with respect to its input while storing each
-parameter's gradient in ``param.grad``. Parameters and sub-modules are found by looking at the
-module's attributes, in the order they were assigned.
+``backward(grad_out)`` returns the gradient with respect to its input while **adding** each
+parameter's gradient into ``param.grad`` (PyTorch semantics: ``zero_grad()`` clears them, so
+gradients of several backward passes, or of a parameter shared by several modules, sum up).
+Parameters, buffers and sub-modules are found by looking at the module's attributes, in the order
+they were assigned; an object reachable along several paths (weight tying) is listed once.
 """
 
 from __future__ import annotations
@@ -37,8 +39,45 @@ class Parameter:
     def dtype(self) -> Any:
         return self.value.dtype
 
+    def accumulate(self, grad: Any) -> None:
+        """Add ``grad`` into ``self.grad`` (set it when there is none yet).
+
+        Every ``backward`` stores parameter gradients through this, so a parameter used twice in
+        one forward pass, or shared by two modules, receives the sum of its gradients.
+        """
+        # A new array, never ``+=``: the first gradient may be an array the layer also uses
+        # elsewhere (its grad_out, say), which must not change under it.
+        self.grad = grad if self.grad is None else self.grad + grad
+
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class Buffer:
+    """A non-trainable array that belongs to a module's state (BatchNorm's running statistics).
+
+    Buffers are saved by ``state_dict`` and checkpoints and moved by ``Module.to`` (floating
+    buffers take the new dtype, integer ones keep theirs), but optimizers never see them.
+    Rebind ``value`` to update one (``buf.value = buf.value * m + ...``), which works on every
+    backend, immutable JAX arrays included.
+    """
+
+    __slots__ = ("value", "name")
+
+    def __init__(self, value: Any, name: str | None = None):
+        self.value = value
+        self.name = name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.value.dtype
+
+    def __repr__(self) -> str:
+        return f"Buffer(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
 class Module:
@@ -51,8 +90,8 @@ class Module:
 
     training: bool = True
 
-    def __call__(self, x: Any) -> Any:
-        return self.forward(x)
+    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        return self.forward(*inputs, **kwargs)
 
     def forward(self, x: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
@@ -67,24 +106,51 @@ class Module:
             if isinstance(value, Module):
                 yield name, value
 
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module (name ``prefix``) and every sub-module with its dotted name, depth first;
+        a module reachable along several paths is listed once, under its first name."""
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{n}" if name else n, c) for n, c in module.named_children()]
+            stack.extend(reversed(children))
+
     def modules(self) -> Iterator[Module]:
-        """This module and every sub-module, depth first."""
-        yield self
-        for _, child in self.named_children():
-            yield from child.modules()
+        """This module and every sub-module, depth first, each once."""
+        for _, module in self.named_modules():
+            yield module
+
+    def _named_members(self, kind: type, prefix: str) -> Iterator[tuple[str, Any]]:
+        seen: set[int] = set()
+        for path, module in self.named_modules():
+            for name, value in vars(module).items():
+                if isinstance(value, kind) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield prefix + (f"{path}.{name}" if path else name), value
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Every parameter with its dotted name (``"0.weight"``), in assignment order."""
-        for name, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield prefix + name, value
-            elif isinstance(value, Module):
-                yield from value.named_parameters(prefix + name + ".")
+        """Every parameter with its dotted name (``"0.weight"``), in assignment order; a shared
+        parameter is listed once, under its first name."""
+        return self._named_members(Parameter, prefix)
 
     def parameters(self) -> Iterator[Parameter]:
         """Every parameter, in the order of :meth:`named_parameters`."""
         for _, p in self.named_parameters():
             yield p
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
+        """Every :class:`Buffer` with its dotted name, like :meth:`named_parameters`."""
+        return self._named_members(Buffer, prefix)
+
+    def buffers(self) -> Iterator[Buffer]:
+        """Every buffer, in the order of :meth:`named_buffers`."""
+        for _, b in self.named_buffers():
+            yield b
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient."""
@@ -132,12 +198,24 @@ class Module:
                     p.value, dtype=dtype if dtype is not None else dtype_name(p.value.dtype)
                 )
             p.grad = None
+        for b in self.buffers():
+            dest = target or backend_of(b.value)
+            floating = backend_of(b.value).xp.isdtype(b.value.dtype, "real floating")
+            cast = dtype if dtype is not None and floating else dtype_name(b.value.dtype)
+            if not dest.owns(b.value) or b.value.dtype != dest.dtype(cast):
+                b.value = dest.asarray(to_numpy(b.value), dtype=cast)
         return self
 
     # ------------------------------------------------------------------ state
+    def _state_entries(self) -> dict[str, Parameter | Buffer]:
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Dotted parameter names -> host NumPy copies of their values."""
-        return {name: np.array(to_numpy(p.value), copy=True) for name, p in self.named_parameters()}
+        """Dotted parameter and buffer names -> host NumPy copies of their values."""
+        return {
+            name: np.array(to_numpy(entry.value), copy=True)
+            for name, entry in self._state_entries().items()
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> Module:
         """Load values saved by :meth:`state_dict` onto the backend/dtype the module is on now.
@@ -145,7 +223,7 @@ class Module:
         Raises ValueError naming missing or unexpected keys and any shape mismatch; nothing is
         changed unless every entry fits.
         """
-        params = dict(self.named_parameters())
+        params = self._state_entries()
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
         if missing or unexpected:
@@ -159,12 +237,13 @@ class Module:
             if tuple(host.shape) != p.shape:
                 raise ValueError(
                     f"state dict entry {name!r} has shape {tuple(host.shape)}, "
-                    f"but the parameter has shape {p.shape}"
+                    f"but the module's entry has shape {p.shape}"
                 )
             new_values[name] = backend_of(p.value).asarray(host, dtype=p.value.dtype, copy=True)
         for name, p in params.items():
             p.value = new_values[name]
-            p.grad = None
+            if isinstance(p, Parameter):
+                p.grad = None
         return self
 
     # ------------------------------------------------------------------ printing

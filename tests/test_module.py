@@ -3,6 +3,8 @@ import pytest
 
 import nnx
 
+from .conftest import host_normal
+
 
 def _mlp(device="cpu"):
     return nnx.Sequential(
@@ -98,7 +100,8 @@ def test_load_state_dict_errors_change_nothing():
     wrong = {k: np.zeros_like(v) for k, v in before.items()}
     wrong["3.weight"] = np.zeros((3, 8))
     with pytest.raises(
-        ValueError, match=r"'3.weight' has shape \(3, 8\), but the parameter has shape \(8, 3\)"
+        ValueError,
+        match=r"'3.weight' has shape \(3, 8\), but the module.s entry has shape \(8, 3\)",
     ):
         model.load_state_dict(wrong)
     for name, value in model.state_dict().items():
@@ -149,3 +152,71 @@ def test_backward_without_input_gradient_gives_the_same_parameter_gradients(back
     first(backend.asarray(np.ones((1, 6))))
     assert first.backward(backend.asarray(np.ones((1, 2))), need_input_grad=False) is None
     assert first[1][0].weight.grad is not None
+
+
+def test_backward_adds_into_grad_and_zero_grad_clears():
+    layer = nnx.Linear(3, 2, rng=0, dtype="float64")
+    x = np.ones((4, 3))
+    layer(x)
+    layer.backward(np.ones((4, 2)))
+    once = np.array(layer.weight.grad, copy=True)
+    layer(x)
+    layer.backward(np.ones((4, 2)))
+    np.testing.assert_allclose(layer.weight.grad, 2 * once)
+    layer.zero_grad()
+    assert layer.weight.grad is None and layer.bias.grad is None
+
+
+def test_shared_parameter_is_listed_once_and_gets_the_sum_of_its_gradients():
+    a = nnx.Linear(3, 3, rng=0, dtype="float64")
+    b = nnx.Linear(3, 3, rng=1, dtype="float64")
+    b.weight = a.weight  # weight tying
+    model = nnx.Sequential(a, nnx.Tanh(), b)
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "2.bias"]
+    assert list(model.state_dict()) == names
+    x = host_normal((5, 3))
+    model(x)
+    model.zero_grad()
+    model.backward(np.ones((5, 3)))
+    shared = np.array(a.weight.grad, copy=True)
+    # the sum of both uses, computed by hand from each layer's own contribution
+    h = np.tanh(x @ a.weight.value + a.bias.value)
+    from_b = h.T @ np.ones((5, 3))
+    g_h = np.ones((5, 3)) @ a.weight.value.T * (1 - h**2)
+    from_a = x.T @ g_h
+    np.testing.assert_allclose(shared, from_a + from_b, rtol=1e-12)
+
+
+def test_a_module_reachable_twice_is_listed_once():
+    inner = nnx.Linear(2, 2, rng=0)
+    model = nnx.Sequential(inner, nnx.ReLU(), inner)
+    assert len(list(model.parameters())) == 2
+    assert sum(1 for m in model.modules() if m is inner) == 1
+
+
+class _Counter(nnx.Module):
+    """A module with a float buffer and an integer buffer."""
+
+    def __init__(self):
+        self.scale = nnx.Parameter(np.ones(2, dtype=np.float32), "scale")
+        self.running = nnx.Buffer(np.zeros(2, dtype=np.float32), "running")
+        self.count = nnx.Buffer(np.zeros((), dtype=np.int64), "count")
+
+
+def test_buffers_are_state_but_not_parameters(backend):
+    m = _Counter().to(backend)
+    assert [n for n, _ in m.named_parameters()] == ["scale"]
+    assert [n for n, _ in m.named_buffers()] == ["running", "count"]
+    state = m.state_dict()
+    assert sorted(state) == ["count", "running", "scale"]
+    m.running.value = backend.asarray(np.array([1.5, 2.5], dtype=np.float32))
+    m.count.value = backend.asarray(np.array(3, dtype=np.int64))
+    restored = _Counter().to(backend).load_state_dict(m.state_dict())
+    np.testing.assert_array_equal(nnx.to_numpy(restored.running.value), [1.5, 2.5])
+    assert int(nnx.to_numpy(restored.count.value)) == 3
+    # to(dtype=...) casts floating buffers, integer buffers keep their dtype
+    m.to(backend, dtype="float64")
+    assert m.running.value.dtype == backend.xp.float64
+    assert m.count.value.dtype == backend.xp.int64
+    assert backend.owns(m.running.value) and backend.owns(m.count.value)

@@ -22,6 +22,7 @@ def test_gradient_descent_drives_the_loss_down_tenfold(backend):
     losses = []
     for _ in range(400):
         losses.append(float(nnx.to_numpy(loss_fn(model(x), y))))
+        model.zero_grad()  # backward adds into p.grad
         model.backward(loss_fn.backward())
         for p in model.parameters():
             p.value = p.value - 0.2 * p.grad  # rebinding works on every backend
@@ -42,6 +43,7 @@ def test_classifier_learns_with_cross_entropy(backend):
     first = float(nnx.to_numpy(loss_fn(model(x), t)))
     for _ in range(200):
         loss_fn(model(x), t)
+        model.zero_grad()
         model.backward(loss_fn.backward())
         for p in model.parameters():
             p.value = p.value - 0.5 * p.grad

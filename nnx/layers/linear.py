@@ -139,12 +139,13 @@ class Linear(Module):
         else:  # fold every leading axis into one batch axis
             x2 = xp.reshape(x, (-1, self.in_features))
             g2 = xp.reshape(grad_out, (-1, self.out_features))
-        self.weight.grad = x2.T @ g2
+        grads = [x2.T @ g2]
         if self.bias is not None:
-            self.bias.grad = xp.sum(g2, axis=0)
-        for p, l1, l2 in self._terms():
+            grads.append(xp.sum(g2, axis=0))
+        for g, (p, l1, l2) in zip(grads, self._terms(), strict=True):
             if l1:  # d(l1 * sum|p|)/dp = l1 * sign(p)
-                p.grad = p.grad + l1 * xp.sign(p.value)
+                g = g + l1 * xp.sign(p.value)
             if l2:  # d(l2 * sum p^2)/dp = 2 * l2 * p
-                p.grad = p.grad + (2.0 * l2) * p.value
+                g = g + (2.0 * l2) * p.value
+            p.accumulate(g)
         return grad_out @ self.weight.value.T if need_input_grad else None
