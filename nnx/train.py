@@ -137,7 +137,11 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "that receives the input shape and class count and returns an nnx.Module",
     ),
     "hidden": ([128, 64], lambda v, f: _hidden(v), "hidden layer sizes, comma-separated (mlp)"),
-    "activation": ("relu", _choice(ACTIVATIONS), "hidden activation (mlp): " + ", ".join(ACTIVATIONS)),
+    "activation": (
+        "relu",
+        _choice(ACTIVATIONS),
+        "hidden activation (mlp): " + ", ".join(ACTIVATIONS),
+    ),
     "dropout": (0.0, _number(float, 0.0, 1.0), "dropout probability after each hidden layer (mlp)"),
     "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
     "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
@@ -181,7 +185,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
 }
-METAVARS = {"model": "NAME", "hidden": "SIZES", "early_stopping": "PATIENCE", "out": "DIR", "data_dir": "DIR"}
+METAVARS = {
+    "model": "NAME",
+    "hidden": "SIZES",
+    "early_stopping": "PATIENCE",
+    "out": "DIR",
+    "data_dir": "DIR",
+}
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -291,9 +301,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
 MODEL_OPTIONS = ("hidden", "activation", "dropout", "seed")
 
 
-def make_model(
-    settings: dict[str, Any], input_shape: tuple[int, ...], n_out: int, nnx: Any
-) -> Any:
+def make_model(settings: dict[str, Any], input_shape: tuple[int, ...], n_out: int, nnx: Any) -> Any:
     """Build ``settings["model"]`` (a preset or ``package.module:function``) for samples of
     ``input_shape`` and ``n_out`` outputs, passing the :data:`MODEL_OPTIONS` it accepts.
 

@@ -62,12 +62,8 @@ def test_bad_model_specs_are_one_line_errors(tmp_path):
         _run(*FAST, "--model", "mynets:not_a_model", cwd=tmp_path),
         "--model mynets:not_a_model returned str, not an nnx.Module",
     )
-    _one_line_error(
-        _run(*FAST, "--model", "resnet", cwd=tmp_path), "unknown model preset 'resnet'"
-    )
-    _one_line_error(
-        _run(*FAST, "--model", "nowhere:build", cwd=tmp_path), "cannot import nowhere"
-    )
+    _one_line_error(_run(*FAST, "--model", "resnet", cwd=tmp_path), "unknown model preset 'resnet'")
+    _one_line_error(_run(*FAST, "--model", "nowhere:build", cwd=tmp_path), "cannot import nowhere")
     _one_line_error(
         _run(*FAST, "--model", "mynets:missing", cwd=tmp_path), "has no attribute 'missing'"
     )

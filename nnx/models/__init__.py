@@ -55,7 +55,9 @@ def resolve_builder(spec: str) -> Builder:
     """A preset name, or ``package.module:function`` imported from ``sys.path`` (the current
     folder is searched too, as ``python -m`` does)."""
     if not isinstance(spec, str) or not spec:
-        raise ModelSpecError(f"--model must be a preset name or package.module:function, got {spec!r}")
+        raise ModelSpecError(
+            f"--model must be a preset name or package.module:function, got {spec!r}"
+        )
     if ":" not in spec:
         return get_preset(spec)
     module_name, _, attr = spec.partition(":")
@@ -81,9 +83,7 @@ def resolve_builder(spec: str) -> Builder:
             raise ModelSpecError(f"--model {spec}: {module_name} has no attribute {attr!r}")
         target = getattr(target, part)
     if not callable(target):
-        raise ModelSpecError(
-            f"--model {spec}: {attr} is a {type(target).__name__}, not a function"
-        )
+        raise ModelSpecError(f"--model {spec}: {attr} is a {type(target).__name__}, not a function")
     return target
 
 
@@ -119,9 +119,7 @@ def build_model(
             f"and {num_classes} outputs ({type(err).__name__}: {message})"
         ) from None
     if not isinstance(model, Module):
-        raise ModelSpecError(
-            f"--model {name} returned {type(model).__name__}, not an nnx.Module"
-        )
+        raise ModelSpecError(f"--model {name} returned {type(model).__name__}, not an nnx.Module")
     return model
 
 
