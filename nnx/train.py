@@ -400,7 +400,8 @@ def run(
     from nnx.datasets import load_dataset
 
     backend = nnx.get_backend(settings["device"])  # a missing GPU fails here, before any work
-    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
+    # image data sets give image-shaped samples (C, H, W); the mlp preset flattens them
+    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
     out = prepare_out(settings, resume)
     context["out"] = out
     classification = data.task == "classification"
