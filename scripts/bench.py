@@ -5,6 +5,7 @@
     python scripts/bench.py --device gpu         # CuPy backend vs a CuPy reference vs torch CUDA
     python scripts/bench.py --quick              # tiny smoke run: nnx and reference losses agree
     python scripts/bench.py --json results.json  # machine-readable output as well
+    python scripts/bench.py --cnn                # convolutional workloads vs torch (bench_cnn.py)
 
 Workload: an MLP 784-512-256-10 with ReLU, softmax cross-entropy and SGD with momentum 0.9 on
 60,000 synthetic float32 samples, one shuffled epoch per measurement. The contenders run
@@ -575,10 +576,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="tiny smoke run: checks that nnx and the reference compute the same loss",
     )
+    p.add_argument(
+        "--cnn",
+        action="store_true",
+        help="the convolutional workloads (LeNet-like, small ResNet) against torch; see bench_cnn.py",
+    )
+    p.add_argument("--cnn-batch", type=int, default=128, help="--cnn: batch size (default 128)")
+    p.add_argument("--cnn-steps", type=int, default=20, help="--cnn: steps per measurement")
+    p.add_argument(
+        "--pause", type=float, default=1.0, help="--cnn: seconds of pause before each contender"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="--cnn: limit torch and NumPy's BLAS to this many threads (threadpoolctl)",
+    )
+    p.add_argument("--cnn-probe", help=argparse.SUPPRESS)
     p.add_argument("--probe", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     p.add_argument("--probe-batch", type=int, default=128, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.quick:
+    if args.quick and not args.cnn:
         args.samples, args.features, args.hidden = 512, 32, [16, 8]
         args.batch_sizes, args.repeats, args.warmup_batches = [32, 128], 1, 2
         args.memory_batch = 32
@@ -587,6 +604,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.cnn or args.cnn_probe:
+        from bench_cnn import main_cnn  # scripts/ is on sys.path when bench.py runs
+
+        return main_cnn(args)
     if args.probe:
         print(json.dumps(memory_probe(args)))
         return 0

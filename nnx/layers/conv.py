@@ -60,12 +60,12 @@ def _gather(x_cn, xp, kernel, stride, dilation, out):
     )
 
 
-def _conv_forward(x, w, xp, groups, stride, dilation, out):
-    """``x`` (already padded, ``(N, C, Hp, Wp)``), ``w`` ``(O, C/G, kh, kw)`` -> output
+def _conv_forward(x_cn, w, xp, groups, stride, dilation, out):
+    """``x_cn`` (already padded, ``(C, N, Hp, Wp)``), ``w`` ``(O, C/G, kh, kw)`` -> output
     ``(N, O, Ho, Wo)`` and the gathered columns ``(G, C/G*kh*kw, N*Ho*Wo)``."""
-    n = x.shape[0]
+    n = x_cn.shape[1]
     o, cg, kh, kw = w.shape
-    cols = _gather(xp.permute_dims(x, (1, 0, 2, 3)), xp, (kh, kw), stride, dilation, out)
+    cols = _gather(x_cn, xp, (kh, kw), stride, dilation, out)
     cols = xp.reshape(cols, (groups, cg * kh * kw, n * out[0] * out[1]))
     wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
     y = xp.reshape(wm @ cols, (o, n, out[0], out[1]))
@@ -84,14 +84,13 @@ def _conv_weight_grad(g_rows, cols, xp, wshape):
 
 
 def _conv_input_grad(g_rows, w, xp, groups, n, out, size, stride, dilation):
-    """``dxpad`` ``(N, C, Hp, Wp)``: the columns' gradient ``W^T @ g`` added back by col2im."""
+    """``dxpad`` ``(C, N, Hp, Wp)``: the columns' gradient ``W^T @ g`` added back by col2im."""
     _, cg, kh, kw = w.shape
     o = w.shape[0]
     wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
     dcols = xp.reshape(xp.matrix_transpose(wm) @ g_rows, (groups * cg, kh * kw, n, *out))
     pieces = [dcols[:, k, ...] for k in range(kh * kw)]
-    dx_cn = col2im(pieces, xp, size, (kh, kw), stride, dilation)
-    return xp.permute_dims(dx_cn, (1, 0, 2, 3))
+    return col2im(pieces, xp, size, (kh, kw), stride, dilation)
 
 
 class _ConvNd(Module):
@@ -167,7 +166,7 @@ class _ConvNd(Module):
             self.bias = Parameter(backend.asarray(b, dtype=dtype), "bias")
         else:
             self.bias = None
-        self._cols = None
+        self._xpad = None
 
     def extra_repr(self) -> str:
         one = (lambda t: t[0]) if self.nd == 1 else (lambda t: t)
@@ -237,14 +236,17 @@ class _ConvNd(Module):
                 sizes, kernel, stride, self._pads, dilation, strict=True
             )
         )
-        xpad = pad(x2, xp, self._pads, self.padding_mode)
-        y, self._cols = _conv_forward(
-            xpad, self._weight_2d(xp), xp, self.groups, stride, dilation, out
-        )
+        # padded straight into (C, N, H, W) memory, so the gathered slices stack contiguously
+        x_cn = xp.permute_dims(x2, (1, 0, 2, 3))
+        xpad = pad(x_cn, xp, self._pads, self.padding_mode)
+        # Only the padded input is kept for backward, not the kh*kw times larger columns: they are
+        # gathered again there (one more stack per step, for a fraction of the memory).
+        y, _ = _conv_forward(xpad, self._weight_2d(xp), xp, self.groups, stride, dilation, out)
+        self._xpad = xpad
         if self.bias is not None:
             y = y + xp.reshape(self.bias.value, (1, -1, 1, 1))
         self._x_shape = tuple(x.shape)
-        self._geometry = (tuple(xpad.shape[2:]), stride, dilation, tuple(x2.shape))
+        self._geometry = (tuple(xpad.shape[2:]), stride, dilation, tuple(x_cn.shape))
         y = y if nd == 2 else y[:, :, 0, :]
         self._out_shape = tuple(y.shape)
         return y
@@ -253,7 +255,6 @@ class _ConvNd(Module):
         """Parameter gradients into ``.grad``; returns ``dL/dx`` (None when ``need_input_grad``
         is False: the first layer of a network skips the col2im)."""
         require_forward(self._x_shape, self._who())
-        cols = self._cols
         padded, stride, dilation, shape2 = self._geometry
         xp = namespace(grad_out)
         check_grad(grad_out, self._out_shape, self._who())
@@ -261,7 +262,11 @@ class _ConvNd(Module):
         if self.bias is not None:
             self.bias.accumulate(xp.sum(g, axis=(0, 2, 3)))
         g_rows = _grad_rows(g, xp, self.groups)
+        o, cg, kh, kw = self._weight_2d(xp).shape
+        cols = _gather(self._xpad, xp, (kh, kw), stride, dilation, tuple(g.shape[2:]))
+        cols = xp.reshape(cols, (self.groups, cg * kh * kw, g.shape[0] * g.shape[2] * g.shape[3]))
         self.weight.accumulate(_conv_weight_grad(g_rows, cols, xp, tuple(self.weight.value.shape)))
+        del cols
         if not need_input_grad:
             return None
         dxpad = _conv_input_grad(
@@ -275,7 +280,9 @@ class _ConvNd(Module):
             stride,
             dilation,
         )
-        dx = pad_backward(dxpad, xp, shape2, self._pads, self.padding_mode)
+        dx = xp.permute_dims(
+            pad_backward(dxpad, xp, shape2, self._pads, self.padding_mode), (1, 0, 2, 3)
+        )
         return dx if self.nd == 2 else dx[:, :, 0, :]
 
 
@@ -486,10 +493,8 @@ class ConvTranspose2d(Module):
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad_out, axis=(0, 2, 3)))
         # the adjoint of "col2im then crop" is "pad then im2col" at the input's positions
-        gpad = pad(grad_out, xp, ((ph, ph), (pw, pw)))
-        cols = _gather(
-            xp.permute_dims(gpad, (1, 0, 2, 3)), xp, (kh, kw), self.stride, self.dilation, (h, wd)
-        )
+        gpad = pad(xp.permute_dims(grad_out, (1, 0, 2, 3)), xp, ((ph, ph), (pw, pw)))
+        cols = _gather(gpad, xp, (kh, kw), self.stride, self.dilation, (h, wd))
         cols = xp.reshape(cols, (g, og * kh * kw, n * h * wd))
         x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (g, c // g, n * h * wd))
         dw = x_rows @ xp.matrix_transpose(cols)

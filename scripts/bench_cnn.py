@@ -1,0 +1,364 @@
+"""Convolutional workloads of ``scripts/bench.py --cnn``: nnx against PyTorch eager on the CPU.
+
+    python scripts/bench.py --cnn                 # both workloads, batch 128
+    python scripts/bench.py --cnn --quick         # tiny smoke run: same initial loss as torch
+
+Workloads (SGD with momentum 0.9, batch 128, synthetic float32 images):
+
+- ``lenet``: a LeNet-5-like net on 1x28x28 inputs: Conv(6, 5x5, pad 2)-ReLU-MaxPool(2),
+  Conv(16, 5x5)-ReLU-MaxPool(2), Linear 400-120-84-10 with ReLU.
+- ``resnet``: a small residual net on 3x32x32 inputs: a 3x3 stem (16 channels, BatchNorm, ReLU),
+  two stages of two residual blocks (3x3 conv-BN-ReLU-3x3 conv-BN plus the shortcut, then ReLU;
+  16 then 32 channels, the second stage starting with stride 2 and a 1x1 conv-BN shortcut),
+  global average pooling and a Linear to 10 classes.
+
+Both contenders start from the same weights and see the same batches. Each measurement is
+``--steps`` training steps; the contenders alternate (the order flips every repetition) with a
+pause of ``--pause`` seconds before each, so BLAS threads still spinning from the previous one do
+not slow the next; the median of ``--repeats`` is reported with the ratio nnx/torch. Peak memory
+(RSS above the baseline with the data loaded) and its growth over three rounds are measured per
+contender in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import nnx
+from nnx.optim import SGD
+
+MOMENTUM = 0.9
+SHAPES = {"lenet": (1, 28, 28), "resnet": (3, 32, 32)}
+
+
+# ---------------------------------------------------------------------------- nnx models
+
+
+class ResBlock(nnx.Module):
+    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``, written out with its backward."""
+
+    def __init__(self, cin: int, cout: int, stride: int, rng: np.random.Generator):
+        self.conv1 = nnx.Conv2d(cin, cout, 3, stride, 1, bias=False, rng=rng)
+        self.bn1 = nnx.BatchNorm2d(cout)
+        self.relu1 = nnx.ReLU()
+        self.conv2 = nnx.Conv2d(cout, cout, 3, 1, 1, bias=False, rng=rng)
+        self.bn2 = nnx.BatchNorm2d(cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nnx.Sequential(
+                nnx.Conv2d(cin, cout, 1, stride, bias=False, rng=rng), nnx.BatchNorm2d(cout)
+            )
+        self.relu2 = nnx.ReLU()
+
+    def forward(self, x: Any) -> Any:
+        h = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(h + (x if self.shortcut is None else self.shortcut(x)))
+
+    def backward(self, grad_out: Any) -> Any:
+        g = self.relu2.backward(grad_out)
+        main = self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(g))))
+        main = self.conv1.backward(main)
+        return main + (g if self.shortcut is None else self.shortcut.backward(g))
+
+
+def nnx_model(name: str, seed: int = 0) -> nnx.Module:
+    rng = np.random.default_rng(seed)
+    if name == "lenet":
+        return nnx.Sequential(
+            nnx.Conv2d(1, 6, 5, padding=2, rng=rng),
+            nnx.ReLU(),
+            nnx.MaxPool2d(2),
+            nnx.Conv2d(6, 16, 5, rng=rng),
+            nnx.ReLU(),
+            nnx.MaxPool2d(2),
+            nnx.Flatten(),
+            nnx.Linear(400, 120, rng=rng),
+            nnx.ReLU(),
+            nnx.Linear(120, 84, rng=rng),
+            nnx.ReLU(),
+            nnx.Linear(84, 10, rng=rng),
+        )
+    return nnx.Sequential(
+        nnx.Conv2d(3, 16, 3, padding=1, bias=False, rng=rng),
+        nnx.BatchNorm2d(16),
+        nnx.ReLU(),
+        ResBlock(16, 16, 1, rng),
+        ResBlock(16, 16, 1, rng),
+        ResBlock(16, 32, 2, rng),
+        ResBlock(32, 32, 1, rng),
+        nnx.AdaptiveAvgPool2d(1),
+        nnx.Flatten(),
+        nnx.Linear(32, 10, rng=rng),
+    )
+
+
+# ---------------------------------------------------------------------------- torch twins
+
+
+def torch_model(name: str, reference: nnx.Module):
+    """The same network in PyTorch, with the nnx model's initial weights (Linear transposed)."""
+    import torch
+    from torch import nn
+
+    class TorchBlock(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut = None
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                )
+
+        def forward(self, x):
+            h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(h + (x if self.shortcut is None else self.shortcut(x)))
+
+    if name == "lenet":
+        model = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(400, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, 10),
+        )
+    else:
+        model = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            TorchBlock(16, 16, 1),
+            TorchBlock(16, 16, 1),
+            TorchBlock(16, 32, 2),
+            TorchBlock(32, 32, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, 10),
+        )
+    ours = list(reference.parameters())
+    theirs = list(model.parameters())
+    assert len(ours) == len(theirs), (len(ours), len(theirs))
+    with torch.no_grad():
+        for p, t in zip(ours, theirs, strict=True):
+            value = np.asarray(nnx.to_numpy(p.value))
+            if value.shape != tuple(t.shape):
+                value = value.T  # Linear: nnx (in, out), torch (out, in)
+            t.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return model
+
+
+# ---------------------------------------------------------------------------- contenders
+
+
+def make_data(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, *SHAPES[name]), dtype=np.float32)
+    return x, rng.integers(0, 10, size=n).astype(np.int64)
+
+
+class NnxSteps:
+    def __init__(self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int):
+        self.model = nnx_model(name)
+        self.loss = nnx.CrossEntropyLoss()
+        self.opt = SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
+        self.x, self.y, self.batch = x, y, batch
+
+    def run(self, steps: int) -> float:
+        model, loss, opt, b = self.model, self.loss, self.opt, self.batch
+        n = len(self.x)
+        value = 0.0
+        for i in range(steps):
+            lo = (i * b) % (n - b + 1)
+            opt.zero_grad()
+            value = loss(model(self.x[lo : lo + b]), self.y[lo : lo + b])
+            model.backward(loss.backward(), need_input_grad=False)
+            opt.step()
+        return float(value)
+
+
+class TorchSteps:
+    def __init__(self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int):
+        import torch
+
+        self.torch = torch
+        self.model = torch_model(name, nnx_model(name))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
+        self.x, self.y, self.batch = torch.from_numpy(x), torch.from_numpy(y), batch
+
+    def run(self, steps: int) -> float:
+        torch, model, opt, b = self.torch, self.model, self.opt, self.batch
+        n = len(self.x)
+        value = None
+        for i in range(steps):
+            lo = (i * b) % (n - b + 1)
+            opt.zero_grad(set_to_none=True)
+            value = torch.nn.functional.cross_entropy(
+                model(self.x[lo : lo + b]), self.y[lo : lo + b]
+            )
+            value.backward()
+            opt.step()
+        return float(value.detach())
+
+
+CONTENDERS = {"nnx": NnxSteps, "torch": TorchSteps}
+
+
+# ---------------------------------------------------------------------------- measurement
+
+
+def memory_probe(workload: str, contender: str, batch: int, steps: int, lr: float) -> dict:
+    """In a fresh process: peak RSS above the baseline (data loaded, torch imported) over three
+    rounds of ``steps`` steps, and the RSS growth from the first round to the third."""
+    from bench import _reset_peak_rss, _status_kb
+
+    x, y = make_data(workload, batch * 4)
+    import torch  # noqa: F401  (the library is not the contender's working memory)
+
+    _reset_peak_rss()
+    baseline = _status_kb("VmRSS")
+    runner = CONTENDERS[contender](workload, x, y, lr, batch)
+    after = []
+    for _ in range(3):
+        runner.run(steps)
+        after.append(_status_kb("VmRSS"))
+    return {
+        "peak_rss_mb": (_status_kb("VmHWM") - baseline) / 1024,
+        "growth_mb": (after[-1] - after[0]) / 1024,
+    }
+
+
+def measure_memory(workload: str, contender: str, args) -> dict | None:
+    command = [
+        sys.executable,
+        sys.argv[0],
+        "--cnn-probe",
+        f"{workload}:{contender}",
+        "--cnn-batch",
+        str(args.cnn_batch),
+        "--cnn-steps",
+        str(args.cnn_steps),
+    ]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    if done.returncode != 0:
+        print(f"bench: memory probe {workload}:{contender} failed: {done.stderr[-300:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_workload(name: str, args) -> dict[str, Any]:
+    x, y = make_data(name, args.cnn_batch * 4)
+    runners = {k: cls(name, x, y, args.lr, args.cnn_batch) for k, cls in CONTENDERS.items()}
+    first = {k: r.run(1) for k, r in runners.items()}  # warm-up, and the same first loss
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    order = list(runners)
+    for rep in range(args.repeats):
+        for k in order if rep % 2 == 0 else order[::-1]:
+            time.sleep(args.pause)
+            start = time.perf_counter()
+            runners[k].run(args.cnn_steps)
+            times[k].append((time.perf_counter() - start) / args.cnn_steps)
+    result: dict[str, Any] = {"first_loss": first}
+    for k, ts in times.items():
+        result[k] = {"step_ms": statistics.median(ts) * 1e3, "all_ms": [t * 1e3 for t in ts]}
+    result["ratio_nnx_vs_torch"] = result["nnx"]["step_ms"] / result["torch"]["step_ms"]
+    if not args.no_memory:
+        for k in runners:
+            result[k]["memory"] = measure_memory(name, k, args)
+    return result
+
+
+def limit_threads(n: int | None) -> None:
+    """Both contenders on ``n`` threads: torch's intra-op pool and NumPy's BLAS."""
+    if not n:
+        return
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print(
+            "bench.py: threadpoolctl is missing; set OPENBLAS_NUM_THREADS instead", file=sys.stderr
+        )
+        return
+    threadpool_limits(n)
+
+
+def main_cnn(args) -> int:
+    limit_threads(args.threads)
+    if args.cnn_probe:
+        workload, contender = args.cnn_probe.split(":")
+        print(
+            json.dumps(memory_probe(workload, contender, args.cnn_batch, args.cnn_steps, args.lr))
+        )
+        return 0
+    try:
+        import torch
+    except ImportError:
+        print(
+            "bench.py: error: --cnn compares with PyTorch, which is not installed", file=sys.stderr
+        )
+        return 2
+    if args.quick:
+        args.cnn_batch, args.cnn_steps, args.repeats, args.pause = 8, 1, 1, 0.0
+    import os
+
+    results = {
+        "machine": {
+            "torch_threads": torch.get_num_threads(),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "load_average": os.getloadavg(),
+        },
+        "batch": args.cnn_batch,
+        "steps": args.cnn_steps,
+        "workloads": {},
+    }
+    status = 0
+    for name in ("lenet", "resnet"):
+        r = results["workloads"][name] = run_workload(name, args)
+        a, b = r["first_loss"]["nnx"], r["first_loss"]["torch"]
+        if abs(a - b) > 1e-4 * max(1.0, abs(b)):
+            print(
+                f"bench.py: error: {name}: first loss nnx {a:.6f} vs torch {b:.6f}", file=sys.stderr
+            )
+            status = 1
+    print(
+        f"CNN workloads, batch {args.cnn_batch}, SGD momentum {MOMENTUM}, "
+        f"median of {args.repeats} x {args.cnn_steps} steps; load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'workload':10s} {'nnx ms/step':>12s} {'torch ms/step':>14s} {'nnx/torch':>10s} "
+        f"{'peak MB nnx/torch':>20s} {'growth MB nnx/torch':>20s}"
+    )
+    for name, r in results["workloads"].items():
+        mem = [r[k].get("memory") or {} for k in ("nnx", "torch")]
+        peak = "/".join(f"{m.get('peak_rss_mb', float('nan')):.0f}" for m in mem)
+        growth = "/".join(f"{m.get('growth_mb', float('nan')):.1f}" for m in mem)
+        print(
+            f"{name:10s} {r['nnx']['step_ms']:12.1f} {r['torch']['step_ms']:14.1f} "
+            f"{r['ratio_nnx_vs_torch']:10.2f} {peak:>20s} {growth:>20s}"
+        )
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return status
