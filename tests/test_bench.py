@@ -36,3 +36,30 @@ def test_a_backend_without_a_hand_written_reference_is_refused():
     assert done.returncode == 2
     assert "array_api_strict backend" in done.stderr and "NumPy (--device cpu)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
+    out = tmp_path / "cnn.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--cnn",
+            "--quick",
+            "--threads",
+            "1",
+            "--no-memory",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    for name in ("lenet", "resnet"):
+        row = results["workloads"][name]
+        assert abs(row["first_loss"]["nnx"] - row["first_loss"]["torch"]) < 1e-4
+        assert row["ratio_nnx_vs_torch"] > 0
+    assert "nnx/torch" in done.stdout
