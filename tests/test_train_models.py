@@ -67,3 +67,64 @@ def test_bad_model_specs_are_one_line_errors(tmp_path):
     _one_line_error(
         _run(*FAST, "--model", "mynets:missing", cwd=tmp_path), "has no attribute 'missing'"
     )
+
+
+def test_checkpoints_embed_the_architecture(tmp_path):
+    """--resume and nnx.load_model rebuild the model from the checkpoint alone: no config.json,
+    no --hidden, no importable mynets."""
+    import shutil
+
+    import numpy as np
+
+    import nnx
+    from nnx.checkpoint import read_checkpoint
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "mynets.py").write_text(NETS)
+    done = _run(*FAST, "--model", "mynets:small", "--out", "r", cwd=work)
+    assert done.returncode == 0, done.stderr
+    done = _run(*FAST, "--hidden", "7,5", "--dropout", "0.1", "--out", "m", cwd=work)
+    assert done.returncode == 0, done.stderr
+    for run in ("r", "m"):
+        shutil.copy(work / run / "last.npz", elsewhere / f"{run}.npz")
+        meta, arrays = read_checkpoint(elsewhere / f"{run}.npz")
+        model = nnx.load_model(elsewhere / f"{run}.npz")
+        assert repr(model) == json.loads((work / run / "config.json").read_text())["model"]
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(value, arrays[f"model/{name}"])
+        done = _run(
+            *FAST, "--epochs", "2", "--resume", f"{run}.npz", "--out", f"{run}2", cwd=elsewhere
+        )
+        assert done.returncode == 0, done.stderr
+        resumed = json.loads((elsewhere / f"{run}2" / "config.json").read_text())["model"]
+        assert resumed == repr(model)
+    # a model flag given with --resume builds from the flags, and must fit the checkpoint
+    _one_line_error(
+        _run(*FAST, "--epochs", "2", "--resume", "m.npz", "--hidden", "7", cwd=elsewhere),
+        "was saved for a different architecture",
+    )
+
+
+def test_checkpoint_of_an_unregistered_model_says_why_it_cannot_be_loaded(tmp_path):
+    import numpy as np
+    import pytest
+
+    import nnx
+    from nnx.checkpoint import read_checkpoint
+
+    class Mine(nnx.Module):
+        def __init__(self):
+            self.inner = nnx.Linear(2, 2, rng=0)
+
+        def forward(self, x):
+            return self.inner(x)
+
+    nnx.save_checkpoint(tmp_path / "c.npz", Mine())
+    assert "Mine" in read_checkpoint(tmp_path / "c.npz")[0]["model_error"]
+    with pytest.raises(nnx.ModelFileError, match=r"holds no model architecture \(cannot save"):
+        nnx.load_model(tmp_path / "c.npz")
+    nnx.save_checkpoint(tmp_path / "s.npz", nnx.Sequential(nnx.Linear(2, 3, rng=0)))
+    loaded = nnx.load_model(tmp_path / "s.npz", device="strict:device1")
+    assert np.asarray(nnx.to_numpy(loaded[0].weight.value)).shape == (2, 3)
