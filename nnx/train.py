@@ -440,6 +440,8 @@ def run(
     if model is None:
         model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx)
     model = model.to(backend, dtype=settings["dtype"])
+    if not settings["quiet"]:
+        nnx.summary(model, tuple(data.train[0].shape[1:]), print_fn=say)
     optimizer = make_optimizer(settings, model.parameters(), optim)
     schedule = make_schedule(settings, optimizer, optim)
     monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")

@@ -128,3 +128,13 @@ def test_checkpoint_of_an_unregistered_model_says_why_it_cannot_be_loaded(tmp_pa
     nnx.save_checkpoint(tmp_path / "s.npz", nnx.Sequential(nnx.Linear(2, 3, rng=0)))
     loaded = nnx.load_model(tmp_path / "s.npz", device="strict:device1")
     assert np.asarray(nnx.to_numpy(loaded[0].weight.value)).shape == (2, 3)
+
+
+def test_the_command_prints_the_model_summary_unless_quiet(tmp_path):
+    args = ["--dataset", "vertical", "--device", "cpu", "--epochs", "1", "--hidden", "6"]
+    done = _run(*args, "--out", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Layer (type)" in done.stdout and "1 (Linear)" in done.stdout
+    assert "Total params: 39 (156 B)" in done.stdout  # 2*6+6 + 6*3+3
+    done = _run(*args, "--out", "q", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == ""
