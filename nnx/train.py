@@ -593,7 +593,8 @@ def run(
         if isinstance(stored.get("resumes"), list):
             previous_resumes = stored["resumes"]
     backend = nnx.get_backend(settings["device"])  # a missing GPU fails here, before any work
-    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
+    # image data sets give image-shaped samples (C, H, W); the mlp preset flattens them
+    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
     out = prepare_out(settings, resume)
     context["lock"] = lock_out(out)
     if resume is not None:
