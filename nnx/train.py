@@ -172,6 +172,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+    "distributed": (
+        False,
+        _flag,
+        "data-parallel training over MPI: mpiexec -n N python -m mpi4py scripts/train.py "
+        "--distributed (on by itself under an MPI launcher); --batch-size is the global batch",
+    ),
 }
 METAVARS = {"hidden": "SIZES", "early_stopping": "PATIENCE", "out": "DIR", "data_dir": "DIR"}
 
@@ -256,6 +262,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
                 ) from None
             stored.pop("out", None)
             stored.pop("overwrite", None)
+            stored.pop("distributed", None)  # the new launch decides, with any number of ranks
             layers.append(_normalise_keys(stored, str(saved)))
     if "config" in given:
         layers.append(read_config_file(given.pop("config")))
@@ -273,6 +280,10 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
+    if not settings["distributed"]:
+        from .distributed import launched_by_mpi
+
+        settings["distributed"] = launched_by_mpi()
     return settings, resume
 
 
@@ -374,9 +385,23 @@ def run(
     from nnx.data import ArrayDataset, Standardizer, train_val_split
     from nnx.datasets import load_dataset
 
-    backend = nnx.get_backend(settings["device"])  # a missing GPU fails here, before any work
+    world = None
+    device = settings["device"]
+    if settings["distributed"]:
+        from nnx import distributed
+
+        world = distributed.init()  # without mpi4py: a one-line error naming the install command
+        context["world"] = world
+        device = distributed.device_spec(device)  # one GPU per rank of a machine
+    rank0 = world is None or world.rank == 0
+    backend = nnx.get_backend(device)  # a missing GPU fails here, before any work
+    if world is not None and not rank0:
+        world.barrier()  # rank 0 downloads the data set first, the others then read its copy
+        say = _silent
     data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
-    out = prepare_out(settings, resume)
+    if world is not None and rank0:
+        world.barrier()
+    out = prepare_out(settings, resume) if rank0 else _out_folder(settings, resume)
     context["out"] = out
     classification = data.task == "classification"
 
@@ -412,6 +437,7 @@ def run(
         schedule=schedule,
         clip_norm=settings["clip_norm"],
         progress=False,
+        distributed=world is not None,
     )
     if resume is not None:
         trainer.load_checkpoint(resume)
@@ -429,9 +455,11 @@ def run(
         },
         "model": repr(model),
         "resumed_from": None if resume is None else str(resume),
+        "ranks": 1 if world is None else world.size,
         "nnx_version": nnx.__version__,
     }
-    _write_json(out / "config.json", config)
+    if rank0:
+        _write_json(out / "config.json", config)
 
     started = time.perf_counter()
     history = trainer.fit(train, val, epochs=settings["epochs"], batch_size=settings["batch_size"])
@@ -443,6 +471,7 @@ def run(
         "epochs": trainer.epoch,
         "stopped_early": trainer.epoch < settings["epochs"],
         "seconds": wall,
+        "ranks": 1 if world is None else world.size,
     }
     if len(history):
         last = history.last
@@ -453,10 +482,22 @@ def run(
     for key, value in trainer.evaluate(test).items():
         summary[f"test_{key}"] = value
     summary["outputs"] = str(out)
-    _write_json(out / "summary.json", summary)
-    curves = nnx.save_curves(history, out / "curves.png")
-    _print_summary(summary, out, curves, say)
+    if rank0:
+        _write_json(out / "summary.json", summary)
+        curves = nnx.save_curves(history, out / "curves.png")
+        _print_summary(summary, out, curves, say)
     return 0
+
+
+def _silent(line: str) -> None:
+    """``say`` of ranks other than 0."""
+
+
+def _out_folder(settings: dict[str, Any], resume: Path | None) -> Path:
+    """The output folder a rank other than 0 reports (rank 0 creates and writes it)."""
+    if settings["out"] is not None:
+        return Path(settings["out"])
+    return resume.parent if resume is not None else Path("runs")
 
 
 def _print_summary(
@@ -493,24 +534,35 @@ def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
     quiet = getattr(args, "quiet", False)
 
     def fail(message: str, status: int = EXIT_USAGE) -> int:
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+        world = context.get("world")
+        if world is not None and world.size > 1:  # the other ranks may wait in a collective
+            world.comm.Abort(status)
         return status
 
     def say(line: str) -> None:
         if not quiet:
             print(line, flush=True)
 
+    context: dict[str, Any] = {}
+
     from nnx.backend import BackendUnavailableError
     from nnx.checkpoint import CheckpointError
     from nnx.datasets import DatasetError
+    from nnx.distributed import DistributedUnavailableError
     from nnx.trainer import NonFiniteLossError
 
-    context: dict[str, Any] = {}
     try:
         settings, resume = resolve_settings(args)
         quiet = settings["quiet"]
         return run(settings, resume, say, context)
-    except (ConfigError, BackendUnavailableError, DatasetError, CheckpointError) as err:
+    except (
+        ConfigError,
+        BackendUnavailableError,
+        DatasetError,
+        CheckpointError,
+        DistributedUnavailableError,
+    ) as err:
         return fail(str(err))
     except NonFiniteLossError as err:
         return fail(str(err), EXIT_FAILED)
