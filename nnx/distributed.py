@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import backend_of, get_backend, namespace, to_numpy
+from .backend import backend_of, get_backend, gpu_count, namespace, to_numpy
 from .module import Module
 
 INSTALL_HINT = "pip install 'nnx-trainer[mpi]'  (or: pip install mpi4py mpich)"
@@ -94,7 +94,6 @@ class World:
         self.timeout = float(timeout)
         self._notices = comm.Dup()  # failure notices travel apart from the collectives
         self._nccl: Any = None
-        self._nccl_device: Any = None
         self._deadline: float | None = None
         self._waiting_in = ""
         self._stopping = False
@@ -163,21 +162,15 @@ class World:
 
     def _nccl_allreduce(self, array: Any, what: str) -> Any:
         # Written against cupy.cuda.nccl but not yet run: no GPU machine was available.
-        import cupy
-        from cupy.cuda import nccl
+        from .backend import nccl_allreduce_sum, nccl_communicator
 
         if self._nccl is None:
-            uid = nccl.get_unique_id() if self.rank == 0 else None
-            uid = self._guarded("NCCL setup", self.comm.bcast, uid, 0)
-            self._nccl_device = cupy.cuda.Device()
-            self._nccl = nccl.NcclCommunicator(self.size, uid, self.rank)
-        kinds = {np.dtype("float32"): nccl.NCCL_FLOAT32, np.dtype("float64"): nccl.NCCL_FLOAT64}
-        buf = cupy.ascontiguousarray(array).copy()
-        stream = cupy.cuda.get_current_stream()
-        self._nccl.allReduce(
-            buf.data.ptr, buf.data.ptr, buf.size, kinds[buf.dtype], nccl.NCCL_SUM, stream.ptr
-        )
-        return buf
+
+            def share(uid: Any) -> Any:  # rank 0's NCCL id, carried by MPI
+                return self._guarded("NCCL setup", self.comm.bcast, uid, 0)
+
+            self._nccl = nccl_communicator(self.size, self.rank, share)
+        return self._guarded(what, nccl_allreduce_sum, self._nccl, array)
 
     def barrier(self) -> None:
         self._guarded("barrier", self.comm.Barrier)
@@ -263,13 +256,9 @@ def device_spec(spec: str) -> str:
     a machine drives its own GPU. Other specs are returned unchanged."""
     if spec not in ("auto", "gpu", "cuda"):
         return spec
-    backend = get_backend(spec)
-    if backend.name != "cupy":
+    if get_backend(spec).name != "cupy":
         return spec
-    import cupy
-
-    count = cupy.cuda.runtime.getDeviceCount()
-    return f"cuda:{local_rank() % count}"
+    return f"cuda:{local_rank() % gpu_count()}"
 
 
 def _entries(model: Module) -> list[tuple[str, Any]]:
