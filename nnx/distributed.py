@@ -333,6 +333,29 @@ def allreduce_gradients(model: Module | Iterable[Any], count: int) -> None:
         start += size
 
 
+def average_buffers(model: Module) -> None:
+    """Replace every floating buffer (BatchNorm running statistics) by its mean over the ranks,
+    in one allreduce, so that every rank holds the same model again. Integer buffers (counters)
+    are left alone: they advance the same on every rank."""
+    w = world()
+    buffers = []
+    for _, b in model.named_buffers():
+        xp = namespace(b.value)
+        if xp.isdtype(b.value.dtype, "real floating"):
+            buffers.append(b)
+    if not buffers or w.size == 1:
+        return
+    xp = namespace(buffers[0].value)
+    dtype = xp.result_type(*{b.value.dtype for b in buffers})
+    flat = xp.concat([xp.reshape(xp.astype(b.value, dtype), (-1,)) for b in buffers])
+    mean = w.allreduce_sum(flat, "average_buffers") / w.size
+    start = 0
+    for b in buffers:
+        size = int(np.prod(b.value.shape))
+        b.value = xp.astype(xp.reshape(mean[start : start + size], b.value.shape), b.value.dtype)
+        start += size
+
+
 def allreduce_sum(array: Any) -> Any:
     """The element-wise sum of ``array`` (any backend) over all ranks, as a new array."""
     return world().allreduce_sum(array)

@@ -298,6 +298,10 @@ class Trainer:
                 cb.on_batch_end(self, batch)
         for m in dropouts:
             m.rows = None
+        if self.world is not None:  # BatchNorm's statistics saw this rank's shards only
+            from .distributed import average_buffers
+
+            average_buffers(model)
         loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
         if self.world is not None:
             loss_values, sizes, metric_totals = self._sum_over_ranks(

@@ -58,6 +58,19 @@ class Dropout(Module):
             self._generator = backend.generator(self.seed)
         return self._generator
 
+    def _uniform(self, x: Any, shape: tuple[int, ...]) -> Any:
+        """Uniform numbers of ``shape`` (whose first axis is ``x``'s batch) for the mask; with
+        :attr:`rows` set, this rank's rows of the numbers drawn for the whole global batch."""
+        if self.rows is None:
+            return self._masks_for(x).uniform(shape, x.dtype)
+        start, stop, total = self.rows
+        if x.ndim < 1 or x.shape[0] != stop - start:
+            raise ValueError(
+                f"{type(self).__name__}: rows {start}:{stop} of a global batch of {total} were set "
+                f"for this rank, but the input has shape {tuple(x.shape)}"
+            )
+        return self._masks_for(x).uniform((total, *shape[1:]), x.dtype)[start:stop, ...]
+
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
         check_floating(xp, x, "Dropout")
@@ -65,16 +78,7 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._scaled_mask = None
             return x
-        if self.rows is None:
-            u = self._masks_for(x).uniform(tuple(x.shape), x.dtype)
-        else:
-            start, stop, total = self.rows
-            if x.ndim < 1 or x.shape[0] != stop - start:
-                raise ValueError(
-                    f"Dropout: rows {start}:{stop} of a global batch of {total} were set for this "
-                    f"rank, but the input has shape {tuple(x.shape)}"
-                )
-            u = self._masks_for(x).uniform((total, *x.shape[1:]), x.dtype)[start:stop, ...]
+        u = self._uniform(x, tuple(x.shape))
         # keep with probability 1 - p, and scale the kept values by 1 / (1 - p)
         self._scaled_mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._scaled_mask
@@ -111,6 +115,6 @@ class Dropout2d(Dropout):
         if not self.training or self.p == 0.0:
             self._scaled_mask = None
             return x
-        u = self._masks_for(x).uniform((x.shape[0], x.shape[1], 1, 1), x.dtype)
+        u = self._uniform(x, (x.shape[0], x.shape[1], 1, 1))
         self._scaled_mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._scaled_mask

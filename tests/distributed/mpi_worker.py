@@ -2,6 +2,7 @@
 
 Scenarios (what tests/distributed/test_distributed.py checks afterwards):
   train  distributed Trainer run of :func:`problem`; rank 0 writes OUT/params.npz and history.json
+  batchnorm  a model with BatchNorm1d; every rank writes OUT/rank<r>.npz
   loop   a hand-written loop with the public API; rank 0 writes OUT/params.npz
   raise / kill / hang  rank 1 raises, is killed with SIGKILL, or hangs in epoch 2, after rank 0
          wrote OUT/last.npz at the end of epoch 1
@@ -84,6 +85,19 @@ def main(scenario: str, out: Path) -> None:
                 optimizer.step()
         if world.rank == 0:
             np.savez(out / "params.npz", **model.state_dict())
+        return
+    if scenario == "batchnorm":  # local batch statistics, averaged over the ranks each epoch
+        (x, y), _, loss, _ = problem()
+        init = np.random.default_rng(world.rank)
+        model = nnx.Sequential(
+            nnx.Linear(5, 6, rng=init), nnx.BatchNorm1d(6), nnx.ReLU(), nnx.Linear(6, 3, rng=init)
+        ).to("cpu", dtype="float64")
+        optimizer = nnx.optim.Adam(model.parameters(), lr=0.05)
+        trainer = nnx.Trainer(
+            model, loss, optimizer, device="cpu", progress=False, distributed=True
+        )
+        trainer.fit((x[:40], y[:40]), epochs=2, batch_size=BATCH)  # no batch of 1 sample
+        np.savez(out / f"rank{world.rank}.npz", **model.state_dict())
         return
     (x, y), model, loss, optimizer = problem(seed=world.rank)
     callbacks = [nnx.ModelCheckpoint(out, monitor="train_loss")]

@@ -178,3 +178,13 @@ def test_distributed_trainer_needs_a_mean_loss():
     loss = nnx.CrossEntropyLoss(reduction="sum")
     with pytest.raises(ValueError, match="reduction='mean', got 'sum'"):
         nnx.Trainer(model, loss, optimizer, device="cpu", distributed=True)
+
+
+def test_batchnorm_statistics_end_every_epoch_equal_on_every_rank(tmp_path):
+    done = mpirun(2, WORKER, "batchnorm", tmp_path)
+    assert done.returncode == 0, done.stderr
+    first, second = np.load(tmp_path / "rank0.npz"), np.load(tmp_path / "rank1.npz")
+    assert sorted(first) == sorted(second)
+    for name in first:
+        np.testing.assert_allclose(first[name], second[name], rtol=0, atol=1e-12, err_msg=name)
+    assert np.abs(first["1.running_mean"]).max() > 1e-3  # the statistics did move
