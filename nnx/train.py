@@ -595,7 +595,8 @@ def run(
     if world is not None and not rank0:
         world.barrier()  # rank 0 downloads the data set first, the others then read its copy
         say = _silent
-    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
+    # image data sets give image-shaped samples (C, H, W); the mlp preset flattens them
+    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
     if world is not None and rank0:
         world.barrier()
     if rank0:  # rank 0 owns the run folder (and its lock) for every rank
