@@ -6,6 +6,7 @@
     python scripts/bench.py --quick              # tiny smoke run: nnx and reference losses agree
     python scripts/bench.py --json results.json  # machine-readable output as well
     python scripts/bench.py --cnn                # convolutional workloads vs torch (bench_cnn.py)
+    python scripts/bench.py --distributed        # MPI data-parallel: compute vs allreduce, 1-2 ranks
 
 Workload: an MLP 784-512-256-10 with ReLU, softmax cross-entropy and SGD with momentum 0.9 on
 60,000 synthetic float32 samples, one shuffled epoch per measurement. The contenders run
@@ -603,6 +604,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--distributed" in (sys.argv[1:] if argv is None else argv):  # scripts/bench_distributed.py
+        import importlib.util
+
+        path = Path(__file__).resolve().parent / "bench_distributed.py"
+        spec = importlib.util.spec_from_file_location("bench_distributed", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main(argv)
     args = parse_args(argv)
     if args.cnn or args.cnn_probe:
         from bench_cnn import main_cnn  # scripts/ is on sys.path when bench.py runs

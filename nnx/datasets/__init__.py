@@ -1,5 +1,5 @@
-"""Data sets: the scikit-learn digits (the default), the book's synthetic sets, MNIST and
-Fashion-MNIST. :func:`load_dataset` returns any of them by name as host NumPy arrays.
+"""Data sets: the scikit-learn digits (the default), the book's synthetic sets, MNIST,
+Fashion-MNIST and CIFAR-10. :func:`load_dataset` returns any of them by name as host NumPy arrays.
 
 >>> data = load_dataset("spiral", seed=0)
 >>> data.task, data.num_classes, data.train[0].shape, data.test[0].shape
@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .cifar import cifar10
 from .digits import digits
 from .errors import DatasetError
 from .idx import cache_dir, fashion_mnist, mnist
 from .synthetic import sine, spiral, vertical
 
-DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist")
+DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ def load_dataset(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if data_dir is not None and name not in ("mnist", "fashion-mnist"):
-        raise ValueError(f"--data-dir applies to mnist and fashion-mnist, not to {name!r}")
+    if data_dir is not None and name not in ("mnist", "fashion-mnist", "cifar10"):
+        raise ValueError(f"--data-dir applies to mnist, fashion-mnist and cifar10, not to {name!r}")
     if name == "digits":
         train, test = digits()
         return DatasetSplits(
@@ -94,6 +95,11 @@ def load_dataset(
         test = np.zeros(len(x), dtype=bool)
         test[rng.permutation(len(x))[: len(x) // 5]] = True
         return DatasetSplits(name, "regression", (x[~test], y[~test]), (x[test], y[test]))
+    if name == "cifar10":
+        train, test = cifar10(data_dir, download=download)
+        return DatasetSplits(
+            name, "classification", train, test, num_classes=10, image_shape=(3, 32, 32)
+        )
     train, test = (mnist if name == "mnist" else fashion_mnist)(data_dir, download=download)
     return DatasetSplits(
         name, "classification", train, test, num_classes=10, image_shape=(1, 28, 28)
@@ -105,6 +111,7 @@ __all__ = [
     "DatasetError",
     "DatasetSplits",
     "cache_dir",
+    "cifar10",
     "digits",
     "fashion_mnist",
     "load_dataset",
