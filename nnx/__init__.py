@@ -4,7 +4,7 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors and array-api-strict.
 """
 
-from . import callbacks, data, datasets, metrics, optim
+from . import callbacks, data, datasets, metrics, optim, special
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .callbacks import (
     Callback,
@@ -20,18 +20,36 @@ from .checks import BackwardBeforeForwardError
 from .gradcheck import GradcheckResult, gradcheck
 from .history import History
 from .layers import (
+    ELU,
     GELU,
+    SELU,
     Dropout,
     Flatten,
+    Hardtanh,
     Identity,
     LeakyReLU,
     Linear,
+    LogSoftmax,
+    Mish,
     ReLU,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
     Tanh,
 )
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
+from .losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .module import Buffer, Module, Parameter, Sequential
 from .plots import save_curves
 from .trainer import NonFiniteLossError, Trainer
@@ -58,6 +76,19 @@ __all__ = [
     "save_checkpoint",
     "save_curves",
     "GELU",
+    "ELU",
+    "SELU",
+    "Hardtanh",
+    "LogSoftmax",
+    "Mish",
+    "SiLU",
+    "Softplus",
+    "BCELoss",
+    "HuberLoss",
+    "KLDivLoss",
+    "NLLLoss",
+    "SmoothL1Loss",
+    "special",
     "BCEWithLogitsLoss",
     "Backend",
     "BackendUnavailableError",

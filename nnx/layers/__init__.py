@@ -1,12 +1,33 @@
 """Layers: one family per module."""
 
-from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    SELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .dropout import Dropout
 from .linear import Linear
 from .shape import Flatten, Identity
 
 __all__ = [
+    "ELU",
     "GELU",
+    "SELU",
+    "Hardtanh",
+    "LogSoftmax",
+    "Mish",
+    "SiLU",
+    "Softplus",
     "Dropout",
     "Flatten",
     "Identity",
