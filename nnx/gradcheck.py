@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .backend import backend_of, to_numpy
-from .losses import Loss
+from .losses import Loss, not_a_loss_message
 from .module import Module
 
 _FLOOR = 1e-8
@@ -82,6 +82,8 @@ def gradcheck(
     :class:`GradcheckResult`; ``result.ok`` says whether every error is within ``tol``.
     """
     if not isinstance(fn, Module):
+        if callable(fn):  # most likely a loss written as a plain function
+            raise TypeError(not_a_loss_message("gradcheck", fn))
         raise TypeError(f"gradcheck: expected an nnx Module or Loss, got {type(fn).__name__}")
     is_loss = isinstance(fn, Loss)
     if is_loss and target is None:

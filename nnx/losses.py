@@ -34,9 +34,16 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 class Loss(Module):
-    """Base class: validates ``reduction`` and scales the backward pass by ``grad_out``.
+    """Base class of losses: validates ``reduction`` and scales the backward pass by ``grad_out``.
 
-    ``reduction="none"`` returns the unreduced per-element (or per-sample) losses; its
+    A subclass implements ``forward(pred, target)``: it checks its inputs (with
+    :meth:`check_pred` or :meth:`check_same_shape_target`), records ``dL/dpred`` with
+    :meth:`save_grad` and returns :meth:`reduce` of its per-element (or per-sample) values; the
+    base :meth:`backward` returns the saved gradient. :meth:`reduction_scale` gives the ``1/N``
+    that the mean puts into the gradient. Every helper is public: see "Custom losses" in
+    ``docs/custom-layer.md``.
+
+    ``reduction="none"`` returns the unreduced per-element (or per-sample) values; its
     ``backward(grad_out)`` then takes ``grad_out`` of that shape (None means all ones, the
     gradient of their sum).
     """
@@ -60,7 +67,7 @@ class Loss(Module):
         return self.forward(pred, target)
 
     def forward(self, pred: Any, target: Any) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, grad_out: Any = None) -> Any:
         """``dL/dpred``; ``grad_out`` (a number or 0-d array) scales it, for use inside a larger
@@ -77,14 +84,28 @@ class Loss(Module):
         """``grad_out`` of the unreduced loss's shape, broadcastable to the prediction's shape."""
         return grad_out
 
-    def _reduce(self, xp: Any, values: Any) -> Any:
+    # ------------------------------------------------------------------ helpers for subclasses
+    def save_grad(self, grad: Any) -> None:
+        """Record ``dL/dpred`` in ``forward``; :meth:`backward` returns it."""
+        self.save_grad(grad)
+
+    def reduce(self, values: Any) -> Any:
+        """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array;
+        ``values`` themselves for ``reduction="none"``."""
+        xp = namespace(values)
         if self.reduction == "none":
             self._out_shape = tuple(values.shape)
             return values
         total = xp.mean(values) if self.reduction == "mean" else xp.sum(values)
         return xp.asarray(total)  # NumPy reductions return scalars; the API promises a 0-d array
 
-    def _check_pred(self, pred: Any) -> Any:
+    def reduction_scale(self, pred: Any) -> float:
+        """The factor the reduction puts into the gradient: ``1/N`` for the mean over the ``N``
+        elements of ``pred``, 1 for the sum and for ``"none"``."""
+        return 1.0 / math.prod(pred.shape) if self.reduction == "mean" else 1.0
+
+    def check_pred(self, pred: Any) -> Any:
+        """Check that ``pred`` is a non-empty floating array; returns its namespace ``xp``."""
         xp = namespace(pred)
         check_floating(xp, pred, type(self).__name__, "prediction")
         if math.prod(pred.shape) == 0:
@@ -93,10 +114,11 @@ class Loss(Module):
             )
         return xp
 
-    def _check_same_shape_target(self, pred: Any, target: Any) -> Any:
-        """For element-wise losses: a floating target of exactly the prediction's shape."""
+    def check_same_shape_target(self, pred: Any, target: Any) -> Any:
+        """For element-wise losses: check that ``target`` is a floating array of exactly the
+        prediction's shape, dtype, library and device (no broadcasting); returns ``xp``."""
         who = type(self).__name__
-        xp = self._check_pred(pred)
+        xp = self.check_pred(pred)
         if namespace(target) is not xp:
             raise TypeError(
                 f"{who}: target is a {type(target).__name__}, prediction a {type(pred).__name__}"
@@ -111,19 +133,37 @@ class Loss(Module):
         check_same_device(target, pred, who, "target", "prediction")
         return xp
 
-    def _scale(self, pred: Any) -> float:
-        """1/N for the mean (N = number of averaged terms), 1 for the sum."""
-        return 1.0 / math.prod(pred.shape) if self.reduction == "mean" else 1.0
+    # The names these helpers had before they were public, kept for code written against them.
+    _check_pred = check_pred
+    _check_same_shape_target = check_same_shape_target
+    _scale = reduction_scale
+
+    def _reduce(self, xp: Any, values: Any) -> Any:
+        return self.reduce(values)
+
+
+def not_a_loss_message(who: str, obj: Any) -> str:
+    """The error text for a plain function (or other object) passed where a Loss is expected."""
+    name = getattr(obj, "__name__", None)
+    what = f"the {type(obj).__name__} {name!r}" if name else f"a {type(obj).__name__}"
+    text = f"{who}: the loss must be an nnx.Loss, got {what}"
+    if callable(obj):
+        text += (
+            ". A loss needs a backward pass as well as a value: wrap it in a subclass, "
+            "class MyLoss(nnx.Loss), whose forward(pred, target) calls self.save_grad(dL/dpred) "
+            "and returns self.reduce(values) (see 'Custom losses' in docs/custom-layer.md)"
+        )
+    return text
 
 
 class MSELoss(Loss):
     """Mean squared error ``L = mean((pred - target)^2)``; ``dL/dpred = 2 (pred - target) / N``."""
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        self.check_same_shape_target(pred, target)
         diff = pred - target
-        self._grad = (2.0 * self._scale(pred)) * diff
-        return self._reduce(xp, diff * diff)
+        self.save_grad((2.0 * self.reduction_scale(pred)) * diff)
+        return self.reduce(diff * diff)
 
 
 class L1Loss(Loss):
@@ -131,10 +171,10 @@ class L1Loss(Loss):
     (0 where ``pred == target``)."""
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         diff = pred - target
-        self._grad = self._scale(pred) * xp.sign(diff)
-        return self._reduce(xp, xp.abs(diff))
+        self.save_grad(self.reduction_scale(pred) * xp.sign(diff))
+        return self.reduce(xp.abs(diff))
 
 
 class BCEWithLogitsLoss(Loss):
@@ -143,11 +183,11 @@ class BCEWithLogitsLoss(Loss):
     ``dL/dz = (sigmoid(z) - t) / N``."""
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         z, t = pred, target
         sigmoid = 0.5 + 0.5 * xp.tanh(0.5 * z)
-        self._grad = self._scale(z) * (sigmoid - t)
-        return self._reduce(xp, xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
+        self.save_grad(self.reduction_scale(z) * (sigmoid - t))
+        return self.reduce(xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
 
 
 def _class_axis_shape(ndim: int, size: int) -> tuple[int, ...]:
@@ -195,7 +235,7 @@ class _ClassLoss(Loss):
         return namespace(grad_out).expand_dims(grad_out, axis=1)
 
     def _check_input(self, pred: Any) -> Any:
-        xp = self._check_pred(pred)
+        xp = self.check_pred(pred)
         if pred.ndim < 2:
             raise ValueError(
                 f"{type(self).__name__}: input must have shape (N, C) or (N, C, d1, ...), got "
@@ -360,11 +400,11 @@ class CrossEntropyLoss(_ClassLoss):
             denominator = _safe_denominator(
                 xp, xp.asarray(count, dtype=pred.dtype, device=device(pred))
             )
-            self._grad = grad / denominator
+            self.save_grad(grad / denominator)
             self._out_shape = ()
             return xp.sum(per_sample) / denominator
-        self._grad = grad
-        return self._reduce(xp, per_sample)
+        self.save_grad(grad)
+        return self.reduce(per_sample)
 
 
 class NLLLoss(_ClassLoss):
@@ -391,11 +431,11 @@ class NLLLoss(_ClassLoss):
         per_sample = -xp.sum(hit * xp.where(onehot > 0, pred, xp.zeros_like(pred)), axis=1)
         if self.reduction == "mean":
             denominator = _safe_denominator(xp, xp.sum(hit))
-            self._grad = -hit / denominator
+            self.save_grad(-hit / denominator)
             self._out_shape = ()
             return xp.sum(per_sample) / denominator
-        self._grad = -hit
-        return self._reduce(xp, per_sample)
+        self.save_grad(-hit)
+        return self.reduce(per_sample)
 
 
 class BCELoss(Loss):
@@ -417,7 +457,7 @@ class BCELoss(Loss):
         self._weight_cache: tuple[Any, Any] = (None, None)
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         p, t = pred, target
         log_p = xp.maximum(xp.log(p), -100.0)
         log_1mp = xp.maximum(xp.log1p(-p), -100.0)
@@ -430,8 +470,8 @@ class BCELoss(Loss):
                 w = here.asarray(to_numpy(self.weight), dtype=dtype_name(pred.dtype))
                 self._weight_cache = ((here, pred.dtype), w)
             values, grad = values * w, grad * w
-        self._grad = self._scale(pred) * grad if self.reduction == "mean" else grad
-        return self._reduce(xp, values)
+        self.save_grad(self.reduction_scale(pred) * grad)
+        return self.reduce(values)
 
 
 class HuberLoss(Loss):
@@ -451,13 +491,13 @@ class HuberLoss(Loss):
         return f"{super().extra_repr()}, delta={self.delta}"
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         d, delta = pred - target, self.delta
         a = xp.abs(d)
         values = xp.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
         grad = xp.clip(d, -delta, delta)
-        self._grad = self._scale(pred) * grad if self.reduction == "mean" else grad
-        return self._reduce(xp, values)
+        self.save_grad(self.reduction_scale(pred) * grad)
+        return self.reduce(values)
 
 
 class SmoothL1Loss(Loss):
@@ -476,7 +516,7 @@ class SmoothL1Loss(Loss):
         return f"{super().extra_repr()}, beta={self.beta}"
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         d, beta = pred - target, self.beta
         a = xp.abs(d)
         if beta == 0.0:
@@ -484,8 +524,8 @@ class SmoothL1Loss(Loss):
         else:
             values = xp.where(a < beta, (0.5 / beta) * d * d, a - 0.5 * beta)
             grad = xp.clip(d * (1.0 / beta), -1.0, 1.0)
-        self._grad = self._scale(pred) * grad if self.reduction == "mean" else grad
-        return self._reduce(xp, values)
+        self.save_grad(self.reduction_scale(pred) * grad)
+        return self.reduce(values)
 
 
 class KLDivLoss(Loss):
@@ -510,7 +550,7 @@ class KLDivLoss(Loss):
         return f"{super().extra_repr()}, log_target={self.log_target}"
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         x, t = pred, target
         if self.log_target:
             prob = xp.exp(t)
@@ -522,7 +562,7 @@ class KLDivLoss(Loss):
             values = xp.where(positive, t * xp.log(safe), xp.zeros_like(t)) - t * x
         if self.reduction == "batchmean":
             scale = 1.0 / x.shape[0] if x.ndim > 0 else 1.0
-            self._grad = -scale * prob
+            self.save_grad(-scale * prob)
             return xp.asarray(xp.sum(values) * scale)
-        self._grad = -self._scale(x) * prob if self.reduction == "mean" else -prob
-        return self._reduce(xp, values)
+        self.save_grad(-self.reduction_scale(x) * prob)
+        return self.reduce(values)

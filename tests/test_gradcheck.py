@@ -45,4 +45,6 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="MSELoss needs a target"):
         nnx.gradcheck(nnx.MSELoss(), np.ones(3))
     with pytest.raises(TypeError, match="expected an nnx Module or Loss"):
+        nnx.gradcheck(np.ones(3), np.ones(3))
+    with pytest.raises(TypeError, match="must be an nnx.Loss.*wrap it in a subclass"):
         nnx.gradcheck(lambda x: x, np.ones(3))
