@@ -87,7 +87,7 @@ class Loss(Module):
     # ------------------------------------------------------------------ helpers for subclasses
     def save_grad(self, grad: Any) -> None:
         """Record ``dL/dpred`` in ``forward``; :meth:`backward` returns it."""
-        self.save_grad(grad)
+        self._grad = grad
 
     def reduce(self, values: Any) -> Any:
         """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array;
