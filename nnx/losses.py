@@ -316,8 +316,11 @@ class CrossEntropyLoss(_ClassLoss):
     * probabilities ``t``: ``T_nc = w_c ((1 - eps) t_nc + eps / C)``; the mean divides by the
       number of samples (``N * d1 * ...``).
 
-    The log-softmax subtracts the row maximum first, so logits of any magnitude give finite
-    values.
+    The log-softmax subtracts the row maximum first, so finite logits of any magnitude (float32
+    up to its largest value) give finite values, and ``-inf`` logits mask classes: a class whose
+    target is 0 adds nothing, as in PyTorch. The loss is ``inf`` only when a target class itself
+    is masked, and NaN when a whole row is ``-inf`` or a logit is ``+inf`` or NaN (PyTorch gives
+    the same).
 
     Args:
         weight: optional per-class weights ``w``, a 1-D array of length ``C`` (any backend;
@@ -387,7 +390,12 @@ class CrossEntropyLoss(_ClassLoss):
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check_input(pred)
         t, count = self._targets(xp, pred, target)
-        shifted = pred - xp.max(pred, axis=1, keepdims=True)
+        row_max = xp.max(pred, axis=1, keepdims=True)
+        # pred - row_max overflows (with a NumPy warning) where a logit lies more than the
+        # largest float below its row's maximum: clamp to that floor, then make those -inf.
+        floor = xp.where(row_max > 0.0, row_max, xp.zeros_like(row_max)) - xp.finfo(pred.dtype).max
+        shifted = xp.maximum(pred, floor) - row_max
+        shifted = xp.where(pred < floor, xp.full_like(shifted, -math.inf), shifted)
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)
         t_sum = xp.sum(t, axis=1, keepdims=True)
