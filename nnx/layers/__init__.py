@@ -16,33 +16,58 @@ from .activations import (
     Tanh,
 )
 from .attention import MultiheadAttention
-from .dropout import Dropout
+from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .dropout import Dropout, Dropout2d
 from .embedding import Embedding, TiedLinear
 from .layernorm import LayerNorm, RMSNorm
 from .linear import Linear
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm
+from .pool import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from .recurrent import GRU, LSTM
 from .shape import Flatten, Identity
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
+from .upsample import Upsample
 
 __all__ = [
-    "GRU",
-    "LSTM",
-    "Embedding",
-    "LayerNorm",
-    "MultiheadAttention",
-    "PositionalEmbedding",
-    "RMSNorm",
-    "SinusoidalPositionalEncoding",
-    "TiedLinear",
-    "TransformerEncoderLayer",
     "ELU",
-    "GELU",
     "SELU",
     "Hardtanh",
     "LogSoftmax",
     "Mish",
     "SiLU",
     "Softplus",
+    "MultiheadAttention",
+    "Embedding",
+    "TiedLinear",
+    "LayerNorm",
+    "RMSNorm",
+    "GRU",
+    "LSTM",
+    "PositionalEmbedding",
+    "SinusoidalPositionalEncoding",
+    "TransformerEncoderLayer",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Dropout2d",
+    "GroupNorm",
+    "MaxPool1d",
+    "MaxPool2d",
+    "Upsample",
+    "Conv1d",
+    "Conv2d",
+    "ConvTranspose2d",
+    "GELU",
     "Dropout",
     "Flatten",
     "Identity",
