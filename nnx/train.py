@@ -136,6 +136,18 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "the model: a preset (" + ", ".join(PRESETS) + ") or package.module:function, a function "
         "that receives the input shape and class count and returns an nnx.Module",
     ),
+    "text": (
+        None,
+        _optional(_text),
+        "text file for the language-model presets (transformer, lstm; default: Python "
+        "standard library sources)",
+    ),
+    "seq_len": (64, _number(int, 0, strict_low=True), "characters per window (transformer, lstm)"),
+    "steps_per_epoch": (
+        100,
+        _number(int, 0, strict_low=True),
+        "optimizer steps per epoch, on random windows (transformer, lstm)",
+    ),
     "hidden": ([128, 64], lambda v, f: _hidden(v), "hidden layer sizes, comma-separated (mlp)"),
     "activation": (
         "relu",
@@ -595,7 +607,13 @@ def run(
     from nnx import optim
     from nnx.data import ArrayDataset, Standardizer, train_val_split
     from nnx.datasets import load_dataset
+    from nnx.models.charlm import LM_PRESETS, run_language_model
 
+    if settings["model"] in LM_PRESETS:  # character-level language model on --text
+        out = prepare_out(settings, resume)
+        context["out"] = out
+        run_language_model(settings, say, out)
+        return 0
     changes: dict[str, Any] = {}
     previous_resumes: list[Any] = []
     if resume is not None:
