@@ -327,3 +327,13 @@ def test_a_numpy_input_to_a_model_on_another_library_says_so(spec):
     model = nnx.Sequential(nnx.Linear(3, 2, rng=0)).to(nnx.get_backend(spec))
     with pytest.raises(TypeError, match="the input is a numpy array but the parameters are"):
         model(np.ones((2, 3), dtype=np.float32))
+
+
+def test_a_new_lr_on_resume_becomes_the_schedules_base_rate(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ("--optimizer", "sgd", "--lr", 0.1, "--schedule", "exponential")
+    assert _main(capsys, *FAST, *args, "--epochs", 2, "--out", out)[0] == 0
+    assert _main(capsys, "--resume", out / "last.npz", "--epochs", 3, "--lr", 0.2)[0] == 0
+    lrs = [float(r["lr"]) for r in _history(out)]
+    assert lrs[:2] == pytest.approx([0.1, 0.1 * 0.95])
+    assert lrs[2] == pytest.approx(0.2 * 0.95**2)  # the schedule goes on from the new base
