@@ -607,8 +607,9 @@ def run(
         if isinstance(stored.get("resumes"), list):
             previous_resumes = stored["resumes"]
     backend = nnx.get_backend(settings["device"])  # a missing GPU fails here, before any work
-    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
-    check_model_fits(settings, data.num_features, data.num_outputs)
+    # image data sets give image-shaped samples (C, H, W); the mlp preset flattens them
+    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
+    check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
     out = prepare_out(settings, resume)
     context["lock"] = lock_out(out)
     if resume is not None:
