@@ -501,6 +501,27 @@ def check_model_fits(settings: dict[str, Any], n_in: int, n_out: int) -> None:
         )
 
 
+MODEL_SETTINGS = ("model", "hidden", "activation", "dropout")
+
+
+def model_from_checkpoint(path: Path) -> Any:
+    """The model described by the architecture a checkpoint embeds (fresh weights: the
+    checkpoint's are loaded with the optimizer state), or None when it embeds none or names a
+    class not registered in this process."""
+    from nnx.checkpoint import read_checkpoint
+    from nnx.registry import ModelFileError
+    from nnx.saving import model_from_record
+
+    meta, _ = read_checkpoint(path)
+    record = meta.get("model")
+    if not isinstance(record, dict):
+        return None
+    try:
+        return model_from_record(record, where=str(path))
+    except ModelFileError:
+        return None
+
+
 def make_optimizer(settings: dict[str, Any], params: Any, optim: Any) -> Any:
     name, lr = settings["optimizer"], settings["lr"]
     kw: dict[str, Any] = {}
@@ -625,9 +646,14 @@ def run(
     if val is not None:
         val = ArrayDataset(scaler.transform(val.x), val.y)
 
-    model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx).to(
-        backend, dtype=settings["dtype"]
-    )
+    model = None
+    if resume is not None and not context.get("model_flags"):
+        model = model_from_checkpoint(resume)  # no --hidden/--model needed to rebuild
+    if model is None:
+        model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx)
+    model = model.to(backend, dtype=settings["dtype"])
+    if not settings["quiet"]:
+        nnx.summary(model, tuple(data.train[0].shape[1:]), print_fn=say)
     optimizer = make_optimizer(settings, model.parameters(), optim)
     schedule = make_schedule(settings, optimizer, optim)
     monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
@@ -812,6 +838,12 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
     context: dict[str, Any] = {}
     try:
+        # Model settings given now (flags or --config) build the model from them on --resume;
+        # otherwise it is rebuilt from the architecture the checkpoint embeds.
+        given = set(vars(args))
+        if "config" in given:
+            given |= set(read_config_file(args.config))
+        context["model_flags"] = sorted(given & set(MODEL_SETTINGS))
         settings, resume = resolve_settings(args)
         quiet = settings["quiet"]
         return run(settings, resume, say, context)
