@@ -25,7 +25,8 @@ import numpy as np
 
 from .backend import backend_of, to_numpy
 from .losses import Loss, not_a_loss_message
-from .module import Module
+from .module import Module, call_backward
+from .structure import call_with, first_leaf, leaves, map_structure
 
 _FLOOR = 1e-8
 
@@ -77,7 +78,10 @@ def gradcheck(
     """Check ``fn``'s input and parameter gradients against central differences in float64.
 
     ``fn`` is copied and cast to float64 on the backend of ``x`` (the original is untouched); ``x``
-    (and a floating ``target``) are cast too. Pass a :class:`~nnx.losses.Loss` with its
+    (and a floating ``target``) are cast too. ``x`` may be a tuple of arrays (passed as
+    positional inputs, errors ``"input.0"``, ``"input.1"``, ...) or a dict (keyword inputs,
+    ``"input.<key>"``); a module may return a tuple or dict of outputs, each weighted by its
+    own random array. Pass a :class:`~nnx.losses.Loss` with its
     ``target``, or any :class:`~nnx.module.Module` without one. Returns a
     :class:`GradcheckResult`; ``result.ok`` says whether every error is within ``tol``.
     """
@@ -88,25 +92,33 @@ def gradcheck(
     is_loss = isinstance(fn, Loss)
     if is_loss and target is None:
         raise ValueError(f"gradcheck: {type(fn).__name__} needs a target")
-    backend = backend_of(x)
+    backend = backend_of(first_leaf(x))
     f64 = backend.dtype("float64")
     fn = copy.deepcopy(fn).to(backend, dtype="float64")
-    x64 = backend.asarray(to_numpy(x), dtype=f64)
-    if target is not None and backend.xp.isdtype(target.dtype, "real floating"):
-        target = backend.asarray(to_numpy(target), dtype=f64)
-    elif target is not None:
-        target = backend.asarray(to_numpy(target))
+    x64 = map_structure(lambda a: backend.asarray(to_numpy(a), dtype=f64), x)
+    if target is not None:
+        target = map_structure(
+            lambda t: backend.asarray(
+                to_numpy(t), dtype=f64 if backend.xp.isdtype(t.dtype, "real floating") else None
+            ),
+            target,
+        )
 
     weights = None
-    if not is_loss:
-        out_shape = tuple(fn(x64).shape)
-        weights = backend.asarray(np.random.default_rng(seed).standard_normal(out_shape), dtype=f64)
+    if not is_loss:  # one fixed random weight array per output
+        rng = np.random.default_rng(seed)
+        weights = map_structure(
+            lambda o: backend.asarray(rng.standard_normal(tuple(o.shape)), dtype=f64),
+            call_with(fn, x64),
+        )
 
     def objective(inp: Any) -> float:
         if is_loss:
             out = fn(inp, target)
         else:  # layer penalties (L1/L2) are part of what backward differentiates
-            out = backend.xp.sum(fn(inp) * weights) + fn.regularization_loss()
+            outs = leaves(call_with(fn, inp))
+            ws = dict(leaves(weights))
+            out = sum(backend.xp.sum(o * ws[k]) for k, o in outs) + fn.regularization_loss()
         return float(to_numpy(out))
 
     # analytic gradients
@@ -115,9 +127,16 @@ def gradcheck(
         fn(x64, target)
         grad_x = fn.backward()
     else:
-        fn(x64)
-        grad_x = fn.backward(weights)
-    analytic = {"input": to_numpy(grad_x)} if check_input else {}
+        call_with(fn, x64)
+        grad_x = call_backward(fn, weights, check_input)
+    analytic = {}
+    if check_input:
+        if grad_x is None:
+            raise ValueError("gradcheck: backward returned no input gradient")
+        if isinstance(x64, dict) and not isinstance(grad_x, dict):  # backward in input order
+            grad_x = dict(zip(x64, grad_x, strict=True))
+        for key, g in leaves(grad_x):
+            analytic[_input_name(key)] = to_numpy(g)
     for name, p in fn.named_parameters():
         if p.grad is None:
             raise ValueError(f"gradcheck: backward did not set the gradient of parameter {name!r}")
@@ -125,11 +144,21 @@ def gradcheck(
 
     result = GradcheckResult(tol=tol)
     if check_input:
-        host_x = np.array(to_numpy(x64), dtype=np.float64)
-        result.errors["input"] = _relative_error(
-            analytic["input"],
-            _numeric(host_x, lambda h: objective(backend.asarray(h, dtype=f64)), eps),
-        )
+        for key, leaf in leaves(x64):
+            host_x = np.array(to_numpy(leaf), dtype=np.float64)
+
+            def with_input(h: np.ndarray, key: str = key) -> float:
+                value = backend.asarray(h, dtype=f64)
+                if key == "":
+                    return objective(value)
+                if isinstance(x64, dict):
+                    return objective({**x64, key: value})
+                return objective(tuple(value if str(i) == key else v for i, v in enumerate(x64)))
+
+            name = _input_name(key)
+            if name not in analytic:
+                raise ValueError(f"gradcheck: backward returned no gradient for {name!r}")
+            result.errors[name] = _relative_error(analytic[name], _numeric(host_x, with_input, eps))
     for name, p in fn.named_parameters():
         original = p.value
         host_p = np.array(to_numpy(original), dtype=np.float64)
@@ -142,6 +171,10 @@ def gradcheck(
         p.value = original
         result.errors[name] = _relative_error(analytic[name], numeric)
     return result
+
+
+def _input_name(key: str) -> str:
+    return "input" if key == "" else f"input.{key}"
 
 
 def _numeric(host: np.ndarray, evaluate: Any, eps: float) -> np.ndarray:

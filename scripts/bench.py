@@ -8,10 +8,10 @@
 
 Workload: an MLP 784-512-256-10 with ReLU, softmax cross-entropy and SGD with momentum 0.9 on
 60,000 synthetic float32 samples, one shuffled epoch per measurement. The contenders run
-interleaved after a warm-up, in an order that rotates every repetition (nnx, Trainer.fit,
-reference, torch; then Trainer.fit, reference, torch, nnx; ...), and the median of
-the repetitions is reported with ratios against the reference and against torch. GFLOP/s counts
-6 x parameters x samples per epoch (forward 2, backward 4 flops per weight and sample); the
+interleaved after a warm-up, in an order that rotates every repetition (nnx, README loop,
+Trainer.fit, reference, torch; then README loop, Trainer.fit, reference, torch, nnx; ...), and
+the median of the repetitions is reported with ratios against the reference and against torch.
+GFLOP/s counts 6 x parameters x samples per epoch (forward 2, backward 4 flops per weight and sample); the
 matrix-multiply ceiling is the best float32 GEMM rate measured in the same run.
 Peak memory is measured per contender in a fresh subprocess: RSS, and on a GPU also the
 high-water mark of CuPy's memory pool (PyTorch's allocator for torch) and its growth.
@@ -107,6 +107,29 @@ class NnxLoop:
             losses.append(self.loss(self.model(xb), yb))
             self.model.backward(self.loss.backward(), need_input_grad=False)
             self.optimizer.step()
+        return losses
+
+
+class ReadmeLoop(NnxLoop):
+    """The loop README.md shows, word for word: ``loss_fn(model(x), y)``, ``model.zero_grad()``,
+    ``model.backward(loss_fn.backward())`` (no flags: the model's default skips ``dL/dx`` of
+    the data), then the optimizer step."""
+
+    name = "nnx README loop"
+
+    def run_epoch(self, max_batches: int | None = None) -> list[Any]:
+        self.loader.set_epoch(self.epoch)
+        self.epoch += 1
+        model, loss_fn, optimizer = self.model, self.loss, self.optimizer
+        losses = []
+        for i, (xb, yb) in enumerate(self.loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            loss = loss_fn(model(xb), yb)
+            model.zero_grad()
+            model.backward(loss_fn.backward())
+            optimizer.step()
+            losses.append(loss)
         return losses
 
 
@@ -235,7 +258,13 @@ class Torch:
         return losses
 
 
-CONTENDERS = {"nnx": NnxLoop, "trainer": NnxTrainer, "reference": Reference, "torch": Torch}
+CONTENDERS = {
+    "nnx": NnxLoop,
+    "readme": ReadmeLoop,
+    "trainer": NnxTrainer,
+    "reference": Reference,
+    "torch": Torch,
+}
 
 
 def _raw_namespace(backend) -> Any:
@@ -390,18 +419,20 @@ def measure_memory(args: argparse.Namespace, name: str) -> dict[str, Any] | None
 
 
 def check_same_loss(backend, args: argparse.Namespace, batches: int = 5) -> float:
-    """nnx and the reference take the same steps: largest loss difference over a few batches."""
+    """nnx (its loop and the README loop) and the reference take the same steps: largest loss
+    difference over a few batches."""
     x, y = make_data(args.batch_sizes[0] * batches, args.features, args.classes, seed=1)
     weights = initial_weights(layer_sizes(args), seed=1)
-    a = NnxLoop(backend, x, y, weights, args.lr, args.batch_sizes[0]).run_epoch()
-    b = Reference(backend, x, y, weights, args.lr, args.batch_sizes[0]).run_epoch()
-    fa = np.array([float(nnx.to_numpy(v)) for v in a])
-    fb = np.array([float(nnx.to_numpy(v)) for v in b])
-    return float(np.max(np.abs(fa - fb)))
+    runs = [
+        c(backend, x, y, weights, args.lr, args.batch_sizes[0]).run_epoch()
+        for c in (NnxLoop, ReadmeLoop, Reference)
+    ]
+    host = [np.array([float(nnx.to_numpy(v)) for v in r]) for r in runs]
+    return float(max(np.max(np.abs(h - host[-1])) for h in host[:-1]))
 
 
 def run(args: argparse.Namespace, backend: nnx.Backend) -> dict[str, Any]:
-    names = ["nnx", "trainer", "reference"]
+    names = ["nnx", "readme", "trainer", "reference"]
     if not args.no_torch:
         try:
             import torch  # noqa: F401
@@ -452,6 +483,7 @@ def run(args: argparse.Namespace, backend: nnx.Backend) -> dict[str, Any]:
                 "all_seconds": times[n],
             }
         row["ratio_nnx_vs_reference"] = median["nnx"] / median["reference"]
+        row["ratio_readme_vs_reference"] = median["readme"] / median["reference"]
         row["ratio_trainer_vs_nnx"] = median["trainer"] / median["nnx"]
         if "torch" in median:
             row["ratio_nnx_vs_torch"] = median["nnx"] / median["torch"]
@@ -517,7 +549,7 @@ def print_table(results: dict[str, Any]) -> None:
     header = f"{'batch':>6} {'contender':<16} {'s/epoch':>9} {'samples/s':>11} {'GFLOP/s':>8}"
     print(header)
     for batch, row in results["batches"].items():
-        for name in ("nnx", "trainer", "reference", "torch"):
+        for name in ("nnx", "readme", "trainer", "reference", "torch"):
             if name in row:
                 r = row[name]
                 label = CONTENDERS[name].name
@@ -526,6 +558,7 @@ def print_table(results: dict[str, Any]) -> None:
                 )
         ratios = [
             f"nnx/reference {row['ratio_nnx_vs_reference']:.3f}",
+            f"README loop/reference {row['ratio_readme_vs_reference']:.3f}",
             f"Trainer.fit/nnx {row['ratio_trainer_vs_nnx']:.3f}",
         ]
         if "ratio_nnx_vs_torch" in row:
