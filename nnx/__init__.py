@@ -4,7 +4,7 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors and array-api-strict.
 """
 
-from . import callbacks, data, datasets, metrics, optim
+from . import callbacks, data, datasets, metrics, models, optim
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .callbacks import (
     Callback,
@@ -55,6 +55,7 @@ __all__ = [
     "datasets",
     "load_checkpoint",
     "metrics",
+    "models",
     "save_checkpoint",
     "save_curves",
     "GELU",

@@ -84,6 +84,9 @@ def gradcheck(
     own random array. Pass a :class:`~nnx.losses.Loss` with its
     ``target``, or any :class:`~nnx.module.Module` without one. Returns a
     :class:`GradcheckResult`; ``result.ok`` says whether every error is within ``tol``.
+    ``seed`` draws the probe weights ``w`` from a stream of its own, so they never equal an input
+    drawn with ``np.random.default_rng(seed)`` (that would hide errors in layers such as
+    LayerNorm, whose Jacobian maps the input itself to zero).
     """
     if not isinstance(fn, Module):
         if callable(fn):  # most likely a loss written as a plain function
@@ -105,11 +108,14 @@ def gradcheck(
         )
 
     weights = None
-    if not is_loss:  # one fixed random weight array per output
-        rng = np.random.default_rng(seed)
+    if not is_loss:  # one probe array per output
+        host_inputs = [to_numpy(v) for _, v in leaves(x64)]
+        out = call_with(fn, x64)
+        probes = [
+            _probe(seed, tuple(o.shape), host_inputs, i) for i, (_, o) in enumerate(leaves(out))
+        ]
         weights = map_structure(
-            lambda o: backend.asarray(rng.standard_normal(tuple(o.shape)), dtype=f64),
-            call_with(fn, x64),
+            lambda w: backend.asarray(w, dtype=f64), _structure_like(out, probes)
         )
 
     def objective(inp: Any) -> float:
@@ -175,6 +181,34 @@ def gradcheck(
 
 def _input_name(key: str) -> str:
     return "input" if key == "" else f"input.{key}"
+
+
+def _structure_like(like: Any, values: list[Any]) -> Any:
+    """``values`` (one per leaf of ``like``, in order) in the form of ``like``."""
+    if isinstance(like, dict):
+        return dict(zip(like, values, strict=True))
+    if isinstance(like, (tuple, list)):
+        return tuple(values)
+    return values[0]
+
+
+# Mixed into the probe's seed so that the probe never repeats an input the user drew with
+# ``default_rng(seed)``: for a layer such as LayerNorm, whose Jacobian maps its own input to 0,
+# weights equal to the input make every gradient 0 and the check meaningless.
+_PROBE_STREAM = 0x6E6E78  # "nnx"
+
+
+def _probe(seed: int, shape: tuple[int, ...], inputs: list[Any], index: int = 0) -> np.ndarray:
+    """Probe weights ``w`` of ``shape`` for output ``index`` from ``seed``, never equal to an
+    input."""
+    inputs = [np.asarray(x) for x in inputs]
+    for attempt in range(8):
+        entropy = [seed, _PROBE_STREAM, attempt] + ([index] if index else [])
+        rng = np.random.default_rng(np.random.SeedSequence(entropy))
+        w = rng.standard_normal(shape)
+        if all(w.shape != x.shape or not np.allclose(np.abs(w), np.abs(x)) for x in inputs):
+            return w
+    raise AssertionError("gradcheck: could not draw probe weights that differ from the input")
 
 
 def _numeric(host: np.ndarray, evaluate: Any, eps: float) -> np.ndarray:

@@ -165,7 +165,10 @@ class CrossEntropyLoss(Loss):
     shape ``(N, C)`` and the logits' dtype. With ``p = softmax(z)``:
     ``L = -mean_n sum_c t_nc log p_nc`` and ``dL/dz = (p * sum_c t_nc - t) / N``
     (``= (p - t) / N`` when each target row sums to one). The log-softmax subtracts the row
-    maximum first, so logits of any magnitude give finite values.
+    maximum first, so finite logits of any magnitude (float32 up to its largest value) give
+    finite values, and ``-inf`` logits mask classes: a class whose target is 0 adds nothing, as
+    in PyTorch. The loss is ``inf`` only when a target class itself is masked, and NaN when a
+    whole row is ``-inf`` or a logit is ``+inf`` or NaN (PyTorch gives the same).
 
     Args:
         reduction: ``"mean"`` over samples (default) or ``"sum"``.
@@ -222,16 +225,24 @@ class CrossEntropyLoss(Loss):
                 f"CrossEntropyLoss: logits must have shape (N, C), got {tuple(pred.shape)}"
             )
         t, one_hot = self._targets(xp, pred, target)
-        shifted = pred - xp.max(pred, axis=1, keepdims=True)
+        row_max = xp.max(pred, axis=1, keepdims=True)
+        # pred - row_max overflows (with a NumPy warning) where a logit lies more than the
+        # largest float below its row's maximum: clamp to that floor, then make those -inf.
+        floor = xp.where(row_max > 0.0, row_max, xp.zeros_like(row_max)) - xp.finfo(pred.dtype).max
+        shifted = xp.maximum(pred, floor) - row_max
+        shifted = xp.where(pred < floor, xp.full_like(shifted, -math.inf), shifted)
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)
         scale = 1.0 / pred.shape[0] if self.reduction == "mean" else 1.0
         p = e / total
+        # A masked (-inf) logit, or a float32 logit far below the row maximum, shifts to -inf;
+        # where its target is 0 the term 0 * -inf is NaN, but its limit (and PyTorch's) is 0.
+        t_shifted = t * xp.where(t == 0.0, xp.zeros_like(shifted), shifted)
         if one_hot:  # rows of t sum to one: -sum_c t log p = log(total) - sum_c t * shifted
             self.save_grad(scale * (p - t))
-            per_sample = xp.log(total[:, 0]) - xp.sum(t * shifted, axis=1)
+            per_sample = xp.log(total[:, 0]) - xp.sum(t_shifted, axis=1)
         else:
             t_sum = xp.sum(t, axis=1, keepdims=True)
             self.save_grad(scale * (p * t_sum - t))
-            per_sample = t_sum[:, 0] * xp.log(total[:, 0]) - xp.sum(t * shifted, axis=1)
+            per_sample = t_sum[:, 0] * xp.log(total[:, 0]) - xp.sum(t_shifted, axis=1)
         return self.reduce(per_sample)
