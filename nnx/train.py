@@ -169,6 +169,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _optional(_number(float, 0.0, strict_low=True)),
         "clip the global gradient norm",
     ),
+    "accumulate": (
+        1,
+        _number(int, 0, strict_low=True),
+        "take one optimizer step per K batches (gradient accumulation: the step of a K times "
+        "larger batch)",
+    ),
     "val_fraction": (
         0.2,
         _number(float, 0.0, 1.0),
@@ -191,6 +197,7 @@ METAVARS = {
     "early_stopping": "PATIENCE",
     "out": "DIR",
     "data_dir": "DIR",
+    "accumulate": "K",
 }
 
 
@@ -436,6 +443,7 @@ def run(
         seed=settings["seed"],
         schedule=schedule,
         clip_norm=settings["clip_norm"],
+        accumulate=settings["accumulate"],
         progress=False,
     )
     if resume is not None:

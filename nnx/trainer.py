@@ -15,6 +15,7 @@ import numpy as np
 from .backend import Backend, get_backend, namespace, to_numpy
 from .callbacks import Callback, LRScheduler, ProgressBar
 from .checkpoint import checkpoint_arrays, load_checkpoint, write_checkpoint
+from .checks import positive_int
 from .data import ArrayDataset, DataLoader
 from .history import History
 from .layers import Dropout
@@ -40,6 +41,40 @@ def _label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
     return int(host[: len(ys)].min()), int(host[len(ys) :].max())
 
 
+def _accumulation_weights(
+    loader: DataLoader, k: int, loss: Loss
+) -> list[tuple[bool, float, int | None]] | None:
+    """Per mini-batch: (first of its group, weight of its loss gradient, and at the last
+    mini-batch of the group the number of mini-batches in it, else None); None when ``k == 1``.
+
+    Gradients of a group are summed with weights ``m * n_i / N`` (mean reduction; ``m`` for sum)
+    and divided by ``m`` before the step, ``m`` being the group's mini-batches, ``n_i`` a
+    mini-batch's samples and ``N`` the group's: the data gradient is then that of the group's
+    concatenated batch, and a penalty gradient, which each backward adds once, counts once.
+    """
+    if k == 1:
+        return None
+    n, b = len(loader.dataset), loader.batch_size
+    count = len(loader)
+    sizes = [min(b, n - i * b) for i in range(count)]
+    mean = getattr(loss, "reduction", "mean") == "mean"
+    weights = []
+    for start in range(0, count, k):
+        group = sizes[start : start + k]
+        m, total = len(group), sum(group)
+        for j, size in enumerate(group):
+            weights.append(
+                (j == 0, m * size / total if mean else float(m), m if j == m - 1 else None)
+            )
+    return weights
+
+
+def _scale_grads(params: list[Any], factor: float) -> None:
+    for p in params:
+        if p.grad is not None:
+            p.grad = p.grad * factor
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the epoch and step."""
 
@@ -59,6 +94,12 @@ class Trainer:
         schedule: a learning-rate schedule on ``optimizer``, stepped per ``schedule_interval``
             (``"epoch"`` or ``"batch"``).
         clip_norm: clip the global gradient norm to this value before each step.
+        accumulate: take one optimizer step per ``accumulate`` mini-batches (gradient
+            accumulation). Each mini-batch's loss gradient is weighted by its share of the
+            group's samples, so with ``reduction="mean"`` the step equals one step on the
+            concatenated batch (L1/L2 penalties included); a last group with fewer batches
+            is weighted by its own size. ``on_batch_end`` still runs after every mini-batch;
+            ``trainer.step`` counts optimizer steps.
         progress: show a progress bar (it stays quiet when stderr is not a terminal).
 
     History losses are the data losses, without L1/L2 penalty terms.
@@ -77,6 +118,7 @@ class Trainer:
         schedule_interval: str = "epoch",
         clip_norm: float | None = None,
         progress: bool = True,
+        accumulate: int = 1,
     ):
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nnx.Module, got {type(model).__name__}")
@@ -95,6 +137,8 @@ class Trainer:
         self.seed = int(seed)
         self.schedule = schedule
         self.clip_norm = clip_norm
+        self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
+        self.stepped = False  # whether the last mini-batch ended with an optimizer step
         extra = list(callbacks)
         for cb in extra:
             if not isinstance(cb, Callback):
@@ -219,25 +263,33 @@ class Trainer:
         model, loss_fn, optimizer = self.model, self.loss, self.optimizer
         params = list(model.parameters())
         skip_input_grad = _accepts_need_input_grad(model)
+        groups = _accumulation_weights(loader, self.accumulate, loss_fn)
+        first_step = self.step
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
-            optimizer.zero_grad()  # frees last step's gradients before the forward pass
+            if groups is None or groups[batch][0]:
+                optimizer.zero_grad()  # frees last step's gradients before the forward pass
             pred = model.forward(xb)
             if batch == 0:
                 self._check_label_range(pred)
             losses.append(loss_fn.forward(pred, yb))
             sizes.append(int(xb.shape[0]))
+            grad = loss_fn.backward() if groups is None else loss_fn.backward(groups[batch][1])
             if skip_input_grad:  # nobody uses dL/dx of the data: save the first layer's matmul
-                model.backward(loss_fn.backward(), need_input_grad=False)
+                model.backward(grad, need_input_grad=False)
             else:
-                model.backward(loss_fn.backward())
-            if self.clip_norm is not None:
-                clip_grad_norm(params, self.clip_norm)
-            optimizer.step()
+                model.backward(grad)
+            self.stepped = groups is None or groups[batch][2] is not None
+            if self.stepped:
+                if groups is not None and groups[batch][2] != 1:
+                    _scale_grads(params, 1.0 / groups[batch][2])
+                if self.clip_norm is not None:
+                    clip_grad_norm(params, self.clip_norm)
+                optimizer.step()
+                self.step += 1
             for m in self.metrics:
                 m.update(pred, yb)
-            self.step += 1
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch)
         loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
@@ -247,7 +299,8 @@ class Trainer:
             first = int(bad[0])
             raise NonFiniteLossError(
                 f"training loss became {loss_values[first]} at epoch {epoch + 1}, batch "
-                f"{first + 1} of {len(losses)} (optimizer step {self.step - len(losses) + first + 1}); "
+                f"{first + 1} of {len(losses)} (optimizer step "
+                f"{first_step + first // self.accumulate + 1}); "
                 f"try a lower learning rate or gradient clipping. Checkpoints written so far "
                 f"were kept."
             )
