@@ -17,7 +17,9 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .checks import BackwardBeforeForwardError
+from .containers import Add, Concat, Parallel, Residual
 from .gradcheck import GradcheckResult, gradcheck
+from .graph import Graph, Input
 from .history import History
 from .layers import (
     GELU,
@@ -106,6 +108,12 @@ __all__ = [
     "Buffer",
     "ReLU",
     "Sequential",
+    "Residual",
+    "Parallel",
+    "Add",
+    "Concat",
+    "Graph",
+    "Input",
     "Sigmoid",
     "Softmax",
     "Tanh",

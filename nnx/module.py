@@ -80,6 +80,13 @@ class Buffer:
         return f"Buffer(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
+class Symbolic:
+    """Marker base of symbolic values (:mod:`nnx.graph`): calling a module on one records a
+    graph node instead of computing."""
+
+    __slots__ = ()
+
+
 class Module:
     """Base class of layers, containers and losses.
 
@@ -91,6 +98,11 @@ class Module:
     training: bool = True
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        for value in inputs:
+            if isinstance(value, Symbolic):  # building an nnx.Graph
+                from .graph import symbolic_call
+
+                return symbolic_call(self, inputs, kwargs)
         return self.forward(*inputs, **kwargs)
 
     def forward(self, x: Any) -> Any:

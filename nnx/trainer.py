@@ -24,6 +24,7 @@ from .metrics import Metric, get_metric
 from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
 from .optim.schedules import Schedule
+from .structure import call_with, first_leaf
 
 logger = logging.getLogger("nnx")
 
@@ -33,6 +34,8 @@ Data = ArrayDataset | tuple[Any, Any]
 def _label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
     """Smallest and largest integer label over the data sets (one host read), None for float targets."""
     ys = [d.y for d in datasets if d is not None]
+    if any(isinstance(y, (tuple, list, dict)) for y in ys):
+        return None  # several targets: the loss checks its own
     xp = namespace(ys[0])
     if not xp.isdtype(ys[0].dtype, "integral"):
         return None
@@ -67,6 +70,16 @@ def _accumulation_weights(
                 (j == 0, m * size / total if mean else float(m), m if j == m - 1 else None)
             )
     return weights
+
+
+def _concat_outputs(xp: Any, outputs: list[Any]) -> Any:
+    """Batched model outputs (arrays, tuples or dicts of arrays) joined along the sample axis."""
+    first = outputs[0]
+    if isinstance(first, dict):
+        return {k: xp.concat([o[k] for o in outputs], axis=0) for k in first}
+    if isinstance(first, (tuple, list)):
+        return tuple(xp.concat(list(parts), axis=0) for parts in zip(*outputs, strict=True))
+    return xp.concat(outputs, axis=0)
 
 
 def _scale_grads(params: list[Any], factor: float) -> None:
@@ -236,7 +249,7 @@ class Trainer:
 
     def _check_label_range(self, pred: Any) -> None:
         """Integer labels must index the model's outputs (checked on the host, no sync)."""
-        if self._label_range is None or pred.ndim != 2:
+        if self._label_range is None or not hasattr(pred, "ndim") or pred.ndim != 2:
             return
         lo, hi = self._label_range
         if lo < 0 or hi >= pred.shape[1]:
@@ -270,11 +283,11 @@ class Trainer:
         for batch, (xb, yb) in enumerate(loader):
             if groups is None or groups[batch][0]:
                 optimizer.zero_grad()  # frees last step's gradients before the forward pass
-            pred = model.forward(xb)
+            pred = call_with(model, xb)
             if batch == 0:
                 self._check_label_range(pred)
             losses.append(loss_fn.forward(pred, yb))
-            sizes.append(int(xb.shape[0]))
+            sizes.append(int(first_leaf(xb).shape[0]))
             grad = loss_fn.backward() if groups is None else loss_fn.backward(groups[batch][1])
             if skip_input_grad:  # nobody uses dL/dx of the data: save the first layer's matmul
                 model.backward(grad, need_input_grad=False)
@@ -340,9 +353,9 @@ class Trainer:
         losses, sizes = [], []
         try:
             for xb, yb in DataLoader(dataset, batch_size, shuffle=False):
-                pred = self.model.forward(xb)
+                pred = call_with(self.model, xb)
                 losses.append(self.loss.forward(pred, yb))
-                sizes.append(int(xb.shape[0]))
+                sizes.append(int(first_leaf(xb).shape[0]))
                 for m in metrics:
                     m.update(pred, yb)
         finally:
@@ -362,10 +375,12 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            outputs = [self.model.forward(xb) for xb, _ in DataLoader(dataset, batch_size, False)]
+            outputs = [
+                call_with(self.model, xb) for xb, _ in DataLoader(dataset, batch_size, False)
+            ]
         finally:
             self.model.train(was_training)
-        return self.backend.xp.concat(outputs, axis=0)
+        return _concat_outputs(self.backend.xp, outputs)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..backend import backend_of, namespace
 from ..checks import positive_int
+from ..structure import first_leaf, map_structure
 from .dataset import ArrayDataset
 
 
@@ -67,13 +68,28 @@ class DataLoader:
         x, y = self.dataset.x, self.dataset.y
         n, b = len(self.dataset), self.batch_size
         stop = n - n % b if self.drop_last else n
+        plain = not any(isinstance(v, (tuple, list, Mapping)) for v in (x, y))
         if self.shuffle:
-            xp = namespace(x)
-            order = backend_of(x).asarray(self.permutation(self.epoch))  # one copy per epoch
+            xp = namespace(first_leaf(x))
+            order = backend_of(first_leaf(x)).asarray(self.permutation(self.epoch))  # one copy
             for start in range(0, stop, b):
                 idx = order[start : min(start + b, n)]  # the standard wants in-bounds slices
-                yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
+                if plain:  # one array each: the common case, without the structure walk
+                    yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
+                    continue
+                yield (
+                    map_structure(lambda a, idx=idx: xp.take(a, idx, axis=0), x),
+                    None
+                    if y is None
+                    else map_structure(lambda a, idx=idx: xp.take(a, idx, axis=0), y),
+                )
         else:
             for start in range(0, stop, b):
                 end = min(start + b, n)
-                yield x[start:end, ...], (None if y is None else y[start:end, ...])
+                if plain:
+                    yield x[start:end, ...], (None if y is None else y[start:end, ...])
+                    continue
+                yield (
+                    map_structure(lambda a, s=start, e=end: a[s:e, ...], x),
+                    None if y is None else map_structure(lambda a, s=start, e=end: a[s:e, ...], y),
+                )
