@@ -155,6 +155,20 @@ class Graph(Module):
     def extra_repr(self) -> str:
         return f"inputs={list(self.inputs)}"
 
+    def get_config(self) -> dict[str, Any]:
+        """The plain constructor arguments (what ``nnx.save_model`` stores):
+        ``Graph(**graph.get_config())`` builds the same architecture."""
+        outputs = self.outputs
+        return {
+            "inputs": list(self.inputs),
+            "outputs": dict(outputs)
+            if isinstance(outputs, dict)
+            else outputs
+            if isinstance(outputs, str)
+            else list(outputs),
+            "nodes": [[name, module, list(refs)] for name, module, refs in self.nodes],
+        }
+
     def __repr__(self) -> str:
         lines = [f"Graph(inputs={list(self.inputs)}, outputs={self.outputs!r})"]
         for name, module, refs in self.nodes:

@@ -128,6 +128,28 @@ def test_graph_plain_form_rebuilds_the_same_model():
     assert list(model.state_dict()) == list(again.state_dict())
 
 
+def test_containers_save_and_load_as_whole_models(tmp_path):
+    a, b = host_normal((2, 3), seed=1), host_normal((2, 4), seed=2)
+    lin = nnx.Linear(4, 4, rng=5)
+    models = [
+        (_two_input_graph(), (a, b)),
+        (
+            nnx.Sequential(
+                nnx.Residual(_mlp(3, 3, 0)),
+                nnx.Parallel(_mlp(3, 2, 1), nnx.Linear(3, 2, rng=2), merge="add"),
+            ),
+            (a,),
+        ),
+        (nnx.Sequential(nnx.Linear(4, 4, rng=3), nnx.Tanh(), lin, nnx.Tanh(), lin), (b,)),
+    ]
+    for model, inputs in models:
+        model.to("cpu", dtype="float64")
+        nnx.save_model(tmp_path / "m.nnx", model)
+        again = nnx.load_model(tmp_path / "m.nnx")
+        np.testing.assert_array_equal(again(*inputs), model(*inputs))
+        assert list(again.state_dict()) == list(model.state_dict())
+
+
 def test_graph_errors():
     x, z = nnx.Input("x"), nnx.Input("z")
     y = nnx.Linear(3, 2, rng=0)(z)
