@@ -13,7 +13,14 @@ from typing import Any
 
 from .backend import namespace
 from .layers.shape import Identity
-from .module import Module, call_backward, capture_call_state, restore_call_state, reused_positions
+from .module import (
+    Module,
+    call_backward,
+    capture_call_state,
+    restore_call_state,
+    restore_final_state,
+    reused_positions,
+)
 
 MERGES = ("concat", "add", None)
 
@@ -54,6 +61,8 @@ class Residual(Module):
         if self._reused:  # block and shortcut share a module: keep the block call's cache
             self._states = [capture_call_state(self.block), None]
         b = self.shortcut.forward(x)
+        if self._reused:
+            self._states[1] = capture_call_state(self.shortcut)
         if tuple(a.shape) != tuple(b.shape):
             raise ValueError(
                 f"Residual: the block gives shape {tuple(a.shape)} but the shortcut "
@@ -67,6 +76,8 @@ class Residual(Module):
         if self._reused:
             restore_call_state(self._states[0])
         g_block = call_backward(self.block, grad_out, need_input_grad)
+        if self._reused:
+            restore_final_state(self._states)
         return g_block + g_short if need_input_grad else None
 
 
@@ -209,6 +220,8 @@ class Parallel(Module):
             if states is not None and states[i] is not None:
                 restore_call_state(states[i])
             result[i] = call_backward(self._branches[i], grads[i], need_input_grad)
+        if states is not None:
+            restore_final_state(states)
         if not need_input_grad:
             return None
         if self._per_input:

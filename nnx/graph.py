@@ -29,6 +29,7 @@ from .module import (
     call_backward,
     capture_call_state,
     restore_call_state,
+    restore_final_state,
     reused_positions,
 )
 
@@ -294,6 +295,8 @@ class Graph(Module):
             for ref, part in zip(refs, parts, strict=True):
                 if need_input_grad or _split(ref)[0] not in inputs:
                     add(ref, part)
+        if states is not None:
+            restore_final_state(states)
         if not need_input_grad:
             return None
         result = []

@@ -349,6 +349,8 @@ class Sequential(Module):
             if states is not None and states[i] is not None:
                 restore_call_state(states[i])
             grad_out = call_backward(layers[i], grad_out, need_input_grad or i > first)
+        if states is not None:
+            restore_final_state(states)
         return grad_out if need_input_grad else None
 
 
@@ -387,7 +389,9 @@ def capture_call_state(module: Module) -> list[tuple[Module, dict[str, Any]]]:
     each call and hands it back with :func:`restore_call_state` before the matching backward, so
     each backward sees its own call's cache. Parameters and buffers are the same objects in
     every capture, so their gradients add up. Modules must rebind their cache attributes in
-    ``forward`` (``self._x = x``), never mutate a cached object in place.
+    ``forward`` (``self._x = x``), never mutate a cached object in place. After the last
+    backward, :func:`restore_final_state` puts back each module's state as its last forward call
+    left it.
     """
     return [(m, dict(vars(m))) for m in module.modules()]
 
@@ -398,6 +402,15 @@ def restore_call_state(state: list[tuple[Module, dict[str, Any]]]) -> None:
         d = vars(m)
         d.clear()
         d.update(attributes)
+
+
+def restore_final_state(states: list[Any]) -> None:
+    """After the backward passes of modules called several times: put back, in call order, the
+    state of every captured call, so each module ends as its last forward call left it
+    (counters and other state it keeps between calls included)."""
+    for state in states:
+        if state is not None:
+            restore_call_state(state)
 
 
 def reused_positions(children: Any, who: str) -> frozenset[int]:

@@ -32,6 +32,30 @@ def test_reuse_inside_nested_containers(backend):
     assert result.ok, str(result)
 
 
+def test_state_kept_between_calls_survives_the_backward_of_a_reused_module():
+    class Counting(nnx.Module):
+        calls = 0
+
+        def forward(self, x):
+            self.calls = self.calls + 1  # a counter rebound as a plain attribute
+            self._x = x
+            return x * x
+
+        def backward(self, grad_out):
+            return 2.0 * self._x * grad_out
+
+    c = Counting()
+    for model in (nnx.Sequential(c, c), nnx.Parallel(c, c, merge="add"), nnx.Residual(c, c)):
+        c.calls = 0
+        x = np.array([1.5, -2.0])
+        model(x)
+        assert c.calls == 2
+        dx = model.backward(np.ones(2), need_input_grad=True)
+        assert c.calls == 2  # as the last forward call left it
+        expected = 4 * x**3 if isinstance(model, nnx.Sequential) else 4 * x
+        np.testing.assert_allclose(dx, expected)
+
+
 def test_weight_tying(backend):
     a, b = _tied_pair()
     model = nnx.Sequential(a, nnx.Tanh(), b)
