@@ -119,7 +119,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "auto",
         _text,
         "where to train: auto (a CUDA GPU when usable, else the CPU), cpu, "
-        "gpu, cuda:N, torch, torch:cuda, strict",
+        "gpu, cuda:N, torch, torch:cuda, strict, jax, jax:gpu",
     ),
     "dataset": ("digits", _choice(DATASETS), "data set: " + ", ".join(DATASETS)),
     "data_dir": (
