@@ -243,6 +243,10 @@ def backend_of(x: Any) -> Backend:
     if array_api_compat.is_array_api_strict_namespace(xp):
         return Backend("array_api_strict", xp, dev)
     if array_api_compat.is_jax_array(x):
+        if dev is None:  # a traced array inside jax.jit: it will live on JAX's default device
+            import jax
+
+            dev = jax.devices()[0]
         return Backend("jax", xp, dev, is_gpu=getattr(dev, "platform", "cpu") != "cpu")
     return Backend(getattr(xp, "__name__", type(x).__module__), xp, dev)
 
@@ -278,9 +282,35 @@ def float64_scope(backend: Backend) -> Any:
     return contextlib.nullcontext()
 
 
+def overflow_allowed() -> Any:
+    """A context in which NumPy overflows to inf/NaN silently: a 16-bit step with loss scaling
+    expects overflow, detects it and skips the step (other libraries never warn)."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
 def is_jax(x: Any) -> bool:
     """Whether ``x`` is a JAX array (also a traced one inside ``jax.jit``)."""
     return array_api_compat.is_jax_array(x)
+
+
+def is_tracer(x: Any) -> bool:
+    """Whether ``x`` is a placeholder array of a function being traced by ``jax.jit``."""
+    if type(x) is np.ndarray or not array_api_compat.is_jax_array(x):
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
+
+
+def jit(fn: Any, static_argnums: tuple[int, ...] = ()) -> Any:
+    """``jax.jit(fn)``: ``fn`` is traced once per argument structure and compiled by XLA."""
+    try:
+        import jax
+    except ImportError:
+        raise BackendUnavailableError(
+            f"compiling needs JAX, which is not installed; {_JAX_HINT}"
+        ) from None
+    return jax.jit(fn, static_argnums=static_argnums)
 
 
 def same_device(a: Any, b: Any) -> bool:
