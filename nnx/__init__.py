@@ -4,7 +4,7 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors, JAX and array-api-strict.
 """
 
-from . import callbacks, data, datasets, metrics, optim
+from . import callbacks, data, datasets, metrics, models, optim
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .callbacks import (
     Callback,
@@ -22,15 +22,29 @@ from .gradcheck import GradcheckResult, gradcheck
 from .history import History
 from .layers import (
     GELU,
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
     Dropout,
+    Dropout2d,
     Flatten,
+    GroupNorm,
     Identity,
     LeakyReLU,
     Linear,
+    MaxPool1d,
+    MaxPool2d,
     ReLU,
     Sigmoid,
     Softmax,
     Tanh,
+    Upsample,
 )
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .module import Buffer, Module, Parameter, Sequential
@@ -58,6 +72,7 @@ __all__ = [
     "datasets",
     "load_checkpoint",
     "metrics",
+    "models",
     "save_checkpoint",
     "save_curves",
     "GELU",
@@ -66,6 +81,20 @@ __all__ = [
     "BackendUnavailableError",
     "BackwardBeforeForwardError",
     "CrossEntropyLoss",
+    "Conv1d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Dropout2d",
+    "GroupNorm",
+    "MaxPool1d",
+    "MaxPool2d",
+    "Upsample",
+    "Conv2d",
+    "ConvTranspose2d",
     "Dropout",
     "Flatten",
     "GradcheckResult",

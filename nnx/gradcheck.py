@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .backend import backend_of, float64_scope, to_numpy
-from .losses import Loss
+from .losses import Loss, not_a_loss_message
 from .module import Module
 
 _FLOOR = 1e-8
@@ -85,8 +85,13 @@ def gradcheck(
     alone when it is off. Pass a :class:`~nnx.losses.Loss` with its
     ``target``, or any :class:`~nnx.module.Module` without one. Returns a
     :class:`GradcheckResult`; ``result.ok`` says whether every error is within ``tol``.
+    ``seed`` draws the probe weights ``w`` from a stream of its own, so they never equal an input
+    drawn with ``np.random.default_rng(seed)`` (that would hide errors in layers such as
+    LayerNorm, whose Jacobian maps the input itself to zero).
     """
     if not isinstance(fn, Module):
+        if callable(fn):  # most likely a loss written as a plain function
+            raise TypeError(not_a_loss_message("gradcheck", fn))
         raise TypeError(f"gradcheck: expected an nnx Module or Loss, got {type(fn).__name__}")
     is_loss = isinstance(fn, Loss)
     if is_loss and target is None:
@@ -118,7 +123,7 @@ def _gradcheck(
     weights = None
     if not is_loss:
         out_shape = tuple(fn(x64).shape)
-        weights = backend.asarray(np.random.default_rng(seed).standard_normal(out_shape), dtype=f64)
+        weights = backend.asarray(_probe(seed, out_shape, to_numpy(x64)), dtype=f64)
 
     def objective(inp: Any) -> float:
         if is_loss:
@@ -160,6 +165,23 @@ def _gradcheck(
         p.value = original
         result.errors[name] = _relative_error(analytic[name], numeric)
     return result
+
+
+# Mixed into the probe's seed so that the probe never repeats an input the user drew with
+# ``default_rng(seed)``: for a layer such as LayerNorm, whose Jacobian maps its own input to 0,
+# weights equal to the input make every gradient 0 and the check meaningless.
+_PROBE_STREAM = 0x6E6E78  # "nnx"
+
+
+def _probe(seed: int, shape: tuple[int, ...], x: Any) -> np.ndarray:
+    """Probe weights ``w`` of ``shape`` from ``seed``, never equal to the input ``x``."""
+    x = np.asarray(x)
+    for attempt in range(8):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, _PROBE_STREAM, attempt]))
+        w = rng.standard_normal(shape)
+        if w.shape != x.shape or not np.allclose(np.abs(w), np.abs(x)):
+            return w
+    raise AssertionError("gradcheck: could not draw probe weights that differ from the input")
 
 
 def _numeric(host: np.ndarray, evaluate: Any, eps: float) -> np.ndarray:

@@ -24,7 +24,15 @@ REDUCTIONS = ("mean", "sum")
 
 
 class Loss(Module):
-    """Base class: validates ``reduction`` and scales the backward pass by ``grad_out``."""
+    """Base class of losses: validates ``reduction`` and scales the backward pass by ``grad_out``.
+
+    A subclass implements ``forward(pred, target)``: it checks its inputs (with
+    :meth:`check_pred` or :meth:`check_same_shape_target`), records ``dL/dpred`` with
+    :meth:`save_grad` and returns :meth:`reduce` of its per-element (or per-sample) values; the
+    base :meth:`backward` returns the saved gradient. :meth:`reduction_scale` gives the ``1/N``
+    that the mean puts into the gradient. Every helper is public: see "Custom losses" in
+    ``docs/custom-layer.md``.
+    """
 
     def __init__(self, reduction: str = "mean"):
         if reduction not in REDUCTIONS:
@@ -41,18 +49,31 @@ class Loss(Module):
         return self.forward(pred, target)
 
     def forward(self, pred: Any, target: Any) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, grad_out: Any = None) -> Any:
         """``dL/dpred``; ``grad_out`` (a number or 0-d array) scales it, for use inside a larger graph."""
         grad = require_forward(self._grad, type(self).__name__)
         return grad if grad_out is None else grad_out * grad
 
-    def _reduce(self, xp: Any, values: Any) -> Any:
+    # ------------------------------------------------------------------ helpers for subclasses
+    def save_grad(self, grad: Any) -> None:
+        """Record ``dL/dpred`` in ``forward``; :meth:`backward` returns it."""
+        self._grad = grad
+
+    def reduce(self, values: Any) -> Any:
+        """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array."""
+        xp = namespace(values)
         total = xp.mean(values) if self.reduction == "mean" else xp.sum(values)
         return xp.asarray(total)  # NumPy reductions return scalars; the API promises a 0-d array
 
-    def _check_pred(self, pred: Any) -> Any:
+    def reduction_scale(self, pred: Any) -> float:
+        """The factor the reduction puts into the gradient: ``1/N`` for the mean over the ``N``
+        elements of ``pred``, 1 for the sum."""
+        return 1.0 / math.prod(pred.shape) if self.reduction == "mean" else 1.0
+
+    def check_pred(self, pred: Any) -> Any:
+        """Check that ``pred`` is a non-empty floating array; returns its namespace ``xp``."""
         xp = namespace(pred)
         check_floating(xp, pred, type(self).__name__, "prediction")
         if math.prod(pred.shape) == 0:
@@ -61,10 +82,11 @@ class Loss(Module):
             )
         return xp
 
-    def _check_same_shape_target(self, pred: Any, target: Any) -> Any:
-        """For element-wise losses: a floating target of exactly the prediction's shape."""
+    def check_same_shape_target(self, pred: Any, target: Any) -> Any:
+        """For element-wise losses: check that ``target`` is a floating array of exactly the
+        prediction's shape, dtype, library and device (no broadcasting); returns ``xp``."""
         who = type(self).__name__
-        xp = self._check_pred(pred)
+        xp = self.check_pred(pred)
         if namespace(target) is not xp:
             raise TypeError(
                 f"{who}: target is a {type(target).__name__}, prediction a {type(pred).__name__}"
@@ -79,19 +101,37 @@ class Loss(Module):
         check_same_device(target, pred, who, "target", "prediction")
         return xp
 
-    def _scale(self, pred: Any) -> float:
-        """1/N for the mean (N = number of averaged terms), 1 for the sum."""
-        return 1.0 / math.prod(pred.shape) if self.reduction == "mean" else 1.0
+    # The names these helpers had before they were public, kept for code written against them.
+    _check_pred = check_pred
+    _check_same_shape_target = check_same_shape_target
+    _scale = reduction_scale
+
+    def _reduce(self, xp: Any, values: Any) -> Any:
+        return self.reduce(values)
+
+
+def not_a_loss_message(who: str, obj: Any) -> str:
+    """The error text for a plain function (or other object) passed where a Loss is expected."""
+    name = getattr(obj, "__name__", None)
+    what = f"the {type(obj).__name__} {name!r}" if name else f"a {type(obj).__name__}"
+    text = f"{who}: the loss must be an nnx.Loss, got {what}"
+    if callable(obj):
+        text += (
+            ". A loss needs a backward pass as well as a value: wrap it in a subclass, "
+            "class MyLoss(nnx.Loss), whose forward(pred, target) calls self.save_grad(dL/dpred) "
+            "and returns self.reduce(values) (see 'Custom losses' in docs/custom-layer.md)"
+        )
+    return text
 
 
 class MSELoss(Loss):
     """Mean squared error ``L = mean((pred - target)^2)``; ``dL/dpred = 2 (pred - target) / N``."""
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        self.check_same_shape_target(pred, target)
         diff = pred - target
-        self._grad = (2.0 * self._scale(pred)) * diff
-        return self._reduce(xp, diff * diff)
+        self.save_grad((2.0 * self.reduction_scale(pred)) * diff)
+        return self.reduce(diff * diff)
 
 
 class L1Loss(Loss):
@@ -99,10 +139,10 @@ class L1Loss(Loss):
     (0 where ``pred == target``)."""
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         diff = pred - target
-        self._grad = self._scale(pred) * xp.sign(diff)
-        return self._reduce(xp, xp.abs(diff))
+        self.save_grad(self.reduction_scale(pred) * xp.sign(diff))
+        return self.reduce(xp.abs(diff))
 
 
 class BCEWithLogitsLoss(Loss):
@@ -111,11 +151,11 @@ class BCEWithLogitsLoss(Loss):
     ``dL/dz = (sigmoid(z) - t) / N``."""
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_same_shape_target(pred, target)
+        xp = self.check_same_shape_target(pred, target)
         z, t = pred, target
         sigmoid = 0.5 + 0.5 * xp.tanh(0.5 * z)
-        self._grad = self._scale(z) * (sigmoid - t)
-        return self._reduce(xp, xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
+        self.save_grad(self.reduction_scale(z) * (sigmoid - t))
+        return self.reduce(xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
 
 
 class CrossEntropyLoss(Loss):
@@ -125,7 +165,10 @@ class CrossEntropyLoss(Loss):
     shape ``(N, C)`` and the logits' dtype. With ``p = softmax(z)``:
     ``L = -mean_n sum_c t_nc log p_nc`` and ``dL/dz = (p * sum_c t_nc - t) / N``
     (``= (p - t) / N`` when each target row sums to one). The log-softmax subtracts the row
-    maximum first, so logits of any magnitude give finite values.
+    maximum first, so finite logits of any magnitude (float32 up to its largest value) give
+    finite values, and ``-inf`` logits mask classes: a class whose target is 0 adds nothing, as
+    in PyTorch. The loss is ``inf`` only when a target class itself is masked, and NaN when a
+    whole row is ``-inf`` or a logit is ``+inf`` or NaN (PyTorch gives the same).
 
     Args:
         reduction: ``"mean"`` over samples (default) or ``"sum"``.
@@ -176,22 +219,30 @@ class CrossEntropyLoss(Loss):
         )
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self._check_pred(pred)
+        xp = self.check_pred(pred)
         if pred.ndim != 2:
             raise ValueError(
                 f"CrossEntropyLoss: logits must have shape (N, C), got {tuple(pred.shape)}"
             )
         t, one_hot = self._targets(xp, pred, target)
-        shifted = pred - xp.max(pred, axis=1, keepdims=True)
+        row_max = xp.max(pred, axis=1, keepdims=True)
+        # pred - row_max overflows (with a NumPy warning) where a logit lies more than the
+        # largest float below its row's maximum: clamp to that floor, then make those -inf.
+        floor = xp.where(row_max > 0.0, row_max, xp.zeros_like(row_max)) - xp.finfo(pred.dtype).max
+        shifted = xp.maximum(pred, floor) - row_max
+        shifted = xp.where(pred < floor, xp.full_like(shifted, -math.inf), shifted)
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)
         scale = 1.0 / pred.shape[0] if self.reduction == "mean" else 1.0
         p = e / total
+        # A masked (-inf) logit, or a float32 logit far below the row maximum, shifts to -inf;
+        # where its target is 0 the term 0 * -inf is NaN, but its limit (and PyTorch's) is 0.
+        t_shifted = t * xp.where(t == 0.0, xp.zeros_like(shifted), shifted)
         if one_hot:  # rows of t sum to one: -sum_c t log p = log(total) - sum_c t * shifted
-            self._grad = scale * (p - t)
-            per_sample = xp.log(total[:, 0]) - xp.sum(t * shifted, axis=1)
+            self.save_grad(scale * (p - t))
+            per_sample = xp.log(total[:, 0]) - xp.sum(t_shifted, axis=1)
         else:
             t_sum = xp.sum(t, axis=1, keepdims=True)
-            self._grad = scale * (p * t_sum - t)
-            per_sample = t_sum[:, 0] * xp.log(total[:, 0]) - xp.sum(t * shifted, axis=1)
-        return self._reduce(xp, per_sample)
+            self.save_grad(scale * (p * t_sum - t))
+            per_sample = t_sum[:, 0] * xp.log(total[:, 0]) - xp.sum(t_shifted, axis=1)
+        return self.reduce(per_sample)

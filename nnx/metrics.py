@@ -20,8 +20,12 @@ from .backend import device, namespace, to_numpy
 class Metric:
     """Base class: ``update(pred, target)`` per batch, ``compute()`` at the end.
 
-    Subclasses implement ``_batch(xp, pred, target) -> (device_sum, count)``. ``total`` is the
-    running sum as a 0-d device array, ``count`` the number of terms summed.
+    A subclass sets ``name`` (the key in the logs) and implements
+    ``batch_stats(xp, pred, target) -> (device_sum, count)``: the sum of the metric's terms over
+    one batch as a 0-d array on the device, and how many terms it summed. The metric is
+    ``total / count`` over the epoch; override :meth:`value` for anything else. ``total`` is the
+    running sum as a 0-d device array, ``count`` the number of terms summed. See "Custom metrics"
+    in ``docs/custom-layer.md``.
     """
 
     name = "metric"
@@ -35,7 +39,7 @@ class Metric:
 
     def update(self, pred: Any, target: Any) -> None:
         xp = namespace(pred)
-        batch_sum, count = self._batch(xp, pred, target)
+        batch_sum, count = self.batch_stats(xp, pred, target)
         batch_sum = xp.astype(batch_sum, pred.dtype)
         self.total = batch_sum if self.total is None else self.total + batch_sum
         self.count += count
@@ -48,8 +52,13 @@ class Metric:
         """The metric now (one host synchronisation; the Trainer batches these)."""
         return self.value(float(to_numpy(self.total)) if self.total is not None else 0.0)
 
+    def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
+        """``(sum of this batch's terms as a 0-d device array, number of terms)``."""
+        return self._batch(xp, pred, target)
+
     def _batch(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
-        raise NotImplementedError
+        # the name of batch_stats before it was public; subclasses override either
+        raise NotImplementedError(f"{type(self).__name__} does not implement batch_stats")
 
 
 def _class_labels(xp: Any, pred: Any, target: Any) -> Any:
@@ -69,7 +78,7 @@ class Accuracy(Metric):
 
     name = "accuracy"
 
-    def _batch(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
+    def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
         n = int(pred.shape[0])
         if pred.ndim == 2 and pred.shape[1] > 1:
             predicted = xp.argmax(pred, axis=1)
@@ -91,7 +100,7 @@ class TopKAccuracy(Metric):
         self.name = f"top{k}_accuracy"
         super().__init__()
 
-    def _batch(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
+    def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
         n, c = pred.shape
         labels = _class_labels(xp, pred, target)
         classes = xp.arange(c, dtype=labels.dtype, device=device(pred))
@@ -106,7 +115,7 @@ class MeanAbsoluteError(Metric):
 
     name = "mae"
 
-    def _batch(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
+    def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
         return xp.sum(xp.abs(pred - target)), math.prod(pred.shape)
 
 
@@ -115,7 +124,7 @@ class MeanSquaredError(Metric):
 
     name = "mse"
 
-    def _batch(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
+    def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
         diff = pred - target
         return xp.sum(diff * diff), math.prod(pred.shape)
 
@@ -133,7 +142,14 @@ def get_metric(spec: str | Metric) -> Metric:
         return MeanAbsoluteError()
     if spec == "mse":
         return MeanSquaredError()
-    match = re.fullmatch(r"top(\d+)_accuracy", str(spec))
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"a metric must be a name or an nnx.metrics.Metric, got {type(spec).__name__} "
+            f"{getattr(spec, '__name__', spec)!r}; wrap a function in a Metric subclass that "
+            f"implements batch_stats(xp, pred, target) (see 'Custom metrics' in "
+            f"docs/custom-layer.md)"
+        )
+    match = re.fullmatch(r"top(\d+)_accuracy", spec)
     if match:
         return TopKAccuracy(int(match.group(1)))
     raise ValueError(f"unknown metric {spec!r}; choose from {', '.join(METRICS)}")

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from nnx.models import PRESETS
+
 EXIT_USAGE = 2  # bad settings, missing data or GPU, unusable checkpoint
 EXIT_FAILED = 1  # training itself failed (loss became NaN)
 EXIT_INTERRUPTED = 130  # Ctrl-C; a checkpoint was saved first
@@ -129,9 +131,19 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "folder holding the MNIST/Fashion-MNIST files "
         "(default: download into $NNX_DATA or ~/.cache/nnx)",
     ),
-    "hidden": ([128, 64], lambda v, f: _hidden(v), "hidden layer sizes, comma-separated"),
-    "activation": ("relu", _choice(ACTIVATIONS), "hidden activation: " + ", ".join(ACTIVATIONS)),
-    "dropout": (0.0, _number(float, 0.0, 1.0), "dropout probability after each hidden layer"),
+    "model": (
+        "mlp",
+        _text,
+        "the model: a preset (" + ", ".join(PRESETS) + ") or package.module:function, a function "
+        "that receives the input shape and class count and returns an nnx.Module",
+    ),
+    "hidden": ([128, 64], lambda v, f: _hidden(v), "hidden layer sizes, comma-separated (mlp)"),
+    "activation": (
+        "relu",
+        _choice(ACTIVATIONS),
+        "hidden activation (mlp): " + ", ".join(ACTIVATIONS),
+    ),
+    "dropout": (0.0, _number(float, 0.0, 1.0), "dropout probability after each hidden layer (mlp)"),
     "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
     "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
     "optimizer": ("adam", _choice(OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
@@ -181,13 +193,19 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
 }
-METAVARS = {"hidden": "SIZES", "early_stopping": "PATIENCE", "out": "DIR", "data_dir": "DIR"}
+METAVARS = {
+    "model": "NAME",
+    "hidden": "SIZES",
+    "early_stopping": "PATIENCE",
+    "out": "DIR",
+    "data_dir": "DIR",
+}
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Train an MLP with nnx and write history, checkpoints, curves and a summary.",
+        description="Train a model with nnx and write history, checkpoints, curves and a summary.",
         epilog="Settings also come from --config FILE (TOML or JSON, keys as the flag names, "
         "e.g. batch_size = 64); flags on the command line override it.",
         argument_default=argparse.SUPPRESS,
@@ -294,28 +312,35 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
 # ---------------------------------------------------------------------------- the run
 
 
-def make_model(settings: dict[str, Any], n_in: int, n_out: int, nnx: Any) -> Any:
-    activation = {
-        "relu": nnx.ReLU,
-        "leaky_relu": nnx.LeakyReLU,
-        "tanh": nnx.Tanh,
-        "sigmoid": nnx.Sigmoid,
-        "gelu": nnx.GELU,
-    }[settings["activation"]]
-    init = (
-        "he_normal"
-        if settings["activation"] in ("relu", "leaky_relu", "gelu")
-        else "glorot_uniform"
-    )
-    rng = np.random.default_rng(settings["seed"])
-    layers, width = [], n_in
-    for size in settings["hidden"]:
-        layers += [nnx.Linear(width, size, init=init, rng=rng), activation()]
-        if settings["dropout"] > 0:
-            layers.append(nnx.Dropout(settings["dropout"]))
-        width = size
-    layers.append(nnx.Linear(width, n_out, init="glorot_uniform", rng=rng))
-    return nnx.Sequential(*layers)
+# Settings passed to the model builder, when it takes them (the mlp preset takes all four).
+MODEL_OPTIONS = ("hidden", "activation", "dropout", "seed")
+
+
+def make_model(settings: dict[str, Any], input_shape: tuple[int, ...], n_out: int, nnx: Any) -> Any:
+    """Build ``settings["model"]`` (a preset or ``package.module:function``) for samples of
+    ``input_shape`` and ``n_out`` outputs, passing the :data:`MODEL_OPTIONS` it accepts.
+
+    A model option changed from its default that the builder does not take is an error rather
+    than silently ignored.
+    """
+    from nnx.models import ModelSpecError, accepted_options, build_model, resolve_builder
+
+    try:
+        builder = resolve_builder(settings["model"])
+    except ModelSpecError as err:
+        raise ConfigError(str(err)) from None
+    options = {name: settings[name] for name in MODEL_OPTIONS}
+    accepted = accepted_options(builder, options)
+    for name in MODEL_OPTIONS:
+        if name not in accepted and name != "seed" and options[name] != SETTINGS[name][0]:
+            raise ConfigError(
+                f"--{name} does not apply to --model {settings['model']} "
+                "(its builder takes no such option)"
+            )
+    try:
+        return build_model(settings["model"], input_shape, n_out, **accepted)
+    except ModelSpecError as err:
+        raise ConfigError(str(err)) from None
 
 
 def make_optimizer(settings: dict[str, Any], params: Any, optim: Any) -> Any:
@@ -403,7 +428,7 @@ def run(
     if val is not None:
         val = ArrayDataset(scaler.transform(val.x), val.y)
 
-    model = make_model(settings, data.num_features, data.num_outputs, nnx).to(
+    model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx).to(
         backend, dtype=settings["dtype"]
     )
     optimizer = make_optimizer(settings, model.parameters(), optim)

@@ -19,7 +19,7 @@ from .compile import CompiledStep
 from .data import ArrayDataset, DataLoader
 from .history import History
 from .layers import Dropout
-from .losses import Loss
+from .losses import Loss, not_a_loss_message
 from .metrics import Metric, get_metric
 from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
@@ -89,7 +89,7 @@ class Trainer:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nnx.Module, got {type(model).__name__}")
         if not isinstance(loss, Loss):
-            raise TypeError(f"Trainer: loss must be an nnx loss, got {type(loss).__name__}")
+            raise TypeError(not_a_loss_message("Trainer", loss))
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
                 f"Trainer: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"

@@ -162,3 +162,42 @@ def test_matches_pytorch(name):
     reference.backward()
     assert value == pytest.approx(reference.item(), rel=1e-12)
     np.testing.assert_allclose(grad, tp.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+MASKED = np.array([[0.5, -np.inf, 2.0, -1.0], [-np.inf, 1.0, -np.inf, 0.25]])
+HUGE32 = np.array([[3e38, -3e38, 0.0, 1e38], [-3.4e38, 3.4e38, 3.4e38, -1.0]])
+
+
+@pytest.mark.parametrize(
+    "logits, labels, dtype",
+    [(MASKED, [0, 3], "float64"), (MASKED, [2, 1], "float32"), (HUGE32, [3, 1], "float32")],
+    ids=["masked-f64", "masked-f32", "near-max-f32"],
+)
+def test_cross_entropy_masked_and_extreme_logits_match_pytorch(backend, logits, labels, dtype):
+    """-inf logits (masked classes) and float32 logits near the largest float give PyTorch's
+    finite loss and gradient, not NaN; the same for one-hot targets."""
+    torch = pytest.importorskip("torch")
+    tp = torch.tensor(logits, dtype=getattr(torch, dtype), requires_grad=True)
+    reference = torch.nn.functional.cross_entropy(tp, torch.tensor(labels))
+    reference.backward()
+    assert np.isfinite(reference.item())
+    one_hot = np.eye(4)[labels]
+    for target in (backend.asarray(np.array(labels)), backend.asarray(one_hot, dtype=dtype)):
+        loss = nnx.CrossEntropyLoss()
+        value = float(nnx.to_numpy(loss(backend.asarray(logits, dtype=dtype), target)))
+        grad = nnx.to_numpy(loss.backward())
+        assert value == pytest.approx(reference.item(), rel=1e-6)
+        np.testing.assert_allclose(grad, tp.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_cross_entropy_soft_targets_ignore_masked_classes():
+    """A soft target of 0 on a masked class adds nothing (the limit of t log p as t -> 0)."""
+    logits = np.array([[0.5, -np.inf, 2.0]])
+    soft = np.array([[0.25, 0.0, 0.75]])
+    loss = nnx.CrossEntropyLoss()
+    value = float(loss(logits, soft))
+    log_p = logits[0, [0, 2]] - np.log(np.exp(logits[0, [0, 2]]).sum())
+    assert value == pytest.approx(-(0.25 * log_p[0] + 0.75 * log_p[1]), rel=1e-12)
+    assert np.all(np.isfinite(loss.backward()))
+    # a masked target class has probability 0: the loss is infinite, as in PyTorch
+    assert float(loss(logits, np.array([1]))) == np.inf

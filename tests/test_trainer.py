@@ -298,7 +298,7 @@ def test_bad_input_is_a_clear_error():
         nnx.Trainer(
             model, nnx.CrossEntropyLoss(), SGD(model.parameters()), device="cpu", progress=False
         ).fit(train, epochs=1)
-    with pytest.raises(TypeError, match="loss must be an nnx loss"):
+    with pytest.raises(TypeError, match="loss must be an nnx.Loss, got a str"):
         model = _mlp()
         nnx.Trainer(model, "mse", SGD(model.parameters()))
     with pytest.raises(TypeError, match="ArrayDataset or an \\(x, y\\) pair"):

@@ -70,3 +70,33 @@ class Dropout(Module):
         if self._scaled_mask is None:
             return grad_out
         return grad_out * self._scaled_mask
+
+
+class Dropout2d(Dropout):
+    """Channel dropout for ``(N, C, H, W)`` inputs, as ``torch.nn.Dropout2d``: in training mode
+    each whole channel ``x[n, c]`` is zeroed with probability ``p`` and the kept ones are scaled by
+    ``1 / (1 - p)``; in evaluation mode ``y = x``. Backward multiplies by the same mask.
+
+    A subclass of :class:`Dropout`, so it draws its masks the same way and the Trainer reseeds it
+    each epoch like every dropout layer.
+
+    >>> import numpy as np, nnx
+    >>> y = nnx.Dropout2d(0.5, rng=0)(np.ones((2, 3, 4, 4), np.float32))
+    >>> sorted({float(v) for v in y.reshape(2, 3, -1).std(axis=2).ravel()})  # whole channels
+    [0.0]
+    """
+
+    def forward(self, x: Any) -> Any:
+        if x.ndim != 4:
+            raise ValueError(
+                f"Dropout2d: expected input of shape (N, C, H, W), got shape {tuple(x.shape)}"
+            )
+        xp = namespace(x)
+        check_floating(xp, x, "Dropout2d")
+        self._shape = tuple(x.shape)
+        if not self.training or self.p == 0.0:
+            self._scaled_mask = None
+            return x
+        u = self._masks_for(x).uniform((x.shape[0], x.shape[1], 1, 1), x.dtype)
+        self._scaled_mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
+        return x * self._scaled_mask

@@ -1,0 +1,469 @@
+"""Convolutions: ``Conv1d``, ``Conv2d`` and ``ConvTranspose2d``, as im2col + matmul.
+
+``Conv2d`` computes, for output channel ``o`` of group ``g``,
+
+    y[n, o, i, j] = b[o] + sum_{c in g, p, q} W[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+
+by gathering the input under every kernel offset (:func:`~nnx.layers._spatial.im2col`, built from
+slices and ``stack``) and multiplying with the weight reshaped to ``(G, O/G, C/G*kh*kw)``.
+Backward: ``db = sum g``, ``dW = g @ cols^T`` summed over the batch, and
+``dcols = W^T @ g`` added back to the input positions it was gathered from (col2im), then through
+the padding's adjoint. ``ConvTranspose2d`` is the same pair of maps with forward and backward
+exchanged. The 1-d layers run the 2-d code with an ``H`` axis of size 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend import Backend, get_backend, namespace
+from ..checks import (
+    check_floating,
+    check_grad,
+    check_same_device,
+    check_same_dtype,
+    positive_int,
+    require_forward,
+)
+from ..init import Seed, as_rng
+from ..module import Module, Parameter
+from ._spatial import (
+    PADDING_MODES,
+    col2im,
+    conv_out_size,
+    im2col,
+    int_tuple,
+    pad,
+    pad_backward,
+)
+
+
+def _uniform(rng, shape, fan_in):
+    """PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5))."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    return rng.uniform(-bound, bound, size=shape)
+
+
+def _conv_forward(x, w, xp, groups, stride, dilation, out):
+    """``x`` (already padded, ``(N, C, Hp, Wp)``), ``w`` ``(O, C/G, kh, kw)`` -> output
+    ``(N, O, Ho, Wo)`` and the gathered columns ``(N, G, C/G*kh*kw, Ho*Wo)``."""
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    cols = im2col(x, xp, (kh, kw), stride, dilation, out)
+    cols = xp.reshape(cols, (n, groups, cg * kh * kw, out[0] * out[1]))
+    wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
+    y = xp.reshape(wm @ cols, (n, o, out[0], out[1]))
+    return y, cols
+
+
+def _conv_weight_grad(g, cols, xp, groups, wshape):
+    """``dW = sum_n g_n @ cols_n^T`` reshaped to ``wshape``."""
+    n, o = g.shape[0], g.shape[1]
+    g3 = xp.reshape(g, (n, groups, o // groups, g.shape[2] * g.shape[3]))
+    return xp.reshape(xp.sum(g3 @ xp.matrix_transpose(cols), axis=0), wshape)
+
+
+def _conv_input_grad(g, w, xp, groups, size, stride, dilation):
+    """``dxpad``: ``W^T @ g`` scattered back by col2im into spatial ``size``."""
+    n, o, ho, wo = g.shape
+    _, cg, kh, kw = w.shape
+    g3 = xp.reshape(g, (n, groups, o // groups, ho * wo))
+    wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
+    dcols = xp.reshape(xp.matrix_transpose(wm) @ g3, (n, groups * cg, kh * kw, ho, wo))
+    pieces = [dcols[:, :, k, ...] for k in range(kh * kw)]
+    return col2im(pieces, xp, size, (kh, kw), stride, dilation)
+
+
+class _ConvNd(Module):
+    """Shared constructor, checks and 2-d computation of Conv1d and Conv2d."""
+
+    nd = 2
+    _x_shape = None
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: int | tuple[int, ...] | str = 0,
+        dilation: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        rng: Seed = None,
+        dtype: Any = "float32",
+        device: str | Backend = "cpu",
+    ):
+        who = type(self).__name__
+        nd = self.nd
+        self.in_channels = positive_int(in_channels, "in_channels", who)
+        self.out_channels = positive_int(out_channels, "out_channels", who)
+        self.kernel_size = int_tuple(kernel_size, nd, "kernel_size", who)
+        self.stride = int_tuple(stride, nd, "stride", who)
+        self.dilation = int_tuple(dilation, nd, "dilation", who)
+        self.groups = positive_int(groups, "groups", who)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"{who}: in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
+                f"must both be divisible by groups ({self.groups})"
+            )
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(
+                f"{who}: padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, "
+                f"got {padding_mode!r}"
+            )
+        self.padding_mode = padding_mode
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(
+                    f"{who}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}"
+                )
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"{who}: padding='same' needs stride 1, got stride {stride!r}")
+            self.padding = padding
+            if padding == "valid":
+                pads = [(0, 0)] * nd
+            else:  # PyTorch: total d*(k-1), the smaller half on the left
+                pads = []
+                for k, d in zip(self.kernel_size, self.dilation, strict=True):
+                    total = d * (k - 1)
+                    pads.append((total // 2, total - total // 2))
+        else:
+            self.padding = int_tuple(padding, nd, "padding", who, minimum=0)
+            pads = [(p, p) for p in self.padding]
+        self._pads = ((0, 0), *pads) if nd == 1 else tuple(pads)
+        backend = get_backend(device)
+        host_rng = as_rng(rng)
+        cg = self.in_channels // self.groups
+        fan_in = cg * math.prod(self.kernel_size)
+        wshape = (self.out_channels, cg, *self.kernel_size)
+        self.weight = Parameter(
+            backend.asarray(_uniform(host_rng, wshape, fan_in), dtype=dtype), "weight"
+        )
+        if bias:
+            b = _uniform(host_rng, (self.out_channels,), fan_in)
+            self.bias = Parameter(backend.asarray(b, dtype=dtype), "bias")
+        else:
+            self.bias = None
+        self._cols = None
+
+    def extra_repr(self) -> str:
+        one = (lambda t: t[0]) if self.nd == 1 else (lambda t: t)
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={one(self.kernel_size)}, "
+            f"stride={one(self.stride)}"
+        )
+        pad_text = self.padding if isinstance(self.padding, str) else one(self.padding)
+        if pad_text not in (0, (0, 0)):
+            text += f", padding={pad_text!r}"
+        if any(d != 1 for d in self.dilation):
+            text += f", dilation={one(self.dilation)}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode!r}"
+        return text
+
+    def _who(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def _as_2d(self, a: Any, xp: Any) -> Any:
+        return a if self.nd == 2 else xp.expand_dims(a, axis=2)
+
+    def _weight_2d(self, xp: Any) -> Any:
+        return self._as_2d(self.weight.value, xp)
+
+    def forward(self, x: Any) -> Any:
+        xp = namespace(x)
+        nd = self.nd
+        w = self.weight.value
+        if x.ndim != nd + 2 or x.shape[1] != self.in_channels:
+            layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+            raise ValueError(
+                f"{self._who()}: expected input of shape {layout} with C={self.in_channels}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        check_floating(xp, x, self._who())
+        check_same_dtype(x, w, self._who())
+        check_same_device(x, w, self._who())
+        x2 = self._as_2d(x, xp)
+        kernel = self._weight_2d(xp).shape[2:]
+        stride = (1, *self.stride) if nd == 1 else self.stride
+        dilation = (1, *self.dilation) if nd == 1 else self.dilation
+        sizes = x2.shape[2:]
+        for size, (lo, hi), k, d in zip(sizes, self._pads, kernel, dilation, strict=True):
+            if size + lo + hi < d * (k - 1) + 1:
+                raise ValueError(
+                    f"{self._who()}: input of shape {tuple(x.shape)} (padded to "
+                    f"{size + lo + hi}) is smaller than the dilated kernel ({d * (k - 1) + 1})"
+                )
+            if self.padding_mode == "reflect" and max(lo, hi) >= size:
+                raise ValueError(
+                    f"{self._who()}: reflect padding {max(lo, hi)} must be smaller than the "
+                    f"input size {size} (input shape {tuple(x.shape)})"
+                )
+            if self.padding_mode == "circular" and max(lo, hi) > size:
+                raise ValueError(
+                    f"{self._who()}: circular padding {max(lo, hi)} must not exceed the "
+                    f"input size {size} (input shape {tuple(x.shape)})"
+                )
+        out = tuple(
+            conv_out_size(s, k, st, lo + hi, d)
+            for s, k, st, (lo, hi), d in zip(
+                sizes, kernel, stride, self._pads, dilation, strict=True
+            )
+        )
+        xpad = pad(x2, xp, self._pads, self.padding_mode)
+        y, self._cols = _conv_forward(
+            xpad, self._weight_2d(xp), xp, self.groups, stride, dilation, out
+        )
+        if self.bias is not None:
+            y = y + xp.reshape(self.bias.value, (1, -1, 1, 1))
+        self._x_shape = tuple(x.shape)
+        self._geometry = (tuple(xpad.shape[2:]), stride, dilation, tuple(x2.shape))
+        y = y if nd == 2 else y[:, :, 0, :]
+        self._out_shape = tuple(y.shape)
+        return y
+
+    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """Parameter gradients into ``.grad``; returns ``dL/dx`` (None when ``need_input_grad``
+        is False: the first layer of a network skips the col2im)."""
+        require_forward(self._x_shape, self._who())
+        cols = self._cols
+        padded, stride, dilation, shape2 = self._geometry
+        xp = namespace(grad_out)
+        check_grad(grad_out, self._out_shape, self._who())
+        g = self._as_2d(grad_out, xp)
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(g, axis=(0, 2, 3)))
+        self.weight.accumulate(
+            _conv_weight_grad(g, cols, xp, self.groups, tuple(self.weight.value.shape))
+        )
+        if not need_input_grad:
+            return None
+        dxpad = _conv_input_grad(g, self._weight_2d(xp), xp, self.groups, padded, stride, dilation)
+        dx = pad_backward(dxpad, xp, shape2, self._pads, self.padding_mode)
+        return dx if self.nd == 2 else dx[:, :, 0, :]
+
+
+class Conv1d(_ConvNd):
+    """1-d convolution over ``(N, C, L)`` inputs (cross-correlation, as in PyTorch).
+
+    Args as ``torch.nn.Conv1d``: ``in_channels, out_channels, kernel_size, stride=1, padding=0,
+    dilation=1, groups=1, bias=True, padding_mode="zeros"``, plus keyword-only ``rng``,
+    ``dtype`` and ``device``. Weight ``(out, in // groups, k)``, bias ``(out,)``, both
+    initialized as PyTorch does: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    Shapes: ``(N, C_in, L)`` -> ``(N, C_out, L_out)`` with
+    ``L_out = (L + pad_left + pad_right - dilation*(k-1) - 1) // stride + 1``.
+
+    >>> import numpy as np, nnx
+    >>> nnx.Conv1d(2, 4, 3, padding="same", rng=0)(np.ones((5, 2, 7), np.float32)).shape
+    (5, 4, 7)
+    """
+
+    nd = 1
+
+
+class Conv2d(_ConvNd):
+    """2-d convolution over ``(N, C, H, W)`` inputs (cross-correlation, as in PyTorch).
+
+    ``y[n, o] = b[o] + sum_{c in group(o)} W[o, c] (*) xpad[n, c]`` with stride, dilation and
+    padding (``int``, ``(ph, pw)``, ``"same"`` or ``"valid"``; ``padding_mode`` ``"zeros"``,
+    ``"reflect"``, ``"replicate"`` or ``"circular"``). ``groups=in_channels`` is a depthwise
+    convolution.
+
+    Args as ``torch.nn.Conv2d``, plus keyword-only ``rng``, ``dtype`` and ``device``.
+    Weight ``(out, in // groups, kh, kw)``, bias ``(out,)``.
+
+    Shapes: ``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)`` with
+    ``H_out = (H + 2*ph - dh*(kh-1) - 1) // sh + 1`` (likewise ``W_out``).
+
+    Backward: ``db = sum g`` over ``(N, H_out, W_out)``; ``dW = sum_n g_n cols_n^T``;
+    ``dx = col2im(W^T g)`` through the padding's adjoint.
+
+    >>> import numpy as np, nnx
+    >>> conv = nnx.Conv2d(1, 8, 3, stride=2, padding=1, rng=0)
+    >>> conv(np.ones((4, 1, 28, 28), np.float32)).shape
+    (4, 8, 14, 14)
+    """
+
+    nd = 2
+
+
+class ConvTranspose2d(Module):
+    """Transposed 2-d convolution (the input-gradient map of a ``Conv2d``), as PyTorch's.
+
+    Each input pixel ``x[n, c, i, j]`` adds ``x * W[c, :, :, :]`` into the output at
+    ``(i*sh - ph + p*dh, j*sw - pw + q*dw)``. Weight ``(in, out // groups, kh, kw)``.
+
+    Shapes: ``(N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)`` with
+    ``H_out = (H - 1)*sh - 2*ph + dh*(kh - 1) + output_padding_h + 1``.
+
+    Backward: ``dx = W @ im2col(pad(g))`` (a strided ``Conv2d`` of ``g``), ``dW = sum_n x_n
+    cols_n^T``, ``db = sum g``.
+
+    >>> import numpy as np, nnx
+    >>> up = nnx.ConvTranspose2d(8, 4, 2, stride=2, rng=0)
+    >>> up(np.ones((1, 8, 7, 7), np.float32)).shape
+    (1, 4, 14, 14)
+    """
+
+    _x = None
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        output_padding: int | tuple[int, int] = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int | tuple[int, int] = 1,
+        padding_mode: str = "zeros",
+        *,
+        rng: Seed = None,
+        dtype: Any = "float32",
+        device: str | Backend = "cpu",
+    ):
+        who = "ConvTranspose2d"
+        self.in_channels = positive_int(in_channels, "in_channels", who)
+        self.out_channels = positive_int(out_channels, "out_channels", who)
+        self.kernel_size = int_tuple(kernel_size, 2, "kernel_size", who)
+        self.stride = int_tuple(stride, 2, "stride", who)
+        self.padding = int_tuple(padding, 2, "padding", who, minimum=0)
+        self.output_padding = int_tuple(output_padding, 2, "output_padding", who, minimum=0)
+        self.dilation = int_tuple(dilation, 2, "dilation", who)
+        self.groups = positive_int(groups, "groups", who)
+        if padding_mode != "zeros":
+            raise ValueError(f"{who}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"{who}: in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
+                f"must both be divisible by groups ({self.groups})"
+            )
+        for op, s, d in zip(self.output_padding, self.stride, self.dilation, strict=True):
+            if op >= s and op >= d:
+                raise ValueError(
+                    f"{who}: output_padding {self.output_padding} must be smaller than either "
+                    f"stride {self.stride} or dilation {self.dilation}"
+                )
+        backend = get_backend(device)
+        host_rng = as_rng(rng)
+        og = self.out_channels // self.groups
+        fan_in = og * math.prod(self.kernel_size)  # PyTorch computes it from weight.shape[1]
+        wshape = (self.in_channels, og, *self.kernel_size)
+        self.weight = Parameter(
+            backend.asarray(_uniform(host_rng, wshape, fan_in), dtype=dtype), "weight"
+        )
+        if bias:
+            b = _uniform(host_rng, (self.out_channels,), fan_in)
+            self.bias = Parameter(backend.asarray(b, dtype=dtype), "bias")
+        else:
+            self.bias = None
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.output_padding != (0, 0):
+            text += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+    def _who(self) -> str:
+        return f"ConvTranspose2d({self.extra_repr()})"
+
+    def _out_size(self, h: int, w: int) -> tuple[int, int]:
+        return tuple(
+            (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+            for n, s, p, d, k, op in zip(
+                (h, w),
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.kernel_size,
+                self.output_padding,
+                strict=True,
+            )
+        )
+
+    def forward(self, x: Any) -> Any:
+        xp = namespace(x)
+        w = self.weight.value
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self._who()}: expected input of shape (N, C, H, W) with C={self.in_channels}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        check_floating(xp, x, self._who())
+        check_same_dtype(x, w, self._who())
+        check_same_device(x, w, self._who())
+        n, c, h, wd = x.shape
+        ho, wo = self._out_size(h, wd)
+        if ho <= 0 or wo <= 0:
+            raise ValueError(
+                f"{self._who()}: input of shape {tuple(x.shape)} gives an empty output ({ho}, {wo})"
+            )
+        g, og = self.groups, self.out_channels // self.groups
+        kh, kw = self.kernel_size
+        (ph, pw) = self.padding
+        # cols[n, g, (o, p, q), (i, j)] = sum_c W[c, o, p, q] x[n, c, i, j]
+        x3 = xp.reshape(x, (n, g, c // g, h * wd))
+        wm = xp.reshape(w, (g, c // g, og * kh * kw))
+        cols = xp.reshape(xp.matrix_transpose(wm) @ x3, (n, self.out_channels, kh * kw, h, wd))
+        full = (ho + 2 * ph, wo + 2 * pw)
+        y = col2im(
+            [cols[:, :, k, ...] for k in range(kh * kw)],
+            xp,
+            full,
+            (kh, kw),
+            self.stride,
+            self.dilation,
+        )
+        y = y[:, :, ph : ph + ho, pw : pw + wo]
+        if self.bias is not None:
+            y = y + xp.reshape(self.bias.value, (1, -1, 1, 1))
+        self._x = x
+        return y
+
+    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """Parameter gradients into ``.grad``; returns ``dL/dx`` (None when ``need_input_grad``
+        is False)."""
+        x = require_forward(self._x, self._who())
+        xp = namespace(x)
+        n, c, h, wd = x.shape
+        ho, wo = self._out_size(h, wd)
+        check_grad(grad_out, (n, self.out_channels, ho, wo), self._who())
+        g, og = self.groups, self.out_channels // self.groups
+        kh, kw = self.kernel_size
+        ph, pw = self.padding
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad_out, axis=(0, 2, 3)))
+        # the adjoint of "col2im then crop" is "pad then im2col" at the input's positions
+        gpad = pad(grad_out, xp, ((ph, ph), (pw, pw)))
+        cols = im2col(gpad, xp, (kh, kw), self.stride, self.dilation, (h, wd))
+        cols = xp.reshape(cols, (n, g, og * kh * kw, h * wd))
+        x3 = xp.reshape(x, (n, g, c // g, h * wd))
+        dw = xp.sum(x3 @ xp.matrix_transpose(cols), axis=0)
+        self.weight.accumulate(xp.reshape(dw, tuple(self.weight.value.shape)))
+        if not need_input_grad:
+            return None
+        wm = xp.reshape(self.weight.value, (g, c // g, og * kh * kw))
+        return xp.reshape(wm @ cols, (n, c, h, wd))

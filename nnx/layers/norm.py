@@ -1,0 +1,300 @@
+"""Normalization: ``BatchNorm1d``, ``BatchNorm2d`` and ``GroupNorm``, as in PyTorch.
+
+Both normalize ``x_hat = (x - mean) / sqrt(var + eps)`` (biased variance) and apply a per-channel
+``y = gamma * x_hat + beta``. With batch (or group) statistics the backward pass is the usual
+
+    dx = invstd / m * (m * dxh - sum(dxh) - x_hat * sum(dxh * x_hat)),  dxh = g * gamma,
+
+the sums running over the ``m`` values that shared one mean; ``dgamma = sum(g * x_hat)`` and
+``dbeta = sum(g)`` over every axis but the channel axis.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend import Backend, get_backend, namespace
+from ..checks import (
+    check_floating,
+    check_grad,
+    check_same_device,
+    check_same_dtype,
+    positive_int,
+    real_in_range,
+    require_forward,
+)
+from ..module import Buffer, Module, Parameter
+
+
+def _channel_shape(ndim: int) -> tuple[int, ...]:
+    """Shape that broadcasts a ``(C,)`` vector over ``(N, C, *spatial)``."""
+    return (1, -1) + (1,) * (ndim - 2)
+
+
+class _BatchNorm(Module):
+    """Shared code of BatchNorm1d and BatchNorm2d (they differ only in the accepted ranks)."""
+
+    ranks: tuple[int, ...] = ()
+    layout = ""
+    _cache = None
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        dtype: Any = "float32",
+        device: str | Backend = "cpu",
+    ):
+        who = type(self).__name__
+        self.num_features = positive_int(num_features, "num_features", who)
+        self.eps = real_in_range(eps, "eps", who, low=0.0)
+        if self.eps <= 0:
+            raise ValueError(f"{who}: eps must be a finite number > 0, got {eps!r}")
+        self.momentum = (
+            None if momentum is None else real_in_range(momentum, "momentum", who, 0.0, 1.0)
+        )
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        backend = get_backend(device)
+        c = self.num_features
+        if self.affine:
+            self.weight = Parameter(backend.asarray([1.0] * c, dtype=dtype), "weight")
+            self.bias = Parameter(backend.asarray([0.0] * c, dtype=dtype), "bias")
+        else:
+            self.weight = self.bias = None
+        if self.track_running_stats:
+            self.running_mean = Buffer(backend.asarray([0.0] * c, dtype=dtype), "running_mean")
+            self.running_var = Buffer(backend.asarray([1.0] * c, dtype=dtype), "running_var")
+            self.num_batches_tracked = Buffer(
+                backend.asarray(0, dtype="int64"), "num_batches_tracked"
+            )
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
+
+    def _who(self) -> str:
+        return f"{type(self).__name__}({self.num_features})"
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, no batches tracked."""
+        if self.track_running_stats:
+            xp = namespace(self.running_mean.value)
+            self.running_mean.value = xp.zeros_like(self.running_mean.value)
+            self.running_var.value = xp.ones_like(self.running_var.value)
+            self.num_batches_tracked.value = xp.zeros_like(self.num_batches_tracked.value)
+
+    def forward(self, x: Any) -> Any:
+        xp = namespace(x)
+        who = self._who()
+        if x.ndim not in self.ranks or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{who}: expected input of shape {self.layout} with C={self.num_features}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        check_floating(xp, x, who)
+        ref = (
+            self.weight.value
+            if self.affine
+            else (self.running_mean.value if self.track_running_stats else None)
+        )
+        if ref is not None:
+            check_same_dtype(x, ref, who)
+            check_same_device(x, ref, who)
+        axes = (0, *range(2, x.ndim))
+        shape = _channel_shape(x.ndim)
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            m = math.prod(x.shape) // self.num_features
+            if m <= 1 and self.training:
+                raise ValueError(
+                    f"{who}: expected more than 1 value per channel when training, got input of "
+                    f"shape {tuple(x.shape)}"
+                )
+            mean = xp.mean(x, axis=axes)
+            centered = x - xp.reshape(mean, shape)
+            var = xp.mean(centered * centered, axis=axes)
+            if self.training and self.track_running_stats:
+                self._update_running(xp, mean, var, m)
+        else:
+            mean, var = self.running_mean.value, self.running_var.value
+            centered = x - xp.reshape(mean, shape)
+        invstd = 1.0 / xp.sqrt(var + self.eps)
+        x_hat = centered * xp.reshape(invstd, shape)
+        y = x_hat
+        if self.affine:
+            y = x_hat * xp.reshape(self.weight.value, shape) + xp.reshape(self.bias.value, shape)
+        self._cache = (x_hat, invstd, use_batch, tuple(y.shape))
+        return y
+
+    def _update_running(self, xp: Any, mean: Any, var: Any, m: int) -> None:
+        """PyTorch's update: ``r = (1 - f) r + f stat``, with the unbiased variance
+        ``var * m / (m - 1)`` and ``f = momentum`` (or ``1 / num_batches_tracked``, a cumulative
+        average, when momentum is None)."""
+        self.num_batches_tracked.value = self.num_batches_tracked.value + 1
+        if self.momentum is None:
+            # the count lives on the device; one host read per step only in this rare mode
+            f = 1.0 / float(self.num_batches_tracked.value)
+        else:
+            f = self.momentum
+        unbiased = var * (m / (m - 1))
+        self.running_mean.value = (1.0 - f) * self.running_mean.value + f * mean
+        self.running_var.value = (1.0 - f) * self.running_var.value + f * unbiased
+
+    def backward(self, grad_out: Any) -> Any:
+        x_hat, invstd, use_batch, out_shape = require_forward(self._cache, self._who())
+        check_grad(grad_out, out_shape, self._who())
+        xp = namespace(grad_out)
+        axes = (0, *range(2, grad_out.ndim))
+        shape = _channel_shape(grad_out.ndim)
+        if self.affine:
+            self.weight.accumulate(xp.sum(grad_out * x_hat, axis=axes))
+            self.bias.accumulate(xp.sum(grad_out, axis=axes))
+            dxh = grad_out * xp.reshape(self.weight.value, shape)
+        else:
+            dxh = grad_out
+        if not use_batch:  # running statistics are constants
+            return dxh * xp.reshape(invstd, shape)
+        # dx = invstd * (dxh - mean(dxh) - x_hat * mean(dxh * x_hat))
+        mean_d = xp.mean(dxh, axis=axes, keepdims=True)
+        mean_dx = xp.mean(dxh * x_hat, axis=axes, keepdims=True)
+        return (dxh - mean_d - x_hat * mean_dx) * xp.reshape(invstd, shape)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of ``(N, C)`` or ``(N, C, L)`` inputs, as ``torch.nn.BatchNorm1d``.
+
+    Training: ``y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta`` with the batch's per-channel
+    mean and biased variance; the buffers ``running_mean``/``running_var`` move towards them by
+    ``momentum`` (unbiased variance), ``num_batches_tracked`` counts the steps. Evaluation: the
+    running statistics are used instead (or the batch's when ``track_running_stats=False``).
+
+    Args as PyTorch (``num_features, eps=1e-5, momentum=0.1, affine=True,
+    track_running_stats=True``) plus keyword-only ``dtype`` and ``device``.
+
+    >>> import numpy as np, nnx
+    >>> bn = nnx.BatchNorm1d(3)
+    >>> y = bn(np.arange(12, dtype=np.float32).reshape(4, 3))
+    >>> np.round(y.mean(axis=0), 6).tolist(), bn.running_mean.value.tolist()
+    ([0.0, 0.0, 0.0], [0.45000001788139343, 0.550000011920929, 0.6500000357627869])
+    """
+
+    ranks = (2, 3)
+    layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of ``(N, C, H, W)`` inputs over ``(N, H, W)``, as
+    ``torch.nn.BatchNorm2d`` (see :class:`BatchNorm1d` for the statistics and buffers).
+
+    >>> import numpy as np, nnx
+    >>> nnx.BatchNorm2d(4)(np.ones((2, 4, 3, 3), np.float32)).shape
+    (2, 4, 3, 3)
+    """
+
+    ranks = (4,)
+    layout = "(N, C, H, W)"
+
+
+class GroupNorm(Module):
+    """Group normalization, as ``torch.nn.GroupNorm(num_groups, num_channels, eps, affine)``.
+
+    The channels of each sample are split into ``num_groups`` groups; each group is normalized
+    by its own mean and biased variance (over its channels and spatial positions), then a
+    per-channel ``gamma``/``beta`` is applied. Same in training and evaluation; no buffers.
+    Input ``(N, C, *)``.
+
+    >>> import numpy as np, nnx
+    >>> nnx.GroupNorm(2, 4)(np.ones((2, 4, 3, 3), np.float32)).shape
+    (2, 4, 3, 3)
+    """
+
+    _cache = None
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        *,
+        dtype: Any = "float32",
+        device: str | Backend = "cpu",
+    ):
+        self.num_groups = positive_int(num_groups, "num_groups", "GroupNorm")
+        self.num_channels = positive_int(num_channels, "num_channels", "GroupNorm")
+        if self.num_channels % self.num_groups:
+            raise ValueError(
+                f"GroupNorm: num_channels ({self.num_channels}) must be divisible by "
+                f"num_groups ({self.num_groups})"
+            )
+        self.eps = real_in_range(eps, "eps", "GroupNorm")
+        if self.eps <= 0:
+            raise ValueError(f"GroupNorm: eps must be a finite number > 0, got {eps!r}")
+        self.affine = bool(affine)
+        backend = get_backend(device)
+        if self.affine:
+            self.weight = Parameter(backend.asarray([1.0] * num_channels, dtype=dtype), "weight")
+            self.bias = Parameter(backend.asarray([0.0] * num_channels, dtype=dtype), "bias")
+        else:
+            self.weight = self.bias = None
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+    def _who(self) -> str:
+        return f"GroupNorm({self.num_groups}, {self.num_channels})"
+
+    def forward(self, x: Any) -> Any:
+        xp = namespace(x)
+        who = self._who()
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(
+                f"{who}: expected input of shape (N, C, *) with C={self.num_channels}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        check_floating(xp, x, who)
+        if self.affine:
+            check_same_dtype(x, self.weight.value, who)
+            check_same_device(x, self.weight.value, who)
+        n = x.shape[0]
+        xg = xp.reshape(x, (n, self.num_groups, -1))
+        mean = xp.mean(xg, axis=2, keepdims=True)
+        centered = xg - mean
+        var = xp.mean(centered * centered, axis=2, keepdims=True)
+        invstd = 1.0 / xp.sqrt(var + self.eps)
+        x_hat = xp.reshape(centered * invstd, tuple(x.shape))
+        y = x_hat
+        if self.affine:
+            shape = _channel_shape(x.ndim)
+            y = x_hat * xp.reshape(self.weight.value, shape) + xp.reshape(self.bias.value, shape)
+        self._cache = (x_hat, invstd)
+        return y
+
+    def backward(self, grad_out: Any) -> Any:
+        x_hat, invstd = require_forward(self._cache, self._who())
+        check_grad(grad_out, tuple(x_hat.shape), self._who())
+        xp = namespace(grad_out)
+        axes = (0, *range(2, grad_out.ndim))
+        if self.affine:
+            shape = _channel_shape(grad_out.ndim)
+            self.weight.accumulate(xp.sum(grad_out * x_hat, axis=axes))
+            self.bias.accumulate(xp.sum(grad_out, axis=axes))
+            dxh = grad_out * xp.reshape(self.weight.value, shape)
+        else:
+            dxh = grad_out
+        n = grad_out.shape[0]
+        dg = xp.reshape(dxh, (n, self.num_groups, -1))
+        xg = xp.reshape(x_hat, (n, self.num_groups, -1))
+        mean_d = xp.mean(dg, axis=2, keepdims=True)
+        mean_dx = xp.mean(dg * xg, axis=2, keepdims=True)
+        return xp.reshape((dg - mean_d - xg * mean_dx) * invstd, tuple(grad_out.shape))

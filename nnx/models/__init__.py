@@ -1,0 +1,134 @@
+"""Model presets and user-supplied model builders.
+
+A *builder* is a function ``build(input_shape, num_classes, **options) -> nnx.Module``:
+``input_shape`` is the shape of one sample (``(64,)``, ``(1, 8, 8)``, ...), ``num_classes`` the
+units of the last layer. :data:`PRESETS` maps the built-in names to their builders; the training
+command's ``--model`` takes one of these names or ``package.module:function`` naming the user's
+own builder (:func:`resolve_builder`).
+
+>>> import nnx
+>>> model = nnx.models.build_model("mlp", (4,), 3, hidden=[8])
+>>> model
+Sequential(
+  (0): Linear(in_features=4, out_features=8, bias=True)
+  (1): ReLU()
+  (2): Linear(in_features=8, out_features=3, bias=True)
+)
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..module import Module
+from . import mlp
+
+Builder = Callable[..., Module]
+
+# One line per preset; the layer issues add theirs here.
+PRESETS: dict[str, Builder] = {
+    "mlp": mlp.build,
+}
+
+
+class ModelSpecError(ValueError):
+    """``--model`` names no preset and no importable ``package.module:function``."""
+
+
+def get_preset(name: str) -> Builder:
+    """The builder registered under ``name`` in :data:`PRESETS`."""
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ModelSpecError(
+            f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)} "
+            "or give package.module:function"
+        ) from None
+
+
+def resolve_builder(spec: str) -> Builder:
+    """A preset name, or ``package.module:function`` imported from ``sys.path`` (the current
+    folder is searched too, as ``python -m`` does)."""
+    if not isinstance(spec, str) or not spec:
+        raise ModelSpecError(
+            f"--model must be a preset name or package.module:function, got {spec!r}"
+        )
+    if ":" not in spec:
+        return get_preset(spec)
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ModelSpecError(f"--model {spec!r}: expected package.module:function")
+    added = os.getcwd() not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ModelSpecError(f"--model {spec}: cannot import {module_name} ({err})") from None
+    except Exception as err:  # the user's module failed while importing
+        raise ModelSpecError(
+            f"--model {spec}: importing {module_name} failed ({type(err).__name__}: {err})"
+        ) from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ModelSpecError(f"--model {spec}: {module_name} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ModelSpecError(f"--model {spec}: {attr} is a {type(target).__name__}, not a function")
+    return target
+
+
+def accepted_options(builder: Builder, options: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` that ``builder`` takes as keyword arguments (all of them when
+    it takes ``**options``)."""
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    keywords = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {k: v for k, v in options.items() if k in params and params[k].kind in keywords}
+
+
+def build_model(
+    spec: str | Builder, input_shape: tuple[int, ...], num_classes: int, **options: Any
+) -> Module:
+    """Call the builder named by ``spec`` and check that it returned an :class:`nnx.Module`.
+
+    Errors (unknown preset, failed import, a builder that raises or returns something else) are
+    :class:`ModelSpecError` with a one-line message.
+    """
+    builder = resolve_builder(spec) if isinstance(spec, str) else spec
+    name = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
+    try:
+        model = builder(tuple(input_shape), int(num_classes), **options)
+    except Exception as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelSpecError(
+            f"--model {name} failed to build the model for input shape {tuple(input_shape)} "
+            f"and {num_classes} outputs ({type(err).__name__}: {message})"
+        ) from None
+    if not isinstance(model, Module):
+        raise ModelSpecError(f"--model {name} returned {type(model).__name__}, not an nnx.Module")
+    return model
+
+
+__all__ = [
+    "PRESETS",
+    "Builder",
+    "ModelSpecError",
+    "accepted_options",
+    "build_model",
+    "get_preset",
+    "resolve_builder",
+]

@@ -1,0 +1,71 @@
+"""The ``mlp`` preset: a multi-layer perceptron for inputs of any shape.
+
+``Flatten`` (when a sample has more than one axis), then for each hidden size a ``Linear``, the
+activation and (when ``dropout > 0``) a ``Dropout``, then a ``Linear`` to ``num_classes`` outputs.
+
+>>> from nnx.models import get_preset
+>>> model = get_preset("mlp")((1, 8, 8), 10, hidden=[32])
+>>> [type(m).__name__ for m in model]
+['Flatten', 'Linear', 'ReLU', 'Linear']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..layers import GELU, Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from ..module import Module, Sequential
+
+ACTIVATIONS = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "gelu": GELU,
+}
+# He initialization suits the rectifiers, Glorot the saturating activations.
+_HE = ("relu", "leaky_relu", "gelu")
+
+
+def build(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    hidden: Sequence[int] = (128, 64),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    seed: int | None = 0,
+) -> Module:
+    """An MLP from ``input_shape`` (one sample's shape) to ``num_classes`` outputs.
+
+    Args:
+        input_shape: shape of one sample, e.g. ``(64,)`` or ``(1, 8, 8)``.
+        num_classes: units of the last layer (classes, or regression targets).
+        hidden: sizes of the hidden layers (``[]`` gives a linear model).
+        activation: one of ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid``, ``gelu``.
+        dropout: dropout probability after each hidden activation (0 for none).
+        seed: seed for the initial weights.
+    """
+    shape = tuple(input_shape)
+    if not shape or any(
+        isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape
+    ):
+        raise ValueError(f"mlp: input_shape must be positive integers, got {input_shape!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+        )
+    init = "he_normal" if activation in _HE else "glorot_uniform"
+    rng = np.random.default_rng(seed)
+    layers: list[Module] = [Flatten()] if len(shape) > 1 else []
+    width = math.prod(shape)
+    for size in hidden:
+        layers += [Linear(width, size, init=init, rng=rng), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+        width = size
+    layers.append(Linear(width, num_classes, init="glorot_uniform", rng=rng))
+    return Sequential(*layers)
