@@ -141,3 +141,31 @@ def test_compile_needs_a_jax_model():
     jax_model = nnx.Sequential(nnx.Linear(2, 2, rng=0, device="jax"))
     with pytest.raises(ValueError, match=r"optimizer parameters \[0, 1\] are not in the model"):
         nnx.compile(jax_model, nnx.MSELoss(), SGD(other.parameters()))
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_running_statistics_are_passed_through_the_compiled_step(momentum):
+    """Buffers go in and out of the program like parameters: same running stats as eager."""
+
+    def model():
+        return nnx.Sequential(
+            nnx.Linear(4, 6, rng=0, device="jax"),
+            nnx.BatchNorm1d(6, momentum=momentum, device="jax"),
+            nnx.ReLU(),
+            nnx.Linear(6, 3, rng=1, device="jax"),
+        )
+
+    eager, compiled = model(), model()
+    eager_opt, opt = SGD(eager.parameters(), lr=0.1), SGD(compiled.parameters(), lr=0.1)
+    step = nnx.compile(compiled, nnx.CrossEntropyLoss(), opt)
+    loss_fn = nnx.CrossEntropyLoss()
+    for x, y in _batches(3):
+        eager_opt.zero_grad()
+        loss_fn(eager(x), y)
+        eager.backward(loss_fn.backward())
+        eager_opt.step()
+        step(x, y)
+    want, got = eager.state_dict(), compiled.state_dict()
+    assert int(got["1.num_batches_tracked"]) == 3
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
