@@ -49,6 +49,8 @@ from .layers import (
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
 from .module import Buffer, Module, Parameter, Sequential
 from .plots import save_curves
+from .registry import ModelFileError, register_module, registered_modules
+from .saving import load_model, module_config, save_model
 from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
@@ -75,6 +77,12 @@ __all__ = [
     "models",
     "save_checkpoint",
     "save_curves",
+    "ModelFileError",
+    "load_model",
+    "module_config",
+    "register_module",
+    "registered_modules",
+    "save_model",
     "GELU",
     "BCEWithLogitsLoss",
     "Backend",

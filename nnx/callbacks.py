@@ -48,7 +48,29 @@ class Callback:
     def state_dict(self) -> dict[str, Any]:
         return {}
 
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ValueError or TypeError unless ``state`` fits ``load_state_dict`` (called on
+        every callback before a checkpoint changes anything)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"{type(self).__name__}: state must be a dict, got {state!r}")
+
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _optional_number(state: dict[str, Any], key: str) -> None:
+    value = state.get(key)
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    ):
+        raise ValueError(f"{key} must be a finite number or null, got {value!r}")
+
+
+def _count(state: dict[str, Any], key: str, optional: bool = False) -> None:
+    value = state.get(key)
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
 
 
 def _better(mode: str, value: float, best: float | None, min_delta: float) -> bool:
@@ -174,6 +196,12 @@ class EarlyStopping(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
 
+    def check_state_dict(self, state: Any) -> None:
+        super().check_state_dict(state)
+        _optional_number(state, "best")
+        _count(state, "best_epoch", optional=True)
+        _count(state, "wait")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
 
@@ -202,6 +230,8 @@ class ModelCheckpoint(Callback):
         self.save_best = bool(save_best)
         self.best: float | None = None
         self._boundary: dict[str, Any] | None = None
+        # (path, epoch) of the newest checkpoint this fit wrote; every one holds finite state
+        self.last_good: tuple[Path, int] | None = None
 
     @property
     def last_path(self) -> Path:
@@ -212,6 +242,7 @@ class ModelCheckpoint(Callback):
         return self.folder / "best.npz"
 
     def on_fit_begin(self, trainer: Trainer) -> None:
+        self.last_good = None
         self._boundary = trainer.checkpoint_arrays()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
@@ -221,11 +252,15 @@ class ModelCheckpoint(Callback):
         improved = self.save_best and _better(self.mode, value, self.best, 0.0)
         if improved:
             self.best = value
-        self._boundary = trainer.checkpoint_arrays()  # after updating self.best: it is saved too
+        # after updating self.best: it is saved too. Raises NonFiniteStateError (and writes
+        # nothing) when a weight or optimizer buffer is NaN or infinite.
+        self._boundary = trainer.checkpoint_arrays()
         if improved:
             write_checkpoint(self.best_path, self._boundary)
+            self.last_good = (self.best_path, epoch + 1)
         if self.save_last:
             write_checkpoint(self.last_path, self._boundary)
+            self.last_good = (self.last_path, epoch + 1)
 
     def on_interrupt(self, trainer: Trainer) -> None:
         from .checkpoint import write_checkpoint
@@ -235,6 +270,10 @@ class ModelCheckpoint(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
+
+    def check_state_dict(self, state: Any) -> None:
+        super().check_state_dict(state)
+        _optional_number(state, "best")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
@@ -294,6 +333,9 @@ class LRScheduler(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return self.schedule.state_dict()
+
+    def check_state_dict(self, state: Any) -> None:
+        self.schedule.check_state_dict(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.schedule.load_state_dict(state)

@@ -51,6 +51,18 @@ def non_negative(value: Any, name: str, who: str) -> float:
     return float(value)
 
 
+def article(word: str) -> str:
+    """``"a"`` or ``"an"`` for ``word`` as read aloud: an Adam, an SGD, an RMSprop, a StepLR.
+
+    >>> [f"{article(w)} {w}" for w in ("Adam", "SGD", "RMSprop", "StepLR", "Linear")]
+    ['an Adam', 'an SGD', 'an RMSprop', 'a StepLR', 'a Linear']
+    """
+    if word[:1].lower() in "aeiou":
+        return "an"
+    spelled = len(word) > 1 and word[:2].isupper()  # an acronym: its letters are read out
+    return "an" if spelled and word[0] in "FHLMNRSX" else "a"
+
+
 def dtype_name(dtype: Any) -> str:
     """A short dtype name for messages (``float32``, not ``torch.float32``)."""
     return str(dtype).rsplit(".", 1)[-1]

@@ -19,6 +19,7 @@ import numpy as np
 
 from .backend import Backend, backend_of, get_backend, to_numpy
 from .checks import dtype_name
+from .registry import capture_init, register_builtin
 
 
 class Parameter:
@@ -89,6 +90,14 @@ class Module:
     """
 
     training: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Remember every instance's constructor arguments and register nnx's own classes, so
+        # that nnx.save_model can describe any model without per-layer code (nnx/registry.py).
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = capture_init(cls.__dict__["__init__"])
+        register_builtin(cls)
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
         return self.forward(*inputs, **kwargs)

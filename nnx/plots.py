@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from .atomic import atomic_write
 from .history import History
 
 logger = logging.getLogger("nnx")
@@ -50,6 +51,8 @@ def save_curves(history: History, path: str | os.PathLike) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend()
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=100)
+    # atomically, like every other output: a crash leaves the old picture, and a symlink at
+    # ``path`` is replaced rather than written through
+    with atomic_write(target) as f:
+        fig.savefig(f, dpi=100, format="png")
     return target

@@ -213,8 +213,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     for name, (default, _, help_text) in SETTINGS.items():
         flag = "--" + name.replace("_", "-")
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=help_text)
+        if isinstance(default, bool):  # --quiet / --no-quiet: a stored setting can be undone
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         else:
             parser.add_argument(
                 flag,
@@ -230,12 +230,34 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+MAX_CONFIG_BYTES = 1 << 20  # settings fit in far less; a bigger file is a mistake
+
+
+def _read_capped(path: Path, what: str) -> str:
+    """The UTF-8 text of a regular file of at most MAX_CONFIG_BYTES, or a ConfigError."""
+    try:
+        if not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            if not path.exists():
+                raise ConfigError(f"{what} {path} does not exist")
+            raise ConfigError(f"{what} {path} is {kind}")
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {err.start}: {data[err.start]:#04x})"
+        ) from None
+
+
 def read_config_file(path: str) -> dict[str, Any]:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    text = _read_capped(p, "config file")
     try:
         if p.suffix.lower() == ".toml":
             try:
@@ -245,7 +267,7 @@ def read_config_file(path: str) -> dict[str, Any]:
             data = tomllib.loads(text)
         else:
             data = json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise ConfigError(
             f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {err}"
         ) from None
@@ -272,17 +294,10 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
     if resume is not None:
         if not resume.is_file():
             raise ConfigError(f"--resume: checkpoint {resume} does not exist")
-        saved = resume.parent / "config.json"
-        if saved.is_file():
-            try:
-                stored = json.loads(saved.read_text())["settings"]
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(
-                    f"--resume: {saved} is not a config.json written by this command"
-                ) from None
-            stored.pop("out", None)
-            stored.pop("overwrite", None)
-            layers.append(_normalise_keys(stored, str(saved)))
+        stored = dict(_stored_config(resume)["settings"])
+        stored.pop("out", None)
+        stored.pop("overwrite", None)
+        layers.append(_normalise_keys(stored, str(resume.parent / "config.json")))
     if "config" in given:
         layers.append(read_config_file(given.pop("config")))
     layers.append(given)
@@ -307,6 +322,129 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
     if settings["jit"] and settings["precision"] != "float32":
         raise ConfigError("--jit and --precision cannot be combined yet")
     return settings, resume
+
+
+# ---------------------------------------------------------------------------- resuming
+
+# A resumed run keeps these: they decide the data (split, scaling, dtype) or the model and
+# optimizer that the checkpoint holds. Changing one silently would train on other data.
+FIXED_ON_RESUME = (
+    "dataset",
+    "model",
+    "seed",
+    "val_fraction",
+    "dtype",
+    "hidden",
+    "activation",
+    "optimizer",
+    "schedule",
+)
+# These take effect from the resumed epoch on (the optimizer's saved values are replaced).
+OPTIMIZER_ON_RESUME = ("lr", "momentum", "weight_decay")
+
+
+def _stored_config(resume: Path) -> dict[str, Any]:
+    saved = resume.parent / "config.json"
+    if not saved.is_file():
+        raise ConfigError(
+            f"--resume: no config.json beside {resume}, so the run's data settings are unknown; "
+            f"resume from the run folder the checkpoint was written in"
+        )
+    try:
+        config = json.loads(_read_capped(saved, "config.json"))
+        if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"--resume: {saved} is not a config.json written by this command"
+        ) from None
+    return config
+
+
+def _effective(name: str, value: Any, settings: dict[str, Any]) -> Any:
+    """What an optimizer setting means when left unset (None)."""
+    if value is not None:
+        return value
+    if name == "weight_decay":
+        return 0.01 if settings["optimizer"] == "adamw" else 0.0
+    return 0.0 if name == "momentum" else value
+
+
+def resume_changes(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """The settings that differ from the resumed run's; refuse those a resume cannot honour."""
+    changes = {}
+    for name in SETTINGS:
+        if name in ("out", "overwrite", "quiet") or name not in stored:
+            continue
+        try:
+            before = SETTINGS[name][1](stored[name], "--" + name.replace("_", "-"))
+        except ConfigError:
+            before = stored[name]
+        after = settings[name]
+        if name in OPTIMIZER_ON_RESUME:
+            before, after = _effective(name, before, settings), _effective(name, after, settings)
+        if before == after:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in FIXED_ON_RESUME:
+            shown = ",".join(map(str, before)) if isinstance(before, list) else before
+            raise ConfigError(
+                f"{flag} cannot change when resuming (the run used {shown}); "
+                f"start a new run (another --out) to change it"
+            )
+        changes[name] = {"from": before, "to": after}
+    return changes
+
+
+def apply_resume_changes(changes: dict[str, Any], optimizer: Any, schedule: Any) -> None:
+    """Make the optimizer settings given with --resume win over the checkpoint's."""
+    if "lr" in changes:
+        lr = changes["lr"]["to"]
+        if schedule is not None:  # the schedule scales its base rate from the resumed step on
+            schedule.base_lr = lr
+            optimizer.lr = schedule.lr_at(schedule.last_step)
+        else:
+            optimizer.lr = lr
+    for name in ("momentum", "weight_decay"):
+        if name in changes:
+            setattr(optimizer, name, changes[name]["to"])
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    from .checkpoint import CheckpointError, read_record
+
+    try:
+        epoch = read_record(path).get("epoch")
+    except CheckpointError:
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
+def refuse_older_checkpoint(out: Path, resume: Path, overwrite: bool) -> None:
+    """Resuming from an older checkpoint must not overwrite a newer last.npz / history.csv."""
+    if overwrite:
+        return
+    resumed = _checkpoint_epoch(resume)
+    if resumed is None:
+        return  # loading will say what is wrong with it
+    newest, where = 0, None
+    last = out / "last.npz"
+    if last.is_file() and not (resume.exists() and last.samefile(resume)):
+        epoch = _checkpoint_epoch(last)
+        if epoch is not None and epoch > newest:
+            newest, where = epoch, last
+    history = out / "history.csv"
+    if history.is_file():
+        with open(history, "rb") as f:
+            rows = max(0, sum(1 for line in f if line.strip()) - 1)
+        if rows > newest:
+            newest, where = rows, history
+    if newest > resumed:
+        raise ConfigError(
+            f"--resume {resume} is from epoch {resumed}, but {where} already holds epoch "
+            f"{newest}: resuming into {out} would overwrite newer results; pass another --out, "
+            f"or --overwrite to replace them"
+        )
 
 
 # ---------------------------------------------------------------------------- the run
@@ -382,15 +520,42 @@ def prepare_out(settings: dict[str, Any], resume: Path | None) -> Path:
         out = resume.parent
     else:
         out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder")
-    same_run = resume is not None and out.resolve() == resume.parent.resolve()
-    if out.is_dir() and any(out.iterdir()) and not settings["overwrite"] and not same_run:
-        raise ConfigError(
-            f"--out folder {out} exists and is not empty; pass --overwrite or choose another --out"
+    from .runfolder import LOCK_NAME
+
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} exists and is not a folder")
+        same_run = resume is not None and out.resolve() == resume.parent.resolve()
+        ours = (LOCK_NAME,)  # a lock file left by a killed run does not make a folder "used"
+        used = out.is_dir() and any(
+            p.name not in ours and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+            for p in out.iterdir()
         )
-    out.mkdir(parents=True, exist_ok=True)
+        if used and not settings["overwrite"] and not same_run:
+            raise ConfigError(
+                f"--out folder {out} exists and is not empty; pass --overwrite or choose another --out"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create the folder: {err.strerror or err}") from None
     return out
+
+
+def lock_out(out: Path) -> Any:
+    """Lock the run folder for this process and remove temp files left by a killed run."""
+    from .runfolder import RunFolderBusy, lock_run_folder, remove_stale_temp_files
+
+    try:
+        lock = lock_run_folder(out)
+    except RunFolderBusy as err:
+        raise ConfigError(
+            f"--out folder {out} is in use by another run (pid {err.pid}); wait for it to "
+            f"finish or choose another --out"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"--out {out} is not writable: {err.strerror or err}") from None
+    remove_stale_temp_files(out)
+    return lock
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -414,9 +579,19 @@ def run(
     from nnx.data import ArrayDataset, Standardizer, train_val_split
     from nnx.datasets import load_dataset
 
+    changes: dict[str, Any] = {}
+    previous_resumes: list[Any] = []
+    if resume is not None:
+        stored = _stored_config(resume)
+        changes = resume_changes(settings, stored["settings"])
+        if isinstance(stored.get("resumes"), list):
+            previous_resumes = stored["resumes"]
     backend = nnx.get_backend(settings["device"])  # a missing GPU fails here, before any work
     data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
     out = prepare_out(settings, resume)
+    context["lock"] = lock_out(out)
+    if resume is not None:
+        refuse_older_checkpoint(out, resume, settings["overwrite"])
     context["out"] = out
     classification = data.task == "classification"
 
@@ -457,7 +632,10 @@ def run(
     )
     if resume is not None:
         trainer.load_checkpoint(resume)
+        apply_resume_changes(changes, optimizer, schedule)
         say(f"resuming {resume} after epoch {trainer.epoch}")
+        for name, change in changes.items():
+            say(f"  {name.replace('_', ' ')}: {change['from']} -> {change['to']}")
     config = {
         "settings": settings,
         "backend": backend.name,
@@ -471,6 +649,13 @@ def run(
         },
         "model": repr(model),
         "resumed_from": None if resume is None else str(resume),
+        # every resume of this run: after which epoch, and the settings it changed from then on
+        "resumes": previous_resumes
+        + (
+            []
+            if resume is None
+            else [{"checkpoint": str(resume), "after_epoch": trainer.epoch, "changed": changes}]
+        ),
         "nnx_version": nnx.__version__,
     }
     _write_json(out / "config.json", config)
@@ -528,8 +713,66 @@ def _print_summary(
     say(f"  outputs in {out}: {files}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stops training like Ctrl-C (the last completed epoch is kept)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """SIGTERM and SIGHUP raise :class:`Terminated`; returns the handlers they replace."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            previous[signum] = signal.signal(signum, _raise_terminated)
+    return previous
+
+
 def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
     """Run the command; returns the exit status."""
+    import signal
+
+    try:
+        previous = _install_signal_handlers()
+    except KeyboardInterrupt:  # Ctrl-C before anything started
+        return _interrupted(prog, signal.SIGINT, None)
+    try:
+        return _main(argv, prog)
+    except KeyboardInterrupt as err:  # Ctrl-C or a signal during start-up or the final report
+        return _interrupted(prog, getattr(err, "signum", signal.SIGINT), None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(prog: str, signum: int, out: Path | None) -> int:
+    import signal
+
+    last = out / "last.npz" if out is not None else None
+    if last is not None and last.is_file():
+        where = f"the last completed epoch is saved in {last}; continue with --resume {last}"
+    else:
+        where = "no epoch had completed, so there is nothing to resume"
+    name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    print(f"{prog}: interrupted{name}: {where}", file=sys.stderr)
+    return 128 + int(signum)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
+    import signal
+
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     quiet = getattr(args, "quiet", False)
@@ -556,16 +799,19 @@ def main(argv: list[str] | None = None, prog: str = "train.py") -> int:
         return fail(str(err))
     except NonFiniteLossError as err:
         return fail(str(err), EXIT_FAILED)
-    except KeyboardInterrupt:
-        last = Path(context["out"]) / "last.npz" if "out" in context else None
-        if last is not None and last.is_file():
-            where = f"the last completed epoch is saved in {last}; continue with --resume {last}"
-        else:
-            where = "no epoch had completed, so there is nothing to resume"
-        print(f"{prog}: interrupted: {where}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as err:
+        return _interrupted(prog, getattr(err, "signum", signal.SIGINT), context.get("out"))
+    except MemoryError:
+        return fail("out of memory; try a smaller --hidden or --batch-size")
+    except OSError as err:  # disk full, permissions changed under us, ...
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        return fail(f"{err.strerror or err}{where}")
     except ValueError as err:  # a bad value that got past the checks above, still one line
         return fail(str(err))
+    finally:
+        lock = context.get("lock")
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == "__main__":

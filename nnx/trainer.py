@@ -14,7 +14,14 @@ import numpy as np
 
 from .backend import Backend, get_backend, namespace, to_numpy
 from .callbacks import Callback, LRScheduler, ProgressBar
-from .checkpoint import checkpoint_arrays, load_checkpoint, write_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    NonFiniteStateError,
+    checkpoint_arrays,
+    load_checkpoint,
+    read_record,
+    write_checkpoint,
+)
 from .compile import CompiledStep
 from .data import ArrayDataset, DataLoader
 from .history import History
@@ -40,6 +47,31 @@ def _label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
     ends = xp.stack([xp.min(y) for y in ys] + [xp.max(y) for y in ys])
     host = to_numpy(ends)
     return int(host[: len(ys)].min()), int(host[len(ys) :].max())
+
+
+def _check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
+    """Refuse NaN or infinite inputs or floating targets (one host read for all of them)."""
+    checks, names = [], []
+    for name, data in named:
+        if data is None:
+            continue
+        for part, array in (("inputs", data.x), ("targets", data.y)):
+            if not hasattr(array, "dtype"):
+                continue
+            xp = namespace(array)
+            if xp.isdtype(array.dtype, "real floating"):
+                checks.append(xp.all(xp.isfinite(array)))
+                names.append(f"the {name} {part}")
+    if not checks:
+        return
+    xp = namespace(checks[0])
+    finite = np.asarray(to_numpy(xp.stack(checks)))
+    bad = [n for n, ok in zip(names, finite, strict=True) if not ok]
+    if bad:
+        raise ValueError(
+            f"Trainer: {' and '.join(bad)} hold NaN or infinite values; remove or impute them "
+            f"before training"
+        )
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -130,6 +162,7 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps
         self.stop_training = False
+        self._resumed_from: tuple[str, int] | None = None
         self.target_epochs = 0
         self.batches_per_epoch = 0
 
@@ -181,6 +214,7 @@ class Trainer:
         train_set = self.dataset(train)
         val_set = None if val is None else self.dataset(val)
         self._label_range = _label_range(train_set, val_set)
+        _check_finite_data(("training", train_set), ("validation", val_set))
         loader = DataLoader(train_set, batch_size, shuffle, drop_last, seed=self.seed)
         eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.target_epochs = int(epochs)
@@ -200,6 +234,11 @@ class Trainer:
                 if val_set is not None:
                     for key, value in self.evaluate(val_set, eval_batch_size).items():
                         logs[f"val_{key}"] = value
+                    if not math.isfinite(logs["val_loss"]):
+                        raise NonFiniteLossError(
+                            f"validation loss became {logs['val_loss']} at epoch {self.epoch + 1}; "
+                            f"try a lower learning rate or gradient clipping"
+                        )
                 self.history.append(logs)
                 self.epoch += 1
                 for cb in self.callbacks:
@@ -208,6 +247,19 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_interrupt(self)
             raise
+        except FloatingPointError as err:  # a NaN loss, or NaN/inf weights refused by a checkpoint
+            for cb in self.callbacks:
+                if isinstance(cb, ProgressBar):
+                    cb.close()
+            if not isinstance(err, (NonFiniteLossError, NonFiniteStateError)):
+                raise
+            message = str(err)
+            if isinstance(err, NonFiniteStateError):
+                message = (
+                    f"the model or optimizer state became non-finite in epoch {self.epoch} "
+                    f"({message}); try a lower learning rate or gradient clipping"
+                )
+            raise NonFiniteLossError(f"{message}. {self._last_good_checkpoint()}") from None
         except BaseException:
             for cb in self.callbacks:
                 if isinstance(cb, ProgressBar):
@@ -219,6 +271,16 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
+
+    def _last_good_checkpoint(self) -> str:
+        """Where the last checkpoint with finite state is, for a NaN/inf message."""
+        for cb in self.callbacks:
+            good = getattr(cb, "last_good", None)
+            if good is not None:
+                return f"The last good checkpoint is {good[0]} (epoch {good[1]})"
+        if self._resumed_from is not None:
+            return f"The last good checkpoint is {self._resumed_from[0]} (epoch {self._resumed_from[1]})"
+        return "No checkpoint was written"
 
     def _check_label_range(self, pred: Any) -> None:
         """Integer labels must index the model's outputs (checked on the host, no sync)."""
@@ -290,8 +352,7 @@ class Trainer:
             raise NonFiniteLossError(
                 f"training loss became {loss_values[first]} at epoch {epoch + 1}, batch "
                 f"{first + 1} of {len(losses)} (optimizer step {self.step - len(losses) + first + 1}); "
-                f"try a lower learning rate or gradient clipping. Checkpoints written so far "
-                f"were kept."
+                f"try a lower learning rate or gradient clipping"
             )
         n = sum(sizes)
         logs: dict[str, Any] = {
@@ -381,9 +442,12 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> dict[str, Any]:
         """Restore model, optimizer, schedule, counters, history and callback state from ``path``
         (saved by :meth:`save_checkpoint` or :class:`~nnx.callbacks.ModelCheckpoint`)."""
+        record = read_record(path)
+        states = self._check_record(path, record)  # before anything changes
         record = load_checkpoint(path, self.model, self.optimizer, self.schedule)
         self.epoch = int(record.get("epoch", 0))
         self.step = int(record.get("step", 0))
+        self._resumed_from = (str(path), self.epoch)
         saved_seed = int(record.get("seed", self.seed))
         if saved_seed != self.seed:
             logger.warning(
@@ -393,11 +457,48 @@ class Trainer:
         self.history = History(record.get("history", []))
         if self.mixed_precision is not None and record.get("loss_scaler") is not None:
             self.mixed_precision.scaler.load_state_dict(record["loss_scaler"])
-        states = record.get("callbacks", {})
         for key, cb in self._keyed_callbacks():
             if key in states:
                 cb.load_state_dict(states[key])
         return record
+
+    def _check_record(self, path: Any, record: dict[str, Any]) -> dict[str, Any]:
+        """Check the Trainer's part of a checkpoint record; returns the callback states."""
+
+        def expect(ok: bool, what: str) -> None:
+            if not ok:
+                raise CheckpointError(f"checkpoint {path}: {what}")
+
+        def count(name: str) -> int:
+            value = record.get(name, 0)
+            expect(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                f"{name} must be an integer >= 0, got {value!r}",
+            )
+            return value
+
+        epoch, _ = count("epoch"), count("step")
+        count("seed")
+        history = record.get("history", [])
+        expect(
+            isinstance(history, list) and all(isinstance(r, dict) for r in history),
+            "its history is not a list of records",
+        )
+        expect(
+            len(history) == epoch,
+            f"its history has {len(history)} epochs but it claims epoch {epoch}",
+        )
+        states = record.get("callbacks", {})
+        expect(isinstance(states, dict), "its callback states are not an object")
+        for key, cb in self._keyed_callbacks():
+            if key in states:
+                try:
+                    cb.check_state_dict(states[key])
+                except (KeyError, TypeError, ValueError) as err:
+                    raise CheckpointError(
+                        f"checkpoint {path}: state of callback {key} does not fit: {err}"
+                    ) from None
+        return states
 
     def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
         counts: dict[str, int] = {}

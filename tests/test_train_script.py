@@ -101,7 +101,7 @@ def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path):
             ["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"],
             "data folder /nonexistent/mnist does not exist",
         ),
-        (["--config", "/nonexistent/cfg.toml"], "cannot read config file /nonexistent/cfg.toml"),
+        (["--config", "/nonexistent/cfg.toml"], "config file /nonexistent/cfg.toml does not exist"),
         (["--resume", "/nonexistent/last.npz"], "checkpoint /nonexistent/last.npz does not exist"),
         (["--precision", "half"], "unknown precision 'half'"),
         (["--precision", "bfloat16"], "bfloat16 needs PyTorch, JAX or CuPy"),
@@ -181,7 +181,7 @@ def test_resume_continues_exactly(tmp_path):
 def test_resume_refuses_another_architecture(tmp_path):
     assert _run(*FAST, "--epochs", "1", "--out", tmp_path / "r", "--quiet").returncode == 0
     done = _run("--resume", tmp_path / "r" / "last.npz", "--hidden", "32", "--epochs", "2")
-    _one_line_error(done, "was saved for a different architecture")
+    _one_line_error(done, "--hidden cannot change when resuming (the run used 16)")
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):

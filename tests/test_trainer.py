@@ -108,7 +108,8 @@ def test_one_host_sync_per_epoch(monkeypatch):
     train, test = _vertical()
     trainer = _trainer("strict:device1")
     trainer.fit(train, test, epochs=3, batch_size=8)  # 30 batches per epoch
-    assert len(calls) == 1 + 3 * 2  # the label check once, then train + validation per epoch
+    # the label check and the NaN check of the data once, then train + validation per epoch
+    assert len(calls) == 2 + 3 * 2
 
 
 def _copy_of(history):
@@ -343,3 +344,57 @@ def test_curves_png(tmp_path, caplog, monkeypatch):
     assert nnx.save_curves(history, tmp_path / "other.png") is None
     assert "matplotlib is not installed" in caplog.text
     assert not (tmp_path / "other.png").exists()
+
+
+def test_non_finite_weights_are_never_checkpointed_and_the_message_names_the_last_good(tmp_path):
+    """The loss can stay finite while a step leaves inf weights: ModelCheckpoint refuses to save
+    them, and the error names the last checkpoint that holds finite state."""
+    train, test = _vertical()
+
+    class Overflow(cbs.Callback):  # runs before ModelCheckpoint (order 10)
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                w = trainer.model[0].weight
+                w.value = w.value * float("inf")
+
+    trainer = _trainer(callbacks=[Overflow(), cbs.ModelCheckpoint(tmp_path)])
+    with pytest.raises(nnx.NonFiniteLossError) as info:
+        trainer.fit(train, test, epochs=4, batch_size=32)
+    message = str(info.value)
+    assert "non-finite in epoch 2" in message and "holds infinity" in message
+    assert f"The last good checkpoint is {tmp_path / 'last.npz'} (epoch 1)" in message
+    meta, arrays = nnx.checkpoint.read_checkpoint(tmp_path / "last.npz")
+    assert meta["record"]["epoch"] == 1 and all(np.all(np.isfinite(a)) for a in arrays.values())
+    with pytest.raises(nnx.checkpoint.NonFiniteStateError, match="holds infinity"):
+        trainer.save_checkpoint(tmp_path / "other.npz")
+    assert not (tmp_path / "other.npz").exists()
+
+
+class _NaNWhenEvaluating(nnx.Module):
+    def forward(self, x):
+        return x if self.training else x * float("nan")
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def test_a_nan_validation_loss_stops_training():
+    train, test = _vertical()
+    model = nnx.Sequential(_mlp(), _NaNWhenEvaluating())
+    trainer = nnx.Trainer(
+        model, nnx.CrossEntropyLoss(), Adam(model.parameters()), device="cpu", progress=False
+    )
+    with pytest.raises(
+        nnx.NonFiniteLossError,
+        match=r"validation loss became nan at epoch 1; .*\. No checkpoint was written",
+    ):
+        trainer.fit(train, test, epochs=3)
+    assert trainer.epoch == 0
+
+
+def test_nan_in_the_data_is_named_as_such():
+    x, y = _vertical()[0]
+    x = np.array(x, copy=True)
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match="the training inputs hold NaN or infinite values"):
+        _trainer().fit((x, y), epochs=1)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_of, is_writeable, namespace, to_numpy
-from ..checks import dtype_name, real_in_range
+from ..checks import article, dtype_name, real_in_range
 from ..module import Parameter
 
 # On NumPy, parameters larger than this many bytes are updated in pieces of this size; see
@@ -44,6 +44,8 @@ class Optimizer:
     """
 
     hyperparameters: tuple[str, ...] = ()
+    # the per-parameter array state a rule may keep (None: any; set by every built-in rule)
+    state_keys: tuple[str, ...] | None = None
     elementwise: bool = False
 
     def __init__(self, params: Iterable[Parameter], lr: float):
@@ -150,31 +152,89 @@ class Optimizer:
             ],
         }
 
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ValueError or TypeError unless ``state`` is a valid :meth:`state_dict` for this
+        optimizer: its type, learning rate and hyperparameters (same names, types and ranges
+        as the constructor accepts), one entry per parameter holding only this optimizer's
+        state keys, integer steps, and finite real arrays of the parameter's shape."""
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{who}: expected a dict, got {type(state).__name__}")
+        if state.get("type") != type(self).__name__:
+            found = state.get("type")
+            raise ValueError(
+                f"{who}: the state belongs to {article(str(found))} {found!s} optimizer"
+            )
+        hyper = state.get("hyperparameters")
+        if not isinstance(hyper, dict) or set(hyper) != set(self.hyperparameters):
+            raise ValueError(
+                f"{who}: hyperparameters must be {sorted(self.hyperparameters)}, got "
+                f"{sorted(hyper) if isinstance(hyper, dict) else hyper!r}"
+            )
+        for name, value in hyper.items():
+            current = getattr(self, name)
+            if isinstance(current, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(current, tuple):
+                ok = isinstance(value, (list, tuple)) and len(value) == len(current)
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok:
+                raise TypeError(f"{who}: hyperparameter {name} has the wrong type: {value!r}")
+        if type(self).__module__ == __name__:  # a built-in rule: its constructor checks ranges
+            type(self)(
+                self.params,
+                lr=state.get("lr"),
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()},
+            )
+        else:
+            real_in_range(state.get("lr"), "lr", type(self).__name__)
+        entries = state.get("state")
+        if not isinstance(entries, list) or len(entries) != len(self.params):
+            count = len(entries) if isinstance(entries, list) else entries
+            raise ValueError(
+                f"{who}: state for {count} parameters, but this optimizer has {len(self.params)}"
+            )
+        for i, (p, saved) in enumerate(zip(self.params, entries, strict=True)):
+            if not isinstance(saved, dict):
+                raise TypeError(f"{who}: state {i} is not a dict")
+            for key, value in saved.items():
+                if key == "step":
+                    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                        raise ValueError(f"{who}: state {i} has step {value!r}")
+                    continue
+                if self.state_keys is not None and key not in self.state_keys:
+                    raise ValueError(
+                        f"{who}: state {i} has key {key!r}; {type(self).__name__} keeps "
+                        f"{sorted(self.state_keys)}"
+                    )
+                host = np.asarray(to_numpy(value))
+                if host.dtype.kind != "f":
+                    raise TypeError(
+                        f"{who}: state {key!r} of parameter {i} has dtype {host.dtype}, "
+                        f"not a real floating type"
+                    )
+                if tuple(host.shape) != p.shape:
+                    raise ValueError(
+                        f"{who}: state {key!r} of parameter {i} has shape "
+                        f"{tuple(host.shape)}, the parameter {p.shape}"
+                    )
+                if not np.all(np.isfinite(host)):
+                    raise ValueError(f"{who}: state {key!r} of parameter {i} is not finite")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output onto the parameters' current backend and dtype."""
-        who = type(self).__name__
-        if state.get("type") != who:
-            raise ValueError(
-                f"{who}.load_state_dict: the state belongs to a {state.get('type')!r} optimizer"
-            )
-        if len(state["state"]) != len(self.params):
-            raise ValueError(
-                f"{who}.load_state_dict: state for {len(state['state'])} parameters, "
-                f"but this optimizer has {len(self.params)}"
-            )
+        """Restore :meth:`state_dict` output onto the parameters' current backend and dtype;
+        the whole state is checked first (:meth:`check_state_dict`), so a bad one changes
+        nothing."""
+        self.check_state_dict(state)
         restored = []
-        for i, (p, saved) in enumerate(zip(self.params, state["state"], strict=True)):
+        for p, saved in zip(self.params, state["state"], strict=True):
             entry = {}
             for key, value in saved.items():
                 if key == "step":
                     entry[key] = int(value)
                     continue
-                host = to_numpy(value)
-                if tuple(host.shape) != p.shape:
-                    raise ValueError(
-                        f"{who}.load_state_dict: state {key!r} of parameter {i} has shape "
-                        f"{tuple(host.shape)}, the parameter {p.shape}"
-                    )
+                host = to_numpy(value)  # shape, dtype and finiteness checked above
                 entry[key] = backend_of(p.value).asarray(host, dtype=p.value.dtype, copy=True)
             restored.append(entry)
         for name, value in state["hyperparameters"].items():
@@ -218,6 +278,7 @@ class SGD(Optimizer):
     """
 
     hyperparameters = ("momentum", "dampening", "weight_decay", "nesterov")
+    state_keys = ("momentum_buffer",)
     elementwise = True
 
     def __init__(
@@ -262,6 +323,7 @@ class Adagrad(Optimizer):
     """
 
     hyperparameters = ("lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    state_keys = ("sum",)
     elementwise = True
 
     def __init__(
@@ -304,6 +366,7 @@ class RMSprop(Optimizer):
     """
 
     hyperparameters = ("alpha", "eps", "weight_decay", "momentum", "centered")
+    state_keys = ("square_avg", "momentum_buffer", "grad_avg")
     elementwise = True
 
     def __init__(
@@ -364,6 +427,7 @@ class Adam(Optimizer):
     """
 
     hyperparameters = ("betas", "eps", "weight_decay", "amsgrad")
+    state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     elementwise = True
     _decoupled = False
 

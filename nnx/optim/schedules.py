@@ -50,11 +50,24 @@ class Schedule:
     def state_dict(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "base_lr": self.base_lr, "last_step": self.last_step}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ValueError or TypeError unless ``state`` is this schedule's :meth:`state_dict`:
+        the same type, a positive finite ``base_lr`` and an integer ``last_step >= 0``."""
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{who}: expected a dict, got {type(state).__name__}")
         if state.get("type") != type(self).__name__:
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: the state belongs to a {state.get('type')!r}"
-            )
+            raise ValueError(f"{who}: the state belongs to a {state.get('type')!r}")
+        base_lr = state.get("base_lr")
+        if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)):
+            raise TypeError(f"{who}: base_lr must be a number, got {base_lr!r}")
+        real_in_range(base_lr, "base_lr", who)
+        step = state.get("last_step")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"{who}: last_step must be an integer >= 0, got {step!r}")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.check_state_dict(state)
         self.base_lr = float(state["base_lr"])
         self.last_step = int(state["last_step"])
         self.optimizer.lr = self.lr_at(self.last_step)

@@ -247,7 +247,7 @@ def test_gradient_that_does_not_fit_is_an_error():
 
 def test_load_state_dict_checks():
     params = list(nnx.Linear(2, 2).parameters())
-    with pytest.raises(ValueError, match="belongs to a 'SGD' optimizer"):
+    with pytest.raises(ValueError, match="belongs to an SGD optimizer"):
         Adam(params).load_state_dict(SGD(params).state_dict())
     with pytest.raises(ValueError, match="state for 1 parameters, but this optimizer has 2"):
         SGD(params).load_state_dict(SGD(params[:1]).state_dict())
