@@ -113,16 +113,16 @@ def test_trainer_jit_matches_the_eager_trainer_and_resumes(tmp_path):
         )
 
     eager, compiled = trainer(False), trainer(True)
-    eager.fit(data.train, data.test, epochs=3, batch_size=50)  # 240 samples: a partial batch
-    compiled.fit(data.train, data.test, epochs=3, batch_size=50)
+    eager.fit(data.train, data.test, epochs=2, batch_size=50)  # 240 samples: a partial batch
+    compiled.fit(data.train, data.test, epochs=2, batch_size=50)
     for key in ("train_loss", "train_accuracy", "val_loss", "lr"):
         np.testing.assert_allclose(compiled.history[key], eager.history[key], rtol=1e-4)
     half = trainer(True)
-    half.fit(data.train, data.test, epochs=2, batch_size=50)
+    half.fit(data.train, data.test, epochs=1, batch_size=50)
     half.save_checkpoint(tmp_path / "half.npz")
     resumed = trainer(True)
     resumed.load_checkpoint(tmp_path / "half.npz")
-    resumed.fit(data.train, data.test, epochs=3, batch_size=50)
+    resumed.fit(data.train, data.test, epochs=2, batch_size=50)
     for a, b in zip(
         compiled.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
     ):
