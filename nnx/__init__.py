@@ -51,6 +51,7 @@ from .module import Buffer, Module, Parameter, Sequential
 from .plots import save_curves
 from .registry import ModelFileError, register_module, registered_modules
 from .saving import load_model, module_config, save_model
+from .summary import summary
 from .trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
@@ -83,6 +84,7 @@ __all__ = [
     "register_module",
     "registered_modules",
     "save_model",
+    "summary",
     "GELU",
     "BCEWithLogitsLoss",
     "Backend",

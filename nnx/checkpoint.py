@@ -86,6 +86,7 @@ def checkpoint_arrays(
         "format": FORMAT,
         "version": VERSION,
         "architecture": architecture(model),
+        **_embedded_model(model),
         "optimizer": optim_meta,
         "schedule": None if schedule is None else schedule.state_dict(),
         "record": record,
@@ -423,6 +424,19 @@ def load_checkpoint(
         model.load_state_dict(before)
         raise CheckpointError(f"checkpoint {path} does not fit: {err}") from None
     return meta.get("record", {})
+
+
+def _embedded_model(model: Module) -> dict[str, Any]:
+    """``{"model": record}`` so that ``nnx.load_model`` and ``--resume`` can rebuild the model
+    from the checkpoint alone; ``{"model": None, "model_error": why}`` when a module cannot be
+    described (an unregistered class), which leaves the checkpoint usable with the model given."""
+    from .registry import ModelFileError
+    from .saving import model_record
+
+    try:
+        return {"model": model_record(model)}
+    except ModelFileError as err:
+        return {"model": None, "model_error": str(err)}
 
 
 def _check_architecture(path: Any, saved: dict[str, Any], current: dict[str, Any]) -> None:

@@ -390,6 +390,22 @@ def _decode_record(raw: np.ndarray, p: Path, key: str) -> dict[str, Any]:
     return record
 
 
+def model_from_record(
+    record: dict[str, Any], device: str | Backend | None = None, where: str = "model record"
+) -> Module:
+    """A model with fresh weights from :func:`model_record`'s output (architecture and ties)."""
+    if not isinstance(record, dict) or "architecture" not in record:
+        raise ModelFileError(f"{where}: the record holds no architecture")
+    model = build_from_config(record["architecture"], device, where=where)
+    ties = record.get("ties", [])
+    if not isinstance(ties, list) or not all(
+        isinstance(t, list) and len(t) == 2 and all(isinstance(s, str) for s in t) for t in ties
+    ):
+        raise ModelFileError(f"{where}: the record's ties are malformed")
+    _retie(model, ties, where)
+    return model
+
+
 def load_model(path: str | os.PathLike, device: str | Backend | None = None) -> Module:
     """Rebuild the model saved by :func:`save_model` (or embedded in a Trainer checkpoint) on
     ``device`` (a backend spec or :class:`nnx.Backend`; default the CPU with NumPy).
@@ -415,16 +431,8 @@ def load_model(path: str | os.PathLike, device: str | Backend | None = None) -> 
             raise ModelFileError(f"checkpoint {p} holds no model architecture ({reason})")
     else:
         raise ModelFileError(f"{p} is not an nnx model file (no {_META} record)")
-    if "architecture" not in record:
-        raise ModelFileError(f"{p}: the record holds no architecture")
     target = get_backend("cpu" if device is None else device)
-    model = build_from_config(record["architecture"], target, where=str(p))
-    ties = record.get("ties", [])
-    if not isinstance(ties, list) or not all(
-        isinstance(t, list) and len(t) == 2 and all(isinstance(s, str) for s in t) for t in ties
-    ):
-        raise ModelFileError(f"{p}: the record's ties are malformed")
-    _retie(model, ties, str(p))
+    model = model_from_record(record, target, where=str(p))
     state = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
     _load_state_exactly(model, state, target, p)
     return model
@@ -461,6 +469,8 @@ __all__ = [
     "ModelFileError",
     "build_from_config",
     "load_model",
+    "model_from_record",
+    "model_record",
     "module_config",
     "register_module",
     "registered_modules",

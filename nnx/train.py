@@ -192,6 +192,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+    "distributed": (
+        False,
+        _flag,
+        "data-parallel training over MPI: mpiexec -n N python -m mpi4py scripts/train.py "
+        "--distributed (on by itself under an MPI launcher); --batch-size is the global batch",
+    ),
 }
 METAVARS = {
     "model": "NAME",
@@ -297,6 +303,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         stored = dict(_stored_config(resume)["settings"])
         stored.pop("out", None)
         stored.pop("overwrite", None)
+        stored.pop("distributed", None)  # the new launch decides, with any number of ranks
         layers.append(_normalise_keys(stored, str(resume.parent / "config.json")))
     if "config" in given:
         layers.append(read_config_file(given.pop("config")))
@@ -321,6 +328,10 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         )
     if settings["jit"] and settings["precision"] != "float32":
         raise ConfigError("--jit and --precision cannot be combined yet")
+    if not settings["distributed"]:
+        from .distributed import launched_by_mpi
+
+        settings["distributed"] = launched_by_mpi()
     return settings, resume
 
 
@@ -374,7 +385,7 @@ def resume_changes(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str
     """The settings that differ from the resumed run's; refuse those a resume cannot honour."""
     changes = {}
     for name in SETTINGS:
-        if name in ("out", "overwrite", "quiet") or name not in stored:
+        if name in ("out", "overwrite", "quiet", "distributed") or name not in stored:
             continue
         try:
             before = SETTINGS[name][1](stored[name], "--" + name.replace("_", "-"))
@@ -479,6 +490,27 @@ def make_model(settings: dict[str, Any], input_shape: tuple[int, ...], n_out: in
         return build_model(settings["model"], input_shape, n_out, **accepted)
     except ModelSpecError as err:
         raise ConfigError(str(err)) from None
+
+
+MODEL_SETTINGS = ("model", "hidden", "activation", "dropout")
+
+
+def model_from_checkpoint(path: Path) -> Any:
+    """The model described by the architecture a checkpoint embeds (fresh weights: the
+    checkpoint's are loaded with the optimizer state), or None when it embeds none or names a
+    class not registered in this process."""
+    from nnx.checkpoint import read_checkpoint
+    from nnx.registry import ModelFileError
+    from nnx.saving import model_from_record
+
+    meta, _ = read_checkpoint(path)
+    record = meta.get("model")
+    if not isinstance(record, dict):
+        return None
+    try:
+        return model_from_record(record, where=str(path))
+    except ModelFileError:
+        return None
 
 
 def make_optimizer(settings: dict[str, Any], params: Any, optim: Any) -> Any:
@@ -586,12 +618,30 @@ def run(
         changes = resume_changes(settings, stored["settings"])
         if isinstance(stored.get("resumes"), list):
             previous_resumes = stored["resumes"]
-    backend = nnx.get_backend(settings["device"])  # a missing GPU fails here, before any work
-    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
-    out = prepare_out(settings, resume)
-    context["lock"] = lock_out(out)
-    if resume is not None:
-        refuse_older_checkpoint(out, resume, settings["overwrite"])
+    world = None
+    device = settings["device"]
+    if settings["distributed"]:
+        from nnx import distributed
+
+        world = distributed.init()  # without mpi4py: a one-line error naming the install command
+        context["world"] = world
+        device = distributed.device_spec(device)  # one GPU per rank of a machine
+    rank0 = world is None or world.rank == 0
+    backend = nnx.get_backend(device)  # a missing GPU fails here, before any work
+    if world is not None and not rank0:
+        world.barrier()  # rank 0 downloads the data set first, the others then read its copy
+        say = _silent
+    # image data sets give image-shaped samples (C, H, W); the mlp preset flattens them
+    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
+    if world is not None and rank0:
+        world.barrier()
+    if rank0:  # rank 0 owns the run folder (and its lock) for every rank
+        out = prepare_out(settings, resume)
+        context["lock"] = lock_out(out)
+        if resume is not None:
+            refuse_older_checkpoint(out, resume, settings["overwrite"])
+    else:
+        out = _out_folder(settings, resume)
     context["out"] = out
     classification = data.task == "classification"
 
@@ -603,9 +653,14 @@ def run(
     if val is not None:
         val = ArrayDataset(scaler.transform(val.x), val.y)
 
-    model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx).to(
-        backend, dtype=settings["dtype"]
-    )
+    model = None
+    if resume is not None and not context.get("model_flags"):
+        model = model_from_checkpoint(resume)  # no --hidden/--model needed to rebuild
+    if model is None:
+        model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx)
+    model = model.to(backend, dtype=settings["dtype"])
+    if not settings["quiet"]:
+        nnx.summary(model, tuple(data.train[0].shape[1:]), print_fn=say)
     optimizer = make_optimizer(settings, model.parameters(), optim)
     schedule = make_schedule(settings, optimizer, optim)
     monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
@@ -629,6 +684,7 @@ def run(
         progress=False,
         jit=settings["jit"],
         precision=settings["precision"],
+        distributed=world is not None,
     )
     if resume is not None:
         trainer.load_checkpoint(resume)
@@ -649,6 +705,7 @@ def run(
         },
         "model": repr(model),
         "resumed_from": None if resume is None else str(resume),
+        "ranks": 1 if world is None else world.size,
         # every resume of this run: after which epoch, and the settings it changed from then on
         "resumes": previous_resumes
         + (
@@ -658,7 +715,8 @@ def run(
         ),
         "nnx_version": nnx.__version__,
     }
-    _write_json(out / "config.json", config)
+    if rank0:
+        _write_json(out / "config.json", config)
 
     started = time.perf_counter()
     history = trainer.fit(train, val, epochs=settings["epochs"], batch_size=settings["batch_size"])
@@ -670,6 +728,7 @@ def run(
         "epochs": trainer.epoch,
         "stopped_early": trainer.epoch < settings["epochs"],
         "seconds": wall,
+        "ranks": 1 if world is None else world.size,
     }
     if len(history):
         last = history.last
@@ -680,10 +739,22 @@ def run(
     for key, value in trainer.evaluate(test).items():
         summary[f"test_{key}"] = value
     summary["outputs"] = str(out)
-    _write_json(out / "summary.json", summary)
-    curves = nnx.save_curves(history, out / "curves.png")
-    _print_summary(summary, out, curves, say)
+    if rank0:
+        _write_json(out / "summary.json", summary)
+        curves = nnx.save_curves(history, out / "curves.png")
+        _print_summary(summary, out, curves, say)
     return 0
+
+
+def _silent(line: str) -> None:
+    """``say`` of ranks other than 0."""
+
+
+def _out_folder(settings: dict[str, Any], resume: Path | None) -> Path:
+    """The output folder a rank other than 0 reports (rank 0 creates and writes it)."""
+    if settings["out"] is not None:
+        return Path(settings["out"])
+    return resume.parent if resume is not None else Path("runs")
 
 
 def _print_summary(
@@ -778,24 +849,41 @@ def _main(argv: list[str] | None, prog: str) -> int:
     quiet = getattr(args, "quiet", False)
 
     def fail(message: str, status: int = EXIT_USAGE) -> int:
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+        world = context.get("world")
+        if world is not None and world.size > 1:  # the other ranks may wait in a collective
+            world.comm.Abort(status)
         return status
 
     def say(line: str) -> None:
         if not quiet:
             print(line, flush=True)
 
+    context: dict[str, Any] = {}
+
     from nnx.backend import BackendUnavailableError
     from nnx.checkpoint import CheckpointError
     from nnx.datasets import DatasetError
+    from nnx.distributed import DistributedUnavailableError
     from nnx.trainer import NonFiniteLossError
 
-    context: dict[str, Any] = {}
     try:
+        # Model settings given now (flags or --config) build the model from them on --resume;
+        # otherwise it is rebuilt from the architecture the checkpoint embeds.
+        given = set(vars(args))
+        if "config" in given:
+            given |= set(read_config_file(args.config))
+        context["model_flags"] = sorted(given & set(MODEL_SETTINGS))
         settings, resume = resolve_settings(args)
         quiet = settings["quiet"]
         return run(settings, resume, say, context)
-    except (ConfigError, BackendUnavailableError, DatasetError, CheckpointError) as err:
+    except (
+        ConfigError,
+        BackendUnavailableError,
+        DatasetError,
+        CheckpointError,
+        DistributedUnavailableError,
+    ) as err:
         return fail(str(err))
     except NonFiniteLossError as err:
         return fail(str(err), EXIT_FAILED)

@@ -53,3 +53,24 @@ def test_jax_comparison_smoke_run(tmp_path):
     row = json.loads(out.read_text())["batches"]["32"]
     assert row["loss_difference_compiled_vs_numpy"] <= 1e-4
     assert row["jax compiled"]["samples_per_s"] > 0 and row["ratio_jax_compiled_vs_jax_eager"] > 0
+
+
+def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):
+    import pytest
+
+    pytest.importorskip("mpi4py", reason="needs mpi4py: pip install 'nnx-trainer[mpi]'")
+    out = tmp_path / "dist.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--distributed", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["ranks"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["compute_ms"] > 0 and r["allreduce_ms"] > 0
+        assert r["step_ms"] == r["compute_ms"] + r["allreduce_ms"]
+    assert rows[1]["rank_batch"] == rows[0]["rank_batch"] // 2 and rows[1]["bus_gb_per_s"] > 0
+    assert "allreduce" in done.stdout and "bus GB/s" in done.stdout

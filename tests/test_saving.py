@@ -274,3 +274,26 @@ def test_loads_in_a_fresh_process_without_the_building_code(tmp_path):
             assert "module type 'Shift' is not registered; registered: " in done.stderr
             assert "Linear" in done.stderr
     del sys.modules["mybuilder"]
+
+
+def test_layers_from_other_files_need_no_code(tmp_path):
+    """Conv2d, BatchNorm2d, MaxPool2d: registered and described by their captured arguments."""
+    if not hasattr(nnx, "Conv2d"):
+        pytest.skip("no Conv2d in this tree")
+    model = nnx.Sequential(
+        nnx.Conv2d(1, 3, 3, padding=1, rng=0),
+        nnx.BatchNorm2d(3),
+        nnx.ReLU(),
+        nnx.MaxPool2d(2),
+        nnx.Flatten(),
+        nnx.Linear(12, 2, rng=1),
+    )
+    x = np.random.default_rng(0).standard_normal((2, 1, 4, 4)).astype(np.float32)
+    model(x)  # training mode: the running statistics move away from their initial values
+    loaded = nnx.load_model(nnx.save_model(tmp_path / "cnn.npz", model), device="strict")
+    for (name, b), (_, c) in zip(model.named_buffers(), loaded.named_buffers(), strict=True):
+        np.testing.assert_array_equal(to_numpy(c.value), to_numpy(b.value), err_msg=name)
+    strict = nnx.get_backend("strict")
+    np.testing.assert_allclose(
+        _outputs(loaded, strict.asarray(x)), _outputs(model, x), rtol=1e-6, atol=1e-6
+    )

@@ -9,7 +9,7 @@ Fashion-MNIST. :func:`load_dataset` returns any of them by name as host NumPy ar
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,6 +34,25 @@ class DatasetSplits:
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int | None = None
+    image_shape: tuple[int, ...] | None = None
+
+    def images(self) -> DatasetSplits:
+        """The same data with each sample as an image ``image_shape`` (``(C, H, W)``) instead of
+        a flat feature vector, for convolutional models; the split itself when it has no image
+        shape or already has it.
+
+        >>> data = load_dataset("digits")
+        >>> data.train[0].shape, data.images().train[0].shape
+        ((1438, 64), (1438, 1, 8, 8))
+        """
+        shape = self.image_shape
+        if shape is None or tuple(self.train[0].shape[1:]) == shape:
+            return self
+
+        def reshaped(split: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            return split[0].reshape(len(split[0]), *shape), split[1]
+
+        return replace(self, train=reshaped(self.train), test=reshaped(self.test))
 
     @property
     def num_features(self) -> int:
@@ -62,7 +81,9 @@ def load_dataset(
         raise ValueError(f"--data-dir applies to mnist and fashion-mnist, not to {name!r}")
     if name == "digits":
         train, test = digits()
-        return DatasetSplits(name, "classification", train, test, num_classes=10)
+        return DatasetSplits(
+            name, "classification", train, test, num_classes=10, image_shape=(1, 8, 8)
+        )
     if name in ("spiral", "vertical"):
         make = spiral if name == "spiral" else vertical
         train, test = make(80, 3, seed=seed), make(20, 3, seed=seed + 1)
@@ -74,7 +95,9 @@ def load_dataset(
         test[rng.permutation(len(x))[: len(x) // 5]] = True
         return DatasetSplits(name, "regression", (x[~test], y[~test]), (x[test], y[test]))
     train, test = (mnist if name == "mnist" else fashion_mnist)(data_dir, download=download)
-    return DatasetSplits(name, "classification", train, test, num_classes=10)
+    return DatasetSplits(
+        name, "classification", train, test, num_classes=10, image_shape=(1, 28, 28)
+    )
 
 
 __all__ = [

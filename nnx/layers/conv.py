@@ -32,10 +32,10 @@ from ._spatial import (
     PADDING_MODES,
     col2im,
     conv_out_size,
-    im2col,
     int_tuple,
     pad,
     pad_backward,
+    window_slices,
 )
 
 
@@ -45,34 +45,53 @@ def _uniform(rng, shape, fan_in):
     return rng.uniform(-bound, bound, size=shape)
 
 
+# The products run in a "channels, then batch" layout: the input is viewed as (C, N, H, W), so
+# the gathered columns are (G, C/G*kh*kw, N*Ho*Wo) and each of the three products (forward,
+# weight gradient, input gradient) is ONE matrix product per group over the whole batch, rather
+# than N small ones. The output is a (N, O, Ho, Wo) view of (O, N, Ho, Wo) memory, which the next
+# convolution's (C, N, H, W) view reads without a copy.
+
+
+def _gather(x_cn, xp, kernel, stride, dilation, out):
+    """``x_cn`` ``(C, N, Hp, Wp)`` -> columns ``(C, kh*kw, N, Ho, Wo)`` (one strided slice per
+    kernel offset, stacked)."""
+    return xp.stack(
+        [x_cn[:, :, sh, sw] for sh, sw in window_slices(kernel, stride, dilation, out)], axis=1
+    )
+
+
 def _conv_forward(x, w, xp, groups, stride, dilation, out):
     """``x`` (already padded, ``(N, C, Hp, Wp)``), ``w`` ``(O, C/G, kh, kw)`` -> output
-    ``(N, O, Ho, Wo)`` and the gathered columns ``(N, G, C/G*kh*kw, Ho*Wo)``."""
+    ``(N, O, Ho, Wo)`` and the gathered columns ``(G, C/G*kh*kw, N*Ho*Wo)``."""
     n = x.shape[0]
     o, cg, kh, kw = w.shape
-    cols = im2col(x, xp, (kh, kw), stride, dilation, out)
-    cols = xp.reshape(cols, (n, groups, cg * kh * kw, out[0] * out[1]))
+    cols = _gather(xp.permute_dims(x, (1, 0, 2, 3)), xp, (kh, kw), stride, dilation, out)
+    cols = xp.reshape(cols, (groups, cg * kh * kw, n * out[0] * out[1]))
     wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
-    y = xp.reshape(wm @ cols, (n, o, out[0], out[1]))
-    return y, cols
+    y = xp.reshape(wm @ cols, (o, n, out[0], out[1]))
+    return xp.permute_dims(y, (1, 0, 2, 3)), cols
 
 
-def _conv_weight_grad(g, cols, xp, groups, wshape):
-    """``dW = sum_n g_n @ cols_n^T`` reshaped to ``wshape``."""
-    n, o = g.shape[0], g.shape[1]
-    g3 = xp.reshape(g, (n, groups, o // groups, g.shape[2] * g.shape[3]))
-    return xp.reshape(xp.sum(g3 @ xp.matrix_transpose(cols), axis=0), wshape)
-
-
-def _conv_input_grad(g, w, xp, groups, size, stride, dilation):
-    """``dxpad``: ``W^T @ g`` scattered back by col2im into spatial ``size``."""
+def _grad_rows(g, xp, groups):
+    """``g`` ``(N, O, Ho, Wo)`` as ``(G, O/G, N*Ho*Wo)``."""
     n, o, ho, wo = g.shape
+    return xp.reshape(xp.permute_dims(g, (1, 0, 2, 3)), (groups, o // groups, n * ho * wo))
+
+
+def _conv_weight_grad(g_rows, cols, xp, wshape):
+    """``dW = g @ cols^T`` per group, reshaped to ``wshape``."""
+    return xp.reshape(g_rows @ xp.matrix_transpose(cols), wshape)
+
+
+def _conv_input_grad(g_rows, w, xp, groups, n, out, size, stride, dilation):
+    """``dxpad`` ``(N, C, Hp, Wp)``: the columns' gradient ``W^T @ g`` added back by col2im."""
     _, cg, kh, kw = w.shape
-    g3 = xp.reshape(g, (n, groups, o // groups, ho * wo))
+    o = w.shape[0]
     wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
-    dcols = xp.reshape(xp.matrix_transpose(wm) @ g3, (n, groups * cg, kh * kw, ho, wo))
-    pieces = [dcols[:, :, k, ...] for k in range(kh * kw)]
-    return col2im(pieces, xp, size, (kh, kw), stride, dilation)
+    dcols = xp.reshape(xp.matrix_transpose(wm) @ g_rows, (groups * cg, kh * kw, n, *out))
+    pieces = [dcols[:, k, ...] for k in range(kh * kw)]
+    dx_cn = col2im(pieces, xp, size, (kh, kw), stride, dilation)
+    return xp.permute_dims(dx_cn, (1, 0, 2, 3))
 
 
 class _ConvNd(Module):
@@ -241,12 +260,21 @@ class _ConvNd(Module):
         g = self._as_2d(grad_out, xp)
         if self.bias is not None:
             self.bias.accumulate(xp.sum(g, axis=(0, 2, 3)))
-        self.weight.accumulate(
-            _conv_weight_grad(g, cols, xp, self.groups, tuple(self.weight.value.shape))
-        )
+        g_rows = _grad_rows(g, xp, self.groups)
+        self.weight.accumulate(_conv_weight_grad(g_rows, cols, xp, tuple(self.weight.value.shape)))
         if not need_input_grad:
             return None
-        dxpad = _conv_input_grad(g, self._weight_2d(xp), xp, self.groups, padded, stride, dilation)
+        dxpad = _conv_input_grad(
+            g_rows,
+            self._weight_2d(xp),
+            xp,
+            self.groups,
+            g.shape[0],
+            tuple(g.shape[2:]),
+            padded,
+            stride,
+            dilation,
+        )
         dx = pad_backward(dxpad, xp, shape2, self._pads, self.padding_mode)
         return dx if self.nd == 2 else dx[:, :, 0, :]
 
@@ -424,19 +452,20 @@ class ConvTranspose2d(Module):
         g, og = self.groups, self.out_channels // self.groups
         kh, kw = self.kernel_size
         (ph, pw) = self.padding
-        # cols[n, g, (o, p, q), (i, j)] = sum_c W[c, o, p, q] x[n, c, i, j]
-        x3 = xp.reshape(x, (n, g, c // g, h * wd))
+        # cols[(o, p, q), (n, i, j)] = sum_c W[c, o, p, q] x[n, c, i, j], per group
+        x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (g, c // g, n * h * wd))
         wm = xp.reshape(w, (g, c // g, og * kh * kw))
-        cols = xp.reshape(xp.matrix_transpose(wm) @ x3, (n, self.out_channels, kh * kw, h, wd))
+        cols = xp.reshape(xp.matrix_transpose(wm) @ x_rows, (self.out_channels, kh * kw, n, h, wd))
         full = (ho + 2 * ph, wo + 2 * pw)
-        y = col2im(
-            [cols[:, :, k, ...] for k in range(kh * kw)],
+        y_cn = col2im(
+            [cols[:, k, ...] for k in range(kh * kw)],
             xp,
             full,
             (kh, kw),
             self.stride,
             self.dilation,
         )
+        y = xp.permute_dims(y_cn, (1, 0, 2, 3))
         y = y[:, :, ph : ph + ho, pw : pw + wo]
         if self.bias is not None:
             y = y + xp.reshape(self.bias.value, (1, -1, 1, 1))
@@ -458,12 +487,15 @@ class ConvTranspose2d(Module):
             self.bias.accumulate(xp.sum(grad_out, axis=(0, 2, 3)))
         # the adjoint of "col2im then crop" is "pad then im2col" at the input's positions
         gpad = pad(grad_out, xp, ((ph, ph), (pw, pw)))
-        cols = im2col(gpad, xp, (kh, kw), self.stride, self.dilation, (h, wd))
-        cols = xp.reshape(cols, (n, g, og * kh * kw, h * wd))
-        x3 = xp.reshape(x, (n, g, c // g, h * wd))
-        dw = xp.sum(x3 @ xp.matrix_transpose(cols), axis=0)
+        cols = _gather(
+            xp.permute_dims(gpad, (1, 0, 2, 3)), xp, (kh, kw), self.stride, self.dilation, (h, wd)
+        )
+        cols = xp.reshape(cols, (g, og * kh * kw, n * h * wd))
+        x_rows = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (g, c // g, n * h * wd))
+        dw = x_rows @ xp.matrix_transpose(cols)
         self.weight.accumulate(xp.reshape(dw, tuple(self.weight.value.shape)))
         if not need_input_grad:
             return None
         wm = xp.reshape(self.weight.value, (g, c // g, og * kh * kw))
-        return xp.reshape(wm @ cols, (n, c, h, wd))
+        dx = xp.reshape(wm @ cols, (c, n, h, wd))
+        return xp.permute_dims(dx, (1, 0, 2, 3))

@@ -26,13 +26,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..module import Module
-from . import mlp
+from . import cnn, mlp
 
 Builder = Callable[..., Module]
 
 # One line per preset; the layer issues add theirs here.
 PRESETS: dict[str, Builder] = {
     "mlp": mlp.build,
+    "cnn": cnn.build,
 }
 
 

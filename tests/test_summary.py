@@ -1,0 +1,68 @@
+"""nnx.summary: layers, output shapes, parameter counts and sizes."""
+
+import math
+
+import numpy as np
+import pytest
+
+import nnx
+
+
+def _rows(table):
+    lines = table.splitlines()
+    return lines[2 : lines.index(lines[1], 2)]  # between the two rules
+
+
+def test_mlp_table_on_every_backend(backend):
+    model = nnx.models.build_model("mlp", (1, 4, 4), 3, hidden=[5]).to(backend)
+    model.train()
+    lines = []
+    table = nnx.summary(model, (1, 4, 4), print_fn=lines.append)
+    assert lines == [table]
+    rows = _rows(table)
+    assert rows[0].split() == ["Sequential", "(N,", "3)", "-", "-"]
+    assert rows[1].split() == ["0", "(Flatten)", "(N,", "16)", "-", "-"]
+    assert rows[2].split() == ["1", "(Linear)", "(N,", "5)", "85", "340", "B"]
+    assert rows[4].split() == ["3", "(Linear)", "(N,", "3)", "18", "72", "B"]
+    assert "Total params: 103 (412 B)" in table and "Trainable params: 103" in table
+    assert model.training and all("forward" not in vars(m) for m in model.modules())
+
+
+def test_buffers_float64_and_shared_modules():
+    block = nnx.Linear(4, 4, rng=0)
+    model = nnx.Sequential(block, nnx.Tanh(), block).to(dtype="float64")
+    table = nnx.summary(model, (4,), print_fn=None)
+    assert "Total params: 20 (160 B)" in table  # the shared block counted once
+    if hasattr(nnx, "BatchNorm1d"):
+        norm = nnx.Sequential(nnx.Linear(3, 6, rng=0), nnx.BatchNorm1d(6))
+        table = nnx.summary(norm, (3,), print_fn=None)
+        buffers = sum(math.prod(b.shape) for b in norm.buffers())
+        assert f"Non-trainable values (buffers): {buffers}" in table
+        assert "Total params: 36" in table
+
+
+def test_tuple_outputs_and_several_inputs():
+    class Split(nnx.Module):
+        def forward(self, x):
+            return x[:, :2], x[:, 2:]
+
+    class Join(nnx.Module):
+        def __init__(self):
+            self.split = Split()
+
+        def forward(self, a, b):
+            return self.split(a * b)
+
+    table = nnx.summary(Join(), [(5,), (5,)], print_fn=None)
+    assert "(N, 2), (N, 3)" in table
+
+
+def test_bad_use_is_a_clear_error():
+    model = nnx.Sequential(nnx.Linear(4, 2, rng=0))
+    with pytest.raises(ValueError, match="input_shape must be the shape of one sample"):
+        nnx.summary(model, (0, 4))
+    with pytest.raises(ValueError, match=r"forward pass on input shape \(3,\) failed"):
+        nnx.summary(model, (3,), print_fn=None)
+    assert "forward" not in vars(model[0])
+    with pytest.raises(TypeError, match="must be an nnx.Module"):
+        nnx.summary(np.zeros(3), (3,))
