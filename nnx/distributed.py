@@ -134,9 +134,11 @@ class World:
         """Tell every other rank that this one fails with ``error`` (they print it and stop)."""
         first = (str(error).splitlines() or [""])[0]
         text = f"{type(error).__name__}: {first}".encode()[:1024]
-        for other in range(self.size):
-            if other != self.rank:
-                self._notices.Isend(text, dest=other, tag=_FAIL_TAG)
+        self._sent = [  # kept: the buffers must outlive the sends
+            self._notices.Isend(text, dest=other, tag=_FAIL_TAG)
+            for other in range(self.size)
+            if other != self.rank
+        ]
 
     def _guarded(self, what: str, call: Any, *args: Any) -> Any:
         self._waiting_in = what
@@ -302,7 +304,7 @@ def allreduce_gradients(model: Module | Iterable[Any], count: int) -> None:
     """
     w = world()
     params = list(model.parameters() if isinstance(model, Module) else model)
-    if not params:
+    if not params or w.size == 1:  # one rank: its gradients are the whole batch's already
         return
     xp = namespace(params[0].value)
     be = backend_of(params[0].value)
