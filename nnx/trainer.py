@@ -23,6 +23,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .checks import positive_int
+from .compile import CompiledStep
 from .data import ArrayDataset, DataLoader
 from .data.loader import shard_bounds
 from .history import History
@@ -32,6 +33,7 @@ from .metrics import Metric, get_metric
 from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
 from .optim.schedules import Schedule
+from .precision import PRECISIONS, MixedPrecisionStep
 from .structure import call_with, first_leaf, leaves
 
 logger = logging.getLogger("nnx")
@@ -166,6 +168,10 @@ class Trainer:
             is weighted by its own size. ``on_batch_end`` still runs after every mini-batch;
             ``trainer.step`` counts optimizer steps.
         progress: show a progress bar (it stays quiet when stderr is not a terminal).
+        jit: run each training step compiled by XLA (:func:`nnx.compile`; JAX backends only).
+        precision: ``"float32"`` (default), or ``"float16"``, ``"bfloat16"``, ``"mixed16"``:
+            16-bit compute with float32 master weights and dynamic loss scaling
+            (:mod:`nnx.precision`); the model must be float32.
         distributed: data-parallel training over MPI (:mod:`nnx.distributed`, started with
             ``mpiexec -n N python -m mpi4py ...``): rank 0's parameters are broadcast, every
             global batch of ``batch_size`` is split over the ranks, gradients, losses and metrics
@@ -189,6 +195,8 @@ class Trainer:
         schedule_interval: str = "epoch",
         clip_norm: float | None = None,
         progress: bool = True,
+        jit: bool = False,
+        precision: str = "float32",
         distributed: bool = False,
         accumulate: int = 1,
     ):
@@ -202,6 +210,11 @@ class Trainer:
             )
         self.world = None
         self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
+        if self.accumulate > 1 and (jit or precision != "float32"):
+            raise ValueError(
+                "Trainer: accumulate > 1 cannot be combined with jit or 16-bit precision yet "
+                "(their compiled step takes one optimizer step per batch)"
+            )
         if distributed and self.accumulate > 1:
             raise ValueError(
                 "Trainer: accumulate > 1 cannot be combined with distributed training yet (each "
@@ -241,6 +254,25 @@ class Trainer:
             extra = [cb for cb in extra if not cb.rank_zero_only]
         self.callbacks = sorted(extra, key=lambda cb: cb.order)
         self.history = History()
+        if distributed and (jit or precision != "float32"):
+            raise ValueError(
+                "Trainer: distributed training cannot be combined with jit=True or mixed "
+                "precision yet (their steps do not all-reduce gradients)"
+            )
+        self._compiled = self._compile_step() if jit else None
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"Trainer: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        self.precision = precision
+        self.mixed_precision = None
+        if precision != "float32":
+            if jit:
+                raise ValueError("Trainer: jit=True and mixed precision cannot be combined yet")
+            self.mixed_precision = MixedPrecisionStep(
+                model, loss, optimizer, precision, clip_norm=clip_norm
+            )
+            self._compiled = self.mixed_precision  # the same step interface
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps
         self.stop_training = False
@@ -268,6 +300,14 @@ class Trainer:
         if first is None:
             raise ValueError("Trainer: the model has no parameters to train")
         self.dtype = first.value.dtype
+
+    def _compile_step(self) -> CompiledStep:
+        if self.backend.name != "jax":
+            raise ValueError(
+                f"Trainer: jit=True compiles the step with jax.jit and needs a JAX backend "
+                f"(device='jax'), got {self.backend.name!r}"
+            )
+        return CompiledStep(self.model, self.loss, self.optimizer, self.clip_norm)
 
     def dataset(self, data: Data) -> ArrayDataset:
         """``data`` (an ArrayDataset or an ``(x, y)`` pair) on this Trainer's backend and dtype."""
@@ -420,9 +460,18 @@ class Trainer:
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
-            if groups is None or groups[batch][0]:
-                optimizer.zero_grad()  # frees last step's gradients before the forward pass
-            sizes.append(int(first_leaf(xb).shape[0]))
+            if self._compiled is not None:  # the step below, compiled by XLA or in 16 bits
+                loss_value, pred = self._compiled(xb, yb)
+                if batch == 0:
+                    self._check_label_range(pred)
+                losses.append(loss_value)
+                sizes.append(int(first_leaf(xb).shape[0]))
+                for m in self.metrics:
+                    m.update(pred, yb)
+                self.step += 1
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, batch)
+                continue
             if self.world is not None:  # masks of this rank's rows of the global batch
                 rows = loader.batch_rows(batch)
                 for m in dropouts:
@@ -591,6 +640,9 @@ class Trainer:
             history=self.history.records,
             callbacks=self._callback_states(),
             backend=self.backend.name,
+            loss_scaler=None
+            if self.mixed_precision is None
+            else self.mixed_precision.scaler.state_dict(),
         )
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
@@ -613,6 +665,8 @@ class Trainer:
             )
             self.seed = saved_seed
         self.history = History(record.get("history", []))
+        if self.mixed_precision is not None and record.get("loss_scaler") is not None:
+            self.mixed_precision.scaler.load_state_dict(record["loss_scaler"])
         for key, cb in self._keyed_callbacks():
             if key in states:
                 cb.load_state_dict(states[key])
