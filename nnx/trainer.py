@@ -472,6 +472,9 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_batch_end(self, batch)
                 continue
+            if groups is None or groups[batch][0]:
+                optimizer.zero_grad()  # frees last step's gradients before the forward pass
+            sizes.append(int(first_leaf(xb).shape[0]))
             if self.world is not None:  # masks of this rank's rows of the global batch
                 rows = loader.batch_rows(batch)
                 for m in dropouts:
