@@ -358,3 +358,38 @@ def _strict_backend(device_name: str | None) -> Backend:
     except ValueError as err:
         raise ValueError(f"unknown array-api-strict device {device_name!r}: {err}") from None
     return Backend("array_api_strict", xp, dev)
+
+
+# ---------------------------------------------------------------------------- NCCL (CuPy)
+# Data-parallel training (nnx.distributed) sums CuPy gradient buffers on the GPUs with NCCL.
+# Written against cupy.cuda.nccl but not yet run: no machine with a GPU was available.
+
+
+def gpu_count() -> int:
+    """The number of CUDA GPUs CuPy sees on this machine."""
+    import cupy
+
+    return int(cupy.cuda.runtime.getDeviceCount())
+
+
+def nccl_communicator(size: int, rank: int, share_id: Any) -> Any:
+    """An NCCL communicator of ``size`` ranks on the current GPU; ``share_id(uid)`` returns rank
+    0's unique id on every rank (nnx.distributed passes an MPI broadcast)."""
+    from cupy.cuda import nccl
+
+    uid = share_id(nccl.get_unique_id() if rank == 0 else None)
+    return nccl.NcclCommunicator(size, uid, rank)
+
+
+def nccl_allreduce_sum(comm: Any, array: Any) -> Any:
+    """The sum over the ranks of CuPy ``array`` (a new array), on the current stream."""
+    import cupy
+    from cupy.cuda import nccl
+
+    kinds = {np.dtype("float32"): nccl.NCCL_FLOAT32, np.dtype("float64"): nccl.NCCL_FLOAT64}
+    buf = cupy.ascontiguousarray(array).copy()
+    stream = cupy.cuda.get_current_stream()
+    comm.allReduce(
+        buf.data.ptr, buf.data.ptr, buf.size, kinds[buf.dtype], nccl.NCCL_SUM, stream.ptr
+    )
+    return buf

@@ -28,9 +28,12 @@ class Callback:
 
     ``order`` sorts the Trainer's callbacks (lower first, stable): schedules step first and
     checkpoints are written last, after every other callback has updated its state.
+    ``rank_zero_only``: in distributed training the callback runs on rank 0 only (those that
+    write files or show progress); the others run on every rank, so they must decide the same.
     """
 
     order = 0
+    rank_zero_only = False
 
     def on_fit_begin(self, trainer: Trainer) -> None: ...
 
@@ -96,6 +99,7 @@ class ProgressBar(Callback):
     """
 
     order = 5
+    rank_zero_only = True
 
     def __init__(self, quiet: bool = False, stream: Any = None):
         self.quiet = bool(quiet)
@@ -214,6 +218,7 @@ class ModelCheckpoint(Callback):
     """
 
     order = 10
+    rank_zero_only = True
 
     def __init__(
         self,
@@ -288,6 +293,8 @@ class CSVLogger(Callback):
     """Keep ``path`` a CSV of the whole history, one row per epoch (rewritten atomically each
     epoch, so after a resume it still holds every epoch once)."""
 
+    rank_zero_only = True
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
@@ -303,6 +310,8 @@ class CSVLogger(Callback):
 
 class JSONLinesLogger(Callback):
     """Keep ``path`` a JSON-lines file of the history, one object per epoch."""
+
+    rank_zero_only = True
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

@@ -23,6 +23,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import ArrayDataset, DataLoader
+from .data.loader import shard_bounds
 from .history import History
 from .layers import Dropout
 from .losses import Loss, not_a_loss_message
@@ -92,6 +93,12 @@ class Trainer:
             (``"epoch"`` or ``"batch"``).
         clip_norm: clip the global gradient norm to this value before each step.
         progress: show a progress bar (it stays quiet when stderr is not a terminal).
+        distributed: data-parallel training over MPI (:mod:`nnx.distributed`, started with
+            ``mpiexec -n N python -m mpi4py ...``): rank 0's parameters are broadcast, every
+            global batch of ``batch_size`` is split over the ranks, gradients, losses and metrics
+            are summed weighted by sample counts, and callbacks marked ``rank_zero_only``
+            (checkpoints, logs, progress bar) run on rank 0 only. ``fit`` and ``evaluate`` are
+            then collective: every rank must call them. The results equal one process's.
 
     History losses are the data losses, without L1/L2 penalty terms.
     """
@@ -109,6 +116,7 @@ class Trainer:
         schedule_interval: str = "epoch",
         clip_norm: float | None = None,
         progress: bool = True,
+        distributed: bool = False,
     ):
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nnx.Module, got {type(model).__name__}")
@@ -118,11 +126,23 @@ class Trainer:
             raise TypeError(
                 f"Trainer: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"
             )
+        self.world = None
+        if distributed:
+            from . import distributed as dist
+
+            if getattr(loss, "reduction", "mean") != "mean":
+                raise ValueError(
+                    "Trainer: distributed training weights each rank's gradient by its sample "
+                    f"count, which needs a loss with reduction='mean', got {loss.reduction!r}"
+                )
+            self.world = dist.init()
         self.backend = get_backend(device)
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
         self._move_to_backend()
+        if self.world is not None:
+            dist.broadcast_parameters(model)  # every rank starts from rank 0's weights
         self.metrics = [get_metric(m) for m in metrics]
         self.seed = int(seed)
         self.schedule = schedule
@@ -135,6 +155,8 @@ class Trainer:
             extra.append(LRScheduler(schedule, schedule_interval))
         if progress:
             extra.append(ProgressBar())
+        if self.rank != 0:  # files and the progress bar are rank 0's
+            extra = [cb for cb in extra if not cb.rank_zero_only]
         self.callbacks = sorted(extra, key=lambda cb: cb.order)
         self.history = History()
         self.epoch = 0  # completed epochs
@@ -143,6 +165,16 @@ class Trainer:
         self._resumed_from: tuple[str, int] | None = None
         self.target_epochs = 0
         self.batches_per_epoch = 0
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in distributed training (0 otherwise)."""
+        return 0 if self.world is None else self.world.rank
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks in distributed training (1 otherwise)."""
+        return 1 if self.world is None else self.world.size
 
     # ------------------------------------------------------------------ placement
     def _move_to_backend(self) -> None:
@@ -185,7 +217,15 @@ class Trainer:
         val_set = None if val is None else self.dataset(val)
         self._label_range = _label_range(train_set, val_set)
         _check_finite_data(("training", train_set), ("validation", val_set))
-        loader = DataLoader(train_set, batch_size, shuffle, drop_last, seed=self.seed)
+        loader = DataLoader(
+            train_set,
+            batch_size,
+            shuffle,
+            drop_last,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
         eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.target_epochs = int(epochs)
         self.batches_per_epoch = len(loader)
@@ -221,6 +261,8 @@ class Trainer:
             for cb in self.callbacks:
                 if isinstance(cb, ProgressBar):
                     cb.close()
+            if self.world is not None and not isinstance(err, NonFiniteLossError):
+                self.world.notify_failure(err)  # rank 0's checkpoint check: the others stop too
             if not isinstance(err, (NonFiniteLossError, NonFiniteStateError)):
                 raise
             message = str(err)
@@ -230,10 +272,12 @@ class Trainer:
                     f"({message}); try a lower learning rate or gradient clipping"
                 )
             raise NonFiniteLossError(f"{message}. {self._last_good_checkpoint()}") from None
-        except BaseException:
+        except BaseException as err:
             for cb in self.callbacks:
                 if isinstance(cb, ProgressBar):
                     cb.close()
+            if self.world is not None:
+                self.world.notify_failure(err)  # the others print it and stop instead of waiting
             raise
         finally:
             if check_labels is not None:
@@ -281,28 +325,52 @@ class Trainer:
         model, loss_fn, optimizer = self.model, self.loss, self.optimizer
         params = list(model.parameters())
         skip_input_grad = _accepts_need_input_grad(model)
+        dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
             optimizer.zero_grad()  # frees last step's gradients before the forward pass
-            pred = model.forward(xb)
-            if batch == 0:
-                self._check_label_range(pred)
-            losses.append(loss_fn.forward(pred, yb))
             sizes.append(int(xb.shape[0]))
-            if skip_input_grad:  # nobody uses dL/dx of the data: save the first layer's matmul
-                model.backward(loss_fn.backward(), need_input_grad=False)
+            if self.world is not None:  # masks of this rank's rows of the global batch
+                rows = loader.batch_rows(batch)
+                for m in dropouts:
+                    m.rows = rows
+            if sizes[-1] == 0:  # an empty shard of a short last batch: it only joins the sum
+                losses.append(
+                    self.backend.xp.zeros((), dtype=self.dtype, device=self.backend.device)
+                )
             else:
-                model.backward(loss_fn.backward())
+                pred = model.forward(xb)
+                if batch == 0:
+                    self._check_label_range(pred)
+                losses.append(loss_fn.forward(pred, yb))
+                if skip_input_grad:  # nobody uses dL/dx of the data: save the first layer's matmul
+                    model.backward(loss_fn.backward(), need_input_grad=False)
+                else:
+                    model.backward(loss_fn.backward())
+                for m in self.metrics:
+                    m.update(pred, yb)
+            if self.world is not None:
+                from .distributed import allreduce_gradients
+
+                allreduce_gradients(params, sizes[-1])
             if self.clip_norm is not None:
                 clip_grad_norm(params, self.clip_norm)
             optimizer.step()
-            for m in self.metrics:
-                m.update(pred, yb)
             self.step += 1
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch)
+        for m in dropouts:
+            m.rows = None
+        if self.world is not None:  # BatchNorm's statistics saw this rank's shards only
+            from .distributed import average_buffers
+
+            average_buffers(model)
         loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
+        if self.world is not None:
+            loss_values, sizes, metric_totals = self._sum_over_ranks(
+                loss_values, sizes, metric_totals, self.metrics
+            )
         seconds = time.perf_counter() - start
         bad = np.flatnonzero(~np.isfinite(loss_values))
         if bad.size:
@@ -323,6 +391,28 @@ class Trainer:
         logs["seconds"] = seconds
         logs["samples_per_s"] = n / seconds if seconds > 0 else math.inf
         return logs
+
+    def _sum_over_ranks(
+        self, losses: np.ndarray, sizes: list[int], totals: list[float], metrics: list[Metric]
+    ) -> tuple[np.ndarray, list[int], list[float]]:
+        """Per-batch mean losses, batch sizes and metric totals (whose counts are updated) over
+        all ranks, from this rank's: one small allreduce of sample-weighted sums."""
+        k = len(sizes)
+        local = np.concatenate(
+            [
+                np.asarray(losses, dtype=np.float64) * np.asarray(sizes, dtype=np.float64),
+                np.asarray(sizes, dtype=np.float64),
+                np.asarray(totals, dtype=np.float64),
+                np.asarray([m.count for m in metrics], dtype=np.float64),
+            ]
+        )
+        summed = self.world.allreduce_sum(local, "the epoch's loss and metric sums")
+        counts = summed[k : 2 * k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_losses = summed[:k] / counts
+        for m, count in zip(metrics, summed[2 * k + len(metrics) :], strict=True):
+            m.count = int(count)
+        return mean_losses, [int(c) for c in counts], list(summed[2 * k : 2 * k + len(metrics)])
 
     def _to_host(self, scalars: list[Any], metrics: list[Metric]) -> tuple[np.ndarray, list[float]]:
         """Per-batch 0-d arrays and metric totals, copied to the host in one transfer."""
@@ -346,6 +436,10 @@ class Trainer:
         for m in metrics:
             m.reset()
         losses, sizes = [], []
+        if self.world is not None:  # each rank evaluates its own contiguous slice
+            first, last = shard_bounds(len(dataset), self.rank, self.world_size)
+            y = None if dataset.y is None else dataset.y[first:last, ...]
+            dataset = ArrayDataset(dataset.x[first:last, ...], y)
         try:
             for xb, yb in DataLoader(dataset, batch_size, shuffle=False):
                 pred = self.model.forward(xb)
@@ -356,6 +450,10 @@ class Trainer:
         finally:
             self.model.train(was_training)
         loss_values, totals = self._to_host(losses, metrics)
+        if self.world is not None:  # ranks ran different numbers of batches: sum whole slices
+            n = sum(sizes)
+            mean = float(np.dot(loss_values, sizes) / n) if n else 0.0
+            loss_values, sizes, totals = self._sum_over_ranks([mean], [n], totals, metrics)
         result = {"loss": float(np.dot(loss_values, sizes) / sum(sizes))}
         for m, total in zip(metrics, totals, strict=True):
             result[m.name] = m.value(total)

@@ -5,6 +5,7 @@
     python scripts/bench.py --device gpu         # CuPy backend vs a CuPy reference vs torch CUDA
     python scripts/bench.py --quick              # tiny smoke run: nnx and reference losses agree
     python scripts/bench.py --json results.json  # machine-readable output as well
+    python scripts/bench.py --distributed        # MPI data-parallel: compute vs allreduce, 1-2 ranks
 
 Workload: an MLP 784-512-256-10 with ReLU, softmax cross-entropy and SGD with momentum 0.9 on
 60,000 synthetic float32 samples, one shuffled epoch per measurement. The contenders run
@@ -586,6 +587,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--distributed" in (sys.argv[1:] if argv is None else argv):  # scripts/bench_distributed.py
+        import importlib.util
+
+        path = Path(__file__).resolve().parent / "bench_distributed.py"
+        spec = importlib.util.spec_from_file_location("bench_distributed", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main(argv)
     args = parse_args(argv)
     if args.probe:
         print(json.dumps(memory_probe(args)))

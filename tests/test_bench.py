@@ -36,3 +36,24 @@ def test_a_backend_without_a_hand_written_reference_is_refused():
     assert done.returncode == 2
     assert "array_api_strict backend" in done.stderr and "NumPy (--device cpu)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):
+    import pytest
+
+    pytest.importorskip("mpi4py", reason="needs mpi4py: pip install 'nnx-trainer[mpi]'")
+    out = tmp_path / "dist.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--distributed", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["ranks"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["compute_ms"] > 0 and r["allreduce_ms"] > 0
+        assert r["step_ms"] == r["compute_ms"] + r["allreduce_ms"]
+    assert rows[1]["rank_batch"] == rows[0]["rank_batch"] // 2 and rows[1]["bus_gb_per_s"] > 0
+    assert "allreduce" in done.stdout and "bus GB/s" in done.stdout

@@ -21,10 +21,19 @@ class DataLoader:
     permutation is copied to the device once per epoch and batches are gathered there with
     ``xp.take``: no host<->device copy per batch. The last batch is smaller unless ``drop_last``.
 
+    For data-parallel training give ``rank`` and ``world_size``: every global batch of
+    ``batch_size`` samples (the same batches as with one process) is cut into ``world_size``
+    contiguous, disjoint shards whose sizes differ by at most one, and this loader yields shard
+    ``rank`` of each (see :meth:`batch_rows`). Every rank sees the same number of batches; a shard
+    of a short last batch can be empty.
+
     >>> import numpy as np
     >>> loader = DataLoader(ArrayDataset(np.arange(5.0), np.arange(5)), batch_size=2, shuffle=False)
     >>> [b[1].tolist() for b in loader]
     [[0, 1], [2, 3], [4]]
+    >>> shard = DataLoader(ArrayDataset(np.arange(5.0), np.arange(5)), 2, False, rank=1, world_size=2)
+    >>> [b[1].tolist() for b in shard]
+    [[1], [3], []]
     """
 
     def __init__(
@@ -34,6 +43,8 @@ class DataLoader:
         shuffle: bool = True,
         drop_last: bool = False,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if not isinstance(dataset, ArrayDataset):
             raise TypeError(
@@ -45,6 +56,12 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
         self.epoch = 0
+        self.world_size = positive_int(world_size, "world_size", "DataLoader")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < self.world_size:
+            raise ValueError(
+                f"DataLoader: rank must be an integer in [0, {self.world_size - 1}], got {rank!r}"
+            )
+        self.rank = rank
         if self.drop_last and len(dataset) < self.batch_size:
             raise ValueError(
                 f"DataLoader: drop_last with batch_size {self.batch_size} and only "
@@ -63,17 +80,35 @@ class DataLoader:
         """The sample order of ``epoch`` (host int64 indices)."""
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
 
+    def batch_rows(self, batch: int) -> tuple[int, int, int]:
+        """``(start, stop, total)``: this rank's rows ``[start, stop)`` of global batch ``batch``,
+        which holds ``total`` samples (``(0, total, total)`` with one rank)."""
+        total = min(self.batch_size, len(self.dataset) - batch * self.batch_size)
+        return (*shard_bounds(total, self.rank, self.world_size), total)
+
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         x, y = self.dataset.x, self.dataset.y
-        n, b = len(self.dataset), self.batch_size
-        stop = n - n % b if self.drop_last else n
+        xp = namespace(x)
+        order = None
         if self.shuffle:
-            xp = namespace(x)
             order = backend_of(x).asarray(self.permutation(self.epoch))  # one copy per epoch
-            for start in range(0, stop, b):
-                idx = order[start : min(start + b, n)]  # the standard wants in-bounds slices
+        for batch in range(len(self)):
+            first, last, _ = self.batch_rows(batch)
+            start, end = batch * self.batch_size + first, batch * self.batch_size + last
+            if order is not None:
+                idx = order[start:end]  # the standard wants in-bounds slices
                 yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
-        else:
-            for start in range(0, stop, b):
-                end = min(start + b, n)
+            else:
                 yield x[start:end, ...], (None if y is None else y[start:end, ...])
+
+
+def shard_bounds(total: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of ``total`` that rank ``rank`` of ``world_size`` takes: contiguous
+    shards in rank order, the first ``total % world_size`` ranks one row longer.
+
+    >>> [shard_bounds(5, r, 3) for r in range(3)], shard_bounds(1, 2, 3)
+    ([(0, 2), (2, 4), (4, 5)], (1, 1))
+    """
+    base, extra = divmod(total, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)

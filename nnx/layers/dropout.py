@@ -19,6 +19,10 @@ class Dropout(Module):
     The mask comes from the backend's own seeded generator where it has one (CuPy, PyTorch) and
     from a seeded host generator otherwise, so no host round trip is needed on a GPU.
 
+    In data-parallel training each rank sets :attr:`rows` to ``(start, stop, total)`` before a
+    forward pass: the mask is then drawn for the whole global batch of ``total`` rows and rows
+    ``[start, stop)`` of it are used, so every sample gets the mask one process would give it.
+
     Args:
         p: probability of zeroing an element, ``0 <= p < 1``.
         rng: seed (or ``numpy.random.Generator`` to draw a seed from) for the masks.
@@ -26,6 +30,7 @@ class Dropout(Module):
 
     _scaled_mask = None
     _shape = None
+    rows: tuple[int, int, int] | None = None
 
     def __init__(self, p: float = 0.5, rng: Seed = None):
         if (
@@ -53,6 +58,19 @@ class Dropout(Module):
             self._generator = backend.generator(self.seed)
         return self._generator
 
+    def _uniform(self, x: Any, shape: tuple[int, ...]) -> Any:
+        """Uniform numbers of ``shape`` (whose first axis is ``x``'s batch) for the mask; with
+        :attr:`rows` set, this rank's rows of the numbers drawn for the whole global batch."""
+        if self.rows is None:
+            return self._masks_for(x).uniform(shape, x.dtype)
+        start, stop, total = self.rows
+        if x.ndim < 1 or x.shape[0] != stop - start:
+            raise ValueError(
+                f"{type(self).__name__}: rows {start}:{stop} of a global batch of {total} were set "
+                f"for this rank, but the input has shape {tuple(x.shape)}"
+            )
+        return self._masks_for(x).uniform((total, *shape[1:]), x.dtype)[start:stop, ...]
+
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
         check_floating(xp, x, "Dropout")
@@ -60,7 +78,7 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._scaled_mask = None
             return x
-        u = self._masks_for(x).uniform(tuple(x.shape), x.dtype)
+        u = self._uniform(x, tuple(x.shape))
         # keep with probability 1 - p, and scale the kept values by 1 / (1 - p)
         self._scaled_mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._scaled_mask
@@ -97,6 +115,6 @@ class Dropout2d(Dropout):
         if not self.training or self.p == 0.0:
             self._scaled_mask = None
             return x
-        u = self._masks_for(x).uniform((x.shape[0], x.shape[1], 1, 1), x.dtype)
+        u = self._uniform(x, (x.shape[0], x.shape[1], 1, 1))
         self._scaled_mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._scaled_mask

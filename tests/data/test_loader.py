@@ -113,3 +113,32 @@ def test_standardizer_is_fitted_on_the_training_split_only(backend):
     assert np.isfinite(nnx.to_numpy(constant.transform(backend.asarray(np.ones((1, 2)))))).all()
     with pytest.raises(RuntimeError, match="call fit"):
         Standardizer().transform(train)
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 5])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_rank_shards_cut_every_global_batch_in_rank_order(backend, world_size, shuffle):
+    data = _data(backend, n=23)
+    whole = [nnx.to_numpy(yb).tolist() for _, yb in DataLoader(data, 7, shuffle, seed=4)]
+    shards = [
+        DataLoader(data, 7, shuffle, seed=4, rank=r, world_size=world_size)
+        for r in range(5)[:world_size]
+    ]
+    for shard in shards:
+        shard.set_epoch(0)
+        assert len(shard) == len(whole)
+    parts = [[nnx.to_numpy(yb).tolist() for _, yb in shard] for shard in shards]
+    for b, batch in enumerate(whole):
+        assert sum((p[b] for p in parts), []) == batch  # disjoint, contiguous, in rank order
+        sizes = [len(p[b]) for p in parts]
+        assert max(sizes) - min(sizes) <= 1
+        assert [s.batch_rows(b)[2] for s in shards] == [len(batch)] * world_size
+
+
+@pytest.mark.parametrize("rank", [-1, 2, 1.0, True])
+def test_rank_outside_the_world_is_refused(rank):
+    data = ArrayDataset(np.zeros((4, 1)), np.zeros(4))
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[0, 1\]"):
+        DataLoader(data, 2, rank=rank, world_size=2)
+    with pytest.raises(ValueError, match="world_size"):
+        DataLoader(data, 2, world_size=0)

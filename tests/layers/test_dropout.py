@@ -47,3 +47,27 @@ def test_deep_copy_after_use_continues_the_same_masks(backend):
     twin = copy.deepcopy(model)
     np.testing.assert_array_equal(nnx.to_numpy(model(x)), nnx.to_numpy(twin(x)))
     assert nnx.gradcheck(model.eval(), x).ok
+
+
+def test_rows_of_a_global_batch_get_the_one_process_mask(backend):
+    x = backend.asarray(np.ones((7, 3)))
+    whole = nnx.Dropout(0.4, rng=5)
+    expected = nnx.to_numpy(whole(x))
+    for start, stop in [(0, 3), (3, 5), (5, 7), (7, 7)]:
+        part = nnx.Dropout(0.4, rng=5)
+        part.rows = (start, stop, 7)
+        got = part(backend.asarray(np.ones((stop - start, 3))))
+        np.testing.assert_array_equal(nnx.to_numpy(got), expected[start:stop])
+    part.rows = (0, 3, 7)
+    with pytest.raises(ValueError, match=r"rows 0:3 of a global batch of 7.*shape \(2, 3\)"):
+        part(backend.asarray(np.ones((2, 3))))
+
+
+def test_dropout2d_rows_of_a_global_batch_get_the_one_process_mask(backend):
+    x = backend.asarray(np.ones((5, 4, 2, 2)))
+    expected = nnx.to_numpy(nnx.Dropout2d(0.5, rng=3)(x))
+    for start, stop in [(0, 2), (2, 4), (4, 5)]:
+        part = nnx.Dropout2d(0.5, rng=3)
+        part.rows = (start, stop, 5)
+        got = part(backend.asarray(np.ones((stop - start, 4, 2, 2))))
+        np.testing.assert_array_equal(nnx.to_numpy(got), expected[start:stop])

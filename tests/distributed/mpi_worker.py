@@ -1,0 +1,124 @@
+"""Run under ``mpiexec -n N python -m mpi4py tests/distributed/mpi_worker.py SCENARIO OUT``.
+
+Scenarios (what tests/distributed/test_distributed.py checks afterwards):
+  train  distributed Trainer run of :func:`problem`; rank 0 writes OUT/params.npz and history.json
+  batchnorm  a model with BatchNorm1d; every rank writes OUT/rank<r>.npz
+  loop   a hand-written loop with the public API; rank 0 writes OUT/params.npz
+  raise / kill / hang  rank 1 raises, is killed with SIGKILL, or hangs in epoch 2, after rank 0
+         wrote OUT/last.npz at the end of epoch 1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_SAMPLES, BATCH, EPOCHS = 41, 8, 3  # the last batch holds 1 sample: other ranks' shards are empty
+
+
+def problem(seed: int = 0):
+    """Data, model, loss and optimizer shared by the workers and the one-process reference."""
+    import nnx
+
+    rng = np.random.default_rng(123)
+    x = rng.standard_normal((N_SAMPLES, 5))
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(np.int64) + (x[:, 3] > 1)
+    init = np.random.default_rng(seed)
+    model = nnx.Sequential(
+        nnx.Linear(5, 12, rng=init), nnx.ReLU(), nnx.Dropout(0.3), nnx.Linear(12, 3, rng=init)
+    ).to("cpu", dtype="float64")
+    optimizer = nnx.optim.Adam(model.parameters(), lr=0.05)
+    return (x, y), model, nnx.CrossEntropyLoss(), optimizer
+
+
+class Fault:
+    """A callback that makes rank 1 fail in epoch 2 (after rank 0 saved epoch 1)."""
+
+    def __init__(self, how: str):
+        import nnx
+
+        base = nnx.Callback
+
+        class _Fault(base):
+            def on_batch_end(self, trainer, batch):
+                if trainer.rank != 1 or trainer.epoch < 1 or batch < 2:
+                    return
+                if how == "raise":
+                    raise RuntimeError("injected fault on rank 1")
+                if how == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(3600)  # hang
+
+        self.callback = _Fault()
+
+
+def main(scenario: str, out: Path) -> None:
+    import nnx
+    import nnx.distributed as dist
+
+    world = dist.init()
+    if scenario == "loop":
+        (x, y), model, loss, optimizer = problem(seed=world.rank)  # different weights per rank
+        dist.broadcast_parameters(model)
+        loader = nnx.data.DataLoader(
+            nnx.data.ArrayDataset(x, y),
+            BATCH,
+            seed=0,
+            rank=dist.rank(),
+            world_size=dist.world_size(),
+        )
+        for epoch in range(EPOCHS):
+            loader.set_epoch(epoch)
+            model.eval()  # dropout off: this loop does not split the masks
+            for xb, yb in loader:
+                model.zero_grad()
+                if xb.shape[0]:
+                    loss.forward(model(xb), yb)
+                    model.backward(loss.backward())
+                dist.allreduce_gradients(model, xb.shape[0])
+                optimizer.step()
+        if world.rank == 0:
+            np.savez(out / "params.npz", **model.state_dict())
+        return
+    if scenario == "batchnorm":  # local batch statistics, averaged over the ranks each epoch
+        (x, y), _, loss, _ = problem()
+        init = np.random.default_rng(world.rank)
+        model = nnx.Sequential(
+            nnx.Linear(5, 6, rng=init), nnx.BatchNorm1d(6), nnx.ReLU(), nnx.Linear(6, 3, rng=init)
+        ).to("cpu", dtype="float64")
+        optimizer = nnx.optim.Adam(model.parameters(), lr=0.05)
+        trainer = nnx.Trainer(
+            model, loss, optimizer, device="cpu", progress=False, distributed=True
+        )
+        trainer.fit((x[:40], y[:40]), epochs=2, batch_size=BATCH)  # no batch of 1 sample
+        np.savez(out / f"rank{world.rank}.npz", **model.state_dict())
+        return
+    (x, y), model, loss, optimizer = problem(seed=world.rank)
+    callbacks = [nnx.ModelCheckpoint(out, monitor="train_loss")]
+    if scenario in ("raise", "kill", "hang"):
+        callbacks.append(Fault(scenario).callback)
+    trainer = nnx.Trainer(
+        model,
+        loss,
+        optimizer,
+        device="cpu",
+        metrics=("accuracy",),
+        callbacks=callbacks,
+        seed=7,
+        progress=False,
+        distributed=True,
+    )
+    trainer.fit((x, y), val=(x[:13], y[:13]), epochs=EPOCHS, batch_size=BATCH)
+    if world.rank == 0:
+        np.savez(out / "params.npz", **model.state_dict())
+        (out / "history.json").write_text(json.dumps(trainer.history.records))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
