@@ -4,7 +4,7 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors and array-api-strict.
 """
 
-from . import callbacks, data, datasets, metrics, models, optim
+from . import callbacks, data, datasets, metrics, models, optim, special
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .callbacks import (
     Callback,
@@ -20,7 +20,11 @@ from .checks import BackwardBeforeForwardError
 from .gradcheck import GradcheckResult, gradcheck
 from .history import History
 from .layers import (
+    ELU,
     GELU,
+    GRU,
+    LSTM,
+    SELU,
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
     AvgPool1d,
@@ -32,20 +36,44 @@ from .layers import (
     ConvTranspose2d,
     Dropout,
     Dropout2d,
+    Embedding,
     Flatten,
     GroupNorm,
+    Hardtanh,
     Identity,
+    LayerNorm,
     LeakyReLU,
     Linear,
+    LogSoftmax,
     MaxPool1d,
     MaxPool2d,
+    Mish,
+    MultiheadAttention,
+    PositionalEmbedding,
     ReLU,
+    RMSNorm,
     Sigmoid,
+    SiLU,
+    SinusoidalPositionalEncoding,
     Softmax,
+    Softplus,
     Tanh,
+    TiedLinear,
+    TransformerEncoderLayer,
     Upsample,
 )
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, Loss, MSELoss
+from .losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .module import Buffer, Module, Parameter, Sequential
 from .plots import save_curves
 from .registry import ModelFileError, register_module, registered_modules
@@ -56,6 +84,29 @@ from .trainer import NonFiniteLossError, Trainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELU",
+    "SELU",
+    "Hardtanh",
+    "LogSoftmax",
+    "Mish",
+    "SiLU",
+    "Softplus",
+    "MultiheadAttention",
+    "Embedding",
+    "TiedLinear",
+    "LayerNorm",
+    "RMSNorm",
+    "GRU",
+    "LSTM",
+    "PositionalEmbedding",
+    "SinusoidalPositionalEncoding",
+    "TransformerEncoderLayer",
+    "BCELoss",
+    "HuberLoss",
+    "KLDivLoss",
+    "NLLLoss",
+    "SmoothL1Loss",
+    "special",
     "CSVLogger",
     "Callback",
     "CheckpointError",

@@ -360,6 +360,36 @@ def _strict_backend(device_name: str | None) -> Backend:
     return Backend("array_api_strict", xp, dev)
 
 
+# --------------------------------------------------------------------------- scatter-add
+
+
+def scatter_add_rows(ids: Any, values: Any, num_rows: int) -> Any:
+    """``out[ids[i]] += values[i]`` into a fresh zero ``(num_rows, D)`` array, by the library's
+    own scatter-add, or None when the backend has none (the caller then uses a portable path).
+
+    ``ids`` is 1-D integer, ``values`` is ``(len(ids), D)``. NumPy: ``np.add.at``; PyTorch:
+    ``index_add_``; CuPy: ``cupyx.scatter_add`` (untested: no GPU in CI). Duplicate ids add up.
+    """
+    if type(values) is np.ndarray and type(ids) is np.ndarray:
+        out = np.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+        np.add.at(out, ids, values)
+        return out
+    if array_api_compat.is_torch_array(values):
+        import torch
+
+        out = torch.zeros((num_rows, values.shape[1]), dtype=values.dtype, device=values.device)
+        return out.index_add_(0, ids, values)
+    if array_api_compat.is_cupy_array(values):
+        import cupy
+        import cupyx
+
+        with values.device:
+            out = cupy.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+            cupyx.scatter_add(out, ids, values)
+        return out
+    return None
+
+
 # ---------------------------------------------------------------------------- NCCL (CuPy)
 # Data-parallel training (nnx.distributed) sums CuPy gradient buffers on the GPUs with NCCL.
 # Written against cupy.cuda.nccl but not yet run: no machine with a GPU was available.

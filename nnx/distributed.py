@@ -302,7 +302,7 @@ def allreduce_gradients(model: Module | Iterable[Any], count: int) -> None:
     """
     w = world()
     params = list(model.parameters() if isinstance(model, Module) else model)
-    if not params:
+    if not params or w.size == 1:  # one rank: its gradients are the whole batch's already
         return
     xp = namespace(params[0].value)
     be = backend_of(params[0].value)

@@ -14,13 +14,23 @@ array([1., 2.])
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
-from .backend import device, namespace, to_numpy
-from .checks import check_floating, check_same_device, check_same_dtype, dtype_name, require_forward
+from .backend import backend_of, device, namespace, to_numpy
+from .checks import (
+    check_floating,
+    check_grad,
+    check_same_device,
+    check_same_dtype,
+    dtype_name,
+    non_negative,
+    real_in_range,
+    require_forward,
+)
 from .module import Module
 
-REDUCTIONS = ("mean", "sum")
+REDUCTIONS = ("mean", "sum", "none")
 
 
 class Loss(Module):
@@ -32,15 +42,23 @@ class Loss(Module):
     base :meth:`backward` returns the saved gradient. :meth:`reduction_scale` gives the ``1/N``
     that the mean puts into the gradient. Every helper is public: see "Custom losses" in
     ``docs/custom-layer.md``.
+
+    ``reduction="none"`` returns the unreduced per-element (or per-sample) values; its
+    ``backward(grad_out)`` then takes ``grad_out`` of that shape (None means all ones, the
+    gradient of their sum).
     """
 
+    _reductions: tuple[str, ...] = REDUCTIONS
+
     def __init__(self, reduction: str = "mean"):
-        if reduction not in REDUCTIONS:
+        if reduction not in self._reductions:
+            names = ", ".join(repr(r) for r in self._reductions)
             raise ValueError(
-                f"{type(self).__name__}: reduction must be 'mean' or 'sum', got {reduction!r}"
+                f"{type(self).__name__}: reduction must be one of {names}, got {reduction!r}"
             )
         self.reduction = reduction
         self._grad = None
+        self._out_shape: tuple[int, ...] = ()
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -52,9 +70,19 @@ class Loss(Module):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, grad_out: Any = None) -> Any:
-        """``dL/dpred``; ``grad_out`` (a number or 0-d array) scales it, for use inside a larger graph."""
+        """``dL/dpred``; ``grad_out`` (a number or 0-d array) scales it, for use inside a larger
+        graph. With ``reduction="none"`` it may also be an array of the loss's output shape."""
         grad = require_forward(self._grad, type(self).__name__)
-        return grad if grad_out is None else grad_out * grad
+        if grad_out is None:
+            return grad
+        if self.reduction == "none" and getattr(grad_out, "ndim", 0) > 0:
+            check_grad(grad_out, self._out_shape, type(self).__name__)
+            return self._expand(grad_out) * grad
+        return grad_out * grad
+
+    def _expand(self, grad_out: Any) -> Any:
+        """``grad_out`` of the unreduced loss's shape, broadcastable to the prediction's shape."""
+        return grad_out
 
     # ------------------------------------------------------------------ helpers for subclasses
     def save_grad(self, grad: Any) -> None:
@@ -62,14 +90,18 @@ class Loss(Module):
         self._grad = grad
 
     def reduce(self, values: Any) -> Any:
-        """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array."""
+        """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array;
+        ``values`` themselves for ``reduction="none"``."""
         xp = namespace(values)
+        if self.reduction == "none":
+            self._out_shape = tuple(values.shape)
+            return values
         total = xp.mean(values) if self.reduction == "mean" else xp.sum(values)
         return xp.asarray(total)  # NumPy reductions return scalars; the API promises a 0-d array
 
     def reduction_scale(self, pred: Any) -> float:
         """The factor the reduction puts into the gradient: ``1/N`` for the mean over the ``N``
-        elements of ``pred``, 1 for the sum."""
+        elements of ``pred``, 1 for the sum and for ``"none"``."""
         return 1.0 / math.prod(pred.shape) if self.reduction == "mean" else 1.0
 
     def check_pred(self, pred: Any) -> Any:
@@ -158,73 +190,206 @@ class BCEWithLogitsLoss(Loss):
         return self.reduce(xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
 
 
-class CrossEntropyLoss(Loss):
-    """Softmax cross-entropy on logits of shape ``(N, C)``.
+def _class_axis_shape(ndim: int, size: int) -> tuple[int, ...]:
+    """``(1, size, 1, ...)``: a per-class vector broadcast along the class axis (axis 1)."""
+    return (1, size) + (1,) * (ndim - 2)
 
-    Targets are integer class labels of shape ``(N,)`` or probabilities (one-hot or soft) of
-    shape ``(N, C)`` and the logits' dtype. With ``p = softmax(z)``:
-    ``L = -mean_n sum_c t_nc log p_nc`` and ``dL/dz = (p * sum_c t_nc - t) / N``
-    (``= (p - t) / N`` when each target row sums to one). The log-softmax subtracts the row
-    maximum first, so finite logits of any magnitude (float32 up to its largest value) give
-    finite values, and ``-inf`` logits mask classes: a class whose target is 0 adds nothing, as
-    in PyTorch. The loss is ``inf`` only when a target class itself is masked, and NaN when a
-    whole row is ``-inf`` or a logit is ``+inf`` or NaN (PyTorch gives the same).
+
+class _ClassLoss(Loss):
+    """Shared by :class:`CrossEntropyLoss` and :class:`NLLLoss`: class weights, ignored labels,
+    and inputs of shape ``(N, C)`` or ``(N, C, d1, ...)`` with labels ``(N,)`` or
+    ``(N, d1, ...)`` (the class axis is axis 1, as in PyTorch)."""
+
+    def __init__(
+        self,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        check_labels: bool = True,
+    ):
+        super().__init__(reduction)
+        who = type(self).__name__
+        if weight is not None:
+            if getattr(weight, "ndim", None) != 1:
+                raise ValueError(
+                    f"{who}: weight must be a 1-D array with one entry per class, got "
+                    f"{type(weight).__name__} of shape {tuple(getattr(weight, 'shape', ()))}"
+                )
+            check_floating(namespace(weight), weight, who, "weight")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise ValueError(f"{who}: ignore_index must be an integer, got {ignore_index!r}")
+        self.weight = weight
+        self.ignore_index = int(ignore_index)
+        self.check_labels = bool(check_labels)
+        self._weight_cache: tuple[Any, Any] = (None, None)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.weight is not None:
+            text += f", weight=<{tuple(self.weight.shape)}>"
+        if self.ignore_index != -100:
+            text += f", ignore_index={self.ignore_index}"
+        return text
+
+    def _expand(self, grad_out: Any) -> Any:
+        return namespace(grad_out).expand_dims(grad_out, axis=1)
+
+    def _check_input(self, pred: Any) -> Any:
+        xp = self.check_pred(pred)
+        if pred.ndim < 2:
+            raise ValueError(
+                f"{type(self).__name__}: input must have shape (N, C) or (N, C, d1, ...), got "
+                f"{tuple(pred.shape)}"
+            )
+        return xp
+
+    def _class_weight(self, xp: Any, pred: Any) -> Any:
+        """The class weights on ``pred``'s backend and dtype, shaped ``(1, C, 1, ...)``."""
+        c = pred.shape[1]
+        if self.weight.shape[0] != c:
+            raise ValueError(
+                f"{type(self).__name__}: weight has {self.weight.shape[0]} entries but the "
+                f"input has {c} classes"
+            )
+        key, cached = self._weight_cache
+        here = backend_of(pred)
+        if key != (here, pred.dtype):  # converted once per backend and dtype, then reused
+            cached = here.asarray(to_numpy(self.weight), dtype=dtype_name(pred.dtype))
+            self._weight_cache = ((here, pred.dtype), cached)
+        return xp.reshape(cached, _class_axis_shape(pred.ndim, c))
+
+    def _label_masks(self, xp: Any, pred: Any, target: Any) -> tuple[Any, Any]:
+        """``(onehot, keep)`` for integer labels: ``onehot`` of ``pred``'s shape and dtype
+        (zero rows for ignored labels), ``keep`` of shape ``(N, 1, d1, ...)`` (1 unless ignored)."""
+        who = type(self).__name__
+        n, c, rest = pred.shape[0], pred.shape[1], tuple(pred.shape[2:])
+        if tuple(target.shape) != (n, *rest):
+            raise ValueError(
+                f"{who}: integer class labels must have shape {(n, *rest)} for input of shape "
+                f"{tuple(pred.shape)}, got {tuple(target.shape)}"
+            )
+        ignored = target == self.ignore_index
+        if self.check_labels:
+            valid = xp.where(ignored, xp.zeros_like(target), target)
+            lo, hi = int(to_numpy(xp.min(valid))), int(to_numpy(xp.max(valid)))
+            if lo < 0 or hi >= c:
+                raise ValueError(
+                    f"{who}: class labels must lie in [0, {c - 1}] for {c} classes (or equal "
+                    f"ignore_index={self.ignore_index}), got labels from {lo} to {hi}"
+                )
+        classes = xp.arange(c, dtype=target.dtype, device=device(pred))
+        labels = xp.expand_dims(target, axis=1)
+        keep = xp.astype(xp.logical_not(xp.expand_dims(ignored, axis=1)), pred.dtype)
+        onehot = xp.astype(
+            labels == xp.reshape(classes, _class_axis_shape(pred.ndim, c)), pred.dtype
+        )
+        return onehot * keep, keep
+
+    def _check_target_array(self, xp: Any, pred: Any, target: Any) -> None:
+        who = type(self).__name__
+        if namespace(target) is not xp:
+            raise TypeError(
+                f"{who}: target is a {type(target).__name__}, logits a {type(pred).__name__}"
+            )
+        check_same_device(target, pred, who, "target", "logits")
+
+
+def _safe_denominator(xp: Any, total: Any) -> Any:
+    """``total`` with zeros replaced by one: a batch whose labels are all ignored has loss 0
+    and gradient 0 (PyTorch returns NaN there)."""
+    return xp.where(total == 0, xp.ones_like(total), total)
+
+
+class CrossEntropyLoss(_ClassLoss):
+    """Softmax cross-entropy on logits ``z`` of shape ``(N, C)`` or ``(N, C, d1, ...)``.
+
+    Targets are integer class labels of shape ``(N,)`` / ``(N, d1, ...)``, or probabilities
+    (one-hot or soft) of the logits' shape and dtype. Every case is written as a target matrix
+    ``T`` (one row per sample, along the class axis), so with ``p = softmax(z)`` and
+    ``log p = z - logsumexp(z)``:
+
+        loss_n = -sum_c T_nc log p_nc,    dloss_n/dz_n = p_n * sum_c T_nc - T_n
+
+    * labels ``y``: ``T_nc = keep_n ((1 - eps) w_c [c = y_n] + eps w_c / C)``, with
+      ``keep_n = 0`` where ``y_n == ignore_index``; the mean divides by ``sum_n keep_n w_{y_n}``
+      (PyTorch's weighted mean, which it also uses for the smoothing term);
+    * probabilities ``t``: ``T_nc = w_c ((1 - eps) t_nc + eps / C)``; the mean divides by the
+      number of samples (``N * d1 * ...``).
+
+    The log-softmax subtracts the row maximum first, so finite logits of any magnitude (float32
+    up to its largest value) give finite values, and ``-inf`` logits mask classes: a class whose
+    target is 0 adds nothing, as in PyTorch. The loss is ``inf`` only when a target class itself
+    is masked, and NaN when a whole row is ``-inf`` or a logit is ``+inf`` or NaN (PyTorch gives
+    the same).
 
     Args:
-        reduction: ``"mean"`` over samples (default) or ``"sum"``.
+        weight: optional per-class weights ``w``, a 1-D array of length ``C`` (any backend;
+            converted to the logits' backend and dtype once and cached).
+        ignore_index: label value that contributes nothing (default -100, as PyTorch).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (losses of shape
+            ``(N, d1, ...)``).
+        label_smoothing: ``eps`` in ``[0, 1]``.
         check_labels: check that integer labels lie in ``[0, C)``. This reads two numbers back
             to the host (a device synchronisation on a GPU); turn it off in tight GPU loops once
             the data is known to be valid.
+
+    Differences from PyTorch: a mean over a batch whose labels are all ignored is 0 with a zero
+    gradient, not NaN.
     """
 
-    def __init__(self, reduction: str = "mean", check_labels: bool = True):
-        super().__init__(reduction)
-        self.check_labels = bool(check_labels)
+    def __init__(
+        self,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        check_labels: bool = True,
+    ):
+        super().__init__(weight, ignore_index, reduction, check_labels)
+        self.label_smoothing = real_in_range(
+            label_smoothing, "label_smoothing", "CrossEntropyLoss", 0.0, 1.0
+        )
 
-    def _targets(self, xp: Any, logits: Any, target: Any) -> tuple[Any, bool]:
-        """The target as an ``(N, C)`` array of the logits' dtype, and whether it is one-hot."""
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text + (f", label_smoothing={self.label_smoothing}" if self.label_smoothing else "")
+
+    def _targets(self, xp: Any, logits: Any, target: Any) -> tuple[Any, Any]:
+        """The target matrix ``T`` (the logits' shape and dtype) and the mean's denominator."""
         who = "CrossEntropyLoss"
-        n, c = logits.shape
-        if namespace(target) is not xp:
-            raise TypeError(
-                f"{who}: target is a {type(target).__name__}, logits a {type(logits).__name__}"
-            )
-        check_same_device(target, logits, who, "target", "logits")
+        self._check_target_array(xp, logits, target)
+        eps, c = self.label_smoothing, logits.shape[1]
+        w = None if self.weight is None else self._class_weight(xp, logits)
         if xp.isdtype(target.dtype, "integral"):
-            if tuple(target.shape) != (n,):
-                raise ValueError(
-                    f"{who}: integer class labels must have shape ({n},) for logits of shape "
-                    f"({n}, {c}), got {tuple(target.shape)}"
-                )
-            if self.check_labels:
-                lo, hi = int(to_numpy(xp.min(target))), int(to_numpy(xp.max(target)))
-                if lo < 0 or hi >= c:
-                    raise ValueError(
-                        f"{who}: class labels must lie in [0, {c - 1}] for {c} classes, "
-                        f"got labels from {lo} to {hi}"
-                    )
-            classes = xp.arange(c, dtype=target.dtype, device=device(logits))
-            return xp.astype(target[:, None] == classes, logits.dtype), True
+            onehot, keep = self._label_masks(xp, logits, target)
+            hit = onehot if w is None else onehot * w  # keep_n w_{y_n} [c = y_n]
+            t = (
+                hit
+                if eps == 0.0
+                else (1.0 - eps) * hit + (eps / c) * (keep if w is None else keep * w)
+            )
+            return t, xp.sum(hit)
         if xp.isdtype(target.dtype, "real floating"):
-            if tuple(target.shape) != (n, c):
+            if tuple(target.shape) != tuple(logits.shape):
+                rest = tuple(logits.shape[2:])
                 raise ValueError(
-                    f"{who}: probability targets must have the logits' shape ({n}, {c}), got "
-                    f"{tuple(target.shape)}; integer class labels of shape ({n},) also work"
+                    f"{who}: probability targets must have the logits' shape "
+                    f"{tuple(logits.shape)}, got {tuple(target.shape)}; integer class labels "
+                    f"of shape {(logits.shape[0], *rest)} also work"
                 )
             check_same_dtype(target, logits, who, "target", "logits")
-            return target, False
+            t = target if eps == 0.0 else (1.0 - eps) * target + eps / c
+            if w is not None:
+                t = t * w
+            return t, float(math.prod(logits.shape) // c)
         raise TypeError(
             f"{who}: target must hold integer class labels or floating probabilities, "
             f"got dtype {dtype_name(target.dtype)}"
         )
 
     def forward(self, pred: Any, target: Any) -> Any:
-        xp = self.check_pred(pred)
-        if pred.ndim != 2:
-            raise ValueError(
-                f"CrossEntropyLoss: logits must have shape (N, C), got {tuple(pred.shape)}"
-            )
-        t, one_hot = self._targets(xp, pred, target)
+        xp = self._check_input(pred)
+        t, count = self._targets(xp, pred, target)
         row_max = xp.max(pred, axis=1, keepdims=True)
         # pred - row_max overflows (with a NumPy warning) where a logit lies more than the
         # largest float below its row's maximum: clamp to that floor, then make those -inf.
@@ -233,16 +398,179 @@ class CrossEntropyLoss(Loss):
         shifted = xp.where(pred < floor, xp.full_like(shifted, -math.inf), shifted)
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)
-        scale = 1.0 / pred.shape[0] if self.reduction == "mean" else 1.0
-        p = e / total
-        # A masked (-inf) logit, or a float32 logit far below the row maximum, shifts to -inf;
-        # where its target is 0 the term 0 * -inf is NaN, but its limit (and PyTorch's) is 0.
-        t_shifted = t * xp.where(t == 0.0, xp.zeros_like(shifted), shifted)
-        if one_hot:  # rows of t sum to one: -sum_c t log p = log(total) - sum_c t * shifted
-            self.save_grad(scale * (p - t))
-            per_sample = xp.log(total[:, 0]) - xp.sum(t_shifted, axis=1)
-        else:
-            t_sum = xp.sum(t, axis=1, keepdims=True)
-            self.save_grad(scale * (p * t_sum - t))
-            per_sample = t_sum[:, 0] * xp.log(total[:, 0]) - xp.sum(t_shifted, axis=1)
+        t_sum = xp.sum(t, axis=1, keepdims=True)
+        # -sum_c T log p = sum_c T * (log(total) - shifted); without the T == 0 terms, so a
+        # logit of -inf where the target is 0 gives 0, not 0 * inf = NaN
+        log_p = shifted - xp.log(total)
+        per_sample = -xp.sum(t * xp.where(t == 0, xp.zeros_like(t), log_p), axis=1)
+        grad = (e / total) * t_sum - t
+        if self.reduction == "mean":
+            denominator = _safe_denominator(
+                xp, xp.asarray(count, dtype=pred.dtype, device=device(pred))
+            )
+            self.save_grad(grad / denominator)
+            self._out_shape = ()
+            return xp.sum(per_sample) / denominator
+        self.save_grad(grad)
         return self.reduce(per_sample)
+
+
+class NLLLoss(_ClassLoss):
+    """Negative log-likelihood on log-probabilities ``x`` of shape ``(N, C)`` or
+    ``(N, C, d1, ...)`` with integer labels ``y`` of shape ``(N,)`` or ``(N, d1, ...)``:
+    ``loss_n = -w_{y_n} x_{n, y_n}`` (0 where ``y_n == ignore_index``);
+    ``dloss_n/dx_n = -w_{y_n} onehot(y_n)``. The mean divides by ``sum_n w_{y_n}`` over the
+    labels not ignored (0 when all are ignored; PyTorch gives NaN).
+
+    Args: ``weight``, ``ignore_index``, ``reduction``, ``check_labels`` as for
+    :class:`CrossEntropyLoss`.
+    """
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self._check_input(pred)
+        self._check_target_array(xp, pred, target)
+        if not xp.isdtype(target.dtype, "integral"):
+            raise TypeError(
+                f"NLLLoss: target must hold integer class labels, got dtype {dtype_name(target.dtype)}"
+            )
+        onehot, _ = self._label_masks(xp, pred, target)
+        hit = onehot if self.weight is None else onehot * self._class_weight(xp, pred)
+        # -w_y x_y, picked with where so that -inf log-probabilities of other classes stay out
+        per_sample = -xp.sum(hit * xp.where(onehot > 0, pred, xp.zeros_like(pred)), axis=1)
+        if self.reduction == "mean":
+            denominator = _safe_denominator(xp, xp.sum(hit))
+            self.save_grad(-hit / denominator)
+            self._out_shape = ()
+            return xp.sum(per_sample) / denominator
+        self.save_grad(-hit)
+        return self.reduce(per_sample)
+
+
+class BCELoss(Loss):
+    """Binary cross-entropy on probabilities ``p`` in [0, 1] with targets ``t`` in [0, 1]:
+    ``loss = -w (t log p + (1 - t) log(1 - p))``, each log clamped at -100 as in PyTorch;
+    ``dloss/dp = w (p - t) / max(p (1 - p), 1e-12)`` (PyTorch's clamp too).
+    Prefer :class:`BCEWithLogitsLoss` on logits: it is stable without clamps.
+
+    Args:
+        weight: optional rescaling weight broadcastable to the input's shape.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    def __init__(self, weight: Any = None, reduction: str = "mean"):
+        super().__init__(reduction)
+        if weight is not None:
+            check_floating(namespace(weight), weight, "BCELoss", "weight")
+        self.weight = weight
+        self._weight_cache: tuple[Any, Any] = (None, None)
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self.check_same_shape_target(pred, target)
+        p, t = pred, target
+        log_p = xp.maximum(xp.log(p), -100.0)
+        log_1mp = xp.maximum(xp.log1p(-p), -100.0)
+        values = -(t * log_p + (1.0 - t) * log_1mp)
+        grad = (p - t) / xp.maximum(p * (1.0 - p), 1e-12)
+        if self.weight is not None:
+            key, w = self._weight_cache
+            here = backend_of(pred)
+            if key != (here, pred.dtype):
+                w = here.asarray(to_numpy(self.weight), dtype=dtype_name(pred.dtype))
+                self._weight_cache = ((here, pred.dtype), w)
+            values, grad = values * w, grad * w
+        self.save_grad(self.reduction_scale(pred) * grad)
+        return self.reduce(values)
+
+
+class HuberLoss(Loss):
+    """``loss = 0.5 d^2`` where ``|d| <= delta``, else ``delta (|d| - 0.5 delta)``, with
+    ``d = pred - target``; ``dloss/dpred = clip(d, -delta, delta)``.
+
+    Args: ``reduction`` (``"mean"``, ``"sum"``, ``"none"``) and ``delta > 0``.
+    """
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0):
+        super().__init__(reduction)
+        self.delta = non_negative(delta, "delta", "HuberLoss")
+        if self.delta == 0:
+            raise ValueError(f"HuberLoss: delta must be > 0, got {delta!r}")
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, delta={self.delta}"
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self.check_same_shape_target(pred, target)
+        d, delta = pred - target, self.delta
+        a = xp.abs(d)
+        values = xp.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+        grad = xp.clip(d, -delta, delta)
+        self.save_grad(self.reduction_scale(pred) * grad)
+        return self.reduce(values)
+
+
+class SmoothL1Loss(Loss):
+    """``loss = 0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``, with
+    ``d = pred - target`` (``beta = 0`` is the L1 loss); ``dloss/dpred = clip(d / beta, -1, 1)``
+    (``sign(d)`` when ``beta = 0``).
+
+    Args: ``reduction`` (``"mean"``, ``"sum"``, ``"none"``) and ``beta >= 0``.
+    """
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(reduction)
+        self.beta = non_negative(beta, "beta", "SmoothL1Loss")
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, beta={self.beta}"
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self.check_same_shape_target(pred, target)
+        d, beta = pred - target, self.beta
+        a = xp.abs(d)
+        if beta == 0.0:
+            values, grad = a, xp.sign(d)
+        else:
+            values = xp.where(a < beta, (0.5 / beta) * d * d, a - 0.5 * beta)
+            grad = xp.clip(d * (1.0 / beta), -1.0, 1.0)
+        self.save_grad(self.reduction_scale(pred) * grad)
+        return self.reduce(values)
+
+
+class KLDivLoss(Loss):
+    """Kullback-Leibler divergence with the input ``x`` given as log-probabilities:
+    ``loss = t (log t - x)`` (0 where ``t = 0``), or with ``log_target=True`` (``t`` given as
+    log-probabilities) ``loss = exp(t) (t - x)``; ``dloss/dx = -t`` (``-exp(t)``).
+
+    Args:
+        reduction: ``"mean"`` (over every element, PyTorch's default), ``"batchmean"`` (sum over
+            everything divided by the batch size ``x.shape[0]``: the true KL divergence per
+            sample), ``"sum"`` or ``"none"``.
+        log_target: whether the target is given as log-probabilities.
+    """
+
+    _reductions = (*REDUCTIONS, "batchmean")
+
+    def __init__(self, reduction: str = "mean", log_target: bool = False):
+        super().__init__(reduction)
+        self.log_target = bool(log_target)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, log_target={self.log_target}"
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        xp = self.check_same_shape_target(pred, target)
+        x, t = pred, target
+        if self.log_target:
+            prob = xp.exp(t)
+            values = prob * (t - x)
+        else:
+            prob = t
+            positive = t > 0
+            safe = xp.where(positive, t, xp.ones_like(t))
+            values = xp.where(positive, t * xp.log(safe), xp.zeros_like(t)) - t * x
+        if self.reduction == "batchmean":
+            scale = 1.0 / x.shape[0] if x.ndim > 0 else 1.0
+            self.save_grad(-scale * prob)
+            return xp.asarray(xp.sum(values) * scale)
+        self.save_grad(-self.reduction_scale(x) * prob)
+        return self.reduce(values)

@@ -3,11 +3,12 @@
 
     python scripts/bench.py --distributed                 # MLP 784-512-256-10, ranks 1,2
     python scripts/bench.py --distributed --ranks 1,2,4 --batch-sizes 128,1024
+    python scripts/bench.py --distributed --model cnn     # the cnn preset on 1x28x28 images
     python scripts/bench.py --distributed --quick         # tiny smoke run
 
 For each rank count N and global batch B the parent launches
 ``mpiexec -n N python -m mpi4py scripts/bench_distributed.py --worker ...`` with one BLAS thread
-per rank. Each rank trains the bench MLP (float32, SGD) on its B/N-sample shard and times every
+per rank. Each rank trains the bench MLP (or the cnn preset; float32, SGD) on its B/N-sample shard and times every
 step in two parts: compute (forward, backward, optimizer step) and the gradient allreduce of
 :func:`nnx.distributed.allreduce_gradients` (packing, MPI_Allreduce, unpacking; it includes any
 wait for a slower rank). The allreduce bandwidth is measured apart, with MPI_Allreduce on a buffer
@@ -48,18 +49,16 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from nnx.optim import SGD
 
     world = dist.init()
-    sizes = [args.features, *args.hidden, args.classes]
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch * 4, args.features), dtype=np.float32)
+    if args.model == "cnn":  # the cnn preset on MNIST-shaped images
+        shape: tuple[int, ...] = (1, 28, 28)
+        model = nnx.models.build_model("cnn", shape, args.classes)
+    else:
+        shape = (args.features,)
+        model = nnx.models.build_model("mlp", shape, args.classes, hidden=args.hidden)
+    model = model.to("cpu", dtype="float32")
+    x = rng.standard_normal((args.batch * 4, *shape), dtype=np.float32)
     y = rng.integers(0, args.classes, size=len(x))
-    layers: list[Any] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers += (
-            [nnx.Linear(a, b, rng=i), nnx.ReLU()]
-            if i < len(sizes) - 2
-            else [nnx.Linear(a, b, rng=i)]
-        )
-    model = nnx.Sequential(*layers).to("cpu", dtype="float32")
     dist.broadcast_parameters(model)
     loss = nnx.CrossEntropyLoss(check_labels=False)
     optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -99,6 +98,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             if i >= args.warmup:
                 transfer.append(time.perf_counter() - t0)
     result = {
+        "model": args.model,
         "ranks": world.size,
         "global_batch": args.batch,
         "rank_batch": int(loader.batch_rows(0)[1] - loader.batch_rows(0)[0]),
@@ -129,7 +129,7 @@ def launch(args: argparse.Namespace, ranks: int, batch: int) -> dict[str, Any]:
             mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", __file__, "--worker",
             "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
             "--features", str(args.features), "--hidden", ",".join(map(str, args.hidden)),
-            "--classes", str(args.classes), "--out", str(out),
+            "--classes", str(args.classes), "--out", str(out), "--model", args.model,
         ]  # fmt: skip
         done = subprocess.run(
             command, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, timeout=600
@@ -140,7 +140,9 @@ def launch(args: argparse.Namespace, ranks: int, batch: int) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]], load: str) -> None:
-    print(f"data-parallel MLP, float32, one BLAS thread per rank; load average {load}")
+    print(
+        f"data-parallel {rows[0]['model']}, float32, one BLAS thread per rank; load average {load}"
+    )
     print(
         f"{'ranks':>5} {'batch':>6} {'/rank':>6} {'step ms':>8} {'compute':>8} {'allreduce':>9} "
         f"{'share':>6} {'samples/s':>10} {'speed-up':>8} {'bus GB/s':>8}"
@@ -168,6 +170,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", default="128,1024", type=ints, help="global batch sizes")
     p.add_argument("--steps", type=int, default=40, help="timed steps (median; default 40)")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--model", choices=("mlp", "cnn"), default="mlp", help="mlp (default) or cnn")
     p.add_argument("--features", type=int, default=784)
     p.add_argument("--hidden", default="512,256", type=ints)
     p.add_argument("--classes", type=int, default=10)

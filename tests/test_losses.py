@@ -110,10 +110,11 @@ def test_bad_targets_are_clear_errors(backend):
     ):
         ce(pred, backend.asarray(np.zeros(N), dtype="float32"))
     with pytest.raises(
-        ValueError, match=r"class labels must lie in \[0, 3\] for 4 classes, got labels from 0 to 4"
+        ValueError,
+        match=r"class labels must lie in \[0, 3\] for 4 classes .*, got labels from 0 to 4",
     ):
         ce(pred, backend.asarray(np.array([0, 1, 2, 3, 4, 0])))
-    with pytest.raises(ValueError, match=r"logits must have shape \(N, C\), got \(6, 4, 1\)"):
+    with pytest.raises(ValueError, match=r"integer class labels must have shape \(6, 1\)"):
         ce(backend.asarray(np.ones((N, C, 1)), dtype="float32"), backend.asarray(_labels()))
     with pytest.raises(TypeError, match="prediction must be a floating-point array"):
         ce(ints, backend.asarray(_labels()))
@@ -136,7 +137,9 @@ def test_targets_on_another_device_are_rejected():
 
 
 def test_bad_reduction():
-    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum', got 'avg'"):
+    with pytest.raises(
+        ValueError, match="reduction must be one of 'mean', 'sum', 'none', got 'avg'"
+    ):
         nnx.CrossEntropyLoss(reduction="avg")
 
 

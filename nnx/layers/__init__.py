@@ -1,8 +1,25 @@
 """Layers: one family per module."""
 
-from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    SELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from .attention import MultiheadAttention
 from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d
+from .embedding import Embedding, TiedLinear
+from .layernorm import LayerNorm, RMSNorm
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm
 from .pool import (
@@ -13,10 +30,29 @@ from .pool import (
     MaxPool1d,
     MaxPool2d,
 )
+from .recurrent import GRU, LSTM
 from .shape import Flatten, Identity
+from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
 from .upsample import Upsample
 
 __all__ = [
+    "ELU",
+    "SELU",
+    "Hardtanh",
+    "LogSoftmax",
+    "Mish",
+    "SiLU",
+    "Softplus",
+    "MultiheadAttention",
+    "Embedding",
+    "TiedLinear",
+    "LayerNorm",
+    "RMSNorm",
+    "GRU",
+    "LSTM",
+    "PositionalEmbedding",
+    "SinusoidalPositionalEncoding",
+    "TransformerEncoderLayer",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AvgPool1d",

@@ -13,6 +13,7 @@ from typing import Any
 from ..backend import is_writeable, namespace
 from ..checks import check_floating, check_grad, require_forward
 from ..module import Module
+from ..special import erfc
 
 
 class _Activation(Module):
@@ -144,26 +145,229 @@ class Softmax(_Activation):
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class GELU(_Activation):
-    """Gaussian error linear unit, tanh form (the standard has no ``erf``):
-    ``y = 0.5 x (1 + tanh(u))`` with ``u = sqrt(2/pi) (x + 0.044715 x^3)``.
-    Matches PyTorch's ``GELU(approximate="tanh")``.
+    """Gaussian error linear unit ``y = x Phi(x)``, ``Phi`` the standard normal CDF.
 
+    ``approximate="none"`` (default, as in PyTorch): ``Phi(x) = (1 + erf(x / sqrt 2)) / 2`` with
+    :func:`nnx.special.erf` (the standard has no ``erf``); ``dy/dx = Phi(x) + x phi(x)``,
+    ``phi(x) = exp(-x^2/2) / sqrt(2 pi)``.
+
+    ``approximate="tanh"``: ``y = 0.5 x (1 + tanh(u))``, ``u = sqrt(2/pi) (x + 0.044715 x^3)``;
     ``dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)``, ``t = tanh(u)``.
+    Both match PyTorch's ``GELU(approximate=...)``.
     """
+
+    _x = None
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+    def forward(self, x: Any) -> Any:
+        xp = self._begin(x)
+        self._x = x
+        if self.approximate == "tanh":
+            self._t = xp.tanh(_GELU_C * (x + _GELU_A * x * x * x))
+            return 0.5 * x * (1.0 + self._t)
+        # Phi(x) = erfc(-x / sqrt 2) / 2: keeps its relative accuracy in the far negative tail
+        self._t = 0.5 * erfc(-_SQRT_HALF * x)
+        return x * self._t
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = self._end_backward(self._x, grad_out)
+        x, t = self._x, self._t
+        if self.approximate == "tanh":
+            du_dx = _GELU_C * (1.0 + (3.0 * _GELU_A) * x * x)
+            return grad_out * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+        return grad_out * (t + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x)))
+
+
+def _check_real(value: Any, name: str, who: str, positive: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or (positive and value <= 0)
+    ):
+        kind = "a finite number > 0" if positive else "a finite number"
+        raise ValueError(f"{who}: {name} must be {kind}, got {value!r}")
+    return float(value)
+
+
+class ELU(_Activation):
+    """``y = x`` for ``x > 0`` else ``alpha (exp(x) - 1)``; ``dy/dx = 1`` or ``alpha exp(x)``."""
+
+    _x = None
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = _check_real(alpha, "alpha", "ELU")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+    def forward(self, x: Any) -> Any:
+        xp = self._begin(x)
+        self._x = x
+        self._e = self.alpha * xp.exp(xp.minimum(x, 0.0))  # alpha exp(x) where x <= 0
+        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = self._end_backward(self._x, grad_out)
+        return xp.where(self._x > 0, grad_out, grad_out * self._e)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class SELU(_Activation):
+    """``y = scale * (x if x > 0 else alpha (exp(x) - 1))`` with PyTorch's constants
+    ``alpha = 1.6732632...``, ``scale = 1.0507009...``; ``dy/dx = scale`` or
+    ``scale alpha exp(x)``."""
 
     _x = None
 
     def forward(self, x: Any) -> Any:
         xp = self._begin(x)
-        self._t = xp.tanh(_GELU_C * (x + _GELU_A * x * x * x))
         self._x = x
-        return 0.5 * x * (1.0 + self._t)
+        neg = xp.minimum(x, 0.0)
+        self._e = (_SELU_SCALE * _SELU_ALPHA) * xp.exp(neg)
+        return xp.where(x > 0, _SELU_SCALE * x, (_SELU_SCALE * _SELU_ALPHA) * xp.expm1(neg))
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = self._end_backward(self._x, grad_out)
+        return xp.where(self._x > 0, _SELU_SCALE * grad_out, grad_out * self._e)
+
+
+class SiLU(_Activation):
+    """``y = x sigmoid(x)`` (swish); ``dy/dx = s (1 + x (1 - s))``, ``s = sigmoid(x)``."""
+
+    _x = None
+
+    def forward(self, x: Any) -> Any:
+        xp = self._begin(x)
+        self._x = x
+        self._s = 0.5 + 0.5 * xp.tanh(0.5 * x)
+        return x * self._s
 
     def backward(self, grad_out: Any) -> Any:
         self._end_backward(self._x, grad_out)
+        s = self._s
+        return grad_out * (s * (1.0 + self._x * (1.0 - s)))
+
+
+def _softplus(xp: Any, z: Any) -> Any:
+    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
+    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+class Softplus(_Activation):
+    """``y = log(1 + exp(beta x)) / beta``, and ``y = x`` where ``beta x > threshold`` (as in
+    PyTorch); ``dy/dx = sigmoid(beta x)``, or 1 above the threshold."""
+
+    _x = None
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        self.beta = _check_real(beta, "beta", "Softplus", positive=True)
+        self.threshold = _check_real(threshold, "threshold", "Softplus")
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    def forward(self, x: Any) -> Any:
+        xp = self._begin(x)
+        self._x = x
+        z = self.beta * x
+        self._linear = z > self.threshold
+        return xp.where(self._linear, x, _softplus(xp, z) * (1.0 / self.beta))
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = self._end_backward(self._x, grad_out)
+        s = 0.5 + 0.5 * xp.tanh((0.5 * self.beta) * self._x)
+        return xp.where(self._linear, grad_out, grad_out * s)
+
+
+class Mish(_Activation):
+    """``y = x tanh(softplus(x))``;
+    ``dy/dx = t + x (1 - t^2) sigmoid(x)``, ``t = tanh(softplus(x))``."""
+
+    _x = None
+
+    def forward(self, x: Any) -> Any:
+        xp = self._begin(x)
+        self._x = x
+        self._t = xp.tanh(_softplus(xp, x))
+        return x * self._t
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = self._end_backward(self._x, grad_out)
         x, t = self._x, self._t
-        du_dx = _GELU_C * (1.0 + (3.0 * _GELU_A) * x * x)
-        return grad_out * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
+        s = 0.5 + 0.5 * xp.tanh(0.5 * x)
+        return grad_out * (t + x * (1.0 - t * t) * s)
+
+
+class Hardtanh(_Activation):
+    """``y = clip(x, min_val, max_val)``; ``dy/dx = 1`` strictly inside, else 0 (as PyTorch)."""
+
+    _x = None
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0):
+        self.min_val = _check_real(min_val, "min_val", "Hardtanh")
+        self.max_val = _check_real(max_val, "max_val", "Hardtanh")
+        if self.max_val <= self.min_val:
+            raise ValueError(
+                f"Hardtanh: max_val ({max_val!r}) must be greater than min_val ({min_val!r})"
+            )
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+    def forward(self, x: Any) -> Any:
+        xp = self._begin(x)
+        self._x = x
+        return xp.minimum(xp.maximum(x, self.min_val), self.max_val)
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = self._end_backward(self._x, grad_out)
+        inside = (self._x > self.min_val) & (self._x < self.max_val)
+        return xp.where(inside, grad_out, xp.zeros_like(grad_out))
+
+
+class LogSoftmax(_Activation):
+    """``y = x - max x - log sum exp(x - max x)`` along ``dim``;
+    ``dx = g - softmax(x) * sum(g)`` (the sum along ``dim``).
+
+    ``dim=None`` means the last axis (PyTorch guesses an axis with a deprecation warning).
+    """
+
+    _y = None
+
+    def __init__(self, dim: int | None = None):
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral)):
+            raise ValueError(f"LogSoftmax: dim must be an integer or None, got {dim!r}")
+        self.dim = -1 if dim is None else int(dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x: Any) -> Any:
+        xp = self._begin(x)
+        if not -x.ndim <= self.dim < max(x.ndim, 1):
+            raise ValueError(
+                f"LogSoftmax: dim {self.dim} is out of range for input of shape {tuple(x.shape)}"
+            )
+        shifted = x - xp.max(x, axis=self.dim, keepdims=True)
+        self._y = shifted - xp.log(xp.sum(xp.exp(shifted), axis=self.dim, keepdims=True))
+        return self._y
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = self._end_backward(self._y, grad_out)
+        return grad_out - xp.exp(self._y) * xp.sum(grad_out, axis=self.dim, keepdims=True)

@@ -1,0 +1,230 @@
+"""Multi-head scaled dot-product attention with its explicit backward pass."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend import Backend, device, namespace
+from ..checks import check_floating, check_grad, dtype_name, positive_int, require_forward
+from ..init import Seed, as_rng
+from ..module import Module
+from .dropout import Dropout
+from .linear import Linear
+
+
+def _additive_mask(xp: Any, mask: Any, dtype: Any, what: str) -> Any:
+    """A boolean mask (True = masked out) as ``-inf``/0, or a floating mask as it is."""
+    if mask.dtype == xp.bool:
+        zero = xp.zeros(mask.shape, dtype=dtype, device=device(mask))
+        return xp.where(mask, -math.inf, zero)
+    if not xp.isdtype(mask.dtype, "real floating"):
+        raise TypeError(
+            f"MultiheadAttention: {what} must be boolean (True = masked) or floating (added to "
+            f"the scores), got dtype {dtype_name(mask.dtype)}"
+        )
+    return xp.astype(mask, dtype) if mask.dtype != dtype else mask
+
+
+def causal_mask(xp: Any, length: int, source_length: int, dtype: Any, dev: Any) -> Any:
+    """``(L, S)`` additive mask: ``-inf`` above the diagonal (position i sees keys j <= i)."""
+    i = xp.arange(length, device=dev)[:, None]
+    j = xp.arange(source_length, device=dev)[None, :]
+    zero = xp.zeros((length, source_length), dtype=dtype, device=dev)
+    return xp.where(j > i, -math.inf, zero)
+
+
+def masked_softmax(xp: Any, scores: Any) -> Any:
+    """Softmax over the last axis where entries of ``-inf`` get weight 0 and a row that is
+    entirely ``-inf`` gets all-zero weights (instead of NaN)."""
+    m = xp.max(scores, axis=-1, keepdims=True)
+    m = xp.where(m == -math.inf, xp.zeros_like(m), m)
+    e = xp.exp(scores - m)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    return e / xp.where(total == 0, xp.ones_like(total), total)
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention as in ``torch.nn.MultiheadAttention``, with four :class:`Linear`
+    sub-modules ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` (weights ``(in, out)``).
+
+    Forward, per head ``h`` (``d = embed_dim / num_heads``), with ``Q = q_proj(query)``,
+    ``K = k_proj(key)``, ``V = v_proj(value)`` split into heads:
+
+        S = Q_h K_h^T / sqrt(d) + M        (M: attn_mask, key_padding_mask, causal; -inf = masked)
+        A = softmax(S)                     (rows that are fully masked give A = 0, not NaN)
+        O_h = dropout(A) V_h,              out = out_proj(concat_h O_h)
+
+    Backward, with ``dO_h`` from ``out_proj.backward`` and ``Ad = dropout(A)``:
+
+        dV_h = Ad^T dO_h,   dAd = dO_h V_h^T,   dA = dropout.backward(dAd)
+        dS = A * (dA - rowsum(dA * A)),   dQ_h = dS K_h / sqrt(d),   dK_h = dS^T Q_h / sqrt(d)
+
+    then through ``q_proj``, ``k_proj``, ``v_proj``. ``backward(grad_out)`` returns the tuple
+    ``(dquery, dkey, dvalue)``; for self-attention (the same array passed three times) the
+    input gradient is their sum.
+
+    Args:
+        embed_dim, num_heads: ``embed_dim`` must be divisible by ``num_heads``.
+        dropout: dropout probability on the attention weights (training mode only).
+        bias: biases in the four projections.
+        batch_first: inputs ``(N, L, E)`` (default) or ``(L, N, E)``.
+        rng, dtype, device: initialization seed and parameter placement.
+
+    Shapes: ``query (N, L, E)``, ``key``/``value`` ``(N, S, E)``; ``attn_mask`` ``(L, S)`` or
+    ``(N * num_heads, L, S)``; ``key_padding_mask`` ``(N, S)``; both boolean (True = masked out)
+    or floating (added to the scores). ``is_causal=True`` adds the causal mask (also without an
+    ``attn_mask``, unlike PyTorch where it is only a hint about the given mask).
+    ``forward(..., need_weights=True)`` returns ``(out, weights)`` with weights
+    ``(N, L, S)`` averaged over heads (or ``(N, num_heads, L, S)`` with
+    ``average_attn_weights=False``), as in PyTorch.
+    """
+
+    _cache = None
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = True,
+        rng: Seed = None,
+        dtype: Any = "float32",
+        device: str | Backend = "cpu",
+    ):
+        self.embed_dim = positive_int(embed_dim, "embed_dim", "MultiheadAttention")
+        self.num_heads = positive_int(num_heads, "num_heads", "MultiheadAttention")
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by num_heads "
+                f"({num_heads})"
+            )
+        self.head_dim = embed_dim // num_heads
+        self.batch_first = bool(batch_first)
+        host = as_rng(rng)
+        kw = {"bias": bias, "dtype": dtype, "device": device}
+        self.q_proj = Linear(embed_dim, embed_dim, rng=host, **kw)
+        self.k_proj = Linear(embed_dim, embed_dim, rng=host, **kw)
+        self.v_proj = Linear(embed_dim, embed_dim, rng=host, **kw)
+        self.out_proj = Linear(embed_dim, embed_dim, rng=host, **kw)
+        self.dropout = Dropout(dropout, rng=host)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
+
+    def _heads(self, xp: Any, x: Any) -> Any:
+        """``(N, L, E) -> (N, H, L, d)``."""
+        n, length = x.shape[0], x.shape[1]
+        return xp.permute_dims(
+            xp.reshape(x, (n, length, self.num_heads, self.head_dim)), (0, 2, 1, 3)
+        )
+
+    def _merge(self, xp: Any, x: Any) -> Any:
+        """``(N, H, L, d) -> (N, L, E)``."""
+        n, length = x.shape[0], x.shape[2]
+        return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (n, length, self.embed_dim))
+
+    def _mask(self, xp, n, length, src, dtype, dev, attn_mask, key_padding_mask, is_causal):
+        """The additive mask broadcastable to ``(N, H, L, S)``, or None."""
+        total = None
+        if attn_mask is not None:
+            shape = tuple(attn_mask.shape)
+            if shape == (length, src):
+                m = _additive_mask(xp, attn_mask, dtype, "attn_mask")
+            elif shape == (n * self.num_heads, length, src):
+                m = xp.reshape(
+                    _additive_mask(xp, attn_mask, dtype, "attn_mask"),
+                    (n, self.num_heads, length, src),
+                )
+            else:
+                raise ValueError(
+                    f"MultiheadAttention: attn_mask must have shape ({length}, {src}) or "
+                    f"({n * self.num_heads}, {length}, {src}), got {shape}"
+                )
+            total = m
+        if key_padding_mask is not None:
+            if tuple(key_padding_mask.shape) != (n, src):
+                raise ValueError(
+                    f"MultiheadAttention: key_padding_mask must have shape ({n}, {src}), got "
+                    f"{tuple(key_padding_mask.shape)}"
+                )
+            m = _additive_mask(xp, key_padding_mask, dtype, "key_padding_mask")
+            m = xp.reshape(m, (n, 1, 1, src))
+            total = m if total is None else total + m
+        if is_causal:
+            m = causal_mask(xp, length, src, dtype, dev)
+            total = m if total is None else total + m
+        return total
+
+    def forward(
+        self,
+        query: Any,
+        key: Any,
+        value: Any,
+        attn_mask: Any = None,
+        key_padding_mask: Any = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+        average_attn_weights: bool = True,
+    ) -> Any:
+        xp = namespace(query)
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.ndim != 3 or x.shape[-1] != self.embed_dim:
+                layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
+                raise ValueError(
+                    f"MultiheadAttention: {name} must have shape {layout} with E = "
+                    f"{self.embed_dim}, got {tuple(x.shape)}"
+                )
+            check_floating(xp, x, "MultiheadAttention", name)
+        if not self.batch_first:
+            query, key, value = (xp.permute_dims(t, (1, 0, 2)) for t in (query, key, value))
+        n, length, src = query.shape[0], query.shape[1], key.shape[1]
+        if key.shape[0] != n or value.shape[0] != n or value.shape[1] != src:
+            raise ValueError(
+                f"MultiheadAttention: query, key and value disagree in batch or length: "
+                f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+            )
+        q = self._heads(xp, self.q_proj(query))
+        k = self._heads(xp, self.k_proj(key))
+        v = self._heads(xp, self.v_proj(value))
+        scale = 1.0 / math.sqrt(self.head_dim)
+        scores = (q @ xp.permute_dims(k, (0, 1, 3, 2))) * scale
+        mask = self._mask(
+            xp, n, length, src, scores.dtype, device(query), attn_mask, key_padding_mask, is_causal
+        )
+        if mask is not None:
+            scores = scores + mask
+        a = masked_softmax(xp, scores)
+        ad = self.dropout(a)
+        out = self.out_proj(self._merge(xp, ad @ v))
+        self._cache = (q, k, v, a, ad, scale)
+        if not self.batch_first:
+            out = xp.permute_dims(out, (1, 0, 2))
+        self._out_shape = tuple(out.shape)
+        if need_weights:
+            weights = xp.mean(a, axis=1) if average_attn_weights else a
+            return out, weights
+        return out
+
+    def backward(self, grad_out: Any) -> tuple[Any, Any, Any]:
+        """Parameter gradients into ``.grad``; returns ``(dquery, dkey, dvalue)``."""
+        q, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
+        check_grad(grad_out, self._out_shape, "MultiheadAttention")
+        xp = namespace(grad_out)
+        if not self.batch_first:
+            grad_out = xp.permute_dims(grad_out, (1, 0, 2))
+        d_o = self._heads(xp, self.out_proj.backward(grad_out))  # (N, H, L, d)
+        d_v = xp.permute_dims(ad, (0, 1, 3, 2)) @ d_o
+        d_a = self.dropout.backward(d_o @ xp.permute_dims(v, (0, 1, 3, 2)))
+        d_s = a * (d_a - xp.sum(d_a * a, axis=-1, keepdims=True)) * scale
+        d_q = d_s @ k
+        d_k = xp.permute_dims(d_s, (0, 1, 3, 2)) @ q
+        grads = (
+            self.q_proj.backward(self._merge(xp, d_q)),
+            self.k_proj.backward(self._merge(xp, d_k)),
+            self.v_proj.backward(self._merge(xp, d_v)),
+        )
+        if not self.batch_first:
+            grads = tuple(xp.permute_dims(g, (1, 0, 2)) for g in grads)
+        return grads
