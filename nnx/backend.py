@@ -37,8 +37,11 @@ VALID_SPECS = (
     "strict:DEVICE (e.g. strict:device1)",
 )
 
-_GPU_HINT = (
-    "install the GPU extra (pip install 'nnx-trainer[gpu]') or use --device cpu / --device auto"
+_GPU_HINT = "install the GPU extra (pip install 'nnx-trainer[gpu]') or use backend 'cpu' or 'auto'"
+# CuPy is there, so installing the extra again would not help: the driver or the GPU is missing
+_DRIVER_HINT = (
+    "check the NVIDIA driver and GPU (nvidia-smi; CuPy for CUDA 12 needs driver >= 525) "
+    "or use backend 'cpu' or 'auto'"
 )
 
 
@@ -248,9 +251,9 @@ def get_backend(spec: str | Backend = "auto") -> Backend:
         try:
             backend = _cupy_backend(0)
         except BackendUnavailableError as err:
-            logger.info("nnx: --device auto chose NumPy on the CPU (no usable GPU: %s)", err)
+            logger.info("nnx: backend 'auto' chose NumPy on the CPU (no usable GPU: %s)", err)
             return _numpy_backend()
-        logger.info("nnx: --device auto chose CuPy on %s", backend.device)
+        logger.info("nnx: backend 'auto' chose CuPy on %s", backend.device)
         return backend
     if s in ("gpu", "cuda", "cupy"):
         return _cupy_backend(0)
@@ -295,11 +298,12 @@ def _cupy_backend(index: int) -> Backend:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDARuntimeError: no driver, insufficient driver, no device
         raise BackendUnavailableError(
-            f"a CUDA GPU was requested but CUDA is not usable ({type(err).__name__}: {err}); {_GPU_HINT}"
+            f"a CUDA GPU was requested but CUDA is not usable ({type(err).__name__}: {err}); "
+            f"{_DRIVER_HINT}"
         ) from None
     if count == 0:
         raise BackendUnavailableError(
-            f"a CUDA GPU was requested but no CUDA device was found; {_GPU_HINT}"
+            f"a CUDA GPU was requested but no CUDA device was found; {_DRIVER_HINT}"
         )
     if index >= count:
         raise BackendUnavailableError(
@@ -312,7 +316,8 @@ def _cupy_backend(index: int) -> Backend:
             cupy.zeros(1, dtype=cupy.float32) + 1  # a real allocation and kernel prove it works
     except Exception as err:
         raise BackendUnavailableError(
-            f"CUDA device {index} is present but not usable ({type(err).__name__}: {err}); {_GPU_HINT}"
+            f"CUDA device {index} is present but not usable ({type(err).__name__}: {err}); "
+            f"{_DRIVER_HINT}"
         ) from None
     import array_api_compat.cupy as xp
 
@@ -324,7 +329,8 @@ def _torch_backend(spec: str, where: str) -> Backend:
         import torch
     except ImportError:
         raise BackendUnavailableError(
-            f"backend {spec!r} needs PyTorch, which is not installed; use 'cpu' or 'gpu' instead"
+            f"backend {spec!r} needs PyTorch, which is not installed: pip install torch "
+            f"(or use backend 'cpu' or 'gpu')"
         ) from None
     import array_api_compat.torch as xp
 
@@ -349,7 +355,8 @@ def _strict_backend(device_name: str | None) -> Backend:
         import array_api_strict as xp
     except ImportError:
         raise BackendUnavailableError(
-            "backend 'strict' needs array-api-strict: pip install 'nnx-trainer[test]'"
+            "backend 'strict' needs array-api-strict, which is not installed: "
+            "pip install array-api-strict"
         ) from None
     if device_name is None:
         return Backend("array_api_strict", xp, xp.Device())

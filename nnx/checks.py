@@ -95,12 +95,24 @@ def check_floating(xp: Any, x: Any, who: str, what: str = "input") -> None:
 def check_same_dtype(
     x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters"
 ) -> None:
-    """Raise TypeError when ``x`` and ``ref`` differ in dtype (no silent promotion)."""
+    """Raise TypeError when ``x`` and ``ref`` differ in dtype (no silent promotion), or are
+    arrays of different libraries (a NumPy input to a model on array-api-strict or torch)."""
+    if _library(x) != _library(ref):
+        raise TypeError(
+            f"{who}: the {what} is a {_library(x)} array but the {ref_what} are {_library(ref)} "
+            f"arrays; convert the {what} with nnx.get_backend(...).asarray(...) or move the "
+            f"module with .to(...)"
+        )
     if x.dtype != ref.dtype:
         raise TypeError(
             f"{who}: {what} dtype {dtype_name(x.dtype)} does not match the {ref_what}' dtype "
             f"{dtype_name(ref.dtype)}; cast the {what} or move the module with .to(dtype=...)"
         )
+
+
+def _library(x: Any) -> str:
+    """``numpy``, ``torch``, ``array_api_strict``, ...: the library an array belongs to."""
+    return type(x).__module__.split(".", 1)[0]
 
 
 def check_same_device(

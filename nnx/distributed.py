@@ -134,9 +134,11 @@ class World:
         """Tell every other rank that this one fails with ``error`` (they print it and stop)."""
         first = (str(error).splitlines() or [""])[0]
         text = f"{type(error).__name__}: {first}".encode()[:1024]
-        for other in range(self.size):
-            if other != self.rank:
-                self._notices.Isend(text, dest=other, tag=_FAIL_TAG)
+        self._sent = [  # kept: the buffers must outlive the sends
+            self._notices.Isend(text, dest=other, tag=_FAIL_TAG)
+            for other in range(self.size)
+            if other != self.rank
+        ]
 
     def _guarded(self, what: str, call: Any, *args: Any) -> Any:
         self._waiting_in = what

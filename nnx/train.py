@@ -13,6 +13,7 @@ import argparse
 import datetime as _dt
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -69,7 +70,7 @@ def _number(kind: type, low: float | None = None, high: float | None = None, str
             raise ConfigError(f"{flag} must be a number, got {value!r}")
         try:
             number = kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(
                 f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
             ) from None
@@ -157,6 +158,18 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "the model: a preset (" + ", ".join(PRESETS) + ") or package.module:function, a function "
         "that receives the input shape and class count and returns an nnx.Module",
     ),
+    "text": (
+        None,
+        _optional(_text),
+        "text file for the language-model presets (transformer, lstm; default: Python "
+        "standard library sources)",
+    ),
+    "seq_len": (64, _number(int, 0, strict_low=True), "characters per window (transformer, lstm)"),
+    "steps_per_epoch": (
+        100,
+        _number(int, 0, strict_low=True),
+        "optimizer steps per epoch, on random windows (transformer, lstm)",
+    ),
     "hidden": ([128, 64], lambda v, f: _hidden(v), "hidden layer sizes, comma-separated (mlp)"),
     "activation": (
         "relu",
@@ -200,7 +213,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _optional(_number(int, 0, strict_low=True)),
         "stop after PATIENCE epochs without a better validation loss",
     ),
-    "seed": (0, _number(int), "seed for initialization, splits, shuffling and dropout"),
+    "seed": (0, _number(int, 0), "seed for initialization, splits, shuffling and dropout"),
     "dtype": ("float32", _choice(DTYPES), "floating-point type: float32 or float64"),
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
@@ -501,6 +514,40 @@ def make_model(settings: dict[str, Any], input_shape: tuple[int, ...], n_out: in
         raise ConfigError(str(err)) from None
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_model_fits(settings: dict[str, Any], n_in: int, n_out: int) -> None:
+    """Refuse an MLP whose weights, gradients and optimizer state cannot fit in memory, before
+    allocating any of it (an absurd --hidden would otherwise die with MemoryError, or swap)."""
+    if settings.get("model", "mlp") != "mlp":
+        return
+    widths = [n_in, *settings["hidden"], n_out]
+    count = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+    itemsize = 4 if settings["dtype"] == "float32" else 8
+    # weights, gradients, up to two optimizer buffers, and float64 host copies at creation
+    needed = count * (itemsize * 4 + 8)
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"--hidden {','.join(map(str, settings['hidden']))} makes a model of {count:,} "
+            f"parameters that needs about {needed / 2**30:.1f} GiB, but only "
+            f"{available / 2**30:.1f} GiB of memory is available; use smaller layers"
+        )
+
+
 MODEL_SETTINGS = ("model", "hidden", "activation", "dropout")
 
 
@@ -620,7 +667,13 @@ def run(
     from nnx.data import ArrayDataset, Standardizer, train_val_split
     from nnx.datasets import load_dataset
     from nnx.datasets.files import is_data_file, load_file
+    from nnx.models.charlm import LM_PRESETS, run_language_model
 
+    if settings["model"] in LM_PRESETS:  # character-level language model on --text
+        out = prepare_out(settings, resume)
+        context["out"] = out
+        run_language_model(settings, say, out)
+        return 0
     changes: dict[str, Any] = {}
     previous_resumes: list[Any] = []
     if resume is not None:
@@ -647,6 +700,7 @@ def run(
     else:
         data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
         data = data.images()
+    check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
     if world is not None and rank0:
         world.barrier()
     if rank0:  # rank 0 owns the run folder (and its lock) for every rank
@@ -889,13 +943,10 @@ def _main(argv: list[str] | None, prog: str) -> int:
         settings, resume = resolve_settings(args)
         quiet = settings["quiet"]
         return run(settings, resume, say, context)
-    except (
-        ConfigError,
-        BackendUnavailableError,
-        DatasetError,
-        CheckpointError,
-        DistributedUnavailableError,
-    ) as err:
+    except BackendUnavailableError as err:  # the API names backends; here they are --device
+        message = str(err).replace("backend 'cpu' or 'auto'", "--device cpu or --device auto")
+        return fail(message.replace("backend 'cpu' or 'gpu'", "--device cpu or --device gpu"))
+    except (ConfigError, DatasetError, CheckpointError, DistributedUnavailableError) as err:
         return fail(str(err))
     except NonFiniteLossError as err:
         return fail(str(err), EXIT_FAILED)

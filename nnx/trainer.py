@@ -48,6 +48,20 @@ def _label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
     return int(host[: len(ys)].min()), int(host[len(ys) :].max())
 
 
+def _whole(value: Any, name: str, who: str) -> int:
+    """An integer >= 0 (not a bool, not 2.7), else ValueError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{who}: {name} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _check_real(array: Any, part: str, who: str) -> None:
+    """Refuse complex data: casting it to the model's dtype would drop the imaginary part."""
+    dtype = getattr(array, "dtype", None)
+    if dtype is not None and "complex" in str(dtype):
+        raise TypeError(f"{who}: the {part} are complex ({dtype}); nnx trains on real numbers")
+
+
 def _check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
     """Refuse NaN or infinite inputs or floating targets (one host read for all of them)."""
     checks, names = [], []
@@ -144,7 +158,7 @@ class Trainer:
         if self.world is not None:
             dist.broadcast_parameters(model)  # every rank starts from rank 0's weights
         self.metrics = [get_metric(m) for m in metrics]
-        self.seed = int(seed)
+        self.seed = _whole(seed, "seed", "Trainer")
         self.schedule = schedule
         self.clip_norm = clip_norm
         extra = list(callbacks)
@@ -198,6 +212,8 @@ class Trainer:
             )
         if data.y is None:
             raise ValueError("Trainer: training and evaluation data need targets (y)")
+        _check_real(data.x, "inputs", "Trainer")
+        _check_real(data.y, "targets", "Trainer")
         return data.to(self.backend, dtype=self.dtype)
 
     # ------------------------------------------------------------------ training
@@ -215,6 +231,11 @@ class Trainer:
         its epoch counter) and return the :class:`History`."""
         train_set = self.dataset(train)
         val_set = None if val is None else self.dataset(val)
+        _whole(epochs, "epochs", "Trainer.fit")
+        if len(train_set) == 0:
+            raise ValueError("Trainer.fit: the training data has 0 rows")
+        if val_set is not None and len(val_set) == 0:
+            raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
         self._label_range = _label_range(train_set, val_set)
         _check_finite_data(("training", train_set), ("validation", val_set))
         loader = DataLoader(
@@ -227,7 +248,7 @@ class Trainer:
             world_size=self.world_size,
         )
         eval_batch_size = eval_batch_size or max(batch_size, 256)
-        self.target_epochs = int(epochs)
+        self.target_epochs = _whole(epochs, "epochs", "Trainer.fit")
         self.batches_per_epoch = len(loader)
         self.stop_training = False
         if self.epoch >= self.target_epochs:
@@ -430,6 +451,8 @@ class Trainer:
     def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and every metric over ``data``, in evaluation mode (dropout off)."""
         dataset = self.dataset(data)
+        if len(dataset) == 0:
+            raise ValueError("Trainer.evaluate: the data has 0 rows")
         was_training = self.model.training
         self.model.eval()
         metrics = [copy.copy(m) for m in self.metrics]  # the training metrics keep their sums
@@ -464,7 +487,10 @@ class Trainer:
 
         Returns a backend array; ``nnx.to_numpy`` copies it to the host.
         """
+        _check_real(x, "inputs", "Trainer.predict")
         dataset = ArrayDataset(x).to(self.backend, dtype=self.dtype)
+        if len(dataset) == 0:
+            raise ValueError("Trainer.predict: x has 0 rows")
         was_training = self.model.training
         self.model.eval()
         try:
@@ -536,7 +562,7 @@ class Trainer:
             "its history is not a list of records",
         )
         expect(
-            len(history) == epoch,
+            "history" not in record or len(history) == epoch,
             f"its history has {len(history)} epochs but it claims epoch {epoch}",
         )
         states = record.get("callbacks", {})

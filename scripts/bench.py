@@ -576,6 +576,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="tiny smoke run: checks that nnx and the reference compute the same loss",
     )
+    p.add_argument(
+        "--sequence",
+        action="store_true",
+        help="time a transformer encoder block and an LSTM (forward + backward + SGD step) "
+        "against torch eager CPU instead of the MLP",
+    )
     p.add_argument("--probe", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     p.add_argument("--probe-batch", type=int, default=128, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -584,6 +590,99 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch_sizes, args.repeats, args.warmup_batches = [32, 128], 1, 2
         args.memory_batch = 32
     return args
+
+
+# ---------------------------------------------------------------------------- sequence models
+
+
+def _rss_mb() -> float:
+    return _status_kb("VmRSS") / 1024.0
+
+
+def _sequence_workloads(quick: bool) -> dict[str, dict[str, int]]:
+    if quick:
+        return {
+            "transformer": {"d_model": 16, "heads": 4, "seq": 8, "batch": 4, "ff": 32},
+            "lstm": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
+        }
+    return {
+        "transformer": {"d_model": 256, "heads": 4, "seq": 128, "batch": 32, "ff": 1024},
+        "lstm": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
+    }
+
+
+def _sequence_case(torch: Any, name: str, cfg: dict[str, int], repeats: int) -> dict[str, Any]:
+    """One workload: nnx and torch steps interleaved, medians, ratio and RSS growth."""
+    rng = np.random.default_rng(0)
+    if name == "transformer":
+        shape = (cfg["batch"], cfg["seq"], cfg["d_model"])
+        mine = nnx.TransformerEncoderLayer(
+            cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, rng=0
+        )
+        ref = torch.nn.TransformerEncoderLayer(
+            cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True
+        )
+    else:
+        shape = (cfg["batch"], cfg["seq"], cfg["input"])
+        mine = nnx.LSTM(cfg["input"], cfg["hidden"], rng=0)
+        ref = torch.nn.LSTM(cfg["input"], cfg["hidden"], batch_first=True)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    out_shape = shape if name == "transformer" else (*shape[:2], cfg["hidden"])
+    g = rng.standard_normal(out_shape, dtype=np.float32)
+    opt = SGD(mine.parameters(), lr=1e-4)
+    topt = torch.optim.SGD(ref.parameters(), lr=1e-4)
+    tx, tg = torch.tensor(x), torch.tensor(g)
+
+    def nnx_step() -> None:
+        opt.zero_grad()
+        mine(x)
+        mine.backward(g)
+
+    def torch_step() -> None:
+        topt.zero_grad()
+        y = ref(tx)
+        y = y if name == "transformer" else y[0]
+        y.backward(tg)
+        topt.step()
+
+    def nnx_full() -> None:
+        nnx_step()
+        opt.step()
+
+    nnx_full(), torch_step()  # warm-up
+    rss_start = _rss_mb()
+    times: dict[str, list[float]] = {"nnx": [], "torch": []}
+    for r in range(repeats):
+        order = [("nnx", nnx_full), ("torch", torch_step)]
+        for label, fn in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - start)
+    growth = _rss_mb() - rss_start
+    t_nnx, t_torch = (statistics.median(times[k]) for k in ("nnx", "torch"))
+    return {
+        "config": cfg,
+        "nnx_ms": 1e3 * t_nnx,
+        "torch_ms": 1e3 * t_torch,
+        "nnx_over_torch": t_nnx / t_torch,
+        "rss_growth_mb": growth,
+        "repeats": repeats,
+    }
+
+
+def run_sequence(repeats: int, quick: bool = False) -> dict[str, Any]:
+    """Forward + backward + SGD step of a transformer encoder block and an LSTM, nnx (NumPy)
+    and torch eager CPU interleaved (order alternating), median step time and ratio, and the
+    resident memory growth of the nnx process over the timed steps."""
+    import torch
+
+    results: dict[str, Any] = {
+        name: _sequence_case(torch, name, cfg, repeats)
+        for name, cfg in _sequence_workloads(quick).items()
+    }
+    results["load_average"] = os.getloadavg()
+    results["torch_threads"] = torch.get_num_threads()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -596,6 +695,18 @@ def main(argv: list[str] | None = None) -> int:
         spec.loader.exec_module(module)
         return module.main(argv)
     args = parse_args(argv)
+    if args.sequence:
+        results = run_sequence(args.repeats if not args.quick else 2, quick=args.quick)
+        for name in ("transformer", "lstm"):
+            r = results[name]
+            print(
+                f"{name:<12} {r['config']}  nnx {r['nnx_ms']:.1f} ms  torch {r['torch_ms']:.1f} ms"
+                f"  nnx/torch {r['nnx_over_torch']:.2f}  RSS growth {r['rss_growth_mb']:.1f} MB"
+            )
+        print(f"load average {results['load_average']}, torch threads {results['torch_threads']}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     if args.probe:
         print(json.dumps(memory_probe(args)))
         return 0

@@ -12,10 +12,17 @@ import sys
 from pathlib import Path
 
 try:
-    from nnx.train import main
-except ImportError:  # run from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from nnx.train import main
+    try:
+        from nnx.train import main
+    except ImportError:  # run from a source checkout without installing
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from nnx.train import main
+except KeyboardInterrupt:  # Ctrl-C while the libraries load: one line, like any other time
+    print(
+        "train.py: interrupted: no epoch had completed, so there is nothing to resume",
+        file=sys.stderr,
+    )
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main(prog="train.py"))

@@ -41,7 +41,8 @@ def test_gpu_without_cupy_is_a_clear_error(monkeypatch):
     for spec in ("gpu", "cuda", "cuda:0", "cupy"):
         with pytest.raises(nnx.BackendUnavailableError, match="CuPy is not installed") as err:
             nnx.get_backend(spec)
-        assert "nnx-trainer[gpu]" in str(err.value) and "--device cpu" in str(err.value)
+        assert "nnx-trainer[gpu]" in str(err.value) and "backend 'cpu'" in str(err.value)
+        assert "--" not in str(err.value)  # a Python API error names no command-line flag
     assert nnx.get_backend("auto").name == "numpy"
 
 
@@ -68,6 +69,8 @@ def test_gpu_without_driver_is_a_clear_error(monkeypatch):
     with pytest.raises(nnx.BackendUnavailableError, match="CUDA is not usable") as err:
         nnx.get_backend("gpu")
     assert "cudaErrorInsufficientDriver" in str(err.value)
+    # CuPy is installed: the hint is the driver, not installing the GPU extra again
+    assert "NVIDIA driver" in str(err.value) and "nnx-trainer[gpu]" not in str(err.value)
     assert nnx.get_backend("auto").name == "numpy"
 
 
@@ -82,8 +85,14 @@ def test_gpu_with_no_device_or_wrong_index(monkeypatch):
 
 def test_torch_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(nnx.BackendUnavailableError, match="needs PyTorch"):
+    with pytest.raises(nnx.BackendUnavailableError, match="needs PyTorch.*pip install torch"):
         nnx.get_backend("torch")
+
+
+def test_strict_missing_names_array_api_strict(monkeypatch):
+    monkeypatch.setitem(sys.modules, "array_api_strict", None)
+    with pytest.raises(nnx.BackendUnavailableError, match="pip install array-api-strict"):
+        nnx.get_backend("strict")
 
 
 def test_strict_devices():

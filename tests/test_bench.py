@@ -57,3 +57,18 @@ def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):
         assert r["step_ms"] == r["compute_ms"] + r["allreduce_ms"]
     assert rows[1]["rank_batch"] == rows[0]["rank_batch"] // 2 and rows[1]["bus_gb_per_s"] > 0
     assert "allreduce" in done.stdout and "bus GB/s" in done.stdout
+
+
+def test_sequence_quick_run_reports_both_workloads(tmp_path):
+    out = tmp_path / "seq.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sequence", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert {"transformer", "lstm"} <= set(results)
+    assert all(results[k]["nnx_over_torch"] > 0 for k in ("transformer", "lstm"))
+    assert "nnx/torch" in done.stdout

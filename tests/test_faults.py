@@ -260,3 +260,80 @@ def test_a_signal_keeps_the_last_epoch_and_a_second_run_is_locked_out(tmp_path, 
     record = read_checkpoint(out / "last.npz")[0]["record"]
     assert record["epoch"] >= 1 and len(_history(out)) >= record["epoch"]
     assert not list(out.glob(".*.tmp")) and not (out / ".nnx.lock").exists()
+
+
+# ---------------------------------------------------------------- one line, never a traceback
+
+
+def _tracebacks_cases(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "huge.json").write_text("{" + " " * (2 << 20) + "}")
+    (tmp_path / "latin1.json").write_bytes('{"optimizer": "adam"} # caf\xe9'.encode("latin-1"))
+    (tmp_path / "overflow.toml").write_text("epochs = 1e400\n")
+    (tmp_path / "overflow.json").write_text('{"batch_size": 1e999}')
+    return [
+        (["--out", "/proc/nnx-run"], "--out /proc/nnx-run: cannot create the folder"),
+        (["--out", tmp_path / "file" / "run"], "cannot create the folder"),
+        (["--config", tmp_path / "huge.json"], "is larger than 1024 KiB"),
+        (["--config", "/dev/zero"], "config file /dev/zero is not a regular file"),
+        (["--config", tmp_path / "latin1.json"], "latin1.json is not UTF-8 text"),
+        (["--config", tmp_path / "overflow.toml"], "--epochs must be an integer, got inf"),
+        (["--config", tmp_path / "overflow.json"], "--batch-size must be an integer, got inf"),
+        (["--hidden", "100000,100000", "--out", tmp_path / "big"], "parameters that needs about"),
+        (["--seed", "-3"], "--seed must be >= 0"),
+    ]
+
+
+def test_user_mistakes_are_one_line_errors_with_exit_2(tmp_path, capsys):
+    for args, message in _tracebacks_cases(tmp_path):
+        _fails(capsys, 2, message, "--dataset", "vertical", "--device", "cpu", "--quiet", *args)
+    assert not (tmp_path / "big").exists()
+
+
+def test_a_crafted_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "r"
+    assert _main(capsys, *FAST, "--epochs", 1, "--out", out)[0] == 0
+    with np.load(out / "last.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes())
+    del meta["optimizer"]["state"][0]["step"]
+    meta["record"]["epoch"] = "one"  # used to be a KeyError or TypeError traceback
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(out / "crafted.npz", **arrays)
+    _fails(capsys, 2, "epoch must be an integer >= 0, got 'one'", "--resume", out / "crafted.npz")
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
+    proc = _start(*FAST, "--epochs", 5, "--out", tmp_path / "r")
+    time.sleep(0.4)  # the interpreter is up and loading NumPy and nnx
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:  # pragma: no cover - a very fast machine finished first
+        pytest.skip("the run finished before the signal")
+    _one_line_error(subprocess.CompletedProcess([], proc.returncode, "", err), 130, "interrupted")
+
+
+# ---------------------------------------------------------------- API messages that fit the case
+
+
+@pytest.mark.parametrize("spec", ["strict:device1", "torch"])
+def test_a_numpy_input_to_a_model_on_another_library_says_so(spec):
+    import nnx
+
+    if spec == "torch":
+        pytest.importorskip("torch")
+    model = nnx.Sequential(nnx.Linear(3, 2, rng=0)).to(nnx.get_backend(spec))
+    with pytest.raises(TypeError, match="the input is a numpy array but the parameters are"):
+        model(np.ones((2, 3), dtype=np.float32))
+
+
+def test_a_new_lr_on_resume_becomes_the_schedules_base_rate(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ("--optimizer", "sgd", "--lr", 0.1, "--schedule", "exponential")
+    assert _main(capsys, *FAST, *args, "--epochs", 2, "--out", out)[0] == 0
+    assert _main(capsys, "--resume", out / "last.npz", "--epochs", 3, "--lr", 0.2)[0] == 0
+    lrs = [float(r["lr"]) for r in _history(out)]
+    assert lrs[:2] == pytest.approx([0.1, 0.1 * 0.95])
+    assert lrs[2] == pytest.approx(0.2 * 0.95**2)  # the schedule goes on from the new base

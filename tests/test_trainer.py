@@ -386,3 +386,29 @@ def test_nan_in_the_data_is_named_as_such():
     x[3, 1] = np.nan
     with pytest.raises(ValueError, match="the training inputs hold NaN or infinite values"):
         _trainer().fit((x, y), epochs=1)
+
+
+def test_bad_counts_empty_data_and_complex_inputs_are_clear_errors():
+    (x, y), _ = _vertical()
+    trainer = _trainer()
+    for epochs in (2.7, -1, True):
+        with pytest.raises(ValueError, match=r"Trainer.fit: epochs must be a whole number >= 0"):
+            trainer.fit((x, y), epochs=epochs)
+    with pytest.raises(ValueError, match="Trainer: seed must be a whole number >= 0, got -3"):
+        model = _mlp()
+        nnx.Trainer(model, nnx.CrossEntropyLoss(), Adam(model.parameters()), seed=-3)
+    empty = (x[:0], y[:0])
+    with pytest.raises(ValueError, match="the training data has 0 rows"):
+        trainer.fit(empty, epochs=1)
+    with pytest.raises(ValueError, match="the validation data has 0 rows"):
+        trainer.fit((x, y), empty, epochs=1)
+    with pytest.raises(ValueError, match="Trainer.evaluate: the data has 0 rows"):
+        trainer.evaluate(empty)
+    with pytest.raises(ValueError, match="Trainer.predict: x has 0 rows"):
+        trainer.predict(x[:0])
+    with pytest.raises(
+        TypeError, match=r"the inputs are complex \(complex64\); nnx trains on real numbers"
+    ):
+        trainer.fit((np.asarray(x) + 1j, y), epochs=1)
+    with pytest.raises(TypeError, match="the inputs are complex"):
+        trainer.predict(np.asarray(x) * 1j)

@@ -79,7 +79,7 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if data_dir is not None and name not in ("mnist", "fashion-mnist"):
-        raise ValueError(f"--data-dir applies to mnist and fashion-mnist, not to {name!r}")
+        raise ValueError(f"data_dir applies to mnist and fashion-mnist, not to {name!r}")
     if name == "digits":
         train, test = digits()
         return DatasetSplits(

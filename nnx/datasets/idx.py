@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import struct
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,9 @@ class Source:
 
     urls: tuple[str, ...]
     sha256: dict[str, str]
+    # each file's size in bytes: a download that grows past it is aborted, and a cached file of
+    # another size is not trusted (None: no sizes known, downloads capped at MAX_DOWNLOAD_BYTES)
+    sizes: dict[str, int] | None = None
 
 
 SOURCES = {
@@ -51,6 +56,12 @@ SOURCES = {
             "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
             "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
         },
+        sizes={
+            "train-images-idx3-ubyte.gz": 9912422,
+            "train-labels-idx1-ubyte.gz": 28881,
+            "t10k-images-idx3-ubyte.gz": 1648877,
+            "t10k-labels-idx1-ubyte.gz": 4542,
+        },
     ),
     "fashion-mnist": Source(
         urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
@@ -59,6 +70,12 @@ SOURCES = {
             "train-labels-idx1-ubyte.gz": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
             "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
             "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+        },
+        sizes={
+            "train-images-idx3-ubyte.gz": 26421880,
+            "train-labels-idx1-ubyte.gz": 29515,
+            "t10k-images-idx3-ubyte.gz": 4422102,
+            "t10k-labels-idx1-ubyte.gz": 5148,
         },
     ),
 }
@@ -97,15 +114,72 @@ def load_idx_dataset(
             raise DatasetError(_missing_message(name, folder))
         return found
     folder = cache_dir() / name
-    found = _find_local(folder) if folder.is_dir() else None
-    if found is not None:
-        return found
-    if not download:
-        raise DatasetError(_missing_message(name, folder))
-    fetch(name, folder)
-    found = _find_local(folder)
-    assert found is not None  # fetch() wrote every file or raised
+    # The cache is trusted only when verified: each gzipped file's size and SHA-256 (the hash is
+    # remembered by size and modification time, so an unchanged cache is not hashed again).
+    bad = verify_cache(name, folder) if folder.is_dir() else list(SOURCES[name].sha256)
+    if bad:
+        if not download:
+            if folder.is_dir() and any((folder / f).exists() for f in bad):
+                raise DatasetError(
+                    f"{name}: cached files {', '.join(bad)} in {folder} fail their size or "
+                    f"SHA-256 check; delete them, or allow a download to replace them"
+                )
+            raise DatasetError(_missing_message(name, folder))
+        fetch(name, folder)  # downloads the missing files and replaces the bad ones
+        bad = verify_cache(name, folder)
+        assert not bad  # fetch() wrote every file with its checksum, or raised
+    found = _find_local(folder, gz_only=True)
+    assert found is not None
     return found
+
+
+_MEMO = ".nnx-verified.json"
+
+
+def verify_cache(name: str, folder: Path) -> list[str]:
+    """The files of ``name`` in the cache ``folder`` that are missing or fail their size or
+    SHA-256 check. A file that passed is remembered (size, modification time) in ``folder``'s
+    ``.nnx-verified.json`` and not hashed again while those stay the same."""
+    source = SOURCES[name]
+    memo = _read_memo(folder)
+    bad, changed = [], False
+    for filename, expected in source.sha256.items():
+        path = folder / filename
+        try:
+            st = path.stat()
+        except OSError:
+            bad.append(filename)
+            continue
+        record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected}
+        if memo.get(filename) == record:
+            continue
+        size = (source.sizes or {}).get(filename)
+        if (
+            not path.is_file()
+            or (size is not None and st.st_size != size)
+            or (_sha256(path) != expected)
+        ):
+            bad.append(filename)
+            changed |= memo.pop(filename, None) is not None
+            continue
+        memo[filename] = record
+        changed = True
+    if changed:
+        try:
+            with atomic_write(folder / _MEMO, "w", encoding="utf-8") as f:
+                json.dump(memo, f)
+        except OSError:  # a read-only cache still works; it is hashed each time
+            pass
+    return bad
+
+
+def _read_memo(folder: Path) -> dict[str, Any]:
+    try:
+        with open(folder / _MEMO, encoding="utf-8") as f:
+            memo = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
 
 
 def fetch(name: str, folder: Path, base_url: str | None = None, timeout: float = 60.0) -> None:
@@ -117,10 +191,11 @@ def fetch(name: str, folder: Path, base_url: str | None = None, timeout: float =
         target = folder / filename
         if target.exists() and _sha256(target) == expected:
             continue
+        limit = (source.sizes or {}).get(filename, MAX_DOWNLOAD_BYTES)
         errors = []
         for url in urls:
             try:
-                _download(url.rstrip("/") + "/" + filename, target, expected, timeout)
+                _download(url.rstrip("/") + "/" + filename, target, expected, timeout, limit)
                 break
             except (urllib.error.URLError, OSError, ChecksumError) as err:
                 errors.append(f"{url}: {err}")
@@ -135,12 +210,29 @@ class ChecksumError(ValueError):
     """A downloaded file's SHA-256 differs from the published one."""
 
 
-def _download(url: str, target: Path, expected_sha256: str, timeout: float) -> None:
+MAX_DOWNLOAD_BYTES = 64 << 20  # for a source that lists no sizes: every IDX file is smaller
+
+
+def _download(
+    url: str, target: Path, expected_sha256: str, timeout: float, limit: int = MAX_DOWNLOAD_BYTES
+) -> None:
     """Stream ``url`` to ``target`` atomically; the file takes its name only when its SHA-256
-    matches (so a failed or corrupted download never leaves a file behind)."""
+    matches (so a failed or corrupted download never leaves a file behind). A download larger
+    than ``limit`` bytes is aborted as soon as it says so or grows past it."""
     digest = hashlib.sha256()
     with atomic_write(target) as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        announced = response.headers.get("Content-Length")
+        if announced is not None and announced.isdigit() and int(announced) > limit:
+            raise ChecksumError(
+                f"{target.name} is {int(announced)} bytes, more than the expected {limit}"
+            )
+        total = 0
         while chunk := response.read(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                raise ChecksumError(
+                    f"download of {target.name} exceeds the expected {limit} bytes; aborted"
+                )
             digest.update(chunk)
             out.write(chunk)
         got = digest.hexdigest()
@@ -166,13 +258,16 @@ def _missing_message(name: str, folder: Path) -> str:
     )
 
 
-def _find_local(folder: Path) -> tuple[Split, Split] | None:
+def _find_local(folder: Path, gz_only: bool = False) -> tuple[Split, Split] | None:
+    """Read the data set from ``folder``: an ``mnist.npz`` or the four IDX files; with
+    ``gz_only`` (the verified cache) only the gzipped IDX files."""
     npz = folder / "mnist.npz"
-    if npz.is_file():
+    if npz.is_file() and not gz_only:
         return _read_npz(npz)
     paths = {}
     for key, stem in IDX_FILES.items():
-        for candidate in (folder / f"{stem}.gz", folder / stem):
+        candidates = (folder / f"{stem}.gz",) if gz_only else (folder / f"{stem}.gz", folder / stem)
+        for candidate in candidates:
             if candidate.is_file():
                 paths[key] = candidate
                 break

@@ -184,7 +184,7 @@ class TiedLinear(Module):
         check_same_dtype(x, w, "TiedLinear")
         check_same_device(x, w, "TiedLinear")
         self._x = x
-        y = x @ w.T
+        y = xp.reshape(xp.reshape(x, (-1, w.shape[1])) @ w.T, (*x.shape[:-1], w.shape[0]))
         return y if self.bias is None else y + self.bias.value
 
     def backward(self, grad_out: Any) -> Any:
@@ -197,4 +197,4 @@ class TiedLinear(Module):
         self.weight.accumulate(g2.T @ x2)
         if self.bias is not None:
             self.bias.accumulate(xp.sum(g2, axis=0))
-        return grad_out @ w
+        return xp.reshape(g2 @ w, x.shape)

@@ -127,7 +127,11 @@ class _Recurrent(Module):
             outs, layer_caches = [], []
             for d, suffix in enumerate(self._suffixes()):
                 w_ih, w_hh, b_ih, b_hh = self._params(k, suffix)
-                gi = inp @ w_ih.value  # (N, T, G*H): every time step's input part at once
+                # (N, T, G*H): every time step's input part in one 2-D matmul
+                n_t = inp.shape[0] * inp.shape[1]
+                gi = xp.reshape(
+                    xp.reshape(inp, (n_t, inp.shape[-1])) @ w_ih.value, (*inp.shape[:2], -1)
+                )
                 if b_ih is not None:
                     gi = gi + b_ih.value
                 index = k * self.num_directions + d

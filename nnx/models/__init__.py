@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..module import Module
-from . import cnn, mlp
+from . import cnn, lstm, mlp, transformer
 
 Builder = Callable[..., Module]
 
@@ -34,6 +34,8 @@ Builder = Callable[..., Module]
 PRESETS: dict[str, Builder] = {
     "mlp": mlp.build,
     "cnn": cnn.build,
+    "transformer": transformer.build,
+    "lstm": lstm.build,
 }
 
 

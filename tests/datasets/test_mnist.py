@@ -124,7 +124,9 @@ def served(tmp_path, monkeypatch):
 def test_downloads_into_the_cache_and_verifies(served, tmp_path):
     (x, y), _ = mnist()
     cache = tmp_path / "cache" / "mnist"
-    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in served.iterdir())
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [p.name for p in served.iterdir()] + [".nnx-verified.json"]
+    )
     assert x.shape == (N_TRAIN, 784)
     for p in served.iterdir():  # served files deleted: the cache is used, nothing downloaded
         p.unlink()
@@ -160,3 +162,43 @@ def test_published_checksums_are_well_formed():
     for source in mnist_module.SOURCES.values():
         assert len(source.sha256) == 4
         assert all(len(h) == 64 and int(h, 16) >= 0 for h in source.sha256.values())
+
+
+def test_a_tampered_cache_is_not_used(served, tmp_path, monkeypatch):
+    """Cached files are trusted only when their size and SHA-256 check out; the hash is
+    remembered by size and mtime, so an unchanged cache is not hashed again."""
+    (x, y), _ = mnist()
+    cached = tmp_path / "cache" / "mnist" / "train-labels-idx1-ubyte.gz"
+    good = cached.read_bytes()
+    hashed = []
+    real = mnist_module._sha256
+    monkeypatch.setattr(mnist_module, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    mnist()
+    assert hashed == []  # remembered
+    tampered = gzip.compress(_idx_labels((np.asarray(y) + 1) % 10))
+    cached.write_bytes(tampered)
+    with pytest.raises(DatasetError, match="train-labels-idx1-ubyte.gz in .* fail their size or"):
+        mnist(download=False)
+    (_, y2), _ = mnist()  # downloads a good copy again
+    np.testing.assert_array_equal(y2, y)
+    assert cached.read_bytes() == good
+
+
+def test_a_download_larger_than_expected_is_aborted(served, tmp_path, monkeypatch):
+    source = mnist_module.SOURCES["mnist"]
+    sizes = {name: (served / name).stat().st_size for name in source.sha256}
+    sizes["train-images-idx3-ubyte.gz"] -= 1  # the server sends one byte more than promised
+    monkeypatch.setitem(
+        mnist_module.SOURCES, "mnist", mnist_module.Source(source.urls, source.sha256, sizes)
+    )
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.gz is \d+ bytes, more than"):
+        mnist()
+    cache = tmp_path / "cache" / "mnist"
+    assert not (cache / "train-images-idx3-ubyte.gz").exists()
+    assert not list(cache.glob(".*.tmp"))
+
+
+def test_published_sizes_cover_every_file():
+    for source in mnist_module.SOURCES.values():
+        assert set(source.sizes) == set(source.sha256)
+        assert all(1000 < n < 64 << 20 for n in source.sizes.values())

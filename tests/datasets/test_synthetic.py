@@ -40,7 +40,7 @@ def test_load_dataset_splits(name):
 def test_load_dataset_errors():
     with pytest.raises(ValueError, match="unknown dataset 'cifar'; choose one of digits"):
         load_dataset("cifar")
-    with pytest.raises(ValueError, match="--data-dir applies to mnist"):
+    with pytest.raises(ValueError, match="data_dir applies to mnist"):
         load_dataset("spiral", data_dir="/tmp")
 
 

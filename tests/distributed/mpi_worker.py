@@ -83,8 +83,14 @@ def main(scenario: str, out: Path) -> None:
                     model.backward(loss.backward())
                 dist.allreduce_gradients(model, xb.shape[0])
                 optimizer.step()
+        # uneven counts and missing gradients: rank 0 has 2 samples, rank 1 has 1 and no grad
+        p, q = nnx.Parameter(np.zeros(3)), nnx.Parameter(np.zeros(2))
+        p.grad = np.full(3, 2.0) if world.rank == 0 else None
+        dist.allreduce_gradients([p, q], 2 if world.rank == 0 else 1)
         if world.rank == 0:
             np.savez(out / "params.npz", **model.state_dict())
+            np.save(out / "uneven.npy", p.grad)
+            assert q.grad is None  # no rank had one: it stays None
         return
     if scenario == "batchnorm":  # local batch statistics, averaged over the ranks each epoch
         (x, y), _, loss, _ = problem()

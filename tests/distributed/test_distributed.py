@@ -90,6 +90,8 @@ def test_hand_written_loop_with_the_public_api(tmp_path):
     got = np.load(tmp_path / "params.npz")
     for name, value in model.state_dict().items():
         np.testing.assert_allclose(got[name], value, rtol=0, atol=1e-6, err_msg=name)
+    # (2 samples x gradient 2 + 1 sample x no gradient) / 3 samples; a mean of means would be 1
+    np.testing.assert_allclose(np.load(tmp_path / "uneven.npy"), np.full(3, 4.0 / 3.0))
 
 
 def _assert_fault_handled(done, seconds, out):
