@@ -9,6 +9,10 @@ itself and ``backward()`` is compared. Each tensor's error is
 
 the worst deviation relative to that gradient's own scale.
 
+On JAX without 64-bit mode the whole check runs inside ``jax.enable_x64(True)``, a switch scoped
+to the check (the global ``jax_enable_x64`` setting is left as it was): a float64 check in float32
+would fail for no fault of the layer.
+
 >>> import numpy as np, nnx
 >>> result = nnx.gradcheck(nnx.Linear(3, 2, rng=0), np.ones((4, 3)))
 >>> result.ok, sorted(result.errors)
@@ -23,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import backend_of, to_numpy
+from .backend import backend_of, float64_scope, to_numpy
 from .losses import Loss, not_a_loss_message
 from .module import Module
 
@@ -77,7 +81,8 @@ def gradcheck(
     """Check ``fn``'s input and parameter gradients against central differences in float64.
 
     ``fn`` is copied and cast to float64 on the backend of ``x`` (the original is untouched); ``x``
-    (and a floating ``target``) are cast too. Pass a :class:`~nnx.losses.Loss` with its
+    (and a floating ``target``) are cast too. On JAX, 64-bit mode is switched on for the check
+    alone when it is off. Pass a :class:`~nnx.losses.Loss` with its
     ``target``, or any :class:`~nnx.module.Module` without one. Returns a
     :class:`GradcheckResult`; ``result.ok`` says whether every error is within ``tol``.
     ``seed`` draws the probe weights ``w`` from a stream of its own, so they never equal an input
@@ -92,6 +97,21 @@ def gradcheck(
     if is_loss and target is None:
         raise ValueError(f"gradcheck: {type(fn).__name__} needs a target")
     backend = backend_of(x)
+    with float64_scope(backend):
+        return _gradcheck(fn, x, target, backend, is_loss, eps, tol, seed, check_input)
+
+
+def _gradcheck(
+    fn: Module,
+    x: Any,
+    target: Any,
+    backend: Any,
+    is_loss: bool,
+    eps: float,
+    tol: float,
+    seed: int,
+    check_input: bool,
+) -> GradcheckResult:
     f64 = backend.dtype("float64")
     fn = copy.deepcopy(fn).to(backend, dtype="float64")
     x64 = backend.asarray(to_numpy(x), dtype=f64)

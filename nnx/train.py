@@ -34,6 +34,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.precision.PRECISIONS
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
 
 
@@ -133,7 +134,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "auto",
         _text,
         "where to train: auto (a CUDA GPU when usable, else the CPU), cpu, "
-        "gpu, cuda:N, torch, torch:cuda, strict",
+        "gpu, cuda:N, torch, torch:cuda, strict, jax, jax:gpu",
     ),
     "dataset": (
         "digits",
@@ -215,6 +216,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     ),
     "seed": (0, _number(int, 0), "seed for initialization, splits, shuffling and dropout"),
     "dtype": ("float32", _choice(DTYPES), "floating-point type: float32 or float64"),
+    "precision": (
+        "float32",
+        _choice(PRECISIONS),
+        "float32, or 16-bit compute with float32 master weights and loss scaling: "
+        "float16, bfloat16 (torch, jax, cupy), mixed16 (bfloat16 where available, else float16)",
+    ),
+    "jit": (False, _flag, "compile each training step with jax.jit (--device jax only)"),
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
@@ -350,6 +358,13 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
+    if settings["precision"] != "float32" and settings["dtype"] != "float32":
+        raise ConfigError(
+            f"--precision {settings['precision']} keeps float32 master weights; it needs "
+            f"--dtype float32, not {settings['dtype']}"
+        )
+    if settings["jit"] and settings["precision"] != "float32":
+        raise ConfigError("--jit and --precision cannot be combined yet")
     if not settings["distributed"]:
         from .distributed import launched_by_mpi
 
@@ -750,6 +765,8 @@ def run(
         schedule=schedule,
         clip_norm=settings["clip_norm"],
         progress=False,
+        jit=settings["jit"],
+        precision=settings["precision"],
         distributed=world is not None,
     )
     if resume is not None:

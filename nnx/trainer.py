@@ -22,6 +22,7 @@ from .checkpoint import (
     read_record,
     write_checkpoint,
 )
+from .compile import CompiledStep
 from .data import ArrayDataset, DataLoader
 from .data.loader import shard_bounds
 from .history import History
@@ -31,6 +32,7 @@ from .metrics import Metric, get_metric
 from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
 from .optim.schedules import Schedule
+from .precision import PRECISIONS, MixedPrecisionStep
 
 logger = logging.getLogger("nnx")
 
@@ -107,6 +109,10 @@ class Trainer:
             (``"epoch"`` or ``"batch"``).
         clip_norm: clip the global gradient norm to this value before each step.
         progress: show a progress bar (it stays quiet when stderr is not a terminal).
+        jit: run each training step compiled by XLA (:func:`nnx.compile`; JAX backends only).
+        precision: ``"float32"`` (default), or ``"float16"``, ``"bfloat16"``, ``"mixed16"``:
+            16-bit compute with float32 master weights and dynamic loss scaling
+            (:mod:`nnx.precision`); the model must be float32.
         distributed: data-parallel training over MPI (:mod:`nnx.distributed`, started with
             ``mpiexec -n N python -m mpi4py ...``): rank 0's parameters are broadcast, every
             global batch of ``batch_size`` is split over the ranks, gradients, losses and metrics
@@ -130,6 +136,8 @@ class Trainer:
         schedule_interval: str = "epoch",
         clip_norm: float | None = None,
         progress: bool = True,
+        jit: bool = False,
+        precision: str = "float32",
         distributed: bool = False,
     ):
         if not isinstance(model, Module):
@@ -173,6 +181,25 @@ class Trainer:
             extra = [cb for cb in extra if not cb.rank_zero_only]
         self.callbacks = sorted(extra, key=lambda cb: cb.order)
         self.history = History()
+        if distributed and (jit or precision != "float32"):
+            raise ValueError(
+                "Trainer: distributed training cannot be combined with jit=True or mixed "
+                "precision yet (their steps do not all-reduce gradients)"
+            )
+        self._compiled = self._compile_step() if jit else None
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"Trainer: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        self.precision = precision
+        self.mixed_precision = None
+        if precision != "float32":
+            if jit:
+                raise ValueError("Trainer: jit=True and mixed precision cannot be combined yet")
+            self.mixed_precision = MixedPrecisionStep(
+                model, loss, optimizer, precision, clip_norm=clip_norm
+            )
+            self._compiled = self.mixed_precision  # the same step interface
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps
         self.stop_training = False
@@ -200,6 +227,14 @@ class Trainer:
         if first is None:
             raise ValueError("Trainer: the model has no parameters to train")
         self.dtype = first.value.dtype
+
+    def _compile_step(self) -> CompiledStep:
+        if self.backend.name != "jax":
+            raise ValueError(
+                f"Trainer: jit=True compiles the step with jax.jit and needs a JAX backend "
+                f"(device='jax'), got {self.backend.name!r}"
+            )
+        return CompiledStep(self.model, self.loss, self.optimizer, self.clip_norm)
 
     def dataset(self, data: Data) -> ArrayDataset:
         """``data`` (an ArrayDataset or an ``(x, y)`` pair) on this Trainer's backend and dtype."""
@@ -350,6 +385,18 @@ class Trainer:
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
+            if self._compiled is not None:  # the step below, compiled by XLA or in 16 bits
+                loss_value, pred = self._compiled(xb, yb)
+                if batch == 0:
+                    self._check_label_range(pred)
+                losses.append(loss_value)
+                sizes.append(int(xb.shape[0]))
+                for m in self.metrics:
+                    m.update(pred, yb)
+                self.step += 1
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, batch)
+                continue
             optimizer.zero_grad()  # frees last step's gradients before the forward pass
             sizes.append(int(xb.shape[0]))
             if self.world is not None:  # masks of this rank's rows of the global batch
@@ -512,6 +559,9 @@ class Trainer:
             history=self.history.records,
             callbacks=self._callback_states(),
             backend=self.backend.name,
+            loss_scaler=None
+            if self.mixed_precision is None
+            else self.mixed_precision.scaler.state_dict(),
         )
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
@@ -534,6 +584,8 @@ class Trainer:
             )
             self.seed = saved_seed
         self.history = History(record.get("history", []))
+        if self.mixed_precision is not None and record.get("loss_scaler") is not None:
+            self.mixed_precision.scaler.load_state_dict(record["loss_scaler"])
         for key, cb in self._keyed_callbacks():
             if key in states:
                 cb.load_state_dict(states[key])

@@ -103,6 +103,10 @@ def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path):
         ),
         (["--config", "/nonexistent/cfg.toml"], "config file /nonexistent/cfg.toml does not exist"),
         (["--resume", "/nonexistent/last.npz"], "checkpoint /nonexistent/last.npz does not exist"),
+        (["--precision", "half"], "unknown precision 'half'"),
+        (["--precision", "bfloat16"], "bfloat16 needs PyTorch, JAX or CuPy"),
+        (["--precision", "float16", "--dtype", "float64"], "it needs --dtype float32"),
+        (["--jit"], "jit=True compiles the step with jax.jit and needs a JAX backend"),
     ],
 )
 def test_bad_settings(tmp_path, args, message):
@@ -233,3 +237,16 @@ def test_help_lists_every_flag():
         "--overwrite",
     ):
         assert flag in done.stdout, flag
+
+
+def test_float16_precision_and_compiled_jax_runs(tmp_path):
+    done = _run(*FAST, "--epochs", "2", "--precision", "float16", "--out", tmp_path / "f16")
+    assert done.returncode == 0, done.stderr
+    config = json.loads((tmp_path / "f16" / "config.json").read_text())
+    assert config["settings"]["precision"] == "float16"
+    if not backend_available("jax")[0]:
+        pytest.skip("JAX is not installed")
+    args = ["--dataset", "vertical", "--device", "jax", "--hidden", "16", "--epochs", "2"]
+    done = _run(*args, "--jit", "--out", tmp_path / "jit")
+    assert done.returncode == 0, done.stderr
+    assert "trained on jax" in done.stdout
