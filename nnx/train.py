@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+import nnx
 from nnx.models import PRESETS
 
 EXIT_USAGE = 2  # bad settings, missing data or GPU, unusable checkpoint
@@ -101,6 +102,16 @@ def _choice(options: tuple[str, ...]):
     return convert
 
 
+def _dataset(value: Any, flag: str) -> str:
+    """A built-in data set's name, or the absolute path of the user's .npz/.csv file (absolute,
+    so that config.json still finds it from another folder on --resume)."""
+    from nnx.datasets.files import is_data_file
+
+    if isinstance(value, str) and is_data_file(value.strip()):
+        return str(Path(value.strip()).expanduser().resolve())
+    return _choice(DATASETS)(value, flag)
+
+
 def _text(value: Any, flag: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{flag} must be a non-empty string, got {value!r}")
@@ -125,7 +136,17 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "where to train: auto (a CUDA GPU when usable, else the CPU), cpu, "
         "gpu, cuda:N, torch, torch:cuda, strict, jax, jax:gpu",
     ),
-    "dataset": ("digits", _choice(DATASETS), "data set: " + ", ".join(DATASETS)),
+    "dataset": (
+        "digits",
+        _dataset,
+        "data set: " + ", ".join(DATASETS) + ", or the path of your own .npz (x_train, y_train, "
+        "optional x_test, y_test) or .csv (with --label-column)",
+    ),
+    "label_column": (
+        None,
+        _optional(_text),
+        "the label column of a .csv --dataset: a name from its header or a 0-based index",
+    ),
     "data_dir": (
         None,
         _optional(_text),
@@ -253,6 +274,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--resume", metavar="CHECKPOINT", help="continue a run from its last.npz or best.npz"
     )
     parser.add_argument("--config", metavar="FILE", help="read settings from a TOML or JSON file")
+    parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")
     return parser
 
 
@@ -335,6 +357,8 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings[name] = convert(settings[name], "--" + name.replace("_", "-"))
     if settings["data_dir"] is not None and settings["dataset"] not in ("mnist", "fashion-mnist"):
         raise ConfigError("--data-dir applies to --dataset mnist or fashion-mnist")
+    if settings["label_column"] is not None and not settings["dataset"].lower().endswith(".csv"):
+        raise ConfigError("--label-column applies to a .csv --dataset")
     if settings["momentum"] is not None and settings["optimizer"] not in ("sgd", "rmsprop"):
         raise ConfigError(f"--momentum applies to sgd and rmsprop, not {settings['optimizer']}")
     if settings["lr"] is None:
@@ -664,6 +688,7 @@ def run(
     from nnx import optim
     from nnx.data import ArrayDataset, Standardizer, train_val_split
     from nnx.datasets import load_dataset
+    from nnx.datasets.files import is_data_file, load_file
     from nnx.models.charlm import LM_PRESETS, run_language_model
 
     if settings["model"] in LM_PRESETS:  # character-level language model on --text
@@ -692,7 +717,11 @@ def run(
         world.barrier()  # rank 0 downloads the data set first, the others then read its copy
         say = _silent
     # image data sets give image-shaped samples (C, H, W); the mlp preset flattens them
-    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
+    if is_data_file(settings["dataset"]):  # the user's own .npz or .csv, checked
+        data = load_file(settings["dataset"], settings["label_column"], seed=settings["seed"])
+    else:
+        data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
+        data = data.images()
     check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
     if world is not None and rank0:
         world.barrier()
@@ -959,6 +988,11 @@ def _main(argv: list[str] | None, prog: str) -> int:
         lock = context.get("lock")
         if lock is not None:
             lock.release()
+
+
+def cli() -> None:
+    """The ``nnx-train`` console script installed with the package."""
+    sys.exit(main(prog="nnx-train"))
 
 
 if __name__ == "__main__":

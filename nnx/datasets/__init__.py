@@ -15,6 +15,7 @@ import numpy as np
 
 from .digits import digits
 from .errors import DatasetError
+from .files import is_data_file, load_file
 from .idx import cache_dir, fashion_mnist, mnist
 from .synthetic import sine, spiral, vertical
 
@@ -107,6 +108,8 @@ __all__ = [
     "cache_dir",
     "digits",
     "fashion_mnist",
+    "is_data_file",
+    "load_file",
     "load_dataset",
     "mnist",
     "sine",
