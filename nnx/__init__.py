@@ -1,7 +1,7 @@
 """nnx: neural networks with explicit backpropagation on any Array API backend.
 
 Every layer and loss has a ``forward`` and a ``backward`` written once against the Python Array
-API standard, so the same code runs on NumPy, CuPy, PyTorch tensors and array-api-strict.
+API standard, so the same code runs on NumPy, CuPy, PyTorch tensors, JAX and array-api-strict.
 """
 
 from . import callbacks, data, datasets, metrics, models, optim, special
@@ -17,7 +17,10 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .checks import BackwardBeforeForwardError
+from .compile import CompiledStep, compile
+from .containers import Add, Concat, Parallel, Residual
 from .gradcheck import GradcheckResult, gradcheck
+from .graph import Graph, Input
 from .history import History
 from .layers import (
     ELU,
@@ -109,6 +112,8 @@ __all__ = [
     "special",
     "CSVLogger",
     "Callback",
+    "CompiledStep",
+    "compile",
     "CheckpointError",
     "EarlyStopping",
     "History",
@@ -167,6 +172,12 @@ __all__ = [
     "Buffer",
     "ReLU",
     "Sequential",
+    "Residual",
+    "Parallel",
+    "Add",
+    "Concat",
+    "Graph",
+    "Input",
     "Sigmoid",
     "Softmax",
     "Tanh",

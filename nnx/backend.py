@@ -1,7 +1,7 @@
 """Backends: which array namespace and device nnx computes on.
 
 This is the only module that names concrete array libraries (NumPy, CuPy, PyTorch,
-array-api-strict). Everything else receives an array-API namespace ``xp`` and the arrays.
+array-api-strict, JAX). Everything else receives an array-API namespace ``xp`` and the arrays.
 
 >>> be = get_backend("cpu")
 >>> be.name, be.is_gpu
@@ -13,6 +13,7 @@ dtype('float32')
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -35,6 +36,9 @@ VALID_SPECS = (
     "torch:cuda:N",
     "strict",
     "strict:DEVICE (e.g. strict:device1)",
+    "jax",
+    "jax:cpu",
+    "jax:gpu",
 )
 
 _GPU_HINT = "install the GPU extra (pip install 'nnx-trainer[gpu]') or use backend 'cpu' or 'auto'"
@@ -53,7 +57,8 @@ class Backend:
     """An array namespace (``xp``) plus the device that new arrays are created on.
 
     Attributes:
-        name: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"`` (or the library's name).
+        name: ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``, ``"jax"`` (or the
+            library's name).
         xp: the array-API namespace (from array-api-compat where the library needs a wrapper).
         device: the device object of that library.
         is_gpu: True when arrays live on a GPU.
@@ -90,10 +95,23 @@ class Backend:
                 name = np.dtype(dtype).name
             except TypeError:
                 return dtype  # already a dtype of this namespace (torch, array-api-strict)
+        if name == "bfloat16" and not hasattr(self.xp, name):
+            raise ValueError(
+                f"backend {self.name!r} has no bfloat16 (PyTorch, JAX and CuPy have it); "
+                f"use float16 or another backend"
+            )
         if name not in _DTYPE_NAMES or not hasattr(self.xp, name):
             raise ValueError(
                 f"unknown dtype {dtype!r} for backend {self.name!r}; "
                 f"expected one of {', '.join(_DTYPE_NAMES)}"
+            )
+        if self.name == "jax" and name in ("float64", "int64") and not jax_x64_enabled():
+            if name == "int64":  # JAX's own integer without x64; class labels fit in it
+                return self.xp.int32
+            raise ValueError(
+                "JAX computes in float32 unless 64-bit mode is on: set the environment variable "
+                "JAX_ENABLE_X64=1 before starting Python, or call "
+                "jax.config.update('jax_enable_x64', True) before creating any array"
             )
         return getattr(self.xp, name)
 
@@ -117,14 +135,16 @@ class Backend:
         return Generator(self, seed)
 
 
-_DTYPE_NAMES = ("float32", "float64", "int32", "int64", "bool")
+_DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64", "int32", "int64", "bool")
 
 
 class Generator:
     """Seeded uniform random numbers made on the backend's device.
 
-    CuPy and PyTorch use their own device generator (no host round trip); every other backend
-    draws on the host with ``numpy.random.Generator`` and copies the result over.
+    CuPy and PyTorch use their own device generator (no host round trip); JAX uses
+    ``jax.random`` with the generator's key kept in :attr:`key` (split at every draw, so
+    :func:`nnx.compile` can pass it in and out of a compiled step); every other backend draws on
+    the host with ``numpy.random.Generator`` and copies the result over.
     """
 
     def __init__(self, backend: Backend, seed: int):
@@ -140,6 +160,12 @@ class Generator:
 
             self._rng = torch.Generator(device=backend.device)
             self._rng.manual_seed(self.seed)
+        elif backend.name == "jax":
+            import jax
+
+            # two 32-bit words of the seed: jax.random.key takes 32-bit seeds without x64
+            key = jax.random.key(self.seed & 0xFFFFFFFF)
+            self.key = jax.random.fold_in(key, (self.seed >> 32) & 0xFFFFFFFF)
         else:
             self._rng = np.random.default_rng(self.seed)
 
@@ -153,6 +179,12 @@ class Generator:
             import torch
 
             return torch.rand(shape, generator=self._rng, dtype=dtype, device=be.device)
+        if be.name == "jax":
+            import jax
+
+            self.key, draw = jax.random.split(self.key)
+            with jax.default_device(be.device):
+                return jax.random.uniform(draw, shape, dtype=dtype)
         host_dtype = np.float64 if dtype == be.xp.float64 else np.float32
         return be.asarray(self._rng.random(shape, dtype=host_dtype), dtype=dtype)
 
@@ -213,6 +245,12 @@ def backend_of(x: Any) -> Backend:
         return Backend("torch", xp, dev, is_gpu=dev.type != "cpu")
     if array_api_compat.is_array_api_strict_namespace(xp):
         return Backend("array_api_strict", xp, dev)
+    if array_api_compat.is_jax_array(x):
+        if dev is None:  # a traced array inside jax.jit: it will live on JAX's default device
+            import jax
+
+            dev = jax.devices()[0]
+        return Backend("jax", xp, dev, is_gpu=getattr(dev, "platform", "cpu") != "cpu")
     return Backend(getattr(xp, "__name__", type(x).__module__), xp, dev)
 
 
@@ -221,6 +259,61 @@ def is_writeable(x: Any) -> bool:
     if type(x) is np.ndarray:  # the hot path of every optimizer step on the CPU
         return x.flags.writeable
     return array_api_compat.is_writeable_array(x)
+
+
+def jax_x64_enabled() -> bool:
+    """Whether JAX creates 64-bit arrays right now (``JAX_ENABLE_X64`` or ``jax.enable_x64``);
+    False when JAX is not installed."""
+    try:
+        import jax
+    except ImportError:
+        return False
+    return bool(jax.config.jax_enable_x64)
+
+
+def float64_scope(backend: Backend) -> Any:
+    """A context in which ``backend`` can compute in float64.
+
+    JAX without 64-bit mode gets ``jax.enable_x64(True)``, which is scoped to the ``with``
+    block (and thread): the global switch stays as it was, so nothing outside the block starts
+    making 64-bit arrays. Every other backend always has float64: a no-op context.
+    """
+    if backend.name == "jax" and not jax_x64_enabled():
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def overflow_allowed() -> Any:
+    """A context in which NumPy overflows to inf/NaN silently: a 16-bit step with loss scaling
+    expects overflow, detects it and skips the step (other libraries never warn)."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
+def is_jax(x: Any) -> bool:
+    """Whether ``x`` is a JAX array (also a traced one inside ``jax.jit``)."""
+    return array_api_compat.is_jax_array(x)
+
+
+def is_tracer(x: Any) -> bool:
+    """Whether ``x`` is a placeholder array of a function being traced by ``jax.jit``."""
+    if type(x) is np.ndarray or not array_api_compat.is_jax_array(x):
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
+
+
+def jit(fn: Any, static_argnums: tuple[int, ...] = ()) -> Any:
+    """``jax.jit(fn)``: ``fn`` is traced once per argument structure and compiled by XLA."""
+    try:
+        import jax
+    except ImportError:
+        raise BackendUnavailableError(
+            f"compiling needs JAX, which is not installed; {_JAX_HINT}"
+        ) from None
+    return jax.jit(fn, static_argnums=static_argnums)
 
 
 def same_device(a: Any, b: Any) -> bool:
@@ -236,6 +329,7 @@ def same_device(a: Any, b: Any) -> bool:
 def get_backend(spec: str | Backend = "auto") -> Backend:
     """Resolve a backend spec such as ``"cpu"``, ``"gpu"``, ``"cuda:1"``, ``"torch"`` or ``"auto"``.
 
+    ``"jax"`` (``"jax:cpu"``) and ``"jax:gpu"`` (``"jax:gpu:N"``) compute with ``jax.numpy``.
     ``"auto"`` picks CuPy when a usable CUDA device exists, else NumPy, and logs its choice on
     the ``nnx`` logger. A GPU spec on a machine without one raises
     :class:`BackendUnavailableError` saying what is missing.
@@ -263,6 +357,8 @@ def get_backend(spec: str | Backend = "auto") -> Backend:
         return _torch_backend(spec, s[len("torch:") :] if ":" in s else "cpu")
     if s == "strict" or s.startswith("strict:"):
         return _strict_backend(spec.strip()[len("strict:") :] if ":" in s else None)
+    if s == "jax" or s.startswith("jax:"):
+        return _jax_backend(spec, s[len("jax:") :] if ":" in s else "cpu")
     raise ValueError(f"unknown backend spec {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
 
 
@@ -365,6 +461,35 @@ def _strict_backend(device_name: str | None) -> Backend:
     except ValueError as err:
         raise ValueError(f"unknown array-api-strict device {device_name!r}: {err}") from None
     return Backend("array_api_strict", xp, dev)
+
+
+_JAX_HINT = "install the JAX extra (pip install 'nnx-trainer[jax]')"
+
+
+def _jax_backend(spec: str, where: str) -> Backend:
+    try:
+        import jax
+        import jax.numpy as xp
+    except ImportError:
+        raise BackendUnavailableError(
+            f"backend {spec!r} needs JAX, which is not installed; {_JAX_HINT}"
+        ) from None
+    platform, _, index_text = where.partition(":")
+    if platform not in ("cpu", "gpu", "cuda"):
+        raise ValueError(f"unknown backend spec {spec!r}; valid specs: {', '.join(VALID_SPECS)}")
+    index = _device_index(spec, index_text) if index_text else 0
+    try:
+        devices = jax.devices("cpu" if platform == "cpu" else "gpu")
+    except RuntimeError as err:  # "Unknown backend: 'gpu' requested, but no platforms ..."
+        raise BackendUnavailableError(
+            f"backend {spec!r}: JAX has no GPU here ({err}); install a CUDA build of JAX "
+            f"(pip install 'jax[cuda12]') or use 'jax' for the CPU"
+        ) from None
+    if index >= len(devices):
+        raise BackendUnavailableError(
+            f"{spec!r}: JAX sees {len(devices)} {platform} device(s) here"
+        )
+    return Backend("jax", xp, devices[index], is_gpu=platform != "cpu")
 
 
 # --------------------------------------------------------------------------- scatter-add

@@ -333,7 +333,8 @@ class LRScheduler(Callback):
         self.interval = interval
 
     def on_batch_end(self, trainer: Trainer, batch: int) -> None:
-        if self.interval == "batch":
+        # with gradient accumulation, once per optimizer step rather than per mini-batch
+        if self.interval == "batch" and getattr(trainer, "stepped", True):
             self.schedule.step()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:

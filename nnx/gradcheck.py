@@ -9,6 +9,10 @@ itself and ``backward()`` is compared. Each tensor's error is
 
 the worst deviation relative to that gradient's own scale.
 
+On JAX without 64-bit mode the whole check runs inside ``jax.enable_x64(True)``, a switch scoped
+to the check (the global ``jax_enable_x64`` setting is left as it was): a float64 check in float32
+would fail for no fault of the layer.
+
 >>> import numpy as np, nnx
 >>> result = nnx.gradcheck(nnx.Linear(3, 2, rng=0), np.ones((4, 3)))
 >>> result.ok, sorted(result.errors)
@@ -23,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from .backend import backend_of, to_numpy
+from .backend import backend_of, float64_scope, to_numpy
 from .losses import Loss, not_a_loss_message
-from .module import Module
+from .module import Module, call_backward
+from .structure import call_with, first_leaf, leaves, map_structure
 
 _FLOOR = 1e-8
 
@@ -77,7 +82,9 @@ def gradcheck(
     """Check ``fn``'s input and parameter gradients against central differences in float64.
 
     ``fn`` is copied and cast to float64 on the backend of ``x`` (the original is untouched); ``x``
-    (and a floating ``target``) are cast too. Pass a :class:`~nnx.losses.Loss` with its
+    (and a floating ``target``) are cast too. ``x`` may be a tuple of arrays (positional inputs, errors
+    ``"input.0"``, ...) or a dict (keyword inputs, ``"input.<key>"``). On JAX, 64-bit mode is switched on for the check
+    alone when it is off. Pass a :class:`~nnx.losses.Loss` with its
     ``target``, or any :class:`~nnx.module.Module` without one. Returns a
     :class:`GradcheckResult`; ``result.ok`` says whether every error is within ``tol``.
     ``seed`` draws the probe weights ``w`` from a stream of its own, so they never equal an input
@@ -91,25 +98,51 @@ def gradcheck(
     is_loss = isinstance(fn, Loss)
     if is_loss and target is None:
         raise ValueError(f"gradcheck: {type(fn).__name__} needs a target")
-    backend = backend_of(x)
+    backend = backend_of(first_leaf(x))
+    with float64_scope(backend):
+        return _gradcheck(fn, x, target, backend, is_loss, eps, tol, seed, check_input)
+
+
+def _gradcheck(
+    fn: Module,
+    x: Any,
+    target: Any,
+    backend: Any,
+    is_loss: bool,
+    eps: float,
+    tol: float,
+    seed: int,
+    check_input: bool,
+) -> GradcheckResult:
     f64 = backend.dtype("float64")
     fn = copy.deepcopy(fn).to(backend, dtype="float64")
-    x64 = backend.asarray(to_numpy(x), dtype=f64)
-    if target is not None and backend.xp.isdtype(target.dtype, "real floating"):
-        target = backend.asarray(to_numpy(target), dtype=f64)
-    elif target is not None:
-        target = backend.asarray(to_numpy(target))
+    x64 = map_structure(lambda a: backend.asarray(to_numpy(a), dtype=f64), x)
+    if target is not None:
+        target = map_structure(
+            lambda t: backend.asarray(
+                to_numpy(t), dtype=f64 if backend.xp.isdtype(t.dtype, "real floating") else None
+            ),
+            target,
+        )
 
     weights = None
-    if not is_loss:
-        out_shape = tuple(fn(x64).shape)
-        weights = backend.asarray(_probe(seed, out_shape, to_numpy(x64)), dtype=f64)
+    if not is_loss:  # one probe array per output
+        host_inputs = [to_numpy(v) for _, v in leaves(x64)]
+        out = call_with(fn, x64)
+        probes = [
+            _probe(seed, tuple(o.shape), host_inputs, i) for i, (_, o) in enumerate(leaves(out))
+        ]
+        weights = map_structure(
+            lambda w: backend.asarray(w, dtype=f64), _structure_like(out, probes)
+        )
 
     def objective(inp: Any) -> float:
         if is_loss:
             out = fn(inp, target)
         else:  # layer penalties (L1/L2) are part of what backward differentiates
-            out = backend.xp.sum(fn(inp) * weights) + fn.regularization_loss()
+            outs = leaves(call_with(fn, inp))
+            ws = dict(leaves(weights))
+            out = sum(backend.xp.sum(o * ws[k]) for k, o in outs) + fn.regularization_loss()
         return float(to_numpy(out))
 
     # analytic gradients
@@ -118,9 +151,16 @@ def gradcheck(
         fn(x64, target)
         grad_x = fn.backward()
     else:
-        fn(x64)
-        grad_x = fn.backward(weights)
-    analytic = {"input": to_numpy(grad_x)} if check_input else {}
+        call_with(fn, x64)
+        grad_x = call_backward(fn, weights, check_input)
+    analytic = {}
+    if check_input:
+        if grad_x is None:
+            raise ValueError("gradcheck: backward returned no input gradient")
+        if isinstance(x64, dict) and not isinstance(grad_x, dict):  # backward in input order
+            grad_x = dict(zip(x64, grad_x, strict=True))
+        for key, g in leaves(grad_x):
+            analytic[_input_name(key)] = to_numpy(g)
     for name, p in fn.named_parameters():
         if p.grad is None:
             raise ValueError(f"gradcheck: backward did not set the gradient of parameter {name!r}")
@@ -128,11 +168,21 @@ def gradcheck(
 
     result = GradcheckResult(tol=tol)
     if check_input:
-        host_x = np.array(to_numpy(x64), dtype=np.float64)
-        result.errors["input"] = _relative_error(
-            analytic["input"],
-            _numeric(host_x, lambda h: objective(backend.asarray(h, dtype=f64)), eps),
-        )
+        for key, leaf in leaves(x64):
+            host_x = np.array(to_numpy(leaf), dtype=np.float64)
+
+            def with_input(h: np.ndarray, key: str = key) -> float:
+                value = backend.asarray(h, dtype=f64)
+                if key == "":
+                    return objective(value)
+                if isinstance(x64, dict):
+                    return objective({**x64, key: value})
+                return objective(tuple(value if str(i) == key else v for i, v in enumerate(x64)))
+
+            name = _input_name(key)
+            if name not in analytic:
+                raise ValueError(f"gradcheck: backward returned no gradient for {name!r}")
+            result.errors[name] = _relative_error(analytic[name], _numeric(host_x, with_input, eps))
     for name, p in fn.named_parameters():
         original = p.value
         host_p = np.array(to_numpy(original), dtype=np.float64)
@@ -147,19 +197,34 @@ def gradcheck(
     return result
 
 
+def _input_name(key: str) -> str:
+    return "input" if key == "" else f"input.{key}"
+
+
+def _structure_like(like: Any, values: list[Any]) -> Any:
+    """``values`` (one per leaf of ``like``, in order) in the form of ``like``."""
+    if isinstance(like, dict):
+        return dict(zip(like, values, strict=True))
+    if isinstance(like, (tuple, list)):
+        return tuple(values)
+    return values[0]
+
+
 # Mixed into the probe's seed so that the probe never repeats an input the user drew with
 # ``default_rng(seed)``: for a layer such as LayerNorm, whose Jacobian maps its own input to 0,
 # weights equal to the input make every gradient 0 and the check meaningless.
 _PROBE_STREAM = 0x6E6E78  # "nnx"
 
 
-def _probe(seed: int, shape: tuple[int, ...], x: Any) -> np.ndarray:
-    """Probe weights ``w`` of ``shape`` from ``seed``, never equal to the input ``x``."""
-    x = np.asarray(x)
+def _probe(seed: int, shape: tuple[int, ...], inputs: list[Any], index: int = 0) -> np.ndarray:
+    """Probe weights ``w`` of ``shape`` for output ``index`` from ``seed``, never equal to an
+    input."""
+    inputs = [np.asarray(x) for x in inputs]
     for attempt in range(8):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, _PROBE_STREAM, attempt]))
+        entropy = [seed, _PROBE_STREAM, attempt] + ([index] if index else [])
+        rng = np.random.default_rng(np.random.SeedSequence(entropy))
         w = rng.standard_normal(shape)
-        if w.shape != x.shape or not np.allclose(np.abs(w), np.abs(x)):
+        if all(w.shape != x.shape or not np.allclose(np.abs(w), np.abs(x)) for x in inputs):
             return w
     raise AssertionError("gradcheck: could not draw probe weights that differ from the input")
 

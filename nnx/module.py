@@ -81,6 +81,13 @@ class Buffer:
         return f"Buffer(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
+class Symbolic:
+    """Marker base of symbolic values (:mod:`nnx.graph`): calling a module on one records a
+    graph node instead of computing."""
+
+    __slots__ = ()
+
+
 class Module:
     """Base class of layers, containers and losses.
 
@@ -100,6 +107,11 @@ class Module:
         register_builtin(cls)
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        for value in inputs:
+            if isinstance(value, Symbolic):  # building an nnx.Graph
+                from .graph import symbolic_call
+
+                return symbolic_call(self, inputs, kwargs)
         return self.forward(*inputs, **kwargs)
 
     def forward(self, x: Any) -> Any:
@@ -275,6 +287,12 @@ class Module:
 class Sequential(Module):
     """Modules applied in order; ``backward`` runs them in reverse.
 
+    A layer that returns a tuple passes it on as several inputs of the next layer, and
+    ``Sequential(a, b)(x1, x2)`` hands both inputs to ``a``; gradients mirror that (a tuple of
+    gradients for a tuple output). A module may appear several times (``Sequential(lin, act,
+    lin)``): the state each call cached is kept, so every call gets its own backward and the
+    shared parameters receive the sum of their gradients.
+
     >>> import nnx
     >>> model = nnx.Sequential(nnx.Linear(4, 8, rng=0), nnx.ReLU(), nnx.Linear(8, 2, rng=1))
     >>> [name for name, _ in model.named_parameters()]
@@ -289,6 +307,12 @@ class Sequential(Module):
                 )
             setattr(self, str(i), layer)
         self._layers = tuple(layers)
+        self._reused = reused_positions(layers, "Sequential")
+        self._first_trainable = next(
+            (i for i, layer in enumerate(layers) if next(layer.parameters(), None) is not None),
+            len(layers),
+        )
+        self._states: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self._layers)
@@ -299,31 +323,50 @@ class Sequential(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(self._layers)
 
-    def forward(self, x: Any) -> Any:
-        for layer in self._layers:
-            x = layer.forward(x)
+    def forward(self, *inputs: Any) -> Any:
+        x: Any = inputs[0] if len(inputs) == 1 else inputs
+        reused = self._reused
+        states: list[Any] | None = [None] * len(self._layers) if reused else None
+        for i, layer in enumerate(self._layers):
+            x = layer.forward(*x) if type(x) is tuple else layer.forward(x)
+            if states is not None and i in reused:  # this module runs again: keep this call's cache
+                states[i] = capture_call_state(layer)
+        self._states = states
         return x
 
-    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
-        """Run every layer's backward in reverse and return ``dL/dx``.
+    def backward(self, grad_out: Any, need_input_grad: bool = False) -> Any:
+        """Run every layer's backward in reverse; returns ``dL/dx`` when ``need_input_grad``.
 
-        With ``need_input_grad=False`` (training, where nobody uses ``dL/dx``) the layers before
-        the first one with parameters are skipped and that layer is asked not to compute its
-        input gradient, if its ``backward`` accepts ``need_input_grad``; returns None then.
+        A container is usually the model, whose input is the data: by default nobody needs
+        ``dL/dx``, so the layers before the first one with parameters are skipped, that layer is
+        asked not to compute its input gradient (see :func:`call_backward`) and None is
+        returned. Pass ``need_input_grad=True`` to get ``dL/dx`` (saliency maps, adversarial
+        inputs); containers ask their children for it wherever it is used.
         """
-        layers = self._layers
-        first = 0
-        if not need_input_grad:
-            first = next(
-                (i for i, layer in enumerate(layers) if next(layer.parameters(), None) is not None),
-                len(layers),
-            )
+        layers, states = self._layers, self._states
+        first = 0 if need_input_grad else self._first_trainable
         for i in range(len(layers) - 1, first - 1, -1):
-            layer = layers[i]
-            if i == first and not need_input_grad and _accepts_need_input_grad(layer):
-                return layer.backward(grad_out, need_input_grad=False)
-            grad_out = layer.backward(grad_out)
-        return None if not need_input_grad else grad_out
+            if states is not None and states[i] is not None:
+                restore_call_state(states[i])
+            grad_out = call_backward(layers[i], grad_out, need_input_grad or i > first)
+        if states is not None:
+            restore_final_state(states)
+        return grad_out if need_input_grad else None
+
+
+# ---------------------------------------------------------------------- helpers for containers
+def call_backward(module: Module, grad_out: Any, need_input_grad: bool) -> Any:
+    """``module.backward(grad_out)``, asking for the input gradient only when it is needed.
+
+    A module whose ``backward`` takes ``need_input_grad`` is told whether its caller uses
+    ``dL/dx`` (so ``Linear`` can leave out ``grad @ W.T``); one that does not take it computes
+    the input gradient anyway. Returns ``dL/dx``, or None when it was not needed. Containers
+    call their children's backward through this.
+    """
+    if _accepts_need_input_grad(module):
+        return module.backward(grad_out, need_input_grad=need_input_grad)
+    grad_in = module.backward(grad_out)
+    return grad_in if need_input_grad else None
 
 
 def _accepts_need_input_grad(module: Module) -> bool:
@@ -337,3 +380,58 @@ def _backward_takes_flag(cls: type) -> bool:
         return "need_input_grad" in inspect.signature(cls.backward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def capture_call_state(module: Module) -> list[tuple[Module, dict[str, Any]]]:
+    """What ``module`` and its sub-modules cached in their last forward call (their attributes).
+
+    A container that calls one module several times in a forward pass captures the state after
+    each call and hands it back with :func:`restore_call_state` before the matching backward, so
+    each backward sees its own call's cache. Parameters and buffers are the same objects in
+    every capture, so their gradients add up. Modules must rebind their cache attributes in
+    ``forward`` (``self._x = x``), never mutate a cached object in place. After the last
+    backward, :func:`restore_final_state` puts back each module's state as its last forward call
+    left it.
+    """
+    return [(m, dict(vars(m))) for m in module.modules()]
+
+
+def restore_call_state(state: list[tuple[Module, dict[str, Any]]]) -> None:
+    """Put back the attributes saved by :func:`capture_call_state`."""
+    for m, attributes in state:
+        d = vars(m)
+        d.clear()
+        d.update(attributes)
+
+
+def restore_final_state(states: list[Any]) -> None:
+    """After the backward passes of modules called several times: put back, in call order, the
+    state of every captured call, so each module ends as its last forward call left it
+    (counters and other state it keeps between calls included)."""
+    for state in states:
+        if state is not None:
+            restore_call_state(state)
+
+
+def reused_positions(children: Any, who: str) -> frozenset[int]:
+    """Positions of ``children`` whose module trees share a module with another position (a
+    module called more than once per forward pass); their call state must be captured.
+
+    Raises ValueError when such a shared module has an L1/L2 penalty: its ``backward`` would add
+    the penalty's gradient once per call while the penalty counts once in the loss.
+    """
+    owners: dict[int, tuple[Module, set[int]]] = {}
+    for i, child in enumerate(children):
+        for m in child.modules():
+            owners.setdefault(id(m), (m, set()))[1].add(i)
+    positions: set[int] = set()
+    for m, where in owners.values():
+        if len(where) > 1:
+            positions.update(where)
+            if m.penalty() is not None:
+                raise ValueError(
+                    f"{who}: {type(m).__name__} is called {len(where)} times per forward pass and "
+                    "has an L1/L2 penalty, whose gradient would be added once per call; use the "
+                    "optimizer's weight_decay for a module that is called more than once"
+                )
+    return frozenset(positions)

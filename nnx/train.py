@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+import nnx
 from nnx.models import PRESETS
 
 EXIT_USAGE = 2  # bad settings, missing data or GPU, unusable checkpoint
@@ -33,6 +34,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.precision.PRECISIONS
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
 
 
@@ -100,6 +102,16 @@ def _choice(options: tuple[str, ...]):
     return convert
 
 
+def _dataset(value: Any, flag: str) -> str:
+    """A built-in data set's name, or the absolute path of the user's .npz/.csv file (absolute,
+    so that config.json still finds it from another folder on --resume)."""
+    from nnx.datasets.files import is_data_file
+
+    if isinstance(value, str) and is_data_file(value.strip()):
+        return str(Path(value.strip()).expanduser().resolve())
+    return _choice(DATASETS)(value, flag)
+
+
 def _text(value: Any, flag: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{flag} must be a non-empty string, got {value!r}")
@@ -122,9 +134,19 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "auto",
         _text,
         "where to train: auto (a CUDA GPU when usable, else the CPU), cpu, "
-        "gpu, cuda:N, torch, torch:cuda, strict",
+        "gpu, cuda:N, torch, torch:cuda, strict, jax, jax:gpu",
     ),
-    "dataset": ("digits", _choice(DATASETS), "data set: " + ", ".join(DATASETS)),
+    "dataset": (
+        "digits",
+        _dataset,
+        "data set: " + ", ".join(DATASETS) + ", or the path of your own .npz (x_train, y_train, "
+        "optional x_test, y_test) or .csv (with --label-column)",
+    ),
+    "label_column": (
+        None,
+        _optional(_text),
+        "the label column of a .csv --dataset: a name from its header or a 0-based index",
+    ),
     "data_dir": (
         None,
         _optional(_text),
@@ -182,6 +204,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _optional(_number(float, 0.0, strict_low=True)),
         "clip the global gradient norm",
     ),
+    "accumulate": (
+        1,
+        _number(int, 0, strict_low=True),
+        "take one optimizer step per K batches (gradient accumulation: the step of a K times "
+        "larger batch)",
+    ),
     "val_fraction": (
         0.2,
         _number(float, 0.0, 1.0),
@@ -194,6 +222,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     ),
     "seed": (0, _number(int, 0), "seed for initialization, splits, shuffling and dropout"),
     "dtype": ("float32", _choice(DTYPES), "floating-point type: float32 or float64"),
+    "precision": (
+        "float32",
+        _choice(PRECISIONS),
+        "float32, or 16-bit compute with float32 master weights and loss scaling: "
+        "float16, bfloat16 (torch, jax, cupy), mixed16 (bfloat16 where available, else float16)",
+    ),
+    "jit": (False, _flag, "compile each training step with jax.jit (--device jax only)"),
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
@@ -210,6 +245,7 @@ METAVARS = {
     "early_stopping": "PATIENCE",
     "out": "DIR",
     "data_dir": "DIR",
+    "accumulate": "K",
 }
 
 
@@ -238,6 +274,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--resume", metavar="CHECKPOINT", help="continue a run from its last.npz or best.npz"
     )
     parser.add_argument("--config", metavar="FILE", help="read settings from a TOML or JSON file")
+    parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")
     return parser
 
 
@@ -324,12 +361,21 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         "cifar10",
     ):
         raise ConfigError("--data-dir applies to --dataset mnist, fashion-mnist or cifar10")
+    if settings["label_column"] is not None and not settings["dataset"].lower().endswith(".csv"):
+        raise ConfigError("--label-column applies to a .csv --dataset")
     if settings["momentum"] is not None and settings["optimizer"] not in ("sgd", "rmsprop"):
         raise ConfigError(f"--momentum applies to sgd and rmsprop, not {settings['optimizer']}")
     if settings["lr"] is None:
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
+    if settings["precision"] != "float32" and settings["dtype"] != "float32":
+        raise ConfigError(
+            f"--precision {settings['precision']} keeps float32 master weights; it needs "
+            f"--dtype float32, not {settings['dtype']}"
+        )
+    if settings["jit"] and settings["precision"] != "float32":
+        raise ConfigError("--jit and --precision cannot be combined yet")
     if not settings["distributed"]:
         from .distributed import launched_by_mpi
 
@@ -646,6 +692,7 @@ def run(
     from nnx import optim
     from nnx.data import ArrayDataset, Standardizer, train_val_split
     from nnx.datasets import load_dataset
+    from nnx.datasets.files import is_data_file, load_file
     from nnx.models.charlm import LM_PRESETS, run_language_model
 
     if settings["model"] in LM_PRESETS:  # character-level language model on --text
@@ -674,7 +721,11 @@ def run(
         world.barrier()  # rank 0 downloads the data set first, the others then read its copy
         say = _silent
     # image data sets give image-shaped samples (C, H, W); the mlp preset flattens them
-    data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
+    if is_data_file(settings["dataset"]):  # the user's own .npz or .csv, checked
+        data = load_file(settings["dataset"], settings["label_column"], seed=settings["seed"])
+    else:
+        data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
+        data = data.images()
     check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
     if world is not None and rank0:
         world.barrier()
@@ -724,7 +775,10 @@ def run(
         seed=settings["seed"],
         schedule=schedule,
         clip_norm=settings["clip_norm"],
+        accumulate=settings["accumulate"],
         progress=False,
+        jit=settings["jit"],
+        precision=settings["precision"],
         distributed=world is not None,
     )
     if resume is not None:
@@ -938,6 +992,11 @@ def _main(argv: list[str] | None, prog: str) -> int:
         lock = context.get("lock")
         if lock is not None:
             lock.release()
+
+
+def cli() -> None:
+    """The ``nnx-train`` console script installed with the package."""
+    sys.exit(main(prog="nnx-train"))
 
 
 if __name__ == "__main__":

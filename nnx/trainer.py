@@ -22,6 +22,8 @@ from .checkpoint import (
     read_record,
     write_checkpoint,
 )
+from .checks import positive_int
+from .compile import CompiledStep
 from .data import ArrayDataset, DataLoader
 from .data.loader import shard_bounds
 from .history import History
@@ -31,6 +33,8 @@ from .metrics import Metric, get_metric
 from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
 from .optim.schedules import Schedule
+from .precision import PRECISIONS, MixedPrecisionStep
+from .structure import call_with, first_leaf, leaves
 
 logger = logging.getLogger("nnx")
 
@@ -40,12 +44,58 @@ Data = ArrayDataset | tuple[Any, Any]
 def _label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
     """Smallest and largest integer label over the data sets (one host read), None for float targets."""
     ys = [d.y for d in datasets if d is not None]
+    if any(isinstance(y, (tuple, list, dict)) for y in ys):
+        return None  # several targets: the loss checks its own
     xp = namespace(ys[0])
     if not xp.isdtype(ys[0].dtype, "integral"):
         return None
     ends = xp.stack([xp.min(y) for y in ys] + [xp.max(y) for y in ys])
     host = to_numpy(ends)
     return int(host[: len(ys)].min()), int(host[len(ys) :].max())
+
+
+def _accumulation_weights(
+    loader: DataLoader, k: int, loss: Loss
+) -> list[tuple[bool, float, int | None]] | None:
+    """Per mini-batch: (first of its group, weight of its loss gradient, and at the last
+    mini-batch of the group the number of mini-batches in it, else None); None when ``k == 1``.
+
+    Gradients of a group are summed with weights ``m * n_i / N`` (mean reduction; ``m`` for sum)
+    and divided by ``m`` before the step, ``m`` being the group's mini-batches, ``n_i`` a
+    mini-batch's samples and ``N`` the group's: the data gradient is then that of the group's
+    concatenated batch, and a penalty gradient, which each backward adds once, counts once.
+    """
+    if k == 1:
+        return None
+    n, b = len(loader.dataset), loader.batch_size
+    count = len(loader)
+    sizes = [min(b, n - i * b) for i in range(count)]
+    mean = getattr(loss, "reduction", "mean") == "mean"
+    weights = []
+    for start in range(0, count, k):
+        group = sizes[start : start + k]
+        m, total = len(group), sum(group)
+        for j, size in enumerate(group):
+            weights.append(
+                (j == 0, m * size / total if mean else float(m), m if j == m - 1 else None)
+            )
+    return weights
+
+
+def _concat_outputs(xp: Any, outputs: list[Any]) -> Any:
+    """Batched model outputs (arrays, tuples or dicts of arrays) joined along the sample axis."""
+    first = outputs[0]
+    if isinstance(first, dict):
+        return {k: xp.concat([o[k] for o in outputs], axis=0) for k in first}
+    if isinstance(first, (tuple, list)):
+        return tuple(xp.concat(list(parts), axis=0) for parts in zip(*outputs, strict=True))
+    return xp.concat(outputs, axis=0)
+
+
+def _scale_grads(params: list[Any], factor: float) -> None:
+    for p in params:
+        if p.grad is not None:
+            p.grad = p.grad * factor
 
 
 def _whole(value: Any, name: str, who: str) -> int:
@@ -68,13 +118,18 @@ def _check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
     for name, data in named:
         if data is None:
             continue
-        for part, array in (("inputs", data.x), ("targets", data.y)):
-            if not hasattr(array, "dtype"):
+        for part, value in (("inputs", data.x), ("targets", data.y)):
+            floating = [  # every array of a tuple or dict of inputs/targets too
+                a
+                for _, a in leaves(value)
+                if hasattr(a, "dtype") and namespace(a).isdtype(a.dtype, "real floating")
+            ]
+            if not floating:
                 continue
-            xp = namespace(array)
-            if xp.isdtype(array.dtype, "real floating"):
-                checks.append(xp.all(xp.isfinite(array)))
-                names.append(f"the {name} {part}")
+            xp = namespace(floating[0])
+            ok = [xp.all(xp.isfinite(a)) for a in floating]
+            checks.append(ok[0] if len(ok) == 1 else xp.all(xp.stack(ok)))
+            names.append(f"the {name} {part}")
     if not checks:
         return
     xp = namespace(checks[0])
@@ -106,7 +161,17 @@ class Trainer:
         schedule: a learning-rate schedule on ``optimizer``, stepped per ``schedule_interval``
             (``"epoch"`` or ``"batch"``).
         clip_norm: clip the global gradient norm to this value before each step.
+        accumulate: take one optimizer step per ``accumulate`` mini-batches (gradient
+            accumulation). Each mini-batch's loss gradient is weighted by its share of the
+            group's samples, so with ``reduction="mean"`` the step equals one step on the
+            concatenated batch (L1/L2 penalties included); a last group with fewer batches
+            is weighted by its own size. ``on_batch_end`` still runs after every mini-batch;
+            ``trainer.step`` counts optimizer steps.
         progress: show a progress bar (it stays quiet when stderr is not a terminal).
+        jit: run each training step compiled by XLA (:func:`nnx.compile`; JAX backends only).
+        precision: ``"float32"`` (default), or ``"float16"``, ``"bfloat16"``, ``"mixed16"``:
+            16-bit compute with float32 master weights and dynamic loss scaling
+            (:mod:`nnx.precision`); the model must be float32.
         distributed: data-parallel training over MPI (:mod:`nnx.distributed`, started with
             ``mpiexec -n N python -m mpi4py ...``): rank 0's parameters are broadcast, every
             global batch of ``batch_size`` is split over the ranks, gradients, losses and metrics
@@ -130,7 +195,10 @@ class Trainer:
         schedule_interval: str = "epoch",
         clip_norm: float | None = None,
         progress: bool = True,
+        jit: bool = False,
+        precision: str = "float32",
         distributed: bool = False,
+        accumulate: int = 1,
     ):
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nnx.Module, got {type(model).__name__}")
@@ -141,6 +209,18 @@ class Trainer:
                 f"Trainer: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"
             )
         self.world = None
+        self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
+        if self.accumulate > 1 and (jit or precision != "float32"):
+            raise ValueError(
+                "Trainer: accumulate > 1 cannot be combined with jit or 16-bit precision yet "
+                "(their compiled step takes one optimizer step per batch)"
+            )
+        if distributed and self.accumulate > 1:
+            raise ValueError(
+                "Trainer: accumulate > 1 cannot be combined with distributed training yet (each "
+                "rank's gradient weights would need the global group sizes); use a larger "
+                "global batch_size instead"
+            )
         if distributed:
             from . import distributed as dist
 
@@ -161,6 +241,7 @@ class Trainer:
         self.seed = _whole(seed, "seed", "Trainer")
         self.schedule = schedule
         self.clip_norm = clip_norm
+        self.stepped = False  # whether the last mini-batch ended with an optimizer step
         extra = list(callbacks)
         for cb in extra:
             if not isinstance(cb, Callback):
@@ -173,6 +254,25 @@ class Trainer:
             extra = [cb for cb in extra if not cb.rank_zero_only]
         self.callbacks = sorted(extra, key=lambda cb: cb.order)
         self.history = History()
+        if distributed and (jit or precision != "float32"):
+            raise ValueError(
+                "Trainer: distributed training cannot be combined with jit=True or mixed "
+                "precision yet (their steps do not all-reduce gradients)"
+            )
+        self._compiled = self._compile_step() if jit else None
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"Trainer: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        self.precision = precision
+        self.mixed_precision = None
+        if precision != "float32":
+            if jit:
+                raise ValueError("Trainer: jit=True and mixed precision cannot be combined yet")
+            self.mixed_precision = MixedPrecisionStep(
+                model, loss, optimizer, precision, clip_norm=clip_norm
+            )
+            self._compiled = self.mixed_precision  # the same step interface
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps
         self.stop_training = False
@@ -200,6 +300,14 @@ class Trainer:
         if first is None:
             raise ValueError("Trainer: the model has no parameters to train")
         self.dtype = first.value.dtype
+
+    def _compile_step(self) -> CompiledStep:
+        if self.backend.name != "jax":
+            raise ValueError(
+                f"Trainer: jit=True compiles the step with jax.jit and needs a JAX backend "
+                f"(device='jax'), got {self.backend.name!r}"
+            )
+        return CompiledStep(self.model, self.loss, self.optimizer, self.clip_norm)
 
     def dataset(self, data: Data) -> ArrayDataset:
         """``data`` (an ArrayDataset or an ``(x, y)`` pair) on this Trainer's backend and dtype."""
@@ -319,7 +427,7 @@ class Trainer:
 
     def _check_label_range(self, pred: Any) -> None:
         """Integer labels must index the model's outputs (checked on the host, no sync)."""
-        if self._label_range is None or pred.ndim != 2:
+        if self._label_range is None or not hasattr(pred, "ndim") or pred.ndim != 2:
             return
         lo, hi = self._label_range
         if lo < 0 or hi >= pred.shape[1]:
@@ -346,12 +454,27 @@ class Trainer:
         model, loss_fn, optimizer = self.model, self.loss, self.optimizer
         params = list(model.parameters())
         skip_input_grad = _accepts_need_input_grad(model)
+        groups = _accumulation_weights(loader, self.accumulate, loss_fn)
+        first_step = self.step
         dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
-            optimizer.zero_grad()  # frees last step's gradients before the forward pass
-            sizes.append(int(xb.shape[0]))
+            if self._compiled is not None:  # the step below, compiled by XLA or in 16 bits
+                loss_value, pred = self._compiled(xb, yb)
+                if batch == 0:
+                    self._check_label_range(pred)
+                losses.append(loss_value)
+                sizes.append(int(first_leaf(xb).shape[0]))
+                for m in self.metrics:
+                    m.update(pred, yb)
+                self.step += 1
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, batch)
+                continue
+            if groups is None or groups[batch][0]:
+                optimizer.zero_grad()  # frees last step's gradients before the forward pass
+            sizes.append(int(first_leaf(xb).shape[0]))
             if self.world is not None:  # masks of this rank's rows of the global batch
                 rows = loader.batch_rows(batch)
                 for m in dropouts:
@@ -361,24 +484,29 @@ class Trainer:
                     self.backend.xp.zeros((), dtype=self.dtype, device=self.backend.device)
                 )
             else:
-                pred = model.forward(xb)
+                pred = call_with(model, xb)
                 if batch == 0:
                     self._check_label_range(pred)
                 losses.append(loss_fn.forward(pred, yb))
+                grad = loss_fn.backward() if groups is None else loss_fn.backward(groups[batch][1])
                 if skip_input_grad:  # nobody uses dL/dx of the data: save the first layer's matmul
-                    model.backward(loss_fn.backward(), need_input_grad=False)
+                    model.backward(grad, need_input_grad=False)
                 else:
-                    model.backward(loss_fn.backward())
+                    model.backward(grad)
                 for m in self.metrics:
                     m.update(pred, yb)
-            if self.world is not None:
-                from .distributed import allreduce_gradients
+            self.stepped = groups is None or groups[batch][2] is not None
+            if self.stepped:
+                if groups is not None and groups[batch][2] != 1:
+                    _scale_grads(params, 1.0 / groups[batch][2])
+                if self.world is not None:
+                    from .distributed import allreduce_gradients
 
-                allreduce_gradients(params, sizes[-1])
-            if self.clip_norm is not None:
-                clip_grad_norm(params, self.clip_norm)
-            optimizer.step()
-            self.step += 1
+                    allreduce_gradients(params, sizes[-1])
+                if self.clip_norm is not None:
+                    clip_grad_norm(params, self.clip_norm)
+                optimizer.step()
+                self.step += 1
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch)
         for m in dropouts:
@@ -398,7 +526,8 @@ class Trainer:
             first = int(bad[0])
             raise NonFiniteLossError(
                 f"training loss became {loss_values[first]} at epoch {epoch + 1}, batch "
-                f"{first + 1} of {len(losses)} (optimizer step {self.step - len(losses) + first + 1}); "
+                f"{first + 1} of {len(losses)} (optimizer step "
+                f"{first_step + first // self.accumulate + 1}); "
                 f"try a lower learning rate or gradient clipping"
             )
         n = sum(sizes)
@@ -465,9 +594,9 @@ class Trainer:
             dataset = ArrayDataset(dataset.x[first:last, ...], y)
         try:
             for xb, yb in DataLoader(dataset, batch_size, shuffle=False):
-                pred = self.model.forward(xb)
+                pred = call_with(self.model, xb)
                 losses.append(self.loss.forward(pred, yb))
-                sizes.append(int(xb.shape[0]))
+                sizes.append(int(first_leaf(xb).shape[0]))
                 for m in metrics:
                     m.update(pred, yb)
         finally:
@@ -494,10 +623,12 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            outputs = [self.model.forward(xb) for xb, _ in DataLoader(dataset, batch_size, False)]
+            outputs = [
+                call_with(self.model, xb) for xb, _ in DataLoader(dataset, batch_size, False)
+            ]
         finally:
             self.model.train(was_training)
-        return self.backend.xp.concat(outputs, axis=0)
+        return _concat_outputs(self.backend.xp, outputs)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:
@@ -512,6 +643,9 @@ class Trainer:
             history=self.history.records,
             callbacks=self._callback_states(),
             backend=self.backend.name,
+            loss_scaler=None
+            if self.mixed_precision is None
+            else self.mixed_precision.scaler.state_dict(),
         )
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
@@ -534,6 +668,8 @@ class Trainer:
             )
             self.seed = saved_seed
         self.history = History(record.get("history", []))
+        if self.mixed_precision is not None and record.get("loss_scaler") is not None:
+            self.mixed_precision.scaler.load_state_dict(record["loss_scaler"])
         for key, cb in self._keyed_callbacks():
             if key in states:
                 cb.load_state_dict(states[key])

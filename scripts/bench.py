@@ -6,14 +6,16 @@
     python scripts/bench.py --quick              # tiny smoke run: nnx and reference losses agree
     python scripts/bench.py --json results.json  # machine-readable output as well
     python scripts/bench.py --cnn                # convolutional workloads vs torch (bench_cnn.py)
+    python scripts/bench.py --jax --samples 8192 --batch-sizes 128,1024
+        # nnx on NumPy vs nnx on JAX eager vs the same step compiled by nnx.compile (jax.jit)
     python scripts/bench.py --distributed        # MPI data-parallel: compute vs allreduce, 1-2 ranks
 
 Workload: an MLP 784-512-256-10 with ReLU, softmax cross-entropy and SGD with momentum 0.9 on
 60,000 synthetic float32 samples, one shuffled epoch per measurement. The contenders run
-interleaved after a warm-up, in an order that rotates every repetition (nnx, Trainer.fit,
-reference, torch; then Trainer.fit, reference, torch, nnx; ...), and the median of
-the repetitions is reported with ratios against the reference and against torch. GFLOP/s counts
-6 x parameters x samples per epoch (forward 2, backward 4 flops per weight and sample); the
+interleaved after a warm-up, in an order that rotates every repetition (nnx, README loop,
+Trainer.fit, reference, torch; then README loop, Trainer.fit, reference, torch, nnx; ...), and
+the median of the repetitions is reported with ratios against the reference and against torch.
+GFLOP/s counts 6 x parameters x samples per epoch (forward 2, backward 4 flops per weight and sample); the
 matrix-multiply ceiling is the best float32 GEMM rate measured in the same run.
 Peak memory is measured per contender in a fresh subprocess: RSS, and on a GPU also the
 high-water mark of CuPy's memory pool (PyTorch's allocator for torch) and its growth.
@@ -109,6 +111,29 @@ class NnxLoop:
             losses.append(self.loss(self.model(xb), yb))
             self.model.backward(self.loss.backward(), need_input_grad=False)
             self.optimizer.step()
+        return losses
+
+
+class ReadmeLoop(NnxLoop):
+    """The loop README.md shows, word for word: ``loss_fn(model(x), y)``, ``model.zero_grad()``,
+    ``model.backward(loss_fn.backward())`` (no flags: the model's default skips ``dL/dx`` of
+    the data), then the optimizer step."""
+
+    name = "nnx README loop"
+
+    def run_epoch(self, max_batches: int | None = None) -> list[Any]:
+        self.loader.set_epoch(self.epoch)
+        self.epoch += 1
+        model, loss_fn, optimizer = self.model, self.loss, self.optimizer
+        losses = []
+        for i, (xb, yb) in enumerate(self.loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            loss = loss_fn(model(xb), yb)
+            model.zero_grad()
+            model.backward(loss_fn.backward())
+            optimizer.step()
+            losses.append(loss)
         return losses
 
 
@@ -237,7 +262,116 @@ class Torch:
         return losses
 
 
-CONTENDERS = {"nnx": NnxLoop, "trainer": NnxTrainer, "reference": Reference, "torch": Torch}
+CONTENDERS = {
+    "nnx": NnxLoop,
+    "readme": ReadmeLoop,
+    "trainer": NnxTrainer,
+    "reference": Reference,
+    "torch": Torch,
+}
+
+
+# ---------------------------------------------------------------------------- JAX: eager vs compiled
+
+
+class NnxCompiled(NnxLoop):
+    """The loop of :class:`NnxLoop`, each step compiled by ``nnx.compile`` (``jax.jit``)."""
+
+    name = "nnx compiled"
+
+    def __init__(self, backend, x, y, weights, lr, batch_size, seed=0):
+        super().__init__(backend, x, y, weights, lr, batch_size, seed)
+        self.step = nnx.compile(self.model, self.loss, self.optimizer)
+
+    def run_epoch(self, max_batches: int | None = None) -> list[Any]:
+        self.loader.set_epoch(self.epoch)
+        self.epoch += 1
+        losses = []
+        for i, (xb, yb) in enumerate(self.loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            losses.append(self.step(xb, yb)[0])
+        return losses
+
+
+def run_jax(args: argparse.Namespace) -> dict[str, Any]:
+    """nnx on NumPy, on JAX eager and on JAX compiled: the same MLP, data and SGD steps.
+
+    Batches that do not fill ``batch_size`` are dropped (every contender alike), so the compiled
+    step is traced once per batch size, during the warm-up.
+    """
+    jax_backend, numpy_backend = nnx.get_backend("jax"), nnx.get_backend("numpy")
+    sizes = layer_sizes(args)
+    n = args.samples
+    x, y = make_data(n, args.features, args.classes)
+    y = y.astype(np.int32)  # JAX's integer without 64-bit mode
+    weights = initial_weights(sizes)
+    kinds = {
+        "numpy eager": (NnxLoop, numpy_backend),
+        "jax eager": (NnxLoop, jax_backend),
+        "jax compiled": (NnxCompiled, jax_backend),
+    }
+    results: dict[str, Any] = {
+        "machine": machine_description(numpy_backend),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "load_average": list(os.getloadavg()),
+        "workload": {"samples": n, "layers": sizes, "optimizer": f"SGD momentum {MOMENTUM}"},
+        "batches": {},
+    }
+    for batch_size in args.batch_sizes:
+        contenders = {}
+        for name, (make, backend) in kinds.items():
+            c = make(backend, x, y, weights, args.lr, batch_size)
+            c.loader.drop_last = True
+            contenders[name] = c
+        first = {
+            k: [float(nnx.to_numpy(v)) for v in c.run_epoch(max_batches=3)]
+            for k, c in contenders.items()
+        }
+        difference = max(
+            abs(a - b) for a, b in zip(first["jax compiled"], first["numpy eager"], strict=True)
+        )
+        for c in contenders.values():
+            c.run_epoch(max_batches=args.warmup_batches)
+        times: dict[str, list[float]] = {k: [] for k in kinds}
+        names = list(kinds)
+        for rep in range(args.repeats):
+            for k in names[rep % len(names) :] + names[: rep % len(names)]:
+                start = time.perf_counter()
+                losses = contenders[k].run_epoch()
+                float(nnx.to_numpy(losses[-1]))  # waits for JAX's asynchronous dispatch
+                times[k].append(time.perf_counter() - start)
+        median = {k: statistics.median(t) for k, t in times.items()}
+        results["batches"][str(batch_size)] = {
+            **{
+                k: {"seconds": median[k], "samples_per_s": n / median[k], "all_seconds": times[k]}
+                for k in names
+            },
+            "loss_difference_compiled_vs_numpy": difference,
+            "ratio_jax_eager_vs_numpy": median["jax eager"] / median["numpy eager"],
+            "ratio_jax_compiled_vs_numpy": median["jax compiled"] / median["numpy eager"],
+            "ratio_jax_compiled_vs_jax_eager": median["jax compiled"] / median["jax eager"],
+        }
+        print(f"bench: batch {batch_size} done", file=sys.stderr)
+    results["load_average_after"] = list(os.getloadavg())
+    return results
+
+
+def print_jax_table(results: dict[str, Any]) -> None:
+    print(f"command: {results['command']}")
+    print(f"machine: {results['machine']}")
+    print(f"load average before/after: {results['load_average']} / {results['load_average_after']}")
+    print(
+        f"{'batch':>6} {'numpy eager s':>14} {'jax eager s':>12} {'jax compiled s':>15} "
+        f"{'jax/numpy':>10} {'compiled/numpy':>15} {'compiled/jax':>13} {'loss diff':>10}"
+    )
+    for batch, row in results["batches"].items():
+        print(
+            f"{batch:>6} {row['numpy eager']['seconds']:>14.3f} {row['jax eager']['seconds']:>12.3f} "
+            f"{row['jax compiled']['seconds']:>15.3f} {row['ratio_jax_eager_vs_numpy']:>10.2f} "
+            f"{row['ratio_jax_compiled_vs_numpy']:>15.2f} {row['ratio_jax_compiled_vs_jax_eager']:>13.2f} "
+            f"{row['loss_difference_compiled_vs_numpy']:>10.1e}"
+        )
 
 
 def _raw_namespace(backend) -> Any:
@@ -392,18 +526,20 @@ def measure_memory(args: argparse.Namespace, name: str) -> dict[str, Any] | None
 
 
 def check_same_loss(backend, args: argparse.Namespace, batches: int = 5) -> float:
-    """nnx and the reference take the same steps: largest loss difference over a few batches."""
+    """nnx (its loop and the README loop) and the reference take the same steps: largest loss
+    difference over a few batches."""
     x, y = make_data(args.batch_sizes[0] * batches, args.features, args.classes, seed=1)
     weights = initial_weights(layer_sizes(args), seed=1)
-    a = NnxLoop(backend, x, y, weights, args.lr, args.batch_sizes[0]).run_epoch()
-    b = Reference(backend, x, y, weights, args.lr, args.batch_sizes[0]).run_epoch()
-    fa = np.array([float(nnx.to_numpy(v)) for v in a])
-    fb = np.array([float(nnx.to_numpy(v)) for v in b])
-    return float(np.max(np.abs(fa - fb)))
+    runs = [
+        c(backend, x, y, weights, args.lr, args.batch_sizes[0]).run_epoch()
+        for c in (NnxLoop, ReadmeLoop, Reference)
+    ]
+    host = [np.array([float(nnx.to_numpy(v)) for v in r]) for r in runs]
+    return float(max(np.max(np.abs(h - host[-1])) for h in host[:-1]))
 
 
 def run(args: argparse.Namespace, backend: nnx.Backend) -> dict[str, Any]:
-    names = ["nnx", "trainer", "reference"]
+    names = ["nnx", "readme", "trainer", "reference"]
     if not args.no_torch:
         try:
             import torch  # noqa: F401
@@ -454,6 +590,7 @@ def run(args: argparse.Namespace, backend: nnx.Backend) -> dict[str, Any]:
                 "all_seconds": times[n],
             }
         row["ratio_nnx_vs_reference"] = median["nnx"] / median["reference"]
+        row["ratio_readme_vs_reference"] = median["readme"] / median["reference"]
         row["ratio_trainer_vs_nnx"] = median["trainer"] / median["nnx"]
         if "torch" in median:
             row["ratio_nnx_vs_torch"] = median["nnx"] / median["torch"]
@@ -519,7 +656,7 @@ def print_table(results: dict[str, Any]) -> None:
     header = f"{'batch':>6} {'contender':<16} {'s/epoch':>9} {'samples/s':>11} {'GFLOP/s':>8}"
     print(header)
     for batch, row in results["batches"].items():
-        for name in ("nnx", "trainer", "reference", "torch"):
+        for name in ("nnx", "readme", "trainer", "reference", "torch"):
             if name in row:
                 r = row[name]
                 label = CONTENDERS[name].name
@@ -528,6 +665,7 @@ def print_table(results: dict[str, Any]) -> None:
                 )
         ratios = [
             f"nnx/reference {row['ratio_nnx_vs_reference']:.3f}",
+            f"README loop/reference {row['ratio_readme_vs_reference']:.3f}",
             f"Trainer.fit/nnx {row['ratio_trainer_vs_nnx']:.3f}",
         ]
         if "ratio_nnx_vs_torch" in row:
@@ -593,6 +731,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--cnn: limit torch and NumPy's BLAS to this many threads (threadpoolctl)",
     )
     p.add_argument("--cnn-probe", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--jax",
+        action="store_true",
+        help="compare nnx on NumPy, on JAX eager and compiled by nnx.compile (needs JAX)",
+    )
     p.add_argument(
         "--sequence",
         action="store_true",
@@ -730,6 +873,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.probe:
         print(json.dumps(memory_probe(args)))
+        return 0
+    if args.jax:
+        ok, why = nnx.backend.backend_available("jax")
+        if not ok:
+            print(f"bench.py: error: {why}", file=sys.stderr)
+            return 2
+        results = run_jax(args)
+        print_jax_table(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        worst = max(r["loss_difference_compiled_vs_numpy"] for r in results["batches"].values())
+        if worst > 1e-4:
+            print(
+                f"bench.py: error: compiled and NumPy losses differ by {worst:.2e}", file=sys.stderr
+            )
+            return 1
         return 0
     try:
         backend = nnx.get_backend(args.device)

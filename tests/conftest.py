@@ -1,8 +1,12 @@
 """Shared fixtures: every backend available in this run, and host-data helpers.
 
 NumPy and array-api-strict (default device and ``Device("device1")``, which catches arrays created
-on the wrong device) always run; PyTorch runs when importable and CuPy when a CUDA GPU is usable.
-Unavailable backends are skipped with the reason.
+on the wrong device) always run; PyTorch and JAX run when importable and CuPy when a CUDA GPU is
+usable. Unavailable backends are skipped with the reason.
+
+JAX runs the suite in 64-bit mode, switched on here before any test creates an array: the
+float64 gradient checks and PyTorch comparisons need it. The float32 default that JAX users get
+(x64 off) is tested in tests/test_jax.py under ``jax.enable_x64(False)``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,13 @@ import pytest
 
 import nnx
 from nnx.backend import backend_available
+
+try:
+    import jax
+except ImportError:
+    pass
+else:
+    jax.config.update("jax_enable_x64", True)
 
 
 def _backend_param(spec: str, *marks: pytest.MarkDecorator) -> object:
@@ -25,6 +36,7 @@ BACKENDS = [
     _backend_param("strict"),
     _backend_param("strict:device1"),
     _backend_param("torch"),
+    _backend_param("jax"),
     _backend_param("torch:cuda", pytest.mark.gpu),
     _backend_param("cupy", pytest.mark.gpu),
 ]

@@ -65,6 +65,23 @@ def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
     assert "nnx/torch" in done.stdout
 
 
+def test_jax_comparison_smoke_run(tmp_path):
+    """--jax: nnx on NumPy, JAX eager and JAX compiled run the same steps (a smoke test)."""
+    import pytest
+
+    pytest.importorskip("jax")
+    out = tmp_path / "jax.json"
+    args = ["--jax", "--samples", "128", "--features", "8", "--hidden", "8", "--batch-sizes", "32"]
+    args += ["--repeats", "1", "--warmup-batches", "1", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["batches"]["32"]
+    assert row["loss_difference_compiled_vs_numpy"] <= 1e-4
+    assert row["jax compiled"]["samples_per_s"] > 0 and row["ratio_jax_compiled_vs_jax_eager"] > 0
+
+
 def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):
     import pytest
 

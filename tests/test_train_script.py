@@ -95,6 +95,7 @@ def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path):
         (["--hidden", "64,0"], "--hidden sizes must be positive"),
         (["--lr", "-1"], "--lr must be > 0.0, got '-1'"),
         (["--epochs", "0"], "--epochs must be > 0"),
+        (["--accumulate", "0"], "--accumulate must be > 0"),
         (["--dropout", "1.5"], "--dropout must be < 1.0"),
         (["--momentum", "0.9"], "--momentum applies to sgd and rmsprop, not adam"),
         (
@@ -103,6 +104,10 @@ def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path):
         ),
         (["--config", "/nonexistent/cfg.toml"], "config file /nonexistent/cfg.toml does not exist"),
         (["--resume", "/nonexistent/last.npz"], "checkpoint /nonexistent/last.npz does not exist"),
+        (["--precision", "half"], "unknown precision 'half'"),
+        (["--precision", "bfloat16"], "bfloat16 needs PyTorch, JAX or CuPy"),
+        (["--precision", "float16", "--dtype", "float64"], "it needs --dtype float32"),
+        (["--jit"], "jit=True compiles the step with jax.jit and needs a JAX backend"),
     ],
 )
 def test_bad_settings(tmp_path, args, message):
@@ -149,6 +154,13 @@ def test_config_file_with_command_line_override(tmp_path):
     (tmp_path / "cfg.json").write_text(json.dumps({"dataset": "sine", "epochs": 2}))
     done = _run("--config", tmp_path / "cfg.json", "--device", "cpu", "--out", tmp_path / "s")
     assert done.returncode == 0 and "mae" in done.stdout, done.stderr
+
+
+def test_accumulate_flag_reaches_the_trainer(tmp_path):
+    done = _run(*FAST, "--epochs", "1", "--accumulate", "3", "--out", tmp_path / "r", "--quiet")
+    assert done.returncode == 0, done.stderr
+    settings = json.loads((tmp_path / "r" / "config.json").read_text())["settings"]
+    assert settings["accumulate"] == 3 and len(_history(tmp_path / "r")) == 1
 
 
 def test_non_empty_out_needs_overwrite(tmp_path):
@@ -233,3 +245,16 @@ def test_help_lists_every_flag():
         "--overwrite",
     ):
         assert flag in done.stdout, flag
+
+
+def test_float16_precision_and_compiled_jax_runs(tmp_path):
+    done = _run(*FAST, "--epochs", "2", "--precision", "float16", "--out", tmp_path / "f16")
+    assert done.returncode == 0, done.stderr
+    config = json.loads((tmp_path / "f16" / "config.json").read_text())
+    assert config["settings"]["precision"] == "float16"
+    if not backend_available("jax")[0]:
+        pytest.skip("JAX is not installed")
+    args = ["--dataset", "vertical", "--device", "jax", "--hidden", "16", "--epochs", "2"]
+    done = _run(*args, "--jit", "--out", tmp_path / "jit")
+    assert done.returncode == 0, done.stderr
+    assert "trained on jax" in done.stdout

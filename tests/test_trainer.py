@@ -116,7 +116,19 @@ def _copy_of(history):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in history]
 
 
-@pytest.mark.parametrize("device", ["numpy", "strict:device1"])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "numpy",
+        "strict:device1",
+        pytest.param(
+            "jax",
+            marks=pytest.mark.skipif(
+                not nnx.backend.backend_available("jax")[0], reason="JAX is not installed"
+            ),
+        ),
+    ],
+)
 def test_exact_resume(tmp_path, device):
     """4 epochs straight == 2 epochs, checkpoint, a fresh Trainer resuming for 2 more."""
     train, test = _vertical()

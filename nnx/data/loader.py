@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..backend import backend_of, namespace
 from ..checks import positive_int
+from ..structure import first_leaf, map_structure
 from .dataset import ArrayDataset
 
 
@@ -88,18 +89,34 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         x, y = self.dataset.x, self.dataset.y
-        xp = namespace(x)
+        first_x = first_leaf(x)
+        xp = namespace(first_x)
+        plain = not any(isinstance(v, (tuple, list, Mapping)) for v in (x, y))
         order = None
         if self.shuffle:
-            order = backend_of(x).asarray(self.permutation(self.epoch))  # one copy per epoch
+            order = backend_of(first_x).asarray(self.permutation(self.epoch))  # one copy per epoch
         for batch in range(len(self)):
             first, last, _ = self.batch_rows(batch)
             start, end = batch * self.batch_size + first, batch * self.batch_size + last
             if order is not None:
                 idx = order[start:end]  # the standard wants in-bounds slices
-                yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
+                if plain:  # one array each: the common case, without the structure walk
+                    yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
+                    continue
+
+                def cut(a: Any, idx: Any = idx) -> Any:
+                    return xp.take(a, idx, axis=0)
+
             else:
-                yield x[start:end, ...], (None if y is None else y[start:end, ...])
+                if plain:
+                    yield x[start:end, ...], (None if y is None else y[start:end, ...])
+                    continue
+
+                def cut(a: Any, s: int = start, e: int = end) -> Any:
+                    return a[s:e, ...]
+
+            # tuples and dicts of arrays (several inputs or targets): every array alike
+            yield map_structure(cut, x), (None if y is None else map_structure(cut, y))
 
 
 def shard_bounds(total: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -16,6 +16,7 @@ import numpy as np
 from .cifar import cifar10
 from .digits import digits
 from .errors import DatasetError
+from .files import is_data_file, load_file
 from .idx import cache_dir, fashion_mnist, mnist
 from .synthetic import sine, spiral, vertical
 
@@ -114,6 +115,8 @@ __all__ = [
     "cifar10",
     "digits",
     "fashion_mnist",
+    "is_data_file",
+    "load_file",
     "load_dataset",
     "mnist",
     "sine",

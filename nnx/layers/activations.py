@@ -11,7 +11,7 @@ import numbers
 from typing import Any
 
 from ..backend import is_writeable, namespace
-from ..checks import check_floating, check_grad, require_forward
+from ..checks import check_floating, check_grad, dtype_name, require_forward
 from ..module import Module
 from ..special import erfc
 
@@ -115,7 +115,11 @@ class Tanh(_Activation):
 
 class Softmax(_Activation):
     """``y_i = exp(x_i - max x) / sum_j exp(x_j - max x)`` along ``axis``;
-    ``dx = y * (g - sum(g * y))`` (the Jacobian-vector product, never the full Jacobian)."""
+    ``dx = y * (g - sum(g * y))`` (the Jacobian-vector product, never the full Jacobian).
+
+    16-bit input (float16, bfloat16: mixed precision) is computed in float32 and the result
+    cast back, so the sums accumulate in float32.
+    """
 
     _y = None
 
@@ -133,14 +137,22 @@ class Softmax(_Activation):
             raise ValueError(
                 f"Softmax: axis {self.axis} is out of range for input of shape {tuple(x.shape)}"
             )
-        e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
-        self._y = e / xp.sum(e, axis=self.axis, keepdims=True)
+        x32 = _widened(xp, x)
+        e = xp.exp(x32 - xp.max(x32, axis=self.axis, keepdims=True))
+        y = e / xp.sum(e, axis=self.axis, keepdims=True)
+        self._y = y if y.dtype == x.dtype else xp.astype(y, x.dtype)
         return self._y
 
     def backward(self, grad_out: Any) -> Any:
         xp = self._end_backward(self._y, grad_out)
-        y = self._y
-        return y * (grad_out - xp.sum(grad_out * y, axis=self.axis, keepdims=True))
+        y, g = _widened(xp, self._y), _widened(xp, grad_out)
+        dx = y * (g - xp.sum(g * y, axis=self.axis, keepdims=True))
+        return dx if dx.dtype == grad_out.dtype else xp.astype(dx, grad_out.dtype)
+
+
+def _widened(xp: Any, x: Any) -> Any:
+    """``x`` in float32 when it is a 16-bit float, else ``x`` itself."""
+    return xp.astype(x, xp.float32) if dtype_name(x.dtype) in ("float16", "bfloat16") else x
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)

@@ -142,8 +142,8 @@ class _BatchNorm(Module):
         average, when momentum is None)."""
         self.num_batches_tracked.value = self.num_batches_tracked.value + 1
         if self.momentum is None:
-            # the count lives on the device; one host read per step only in this rare mode
-            f = 1.0 / float(self.num_batches_tracked.value)
+            # a 0-d array on the device: no host read, and nnx.compile can trace it
+            f = 1.0 / xp.astype(self.num_batches_tracked.value, mean.dtype)
         else:
             f = self.momentum
         unbiased = var * (m / (m - 1))

@@ -475,9 +475,12 @@ class Adam(Optimizer):
                 xp.zeros_like(v) if v_max is None else v_max, v
             )  # a new array, never v itself
             state["max_exp_avg_sq"] = v
-        t = state["step"]
+        t = state["step"]  # a Python int, or a traced 0-d array inside nnx.compile
         step_size = self.lr / (1.0 - beta1**t)
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
+        bias2 = 1.0 - beta2**t
+        denom = (
+            xp.sqrt(v) / (math.sqrt(bias2) if isinstance(bias2, float) else bias2**0.5) + self.eps
+        )
         _subtract(p, step_size * (m / denom))
 
 

@@ -1,0 +1,234 @@
+"""The user's own data: an ``.npz`` or ``.csv`` file, checked the way the built-in sets are.
+
+* ``.npz``: arrays ``x_train`` and ``y_train``, and optionally ``x_test`` and ``y_test`` (both or
+  neither). ``x`` holds one sample per row of any shape (``(n, features)``, ``(n, 1, 28, 28)``).
+  Integer ``y`` of shape ``(n,)`` makes a classification task with classes ``0..K-1``; floating
+  ``y`` of shape ``(n,)`` or ``(n, k)`` a regression task.
+* ``.csv``: a header row naming the columns, then one sample per row; ``label_column`` (a name
+  from the header, or a 0-based index) holds the target and every other column a numeric
+  feature. Integer labels are class indices; labels that are not numbers (``cat``, ``dog``)
+  become classes in sorted order; other numbers make a regression task.
+
+Without a test split (every ``.csv``, an ``.npz`` without ``x_test``) a seeded 20% of the rows is
+held out as the test set. Every problem raises :class:`DatasetError` with a one-line message
+naming the file and what is wrong: shapes, dtypes, NaN or infinite values, labels out of range.
+
+>>> import os, tempfile, numpy as np
+>>> path = os.path.join(tempfile.mkdtemp(), "mine.npz")
+>>> np.savez(path, x_train=np.random.default_rng(0).normal(size=(50, 3)),
+...          y_train=np.arange(50) % 2)
+>>> data = load_file(path)
+>>> data.task, data.num_classes, data.train[0].shape, data.test[0].shape
+('classification', 2, (40, 3), (10, 3))
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DatasetError
+
+FILE_SUFFIXES = (".npz", ".csv")
+TEST_FRACTION = 0.2
+MAX_CLASSES = 100_000  # integer labels beyond this are surely not class indices
+
+
+def is_data_file(name: str) -> bool:
+    """Whether ``--dataset name`` names a file (by its suffix) rather than a built-in set."""
+    return isinstance(name, str) and name.lower().endswith(FILE_SUFFIXES)
+
+
+def load_file(path: str | os.PathLike, label_column: str | int | None = None, seed: int = 0) -> Any:
+    """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``."""
+    from . import DatasetSplits
+
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"data file {p} does not exist")
+    suffix = p.suffix.lower()
+    classes = None
+    if suffix == ".npz":
+        if label_column is not None:
+            raise DatasetError(f"{p}: --label-column applies to .csv files, not .npz")
+        x_train, y_train, test = _read_npz(p)
+    elif suffix == ".csv":
+        x_train, y_train, classes = _read_csv(p, label_column)
+        test = None
+    else:
+        raise DatasetError(f"data file {p} must end in .npz or .csv, not {p.suffix or 'nothing'}")
+    x_train, y_train = _check_pair(p, "train", x_train, y_train)
+    if test is not None:
+        x_test, y_test = _check_pair(p, "test", *test)
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise DatasetError(
+                f"{p}: x_test samples have shape {x_test.shape[1:]}, x_train samples "
+                f"{x_train.shape[1:]}"
+            )
+        if y_test.dtype.kind != y_train.dtype.kind or y_test.shape[1:] != y_train.shape[1:]:
+            raise DatasetError(
+                f"{p}: y_test ({y_test.dtype}, shape {y_test.shape}) does not match y_train "
+                f"({y_train.dtype}, shape {y_train.shape})"
+            )
+    else:
+        if len(x_train) < 2:
+            raise DatasetError(
+                f"{p}: needs at least 2 samples to hold out a test set, got {len(x_train)}"
+            )
+        order = np.random.default_rng(seed).permutation(len(x_train))
+        n_test = max(1, int(round(TEST_FRACTION * len(x_train))))
+        test_rows, train_rows = order[:n_test], order[n_test:]
+        x_test, y_test = x_train[test_rows], y_train[test_rows]
+        x_train, y_train = x_train[train_rows], y_train[train_rows]
+    name = p.name
+    if y_train.dtype.kind == "i":
+        num_classes = int(max(y_train.max(), y_test.max())) + 1
+        if classes is not None:  # named classes: every name counts, in sorted order
+            num_classes = len(classes)
+        if num_classes < 2:
+            raise DatasetError(
+                f"{p}: classification needs at least 2 classes, the labels are all 0"
+            )
+        return DatasetSplits(
+            name, "classification", (x_train, y_train), (x_test, y_test), num_classes
+        )
+    return DatasetSplits(name, "regression", (x_train, y_train), (x_test, y_test))
+
+
+def _read_npz(p: Path):
+    if not zipfile.is_zipfile(p):
+        raise DatasetError(f"{p} is not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as err:
+        raise DatasetError(
+            f"{p} is not a readable .npz file ({type(err).__name__}: {err})"
+        ) from None
+    except ValueError as err:
+        raise DatasetError(
+            f"{p}: cannot read it without pickle (object arrays are refused): {err}"
+        ) from None
+    expected = {"x_train", "y_train", "x_test", "y_test"}
+    unknown = sorted(set(arrays) - expected)
+    if unknown:
+        raise DatasetError(
+            f"{p}: unexpected arrays {unknown}; expected x_train, y_train and optionally "
+            "x_test, y_test"
+        )
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    if missing:
+        raise DatasetError(
+            f"{p}: missing {' and '.join(missing)} (found {sorted(arrays) or 'no arrays'})"
+        )
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DatasetError(f"{p}: x_test and y_test come together; found only one of them")
+    test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
+    return arrays["x_train"], arrays["y_train"], test
+
+
+def _check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray):
+    xn, yn = f"x_{split}", f"y_{split}"
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"{p}: {xn} must be numbers, got dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] == 0 or 0 in x.shape:
+        raise DatasetError(
+            f"{p}: {xn} must have shape (samples, features...) with no empty axis, got {x.shape}"
+        )
+    x = x.astype(np.float32) if x.dtype.kind != "f" else x
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise DatasetError(
+            f"{p}: {xn} has NaN or infinite values (first at index {tuple(int(i) for i in bad)})"
+        )
+    if y.shape[:1] != x.shape[:1]:
+        raise DatasetError(f"{p}: {xn} has {x.shape[0]} samples but {yn} has shape {y.shape}")
+    if y.dtype.kind in "iu":
+        if y.ndim != 1:
+            raise DatasetError(
+                f"{p}: integer labels {yn} must have shape (samples,), got {y.shape}"
+            )
+        if y.min() < 0 or y.max() >= MAX_CLASSES:
+            value = int(y.min()) if y.min() < 0 else int(y.max())
+            raise DatasetError(
+                f"{p}: {yn} holds label {value}; class labels must be integers 0..K-1"
+            )
+        return x, y.astype(np.int64)
+    if y.dtype.kind == "f":
+        if y.ndim not in (1, 2):
+            raise DatasetError(
+                f"{p}: regression targets {yn} must have shape (samples,) or (samples, k), got {y.shape}"
+            )
+        if not np.isfinite(y).all():
+            raise DatasetError(f"{p}: {yn} has NaN or infinite values")
+        return x, (y.reshape(-1, 1) if y.ndim == 1 else y).astype(np.float32)
+    raise DatasetError(
+        f"{p}: {yn} must be integer class labels or floating regression targets, got dtype {y.dtype}"
+    )
+
+
+def _read_csv(p: Path, label_column: str | int | None):
+    if label_column is None:
+        raise DatasetError(f"{p}: a .csv needs --label-column NAME (or a 0-based column index)")
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"cannot read {p}: {err}") from None
+    if len(rows) < 2:
+        raise DatasetError(f"{p}: needs a header row and at least one data row")
+    header = [cell.strip() for cell in rows[0]]
+    column = _label_index(p, header, label_column)
+    body = rows[1:]
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DatasetError(
+                f"{p}: line {number} has {len(row)} columns, the header {len(header)}"
+            )
+    features = [i for i in range(len(header)) if i != column]
+    if not features:
+        raise DatasetError(f"{p}: no feature columns besides the label column")
+    x = np.empty((len(body), len(features)), dtype=np.float64)
+    for r, row in enumerate(body):
+        for c, i in enumerate(features):
+            cell = row[i].strip()
+            try:
+                x[r, c] = float(cell)
+            except ValueError:
+                what = "is empty" if not cell else f"is {cell!r}, not a number"
+                raise DatasetError(f"{p}: line {r + 2}, column {header[i]!r} {what}") from None
+    labels = [row[column].strip() for row in body]
+    if any(not v for v in labels):
+        line = next(r + 2 for r, v in enumerate(labels) if not v)
+        raise DatasetError(f"{p}: line {line} has no label in column {header[column]!r}")
+    try:
+        values = np.array([float(v) for v in labels])
+    except ValueError:  # names: classes in sorted order
+        classes = sorted(set(labels))
+        index = {name: i for i, name in enumerate(classes)}
+        return x.astype(np.float32), np.array([index[v] for v in labels], dtype=np.int64), classes
+    if not np.isfinite(values).all():
+        raise DatasetError(f"{p}: column {header[column]!r} has NaN or infinite labels")
+    if all(v.lstrip("+-").isdigit() for v in labels):
+        return x.astype(np.float32), values.astype(np.int64), None
+    return x.astype(np.float32), values.astype(np.float32), None
+
+
+def _label_index(p: Path, header: list[str], label_column: str | int) -> int:
+    if label_column in header:
+        return header.index(label_column)
+    try:
+        index = int(label_column)
+    except (TypeError, ValueError):
+        raise DatasetError(
+            f"{p}: no column {label_column!r}; the header has {', '.join(header)}"
+        ) from None
+    if not -len(header) <= index < len(header):
+        raise DatasetError(f"{p}: column index {index} is out of range for {len(header)} columns")
+    return index % len(header)

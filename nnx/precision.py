@@ -1,0 +1,228 @@
+"""Mixed precision: compute in 16 bits, keep float32 master weights, scale the loss.
+
+A :class:`MixedPrecisionStep` runs one training step as ``loss, pred = step(x, y)``:
+
+1. the float32 *master* values of the parameters are cast to the compute dtype (float16 or
+   bfloat16) and put on the model, and the batch is cast likewise (the cast at the model's
+   input boundary);
+2. the model's forward and explicit backward run in 16 bits (``Softmax`` accumulates in
+   float32 inside, whatever its input dtype);
+3. the prediction is cast back to float32 before the loss (the cast at the output boundary), so
+   the loss, its gradient and every metric are float32; the loss gradient is multiplied by the
+   loss scale ``S`` before it enters the 16-bit backward, so small gradients do not underflow;
+4. the 16-bit gradients are cast to float32 and divided by ``S``, the master values are put back
+   on the parameters, and the optimizer updates the float32 masters (its state is float32 too);
+5. dynamic loss scaling (:class:`LossScaler`): if any gradient is inf or NaN the update is
+   skipped and ``S`` halves; after ``growth_interval`` clean steps in a row ``S`` doubles.
+
+Precisions: ``"float16"`` (loss scaling on), ``"bfloat16"`` (float32's exponent range, so the
+scale stays at 1, but non-finite steps are still skipped; PyTorch, JAX and CuPy only) and
+``"mixed16"``: bfloat16 where the backend has it, else float16 with loss scaling. ``"float32"``
+is ordinary training. Checking for inf/NaN reads one boolean back to the host per step.
+
+>>> import numpy as np, nnx
+>>> model = nnx.Sequential(nnx.Linear(3, 2, rng=0))
+>>> step = MixedPrecisionStep(model, nnx.MSELoss(), nnx.optim.SGD(model.parameters(), lr=0.1),
+...                           "float16")
+>>> loss, pred = step(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))
+>>> loss.dtype, pred.dtype, model[0].weight.value.dtype, step.scaler.scale
+(dtype('float32'), dtype('float32'), dtype('float32'), 65536.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .backend import backend_of, namespace, overflow_allowed
+from .checks import dtype_name
+from .losses import Loss
+from .module import Module, _accepts_need_input_grad
+from .optim import Optimizer, clip_grad_norm
+
+PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")
+
+
+class LossScaler:
+    """Dynamic loss scale, as in PyTorch's ``GradScaler`` (same defaults).
+
+    ``update(found_inf)`` after every step: on inf/NaN the step is skipped and the scale is
+    multiplied by ``backoff_factor``; after ``growth_interval`` clean steps in a row it is
+    multiplied by ``growth_factor``. With ``dynamic=False`` the scale never changes (bfloat16),
+    but non-finite steps are still skipped.
+
+    >>> s = LossScaler(init_scale=8.0, growth_interval=2)
+    >>> [s.update(False), s.scale, s.update(False), s.scale, s.update(True), s.scale]
+    [True, 8.0, True, 16.0, False, 8.0]
+    """
+
+    def __init__(
+        self,
+        init_scale: float = 2.0**16,
+        growth_factor: float = 2.0,
+        backoff_factor: float = 0.5,
+        growth_interval: int = 2000,
+        dynamic: bool = True,
+    ):
+        if not (math.isfinite(init_scale) and init_scale > 0):
+            raise ValueError(
+                f"LossScaler: init_scale must be positive and finite, got {init_scale!r}"
+            )
+        if not growth_factor > 1.0:
+            raise ValueError(f"LossScaler: growth_factor must be > 1, got {growth_factor!r}")
+        if not 0.0 < backoff_factor < 1.0:
+            raise ValueError(
+                f"LossScaler: backoff_factor must lie in (0, 1), got {backoff_factor!r}"
+            )
+        if (
+            isinstance(growth_interval, bool)
+            or not isinstance(growth_interval, int)
+            or growth_interval < 1
+        ):
+            raise ValueError(
+                f"LossScaler: growth_interval must be a positive integer, got {growth_interval!r}"
+            )
+        self.scale = float(init_scale)
+        self.growth_factor = float(growth_factor)
+        self.backoff_factor = float(backoff_factor)
+        self.growth_interval = growth_interval
+        self.dynamic = bool(dynamic)
+        self.good_steps = 0  # clean steps since the last change of scale
+        self.skipped_steps = 0  # steps skipped for inf/NaN gradients, in total
+
+    def update(self, found_inf: bool) -> bool:
+        """Record one step; returns whether its update may be applied (no inf/NaN)."""
+        if found_inf:
+            self.skipped_steps += 1
+            self.good_steps = 0
+            if self.dynamic:
+                self.scale *= self.backoff_factor
+            return False
+        self.good_steps += 1
+        if self.dynamic and self.good_steps >= self.growth_interval:
+            self.scale *= self.growth_factor
+            self.good_steps = 0
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain numbers (JSON-serialisable): checkpoints carry them."""
+        return {
+            "scale": self.scale,
+            "good_steps": self.good_steps,
+            "skipped_steps": self.skipped_steps,
+            "growth_factor": self.growth_factor,
+            "backoff_factor": self.backoff_factor,
+            "growth_interval": self.growth_interval,
+            "dynamic": self.dynamic,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scale = float(state["scale"])
+        self.good_steps = int(state["good_steps"])
+        self.skipped_steps = int(state["skipped_steps"])
+        self.growth_factor = float(state["growth_factor"])
+        self.backoff_factor = float(state["backoff_factor"])
+        self.growth_interval = int(state["growth_interval"])
+        self.dynamic = bool(state["dynamic"])
+
+
+def compute_dtype_name(precision: str, backend: Any) -> str:
+    """``"float16"`` or ``"bfloat16"`` for ``precision`` on ``backend``; a clear error when the
+    backend lacks it (NumPy and array-api-strict have no bfloat16, array-api-strict no float16)."""
+    if precision not in PRECISIONS or precision == "float32":
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISIONS[1:])} for mixed precision, "
+            f"got {precision!r}"
+        )
+    if precision == "mixed16":
+        precision = "bfloat16" if hasattr(backend.xp, "bfloat16") else "float16"
+    if not hasattr(backend.xp, precision):
+        raise ValueError(
+            f"precision {precision!r} is not available on backend {backend.name!r}"
+            + (
+                " (bfloat16 needs PyTorch, JAX or CuPy; use float16 or mixed16)"
+                if precision == "bfloat16"
+                else ""
+            )
+        )
+    return precision
+
+
+class MixedPrecisionStep:
+    """One training step in 16 bits with float32 master weights and loss scaling (see module
+    docstring). The model's parameters must be float32 (they are the masters)."""
+
+    def __init__(
+        self,
+        model: Module,
+        loss: Loss,
+        optimizer: Optimizer,
+        precision: str = "mixed16",
+        scaler: LossScaler | None = None,
+        clip_norm: float | None = None,
+    ):
+        params = list(model.parameters())
+        if not params:
+            raise ValueError("MixedPrecisionStep: the model has no parameters")
+        backend = backend_of(params[0].value)
+        wrong = [p.name for p in params if dtype_name(p.value.dtype) != "float32"]
+        if wrong:
+            raise ValueError(
+                f"mixed precision keeps float32 master weights, but parameters {wrong} are "
+                f"{dtype_name(params[0].value.dtype)}; move the model with .to(dtype='float32')"
+            )
+        self.name = compute_dtype_name(precision, backend)
+        self.precision = precision
+        self.compute_dtype = backend.dtype(self.name)
+        self.float32 = backend.dtype("float32")
+        if scaler is None:  # bfloat16 has float32's range: no scaling needed
+            scaler = (
+                LossScaler(init_scale=1.0, dynamic=False)
+                if self.name == "bfloat16"
+                else LossScaler()
+            )
+        self.scaler = scaler
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.clip_norm = clip_norm
+        self.last_step_skipped = False
+        self._skip_input_grad = _accepts_need_input_grad(model)
+
+    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        xp = namespace(x)
+        params = list(self.model.parameters())
+        masters = [p.value for p in params]
+        half, f32 = self.compute_dtype, self.float32
+        for p in params:  # the 16-bit working copies
+            p.value, p.grad = xp.astype(p.value, half), None
+        try:
+            with overflow_allowed():  # inf/NaN are expected here, found below, and skipped
+                pred = self.model.forward(xp.astype(x, half))
+                pred32 = xp.astype(pred, f32)
+                loss = self.loss.forward(pred32, y)
+                scale = self.scaler.scale
+                grad = xp.astype(self.loss.backward() * scale, half)
+                if self._skip_input_grad:
+                    self.model.backward(grad, need_input_grad=False)
+                else:
+                    self.model.backward(grad)
+                grads = [
+                    None if p.grad is None else xp.astype(p.grad, f32) * (1.0 / scale)
+                    for p in params
+                ]
+        finally:
+            for p, master in zip(params, masters, strict=True):
+                p.value = master
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        present = [g for g in grads if g is not None]
+        finite = (
+            bool(xp.all(xp.stack([xp.all(xp.isfinite(g)) for g in present]))) if present else True
+        )
+        self.last_step_skipped = not self.scaler.update(found_inf=not finite)
+        if not self.last_step_skipped:
+            if self.clip_norm is not None:
+                clip_grad_norm(params, self.clip_norm)
+            self.optimizer.step()
+        for p in params:
+            p.grad = None
+        return loss, pred32
