@@ -41,31 +41,22 @@ SHAPES = {"lenet": (1, 28, 28), "resnet": (3, 32, 32)}
 # ---------------------------------------------------------------------------- nnx models
 
 
-class ResBlock(nnx.Module):
-    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``, written out with its backward."""
-
-    def __init__(self, cin: int, cout: int, stride: int, rng: np.random.Generator):
-        self.conv1 = nnx.Conv2d(cin, cout, 3, stride, 1, bias=False, rng=rng)
-        self.bn1 = nnx.BatchNorm2d(cout)
-        self.relu1 = nnx.ReLU()
-        self.conv2 = nnx.Conv2d(cout, cout, 3, 1, 1, bias=False, rng=rng)
-        self.bn2 = nnx.BatchNorm2d(cout)
-        self.shortcut = None
-        if stride != 1 or cin != cout:
-            self.shortcut = nnx.Sequential(
-                nnx.Conv2d(cin, cout, 1, stride, bias=False, rng=rng), nnx.BatchNorm2d(cout)
-            )
-        self.relu2 = nnx.ReLU()
-
-    def forward(self, x: Any) -> Any:
-        h = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        return self.relu2(h + (x if self.shortcut is None else self.shortcut(x)))
-
-    def backward(self, grad_out: Any) -> Any:
-        g = self.relu2.backward(grad_out)
-        main = self.bn1.backward(self.relu1.backward(self.conv2.backward(self.bn2.backward(g))))
-        main = self.conv1.backward(main)
-        return main + (g if self.shortcut is None else self.shortcut.backward(g))
+def res_block(cin: int, cout: int, stride: int, rng: np.random.Generator) -> nnx.Module:
+    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` from nnx.Residual; the shortcut
+    is the identity, or a strided 1x1 conv with BatchNorm where the shape changes."""
+    block = nnx.Sequential(
+        nnx.Conv2d(cin, cout, 3, stride, 1, bias=False, rng=rng),
+        nnx.BatchNorm2d(cout),
+        nnx.ReLU(),
+        nnx.Conv2d(cout, cout, 3, 1, 1, bias=False, rng=rng),
+        nnx.BatchNorm2d(cout),
+    )
+    shortcut = None
+    if stride != 1 or cin != cout:
+        shortcut = nnx.Sequential(
+            nnx.Conv2d(cin, cout, 1, stride, bias=False, rng=rng), nnx.BatchNorm2d(cout)
+        )
+    return nnx.Sequential(nnx.Residual(block, shortcut), nnx.ReLU())
 
 
 def nnx_model(name: str, seed: int = 0) -> nnx.Module:
@@ -89,10 +80,10 @@ def nnx_model(name: str, seed: int = 0) -> nnx.Module:
         nnx.Conv2d(3, 16, 3, padding=1, bias=False, rng=rng),
         nnx.BatchNorm2d(16),
         nnx.ReLU(),
-        ResBlock(16, 16, 1, rng),
-        ResBlock(16, 16, 1, rng),
-        ResBlock(16, 32, 2, rng),
-        ResBlock(32, 32, 1, rng),
+        res_block(16, 16, 1, rng),
+        res_block(16, 16, 1, rng),
+        res_block(16, 32, 2, rng),
+        res_block(32, 32, 1, rng),
         nnx.AdaptiveAvgPool2d(1),
         nnx.Flatten(),
         nnx.Linear(32, 10, rng=rng),
