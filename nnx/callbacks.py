@@ -293,6 +293,9 @@ class CSVLogger(Callback):
     """Keep ``path`` a CSV of the whole history, one row per epoch (rewritten atomically each
     epoch, so after a resume it still holds every epoch once)."""
 
+    # After ModelCheckpoint (order 10): a Ctrl-C between the two then leaves a checkpoint at least
+    # as new as the log, never a log ahead of last.npz (which a resume would rightly refuse).
+    order = 20
     rank_zero_only = True
 
     def __init__(self, path: str | os.PathLike):
@@ -311,6 +314,7 @@ class CSVLogger(Callback):
 class JSONLinesLogger(Callback):
     """Keep ``path`` a JSON-lines file of the history, one object per epoch."""
 
+    order = 20  # after ModelCheckpoint, as CSVLogger
     rank_zero_only = True
 
     def __init__(self, path: str | os.PathLike):

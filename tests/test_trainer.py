@@ -424,3 +424,25 @@ def test_bad_counts_empty_data_and_complex_inputs_are_clear_errors():
         trainer.fit((np.asarray(x) + 1j, y), epochs=1)
     with pytest.raises(TypeError, match="the inputs are complex"):
         trainer.predict(np.asarray(x) * 1j)
+
+
+@pytest.mark.parametrize("order", [-20, 5, 15, 25])
+def test_ctrl_c_during_epoch_end_callbacks_never_leaves_the_log_ahead_of_last_npz(tmp_path, order):
+    """Wherever Ctrl-C falls among the epoch-end callbacks, history.csv holds no epoch that
+    last.npz lacks (a resume refuses a checkpoint older than the log)."""
+    train, _ = _vertical()
+
+    class CtrlC(cbs.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    CtrlC.order = order
+    callbacks = [CtrlC(), cbs.ModelCheckpoint(tmp_path), cbs.CSVLogger(tmp_path / "history.csv")]
+    trainer = _trainer(callbacks=callbacks)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(train, epochs=4, batch_size=64)
+    saved = nnx.checkpoint.read_checkpoint(tmp_path / "last.npz")[0]["record"]["epoch"]
+    with open(tmp_path / "history.csv") as f:
+        logged = len(list(csv.DictReader(f)))
+    assert logged <= saved
