@@ -22,46 +22,8 @@ from .checks import dtype_name
 from .registry import capture_init, register_builtin
 
 
-class Parameter:
-    """A trainable array: ``value`` (the array) and ``grad`` (set by ``backward``, else None)."""
-
-    __slots__ = ("value", "grad", "name")
-
-    def __init__(self, value: Any, name: str | None = None):
-        self.value = value
-        self.grad: Any = None
-        self.name = name
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.value.shape)
-
-    @property
-    def dtype(self) -> Any:
-        return self.value.dtype
-
-    def accumulate(self, grad: Any) -> None:
-        """Add ``grad`` into ``self.grad`` (set it when there is none yet).
-
-        Every ``backward`` stores parameter gradients through this, so a parameter used twice in
-        one forward pass, or shared by two modules, receives the sum of its gradients.
-        """
-        # A new array, never ``+=``: the first gradient may be an array the layer also uses
-        # elsewhere (its grad_out, say), which must not change under it.
-        self.grad = grad if self.grad is None else self.grad + grad
-
-    def __repr__(self) -> str:
-        return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
-
-
-class Buffer:
-    """A non-trainable array that belongs to a module's state (BatchNorm's running statistics).
-
-    Buffers are saved by ``state_dict`` and checkpoints and moved by ``Module.to`` (floating
-    buffers take the new dtype, integer ones keep theirs), but optimizers never see them.
-    Rebind ``value`` to update one (``buf.value = buf.value * m + ...``), which works on every
-    backend, immutable JAX arrays included.
-    """
+class _NamedArray:
+    """An array (``value``) with the attribute ``name`` it has in its module."""
 
     __slots__ = ("value", "name")
 
@@ -78,7 +40,39 @@ class Buffer:
         return self.value.dtype
 
     def __repr__(self) -> str:
-        return f"Buffer(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+        return f"{type(self).__name__}(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class Parameter(_NamedArray):
+    """A trainable array: ``value`` (the array) and ``grad`` (set by ``backward``, else None)."""
+
+    __slots__ = ("grad",)
+
+    def __init__(self, value: Any, name: str | None = None):
+        super().__init__(value, name)
+        self.grad: Any = None
+
+    def accumulate(self, grad: Any) -> None:
+        """Add ``grad`` into ``self.grad`` (set it when there is none yet).
+
+        Every ``backward`` stores parameter gradients through this, so a parameter used twice in
+        one forward pass, or shared by two modules, receives the sum of its gradients.
+        """
+        # A new array, never ``+=``: the first gradient may be an array the layer also uses
+        # elsewhere (its grad_out, say), which must not change under it.
+        self.grad = grad if self.grad is None else self.grad + grad
+
+
+class Buffer(_NamedArray):
+    """A non-trainable array that belongs to a module's state (BatchNorm's running statistics).
+
+    Buffers are saved by ``state_dict`` and checkpoints and moved by ``Module.to`` (floating
+    buffers take the new dtype, integer ones keep theirs), but optimizers never see them.
+    Rebind ``value`` to update one (``buf.value = buf.value * m + ...``), which works on every
+    backend, immutable JAX arrays included.
+    """
+
+    __slots__ = ()
 
 
 class Symbolic:
