@@ -34,9 +34,9 @@ LAYERS = {
     "pointwise-stride2": (lambda: nnx.Conv2d(3, 4, 1, stride=2, rng=5), (3, 3, 7, 7)),
     "5x5-pad2": (lambda: nnx.Conv2d(1, 3, 5, padding=2, rng=6), (2, 1, 9, 9)),
     # large enough for the stride-1 input gradient to go by the flipped-kernel convolution
-    "same-3x3-large": (lambda: nnx.Conv2d(3, 4, 3, padding=1, rng=15), (2, 3, 16, 15)),
+    "same-3x3-large": (lambda: nnx.Conv2d(4, 4, 3, padding=1, rng=15), (2, 4, 16, 15)),
     "transpose-stride1-large": (
-        lambda: nnx.ConvTranspose2d(3, 2, 3, padding=1, rng=16),
+        lambda: nnx.ConvTranspose2d(3, 3, 3, padding=1, rng=16),
         (2, 3, 14, 13),
     ),
     "zero-batch": (lambda: nnx.Conv2d(2, 3, 3, padding=1, rng=7), (0, 2, 5, 5)),
@@ -135,9 +135,9 @@ def test_input_gradient_by_flipped_convolution_equals_col2im(
 @pytest.mark.parametrize(
     "layer, tlayer, shape",
     [
-        ("Conv2d(3, 4, 3, padding=1, groups=1)", "Conv2d(3, 4, 3, padding=1)", (2, 3, 16, 15)),
+        ("Conv2d(4, 3, 3, padding=1, groups=1)", "Conv2d(4, 3, 3, padding=1)", (2, 4, 16, 15)),
         ("Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)", None, (2, 4, 20, 19)),
-        ("ConvTranspose2d(3, 2, 3, padding=1)", None, (2, 3, 14, 13)),
+        ("ConvTranspose2d(3, 3, 3, padding=1)", None, (2, 3, 14, 13)),
     ],
 )
 def test_flipped_route_matches_torch(layer, tlayer, shape, monkeypatch):
