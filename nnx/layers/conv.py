@@ -11,7 +11,7 @@ Backward: ``db = sum g``, ``dW = g @ cols^T`` summed over the batch, and
 the padding's adjoint; for stride 1 the input gradient is instead a convolution of the padded
 ``g`` with the flipped kernel. ``ConvTranspose2d`` is the same maps with forward and backward
 exchanged. The 1-d layers run the 2-d code with an ``H`` axis of size 1. On NumPy arrays the
-products take the fast path of :mod:`nnx.layers._fastconv` (tested equal to this portable code).
+products take the fast path of :mod:`nnx._fastconv` (tested equal to this portable code).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _fastconv
 from ..backend import Backend, get_backend, namespace
 from ..checks import (
     check_floating,
@@ -30,7 +31,6 @@ from ..checks import (
 )
 from ..init import Seed, as_rng
 from ..module import Module, Parameter
-from . import _fastconv
 from ._spatial import (
     PADDING_MODES,
     col2im,
@@ -56,7 +56,7 @@ def _uniform(rng, shape, fan_in):
 #
 # The three maps below are all that Conv2d and ConvTranspose2d compute (the transposed
 # convolution's forward is the convolution's input gradient, its backward the convolution's
-# forward and weight gradient). Each takes NumPy's fast path (nnx.layers._fastconv: the same
+# forward and weight gradient). Each takes NumPy's fast path (nnx._fastconv: the same
 # products on cache-sized batch chunks) when its arrays are NumPy arrays.
 
 

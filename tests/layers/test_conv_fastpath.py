@@ -1,11 +1,12 @@
-"""The NumPy fast path of the convolutions (nnx/layers/_fastconv.py) equals the portable path,
+"""The NumPy fast path of the convolutions (nnx/_fastconv.py) equals the portable path,
 and the two input-gradient routes (flipped-kernel convolution, col2im) equal each other."""
 
 import numpy as np
 import pytest
 
 import nnx
-from nnx.layers import _fastconv, conv
+from nnx import _fastconv
+from nnx.layers import conv
 from tests.conftest import host_normal
 
 # (constructor, input shape): strides, dilations, groups, depthwise, every padding mode, odd and

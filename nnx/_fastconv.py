@@ -1,19 +1,20 @@
-"""NumPy fast path of the convolutions: the same three maps as the portable code in
-:mod:`nnx.layers.conv` (forward product, weight gradient, input gradient), computed batch-chunk
-by batch-chunk so that the im2col columns never exist whole.
+"""NumPy fast path of the convolutions: two of the three maps of :mod:`nnx.layers.conv` (the
+forward product and the weight gradient), computed batch-chunk by batch-chunk so that the im2col
+columns never exist whole. (The input gradient needs none: for stride 1 it is a forward product
+of its own, and the col2im route measured faster whole-batch.)
 
 Why: the portable path stacks ``kh*kw`` strided slices into columns ``kh*kw`` times the size of
 the input (75 MB for a 16-channel 3x3 layer on 128 32x32 images), writes them once and reads them
 once in the product; at 16-32 channels the convolutions are bound by that memory traffic (and by
 the page faults of allocating it afresh every call), not by the arithmetic. Here the columns of a
 few images at a time (about :data:`CHUNK_BYTES`) are copied from one ``as_strided`` window view
-into a buffer that is reused for every chunk and stays in the CPU cache, and the product writes
-straight into its slice of the output. The input gradient adds each chunk's ``W^T @ g`` back
-(col2im) while it is still in the cache.
+into a buffer that stays in the CPU cache, and the product writes straight into its slice of the
+output (or adds into ``dW``).
 
-Only NumPy arrays take this path (:func:`applies`); everything else, and NumPy when
-:func:`portable_only` is active, runs the portable code. Tests check both give the same forward
-and gradients (``tests/layers/test_conv.py``).
+Only NumPy arrays take this path (:func:`applies`); everything else, and NumPy inside
+:func:`portable_only`, runs the portable code. Tests check both give the same forward and
+gradients (``tests/layers/test_conv_fastpath.py``). It lives outside ``nnx/layers/``, whose code
+imports no array library (``tests/test_portability.py``).
 """
 
 from __future__ import annotations
