@@ -214,3 +214,21 @@ def test_batchnorm_statistics_end_every_epoch_equal_on_every_rank(tmp_path):
         np.testing.assert_allclose(first[name], second[name], rtol=0, atol=1e-12, err_msg=name)
     assert np.abs(first["1.running_mean"]).max() > 1e-3  # the statistics did move
 
+
+def test_command_line_sync_batchnorm_on_two_ranks_equals_one_process(tmp_path):
+    from nnx.train import main
+
+    cli = ["--model", "cnn", "--dataset", "digits", "--dtype", "float64", "--epochs", "1"]
+    cli += ["--sync-batchnorm", "--quiet", "--batch-size", "100"]
+    run, single = tmp_path / "run", tmp_path / "single"
+    done = mpirun(2, "scripts/train.py", *cli, "--out", run)
+    assert done.returncode == 0, done.stderr
+    assert main([*cli, "--out", str(single)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["ranks"] == 2 and config["settings"]["sync_batchnorm"] is True
+    meta, got = read_checkpoint(run / "last.npz")
+    assert "SyncBatchNorm" in json.dumps(meta)  # the model file names the converted layers
+    _, expected = read_checkpoint(single / "last.npz")
+    for key, value in expected.items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-6, err_msg=key)
