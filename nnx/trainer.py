@@ -570,13 +570,12 @@ class Trainer:
         if values:
             summed = self.world.allreduce_sum(xp.stack(values), what, scratch=True)
             summed = np.asarray(to_numpy(summed), dtype=np.float64)
-        counts = np.asarray([*sizes, *(m.count for m in metrics)], dtype=np.int64)
-        counts = self.world.allreduce_sum(counts, what, scratch=True)
+        counts = self.world.allreduce_counts([*sizes, *(m.count for m in metrics)], what)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_losses = summed[:k] / counts[:k]
+            mean_losses = summed[:k] / np.asarray(counts[:k], dtype=np.float64)
         for m, count in zip(metrics, counts[k:], strict=True):
-            m.count = int(count)
-        return mean_losses, [int(c) for c in counts[:k]], [float(t) for t in summed[k:]]
+            m.count = count
+        return mean_losses, counts[:k], [float(t) for t in summed[k:]]
 
     def _to_host(self, scalars: list[Any], metrics: list[Metric]) -> tuple[np.ndarray, list[float]]:
         """Per-batch 0-d arrays and metric totals, copied to the host in one transfer."""

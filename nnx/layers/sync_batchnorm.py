@@ -28,8 +28,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ..module import Module
 from .norm import BatchNorm1d, BatchNorm2d, _BatchNorm
 
@@ -76,7 +74,7 @@ class SyncBatchNorm(_BatchNorm):
         if world is None or not self.training:
             return super()._batch_statistics(xp, x, axes, shape)
         local = math.prod(x.shape) // self.num_features
-        total = int(world.allreduce_sum(np.asarray([local], dtype=np.int64), self._what())[0])
+        (total,) = world.allreduce_counts([local], self._what())
         self._counts = (local, total)
         scale = 1.0 / total if total else 0.0
         mean = world.allreduce_sum(xp.sum(x, axis=axes), self._what(), scratch=True) * scale
