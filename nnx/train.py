@@ -233,7 +233,11 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _optional(_number(int, 0, strict_low=True)),
         "stop after PATIENCE epochs without a better validation loss",
     ),
-    "seed": (0, _number(int, 0), "seed for initialization, splits, shuffling and dropout"),
+    "seed": (
+        0,
+        _number(int, 0),
+        "seed for initialization, splits, shuffling, dropout and augmentation",
+    ),
     "dtype": ("float32", _choice(DTYPES), "floating-point type: float32 or float64"),
     "precision": (
         "float32",

@@ -157,8 +157,8 @@ class Trainer:
         device: backend spec (``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda:1"``, ``"torch"``, ...).
         metrics: names (``"accuracy"``, ``"top5_accuracy"``, ``"mae"``, ``"mse"``) or Metric objects.
         callbacks: extra :class:`~nnx.callbacks.Callback` objects.
-        seed: drives the shuffling order and the dropout masks of every epoch, so a run (and a
-            resumed run) repeats exactly.
+        seed: drives the shuffling order, the dropout masks and the augmentation of every
+            epoch, so a run (and a resumed run) repeats exactly.
         schedule: a learning-rate schedule on ``optimizer``, stepped per ``schedule_interval``
             (``"epoch"`` or ``"batch"``).
         clip_norm: clip the global gradient norm to this value before each step.
