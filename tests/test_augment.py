@@ -358,3 +358,22 @@ def test_command_line_refuses_augmentation_that_cannot_apply(tmp_path, capsys, a
     code, _, err = _main(capsys, *args, "--epochs", 1, "--out", tmp_path / "r", "--quiet")
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_command_line_cnn_preset_on_cifar10_images_with_crop_and_flip(tmp_path, capsys):
+    import json
+
+    from tests.datasets.test_cifar import _files
+
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for name, data in _files().items():
+        (folder / name).write_bytes(data)
+    args = ["--dataset", "cifar10", "--data-dir", tmp_path, "--model", "cnn", "--device", "cpu"]
+    code, _, err = _main(
+        capsys, *args, "--random-crop", 4, "--hflip", "--epochs", 1, "--out", tmp_path / "r",
+        "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["dataset"] == "cifar10" and summary["epochs"] == 1
