@@ -4,7 +4,7 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors, JAX and array-api-strict.
 """
 
-from . import callbacks, data, datasets, metrics, models, optim, special
+from . import augment, callbacks, data, datasets, metrics, models, optim, special
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .callbacks import (
     Callback,
@@ -124,6 +124,7 @@ __all__ = [
     "NonFiniteLossError",
     "ProgressBar",
     "Trainer",
+    "augment",
     "callbacks",
     "data",
     "datasets",

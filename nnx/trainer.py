@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .augment import Augmentation, batch_generator, take_rows
 from .backend import Backend, get_backend, namespace, to_numpy
 from .callbacks import Callback, LRScheduler, ProgressBar
 from .checkpoint import (
@@ -156,8 +157,8 @@ class Trainer:
         device: backend spec (``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda:1"``, ``"torch"``, ...).
         metrics: names (``"accuracy"``, ``"top5_accuracy"``, ``"mae"``, ``"mse"``) or Metric objects.
         callbacks: extra :class:`~nnx.callbacks.Callback` objects.
-        seed: drives the shuffling order and the dropout masks of every epoch, so a run (and a
-            resumed run) repeats exactly.
+        seed: drives the shuffling order, the dropout masks and the augmentation of every
+            epoch, so a run (and a resumed run) repeats exactly.
         schedule: a learning-rate schedule on ``optimizer``, stepped per ``schedule_interval``
             (``"epoch"`` or ``"batch"``).
         clip_norm: clip the global gradient norm to this value before each step.
@@ -178,6 +179,11 @@ class Trainer:
             are summed weighted by sample counts, and callbacks marked ``rank_zero_only``
             (checkpoints, logs, progress bar) run on rank 0 only. ``fit`` and ``evaluate`` are
             then collective: every rank must call them. The results equal one process's.
+        augment: an :mod:`nnx.augment` transform (``RandomCrop``, ``RandomHorizontalFlip``,
+            ``Compose``) applied on the device to every training batch of images, with the
+            choices of batch ``b`` of epoch ``e`` drawn from ``(seed, e, b)``: runs repeat and
+            resume exactly. It must keep the sample shape; validation, :meth:`evaluate` and
+            :meth:`predict` batches are never augmented.
 
     History losses are the data losses, without L1/L2 penalty terms.
     """
@@ -199,6 +205,7 @@ class Trainer:
         precision: str = "float32",
         distributed: bool = False,
         accumulate: int = 1,
+        augment: Augmentation | None = None,
     ):
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nnx.Module, got {type(model).__name__}")
@@ -208,6 +215,12 @@ class Trainer:
             raise TypeError(
                 f"Trainer: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"
             )
+        if augment is not None and not isinstance(augment, Augmentation):
+            raise TypeError(
+                f"Trainer: augment must be an nnx.augment transform (RandomCrop, "
+                f"RandomHorizontalFlip, Compose), got {type(augment).__name__}"
+            )
+        self.augment = augment
         self.world = None
         self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
         if self.accumulate > 1 and (jit or precision != "float32"):
@@ -346,6 +359,8 @@ class Trainer:
             raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
         self._label_range = _label_range(train_set, val_set)
         _check_finite_data(("training", train_set), ("validation", val_set))
+        if self.augment is not None:
+            self._check_augment(train_set)
         loader = DataLoader(
             train_set,
             batch_size,
@@ -415,6 +430,37 @@ class Trainer:
             cb.on_fit_end(self)
         return self.history
 
+    def _check_augment(self, data: ArrayDataset) -> None:
+        """The augmentation must fit the training samples and keep their shape (the validation
+        and test samples, never augmented, keep theirs)."""
+        if isinstance(data.x, (tuple, list, dict)):
+            raise ValueError(
+                "Trainer: augment applies to one input array of images, not to several inputs"
+            )
+        shape = tuple(int(s) for s in data.x.shape[1:])
+        try:
+            out = self.augment.output_shape(shape)
+        except ValueError as err:
+            raise ValueError(f"Trainer: augment={self.augment!r} does not fit: {err}") from None
+        if tuple(out) != shape:
+            raise ValueError(
+                f"Trainer: augment={self.augment!r} turns samples of shape {shape} into "
+                f"{tuple(out)}; it must keep their shape, since validation and test samples are "
+                f"not augmented (crop to the image size, with padding)"
+            )
+
+    def _augment_batch(self, loader: DataLoader, epoch: int, batch: int, xb: Any) -> Any:
+        """Training batch ``batch`` of ``epoch``, augmented with choices drawn from
+        ``(seed, epoch, batch)`` for the whole global batch (this rank takes its rows)."""
+        start, stop, total = loader.batch_rows(batch)
+        shape = tuple(int(s) for s in xb.shape[1:])
+        params = self.augment.draw(batch_generator(self.seed, epoch, batch), total, shape)
+        if (start, stop) != (0, total):
+            params = take_rows(params, start, stop)
+        if stop == start:
+            return xb
+        return self.augment.apply(xb, params)
+
     def _last_good_checkpoint(self) -> str:
         """Where the last checkpoint with finite state is, for a NaN/inf message."""
         for cb in self.callbacks:
@@ -463,6 +509,8 @@ class Trainer:
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
+            if self.augment is not None:
+                xb = self._augment_batch(loader, epoch, batch, xb)
             if self._compiled is not None:  # the step below, compiled by XLA or in 16 bits
                 loss_value, pred = self._compiled(xb, yb)
                 if batch == 0:
