@@ -117,15 +117,12 @@ class _BatchNorm(Module):
         shape = _channel_shape(x.ndim)
         use_batch = self.training or not self.track_running_stats
         if use_batch:
-            m = math.prod(x.shape) // self.num_features
+            mean, var, centered, m = self._batch_statistics(xp, x, axes, shape)
             if m <= 1 and self.training:
                 raise ValueError(
                     f"{who}: expected more than 1 value per channel when training, got input of "
                     f"shape {tuple(x.shape)}"
                 )
-            mean = xp.mean(x, axis=axes)
-            centered = x - xp.reshape(mean, shape)
-            var = xp.mean(centered * centered, axis=axes)
             if self.training and self.track_running_stats:
                 self._update_running(xp, mean, var, m)
         else:
@@ -140,6 +137,25 @@ class _BatchNorm(Module):
             y = y + xp.reshape(self.bias.value, shape)
         self._cache = (centered, invstd, use_batch, tuple(y.shape))
         return y
+
+    def _batch_statistics(self, xp: Any, x: Any, axes: tuple[int, ...], shape: Any) -> tuple:
+        """``(mean, biased variance, x - mean, m)`` per channel over the ``m`` values of each
+        channel in this batch (:class:`~nnx.SyncBatchNorm` takes them over every rank's batch)."""
+        mean = xp.mean(x, axis=axes)
+        centered = x - xp.reshape(mean, shape)
+        return (
+            mean,
+            xp.mean(centered * centered, axis=axes),
+            centered,
+            math.prod(x.shape) // x.shape[1],
+        )
+
+    def _grad_means(self, xp: Any, sum_dxh: Any, sum_dxh_xhat: Any, m: int) -> tuple:
+        """``mean(dxh)`` and ``mean(dxh * x_hat)`` per channel, from their sums over the ``m``
+        values of this batch, over the values that shared the statistics
+        (:class:`~nnx.SyncBatchNorm` sums them over every rank)."""
+        scale = 1.0 / m if m else 0.0  # an empty batch has nothing to spread the gradient over
+        return sum_dxh * scale, sum_dxh_xhat * scale
 
     def _update_running(self, xp: Any, mean: Any, var: Any, m: int) -> None:
         """PyTorch's update: ``r = (1 - f) r + f stat``, with the unbiased variance
@@ -164,17 +180,22 @@ class _BatchNorm(Module):
         # the two reductions everything needs: sum(g) and sum(g * x_hat) = invstd * sum(g * xc)
         sum_g = xp.sum(grad_out, axis=axes)
         sum_gx = xp.sum(grad_out * centered, axis=axes) * invstd
-        gamma_s = invstd * self.weight.value if self.affine else invstd
         if self.affine:
             self.weight.accumulate(sum_gx)
             self.bias.accumulate(sum_g)
+            gamma = self.weight.value
+            gamma_s = invstd * gamma
+        else:
+            gamma_s = invstd
         if not use_batch:  # running statistics are constants
             return grad_out * xp.reshape(gamma_s, shape)
-        # dx = gamma*invstd * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = xc * invstd:
-        # a per-channel affine map of g and xc, dx = g*k1 + xc*k2 + k3
+        # dx = invstd * (dxh - mean(dxh) - x_hat * mean(dxh * x_hat)) with dxh = g * gamma and
+        # x_hat = xc * invstd: a per-channel affine map of g and xc, dx = g*k1 + xc*k2 + k3
+        sums = (gamma * sum_g, gamma * sum_gx) if self.affine else (sum_g, sum_gx)
         m = math.prod(grad_out.shape) // grad_out.shape[1]
-        k2 = -(gamma_s * invstd) * (sum_gx / m)
-        k3 = -gamma_s * (sum_g / m)
+        mean_d, mean_dx = self._grad_means(xp, *sums, m)
+        k2 = -(invstd * invstd) * mean_dx
+        k3 = -invstd * mean_d
         return grad_out * xp.reshape(gamma_s, shape) + (
             centered * xp.reshape(k2, shape) + xp.reshape(k3, shape)
         )
