@@ -4,7 +4,7 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors, JAX and array-api-strict.
 """
 
-from . import callbacks, data, datasets, metrics, models, optim, special
+from . import augment, callbacks, data, datasets, metrics, models, optim, special
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .callbacks import (
     Callback,
@@ -60,6 +60,7 @@ from .layers import (
     SinusoidalPositionalEncoding,
     Softmax,
     Softplus,
+    SyncBatchNorm,
     Tanh,
     TiedLinear,
     TransformerEncoderLayer,
@@ -123,6 +124,7 @@ __all__ = [
     "NonFiniteLossError",
     "ProgressBar",
     "Trainer",
+    "augment",
     "callbacks",
     "data",
     "datasets",
@@ -153,6 +155,7 @@ __all__ = [
     "BatchNorm2d",
     "Dropout2d",
     "GroupNorm",
+    "SyncBatchNorm",
     "MaxPool1d",
     "MaxPool2d",
     "Upsample",

@@ -210,6 +210,19 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "take one optimizer step per K batches (gradient accumulation: the step of a K times "
         "larger batch)",
     ),
+    "random_crop": (
+        None,
+        _optional(_number(int, 0)),
+        "augment the training images: pad each by PADDING pixels of zeros (after "
+        "standardization) and crop it back to its size at a random place, drawn per sample and "
+        "epoch (image data only)",
+    ),
+    "hflip": (
+        False,
+        _flag,
+        "augment the training images: flip each left-right with probability 0.5, drawn per "
+        "sample and epoch (image data only)",
+    ),
     "val_fraction": (
         0.2,
         _number(float, 0.0, 1.0),
@@ -220,7 +233,11 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _optional(_number(int, 0, strict_low=True)),
         "stop after PATIENCE epochs without a better validation loss",
     ),
-    "seed": (0, _number(int, 0), "seed for initialization, splits, shuffling and dropout"),
+    "seed": (
+        0,
+        _number(int, 0),
+        "seed for initialization, splits, shuffling, dropout and augmentation",
+    ),
     "dtype": ("float32", _choice(DTYPES), "floating-point type: float32 or float64"),
     "precision": (
         "float32",
@@ -238,6 +255,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "data-parallel training over MPI: mpiexec -n N python -m mpi4py scripts/train.py "
         "--distributed (on by itself under an MPI launcher); --batch-size is the global batch",
     ),
+    "sync_batchnorm": (
+        False,
+        _flag,
+        "BatchNorm layers normalize by the statistics of the whole global batch, summed over "
+        "the ranks (SyncBatchNorm), instead of each rank's shard; the same as BatchNorm in "
+        "one process",
+    ),
 }
 METAVARS = {
     "model": "NAME",
@@ -246,6 +270,7 @@ METAVARS = {
     "out": "DIR",
     "data_dir": "DIR",
     "accumulate": "K",
+    "random_crop": "PADDING",
 }
 
 
@@ -397,6 +422,9 @@ FIXED_ON_RESUME = (
     "activation",
     "optimizer",
     "schedule",
+    "sync_batchnorm",
+    "random_crop",
+    "hflip",
 )
 # These take effect from the resumed epoch on (the optimizer's saved values are replaced).
 OPTIMIZER_ON_RESUME = ("lr", "momentum", "weight_decay")
@@ -595,6 +623,27 @@ def model_from_checkpoint(path: Path) -> Any:
         return None
 
 
+def make_augment(settings: dict[str, Any], sample_shape: tuple[int, ...], dataset: str) -> Any:
+    """The training-batch augmentation that --random-crop and --hflip ask for, or None."""
+    from nnx.augment import Compose, RandomCrop, RandomHorizontalFlip
+
+    padding, flip = settings["random_crop"], settings["hflip"]
+    if padding is None and not flip:
+        return None
+    if len(sample_shape) < 2:
+        flag = "--random-crop" if padding is not None else "--hflip"
+        raise ConfigError(
+            f"{flag} needs image data (samples of shape (C, H, W)); dataset {dataset} has "
+            f"samples of shape {sample_shape}"
+        )
+    transforms: list[Any] = []
+    if padding is not None:
+        transforms.append(RandomCrop(sample_shape[-2:], padding=padding))
+    if flip:
+        transforms.append(RandomHorizontalFlip(0.5))
+    return transforms[0] if len(transforms) == 1 else Compose(transforms)
+
+
 def make_optimizer(settings: dict[str, Any], params: Any, optim: Any) -> Any:
     name, lr = settings["optimizer"], settings["lr"]
     kw: dict[str, Any] = {}
@@ -696,6 +745,11 @@ def run(
     from nnx.models.charlm import LM_PRESETS, run_language_model
 
     if settings["model"] in LM_PRESETS:  # character-level language model on --text
+        if settings["random_crop"] is not None or settings["hflip"]:
+            raise ConfigError(
+                f"--random-crop and --hflip augment images; --model {settings['model']} "
+                f"trains on text"
+            )
         out = prepare_out(settings, resume)
         context["out"] = out
         run_language_model(settings, say, out)
@@ -727,6 +781,7 @@ def run(
         data = load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"])
         data = data.images()
     check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
+    augment = make_augment(settings, tuple(data.train[0].shape[1:]), data.name)
     if world is not None and rank0:
         world.barrier()
     if rank0:  # rank 0 owns the run folder (and its lock) for every rank
@@ -753,6 +808,14 @@ def run(
     if model is None:
         model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx)
     model = model.to(backend, dtype=settings["dtype"])
+    if settings["sync_batchnorm"]:
+        norms = (nnx.BatchNorm1d, nnx.BatchNorm2d, nnx.SyncBatchNorm)
+        if not any(isinstance(m, norms) for m in model.modules()):
+            raise ConfigError(
+                f"--sync-batchnorm: the {settings['model']} model has no BatchNorm layer "
+                "(the cnn preset has)"
+            )
+        nnx.SyncBatchNorm.convert_sync_batchnorm(model)
     if not settings["quiet"]:
         nnx.summary(model, tuple(data.train[0].shape[1:]), print_fn=say)
     optimizer = make_optimizer(settings, model.parameters(), optim)
@@ -780,6 +843,7 @@ def run(
         jit=settings["jit"],
         precision=settings["precision"],
         distributed=world is not None,
+        augment=augment,
     )
     if resume is not None:
         trainer.load_checkpoint(resume)

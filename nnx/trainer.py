@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .augment import Augmentation, batch_generator, take_rows
 from .backend import Backend, get_backend, namespace, to_numpy
 from .callbacks import Callback, LRScheduler, ProgressBar
 from .checkpoint import (
@@ -27,14 +28,14 @@ from .compile import CompiledStep
 from .data import ArrayDataset, DataLoader
 from .data.loader import shard_bounds
 from .history import History
-from .layers import Dropout
+from .layers import Dropout, SyncBatchNorm
 from .losses import Loss, not_a_loss_message
 from .metrics import Metric, get_metric
 from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
 from .optim.schedules import Schedule
 from .precision import PRECISIONS, MixedPrecisionStep
-from .structure import call_with, first_leaf, leaves
+from .structure import call_with, first_leaf, leaves, map_structure
 
 logger = logging.getLogger("nnx")
 
@@ -156,8 +157,8 @@ class Trainer:
         device: backend spec (``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda:1"``, ``"torch"``, ...).
         metrics: names (``"accuracy"``, ``"top5_accuracy"``, ``"mae"``, ``"mse"``) or Metric objects.
         callbacks: extra :class:`~nnx.callbacks.Callback` objects.
-        seed: drives the shuffling order and the dropout masks of every epoch, so a run (and a
-            resumed run) repeats exactly.
+        seed: drives the shuffling order, the dropout masks and the augmentation of every
+            epoch, so a run (and a resumed run) repeats exactly.
         schedule: a learning-rate schedule on ``optimizer``, stepped per ``schedule_interval``
             (``"epoch"`` or ``"batch"``).
         clip_norm: clip the global gradient norm to this value before each step.
@@ -178,6 +179,11 @@ class Trainer:
             are summed weighted by sample counts, and callbacks marked ``rank_zero_only``
             (checkpoints, logs, progress bar) run on rank 0 only. ``fit`` and ``evaluate`` are
             then collective: every rank must call them. The results equal one process's.
+        augment: an :mod:`nnx.augment` transform (``RandomCrop``, ``RandomHorizontalFlip``,
+            ``Compose``) applied on the device to every training batch of images, with the
+            choices of batch ``b`` of epoch ``e`` drawn from ``(seed, e, b)``: runs repeat and
+            resume exactly. It must keep the sample shape; validation, :meth:`evaluate` and
+            :meth:`predict` batches are never augmented.
 
     History losses are the data losses, without L1/L2 penalty terms.
     """
@@ -199,6 +205,7 @@ class Trainer:
         precision: str = "float32",
         distributed: bool = False,
         accumulate: int = 1,
+        augment: Augmentation | None = None,
     ):
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nnx.Module, got {type(model).__name__}")
@@ -208,6 +215,12 @@ class Trainer:
             raise TypeError(
                 f"Trainer: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"
             )
+        if augment is not None and not isinstance(augment, Augmentation):
+            raise TypeError(
+                f"Trainer: augment must be an nnx.augment transform (RandomCrop, "
+                f"RandomHorizontalFlip, Compose), got {type(augment).__name__}"
+            )
+        self.augment = augment
         self.world = None
         self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
         if self.accumulate > 1 and (jit or precision != "float32"):
@@ -346,6 +359,8 @@ class Trainer:
             raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
         self._label_range = _label_range(train_set, val_set)
         _check_finite_data(("training", train_set), ("validation", val_set))
+        if self.augment is not None:
+            self._check_augment(train_set)
         loader = DataLoader(
             train_set,
             batch_size,
@@ -415,6 +430,37 @@ class Trainer:
             cb.on_fit_end(self)
         return self.history
 
+    def _check_augment(self, data: ArrayDataset) -> None:
+        """The augmentation must fit the training samples and keep their shape (the validation
+        and test samples, never augmented, keep theirs)."""
+        if isinstance(data.x, (tuple, list, dict)):
+            raise ValueError(
+                "Trainer: augment applies to one input array of images, not to several inputs"
+            )
+        shape = tuple(int(s) for s in data.x.shape[1:])
+        try:
+            out = self.augment.output_shape(shape)
+        except ValueError as err:
+            raise ValueError(f"Trainer: augment={self.augment!r} does not fit: {err}") from None
+        if tuple(out) != shape:
+            raise ValueError(
+                f"Trainer: augment={self.augment!r} turns samples of shape {shape} into "
+                f"{tuple(out)}; it must keep their shape, since validation and test samples are "
+                f"not augmented (crop to the image size, with padding)"
+            )
+
+    def _augment_batch(self, loader: DataLoader, epoch: int, batch: int, xb: Any) -> Any:
+        """Training batch ``batch`` of ``epoch``, augmented with choices drawn from
+        ``(seed, epoch, batch)`` for the whole global batch (this rank takes its rows)."""
+        start, stop, total = loader.batch_rows(batch)
+        shape = tuple(int(s) for s in xb.shape[1:])
+        params = self.augment.draw(batch_generator(self.seed, epoch, batch), total, shape)
+        if (start, stop) != (0, total):
+            params = take_rows(params, start, stop)
+        if stop == start:
+            return xb
+        return self.augment.apply(xb, params)
+
     def _last_good_checkpoint(self) -> str:
         """Where the last checkpoint with finite state is, for a NaN/inf message."""
         for cb in self.callbacks:
@@ -457,9 +503,14 @@ class Trainer:
         groups = _accumulation_weights(loader, self.accumulate, loss_fn)
         first_step = self.step
         dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
+        collective = self.world is not None and any(
+            isinstance(m, SyncBatchNorm) for m in model.modules()
+        )
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
+            if self.augment is not None:
+                xb = self._augment_batch(loader, epoch, batch, xb)
             if self._compiled is not None:  # the step below, compiled by XLA or in 16 bits
                 loss_value, pred = self._compiled(xb, yb)
                 if batch == 0:
@@ -483,6 +534,9 @@ class Trainer:
                 losses.append(
                     self.backend.xp.zeros((), dtype=self.dtype, device=self.backend.device)
                 )
+                if collective:  # its SyncBatchNorms must still join their allreduces
+                    pred = call_with(model, xb)
+                    model.backward(map_structure(self.backend.xp.zeros_like, pred))
             else:
                 pred = call_with(model, xb)
                 if batch == 0:
@@ -515,10 +569,14 @@ class Trainer:
             from .distributed import average_buffers
 
             average_buffers(model)
-        loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
-        if self.world is not None:
+        if self.world is None:
+            loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
+        else:  # every batch's loss over the whole global batch, summed on the device
             loss_values, sizes, metric_totals = self._sum_over_ranks(
-                loss_values, sizes, metric_totals, self.metrics
+                [loss * float(n) for loss, n in zip(losses, sizes, strict=True)],
+                sizes,
+                self.metrics,
+                "the epoch's loss and metric sums",
             )
         seconds = time.perf_counter() - start
         bad = np.flatnonzero(~np.isfinite(loss_values))
@@ -543,26 +601,29 @@ class Trainer:
         return logs
 
     def _sum_over_ranks(
-        self, losses: np.ndarray, sizes: list[int], totals: list[float], metrics: list[Metric]
+        self, weighted: list[Any], sizes: list[int], metrics: list[Metric], what: str
     ) -> tuple[np.ndarray, list[int], list[float]]:
-        """Per-batch mean losses, batch sizes and metric totals (whose counts are updated) over
-        all ranks, from this rank's: one small allreduce of sample-weighted sums."""
-        k = len(sizes)
-        local = np.concatenate(
-            [
-                np.asarray(losses, dtype=np.float64) * np.asarray(sizes, dtype=np.float64),
-                np.asarray(sizes, dtype=np.float64),
-                np.asarray(totals, dtype=np.float64),
-                np.asarray([m.count for m in metrics], dtype=np.float64),
-            ]
-        )
-        summed = self.world.allreduce_sum(local, "the epoch's loss and metric sums")
-        counts = summed[k : 2 * k]
+        """Sample-weighted losses (0-d device arrays, loss times samples), their sample counts
+        and the metrics' totals and counts, summed over all ranks. Returns the mean losses, the
+        summed counts and the metric totals (the metrics' counts are updated).
+
+        The device values are stacked and summed where they live (NCCL on CuPy, MPI on host
+        arrays) and copied to the host once; the integer counts, already on the host, travel in
+        a second small allreduce. A rank with nothing to report sends zeros."""
+        xp, k = self.backend.xp, len(sizes)
+        zero = xp.zeros((), dtype=self.dtype, device=self.backend.device)
+        values = [xp.astype(v, self.dtype) for v in weighted]
+        values += [zero if m.total is None else xp.astype(m.total, self.dtype) for m in metrics]
+        summed = np.zeros(0)
+        if values:
+            summed = self.world.allreduce_sum(xp.stack(values), what, scratch=True)
+            summed = np.asarray(to_numpy(summed), dtype=np.float64)
+        counts = self.world.allreduce_counts([*sizes, *(m.count for m in metrics)], what)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_losses = summed[:k] / counts
-        for m, count in zip(metrics, summed[2 * k + len(metrics) :], strict=True):
-            m.count = int(count)
-        return mean_losses, [int(c) for c in counts], list(summed[2 * k : 2 * k + len(metrics)])
+            mean_losses = summed[:k] / np.asarray(counts[:k], dtype=np.float64)
+        for m, count in zip(metrics, counts[k:], strict=True):
+            m.count = count
+        return mean_losses, counts[:k], [float(t) for t in summed[k:]]
 
     def _to_host(self, scalars: list[Any], metrics: list[Metric]) -> tuple[np.ndarray, list[float]]:
         """Per-batch 0-d arrays and metric totals, copied to the host in one transfer."""
@@ -590,8 +651,12 @@ class Trainer:
         losses, sizes = [], []
         if self.world is not None:  # each rank evaluates its own contiguous slice
             first, last = shard_bounds(len(dataset), self.rank, self.world_size)
-            y = None if dataset.y is None else dataset.y[first:last, ...]
-            dataset = ArrayDataset(dataset.x[first:last, ...], y)
+
+            def rows(a: Any) -> Any:
+                return a[first:last, ...]
+
+            y = None if dataset.y is None else map_structure(rows, dataset.y)
+            dataset = ArrayDataset(map_structure(rows, dataset.x), y)
         try:
             for xb, yb in DataLoader(dataset, batch_size, shuffle=False):
                 pred = call_with(self.model, xb)
@@ -601,11 +666,16 @@ class Trainer:
                     m.update(pred, yb)
         finally:
             self.model.train(was_training)
-        loss_values, totals = self._to_host(losses, metrics)
-        if self.world is not None:  # ranks ran different numbers of batches: sum whole slices
-            n = sum(sizes)
-            mean = float(np.dot(loss_values, sizes) / n) if n else 0.0
-            loss_values, sizes, totals = self._sum_over_ranks([mean], [n], totals, metrics)
+        if self.world is None:
+            loss_values, totals = self._to_host(losses, metrics)
+        else:  # ranks ran different numbers of batches: sum whole slices, on the device
+            xp = self.backend.xp
+            local = xp.zeros((), dtype=self.dtype, device=self.backend.device)  # an empty slice
+            for loss, n in zip(losses, sizes, strict=True):
+                local = local + xp.astype(loss, self.dtype) * float(n)
+            loss_values, sizes, totals = self._sum_over_ranks(
+                [local], [sum(sizes)], metrics, "evaluate"
+            )
         result = {"loss": float(np.dot(loss_values, sizes) / sum(sizes))}
         for m, total in zip(metrics, totals, strict=True):
             result[m.name] = m.value(total)

@@ -9,6 +9,7 @@
     python scripts/bench.py --jax --samples 8192 --batch-sizes 128,1024
         # nnx on NumPy vs nnx on JAX eager vs the same step compiled by nnx.compile (jax.jit)
     python scripts/bench.py --distributed        # MPI data-parallel: compute vs allreduce, 1-2 ranks
+    python scripts/bench.py --augment            # nnx.augment crops/flips on a CIFAR-sized batch
 
 Workload: an MLP 784-512-256-10 with ReLU, softmax cross-entropy and SGD with momentum 0.9 on
 60,000 synthetic float32 samples, one shuffled epoch per measurement. The contenders run
@@ -896,6 +897,10 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module.main(argv)
+    if "--augment" in (sys.argv[1:] if argv is None else argv):  # scripts/bench_augment.py
+        from bench_augment import main_augment  # scripts/ is on sys.path when bench.py runs
+
+        return main_augment(argv)
     args = parse_args(argv)
     if args.cnn or args.cnn_probe:
         from bench_cnn import main_cnn  # scripts/ is on sys.path when bench.py runs
