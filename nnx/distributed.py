@@ -162,6 +162,13 @@ class World:
             self._guarded(what, self.comm.Allreduce, self.MPI.IN_PLACE, host)
         return host if backend.name == "numpy" else backend.asarray(host, dtype=array.dtype)
 
+    def allreduce_counts(self, counts: list[int], what: str = "allreduce") -> list[int]:
+        """The element-wise sum of a list of host integers over all ranks."""
+        host = np.asarray(counts, dtype=np.int64)
+        if self.size > 1:
+            self._guarded(what, self.comm.Allreduce, self.MPI.IN_PLACE, host)
+        return [int(c) for c in host]
+
     def _nccl_allreduce(self, array: Any, what: str) -> Any:
         # Written against cupy.cuda.nccl but not yet run: no GPU machine was available.
         from .backend import nccl_allreduce_sum, nccl_communicator

@@ -255,6 +255,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "data-parallel training over MPI: mpiexec -n N python -m mpi4py scripts/train.py "
         "--distributed (on by itself under an MPI launcher); --batch-size is the global batch",
     ),
+    "sync_batchnorm": (
+        False,
+        _flag,
+        "BatchNorm layers normalize by the statistics of the whole global batch, summed over "
+        "the ranks (SyncBatchNorm), instead of each rank's shard; the same as BatchNorm in "
+        "one process",
+    ),
 }
 METAVARS = {
     "model": "NAME",
@@ -415,6 +422,7 @@ FIXED_ON_RESUME = (
     "activation",
     "optimizer",
     "schedule",
+    "sync_batchnorm",
     "random_crop",
     "hflip",
 )
@@ -800,6 +808,14 @@ def run(
     if model is None:
         model = make_model(settings, tuple(data.train[0].shape[1:]), data.num_outputs, nnx)
     model = model.to(backend, dtype=settings["dtype"])
+    if settings["sync_batchnorm"]:
+        norms = (nnx.BatchNorm1d, nnx.BatchNorm2d, nnx.SyncBatchNorm)
+        if not any(isinstance(m, norms) for m in model.modules()):
+            raise ConfigError(
+                f"--sync-batchnorm: the {settings['model']} model has no BatchNorm layer "
+                "(the cnn preset has)"
+            )
+        nnx.SyncBatchNorm.convert_sync_batchnorm(model)
     if not settings["quiet"]:
         nnx.summary(model, tuple(data.train[0].shape[1:]), print_fn=say)
     optimizer = make_optimizer(settings, model.parameters(), optim)

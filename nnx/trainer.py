@@ -28,14 +28,14 @@ from .compile import CompiledStep
 from .data import ArrayDataset, DataLoader
 from .data.loader import shard_bounds
 from .history import History
-from .layers import Dropout
+from .layers import Dropout, SyncBatchNorm
 from .losses import Loss, not_a_loss_message
 from .metrics import Metric, get_metric
 from .module import Module, _accepts_need_input_grad
 from .optim import Optimizer, clip_grad_norm
 from .optim.schedules import Schedule
 from .precision import PRECISIONS, MixedPrecisionStep
-from .structure import call_with, first_leaf, leaves
+from .structure import call_with, first_leaf, leaves, map_structure
 
 logger = logging.getLogger("nnx")
 
@@ -503,6 +503,9 @@ class Trainer:
         groups = _accumulation_weights(loader, self.accumulate, loss_fn)
         first_step = self.step
         dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
+        collective = self.world is not None and any(
+            isinstance(m, SyncBatchNorm) for m in model.modules()
+        )
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
@@ -531,6 +534,9 @@ class Trainer:
                 losses.append(
                     self.backend.xp.zeros((), dtype=self.dtype, device=self.backend.device)
                 )
+                if collective:  # its SyncBatchNorms must still join their allreduces
+                    pred = call_with(model, xb)
+                    model.backward(map_structure(self.backend.xp.zeros_like, pred))
             else:
                 pred = call_with(model, xb)
                 if batch == 0:
@@ -563,10 +569,14 @@ class Trainer:
             from .distributed import average_buffers
 
             average_buffers(model)
-        loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
-        if self.world is not None:
+        if self.world is None:
+            loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
+        else:  # every batch's loss over the whole global batch, summed on the device
             loss_values, sizes, metric_totals = self._sum_over_ranks(
-                loss_values, sizes, metric_totals, self.metrics
+                [loss * float(n) for loss, n in zip(losses, sizes, strict=True)],
+                sizes,
+                self.metrics,
+                "the epoch's loss and metric sums",
             )
         seconds = time.perf_counter() - start
         bad = np.flatnonzero(~np.isfinite(loss_values))
@@ -591,26 +601,29 @@ class Trainer:
         return logs
 
     def _sum_over_ranks(
-        self, losses: np.ndarray, sizes: list[int], totals: list[float], metrics: list[Metric]
+        self, weighted: list[Any], sizes: list[int], metrics: list[Metric], what: str
     ) -> tuple[np.ndarray, list[int], list[float]]:
-        """Per-batch mean losses, batch sizes and metric totals (whose counts are updated) over
-        all ranks, from this rank's: one small allreduce of sample-weighted sums."""
-        k = len(sizes)
-        local = np.concatenate(
-            [
-                np.asarray(losses, dtype=np.float64) * np.asarray(sizes, dtype=np.float64),
-                np.asarray(sizes, dtype=np.float64),
-                np.asarray(totals, dtype=np.float64),
-                np.asarray([m.count for m in metrics], dtype=np.float64),
-            ]
-        )
-        summed = self.world.allreduce_sum(local, "the epoch's loss and metric sums")
-        counts = summed[k : 2 * k]
+        """Sample-weighted losses (0-d device arrays, loss times samples), their sample counts
+        and the metrics' totals and counts, summed over all ranks. Returns the mean losses, the
+        summed counts and the metric totals (the metrics' counts are updated).
+
+        The device values are stacked and summed where they live (NCCL on CuPy, MPI on host
+        arrays) and copied to the host once; the integer counts, already on the host, travel in
+        a second small allreduce. A rank with nothing to report sends zeros."""
+        xp, k = self.backend.xp, len(sizes)
+        zero = xp.zeros((), dtype=self.dtype, device=self.backend.device)
+        values = [xp.astype(v, self.dtype) for v in weighted]
+        values += [zero if m.total is None else xp.astype(m.total, self.dtype) for m in metrics]
+        summed = np.zeros(0)
+        if values:
+            summed = self.world.allreduce_sum(xp.stack(values), what, scratch=True)
+            summed = np.asarray(to_numpy(summed), dtype=np.float64)
+        counts = self.world.allreduce_counts([*sizes, *(m.count for m in metrics)], what)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_losses = summed[:k] / counts
-        for m, count in zip(metrics, summed[2 * k + len(metrics) :], strict=True):
-            m.count = int(count)
-        return mean_losses, [int(c) for c in counts], list(summed[2 * k : 2 * k + len(metrics)])
+            mean_losses = summed[:k] / np.asarray(counts[:k], dtype=np.float64)
+        for m, count in zip(metrics, counts[k:], strict=True):
+            m.count = count
+        return mean_losses, counts[:k], [float(t) for t in summed[k:]]
 
     def _to_host(self, scalars: list[Any], metrics: list[Metric]) -> tuple[np.ndarray, list[float]]:
         """Per-batch 0-d arrays and metric totals, copied to the host in one transfer."""
@@ -638,8 +651,12 @@ class Trainer:
         losses, sizes = [], []
         if self.world is not None:  # each rank evaluates its own contiguous slice
             first, last = shard_bounds(len(dataset), self.rank, self.world_size)
-            y = None if dataset.y is None else dataset.y[first:last, ...]
-            dataset = ArrayDataset(dataset.x[first:last, ...], y)
+
+            def rows(a: Any) -> Any:
+                return a[first:last, ...]
+
+            y = None if dataset.y is None else map_structure(rows, dataset.y)
+            dataset = ArrayDataset(map_structure(rows, dataset.x), y)
         try:
             for xb, yb in DataLoader(dataset, batch_size, shuffle=False):
                 pred = call_with(self.model, xb)
@@ -649,11 +666,16 @@ class Trainer:
                     m.update(pred, yb)
         finally:
             self.model.train(was_training)
-        loss_values, totals = self._to_host(losses, metrics)
-        if self.world is not None:  # ranks ran different numbers of batches: sum whole slices
-            n = sum(sizes)
-            mean = float(np.dot(loss_values, sizes) / n) if n else 0.0
-            loss_values, sizes, totals = self._sum_over_ranks([mean], [n], totals, metrics)
+        if self.world is None:
+            loss_values, totals = self._to_host(losses, metrics)
+        else:  # ranks ran different numbers of batches: sum whole slices, on the device
+            xp = self.backend.xp
+            local = xp.zeros((), dtype=self.dtype, device=self.backend.device)  # an empty slice
+            for loss, n in zip(losses, sizes, strict=True):
+                local = local + xp.astype(loss, self.dtype) * float(n)
+            loss_values, sizes, totals = self._sum_over_ranks(
+                [local], [sum(sizes)], metrics, "evaluate"
+            )
         result = {"loss": float(np.dot(loss_values, sizes) / sum(sizes))}
         for m, total in zip(metrics, totals, strict=True):
             result[m.name] = m.value(total)

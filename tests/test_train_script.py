@@ -108,6 +108,7 @@ def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path):
         (["--precision", "bfloat16"], "bfloat16 needs PyTorch, JAX or CuPy"),
         (["--precision", "float16", "--dtype", "float64"], "it needs --dtype float32"),
         (["--jit"], "jit=True compiles the step with jax.jit and needs a JAX backend"),
+        (["--sync-batchnorm"], "--sync-batchnorm: the mlp model has no BatchNorm layer"),
     ],
 )
 def test_bad_settings(tmp_path, args, message):

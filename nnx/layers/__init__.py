@@ -32,6 +32,7 @@ from .pool import (
 )
 from .recurrent import GRU, LSTM
 from .shape import Flatten, Identity
+from .sync_batchnorm import SyncBatchNorm
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
 from .upsample import Upsample
 
@@ -61,6 +62,7 @@ __all__ = [
     "BatchNorm2d",
     "Dropout2d",
     "GroupNorm",
+    "SyncBatchNorm",
     "MaxPool1d",
     "MaxPool2d",
     "Upsample",

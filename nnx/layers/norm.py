@@ -114,15 +114,12 @@ class _BatchNorm(Module):
         shape = _channel_shape(x.ndim)
         use_batch = self.training or not self.track_running_stats
         if use_batch:
-            m = math.prod(x.shape) // self.num_features
+            mean, var, centered, m = self._batch_statistics(xp, x, axes, shape)
             if m <= 1 and self.training:
                 raise ValueError(
                     f"{who}: expected more than 1 value per channel when training, got input of "
                     f"shape {tuple(x.shape)}"
                 )
-            mean = xp.mean(x, axis=axes)
-            centered = x - xp.reshape(mean, shape)
-            var = xp.mean(centered * centered, axis=axes)
             if self.training and self.track_running_stats:
                 self._update_running(xp, mean, var, m)
         else:
@@ -135,6 +132,25 @@ class _BatchNorm(Module):
             y = x_hat * xp.reshape(self.weight.value, shape) + xp.reshape(self.bias.value, shape)
         self._cache = (x_hat, invstd, use_batch, tuple(y.shape))
         return y
+
+    def _batch_statistics(self, xp: Any, x: Any, axes: tuple[int, ...], shape: Any) -> tuple:
+        """``(mean, biased variance, x - mean, m)`` per channel over the ``m`` values of each
+        channel in this batch (:class:`~nnx.SyncBatchNorm` takes them over every rank's batch)."""
+        mean = xp.mean(x, axis=axes)
+        centered = x - xp.reshape(mean, shape)
+        return (
+            mean,
+            xp.mean(centered * centered, axis=axes),
+            centered,
+            math.prod(x.shape) // x.shape[1],
+        )
+
+    def _grad_means(self, xp: Any, dxh: Any, x_hat: Any, axes: tuple[int, ...]) -> tuple:
+        """``mean(dxh)`` and ``mean(dxh * x_hat)`` over the values that shared the statistics."""
+        return (
+            xp.mean(dxh, axis=axes, keepdims=True),
+            xp.mean(dxh * x_hat, axis=axes, keepdims=True),
+        )
 
     def _update_running(self, xp: Any, mean: Any, var: Any, m: int) -> None:
         """PyTorch's update: ``r = (1 - f) r + f stat``, with the unbiased variance
@@ -165,8 +181,7 @@ class _BatchNorm(Module):
         if not use_batch:  # running statistics are constants
             return dxh * xp.reshape(invstd, shape)
         # dx = invstd * (dxh - mean(dxh) - x_hat * mean(dxh * x_hat))
-        mean_d = xp.mean(dxh, axis=axes, keepdims=True)
-        mean_dx = xp.mean(dxh * x_hat, axis=axes, keepdims=True)
+        mean_d, mean_dx = self._grad_means(xp, dxh, x_hat, axes)
         return (dxh - mean_d - x_hat * mean_dx) * xp.reshape(invstd, shape)
 
 

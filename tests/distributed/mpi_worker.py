@@ -4,6 +4,9 @@ Scenarios (what tests/distributed/test_distributed.py checks afterwards):
   train  distributed Trainer run of :func:`problem`; rank 0 writes OUT/params.npz and history.json
   batchnorm  a model with BatchNorm1d; every rank writes OUT/rank<r>.npz
   loop   a hand-written loop with the public API; rank 0 writes OUT/params.npz
+  syncbn a Conv2d-SyncBatchNorm model (converted from BatchNorm2d); rank 0 writes OUT/params.npz
+         and history.json
+  tuple  two inputs (a tuple) through Parallel/Concat; rank 0 writes OUT/params.npz, history.json
   raise / kill / hang  rank 1 raises, is killed with SIGKILL, or hangs in epoch 2, after rank 0
          wrote OUT/last.npz at the end of epoch 1
 """
@@ -35,6 +38,49 @@ def problem(seed: int = 0):
     ).to("cpu", dtype="float64")
     optimizer = nnx.optim.Adam(model.parameters(), lr=0.05)
     return (x, y), model, nnx.CrossEntropyLoss(), optimizer
+
+
+def image_problem(seed: int = 0):
+    """:func:`problem`'s labels with (N, 2, 4, 4) images, through a BatchNorm2d model."""
+    import nnx
+
+    (x, y), *_ = problem()
+    images = np.random.default_rng(5).standard_normal((N_SAMPLES, 2, 4, 4))
+    images[:, 0, :2, :2] += x[:, :1, None]  # make the labels learnable from the images
+    init = np.random.default_rng(seed)
+    model = nnx.Sequential(
+        nnx.Conv2d(2, 3, 3, rng=init),
+        nnx.BatchNorm2d(3),
+        nnx.ReLU(),
+        nnx.Flatten(),
+        nnx.Linear(12, 3, rng=init),
+    ).to("cpu", dtype="float64")
+    return (images, y), model, nnx.CrossEntropyLoss(), nnx.optim.Adam(model.parameters(), lr=0.05)
+
+
+def tuple_problem(seed: int = 0):
+    """:func:`problem` with its 5 features split into two inputs, (x[:, :2], x[:, 2:])."""
+    import nnx
+
+    (x, y), *_ = problem()
+    init = np.random.default_rng(seed)
+    model = nnx.Sequential(
+        nnx.Parallel(nnx.Linear(2, 6, rng=init), nnx.Linear(3, 6, rng=init)),
+        nnx.Concat(),
+        nnx.ReLU(),
+        nnx.Dropout(0.3),
+        nnx.Linear(12, 3, rng=init),
+    ).to("cpu", dtype="float64")
+    inputs = (x[:, :2], x[:, 2:])
+    return (inputs, y), model, nnx.CrossEntropyLoss(), nnx.optim.Adam(model.parameters(), lr=0.05)
+
+
+PROBLEMS = {"syncbn": image_problem, "tuple": tuple_problem}
+
+
+def first_rows(data, n):
+    """The first ``n`` samples of an array or a tuple of arrays."""
+    return tuple(a[:n] for a in data) if isinstance(data, tuple) else data[:n]
 
 
 class Fault:
@@ -105,7 +151,9 @@ def main(scenario: str, out: Path) -> None:
         trainer.fit((x[:40], y[:40]), epochs=2, batch_size=BATCH)  # no batch of 1 sample
         np.savez(out / f"rank{world.rank}.npz", **model.state_dict())
         return
-    (x, y), model, loss, optimizer = problem(seed=world.rank)
+    (x, y), model, loss, optimizer = PROBLEMS.get(scenario, problem)(seed=world.rank)
+    if scenario == "syncbn":
+        nnx.SyncBatchNorm.convert_sync_batchnorm(model)
     callbacks = [nnx.ModelCheckpoint(out, monitor="train_loss")]
     if scenario in ("raise", "kill", "hang"):
         callbacks.append(Fault(scenario).callback)
@@ -120,7 +168,7 @@ def main(scenario: str, out: Path) -> None:
         progress=False,
         distributed=True,
     )
-    trainer.fit((x, y), val=(x[:13], y[:13]), epochs=EPOCHS, batch_size=BATCH)
+    trainer.fit((x, y), val=(first_rows(x, 13), y[:13]), epochs=EPOCHS, batch_size=BATCH)
     if world.rank == 0:
         np.savez(out / "params.npz", **model.state_dict())
         (out / "history.json").write_text(json.dumps(trainer.history.records))

@@ -41,14 +41,28 @@ def mpirun(n: int, *args, timeout: float = 120, env: dict | None = None):
     )
 
 
-def one_process(epochs: int = mpi_worker.EPOCHS):
+def one_process(epochs: int = mpi_worker.EPOCHS, problem=mpi_worker.problem):
     """The reference: the same problem trained by one process with the same global batch."""
     import nnx
 
-    (x, y), model, loss, optimizer = mpi_worker.problem(seed=0)
+    (x, y), model, loss, optimizer = problem(seed=0)
     trainer = nnx.Trainer(model, loss, optimizer, device="cpu", seed=7, progress=False)
-    trainer.fit((x, y), val=(x[:13], y[:13]), epochs=epochs, batch_size=mpi_worker.BATCH)
+    val = (mpi_worker.first_rows(x, 13), y[:13])
+    trainer.fit((x, y), val=val, epochs=epochs, batch_size=mpi_worker.BATCH)
     return model.state_dict(), trainer.history.records
+
+
+def assert_matches_one_process(out: Path, problem=mpi_worker.problem) -> None:
+    """OUT/params.npz and OUT/history.json (rank 0) equal :func:`one_process`'s."""
+    expected, history = one_process(problem=problem)
+    got = np.load(out / "params.npz")
+    assert sorted(got) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=0, atol=1e-6, err_msg=name)
+    records = json.loads((out / "history.json").read_text())
+    for mine, theirs in zip(records, history, strict=True):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-9), key
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
@@ -57,19 +71,28 @@ def test_ranks_match_one_process_with_adam_dropout_and_empty_shards(tmp_path, ra
     # are empty; ranks start from different weights until rank 0's are broadcast.
     done = mpirun(ranks, WORKER, "train", tmp_path)
     assert done.returncode == 0, done.stderr
-    expected, history = one_process()
-    got = np.load(tmp_path / "params.npz")
-    assert sorted(got) == sorted(expected)
-    for name, value in expected.items():
-        np.testing.assert_allclose(got[name], value, rtol=0, atol=1e-6, err_msg=name)
+    assert_matches_one_process(tmp_path)
+    expected = one_process()[0]
     assert (
         np.abs(expected["0.weight"] - mpi_worker.problem(seed=1)[1].state_dict()["0.weight"]).max()
         > 0.1
     )
-    records = json.loads((tmp_path / "history.json").read_text())
-    for mine, theirs in zip(records, history, strict=True):
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-            assert mine[key] == pytest.approx(theirs[key], abs=1e-9), key
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_sync_batchnorm_ranks_match_one_process_batchnorm(tmp_path, ranks):
+    # the global batch's statistics on every rank: N ranks train exactly like one process with
+    # BatchNorm2d, also with uneven shards (3/3/2) and the empty shards of the last batch, whose
+    # ranks still join the SyncBatchNorm allreduces
+    done = mpirun(ranks, WORKER, "syncbn", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_matches_one_process(tmp_path, mpi_worker.image_problem)
+
+
+def test_a_tuple_of_inputs_trains_like_one_process(tmp_path):
+    done = mpirun(2, WORKER, "tuple", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_matches_one_process(tmp_path, mpi_worker.tuple_problem)
 
 
 def test_hand_written_loop_with_the_public_api(tmp_path):
@@ -190,3 +213,22 @@ def test_batchnorm_statistics_end_every_epoch_equal_on_every_rank(tmp_path):
     for name in first:
         np.testing.assert_allclose(first[name], second[name], rtol=0, atol=1e-12, err_msg=name)
     assert np.abs(first["1.running_mean"]).max() > 1e-3  # the statistics did move
+
+
+def test_command_line_sync_batchnorm_on_two_ranks_equals_one_process(tmp_path):
+    from nnx.train import main
+
+    cli = ["--model", "cnn", "--dataset", "digits", "--dtype", "float64", "--epochs", "1"]
+    cli += ["--sync-batchnorm", "--quiet", "--batch-size", "100"]
+    run, single = tmp_path / "run", tmp_path / "single"
+    done = mpirun(2, "scripts/train.py", *cli, "--out", run)
+    assert done.returncode == 0, done.stderr
+    assert main([*cli, "--out", str(single)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["ranks"] == 2 and config["settings"]["sync_batchnorm"] is True
+    meta, got = read_checkpoint(run / "last.npz")
+    assert "SyncBatchNorm" in json.dumps(meta)  # the model file names the converted layers
+    _, expected = read_checkpoint(single / "last.npz")
+    for key, value in expected.items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-6, err_msg=key)
