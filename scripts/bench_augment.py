@@ -61,7 +61,9 @@ def _contenders(xp: Any, x: Any, crop: Any, flip: Any, both: Any) -> dict[str, A
     }
 
 
-def run_augment(devices: list[str], batch: int, repeats: int, calls: int) -> dict[str, Any]:
+def run_augment(
+    devices: list[str], batch: int, repeats: int, calls: int, threads: int | None = None
+) -> dict[str, Any]:
     host = np.random.default_rng(0).standard_normal((batch, 3, 32, 32)).astype(np.float32)
     crop, flip = RandomCrop(32, padding=4), RandomHorizontalFlip()
     both = Compose([crop, flip])
@@ -81,6 +83,8 @@ def run_augment(devices: list[str], batch: int, repeats: int, calls: int) -> dic
         if be.name == "torch":
             import torch
 
+            if threads:
+                torch.set_num_threads(threads)
             results["torch_threads"] = torch.get_num_threads()
         xp, x = be.xp, be.asarray(host)
         contenders = _contenders(xp, x, crop, flip, both)
@@ -115,6 +119,8 @@ def print_augment_table(results: dict[str, Any]) -> None:
     for spec, r in results["backends"].items():
         row = "".join(f"{r['median_ms'][n]:>11.3f}" for n in names)
         print(f"{spec:<10}{row}  {r['crop_over_loop']:>9.2f}  {r['crop_flip_over_copy']:>15.1f}")
+    if "torch_threads" in results:
+        print(f"torch threads: {results['torch_threads']}")
     print(
         f"load average before {tuple(round(v, 2) for v in results['load_average_before'])}, "
         f"after {tuple(round(v, 2) for v in results['load_average_after'])}"
@@ -128,13 +134,24 @@ def main_augment(argv: list[str] | None = None) -> int:
     p.add_argument("--augment-batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--calls", type=int, default=10, help="calls per measurement")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch's CPU threads (default 1: on a shared, loaded machine more threads spin-wait "
+        "for each other; 0 keeps torch's default)",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run: 2 repeats of 1 call")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.calls = 2, 1
     results = run_augment(
-        args.augment_devices.split(","), args.augment_batch, args.repeats, args.calls
+        args.augment_devices.split(","),
+        args.augment_batch,
+        args.repeats,
+        args.calls,
+        args.threads or None,
     )
     print_augment_table(results)
     if args.json:

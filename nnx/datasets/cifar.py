@@ -1,8 +1,9 @@
 """CIFAR-10 (60,000 32x32 colour images, 10 classes) from its binary version, without pickle.
 
 The archive ``cifar-10-binary.tar.gz`` (170,052,171 bytes) is downloaded once into the cache
-(``$NNX_DATA/cifar10`` or ``~/.cache/nnx/cifar10``), checked against its SHA-256 and written
-atomically; or it is read from ``data_dir``, which may hold the archive or the extracted
+(``$NNX_DATA/cifar10`` or ``~/.cache/nnx/cifar10``), checked against its size and SHA-256 and
+written atomically, and the cached copy is used only while it passes that check (as MNIST's,
+:mod:`.download`); or it is read from ``data_dir``, which may hold the archive or the extracted
 ``.bin`` files (``data_batch_1.bin`` ... ``data_batch_5.bin``, ``test_batch.bin``, directly or in
 ``cifar-10-batches-bin/``). Each record is one label byte and 3,072 pixel bytes (the red, green
 and blue 32x32 planes); the members are read straight from the archive with ``tarfile``, never
@@ -14,17 +15,18 @@ from __future__ import annotations
 
 import os
 import tarfile
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 
+from .download import Source, cache_dir, ensure_cached, fetch_files
 from .errors import DatasetError
-from .idx import ChecksumError, Split, _download, _sha256, cache_dir
+from .idx import Split
 
 ARCHIVE = "cifar-10-binary.tar.gz"
 URLS = ("https://www.cs.toronto.edu/~kriz/",)
 SHA256 = "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"
+SIZE = 170_052_171
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILES = ("test_batch.bin",)
 RECORD = 1 + 3 * 32 * 32
@@ -42,34 +44,19 @@ def cifar10(
         if found is None:
             raise DatasetError(_missing_message(folder))
         return found
+    # the cache holds the archive only, trusted when its size and SHA-256 check out
     folder = cache_dir() / "cifar10"
-    found = _find_local(folder) if folder.is_dir() else None
-    if found is not None:
-        return found
-    if not download:
-        raise DatasetError(_missing_message(folder))
-    fetch(folder)
-    found = _find_local(folder)
-    assert found is not None  # fetch() wrote the archive or raised
-    return found
+    ensure_cached("cifar10", folder, _source(URLS), _missing_message(folder), download)
+    return _splits(_read_archive(folder / ARCHIVE), folder / ARCHIVE)
 
 
 def fetch(folder: Path, urls: tuple[str, ...] | None = None, timeout: float = 60.0) -> None:
     """Download the archive into ``folder`` unless a verified copy is there."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / ARCHIVE
-    if target.exists() and _sha256(target) == SHA256:
-        return
-    errors = []
-    for url in urls or URLS:
-        try:
-            _download(url.rstrip("/") + "/" + ARCHIVE, target, SHA256, timeout)
-            return
-        except (urllib.error.URLError, OSError, ChecksumError) as err:
-            errors.append(f"{url}: {err}")
-    raise DatasetError(
-        f"cifar10: could not download {ARCHIVE} ({'; '.join(errors)}). " + _missing_message(folder)
-    )
+    fetch_files("cifar10", folder, _source(urls or URLS), _missing_message(folder), timeout)
+
+
+def _source(urls: tuple[str, ...]) -> Source:
+    return Source(urls, {ARCHIVE: SHA256}, {ARCHIVE: SIZE})
 
 
 def _missing_message(folder: Path) -> str:

@@ -10,19 +10,13 @@ location, checked against their SHA-256 and written atomically.
 from __future__ import annotations
 
 import gzip
-import hashlib
-import json
 import os
 import struct
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
+from .download import Source, cache_dir, ensure_cached, fetch_files, verify_files
 from .errors import DatasetError
 
 IDX_FILES = {
@@ -31,17 +25,6 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a data set's gzipped IDX files are published, and their SHA-256 checksums."""
-
-    urls: tuple[str, ...]
-    sha256: dict[str, str]
-    # each file's size in bytes: a download that grows past it is aborted, and a cached file of
-    # another size is not trusted (None: no sizes known, downloads capped at MAX_DOWNLOAD_BYTES)
-    sizes: dict[str, int] | None = None
 
 
 SOURCES = {
@@ -83,11 +66,6 @@ SOURCES = {
 Split = tuple[np.ndarray, np.ndarray]
 
 
-def cache_dir() -> Path:
-    """``$NNX_DATA`` when set, else ``~/.cache/nnx``."""
-    return Path(os.environ.get("NNX_DATA") or Path.home() / ".cache" / "nnx")
-
-
 def mnist(data_dir: str | os.PathLike | None = None, download: bool = True) -> tuple[Split, Split]:
     """MNIST as ``((x_train, y_train), (x_test, y_test))``: float32 pixels in [0, 1] of shape
     ``(n, 784)`` and int64 labels. See the module docstring for where the files come from."""
@@ -116,138 +94,24 @@ def load_idx_dataset(
     folder = cache_dir() / name
     # The cache is trusted only when verified: each gzipped file's size and SHA-256 (the hash is
     # remembered by size and modification time, so an unchanged cache is not hashed again).
-    bad = verify_cache(name, folder) if folder.is_dir() else list(SOURCES[name].sha256)
-    if bad:
-        if not download:
-            if folder.is_dir() and any((folder / f).exists() for f in bad):
-                raise DatasetError(
-                    f"{name}: cached files {', '.join(bad)} in {folder} fail their size or "
-                    f"SHA-256 check; delete them, or allow a download to replace them"
-                )
-            raise DatasetError(_missing_message(name, folder))
-        fetch(name, folder)  # downloads the missing files and replaces the bad ones
-        bad = verify_cache(name, folder)
-        assert not bad  # fetch() wrote every file with its checksum, or raised
+    ensure_cached(name, folder, SOURCES[name], _missing_message(name, folder), download)
     found = _find_local(folder, gz_only=True)
     assert found is not None
     return found
 
 
-_MEMO = ".nnx-verified.json"
-
-
 def verify_cache(name: str, folder: Path) -> list[str]:
     """The files of ``name`` in the cache ``folder`` that are missing or fail their size or
-    SHA-256 check. A file that passed is remembered (size, modification time) in ``folder``'s
-    ``.nnx-verified.json`` and not hashed again while those stay the same."""
-    source = SOURCES[name]
-    memo = _read_memo(folder)
-    bad, changed = [], False
-    for filename, expected in source.sha256.items():
-        path = folder / filename
-        try:
-            st = path.stat()
-        except OSError:
-            bad.append(filename)
-            continue
-        record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected}
-        if memo.get(filename) == record:
-            continue
-        size = (source.sizes or {}).get(filename)
-        if (
-            not path.is_file()
-            or (size is not None and st.st_size != size)
-            or (_sha256(path) != expected)
-        ):
-            bad.append(filename)
-            changed |= memo.pop(filename, None) is not None
-            continue
-        memo[filename] = record
-        changed = True
-    if changed:
-        try:
-            with atomic_write(folder / _MEMO, "w", encoding="utf-8") as f:
-                json.dump(memo, f)
-        except OSError:  # a read-only cache still works; it is hashed each time
-            pass
-    return bad
-
-
-def _read_memo(folder: Path) -> dict[str, Any]:
-    try:
-        with open(folder / _MEMO, encoding="utf-8") as f:
-            memo = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return memo if isinstance(memo, dict) else {}
+    SHA-256 check (see :func:`.download.verify_files`)."""
+    return verify_files(folder, SOURCES[name].sha256, SOURCES[name].sizes)
 
 
 def fetch(name: str, folder: Path, base_url: str | None = None, timeout: float = 60.0) -> None:
     """Download every missing gzipped IDX file of ``name`` into ``folder``, verifying SHA-256."""
     source = SOURCES[name]
-    folder.mkdir(parents=True, exist_ok=True)
-    urls = (base_url,) if base_url else source.urls
-    for filename, expected in source.sha256.items():
-        target = folder / filename
-        if target.exists() and _sha256(target) == expected:
-            continue
-        limit = (source.sizes or {}).get(filename, MAX_DOWNLOAD_BYTES)
-        errors = []
-        for url in urls:
-            try:
-                _download(url.rstrip("/") + "/" + filename, target, expected, timeout, limit)
-                break
-            except (urllib.error.URLError, OSError, ChecksumError) as err:
-                errors.append(f"{url}: {err}")
-        else:
-            raise DatasetError(
-                f"{name}: could not download {filename} ({'; '.join(errors)}). "
-                + _missing_message(name, folder)
-            )
-
-
-class ChecksumError(ValueError):
-    """A downloaded file's SHA-256 differs from the published one."""
-
-
-MAX_DOWNLOAD_BYTES = 64 << 20  # for a source that lists no sizes: every IDX file is smaller
-
-
-def _download(
-    url: str, target: Path, expected_sha256: str, timeout: float, limit: int = MAX_DOWNLOAD_BYTES
-) -> None:
-    """Stream ``url`` to ``target`` atomically; the file takes its name only when its SHA-256
-    matches (so a failed or corrupted download never leaves a file behind). A download larger
-    than ``limit`` bytes is aborted as soon as it says so or grows past it."""
-    digest = hashlib.sha256()
-    with atomic_write(target) as out, urllib.request.urlopen(url, timeout=timeout) as response:
-        announced = response.headers.get("Content-Length")
-        if announced is not None and announced.isdigit() and int(announced) > limit:
-            raise ChecksumError(
-                f"{target.name} is {int(announced)} bytes, more than the expected {limit}"
-            )
-        total = 0
-        while chunk := response.read(1 << 20):
-            total += len(chunk)
-            if total > limit:
-                raise ChecksumError(
-                    f"download of {target.name} exceeds the expected {limit} bytes; aborted"
-                )
-            digest.update(chunk)
-            out.write(chunk)
-        got = digest.hexdigest()
-        if got != expected_sha256:
-            raise ChecksumError(
-                f"checksum mismatch for {target.name}: expected SHA-256 {expected_sha256}, got {got}"
-            )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    if base_url:
+        source = Source((base_url,), source.sha256, source.sizes)
+    fetch_files(name, folder, source, _missing_message(name, folder), timeout)
 
 
 def _missing_message(name: str, folder: Path) -> str:

@@ -85,6 +85,7 @@ def served(tmp_path, monkeypatch):
     with _Server(root) as server:
         monkeypatch.setattr(cifar_module, "URLS", (server.url,))
         monkeypatch.setattr(cifar_module, "SHA256", digest)
+        monkeypatch.setattr(cifar_module, "SIZE", (root / cifar_module.ARCHIVE).stat().st_size)
         monkeypatch.setenv("NNX_DATA", str(tmp_path / "cache"))
         yield root
 
@@ -92,7 +93,13 @@ def served(tmp_path, monkeypatch):
 def test_downloads_once_into_the_cache_and_verifies(served, tmp_path):
     _check(cifar10())
     cache = tmp_path / "cache" / "cifar10"
-    assert [p.name for p in cache.iterdir()] == [cifar_module.ARCHIVE]
+    assert sorted(p.name for p in cache.iterdir()) == [".nnx-verified.json", cifar_module.ARCHIVE]
+    good = (cache / cifar_module.ARCHIVE).read_bytes()
+    (cache / cifar_module.ARCHIVE).write_bytes(good[:-3] + b"xyz")  # tampered: not trusted
+    with pytest.raises(DatasetError, match="fail their size or SHA-256 check"):
+        cifar10(download=False)
+    _check(cifar10())  # downloaded again
+    assert (cache / cifar_module.ARCHIVE).read_bytes() == good
     (served / cifar_module.ARCHIVE).unlink()  # the cached copy is used: nothing downloaded
     _check(cifar10())
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from nnx.datasets import DatasetError, load_dataset, mnist
+from nnx.datasets import download as download_module
 from nnx.datasets import idx as mnist_module
 
 N_TRAIN, N_TEST = 12, 5
@@ -171,8 +172,8 @@ def test_a_tampered_cache_is_not_used(served, tmp_path, monkeypatch):
     cached = tmp_path / "cache" / "mnist" / "train-labels-idx1-ubyte.gz"
     good = cached.read_bytes()
     hashed = []
-    real = mnist_module._sha256
-    monkeypatch.setattr(mnist_module, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    real = download_module._sha256
+    monkeypatch.setattr(download_module, "_sha256", lambda p: hashed.append(p.name) or real(p))
     mnist()
     assert hashed == []  # remembered
     tampered = gzip.compress(_idx_labels((np.asarray(y) + 1) % 10))
