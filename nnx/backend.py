@@ -261,6 +261,35 @@ def is_writeable(x: Any) -> bool:
     return array_api_compat.is_writeable_array(x)
 
 
+_BLAS_CONTROLLER: Any = None  # threadpoolctl's controller, made on first use; False: none
+
+
+def one_blas_thread(x: Any) -> Any:
+    """A context in which NumPy's BLAS runs on one thread, for many small matrix products at
+    once (a no-op for other backends, or where ``threadpoolctl`` is not installed).
+
+    A stacked matmul such as ``(N, H, L, d) @ (N, H, d, S)`` calls BLAS once per matrix; a
+    multi-threaded BLAS then wakes its threads and waits for them at every call, hundreds of
+    times per product. On a busy machine each wait can last a scheduler time slice: the
+    attention products of a transformer block ran 30x slower with two BLAS threads than with
+    one under load (docs/benchmarks.md). Large single products keep all threads. The limit is
+    process-wide while the context lasts (BLAS has no per-call setting).
+    """
+    global _BLAS_CONTROLLER
+    if type(x) is not np.ndarray:
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            _BLAS_CONTROLLER = False
+    if not _BLAS_CONTROLLER:
+        return contextlib.nullcontext()
+    return _BLAS_CONTROLLER.limit(limits=1)
+
+
 def jax_x64_enabled() -> bool:
     """Whether JAX creates 64-bit arrays right now (``JAX_ENABLE_X64`` or ``jax.enable_x64``);
     False when JAX is not installed."""

@@ -724,12 +724,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cnn-batch", type=int, default=128, help="--cnn: batch size (default 128)")
     p.add_argument("--cnn-steps", type=int, default=20, help="--cnn: steps per measurement")
     p.add_argument(
-        "--pause", type=float, default=1.0, help="--cnn: seconds of pause before each contender"
+        "--pause",
+        type=float,
+        default=1.0,
+        help="--cnn, --sequence: seconds of pause before each contender (default 1)",
     )
     p.add_argument(
         "--threads",
         type=int,
-        help="--cnn: limit torch and NumPy's BLAS to this many threads (threadpoolctl)",
+        help="--cnn, --sequence: limit torch and NumPy's BLAS to this many threads (threadpoolctl)",
     )
     p.add_argument("--cnn-probe", help=argparse.SUPPRESS)
     p.add_argument(
@@ -742,6 +745,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="time a transformer encoder block and an LSTM (forward + backward + SGD step) "
         "against torch eager CPU instead of the MLP",
+    )
+    p.add_argument(
+        "--seq-memory-steps",
+        type=int,
+        default=20,
+        help="--sequence: nnx steps after the timing over which RSS growth is measured",
     )
     p.add_argument("--probe", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     p.add_argument("--probe-batch", type=int, default=128, help=argparse.SUPPRESS)
@@ -772,8 +781,22 @@ def _sequence_workloads(quick: bool) -> dict[str, dict[str, int]]:
     }
 
 
-def _sequence_case(torch: Any, name: str, cfg: dict[str, int], repeats: int) -> dict[str, Any]:
-    """One workload: nnx and torch steps interleaved, medians, ratio and RSS growth."""
+def _blas_threads() -> int | None:
+    """NumPy's BLAS thread count (threadpoolctl), or None when it cannot be read."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+def _sequence_case(
+    torch: Any, name: str, cfg: dict[str, int], repeats: int, pause: float, memory_steps: int
+) -> dict[str, Any]:
+    """One workload: nnx and torch steps interleaved (order alternating, a pause before each
+    so that BLAS or OpenMP threads still spinning from the other contender are asleep), medians,
+    ratio, and the nnx process's RSS over ``memory_steps`` further nnx steps."""
     rng = np.random.default_rng(0)
     if name == "transformer":
         shape = (cfg["batch"], cfg["seq"], cfg["d_model"])
@@ -792,12 +815,15 @@ def _sequence_case(torch: Any, name: str, cfg: dict[str, int], repeats: int) -> 
     g = rng.standard_normal(out_shape, dtype=np.float32)
     opt = SGD(mine.parameters(), lr=1e-4)
     topt = torch.optim.SGD(ref.parameters(), lr=1e-4)
-    tx, tg = torch.tensor(x), torch.tensor(g)
+    tx, tg = torch.tensor(x), torch.tensor(g)  # float32 like x and g, and like both models
+    assert all(p.dtype == torch.float32 for p in ref.parameters())
+    assert all(p.value.dtype == np.float32 for p in mine.parameters())
 
     def nnx_step() -> None:
         opt.zero_grad()
         mine(x)
         mine.backward(g)
+        opt.step()
 
     def torch_step() -> None:
         topt.zero_grad()
@@ -806,43 +832,59 @@ def _sequence_case(torch: Any, name: str, cfg: dict[str, int], repeats: int) -> 
         y.backward(tg)
         topt.step()
 
-    def nnx_full() -> None:
-        nnx_step()
-        opt.step()
-
-    nnx_full(), torch_step()  # warm-up
-    rss_start = _rss_mb()
+    nnx_step(), torch_step()  # warm-up
     times: dict[str, list[float]] = {"nnx": [], "torch": []}
     for r in range(repeats):
-        order = [("nnx", nnx_full), ("torch", torch_step)]
+        order = [("nnx", nnx_step), ("torch", torch_step)]
         for label, fn in order if r % 2 == 0 else order[::-1]:
+            time.sleep(pause)
             start = time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - start)
-    growth = _rss_mb() - rss_start
+    # memory: RSS after every nnx step; growth is last minus the first (after warm-up)
+    rss = []
+    for _ in range(memory_steps):
+        nnx_step()
+        rss.append(_rss_mb())
     t_nnx, t_torch = (statistics.median(times[k]) for k in ("nnx", "torch"))
     return {
         "config": cfg,
         "nnx_ms": 1e3 * t_nnx,
         "torch_ms": 1e3 * t_torch,
         "nnx_over_torch": t_nnx / t_torch,
-        "rss_growth_mb": growth,
+        "all_ms": {k: [1e3 * t for t in v] for k, v in times.items()},
+        "rss_mb": rss,
+        "rss_growth_mb": rss[-1] - rss[0] if rss else 0.0,
+        "memory_steps": memory_steps,
         "repeats": repeats,
     }
 
 
-def run_sequence(repeats: int, quick: bool = False) -> dict[str, Any]:
+def run_sequence(
+    repeats: int,
+    quick: bool = False,
+    threads: int | None = None,
+    pause: float = 1.0,
+    memory_steps: int = 20,
+) -> dict[str, Any]:
     """Forward + backward + SGD step of a transformer encoder block and an LSTM, nnx (NumPy)
-    and torch eager CPU interleaved (order alternating), median step time and ratio, and the
-    resident memory growth of the nnx process over the timed steps."""
+    and torch eager CPU interleaved (order alternating), both float32 and on the same number
+    of threads (``threads``, or each library's default), median step time and ratio, and the
+    resident memory of the nnx process over ``memory_steps`` more steps."""
     import torch
 
+    if threads:
+        from bench_cnn import limit_threads  # scripts/ is on sys.path when bench.py runs
+
+        limit_threads(threads)
     results: dict[str, Any] = {
-        name: _sequence_case(torch, name, cfg, repeats)
+        name: _sequence_case(torch, name, cfg, repeats, pause, memory_steps)
         for name, cfg in _sequence_workloads(quick).items()
     }
     results["load_average"] = os.getloadavg()
     results["torch_threads"] = torch.get_num_threads()
+    results["numpy_blas_threads"] = _blas_threads()
+    results["pause_s"] = pause
     return results
 
 
@@ -865,14 +907,25 @@ def main(argv: list[str] | None = None) -> int:
 
         return main_cnn(args)
     if args.sequence:
-        results = run_sequence(args.repeats if not args.quick else 2, quick=args.quick)
+        results = run_sequence(
+            args.repeats if not args.quick else 2,
+            quick=args.quick,
+            threads=args.threads,
+            pause=args.pause if not args.quick else 0.0,
+            memory_steps=args.seq_memory_steps if not args.quick else 3,
+        )
         for name in ("transformer", "lstm"):
             r = results[name]
             print(
                 f"{name:<12} {r['config']}  nnx {r['nnx_ms']:.1f} ms  torch {r['torch_ms']:.1f} ms"
                 f"  nnx/torch {r['nnx_over_torch']:.2f}  RSS growth {r['rss_growth_mb']:.1f} MB"
+                f" over {r['memory_steps']} more steps"
             )
-        print(f"load average {results['load_average']}, torch threads {results['torch_threads']}")
+        print(
+            f"load average {tuple(round(v, 2) for v in results['load_average'])}, torch threads "
+            f"{results['torch_threads']}, NumPy BLAS threads {results['numpy_blas_threads']}, "
+            f"pause {results['pause_s']} s"
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return 0

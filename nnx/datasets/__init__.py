@@ -18,6 +18,7 @@ from .digits import digits
 from .errors import DatasetError
 from .files import is_data_file, load_file
 from .idx import cache_dir, fashion_mnist, mnist
+from .sequences import parity, sorted_sequences
 from .synthetic import sine, spiral, vertical
 
 DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
@@ -119,7 +120,9 @@ __all__ = [
     "load_file",
     "load_dataset",
     "mnist",
+    "parity",
     "sine",
+    "sorted_sequences",
     "spiral",
     "vertical",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import Backend, device, namespace
+from ..backend import Backend, device, is_writeable, namespace, one_blas_thread
 from ..checks import check_floating, check_grad, dtype_name, positive_int, require_forward
 from ..init import Seed, as_rng
 from ..module import Module
@@ -34,14 +34,24 @@ def causal_mask(xp: Any, length: int, source_length: int, dtype: Any, dev: Any) 
     return xp.where(j > i, -math.inf, zero)
 
 
-def masked_softmax(xp: Any, scores: Any) -> Any:
+def masked_softmax(xp: Any, scores: Any, overwrite: bool = False) -> Any:
     """Softmax over the last axis where entries of ``-inf`` get weight 0 and a row that is
-    entirely ``-inf`` gets all-zero weights (instead of NaN)."""
+    entirely ``-inf`` gets all-zero weights (instead of NaN). With ``overwrite=True`` the
+    caller gives up ``scores``: where it is writeable it is reused as scratch (two fewer
+    full-size temporaries)."""
     m = xp.max(scores, axis=-1, keepdims=True)
     m = xp.where(m == -math.inf, xp.zeros_like(m), m)
-    e = xp.exp(scores - m)
+    if overwrite and is_writeable(scores):
+        scores -= m
+        e = xp.exp(scores)
+    else:
+        e = xp.exp(scores - m)
     total = xp.sum(e, axis=-1, keepdims=True)
-    return e / xp.where(total == 0, xp.ones_like(total), total)
+    total = xp.where(total == 0, xp.ones_like(total), total)
+    if is_writeable(e):  # e is our own temporary
+        e /= total
+        return e
+    return e / total
 
 
 class MultiheadAttention(Module):
@@ -59,6 +69,9 @@ class MultiheadAttention(Module):
 
         dV_h = Ad^T dO_h,   dAd = dO_h V_h^T,   dA = dropout.backward(dAd)
         dS = A * (dA - rowsum(dA * A)),   dQ_h = dS K_h / sqrt(d),   dK_h = dS^T Q_h / sqrt(d)
+
+    (Q is scaled before the product, not the ``L x S`` scores; the per-head products run on
+    one BLAS thread on NumPy, see :func:`nnx.backend.one_blas_thread`.)
 
     then through ``q_proj``, ``k_proj``, ``v_proj``. ``backward(grad_out)`` returns the tuple
     ``(dquery, dkey, dvalue)``; for self-attention (the same array passed three times) the
@@ -189,16 +202,23 @@ class MultiheadAttention(Module):
         k = self._heads(xp, self.k_proj(key))
         v = self._heads(xp, self.v_proj(value))
         scale = 1.0 / math.sqrt(self.head_dim)
-        scores = (q @ xp.permute_dims(k, (0, 1, 3, 2))) * scale
         mask = self._mask(
-            xp, n, length, src, scores.dtype, device(query), attn_mask, key_padding_mask, is_causal
+            xp, n, length, src, q.dtype, device(query), attn_mask, key_padding_mask, is_causal
         )
-        if mask is not None:
-            scores = scores + mask
-        a = masked_softmax(xp, scores)
-        ad = self.dropout(a)
-        out = self.out_proj(self._merge(xp, ad @ v))
-        self._cache = (q, k, v, a, ad, scale)
+        # the per-head products are many small matmuls: one BLAS thread (see one_blas_thread)
+        with one_blas_thread(q):
+            qs = q * scale  # scaling Q (L x d) is cheaper than scaling the scores (L x S)
+            scores = qs @ xp.permute_dims(k, (0, 1, 3, 2))
+            if mask is not None:
+                if is_writeable(scores):
+                    scores += mask
+                else:
+                    scores = scores + mask
+            a = masked_softmax(xp, scores, overwrite=True)
+            ad = self.dropout(a)
+            heads_out = ad @ v
+        out = self.out_proj(self._merge(xp, heads_out))
+        self._cache = (qs, k, v, a, ad, scale)
         if not self.batch_first:
             out = xp.permute_dims(out, (1, 0, 2))
         self._out_shape = tuple(out.shape)
@@ -209,17 +229,30 @@ class MultiheadAttention(Module):
 
     def backward(self, grad_out: Any) -> tuple[Any, Any, Any]:
         """Parameter gradients into ``.grad``; returns ``(dquery, dkey, dvalue)``."""
-        q, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
+        qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
         check_grad(grad_out, self._out_shape, "MultiheadAttention")
         xp = namespace(grad_out)
         if not self.batch_first:
             grad_out = xp.permute_dims(grad_out, (1, 0, 2))
         d_o = self._heads(xp, self.out_proj.backward(grad_out))  # (N, H, L, d)
-        d_v = xp.permute_dims(ad, (0, 1, 3, 2)) @ d_o
-        d_a = self.dropout.backward(d_o @ xp.permute_dims(v, (0, 1, 3, 2)))
-        d_s = a * (d_a - xp.sum(d_a * a, axis=-1, keepdims=True)) * scale
-        d_q = d_s @ k
-        d_k = xp.permute_dims(d_s, (0, 1, 3, 2)) @ q
+        with one_blas_thread(d_o):
+            d_v = xp.permute_dims(ad, (0, 1, 3, 2)) @ d_o
+            d_a = self.dropout.backward(d_o @ xp.permute_dims(v, (0, 1, 3, 2)))
+            # the scores were (Q scale) K^T: dS = A * (dA - rowsum(dA * A)), then
+            # dQ = dS K scale and dK = dS^T (Q scale)
+            row = xp.sum(d_a * a, axis=-1, keepdims=True)
+            if is_writeable(d_a):  # a fresh product (or dropout's fresh product): reuse it
+                d_a -= row
+                d_a *= a
+                d_s = d_a
+            else:
+                d_s = a * (d_a - row)
+            d_q = d_s @ k
+            if is_writeable(d_q):
+                d_q *= scale
+            else:
+                d_q = d_q * scale
+            d_k = xp.permute_dims(d_s, (0, 1, 3, 2)) @ qs
         grads = (
             self.q_proj.backward(self._merge(xp, d_q)),
             self.k_proj.backward(self._merge(xp, d_k)),

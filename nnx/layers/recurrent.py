@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import Backend, device, get_backend, namespace
+from ..backend import Backend, device, get_backend, namespace, one_blas_thread
 from ..checks import (
     check_floating,
     check_grad,
@@ -139,9 +139,10 @@ class _Recurrent(Module):
                 order = range(t_len - 1, -1, -1) if d == 1 else range(t_len)
                 hs: list[Any] = [None] * t_len
                 steps: list[Any] = [None] * t_len
-                for t in order:
-                    carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh.value, b_hh)
-                    hs[t] = carry[0]
+                with one_blas_thread(x):  # T small products in a row (see one_blas_thread)
+                    for t in order:
+                        carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh.value, b_hh)
+                        hs[t] = carry[0]
                 for f, c in zip(finals, carry, strict=True):
                     f.append(c)
                 outs.append(xp.stack(hs, axis=1))
@@ -207,10 +208,13 @@ class _Recurrent(Module):
                 d_gi: list[Any] = [None] * t_len
                 d_gh: list[Any] = [None] * t_len
                 h_prev: list[Any] = [None] * t_len
-                for t in reversed(list(order)):
-                    carry[0] = carry[0] + d_y[:, t, :]
-                    carry, d_gi[t], d_gh[t] = self._step_backward(xp, steps[t], carry, w_hh.value)
-                    h_prev[t] = steps[t][0]
+                with one_blas_thread(g_out):
+                    for t in reversed(list(order)):
+                        carry[0] = carry[0] + d_y[:, t, :]
+                        carry, d_gi[t], d_gh[t] = self._step_backward(
+                            xp, steps[t], carry, w_hh.value
+                        )
+                        h_prev[t] = steps[t][0]
                 for grads, c in zip(init_grads, carry, strict=True):
                     grads[index] = c
                 # the weight gradients of all time steps in one matmul each
