@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .backend import one_blas_thread
+
 # Columns of one chunk: ~1 MiB stays in a core's L2 cache (measured: 1 MiB chunks ran the
 # 16-channel 3x3 ResNet layer's forward 2x faster than whole-batch columns; see benchmarks.md).
 CHUNK_BYTES = 1 << 20
@@ -80,14 +82,17 @@ def conv_forward(x_cn, w, groups, stride, dilation, out) -> np.ndarray:
     y = np.empty((o, n, ho, wo), dtype=np.result_type(x_cn, w))
     y_rows = y.reshape(groups, o // groups, n * ho * wo)
     win = _windows(x_cn, (kh, kw), stride, dilation, out)
-    for n0, n1 in _chunks(n, c * kh * kw * ho * wo * x_cn.itemsize):
-        cols = np.empty((c, kh, kw, n1 - n0, ho, wo), dtype=x_cn.dtype)
-        np.copyto(cols, win[:, :, :, n0:n1])
-        np.matmul(
-            wm,
-            cols.reshape(groups, k, (n1 - n0) * ho * wo),
-            out=y_rows[:, :, n0 * ho * wo : n1 * ho * wo],
-        )
+    # many small products: a multi-threaded BLAS would wake and wait for its threads at each
+    # (a ResNet step took 18.8 s instead of 0.9 s with two threads on a busy machine)
+    with one_blas_thread(x_cn):
+        for n0, n1 in _chunks(n, c * kh * kw * ho * wo * x_cn.itemsize):
+            cols = np.empty((c, kh, kw, n1 - n0, ho, wo), dtype=x_cn.dtype)
+            np.copyto(cols, win[:, :, :, n0:n1])
+            np.matmul(
+                wm,
+                cols.reshape(groups, k, (n1 - n0) * ho * wo),
+                out=y_rows[:, :, n0 * ho * wo : n1 * ho * wo],
+            )
     return y
 
 
@@ -103,9 +108,10 @@ def conv_weight_grad(x_cn, g_cn, groups, kernel, stride, dilation) -> np.ndarray
     dw = np.zeros((groups, o // groups, k), dtype=dtype)
     g_rows = np.ascontiguousarray(g_cn).reshape(groups, o // groups, n * ho * wo)
     win = _windows(x_cn, kernel, stride, dilation, (ho, wo))
-    for n0, n1 in _chunks(n, c * kh * kw * ho * wo * x_cn.itemsize):
-        cols = np.empty((c, kh, kw, n1 - n0, ho, wo), dtype=x_cn.dtype)
-        np.copyto(cols, win[:, :, :, n0:n1])
-        cols = cols.reshape(groups, k, (n1 - n0) * ho * wo)
-        dw += g_rows[:, :, n0 * ho * wo : n1 * ho * wo] @ cols.transpose(0, 2, 1)
+    with one_blas_thread(x_cn):
+        for n0, n1 in _chunks(n, c * kh * kw * ho * wo * x_cn.itemsize):
+            cols = np.empty((c, kh, kw, n1 - n0, ho, wo), dtype=x_cn.dtype)
+            np.copyto(cols, win[:, :, :, n0:n1])
+            cols = cols.reshape(groups, k, (n1 - n0) * ho * wo)
+            dw += g_rows[:, :, n0 * ho * wo : n1 * ho * wo] @ cols.transpose(0, 2, 1)
     return dw.reshape(o, cg, kh, kw)
