@@ -260,17 +260,26 @@ def run_workload(name: str, args) -> dict[str, Any]:
     runners = {k: cls(name, x, y, args.lr, args.cnn_batch) for k, cls in CONTENDERS.items()}
     first = {k: r.run(1) for k, r in runners.items()}  # warm-up, and the same first loss
     times: dict[str, list[float]] = {k: [] for k in runners}
+    cpu: dict[str, list[float]] = {k: [] for k in runners}
     order = list(runners)
     for rep in range(args.repeats):
         for k in order if rep % 2 == 0 else order[::-1]:
             time.sleep(args.pause)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             runners[k].run(args.cnn_steps)
             times[k].append((time.perf_counter() - start) / args.cnn_steps)
+            cpu[k].append((time.process_time() - start_cpu) / args.cnn_steps)
     result: dict[str, Any] = {"first_loss": first}
     for k, ts in times.items():
-        result[k] = {"step_ms": statistics.median(ts) * 1e3, "all_ms": [t * 1e3 for t in ts]}
+        result[k] = {
+            "step_ms": statistics.median(ts) * 1e3,
+            "all_ms": [t * 1e3 for t in ts],
+            # CPU time of this process: with --threads 1 it is the work done, and it varies far
+            # less than the wall time on a machine shared with other busy processes
+            "cpu_ms": statistics.median(cpu[k]) * 1e3,
+        }
     result["ratio_nnx_vs_torch"] = result["nnx"]["step_ms"] / result["torch"]["step_ms"]
+    result["cpu_ratio_nnx_vs_torch"] = result["nnx"]["cpu_ms"] / result["torch"]["cpu_ms"]
     if not args.no_memory:
         for k in runners:
             result[k]["memory"] = measure_memory(name, k, args)
@@ -338,6 +347,7 @@ def main_cnn(args) -> int:
     )
     print(
         f"{'workload':10s} {'nnx ms/step':>12s} {'torch ms/step':>14s} {'nnx/torch':>10s} "
+        f"{'CPU ms nnx/torch':>17s} {'CPU ratio':>10s} "
         f"{'peak MB nnx/torch':>20s} {'growth MB nnx/torch':>20s}"
     )
     for name, r in results["workloads"].items():
@@ -346,7 +356,9 @@ def main_cnn(args) -> int:
         growth = "/".join(f"{m.get('growth_mb', float('nan')):.1f}" for m in mem)
         print(
             f"{name:10s} {r['nnx']['step_ms']:12.1f} {r['torch']['step_ms']:14.1f} "
-            f"{r['ratio_nnx_vs_torch']:10.2f} {peak:>20s} {growth:>20s}"
+            f"{r['ratio_nnx_vs_torch']:10.2f} "
+            f"{r['nnx']['cpu_ms']:>8.1f}/{r['torch']['cpu_ms']:<8.1f} "
+            f"{r['cpu_ratio_nnx_vs_torch']:10.2f} {peak:>20s} {growth:>20s}"
         )
     if args.json:
         from pathlib import Path

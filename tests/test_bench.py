@@ -61,7 +61,7 @@ def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
     for name in ("lenet", "resnet"):
         row = results["workloads"][name]
         assert abs(row["first_loss"]["nnx"] - row["first_loss"]["torch"]) < 1e-4
-        assert row["ratio_nnx_vs_torch"] > 0
+        assert row["ratio_nnx_vs_torch"] > 0 and row["cpu_ratio_nnx_vs_torch"] > 0
     assert "nnx/torch" in done.stdout
 
 

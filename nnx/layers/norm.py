@@ -6,7 +6,10 @@ Both normalize ``x_hat = (x - mean) / sqrt(var + eps)`` (biased variance) and ap
     dx = invstd / m * (m * dxh - sum(dxh) - x_hat * sum(dxh * x_hat)),  dxh = g * gamma,
 
 the sums running over the ``m`` values that shared one mean; ``dgamma = sum(g * x_hat)`` and
-``dbeta = sum(g)`` over every axis but the channel axis.
+``dbeta = sum(g)`` over every axis but the channel axis. BatchNorm computes it as a per-channel
+affine map of ``g`` and the centred input ``xc = x - mean`` (``x_hat = xc * invstd``):
+``dx = g * gamma*invstd - xc * gamma*invstd^3 * sum(g*xc)/m - gamma*invstd * sum(g)/m``, with
+only the two reductions ``sum(g)`` and ``sum(g * xc)``.
 """
 
 from __future__ import annotations
@@ -126,11 +129,13 @@ class _BatchNorm(Module):
             mean, var = self.running_mean.value, self.running_var.value
             centered = x - xp.reshape(mean, shape)
         invstd = 1.0 / xp.sqrt(var + self.eps)
-        x_hat = centered * xp.reshape(invstd, shape)
-        y = x_hat
+        # y = gamma * x_hat + beta as ONE per-channel scale of the centred input (x_hat itself is
+        # never formed: backward works from the centred input, one pass fewer each way)
+        scale = invstd * self.weight.value if self.affine else invstd
+        y = centered * xp.reshape(scale, shape)
         if self.affine:
-            y = x_hat * xp.reshape(self.weight.value, shape) + xp.reshape(self.bias.value, shape)
-        self._cache = (x_hat, invstd, use_batch, tuple(y.shape))
+            y = y + xp.reshape(self.bias.value, shape)
+        self._cache = (centered, invstd, use_batch, tuple(y.shape))
         return y
 
     def _batch_statistics(self, xp: Any, x: Any, axes: tuple[int, ...], shape: Any) -> tuple:
@@ -145,12 +150,12 @@ class _BatchNorm(Module):
             math.prod(x.shape) // x.shape[1],
         )
 
-    def _grad_means(self, xp: Any, dxh: Any, x_hat: Any, axes: tuple[int, ...]) -> tuple:
-        """``mean(dxh)`` and ``mean(dxh * x_hat)`` over the values that shared the statistics."""
-        return (
-            xp.mean(dxh, axis=axes, keepdims=True),
-            xp.mean(dxh * x_hat, axis=axes, keepdims=True),
-        )
+    def _grad_means(self, xp: Any, sum_dxh: Any, sum_dxh_xhat: Any, m: int) -> tuple:
+        """``mean(dxh)`` and ``mean(dxh * x_hat)`` per channel, from their sums over the ``m``
+        values of this batch, over the values that shared the statistics
+        (:class:`~nnx.SyncBatchNorm` sums them over every rank)."""
+        scale = 1.0 / m if m else 0.0  # an empty batch has nothing to spread the gradient over
+        return sum_dxh * scale, sum_dxh_xhat * scale
 
     def _update_running(self, xp: Any, mean: Any, var: Any, m: int) -> None:
         """PyTorch's update: ``r = (1 - f) r + f stat``, with the unbiased variance
@@ -167,22 +172,33 @@ class _BatchNorm(Module):
         self.running_var.value = (1.0 - f) * self.running_var.value + f * unbiased
 
     def backward(self, grad_out: Any) -> Any:
-        x_hat, invstd, use_batch, out_shape = require_forward(self._cache, self._who())
+        centered, invstd, use_batch, out_shape = require_forward(self._cache, self._who())
         check_grad(grad_out, out_shape, self._who())
         xp = namespace(grad_out)
         axes = (0, *range(2, grad_out.ndim))
         shape = _channel_shape(grad_out.ndim)
+        # the two reductions everything needs: sum(g) and sum(g * x_hat) = invstd * sum(g * xc)
+        sum_g = xp.sum(grad_out, axis=axes)
+        sum_gx = xp.sum(grad_out * centered, axis=axes) * invstd
         if self.affine:
-            self.weight.accumulate(xp.sum(grad_out * x_hat, axis=axes))
-            self.bias.accumulate(xp.sum(grad_out, axis=axes))
-            dxh = grad_out * xp.reshape(self.weight.value, shape)
+            self.weight.accumulate(sum_gx)
+            self.bias.accumulate(sum_g)
+            gamma = self.weight.value
+            gamma_s = invstd * gamma
         else:
-            dxh = grad_out
+            gamma_s = invstd
         if not use_batch:  # running statistics are constants
-            return dxh * xp.reshape(invstd, shape)
-        # dx = invstd * (dxh - mean(dxh) - x_hat * mean(dxh * x_hat))
-        mean_d, mean_dx = self._grad_means(xp, dxh, x_hat, axes)
-        return (dxh - mean_d - x_hat * mean_dx) * xp.reshape(invstd, shape)
+            return grad_out * xp.reshape(gamma_s, shape)
+        # dx = invstd * (dxh - mean(dxh) - x_hat * mean(dxh * x_hat)) with dxh = g * gamma and
+        # x_hat = xc * invstd: a per-channel affine map of g and xc, dx = g*k1 + xc*k2 + k3
+        sums = (gamma * sum_g, gamma * sum_gx) if self.affine else (sum_g, sum_gx)
+        m = math.prod(grad_out.shape) // grad_out.shape[1]
+        mean_d, mean_dx = self._grad_means(xp, *sums, m)
+        k2 = -(invstd * invstd) * mean_dx
+        k3 = -invstd * mean_d
+        return grad_out * xp.reshape(gamma_s, shape) + (
+            centered * xp.reshape(k2, shape) + xp.reshape(k3, shape)
+        )
 
 
 class BatchNorm1d(_BatchNorm):

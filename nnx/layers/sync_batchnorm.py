@@ -83,21 +83,17 @@ class SyncBatchNorm(_BatchNorm):
         var = world.allreduce_sum(squares, self._what(), scratch=True) * scale
         return mean, var, centered, total
 
-    def _grad_means(self, xp: Any, dxh: Any, x_hat: Any, axes: tuple[int, ...]) -> tuple:
+    def _grad_means(self, xp: Any, sum_dxh: Any, sum_dxh_xhat: Any, m: int) -> tuple:
         world = _world()
         if self._counts is None or world is None:
-            return super()._grad_means(xp, dxh, x_hat, axes)
+            return super()._grad_means(xp, sum_dxh, sum_dxh_xhat, m)
         local, total = self._counts
         c = self.num_features
         weight = local / total  # this rank's share of the global batch's mean loss
-        packed = xp.concat([xp.sum(dxh, axis=axes), xp.sum(dxh * x_hat, axis=axes)]) * weight
+        packed = xp.concat([sum_dxh, sum_dxh_xhat]) * weight
         summed = world.allreduce_sum(packed, self._what(), scratch=True)
         per_value = 1.0 / local if local else 0.0  # S / m_r: no rows here, nothing to scale
-        shape = (1, c) + (1,) * (dxh.ndim - 2)
-        return (
-            xp.reshape(summed[:c], shape) * per_value,
-            xp.reshape(summed[c:], shape) * per_value,
-        )
+        return summed[:c] * per_value, summed[c:] * per_value
 
     def _what(self) -> str:
         return f"SyncBatchNorm({self.num_features})"

@@ -1,0 +1,157 @@
+"""The NumPy fast path of the convolutions (nnx/_fastconv.py) equals the portable path,
+and the two input-gradient routes (flipped-kernel convolution, col2im) equal each other."""
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import _fastconv
+from nnx.layers import conv
+from tests.conftest import host_normal
+
+# (constructor, input shape): strides, dilations, groups, depthwise, every padding mode, odd and
+# even sizes, kernels larger than the stride, a zero-size batch, Conv1d and ConvTranspose2d
+LAYERS = {
+    "plain": (lambda: nnx.Conv2d(3, 4, 3, rng=0), (3, 3, 7, 6)),
+    "same-3x3": (lambda: nnx.Conv2d(3, 5, 3, padding=1, bias=False, rng=1), (4, 3, 9, 8)),
+    "stride2-dilation": (
+        lambda: nnx.Conv2d(4, 6, 3, stride=(2, 3), padding=(1, 2), dilation=(2, 1), rng=2),
+        (2, 4, 11, 10),
+    ),
+    "same-dilation-reflect": (
+        lambda: nnx.Conv2d(2, 4, 3, padding="same", dilation=2, padding_mode="reflect", rng=3),
+        (3, 2, 8, 9),
+    ),
+    "groups-circular": (
+        lambda: nnx.Conv2d(4, 6, 3, padding=2, padding_mode="circular", groups=2, rng=4),
+        (2, 4, 5, 7),
+    ),
+    "depthwise-replicate": (
+        lambda: nnx.Conv2d(
+            3, 3, (3, 2), padding=(1, 1), padding_mode="replicate", groups=3, rng=14
+        ),
+        (2, 3, 6, 5),
+    ),
+    "pointwise-stride2": (lambda: nnx.Conv2d(3, 4, 1, stride=2, rng=5), (3, 3, 7, 7)),
+    "5x5-pad2": (lambda: nnx.Conv2d(1, 3, 5, padding=2, rng=6), (2, 1, 9, 9)),
+    # large enough for the stride-1 input gradient to go by the flipped-kernel convolution
+    "same-3x3-large": (lambda: nnx.Conv2d(4, 4, 3, padding=1, rng=15), (2, 4, 16, 15)),
+    "transpose-stride1-large": (
+        lambda: nnx.ConvTranspose2d(3, 3, 3, padding=1, rng=16),
+        (2, 3, 14, 13),
+    ),
+    "zero-batch": (lambda: nnx.Conv2d(2, 3, 3, padding=1, rng=7), (0, 2, 5, 5)),
+    "conv1d": (lambda: nnx.Conv1d(2, 4, 3, stride=2, padding=1, rng=8), (3, 2, 9)),
+    "conv1d-same-dilation": (
+        lambda: nnx.Conv1d(2, 2, 3, padding="same", dilation=2, groups=2, rng=9),
+        (2, 2, 10),
+    ),
+    "transpose-stride2": (
+        lambda: nnx.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1, rng=10),
+        (2, 3, 4, 5),
+    ),
+    "transpose-groups-dilation": (
+        lambda: nnx.ConvTranspose2d(4, 6, 2, groups=2, dilation=(2, 1), bias=False, rng=11),
+        (3, 4, 3, 4),
+    ),
+    "transpose-stride1-output-padding": (
+        lambda: nnx.ConvTranspose2d(2, 3, 3, padding=1, output_padding=1, dilation=2, rng=12),
+        (2, 2, 4, 4),
+    ),
+    "transpose-zero-batch": (lambda: nnx.ConvTranspose2d(2, 3, 2, stride=2, rng=13), (0, 2, 3, 3)),
+}
+
+
+def _run(layer, x, g):
+    layer.zero_grad()
+    y = layer(x)
+    dx = layer.backward(g)
+    return [y, dx] + [p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 700, _fastconv.CHUNK_BYTES])
+@pytest.mark.parametrize("name", LAYERS)
+def test_numpy_fast_path_equals_portable_path(name, chunk_bytes, monkeypatch):
+    # chunk_bytes=1: one image per chunk; 700: a few; the default: the whole (small) batch
+    monkeypatch.setattr(_fastconv, "CHUNK_BYTES", chunk_bytes)
+    make, shape = LAYERS[name]
+    layer = make().to(dtype="float64")
+    x = host_normal(shape, seed=1)
+    g = host_normal(layer(x).shape, seed=2)
+    calls = []
+    original = _fastconv.conv_forward
+    monkeypatch.setattr(_fastconv, "conv_forward", lambda *a: calls.append(1) or original(*a))
+    fast = _run(layer, x, g)
+    assert calls, "the NumPy fast path did not run"
+    with _fastconv.portable_only():
+        calls.clear()
+        portable = _run(layer, x, g)
+        assert not calls, "the fast path ran inside portable_only()"
+    names = ["output", "input grad", "weight grad", "bias grad"][: len(fast)]
+    for what, a, b in zip(names, fast, portable, strict=True):
+        assert a.shape == b.shape, what
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=what)
+
+
+def test_fast_path_only_for_numpy_arrays():
+    assert _fastconv.applies(np.zeros(2), np.zeros(3))
+
+    class Subclass(np.ndarray):
+        pass
+
+    assert not _fastconv.applies(np.zeros(2), np.zeros(2).view(Subclass))
+    strict = nnx.get_backend("strict")
+    assert not _fastconv.applies(strict.asarray([1.0]))
+    with _fastconv.portable_only():
+        assert not _fastconv.applies(np.zeros(2))
+    assert _fastconv.applies(np.zeros(2))
+
+
+# (kernel, dilation, groups, input spatial size, output spatial size) of stride-1 convolutions;
+# an input larger than "output + d*(k-1)" happens for ConvTranspose2d's output_padding
+FLIP = [
+    ((3, 3), (1, 1), 1, (6, 5), (4, 3)),
+    ((2, 3), (2, 1), 2, (5, 6), (3, 4)),
+    ((3, 1), (1, 3), 3, (7, 4), (5, 4)),
+    ((3, 3), (2, 2), 1, (8, 7), (3, 3)),  # one extra row and column beyond the last window
+]
+
+
+@pytest.mark.parametrize("kernel, dilation, groups, size, out", FLIP, ids=str)
+def test_input_gradient_by_flipped_convolution_equals_col2im(
+    backend, kernel, dilation, groups, size, out
+):
+    xp = backend.xp
+    o, cg, n = 2 * groups, 2, 3
+    w = backend.asarray(host_normal((o, cg, *kernel), seed=3), dtype="float64")
+    g = backend.asarray(host_normal((o, n, *out), seed=4), dtype="float64")
+    by_conv = conv._input_grad_by_convolution(g, w, xp, groups, size, dilation)
+    by_col2im = conv._input_grad_by_col2im(g, w, xp, groups, size, (1, 1), dilation)
+    assert tuple(by_conv.shape) == (cg * groups, n, *size)
+    np.testing.assert_allclose(
+        nnx.to_numpy(by_conv), nnx.to_numpy(by_col2im), rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "layer, tlayer, shape",
+    [
+        ("Conv2d(4, 3, 3, padding=1, groups=1)", "Conv2d(4, 3, 3, padding=1)", (2, 4, 16, 15)),
+        ("Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)", None, (2, 4, 20, 19)),
+        ("ConvTranspose2d(3, 3, 3, padding=1)", None, (2, 3, 14, 13)),
+    ],
+)
+def test_flipped_route_matches_torch(layer, tlayer, shape, monkeypatch):
+    """Layers large enough that the stride-1 input gradient takes the flipped-kernel route."""
+    torch = pytest.importorskip("torch")
+    from tests.layers.torch_oracle import compare
+
+    calls = []
+    original = conv._input_grad_by_convolution
+    monkeypatch.setattr(
+        conv, "_input_grad_by_convolution", lambda *a: calls.append(1) or original(*a)
+    )
+    module = eval(f"nnx.{layer}", {"nnx": nnx})
+    tmodule = eval(f"torch.nn.{tlayer or layer}", {"torch": torch})
+    compare(module, tmodule, shape)
+    assert calls, "the flipped-kernel route did not run"
