@@ -408,6 +408,22 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
     return settings, resume
 
 
+# Settings of the classifier path that the language-model presets (--model transformer/lstm)
+# do not use: giving one is an error rather than silently ignored.
+CLASSIFIER_ONLY = (
+    "dataset",
+    "label_column",
+    "data_dir",
+    "val_fraction",
+    "early_stopping",
+    "schedule",
+    "accumulate",
+    "precision",
+    "jit",
+    "distributed",
+    "sync_batchnorm",
+)
+
 # ---------------------------------------------------------------------------- resuming
 
 # A resumed run keeps these: they decide the data (split, scaling, dtype) or the model and
@@ -749,6 +765,13 @@ def run(
             raise ConfigError(
                 f"--random-crop and --hflip augment images; --model {settings['model']} "
                 f"trains on text"
+            )
+        unused = [name for name in CLASSIFIER_ONLY if settings[name] != SETTINGS[name][0]]
+        if resume is not None or unused:
+            flag = "--resume" if resume is not None else "--" + unused[0].replace("_", "-")
+            raise ConfigError(
+                f"{flag} does not apply to --model {settings['model']}, a character-level "
+                f"language model on --text (its flags are listed in docs/cli.md)"
             )
         out = prepare_out(settings, resume)
         context["out"] = out

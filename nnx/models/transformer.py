@@ -24,18 +24,20 @@ from ..module import Module
 
 class CausalTransformerLM(Module):
     """Decoder-only transformer over token ids ``(N, T)`` -> logits ``(N, V, T)``; position t
-    only attends to positions <= t. ``backward`` returns None (ids have no gradient)."""
+    only attends to positions <= t. ``backward`` returns None (ids have no gradient).
+    The sizes are keyword arguments without defaults: :func:`build` holds them."""
 
     def __init__(
         self,
         vocab_size: int,
         max_len: int,
-        d_model: int = 64,
-        nhead: int = 4,
-        num_layers: int = 2,
-        dim_feedforward: int = 256,
-        dropout: float = 0.0,
-        seed: int | None = 0,
+        *,
+        d_model: int,
+        nhead: int,
+        num_layers: int,
+        dim_feedforward: int,
+        dropout: float,
+        seed: int | None,
     ):
         rng = np.random.default_rng(seed)
         self.embed = Embedding(vocab_size, d_model, rng=rng)
@@ -91,5 +93,12 @@ def build(
             f"transformer: input_shape must be (sequence_length,), got {input_shape!r}"
         )
     return CausalTransformerLM(
-        num_classes, int(input_shape[0]), d_model, nhead, num_layers, dim_feedforward, dropout, seed
+        num_classes,
+        int(input_shape[0]),
+        d_model=d_model,
+        nhead=nhead,
+        num_layers=num_layers,
+        dim_feedforward=dim_feedforward,
+        dropout=dropout,
+        seed=seed,
     )

@@ -106,3 +106,26 @@ def test_cli_trains_reports_bits_and_writes_a_sample(tmp_path, name, capsys):
         ]
     )
     assert (again / "sample.txt").read_text() == sample  # seeded
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--schedule", "cosine"],
+        ["--val-fraction", "0.1"],
+        ["--early-stopping", "3"],
+        ["--accumulate", "2"],
+        ["--dataset", "mnist"],
+        ["--sync-batchnorm"],
+        ["--resume", "__checkpoint__"],
+    ],
+)
+def test_classifier_flags_are_refused_not_ignored(tmp_path, flags, capsys):
+    (tmp_path / "last.npz").write_bytes(b"")
+    flags = [str(tmp_path / "last.npz") if f == "__checkpoint__" else f for f in flags]
+    (tmp_path / "config.json").write_text(json.dumps({"settings": {"model": "lstm"}}))
+    status = main(["--model", "lstm", "--out", str(tmp_path / "run"), *flags])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"{flags[0]} does not apply to --model lstm" in err, err
+    assert not (tmp_path / "run").exists()
