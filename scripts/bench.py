@@ -108,11 +108,16 @@ class NnxLoop:
         for i, (xb, yb) in enumerate(self.loader):
             if max_batches is not None and i >= max_batches:
                 break
-            self.optimizer.zero_grad()  # frees the last step's gradients before the forward
-            losses.append(self.loss(self.model(xb), yb))
-            self.model.backward(self.loss.backward(), need_input_grad=False)
-            self.optimizer.step()
+            losses.append(self.train_step(xb, yb))
         return losses
+
+    def train_step(self, xb: Any, yb: Any) -> Any:
+        """One optimizer step on a batch; returns its loss (a device scalar)."""
+        self.optimizer.zero_grad()  # frees the last step's gradients before the forward
+        loss = self.loss(self.model(xb), yb)
+        self.model.backward(self.loss.backward(), need_input_grad=False)
+        self.optimizer.step()
+        return loss
 
 
 class ReadmeLoop(NnxLoop):
@@ -122,20 +127,13 @@ class ReadmeLoop(NnxLoop):
 
     name = "nnx README loop"
 
-    def run_epoch(self, max_batches: int | None = None) -> list[Any]:
-        self.loader.set_epoch(self.epoch)
-        self.epoch += 1
+    def train_step(self, xb: Any, yb: Any) -> Any:
         model, loss_fn, optimizer = self.model, self.loss, self.optimizer
-        losses = []
-        for i, (xb, yb) in enumerate(self.loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            loss = loss_fn(model(xb), yb)
-            model.zero_grad()
-            model.backward(loss_fn.backward())
-            optimizer.step()
-            losses.append(loss)
-        return losses
+        loss = loss_fn(model(xb), yb)
+        model.zero_grad()
+        model.backward(loss_fn.backward())
+        optimizer.step()
+        return loss
 
 
 class NnxTrainer:
@@ -284,15 +282,8 @@ class NnxCompiled(NnxLoop):
         super().__init__(backend, x, y, weights, lr, batch_size, seed)
         self.step = nnx.compile(self.model, self.loss, self.optimizer)
 
-    def run_epoch(self, max_batches: int | None = None) -> list[Any]:
-        self.loader.set_epoch(self.epoch)
-        self.epoch += 1
-        losses = []
-        for i, (xb, yb) in enumerate(self.loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            losses.append(self.step(xb, yb)[0])
-        return losses
+    def train_step(self, xb: Any, yb: Any) -> Any:
+        return self.step(xb, yb)[0]
 
 
 def run_jax(args: argparse.Namespace) -> dict[str, Any]:
