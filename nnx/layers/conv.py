@@ -99,20 +99,25 @@ def conv_weight_grad(x_cn, g_cn, xp, groups, kernel, stride, dilation):
     return xp.reshape(dw, (o, x_cn.shape[0] // groups, *kernel))
 
 
-def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation):
-    """``dx`` ``(C, N, Hp, Wp)``, the padded input's gradient, from ``g_cn`` ``(O, N, Ho, Wo)``.
+def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=((0, 0), (0, 0))):
+    """``dx`` ``(C, N, Hp - t - b, Wp - l - r)``: the gradient of the padded input (spatial
+    ``size``) from ``g_cn`` ``(O, N, Ho, Wo)``, with ``crop = ((t, b), (l, r))`` cut off its
+    borders (a zero padding's adjoint; the convolution route never computes them).
 
     Stride 1, where ``O * Hp*Wp <= 1.5 * C * Ho*Wo`` (the padded input at most 1.5x the output
     and no more output than input channels, as with "same" 3x3 layers):
-    :func:`_input_grad_by_convolution`; otherwise :func:`_input_grad_by_col2im`. Both give the
-    same result (tested); the first needs no scatter and measured 1.3-1.7x faster on ResNet
-    layers, but 2x slower where it has few output rows (1 -> 6 channels at 28x28, 5x5 kernel).
+    :func:`_input_grad_by_convolution`; otherwise :func:`_input_grad_by_col2im`, then cropped.
+    Both give the same result (tested); the first needs no scatter and measured 1.3-1.7x faster
+    on ResNet layers, but 2x slower where it has few output rows (1 -> 6 channels at 28x28, 5x5
+    kernel).
     """
     o, n, ho, wo = g_cn.shape
     c = w.shape[1] * groups
+    (t, b), (left, r) = crop
     if stride == (1, 1) and o * size[0] * size[1] <= 1.5 * c * ho * wo:
-        return _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation)
-    return _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation)
+        return _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation, crop)
+    dx = _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation)
+    return dx[:, :, t : size[0] - b, left : size[1] - r]
 
 
 def _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation):
@@ -127,20 +132,33 @@ def _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation):
     return col2im(pieces, xp, size, (kh, kw), stride, dilation)
 
 
-def _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation):
+def _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation, crop):
     """Stride 1 only: ``dx[c, p] = sum_{o, i, j} W[o, c, i, j] g[o, p - (i*dh, j*dw)]`` is a
-    convolution of ``g`` zero-padded by ``d*(k-1)`` (and on the bottom/right by whatever ``size``
-    has beyond the last window) with the kernel flipped and its two channel axes exchanged
-    within each group."""
+    convolution of ``g`` with the kernel flipped and its two channel axes exchanged within each
+    group. ``g`` is zero-padded by ``d*(k-1)`` less the rows and columns ``crop`` cuts from
+    ``dx`` (on the bottom/right also less whatever ``size`` has beyond the last window; a
+    negative padding slices ``g``), so only the kept part of ``dx`` is computed."""
     o, n, ho, wo = g_cn.shape
     _, cg, kh, kw = w.shape
     dh, dw = dilation
-    top, left = dh * (kh - 1), dw * (kw - 1)
-    gpad = pad(g_cn, xp, ((top, size[0] - ho), (left, size[1] - wo)))
+    (t, b), (left, r) = crop
+    out = (size[0] - t - b, size[1] - left - r)
+    spans = (dh * (kh - 1), dw * (kw - 1))
+    pads = (
+        (spans[0] - t, out[0] + t - ho),  # bottom: out + (k-1)d - top - Ho
+        (spans[1] - left, out[1] + left - wo),
+    )
+    g_cn = g_cn[
+        :,
+        :,
+        max(0, -pads[0][0]) : ho - max(0, -pads[0][1]),
+        max(0, -pads[1][0]) : wo - max(0, -pads[1][1]),
+    ]
+    gpad = pad(g_cn, xp, tuple((max(0, lo), max(0, hi)) for lo, hi in pads))
     wf = xp.reshape(w, (groups, o // groups, cg, kh, kw))
     wf = xp.reshape(xp.permute_dims(wf, (0, 2, 1, 3, 4)), (groups * cg, o // groups, kh, kw))
     wf = xp.flip(wf, axis=(2, 3))
-    return conv_forward(gpad, wf, xp, groups, (1, 1), dilation, size)
+    return conv_forward(gpad, wf, xp, groups, (1, 1), dilation, out)
 
 
 class _ConvNd(Module):
@@ -318,10 +336,12 @@ class _ConvNd(Module):
         self.weight.accumulate(xp.reshape(dw, tuple(self.weight.value.shape)))
         if not need_input_grad:
             return None
-        dxpad = conv_input_grad(g_cn, w2, xp, self.groups, padded, stride, dilation)
-        dx = xp.permute_dims(
-            pad_backward(dxpad, xp, shape2, self._pads, self.padding_mode), (1, 0, 2, 3)
-        )
+        if self.padding_mode == "zeros":  # the padding's adjoint is a crop: never computed
+            dx = conv_input_grad(g_cn, w2, xp, self.groups, padded, stride, dilation, self._pads)
+        else:
+            dxpad = conv_input_grad(g_cn, w2, xp, self.groups, padded, stride, dilation)
+            dx = pad_backward(dxpad, xp, shape2, self._pads, self.padding_mode)
+        dx = xp.permute_dims(dx, (1, 0, 2, 3))
         return dx if self.nd == 2 else dx[:, :, 0, :]
 
 
@@ -506,9 +526,9 @@ class ConvTranspose2d(Module):
             (ho + 2 * ph, wo + 2 * pw),
             self.stride,
             self.dilation,
+            ((ph, ph), (pw, pw)),
         )
         y = xp.permute_dims(y_cn, (1, 0, 2, 3))
-        y = y[:, :, ph : ph + ho, pw : pw + wo]
         if self.bias is not None:
             y = y + xp.reshape(self.bias.value, (1, -1, 1, 1))
         self._x = x

@@ -115,19 +115,27 @@ FLIP = [
     ((3, 1), (1, 3), 3, (7, 4), (5, 4)),
     ((3, 3), (2, 2), 1, (8, 7), (3, 3)),  # one extra row and column beyond the last window
 ]
+# ((top, bottom), (left, right)) cut from the input gradient (a zero padding's adjoint): none,
+# a "same" padding, uneven, and more than the kernel's span (g itself is sliced)
+CROPS = [((0, 0), (0, 0)), ((1, 1), (1, 1)), ((2, 0), (0, 1)), ((4, 1), (1, 3))]
 
 
+@pytest.mark.parametrize("crop", CROPS, ids=str)
 @pytest.mark.parametrize("kernel, dilation, groups, size, out", FLIP, ids=str)
 def test_input_gradient_by_flipped_convolution_equals_col2im(
-    backend, kernel, dilation, groups, size, out
+    backend, kernel, dilation, groups, size, out, crop
 ):
     xp = backend.xp
+    (t, b), (left, r) = crop
+    if t + b >= size[0] or left + r >= size[1]:
+        pytest.skip("crop larger than the input")
     o, cg, n = 2 * groups, 2, 3
     w = backend.asarray(host_normal((o, cg, *kernel), seed=3), dtype="float64")
     g = backend.asarray(host_normal((o, n, *out), seed=4), dtype="float64")
-    by_conv = conv._input_grad_by_convolution(g, w, xp, groups, size, dilation)
+    by_conv = conv._input_grad_by_convolution(g, w, xp, groups, size, dilation, crop)
     by_col2im = conv._input_grad_by_col2im(g, w, xp, groups, size, (1, 1), dilation)
-    assert tuple(by_conv.shape) == (cg * groups, n, *size)
+    by_col2im = by_col2im[:, :, t : size[0] - b, left : size[1] - r]
+    assert tuple(by_conv.shape) == (cg * groups, n, size[0] - t - b, size[1] - left - r)
     np.testing.assert_allclose(
         nnx.to_numpy(by_conv), nnx.to_numpy(by_col2im), rtol=1e-12, atol=1e-12
     )
@@ -139,6 +147,10 @@ def test_input_gradient_by_flipped_convolution_equals_col2im(
         ("Conv2d(4, 3, 3, padding=1, groups=1)", "Conv2d(4, 3, 3, padding=1)", (2, 4, 16, 15)),
         ("Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)", None, (2, 4, 20, 19)),
         ("ConvTranspose2d(3, 3, 3, padding=1)", None, (2, 3, 14, 13)),
+        # padding beyond the kernel's span: border outputs see only zeros (g is sliced)
+        ("Conv2d(4, 4, 1, padding=(2, 1), bias=False)", None, (2, 4, 7, 6)),
+        ("Conv2d(3, 3, 3, padding=(3, 2), dilation=(1, 2))", None, (2, 3, 20, 21)),
+        ("ConvTranspose2d(3, 3, 3, padding=2, dilation=2)", None, (2, 3, 30, 31)),
     ],
 )
 def test_flipped_route_matches_torch(layer, tlayer, shape, monkeypatch):
