@@ -715,6 +715,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cnn-batch", type=int, default=128, help="--cnn: batch size (default 128)")
     p.add_argument("--cnn-steps", type=int, default=20, help="--cnn: steps per measurement")
     p.add_argument(
+        "--cnn-workload",
+        choices=("lenet", "resnet"),
+        action="append",
+        help="--cnn: run only this workload (repeatable; default both)",
+    )
+    p.add_argument(
         "--pause",
         type=float,
         default=1.0,

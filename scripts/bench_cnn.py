@@ -2,6 +2,7 @@
 
     python scripts/bench.py --cnn                 # both workloads, batch 128
     python scripts/bench.py --cnn --quick         # tiny smoke run: same initial loss as torch
+    python scripts/bench.py --cnn --cnn-workload resnet --threads 1   # one workload
 
 Workloads (SGD with momentum 0.9, batch 128, synthetic float32 images):
 
@@ -333,7 +334,7 @@ def main_cnn(args) -> int:
         "workloads": {},
     }
     status = 0
-    for name in ("lenet", "resnet"):
+    for name in args.cnn_workload or ("lenet", "resnet"):
         r = results["workloads"][name] = run_workload(name, args)
         a, b = r["first_loss"]["nnx"], r["first_loss"]["torch"]
         if abs(a - b) > 1e-4 * max(1.0, abs(b)):

@@ -65,6 +65,19 @@ def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
     assert "nnx/torch" in done.stdout
 
 
+def test_cnn_workload_option_runs_only_that_workload(tmp_path):
+    out = tmp_path / "cnn.json"
+    args = ["--cnn", "--quick", "--threads", "1", "--no-memory", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--cnn-workload", "lenet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads(out.read_text())["workloads"]) == ["lenet"]
+
+
 def test_jax_comparison_smoke_run(tmp_path):
     """--jax: nnx on NumPy, JAX eager and JAX compiled run the same steps (a smoke test)."""
     import pytest
