@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _fastreduce
 from ..backend import Backend, get_backend, namespace
 from ..checks import (
     check_floating,
@@ -33,6 +34,15 @@ from ..module import Buffer, Module, Parameter
 def _channel_shape(ndim: int) -> tuple[int, ...]:
     """Shape that broadcasts a ``(C,)`` vector over ``(N, C, *spatial)``."""
     return (1, -1) + (1,) * (ndim - 2)
+
+
+def _channel_sum(xp: Any, a: Any, axes: tuple[int, ...], b: Any = None) -> Any:
+    """``sum(a)`` (or ``sum(a * b)``) over ``axes``, every axis but the channel axis 1 (on
+    channel-major NumPy arrays by :mod:`nnx._fastreduce`, with no product array)."""
+    fast = _fastreduce.channel_sum(a, b)
+    if fast is not None:
+        return fast
+    return xp.sum(a if b is None else a * b, axis=axes)
 
 
 class _BatchNorm(Module):
@@ -141,14 +151,11 @@ class _BatchNorm(Module):
     def _batch_statistics(self, xp: Any, x: Any, axes: tuple[int, ...], shape: Any) -> tuple:
         """``(mean, biased variance, x - mean, m)`` per channel over the ``m`` values of each
         channel in this batch (:class:`~nnx.SyncBatchNorm` takes them over every rank's batch)."""
-        mean = xp.mean(x, axis=axes)
+        m = math.prod(x.shape) // x.shape[1]
+        scale = 1.0 / m if m else math.nan  # an empty batch has no statistics (NaN, as mean)
+        mean = _channel_sum(xp, x, axes) * scale
         centered = x - xp.reshape(mean, shape)
-        return (
-            mean,
-            xp.mean(centered * centered, axis=axes),
-            centered,
-            math.prod(x.shape) // x.shape[1],
-        )
+        return mean, _channel_sum(xp, centered, axes, centered) * scale, centered, m
 
     def _grad_means(self, xp: Any, sum_dxh: Any, sum_dxh_xhat: Any, m: int) -> tuple:
         """``mean(dxh)`` and ``mean(dxh * x_hat)`` per channel, from their sums over the ``m``
@@ -178,8 +185,8 @@ class _BatchNorm(Module):
         axes = (0, *range(2, grad_out.ndim))
         shape = _channel_shape(grad_out.ndim)
         # the two reductions everything needs: sum(g) and sum(g * x_hat) = invstd * sum(g * xc)
-        sum_g = xp.sum(grad_out, axis=axes)
-        sum_gx = xp.sum(grad_out * centered, axis=axes) * invstd
+        sum_g = _channel_sum(xp, grad_out, axes)
+        sum_gx = _channel_sum(xp, grad_out, axes, centered) * invstd
         if self.affine:
             self.weight.accumulate(sum_gx)
             self.bias.accumulate(sum_g)

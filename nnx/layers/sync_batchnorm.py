@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from ..module import Module
-from .norm import BatchNorm1d, BatchNorm2d, _BatchNorm
+from .norm import BatchNorm1d, BatchNorm2d, _BatchNorm, _channel_sum
 
 
 def _world() -> Any:
@@ -77,9 +77,9 @@ class SyncBatchNorm(_BatchNorm):
         (total,) = world.allreduce_counts([local], self._what())
         self._counts = (local, total)
         scale = 1.0 / total if total else 0.0
-        mean = world.allreduce_sum(xp.sum(x, axis=axes), self._what(), scratch=True) * scale
+        mean = world.allreduce_sum(_channel_sum(xp, x, axes), self._what(), scratch=True) * scale
         centered = x - xp.reshape(mean, shape)
-        squares = xp.sum(centered * centered, axis=axes)
+        squares = _channel_sum(xp, centered, axes, centered)
         var = world.allreduce_sum(squares, self._what(), scratch=True) * scale
         return mean, var, centered, total
 
