@@ -7,6 +7,8 @@ Scenarios (what tests/distributed/test_distributed.py checks afterwards):
   syncbn a Conv2d-SyncBatchNorm model (converted from BatchNorm2d); rank 0 writes OUT/params.npz
          and history.json
   tuple  two inputs (a tuple) through Parallel/Concat; rank 0 writes OUT/params.npz, history.json
+  augment  image batches with seeded random crops and flips; rank 0 writes OUT/params.npz and
+         history.json
   raise / kill / hang  rank 1 raises, is killed with SIGKILL, or hangs in epoch 2, after rank 0
          wrote OUT/last.npz at the end of epoch 1
 """
@@ -75,7 +77,32 @@ def tuple_problem(seed: int = 0):
     return (inputs, y), model, nnx.CrossEntropyLoss(), nnx.optim.Adam(model.parameters(), lr=0.05)
 
 
-PROBLEMS = {"syncbn": image_problem, "tuple": tuple_problem}
+def augment_problem(seed: int = 0):
+    """:func:`image_problem`'s images through a model without BatchNorm (local statistics would
+    differ from one process's), trained with seeded random crops and flips."""
+    import nnx
+
+    (images, y), *_ = image_problem()
+    init = np.random.default_rng(seed)
+    model = nnx.Sequential(
+        nnx.Conv2d(2, 3, 3, padding=1, rng=init),
+        nnx.ReLU(),
+        nnx.Flatten(),
+        nnx.Linear(48, 3, rng=init),
+    ).to("cpu", dtype="float64")
+    return (images, y), model, nnx.CrossEntropyLoss(), nnx.optim.Adam(model.parameters(), lr=0.05)
+
+
+def augmentation():
+    """The augmentation of the ``augment`` scenario (and of its one-process reference)."""
+    import nnx
+
+    return nnx.augment.Compose(
+        [nnx.augment.RandomCrop(4, padding=1), nnx.augment.RandomHorizontalFlip()]
+    )
+
+
+PROBLEMS = {"syncbn": image_problem, "tuple": tuple_problem, "augment": augment_problem}
 
 
 def first_rows(data, n):
@@ -167,6 +194,7 @@ def main(scenario: str, out: Path) -> None:
         seed=7,
         progress=False,
         distributed=True,
+        augment=augmentation() if scenario == "augment" else None,
     )
     trainer.fit((x, y), val=(first_rows(x, 13), y[:13]), epochs=EPOCHS, batch_size=BATCH)
     if world.rank == 0:

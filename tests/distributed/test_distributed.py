@@ -41,20 +41,22 @@ def mpirun(n: int, *args, timeout: float = 120, env: dict | None = None):
     )
 
 
-def one_process(epochs: int = mpi_worker.EPOCHS, problem=mpi_worker.problem):
+def one_process(epochs: int = mpi_worker.EPOCHS, problem=mpi_worker.problem, augment=None):
     """The reference: the same problem trained by one process with the same global batch."""
     import nnx
 
     (x, y), model, loss, optimizer = problem(seed=0)
-    trainer = nnx.Trainer(model, loss, optimizer, device="cpu", seed=7, progress=False)
+    trainer = nnx.Trainer(
+        model, loss, optimizer, device="cpu", seed=7, progress=False, augment=augment
+    )
     val = (mpi_worker.first_rows(x, 13), y[:13])
     trainer.fit((x, y), val=val, epochs=epochs, batch_size=mpi_worker.BATCH)
     return model.state_dict(), trainer.history.records
 
 
-def assert_matches_one_process(out: Path, problem=mpi_worker.problem) -> None:
+def assert_matches_one_process(out: Path, problem=mpi_worker.problem, augment=None) -> None:
     """OUT/params.npz and OUT/history.json (rank 0) equal :func:`one_process`'s."""
-    expected, history = one_process(problem=problem)
+    expected, history = one_process(problem=problem, augment=augment)
     got = np.load(out / "params.npz")
     assert sorted(got) == sorted(expected)
     for name, value in expected.items():
@@ -93,6 +95,18 @@ def test_a_tuple_of_inputs_trains_like_one_process(tmp_path):
     done = mpirun(2, WORKER, "tuple", tmp_path)
     assert done.returncode == 0, done.stderr
     assert_matches_one_process(tmp_path, mpi_worker.tuple_problem)
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_augmented_batches_train_like_one_process(tmp_path, ranks):
+    # the crops and flips of the global batch are drawn once from (seed, epoch, batch) and each
+    # rank applies its rows' share, so N ranks see exactly one process's augmented batches
+    done = mpirun(ranks, WORKER, "augment", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_matches_one_process(tmp_path, mpi_worker.augment_problem, mpi_worker.augmentation())
+    plain, _ = one_process(problem=mpi_worker.augment_problem)  # the augmentation matters
+    got = np.load(tmp_path / "params.npz")
+    assert max(np.abs(got[k] - v).max() for k, v in plain.items()) > 1e-3
 
 
 def test_hand_written_loop_with_the_public_api(tmp_path):
