@@ -94,7 +94,9 @@ def _flat_rows(x_cn, kernel, stride, dilation, out):
     are copied in long runs (``Ho*Wp`` values) rather than ``Wo``-value pieces (the copy of the
     short pieces cost as much as the product). The ``Wp - Wo`` extra positions per row are
     wasted work (6% at 32x32, 12% at 16x16) and are never read back. The run is
-    ``(Ho-1)*Wp + Wo`` long, so it ends inside its image. Returns ``(window, run)``: the view
+    ``(Ho-1)*Wp + Wo`` long, so it ends inside its image. (In the weight gradient the extra
+    positions pair ``g = 0`` with real inputs, so an infinite input makes NaN entries of ``dW``
+    where the portable path has finite ones; the step's loss is not finite either way.) Returns ``(window, run)``: the view
     ``(C, kh, kw, N, run)`` and its length; ``None`` where this does not apply."""
     if stride != (1, 1) or not x_cn.flags.c_contiguous:
         return None

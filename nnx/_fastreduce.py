@@ -22,6 +22,8 @@ import numpy as np
 
 from ._fastconv import applies
 
+_FLOATS = (np.dtype("float32"), np.dtype("float64"))
+
 
 def _channel_rows(a: Any) -> np.ndarray | None:
     """``a`` ``(N, C, ...)`` as a ``(C, N*...)`` view when its memory is channel-major."""
@@ -35,8 +37,15 @@ def _channel_rows(a: Any) -> np.ndarray | None:
 
 def channel_sum(a: Any, b: Any = None) -> np.ndarray | None:
     """Per-channel ``sum(a)`` (or ``sum(a * b)``) over every axis but 1; ``None`` where the fast
-    path does not apply (not NumPy, not channel-major, mixed dtypes)."""
-    if not applies(a) or (b is not None and (not applies(b) or b.dtype != a.dtype)):
+    path does not apply (not NumPy, not float32/float64, not channel-major, mixed dtypes).
+
+    Accuracy: BLAS adds in the input's precision in a few running partial sums, not pairwise as
+    ``np.sum`` does; in float32 the mean of 128x32x32 values around 1000 +- 1 is off by ~1e-4
+    standard deviations (``np.sum``: ~2e-5), about the rounding step of the inputs themselves.
+    16-bit floats are left to the portable path: their sums overflow at 65504."""
+    if not applies(a) or a.dtype not in _FLOATS:
+        return None
+    if b is not None and (not applies(b) or b.dtype != a.dtype):
         return None
     rows = _channel_rows(a)
     if rows is None or rows.shape[1] == 0:

@@ -45,6 +45,16 @@ def _channel_sum(xp: Any, a: Any, axes: tuple[int, ...], b: Any = None) -> Any:
     return xp.sum(a if b is None else a * b, axis=axes)
 
 
+def _channel_mean(xp: Any, a: Any, axes: tuple[int, ...], m: int, b: Any = None) -> Any:
+    """``mean(a)`` (or ``mean(a * b)``) over ``axes``, the ``m`` values of each channel. The
+    portable path is ``xp.mean``, which NumPy and torch accumulate in float32 for 16-bit floats
+    (a float16 sum of 128x32x32 values would overflow)."""
+    fast = _fastreduce.channel_sum(a, b)
+    if fast is not None:
+        return fast * (1.0 / m)
+    return xp.mean(a if b is None else a * b, axis=axes)
+
+
 class _BatchNorm(Module):
     """Shared code of BatchNorm1d and BatchNorm2d (they differ only in the accepted ranks)."""
 
@@ -152,10 +162,9 @@ class _BatchNorm(Module):
         """``(mean, biased variance, x - mean, m)`` per channel over the ``m`` values of each
         channel in this batch (:class:`~nnx.SyncBatchNorm` takes them over every rank's batch)."""
         m = math.prod(x.shape) // x.shape[1]
-        scale = 1.0 / m if m else math.nan  # an empty batch has no statistics (NaN, as mean)
-        mean = _channel_sum(xp, x, axes) * scale
+        mean = _channel_mean(xp, x, axes, m)
         centered = x - xp.reshape(mean, shape)
-        return mean, _channel_sum(xp, centered, axes, centered) * scale, centered, m
+        return mean, _channel_mean(xp, centered, axes, m, centered), centered, m
 
     def _grad_means(self, xp: Any, sum_dxh: Any, sum_dxh_xhat: Any, m: int) -> tuple:
         """``mean(dxh)`` and ``mean(dxh * x_hat)`` per channel, from their sums over the ``m``

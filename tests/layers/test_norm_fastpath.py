@@ -68,3 +68,18 @@ def test_batchnorm_with_and_without_the_fast_path_agree(training, monkeypatch):
     assert any(taken), "the fast reductions never ran"
     for fast, portable in zip(*results, strict=True):
         np.testing.assert_allclose(fast, portable, rtol=1e-12, atol=1e-12)
+
+
+def test_float16_statistics_do_not_overflow(backend):
+    # 64*32*32 = 65536 values near 2 per channel: a float16 running sum passes 65504 (inf); the
+    # statistics must be means accumulated as NumPy and torch do (float32), not float16 sums
+    xp = backend.xp
+    if not hasattr(xp, "float16"):
+        pytest.skip(f"{backend.name} has no float16")
+    x = 2.0 + 0.5 * _channel_major((64, 2, 32, 32), 10)
+    assert _fastreduce.channel_sum(x.astype("float16")) is None  # 16-bit: the portable path
+    bn = nnx.BatchNorm2d(2, dtype="float16", device=backend)
+    y = bn(backend.asarray(x, dtype="float16"))
+    mean = nnx.to_numpy(bn.running_mean.value).astype("float64")
+    assert np.isfinite(nnx.to_numpy(y).astype("float64")).all()
+    np.testing.assert_allclose(mean, 0.1 * x.mean(axis=(0, 2, 3)), rtol=2e-3)
