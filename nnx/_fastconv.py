@@ -96,8 +96,10 @@ def _flat_rows(x_cn, kernel, stride, dilation, out):
     wasted work (6% at 32x32, 12% at 16x16) and are never read back. The run is
     ``(Ho-1)*Wp + Wo`` long, so it ends inside its image. (In the weight gradient the extra
     positions pair ``g = 0`` with real inputs, so an infinite input makes NaN entries of ``dW``
-    where the portable path has finite ones; the step's loss is not finite either way.) Returns ``(window, run)``: the view
-    ``(C, kh, kw, N, run)`` and its length; ``None`` where this does not apply."""
+    where the portable path has finite ones; the step's loss is not finite either way.)
+
+    Returns ``(window, run)``: the view ``(C, kh, kw, N, run)`` and its length; ``None`` where
+    this does not apply."""
     if stride != (1, 1) or not x_cn.flags.c_contiguous:
         return None
     c, n, hp, wp = x_cn.shape

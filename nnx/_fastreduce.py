@@ -9,9 +9,9 @@ form one contiguous row. ``vecdot`` of two such rows reads them once and writes 
 0.2 ms for a 16-channel 128x32x32 batch). Other layouts return ``None`` and the caller runs the
 portable reduction: the fast path never copies.
 
-Only plain NumPy arrays take it, and not inside :func:`nnx._fastconv.portable_only` (tests compare it with the portable reductions in
-``tests/layers/test_norm_fastpath.py``); it lives outside ``nnx/layers/``, whose code imports no
-array library.
+Only plain NumPy arrays take it, and not inside :func:`nnx._fastconv.portable_only` (tests
+compare it with the portable reductions in ``tests/layers/test_norm_fastpath.py``); it lives
+outside ``nnx/layers/``, whose code imports no array library.
 """
 
 from __future__ import annotations
