@@ -4,24 +4,19 @@ Every layer and loss has a ``forward`` and a ``backward`` written once against t
 API standard, so the same code runs on NumPy, CuPy, PyTorch tensors, JAX and array-api-strict.
 """
 
-from . import augment, callbacks, data, datasets, metrics, models, optim, special
+from . import data, datasets, metrics, models, optim
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
-from .callbacks import (
-    Callback,
-    CSVLogger,
-    EarlyStopping,
-    JSONLinesLogger,
-    LRScheduler,
-    ModelCheckpoint,
-    ProgressBar,
-)
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .checks import BackwardBeforeForwardError
-from .compile import CompiledStep, compile
-from .containers import Add, Concat, Parallel, Residual
-from .gradcheck import GradcheckResult, gradcheck
-from .graph import Graph, Input
-from .history import History
+from .core import special
+from .core.checks import BackwardBeforeForwardError
+from .core.containers import Add, Concat, Parallel, Residual
+from .core.gradcheck import GradcheckResult, gradcheck
+from .core.graph import Graph, Input
+from .core.module import Buffer, Module, Parameter, Sequential
+from .core.summary import summary
+from .data import augment
+from .io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .io.model_file import load_model, module_config, save_model
+from .io.registry import ModelFileError, register_module, registered_modules
 from .layers import (
     ELU,
     GELU,
@@ -78,12 +73,20 @@ from .losses import (
     NLLLoss,
     SmoothL1Loss,
 )
-from .module import Buffer, Module, Parameter, Sequential
-from .plots import save_curves
-from .registry import ModelFileError, register_module, registered_modules
-from .saving import load_model, module_config, save_model
-from .summary import summary
-from .trainer import NonFiniteLossError, Trainer
+from .training import callbacks
+from .training.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    JSONLinesLogger,
+    LRScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+)
+from .training.compile import CompiledStep, compile
+from .training.history import History
+from .training.plots import save_curves
+from .training.trainer import NonFiniteLossError, Trainer
 
 __version__ = "0.1.0"
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .backend import backend_of, get_backend, gpu_count, namespace, to_numpy
-from .module import Module
+from .core.module import Module
 
 INSTALL_HINT = "pip install 'nnx-trainer[mpi]'  (or: pip install mpi4py mpich)"
 TIMEOUT_ENV = "NNX_DIST_TIMEOUT"

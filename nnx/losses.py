@@ -18,7 +18,7 @@ import numbers
 from typing import Any
 
 from .backend import backend_of, device, namespace, to_numpy
-from .checks import (
+from .core.checks import (
     check_floating,
     check_grad,
     check_same_device,
@@ -28,7 +28,7 @@ from .checks import (
     real_in_range,
     require_forward,
 )
-from .module import Module
+from .core.module import Module
 
 REDUCTIONS = ("mean", "sum", "none")
 

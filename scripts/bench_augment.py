@@ -33,7 +33,7 @@ try:
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import nnx
-from nnx.augment import Compose, RandomCrop, RandomHorizontalFlip
+from nnx.data.augment import Compose, RandomCrop, RandomHorizontalFlip
 
 
 def _loop_crop(xp: Any, x: Any, rng: np.random.Generator, padding: int) -> Any:
@@ -113,7 +113,9 @@ def run_augment(
 
 def print_augment_table(results: dict[str, Any]) -> None:
     shape = "x".join(map(str, results["batch"]))
-    print(f"nnx.augment on a float32 batch {shape}, RandomCrop(32, padding=4) + flip; median ms")
+    print(
+        f"nnx.data.augment on a float32 batch {shape}, RandomCrop(32, padding=4) + flip; median ms"
+    )
     names = ("crop", "flip", "crop+flip", "loop", "copy")
     print(f"{'backend':<10}" + "".join(f"{n:>11}" for n in names) + "  crop/loop  (crop+flip)/copy")
     for spec, r in results["backends"].items():

@@ -13,10 +13,10 @@ from pathlib import Path
 
 try:
     try:
-        from nnx.train import main
+        from nnx.cli.train import main
     except ImportError:  # run from a source checkout without installing
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from nnx.train import main
+        from nnx.cli.train import main
 except KeyboardInterrupt:  # Ctrl-C while the libraries load: one line, like any other time
     print(
         "train.py: interrupted: no epoch had completed, so there is nothing to resume",

@@ -1,4 +1,4 @@
-"""nnx.augment: random crops and flips of image batches on the device, seeded per batch.
+"""nnx.data.augment: random crops and flips of image batches on the device, seeded per batch.
 
 References are plain NumPy: ``numpy.pad`` then a slice at torchvision's ``get_params`` corner
 (drawn from the same generator), and ``x[..., ::-1]`` for a flip.
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx.augment import (
+from nnx.data import DataLoader
+from nnx.data.augment import (
     Compose,
     RandomCrop,
     RandomHorizontalFlip,
@@ -19,7 +20,6 @@ from nnx.augment import (
     gather_crop,
     take_rows,
 )
-from nnx.data import DataLoader
 
 NP_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect", "symmetric": "symmetric"}
 
@@ -320,7 +320,7 @@ def test_trainer_refuses_augmentation_that_does_not_fit():
 
 
 def _main(capsys, *args):
-    from nnx.train import main
+    from nnx.cli.train import main
 
     capsys.readouterr()
     status = main([str(a) for a in args])
@@ -340,7 +340,7 @@ def test_command_line_augmentation_resumes_exactly_and_refuses_changes(tmp_path,
     pytest.importorskip("sklearn")
     import json
 
-    from nnx.checkpoint import read_checkpoint
+    from nnx.io.checkpoint import read_checkpoint
 
     args = [*DIGITS, "--random-crop", 1, "--hflip"]
     assert _main(capsys, *args, "--epochs", 4, "--out", tmp_path / "straight")[0] == 0

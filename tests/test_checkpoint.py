@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from nnx.io.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from nnx.optim import SGD, Adam, StepLR
 
 

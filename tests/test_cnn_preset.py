@@ -51,7 +51,7 @@ def test_train_command_with_the_cnn_preset(tmp_path):
         [
             sys.executable,
             "-m",
-            "nnx.train",
+            "nnx.cli.train",
             "--model",
             "cnn",
             "--dataset",

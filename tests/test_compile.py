@@ -1,4 +1,4 @@
-"""nnx.compile: the whole training step traced by jax.jit equals the eager step."""
+"""nnx.training.compile: the whole training step traced by jax.jit equals the eager step."""
 
 import numpy as np
 import pytest

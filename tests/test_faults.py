@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnx.checkpoint import read_checkpoint
+from nnx.io.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "train.py"
@@ -103,7 +103,7 @@ def test_kill_9_at_random_moments_then_resume_matches_a_straight_run(tmp_path):
 
 def _main(capsys, *args):
     """Run the command in this process (fast); returns (status, stdout, stderr)."""
-    from nnx.train import main
+    from nnx.cli.train import main
 
     capsys.readouterr()
     status = main([str(a) for a in args])
@@ -181,7 +181,7 @@ def test_an_older_checkpoint_never_overwrites_newer_results(tmp_path, capsys):
 
 
 def test_a_locked_run_folder_is_refused_and_a_stale_lock_is_not(tmp_path, capsys):
-    from nnx.runfolder import LOCK_NAME, lock_run_folder
+    from nnx.cli.runfolder import LOCK_NAME, lock_run_folder
 
     out = tmp_path / "r"
     out.mkdir()

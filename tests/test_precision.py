@@ -6,7 +6,7 @@ import pytest
 
 import nnx
 from nnx.optim import SGD, Adam
-from nnx.precision import LossScaler, MixedPrecisionStep
+from nnx.training.precision import LossScaler, MixedPrecisionStep
 
 
 def test_loss_scaler_grows_after_clean_steps_and_backs_off_on_overflow():
@@ -156,7 +156,7 @@ def test_bfloat16_trains_on_torch_and_jax(spec):
     x, y = _batch(spec)
     losses = [float(step(x, y)[0]) for _ in range(8)]
     assert losses[-1] < losses[0]
-    assert all(nnx.checks.dtype_name(p.value.dtype) == "float32" for p in model.parameters())
+    assert all(nnx.core.checks.dtype_name(p.value.dtype) == "float32" for p in model.parameters())
 
 
 def test_softmax_accumulates_half_input_in_float32():

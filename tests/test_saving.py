@@ -12,8 +12,8 @@ import pytest
 
 import nnx
 from nnx.backend import to_numpy
-from nnx.registry import init_arguments
-from nnx.saving import build_from_config
+from nnx.io.model_file import build_from_config
+from nnx.io.registry import init_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""nnx.summary: layers, output shapes, parameter counts and sizes."""
+"""nnx.core.summary: layers, output shapes, parameter counts and sizes."""
 
 import math
 

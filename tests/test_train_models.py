@@ -25,7 +25,7 @@ def not_a_model(input_shape, num_classes):
 
 def _run(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "nnx.train", *map(str, args)],
+        [sys.executable, "-m", "nnx.cli.train", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -77,7 +77,7 @@ def test_checkpoints_embed_the_architecture(tmp_path):
     import numpy as np
 
     import nnx
-    from nnx.checkpoint import read_checkpoint
+    from nnx.io.checkpoint import read_checkpoint
 
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
@@ -113,7 +113,7 @@ def test_checkpoint_of_an_unregistered_model_says_why_it_cannot_be_loaded(tmp_pa
     import pytest
 
     import nnx
-    from nnx.checkpoint import read_checkpoint
+    from nnx.io.checkpoint import read_checkpoint
 
     class Mine(nnx.Module):
         def __init__(self):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nnx.backend import backend_available
-from nnx.checkpoint import read_checkpoint
+from nnx.io.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "train.py"
@@ -22,7 +22,7 @@ TIMING = ("seconds", "samples_per_s")
 
 
 def _run(*args, cwd=None, module=False):
-    command = [sys.executable, "-m", "nnx.train"] if module else [sys.executable, str(SCRIPT)]
+    command = [sys.executable, "-m", "nnx.cli.train"] if module else [sys.executable, str(SCRIPT)]
     return subprocess.run(
         [*command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
     )

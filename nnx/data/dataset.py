@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import Backend, backend_of, get_backend, namespace
-from ..structure import first_leaf, leaves, map_structure
+from ..core.structure import first_leaf, leaves, map_structure
 
 
 class ArrayDataset:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_of, namespace
-from ..checks import positive_int
-from ..structure import first_leaf, map_structure
+from ..core.checks import positive_int
+from ..core.structure import first_leaf, map_structure
 from .dataset import ArrayDataset
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_of, namespace, to_numpy
-from ..checks import real_in_range
+from ..core.checks import real_in_range
 from .dataset import ArrayDataset
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 from .errors import DatasetError
 
 MAX_DOWNLOAD_BYTES = 64 << 20  # for a file of no published size: every IDX file is smaller

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import positive_int
+from ..core.checks import positive_int
 
 
 def _check(samples: int, length: int, who: str) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import positive_int
+from ..core.checks import positive_int
 
 
 def spiral(

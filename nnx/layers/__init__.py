@@ -22,14 +22,7 @@ from .embedding import Embedding, TiedLinear
 from .layernorm import LayerNorm, RMSNorm
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm
-from .pool import (
-    AdaptiveAvgPool1d,
-    AdaptiveAvgPool2d,
-    AvgPool1d,
-    AvgPool2d,
-    MaxPool1d,
-    MaxPool2d,
-)
+from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .recurrent import GRU, LSTM
 from .shape import Flatten, Identity
 from .sync_batchnorm import SyncBatchNorm

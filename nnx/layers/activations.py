@@ -11,9 +11,9 @@ import numbers
 from typing import Any
 
 from ..backend import is_writeable, namespace
-from ..checks import check_floating, check_grad, dtype_name, require_forward
-from ..module import Module
-from ..special import erfc
+from ..core.checks import check_floating, check_grad, dtype_name, require_forward
+from ..core.module import Module
+from ..core.special import erfc
 
 
 class _Activation(Module):

@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from ..backend import Backend, device, is_writeable, namespace, one_blas_thread
-from ..checks import check_floating, check_grad, dtype_name, positive_int, require_forward
-from ..init import Seed, as_rng
-from ..module import Module
+from ..core.checks import check_floating, check_grad, dtype_name, positive_int, require_forward
+from ..core.init import Seed, as_rng
+from ..core.module import Module
 from .dropout import Dropout
 from .linear import Linear
 

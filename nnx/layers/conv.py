@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import _fastconv
 from ..backend import Backend, get_backend, namespace
-from ..checks import (
+from ..core.checks import (
     check_floating,
     check_grad,
     check_same_device,
@@ -29,8 +29,8 @@ from ..checks import (
     positive_int,
     require_forward,
 )
-from ..init import Seed, as_rng
-from ..module import Module, Parameter
+from ..core.init import Seed, as_rng
+from ..core.module import Module, Parameter
 from ._spatial import (
     PADDING_MODES,
     col2im,

@@ -7,9 +7,9 @@ import numbers
 from typing import Any
 
 from ..backend import Generator, backend_of, namespace
-from ..checks import check_floating, check_grad, require_forward
-from ..init import Seed, as_rng
-from ..module import Module
+from ..core.checks import check_floating, check_grad, require_forward
+from ..core.init import Seed, as_rng
+from ..core.module import Module
 
 
 class Dropout(Module):

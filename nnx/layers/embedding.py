@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import Backend, device, get_backend, namespace, scatter_add_rows, to_numpy
-from ..checks import (
+from ..core.checks import (
     check_floating,
     check_grad,
     check_same_device,
@@ -14,8 +14,8 @@ from ..checks import (
     positive_int,
     require_forward,
 )
-from ..init import Seed, as_rng
-from ..module import Module, Parameter
+from ..core.init import Seed, as_rng
+from ..core.module import Module, Parameter
 
 # elements of the one-hot block built at a time by the portable backward (32 MiB in float64)
 ONE_HOT_BUDGET = 1 << 22

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import Backend, get_backend, is_writeable, namespace
-from ..checks import (
+from ..core.checks import (
     check_floating,
     check_grad,
     check_same_device,
@@ -14,8 +14,8 @@ from ..checks import (
     positive_int,
     require_forward,
 )
-from ..init import Initializer, Seed, as_rng, get_initializer
-from ..module import Module, Parameter
+from ..core.init import Initializer, Seed, as_rng, get_initializer
+from ..core.module import Module, Parameter
 
 
 class Linear(Module):

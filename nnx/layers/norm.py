@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import _fastreduce
 from ..backend import Backend, get_backend, namespace
-from ..checks import (
+from ..core.checks import (
     check_floating,
     check_grad,
     check_same_device,
@@ -28,7 +28,7 @@ from ..checks import (
     real_in_range,
     require_forward,
 )
-from ..module import Buffer, Module, Parameter
+from ..core.module import Buffer, Module, Parameter
 
 
 def _channel_shape(ndim: int) -> tuple[int, ...]:

@@ -13,8 +13,8 @@ import math
 from typing import Any
 
 from ..backend import device, namespace
-from ..checks import check_floating, check_grad, require_forward
-from ..module import Module
+from ..core.checks import check_floating, check_grad, require_forward
+from ..core.module import Module
 from ._spatial import col2im, int_tuple, pad, pad_backward, pool_out_size, window_slices
 
 

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from ..backend import Backend, device, get_backend, namespace, one_blas_thread
-from ..checks import (
+from ..core.checks import (
     check_floating,
     check_grad,
     check_same_device,
@@ -22,8 +22,8 @@ from ..checks import (
     positive_int,
     require_forward,
 )
-from ..init import Seed, as_rng
-from ..module import Module, Parameter
+from ..core.init import Seed, as_rng
+from ..core.module import Module, Parameter
 
 
 def _sigmoid(xp: Any, a: Any) -> Any:

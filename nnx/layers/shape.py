@@ -7,8 +7,8 @@ import numbers
 from typing import Any
 
 from ..backend import namespace
-from ..checks import check_grad, require_forward
-from ..module import Module
+from ..core.checks import check_grad, require_forward
+from ..core.module import Module
 
 
 class Identity(Module):

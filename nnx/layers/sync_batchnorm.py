@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..module import Module
+from ..core.module import Module
 from .norm import BatchNorm1d, BatchNorm2d, _BatchNorm, _channel_sum
 
 

@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 from ..backend import Backend, device, get_backend, namespace
-from ..checks import check_floating, check_grad, positive_int, require_forward
-from ..init import Seed, as_rng
-from ..module import Buffer, Module, Parameter
+from ..core.checks import check_floating, check_grad, positive_int, require_forward
+from ..core.init import Seed, as_rng
+from ..core.module import Buffer, Module, Parameter
 from .activations import GELU, ReLU
 from .attention import MultiheadAttention
 from .dropout import Dropout

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..module import Module
+from ..core.module import Module
 from . import cnn, lstm, mlp, transformer
 
 Builder = Callable[..., Module]

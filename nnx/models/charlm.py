@@ -128,7 +128,7 @@ def run_language_model(
     import nnx
     from nnx import optim
 
-    from ..train import make_model, make_optimizer
+    from ..cli.train import make_model, make_optimizer
 
     backend = nnx.get_backend(settings["device"])
     if settings["text"] is None:

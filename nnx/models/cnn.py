@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.module import Module, Sequential
 from ..layers import (
     AdaptiveAvgPool2d,
     BatchNorm2d,
@@ -28,7 +29,6 @@ from ..layers import (
     MaxPool2d,
     ReLU,
 )
-from ..module import Module, Sequential
 
 
 def build(

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import namespace
+from ..core.module import Module
 from ..layers import LSTM, Embedding, Linear
-from ..module import Module
 
 
 class LSTMLanguageModel(Module):

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.module import Module, Sequential
 from ..layers import GELU, Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-from ..module import Module, Sequential
 
 ACTIVATIONS = {
     "relu": ReLU,

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import namespace
+from ..core.module import Module
 from ..layers import Embedding, LayerNorm, Linear, PositionalEmbedding, TransformerEncoderLayer
-from ..module import Module
 
 
 class CausalTransformerLM(Module):

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..backend import namespace
-from ..checks import real_in_range
-from ..module import Parameter
+from ..core.checks import real_in_range
+from ..core.module import Parameter
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float, eps: float = 1e-6) -> Any:

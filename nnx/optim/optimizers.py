@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_of, is_writeable, namespace, to_numpy
-from ..checks import article, dtype_name, real_in_range
-from ..module import Parameter
+from ..core.checks import article, dtype_name, real_in_range
+from ..core.module import Parameter
 
 # On NumPy, parameters larger than this many bytes are updated in pieces of this size; see
 # Optimizer._update_in_pieces. 256 KiB per array keeps a rule's arrays in a 2 MiB L2 cache.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..checks import positive_int, real_in_range
+from ..core.checks import positive_int, real_in_range
 from .optimizers import Optimizer
 
 

@@ -148,7 +148,7 @@ def test_file_level_errors(tmp_path):
 
 
 def _run(*args, cwd, command=None):
-    command = command or [sys.executable, "-m", "nnx.train"]
+    command = command or [sys.executable, "-m", "nnx.cli.train"]
     return subprocess.run(
         [*command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
     )
@@ -199,7 +199,7 @@ def test_version_flag_and_console_script(tmp_path):
     from importlib.metadata import entry_points
 
     (script,) = entry_points(group="console_scripts", name="nnx-train")
-    assert script.value == "nnx.train:cli"
+    assert script.value == "nnx.cli.train:cli"
     installed = Path(sys.executable).parent / "nnx-train"
     if not installed.is_file():
         pytest.skip("the package is not installed with its scripts here")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx.special import erf, erfc
+from nnx.core.special import erf, erfc
 from tests.conftest import host_normal
 
 NEW = {

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import nnx
+from nnx.cli.train import main
 from nnx.models import charlm, get_preset
-from nnx.train import main
 
 
 @pytest.mark.parametrize("name", ["transformer", "lstm"])

@@ -34,11 +34,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backend import backend_of, namespace, overflow_allowed
-from .checks import dtype_name
-from .losses import Loss
-from .module import Module, _accepts_need_input_grad
-from .optim import Optimizer, clip_grad_norm
+from ..backend import backend_of, namespace, overflow_allowed
+from ..core.checks import dtype_name
+from ..core.module import Module, _accepts_need_input_grad
+from ..losses import Loss
+from ..optim import Optimizer, clip_grad_norm
 
 PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.checks import article, dtype_name
+from ..core.module import Module
 from .atomic import atomic_write
-from .checks import article, dtype_name
-from .module import Module
 
 FORMAT = "nnx-checkpoint"
 VERSION = 1
@@ -430,8 +430,8 @@ def _embedded_model(model: Module) -> dict[str, Any]:
     """``{"model": record}`` so that ``nnx.load_model`` and ``--resume`` can rebuild the model
     from the checkpoint alone; ``{"model": None, "model_error": why}`` when a module cannot be
     described (an unregistered class), which leaves the checkpoint usable with the model given."""
+    from .model_file import model_record
     from .registry import ModelFileError
-    from .saving import model_record
 
     try:
         return {"model": model_record(model)}

@@ -45,7 +45,7 @@ def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
     """
 
     def decorate(klass: M) -> M:
-        from .module import Module
+        from ..core.module import Module
 
         if not (isinstance(klass, type) and issubclass(klass, Module)):
             raise TypeError(f"register_module: {klass!r} is not an nnx.Module subclass")

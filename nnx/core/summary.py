@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import backend_of, get_backend
+from ..backend import backend_of, get_backend
 from .module import Buffer, Module, Parameter
 
 _BATCH = 2  # a batch of two: a batch axis of 1 could hide broadcasting mistakes

@@ -3,16 +3,16 @@
 Like every nnx module, a container's ``backward`` is its children's backward passes called in
 reverse. Following the input-gradient convention (``docs/architecture.md``), a container's
 ``backward(grad_out, need_input_grad=False)`` returns ``dL/dx`` only when asked, and asks each
-child for exactly what it uses (:func:`~nnx.module.call_backward`). A module may appear in
-several branches: each call keeps its own cache (:func:`~nnx.module.capture_call_state`).
+child for exactly what it uses (:func:`~nnx.core.module.call_backward`). A module may appear in
+several branches: each call keeps its own cache (:func:`~nnx.core.module.capture_call_state`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .backend import namespace
-from .layers.shape import Identity
+from ..backend import namespace
+from ..layers.shape import Identity
 from .module import (
     Module,
     call_backward,
@@ -234,7 +234,7 @@ class Parallel(Module):
 
 class Add(Module):
     """``y = x1 + x2 + ...`` of several inputs of one shape (a skip connection in a
-    :class:`~nnx.graph.Graph`); backward hands every input the gradient ``g``.
+    :class:`~nnx.core.graph.Graph`); backward hands every input the gradient ``g``.
 
     >>> import numpy as np, nnx
     >>> nnx.Add()(np.ones(2), np.ones(2))

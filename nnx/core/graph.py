@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .backend import namespace
+from ..backend import namespace
 from .module import (
     Module,
     Symbolic,

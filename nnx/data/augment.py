@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import backend_of, device, namespace
+from ..backend import backend_of, device, namespace
 
 # A stream of its own: never the same entropy as the loader's (seed, epoch) permutation or the
 # dropout masks' (seed, epoch, module) seeds.

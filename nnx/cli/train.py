@@ -34,7 +34,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
 DTYPES = ("float32", "float64")
-PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.precision.PRECISIONS
+PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.training.precision.PRECISIONS
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
 
 
@@ -402,7 +402,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
     if settings["jit"] and settings["precision"] != "float32":
         raise ConfigError("--jit and --precision cannot be combined yet")
     if not settings["distributed"]:
-        from .distributed import launched_by_mpi
+        from ..distributed import launched_by_mpi
 
         settings["distributed"] = launched_by_mpi()
     return settings, resume
@@ -514,7 +514,7 @@ def apply_resume_changes(changes: dict[str, Any], optimizer: Any, schedule: Any)
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
-    from .checkpoint import CheckpointError, read_record
+    from ..io.checkpoint import CheckpointError, read_record
 
     try:
         epoch = read_record(path).get("epoch")
@@ -625,9 +625,9 @@ def model_from_checkpoint(path: Path) -> Any:
     """The model described by the architecture a checkpoint embeds (fresh weights: the
     checkpoint's are loaded with the optimizer state), or None when it embeds none or names a
     class not registered in this process."""
-    from nnx.checkpoint import read_checkpoint
-    from nnx.registry import ModelFileError
-    from nnx.saving import model_from_record
+    from nnx.io.checkpoint import read_checkpoint
+    from nnx.io.model_file import model_from_record
+    from nnx.io.registry import ModelFileError
 
     meta, _ = read_checkpoint(path)
     record = meta.get("model")
@@ -641,7 +641,7 @@ def model_from_checkpoint(path: Path) -> Any:
 
 def make_augment(settings: dict[str, Any], sample_shape: tuple[int, ...], dataset: str) -> Any:
     """The training-batch augmentation that --random-crop and --hflip ask for, or None."""
-    from nnx.augment import Compose, RandomCrop, RandomHorizontalFlip
+    from nnx.data.augment import Compose, RandomCrop, RandomHorizontalFlip
 
     padding, flip = settings["random_crop"], settings["hflip"]
     if padding is None and not flip:
@@ -738,7 +738,7 @@ def lock_out(out: Path) -> Any:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from .atomic import atomic_write
+    from ..io.atomic import atomic_write
 
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(json.dumps(data, indent=2, default=str) + "\n")
@@ -1044,10 +1044,10 @@ def _main(argv: list[str] | None, prog: str) -> int:
     context: dict[str, Any] = {}
 
     from nnx.backend import BackendUnavailableError
-    from nnx.checkpoint import CheckpointError
     from nnx.datasets import DatasetError
     from nnx.distributed import DistributedUnavailableError
-    from nnx.trainer import NonFiniteLossError
+    from nnx.io.checkpoint import CheckpointError
+    from nnx.training.trainer import NonFiniteLossError
 
     try:
         # Model settings given now (flags or --config) build the model from them on --resume;

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from .atomic import atomic_write
+from ..io.atomic import atomic_write
 from .history import History
 
 logger = logging.getLogger("nnx")

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import Generator, backend_of, is_tracer, jit
-from .layers import Dropout
-from .losses import Loss
-from .module import Module, _accepts_need_input_grad
-from .optim import Optimizer, clip_grad_norm
+from ..backend import Generator, backend_of, is_tracer, jit
+from ..core.module import Module, _accepts_need_input_grad
+from ..layers import Dropout
+from ..losses import Loss
+from ..optim import Optimizer, clip_grad_norm
 
 
 class CompiledStep:
@@ -54,25 +54,29 @@ class CompiledStep:
         self, model: Module, loss: Loss, optimizer: Optimizer, clip_norm: float | None = None
     ):
         if not isinstance(model, Module) or not isinstance(loss, Loss):
-            raise TypeError("nnx.compile: expected an nnx Module, an nnx loss and an optimizer")
+            raise TypeError(
+                "nnx.training.compile: expected an nnx Module, an nnx loss and an optimizer"
+            )
         if not isinstance(optimizer, Optimizer):
             raise TypeError(
-                f"nnx.compile: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"
+                f"nnx.training.compile: optimizer must be an nnx optimizer, got {type(optimizer).__name__}"
             )
         params = list(model.parameters())
         if not params:
-            raise ValueError("nnx.compile: the model has no parameters")
+            raise ValueError("nnx.training.compile: the model has no parameters")
         not_jax = [p.name for p in params if backend_of(p.value).name != "jax"]
         if not_jax:
             raise ValueError(
-                f"nnx.compile traces with jax.jit and needs the model on JAX, but parameters "
+                f"nnx.training.compile traces with jax.jit and needs the model on JAX, but parameters "
                 f"{not_jax} are on {backend_of(params[0].value).name}; move the model first "
                 f"(model.to('jax')) or use the eager step"
             )
         ids = {id(p) for p in params}
         foreign = [i for i, p in enumerate(optimizer.params) if id(p) not in ids]
         if foreign:
-            raise ValueError(f"nnx.compile: optimizer parameters {foreign} are not in the model")
+            raise ValueError(
+                f"nnx.training.compile: optimizer parameters {foreign} are not in the model"
+            )
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.clip_norm = clip_norm
         self.backend = backend_of(params[0].value)

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import backend_of, float64_scope, to_numpy
-from .losses import Loss, not_a_loss_message
+from ..backend import backend_of, float64_scope, to_numpy
+from ..losses import Loss, not_a_loss_message
 from .module import Module, call_backward
 from .structure import call_with, first_leaf, leaves, map_structure
 
@@ -85,7 +85,7 @@ def gradcheck(
     (and a floating ``target``) are cast too. ``x`` may be a tuple of arrays (positional inputs, errors
     ``"input.0"``, ...) or a dict (keyword inputs, ``"input.<key>"``). On JAX, 64-bit mode is switched on for the check
     alone when it is off. Pass a :class:`~nnx.losses.Loss` with its
-    ``target``, or any :class:`~nnx.module.Module` without one. Returns a
+    ``target``, or any :class:`~nnx.core.module.Module` without one. Returns a
     :class:`GradcheckResult`; ``result.ok`` says whether every error is within ``tol``.
     ``seed`` draws the probe weights ``w`` from a stream of its own, so they never equal an input
     drawn with ``np.random.default_rng(seed)`` (that would hide errors in layers such as

@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import Backend, get_backend
+from ..core.module import Buffer, Module, Parameter
 from .atomic import atomic_write
-from .backend import Backend, get_backend
-from .module import Buffer, Module, Parameter
 from .registry import (
     ModelFileError,
     init_arguments,
@@ -355,7 +355,7 @@ def save_model(path: str | os.PathLike, model: Module) -> Path:
     """
     if not isinstance(model, Module):
         raise TypeError(f"save_model: model must be an nnx.Module, got {type(model).__name__}")
-    from . import __version__
+    from .. import __version__
 
     meta = {"format": FORMAT, "version": VERSION, "nnx_version": __version__, **model_record(model)}
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}

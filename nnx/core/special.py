@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backend import namespace
+from ..backend import namespace
 
 _SPLIT = 2.0
 _TERMS = 22

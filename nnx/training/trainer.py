@@ -12,10 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .augment import Augmentation, batch_generator, take_rows
-from .backend import Backend, get_backend, namespace, to_numpy
-from .callbacks import Callback, LRScheduler, ProgressBar
-from .checkpoint import (
+from ..backend import Backend, get_backend, namespace, to_numpy
+from ..core.checks import positive_int
+from ..core.module import Module, _accepts_need_input_grad
+from ..core.structure import call_with, first_leaf, leaves, map_structure
+from ..data import ArrayDataset, DataLoader
+from ..data.augment import Augmentation, batch_generator, take_rows
+from ..data.loader import shard_bounds
+from ..io.checkpoint import (
     CheckpointError,
     NonFiniteStateError,
     checkpoint_arrays,
@@ -23,19 +27,15 @@ from .checkpoint import (
     read_record,
     write_checkpoint,
 )
-from .checks import positive_int
+from ..layers import Dropout, SyncBatchNorm
+from ..losses import Loss, not_a_loss_message
+from ..metrics import Metric, get_metric
+from ..optim import Optimizer, clip_grad_norm
+from ..optim.schedules import Schedule
+from .callbacks import Callback, LRScheduler, ProgressBar
 from .compile import CompiledStep
-from .data import ArrayDataset, DataLoader
-from .data.loader import shard_bounds
 from .history import History
-from .layers import Dropout, SyncBatchNorm
-from .losses import Loss, not_a_loss_message
-from .metrics import Metric, get_metric
-from .module import Module, _accepts_need_input_grad
-from .optim import Optimizer, clip_grad_norm
-from .optim.schedules import Schedule
 from .precision import PRECISIONS, MixedPrecisionStep
-from .structure import call_with, first_leaf, leaves, map_structure
 
 logger = logging.getLogger("nnx")
 
@@ -156,7 +156,7 @@ class Trainer:
         optimizer: an nnx optimizer built on ``model.parameters()``.
         device: backend spec (``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda:1"``, ``"torch"``, ...).
         metrics: names (``"accuracy"``, ``"top5_accuracy"``, ``"mae"``, ``"mse"``) or Metric objects.
-        callbacks: extra :class:`~nnx.callbacks.Callback` objects.
+        callbacks: extra :class:`~nnx.training.callbacks.Callback` objects.
         seed: drives the shuffling order, the dropout masks and the augmentation of every
             epoch, so a run (and a resumed run) repeats exactly.
         schedule: a learning-rate schedule on ``optimizer``, stepped per ``schedule_interval``
@@ -235,7 +235,7 @@ class Trainer:
                 "global batch_size instead"
             )
         if distributed:
-            from . import distributed as dist
+            from .. import distributed as dist
 
             if getattr(loss, "reduction", "mean") != "mean":
                 raise ValueError(
@@ -554,7 +554,7 @@ class Trainer:
                 if groups is not None and groups[batch][2] != 1:
                     _scale_grads(params, 1.0 / groups[batch][2])
                 if self.world is not None:
-                    from .distributed import allreduce_gradients
+                    from ..distributed import allreduce_gradients
 
                     allreduce_gradients(params, sizes[-1])
                 if self.clip_norm is not None:
@@ -566,7 +566,7 @@ class Trainer:
         for m in dropouts:
             m.rows = None
         if self.world is not None:  # BatchNorm's statistics saw this rank's shards only
-            from .distributed import average_buffers
+            from ..distributed import average_buffers
 
             average_buffers(model)
         if self.world is None:
@@ -724,7 +724,7 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> dict[str, Any]:
         """Restore model, optimizer, schedule, counters, history and callback state from ``path``
-        (saved by :meth:`save_checkpoint` or :class:`~nnx.callbacks.ModelCheckpoint`)."""
+        (saved by :meth:`save_checkpoint` or :class:`~nnx.training.callbacks.ModelCheckpoint`)."""
         record = read_record(path)
         states = self._check_record(path, record)  # before anything changes
         record = load_checkpoint(path, self.model, self.optimizer, self.schedule)

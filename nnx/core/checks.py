@@ -10,7 +10,7 @@ import math
 import numbers
 from typing import Any
 
-from .backend import device, same_device
+from ..backend import device, same_device
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .atomic import atomic_write
-from .checks import non_negative, positive_int
+from ..core.checks import non_negative, positive_int
+from ..io.atomic import atomic_write
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -251,7 +251,7 @@ class ModelCheckpoint(Callback):
         self._boundary = trainer.checkpoint_arrays()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
-        from .checkpoint import write_checkpoint
+        from ..io.checkpoint import write_checkpoint
 
         value = logs.get(self.monitor)
         improved = self.save_best and _better(self.mode, value, self.best, 0.0)
@@ -268,7 +268,7 @@ class ModelCheckpoint(Callback):
             self.last_good = (self.last_path, epoch + 1)
 
     def on_interrupt(self, trainer: Trainer) -> None:
-        from .checkpoint import write_checkpoint
+        from ..io.checkpoint import write_checkpoint
 
         if self._boundary is not None:
             write_checkpoint(self.last_path, self._boundary)

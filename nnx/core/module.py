@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, backend_of, get_backend, to_numpy
+from ..backend import Backend, backend_of, get_backend, to_numpy
+from ..io.registry import capture_init, register_builtin
 from .checks import dtype_name
-from .registry import capture_init, register_builtin
 
 
 class _NamedArray:
