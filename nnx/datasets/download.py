@@ -2,17 +2,24 @@
 
 Every file has a published SHA-256 (and, where known, a size). A download streams to a temporary
 file that takes its name only when the checksum matches, and is aborted as soon as it announces
-or grows past the expected size. A cached file is used only after its size and SHA-256 check out;
-the result is remembered by size and modification time in the folder's ``.nnx-verified.json``,
-so an unchanged cache is not hashed again. MNIST, Fashion-MNIST (:mod:`.idx`) and CIFAR-10
+or grows past the expected size, and when it is slower than :data:`MIN_RATE` bytes a second or
+longer than its whole-download deadline (a server that drips a byte every few seconds never trips
+a per-read timeout). A cached file is used only after its size and SHA-256 check out; the result
+is remembered by size, modification time and inode change time in the folder's
+``.nnx-verified.json``, so an unchanged cache is not hashed again, and a file rewritten with its
+old modification time put back (which changes its ctime) is hashed again. Files are fetched over
+https where the publisher offers it; the published SHA-256 is what guarantees integrity, on any
+transport. MNIST, Fashion-MNIST (:mod:`.idx`) and CIFAR-10
 (:mod:`.cifar`) share this code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +30,9 @@ from ..io.atomic import atomic_write
 from .errors import DatasetError
 
 MAX_DOWNLOAD_BYTES = 64 << 20  # for a file of no published size: every IDX file is smaller
+# A download averaging fewer bytes a second than this, once ``timeout`` seconds have passed, is
+# abandoned; so is one still running after ``timeout + limit / MIN_RATE`` seconds in all.
+MIN_RATE = 16 << 10
 _MEMO = ".nnx-verified.json"
 
 
@@ -59,8 +69,12 @@ def _download(
 ) -> None:
     """Stream ``url`` to ``target`` atomically; the file takes its name only when its SHA-256
     matches (so a failed or corrupted download never leaves a file behind). A download larger
-    than ``limit`` bytes is aborted as soon as it says so or grows past it."""
+    than ``limit`` bytes is aborted as soon as it says so or grows past it; one slower than
+    :data:`MIN_RATE` after ``timeout`` seconds, or longer than ``timeout + limit / MIN_RATE``
+    seconds, raises TimeoutError. ``timeout`` also bounds each wait for the server."""
     digest = hashlib.sha256()
+    start = time.monotonic()
+    deadline = timeout + limit / MIN_RATE
     with atomic_write(target) as out, urllib.request.urlopen(url, timeout=timeout) as response:
         announced = response.headers.get("Content-Length")
         if announced is not None and announced.isdigit() and int(announced) > limit:
@@ -68,7 +82,8 @@ def _download(
                 f"{target.name} is {int(announced)} bytes, more than the expected {limit}"
             )
         total = 0
-        while chunk := response.read(1 << 20):
+        # read1: whatever has arrived (at most 1 MiB), so the clock is checked between drips
+        while chunk := response.read1(1 << 20):
             total += len(chunk)
             if total > limit:
                 raise ChecksumError(
@@ -76,6 +91,12 @@ def _download(
                 )
             digest.update(chunk)
             out.write(chunk)
+            elapsed = time.monotonic() - start
+            if elapsed > deadline or (elapsed > timeout and total < MIN_RATE * elapsed):
+                raise TimeoutError(
+                    f"download of {target.name} too slow: {total} bytes in {elapsed:.0f} s "
+                    f"(at least {MIN_RATE} bytes/s are needed); aborted"
+                )
         got = digest.hexdigest()
         if got != expected_sha256:
             raise ChecksumError(
@@ -88,7 +109,8 @@ def verify_files(
 ) -> list[str]:
     """The files of ``sha256`` (name -> published SHA-256) that are missing from ``folder`` or
     fail their size or SHA-256 check. A file that passed is remembered (size, modification
-    time) in ``folder``'s ``.nnx-verified.json`` and not hashed again while those stay the same."""
+    and inode change times) in ``folder``'s ``.nnx-verified.json`` and not hashed again while
+    those stay the same; any write to the file changes its ctime, which no user can set back."""
     memo = _read_memo(folder)
     bad, changed = [], False
     for filename, expected in sha256.items():
@@ -98,7 +120,12 @@ def verify_files(
         except OSError:
             bad.append(filename)
             continue
-        record = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected}
+        record = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns,
+            "sha256": expected,
+        }
         if memo.get(filename) == record:
             continue
         size = (sizes or {}).get(filename)
@@ -148,6 +175,8 @@ def fetch_files(
                 break
             except (urllib.error.URLError, OSError, ChecksumError) as err:
                 errors.append(f"{url}: {err}")
+            except http.client.HTTPException as err:  # e.g. a malformed status line
+                errors.append(f"{url}: bad HTTP response ({type(err).__name__}: {err})")
         else:
             raise DatasetError(
                 f"{name}: could not download {filename} ({'; '.join(errors)}). {missing}"

@@ -47,7 +47,12 @@ SOURCES = {
         },
     ),
     "fashion-mnist": Source(
-        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        # https first (the publisher's GitHub copy); its S3 site serves plain http only. The
+        # SHA-256 checksums, not the transport, are what make a downloaded file trusted.
+        urls=(
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        ),
         sha256={
             "train-images-idx3-ubyte.gz": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
             "train-labels-idx1-ubyte.gz": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",

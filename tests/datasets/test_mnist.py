@@ -203,3 +203,92 @@ def test_published_sizes_cover_every_file():
     for source in mnist_module.SOURCES.values():
         assert set(source.sizes) == set(source.sha256)
         assert all(1000 < n < 64 << 20 for n in source.sizes.values())
+
+
+class _RawServer:
+    """A TCP server on 127.0.0.1 that answers every connection with ``respond(socket)``."""
+
+    def __init__(self, respond):
+        import socketserver
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                try:
+                    respond(self.request)
+                except OSError:  # the client gave up: that is the point of these tests
+                    pass
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _use_only(monkeypatch, tmp_path, url):
+    monkeypatch.setenv("NNX_DATA", str(tmp_path / "cache"))
+    source = mnist_module.SOURCES["mnist"]
+    monkeypatch.setitem(
+        mnist_module.SOURCES, "mnist", mnist_module.Source((url,), source.sha256, source.sizes)
+    )
+
+
+def test_a_dripping_server_is_abandoned(tmp_path, monkeypatch):
+    """A server sending one byte at a time never trips the per-read timeout; the minimum rate
+    ends the download (bounded: the server stops after 5 s whatever happens)."""
+    import time
+
+    def drip(sock):
+        sock.recv(4096)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9000\r\n\r\n")
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            sock.sendall(b"x")
+            time.sleep(0.05)
+
+    monkeypatch.setattr(download_module, "MIN_RATE", 1000)  # bytes/s: the drip sends ~20
+    with _RawServer(drip) as server:
+        _use_only(monkeypatch, tmp_path, server.url)
+        real = download_module._download
+        monkeypatch.setattr(  # timeout 0.5 s: the rate is judged after half a second
+            download_module, "_download", lambda u, t, e, timeout, limit: real(u, t, e, 0.5, limit)
+        )
+        start = time.monotonic()
+        with pytest.raises(DatasetError, match=r"too slow: \d+ bytes in \d+ s"):
+            mnist()
+        assert time.monotonic() - start < 4
+    assert not [p for p in (tmp_path / "cache" / "mnist").iterdir() if p.name.startswith(".")]
+
+
+def test_a_bad_status_line_is_one_clear_error(tmp_path, monkeypatch):
+    def garbage(sock):
+        sock.recv(4096)
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    with _RawServer(garbage) as server:
+        _use_only(monkeypatch, tmp_path, server.url)
+        with pytest.raises(DatasetError, match=r"bad HTTP response \(BadStatusLine"):
+            mnist()
+
+
+def test_a_cache_file_rewritten_with_its_old_mtime_is_hashed_again(served, tmp_path):
+    """Same size, same mtime, one byte flipped: the memo's ctime no longer matches."""
+    import os
+
+    mnist()
+    cached = tmp_path / "cache" / "mnist" / "train-labels-idx1-ubyte.gz"
+    st = cached.stat()
+    data = bytearray(cached.read_bytes())
+    data[-1] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (cached.stat().st_size, cached.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    with pytest.raises(DatasetError, match="train-labels-idx1-ubyte.gz in .* fail their size or"):
+        mnist(download=False)
