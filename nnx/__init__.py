@@ -55,6 +55,7 @@ from .layers import (
     SinusoidalPositionalEncoding,
     Softmax,
     Softplus,
+    Standardize,
     SyncBatchNorm,
     Tanh,
     TiedLinear,
@@ -91,6 +92,7 @@ from .training.trainer import NonFiniteLossError, Trainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "Standardize",
     "ELU",
     "SELU",
     "Hardtanh",

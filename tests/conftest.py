@@ -4,12 +4,20 @@ NumPy and array-api-strict (default device and ``Device("device1")``, which catc
 on the wrong device) always run; PyTorch and JAX run when importable and CuPy when a CUDA GPU is
 usable. Unavailable backends are skipped with the reason.
 
+Tests that need PyTorch (the oracle comparisons, the torch backend, the benchmarks against torch)
+carry the ``torch`` marker: the torch backend's parameters get it here, the others are marked
+where they are written. Without PyTorch they skip with one reason, and ``-m torch`` runs only
+them (.ci/run does, after installing PyTorch). A test that skips for want of PyTorch without the
+marker fails, so none can be left out of that second run.
+
 JAX runs the suite in 64-bit mode, switched on here before any test creates an array: the
 float64 gradient checks and PyTorch comparisons need it. The float32 default that JAX users get
 (x64 off) is tested in tests/test_jax.py under ``jax.enable_x64(False)``.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -35,11 +43,38 @@ BACKENDS = [
     _backend_param("numpy"),
     _backend_param("strict"),
     _backend_param("strict:device1"),
-    _backend_param("torch"),
+    _backend_param("torch", pytest.mark.torch),
     _backend_param("jax"),
-    _backend_param("torch:cuda", pytest.mark.gpu),
+    _backend_param("torch:cuda", pytest.mark.gpu, pytest.mark.torch),
     _backend_param("cupy", pytest.mark.gpu),
 ]
+
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAVE_TORCH:
+        return
+    skip = pytest.mark.skip(reason="needs PyTorch (pip install torch); not installed")
+    for item in items:
+        if item.get_closest_marker("torch"):
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """A test skipped because PyTorch is missing must carry the ``torch`` marker."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not item.get_closest_marker("torch"):
+        reason = str(report.longrepr)
+        if "could not import 'torch'" in reason or "backend 'torch" in reason:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{item.nodeid} needs PyTorch ({reason.strip()}) but is not marked "
+                f"@pytest.mark.torch, so the PyTorch-only CI run would never run it"
+            )
 
 
 @pytest.fixture(params=BACKENDS)

@@ -31,6 +31,7 @@ def test_numpy_blas_runs_on_one_thread_inside_and_is_restored():
     assert _blas_threads() == before
 
 
+@pytest.mark.torch
 def test_other_arrays_leave_the_threads_alone():
     torch = pytest.importorskip("torch")
     before = _blas_threads()

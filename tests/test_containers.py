@@ -202,6 +202,7 @@ def _compare(torch, model, y, dx, x_t, tensors, g):
         np.testing.assert_allclose(p.grad, tensors[name].grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.torch
 def test_residual_mlp_matches_pytorch():
     torch = pytest.importorskip("torch")
     model = nnx.Sequential(
@@ -230,6 +231,7 @@ def test_residual_mlp_matches_pytorch():
     _compare(torch, model, y, dx, x_t, t, g)
 
 
+@pytest.mark.torch
 def test_two_branch_concat_model_matches_pytorch():
     torch = pytest.importorskip("torch")
     model = nnx.Sequential(

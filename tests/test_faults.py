@@ -322,6 +322,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
 # ---------------------------------------------------------------- API messages that fit the case
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("spec", ["strict:device1", "torch"])
 def test_a_numpy_input_to_a_model_on_another_library_says_so(spec):
     import nnx

@@ -143,6 +143,7 @@ def test_bad_reduction():
         nnx.CrossEntropyLoss(reduction="avg")
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", ["mse", "l1", "bce", "ce-labels", "ce-soft"])
 def test_matches_pytorch(name):
     torch = pytest.importorskip("torch")
@@ -171,6 +172,7 @@ MASKED = np.array([[0.5, -np.inf, 2.0, -1.0], [-np.inf, 1.0, -np.inf, 0.25]])
 HUGE32 = np.array([[3e38, -3e38, 0.0, 1e38], [-3.4e38, 3.4e38, 3.4e38, -1.0]])
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "logits, labels, dtype",
     [(MASKED, [0, 3], "float64"), (MASKED, [2, 1], "float32"), (HUGE32, [3, 1], "float32")],

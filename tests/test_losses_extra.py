@@ -184,6 +184,7 @@ def _t(F, a):
 CASES = _cases()
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("name", CASES)
 def test_matches_pytorch(name, reduction):

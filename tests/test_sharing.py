@@ -67,6 +67,7 @@ def test_weight_tying(backend):
     assert result.ok, str(result)
 
 
+@pytest.mark.torch
 def test_tied_and_reused_modules_match_pytorch():
     torch = pytest.importorskip("torch")
     a, b = _tied_pair()

@@ -25,11 +25,13 @@ from .norm import BatchNorm1d, BatchNorm2d, GroupNorm
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .recurrent import GRU, LSTM
 from .shape import Flatten, Identity
+from .standardize import Standardize
 from .sync_batchnorm import SyncBatchNorm
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
 from .upsample import Upsample
 
 __all__ = [
+    "Standardize",
     "ELU",
     "SELU",
     "Hardtanh",

@@ -84,6 +84,7 @@ def test_bad_arguments():
         nnx.Softmax(axis=2)(np.ones((2, 2)))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "make, reference",
     [

@@ -39,6 +39,7 @@ def test_gradients_match_finite_differences(backend, name):
     assert result.ok, str(result)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", NEW)
 def test_matches_pytorch(name):
     torch = pytest.importorskip("torch")
@@ -86,6 +87,7 @@ def test_erf_float32_is_within_float32_rounding(backend):
     assert np.max(np.abs(got - ref)) <= 4 * np.finfo(np.float32).eps
 
 
+@pytest.mark.torch
 def test_erf_against_torch():
     torch = pytest.importorskip("torch")
     x = np.linspace(-7, 7, 1401)

@@ -21,6 +21,7 @@ CONV2D = [
 ]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("options", CONV2D, ids=str)
 def test_conv2d_matches_torch(options):
     torch = pytest.importorskip("torch")
@@ -28,6 +29,7 @@ def test_conv2d_matches_torch(options):
     compare(layer, torch.nn.Conv2d(4, 6, 3, **options), (3, 4, 9, 8))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "cin, cout, kernel, options, shape",
     [
@@ -48,6 +50,7 @@ def test_conv2d_shapes_and_groups_match_torch(cin, cout, kernel, options, shape)
     )
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "options",
     [
@@ -63,6 +66,7 @@ def test_conv1d_matches_torch(options):
     compare(nnx.Conv1d(4, 6, 3, rng=0, **options), torch.nn.Conv1d(4, 6, 3, **options), (2, 4, 11))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "options, shape",
     [

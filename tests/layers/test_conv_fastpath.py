@@ -141,6 +141,7 @@ def test_input_gradient_by_flipped_convolution_equals_col2im(
     )
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "layer, tlayer, shape",
     [

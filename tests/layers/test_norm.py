@@ -9,6 +9,7 @@ from tests.conftest import host_normal
 from tests.layers.torch_oracle import compare
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "options",
     [
@@ -36,6 +37,7 @@ def test_batchnorm_several_train_steps_then_eval_match_torch(kind, shape, option
         assert int(nnx.to_numpy(layer.num_batches_tracked.value)) == 3
 
 
+@pytest.mark.torch
 def test_groupnorm_matches_torch():
     torch = pytest.importorskip("torch")
     for groups, channels, shape, affine in [

@@ -17,6 +17,7 @@ POOL2D = [
 ]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("kernel, options", POOL2D, ids=str)
 @pytest.mark.parametrize("shape", [(2, 3, 7, 8), (1, 2, 6, 5)], ids=str)
 def test_max_and_avg_pool2d_match_torch(kernel, options, shape):
@@ -30,6 +31,7 @@ def test_max_and_avg_pool2d_match_torch(kernel, options, shape):
     )
 
 
+@pytest.mark.torch
 def test_max_pool_dilation_and_avg_divisor_override_match_torch():
     torch = pytest.importorskip("torch")
     options = dict(stride=2, padding=1, dilation=2, ceil_mode=True)
@@ -42,6 +44,7 @@ def test_max_pool_dilation_and_avg_divisor_override_match_torch():
     )
 
 
+@pytest.mark.torch
 def test_max_pool_ties_go_to_the_first_maximum_like_torch():
     torch = pytest.importorskip("torch")
     x = np.round(np.random.default_rng(0).standard_normal((2, 3, 6, 6)))  # many ties
@@ -52,6 +55,7 @@ def test_max_pool_ties_go_to_the_first_maximum_like_torch():
     np.testing.assert_array_equal(layer.backward(np.ones((2, 3, 6, 6))), xt.grad.numpy())
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "kernel, options",
     [
@@ -72,18 +76,21 @@ def test_pool1d_match_torch(kernel, options):
         )
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("out", [1, (1, 1), (3, 2), (None, 4), 5], ids=str)
 def test_adaptive_avg_pool2d_matches_torch(out):
     torch = pytest.importorskip("torch")
     compare(nnx.AdaptiveAvgPool2d(out), torch.nn.AdaptiveAvgPool2d(out), (2, 3, 7, 5))
 
 
+@pytest.mark.torch
 def test_adaptive_avg_pool1d_matches_torch():
     torch = pytest.importorskip("torch")
     for out in (1, 3, 4):
         compare(nnx.AdaptiveAvgPool1d(out), torch.nn.AdaptiveAvgPool1d(out), (2, 3, 10))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "options, shape",
     [

@@ -100,6 +100,7 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("length", [1, 2, 7])
 @pytest.mark.parametrize(
     "config", CONFIGS, ids=["1", "2-bidir-timefirst", "3-nobias", "2-bidir-nobias"]
@@ -142,6 +143,7 @@ def test_matches_pytorch(kind, config, length):
         np.testing.assert_allclose(p.grad.T, getattr(ref, name).grad.numpy(), **close, err_msg=name)
 
 
+@pytest.mark.torch
 def test_zero_initial_state_and_output_gradient_only():
     torch = pytest.importorskip("torch")
     rnn = nnx.LSTM(3, 4, rng=0, dtype="float64")

@@ -89,6 +89,7 @@ def test_norm_gradients(backend, name):
     assert result.ok, str(result)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", NORMS)
 def test_norm_matches_pytorch(name):
     torch = pytest.importorskip("torch")
@@ -156,6 +157,7 @@ def test_embedding_padding_row_starts_at_zero_and_gets_no_gradient(backend):
     assert np.all(grad[4] == 0) and grad[1, 0] == 2.0 and grad[3, 0] == 0.0
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("spec", ["numpy", "torch"])
 def test_scatter_fast_paths_equal_the_portable_one_hot_path(spec):
     if spec == "torch":
@@ -180,6 +182,7 @@ def test_scatter_without_fast_path_on_strict():
     assert nnx.backend.scatter_add_rows(ids, backend.asarray(np.ones((2, 2))), 3) is None
 
 
+@pytest.mark.torch
 def test_embedding_matches_pytorch():
     torch = pytest.importorskip("torch")
     emb = nnx.Embedding(6, 4, padding_idx=2, rng=0, dtype="float64")
@@ -207,6 +210,7 @@ def test_weight_tying_sums_both_gradients(backend):
     assert result.ok, str(result)
 
 
+@pytest.mark.torch
 def test_tied_linear_matches_pytorch():
     torch = pytest.importorskip("torch")
     emb = nnx.Embedding(5, 3, rng=0, dtype="float64")
@@ -371,6 +375,7 @@ def _torch_mask(torch, spec, length, src):
     return kw
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("average", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("mask", [m for m in MASKS if m != "all-masked"])
@@ -415,6 +420,7 @@ def test_attention_matches_pytorch(mask, bias, average):
         )
 
 
+@pytest.mark.torch
 def test_attention_batch_second_matches_pytorch():
     torch = pytest.importorskip("torch")
     mha = nnx.MultiheadAttention(E, H, batch_first=False, rng=1, dtype="float64")
@@ -492,6 +498,7 @@ def _copy_encoder(torch, layer, ref):
             getattr(getattr(ref, name), pname).data = torch.tensor(nnx.to_numpy(p.value))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", ENCODERS)
 def test_encoder_layer_matches_pytorch(name):
     torch = pytest.importorskip("torch")

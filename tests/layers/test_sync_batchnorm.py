@@ -10,6 +10,7 @@ from tests.conftest import host_normal
 from tests.layers.torch_oracle import compare
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (4, 3, 5, 4), (2, 3, 2, 3, 2)])
 def test_one_process_sync_batchnorm_matches_torch_batchnorm(shape):
     torch = pytest.importorskip("torch")

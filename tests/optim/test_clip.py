@@ -29,6 +29,7 @@ def test_clip_grad_norm_leaves_small_gradients(backend):
     np.testing.assert_allclose(nnx.to_numpy(params[1].grad), [0.4], rtol=1e-6)
 
 
+@pytest.mark.torch
 def test_clip_grad_norm_matches_torch():
     torch = pytest.importorskip("torch")
     grads = [np.random.default_rng(i).standard_normal(s) for i, s in enumerate([(3, 4), (4,)])]

@@ -64,6 +64,7 @@ def _run_nnx(name, kwargs, steps, backend, dtype="float64", start=None, optimize
     return params, opt
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=lambda c: str(c))
 def test_fifty_steps_agree_with_torch_optim(name, kwargs):
     torch = pytest.importorskip("torch")

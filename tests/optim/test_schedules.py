@@ -18,6 +18,7 @@ def _rates(schedule, steps=25):
     return rates
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "make, torch_make",
     [

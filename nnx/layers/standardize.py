@@ -1,0 +1,111 @@
+"""Preprocessing that travels with the model: per-feature standardization as a layer.
+
+A model trained on standardized features predicts garbage on raw ones. Putting the statistics in
+a layer in front of the model saves them with it (they are buffers: checkpoints and model files
+carry them), so ``nnx.load_model(path)(raw_x)`` sees exactly what training saw.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ..backend import Backend, backend_of, get_backend, namespace, to_numpy
+from ..core.checks import check_grad, require_forward
+from ..core.module import Buffer, Module
+
+
+def _feature_shape(shape: Any) -> tuple[int, ...]:
+    dims = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    if not dims or any(
+        isinstance(d, bool) or not isinstance(d, numbers.Integral) or d <= 0 for d in dims
+    ):
+        raise ValueError(
+            f"Standardize: shape must be a positive integer or a tuple of them (the shape of "
+            f"one sample), got {shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+class Standardize(Module):
+    """``y = (x - mean) / std`` for every feature of a sample; ``dx = g / std``.
+
+    ``mean`` and ``std`` are buffers of the sample's shape (saved in checkpoints and model
+    files, not trained). They start as 0 and 1 (the identity); :meth:`fit` sets them from the
+    training data, with features of zero spread centred but not scaled.
+
+    Args:
+        shape: the shape of one sample (an int for feature vectors, e.g. ``(1, 8, 8)`` for
+            images: then every pixel has its own statistics).
+
+    Input: ``(N, *shape)``. Output: the same shape and dtype.
+
+    >>> import numpy as np, nnx
+    >>> s = nnx.Standardize(2).fit(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    >>> s(np.array([[2.0, 6.0]])).tolist()
+    [[0.0, 1.0]]
+    """
+
+    _cache = None
+
+    def __init__(
+        self, shape: int | tuple[int, ...], *, dtype: Any = "float32", device: str | Backend = "cpu"
+    ):
+        self.shape = _feature_shape(shape)
+        backend = get_backend(device)
+        self.mean = Buffer(backend.asarray(np.zeros(self.shape), dtype=dtype), "mean")
+        self.std = Buffer(backend.asarray(np.ones(self.shape), dtype=dtype), "std")
+
+    def extra_repr(self) -> str:
+        return f"{self.shape[0] if len(self.shape) == 1 else self.shape}"
+
+    def fit(self, x: Any) -> Standardize:
+        """Set ``mean`` and ``std`` (population, ``ddof=0``) from the samples ``x`` (any
+        backend, shape ``(N, *shape)``), computed in float64 on the host. Returns ``self``."""
+        host = np.asarray(to_numpy(x), dtype=np.float64)
+        if host.ndim != len(self.shape) + 1 or host.shape[1:] != self.shape:
+            raise ValueError(
+                f"Standardize{self.shape}.fit: samples of shape {tuple(host.shape[1:])}, "
+                f"expected {self.shape}"
+            )
+        if host.shape[0] == 0:
+            raise ValueError("Standardize.fit: x has 0 rows")
+        if not np.all(np.isfinite(host)):
+            raise ValueError("Standardize.fit: x holds NaN or infinite values")
+        std = host.std(axis=0)
+        return self.set_statistics(host.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def set_statistics(self, mean: Any, std: Any) -> Standardize:
+        """Set the statistics directly (host or backend arrays of the sample's shape; ``std``
+        finite and > 0). Returns ``self``."""
+        mean = np.asarray(to_numpy(mean), dtype=np.float64)
+        std = np.asarray(to_numpy(std), dtype=np.float64)
+        for name, value in (("mean", mean), ("std", std)):
+            if value.shape != self.shape:
+                raise ValueError(
+                    f"Standardize{self.shape}: {name} has shape {value.shape}, expected "
+                    f"{self.shape}"
+                )
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError("Standardize: mean must be finite and std finite and > 0 everywhere")
+        for buf, value in ((self.mean, mean), (self.std, std)):
+            buf.value = backend_of(buf.value).asarray(value, dtype=buf.value.dtype)
+        return self
+
+    def forward(self, x: Any) -> Any:
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(
+                f"Standardize{self.shape}: input of shape {tuple(x.shape)}, expected "
+                f"(N, {', '.join(map(str, self.shape))})"
+            )
+        xp = namespace(x)
+        std = xp.astype(self.std.value, x.dtype)  # 16-bit inputs under mixed precision
+        self._cache = (std, tuple(x.shape))
+        return (x - xp.astype(self.mean.value, x.dtype)) / std
+
+    def backward(self, grad_out: Any) -> Any:
+        std, shape = require_forward(self._cache, "Standardize")
+        check_grad(grad_out, shape, "Standardize")
+        return grad_out / std
