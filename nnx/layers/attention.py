@@ -198,6 +198,11 @@ class MultiheadAttention(Module):
                 f"MultiheadAttention: query, key and value disagree in batch or length: "
                 f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
             )
+        if length == 0 or src == 0:
+            raise ValueError(
+                f"MultiheadAttention: sequences need at least one position, got query length "
+                f"{length} and key/value length {src}"
+            )
         q = self._heads(xp, self.q_proj(query))
         k = self._heads(xp, self.k_proj(key))
         v = self._heads(xp, self.v_proj(value))

@@ -450,6 +450,11 @@ def test_attention_bad_input():
         mha(x, x, x, key_padding_mask=np.zeros(3, dtype=bool))
     with pytest.raises(TypeError, match="attn_mask must be boolean .* got dtype int64"):
         mha(x, x, x, attn_mask=np.zeros((L, L), dtype=np.int64))
+    empty = np.ones((N, 0, E), dtype=np.float32)
+    with pytest.raises(ValueError, match="query length 0 and key/value length 3"):
+        mha(empty, x, x)
+    with pytest.raises(ValueError, match="query length 3 and key/value length 0"):
+        mha(x, empty, empty)
     with pytest.raises(nnx.BackwardBeforeForwardError):
         nnx.MultiheadAttention(E, H).backward(x)
 
