@@ -100,7 +100,9 @@ class Backend:
                 f"backend {self.name!r} has no bfloat16 (PyTorch, JAX and CuPy have it); "
                 f"use float16 or another backend"
             )
-        if name not in _DTYPE_NAMES or not hasattr(self.xp, name):
+        if name in _DTYPE_NAMES and not hasattr(self.xp, name):
+            raise ValueError(f"backend {self.name!r} has no {name}; use another dtype or backend")
+        if name not in _DTYPE_NAMES:
             raise ValueError(
                 f"unknown dtype {dtype!r} for backend {self.name!r}; "
                 f"expected one of {', '.join(_DTYPE_NAMES)}"

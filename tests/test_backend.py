@@ -139,3 +139,8 @@ def test_generator_is_seeded_and_on_device(backend):
 def test_namespace_rejects_non_arrays():
     with pytest.raises(TypeError, match="expected an array .* got list"):
         nnx.namespace([1.0, 2.0])
+
+
+def test_a_dtype_the_backend_lacks_is_named_as_missing():
+    with pytest.raises(ValueError, match="backend 'array_api_strict' has no float16; use another"):
+        nnx.get_backend("strict").dtype("float16")
