@@ -66,6 +66,11 @@ class DistributedTimeoutError(RuntimeError):
     """A collective waited longer than the timeout for the other ranks."""
 
 
+class RankMismatchError(ValueError):
+    """The ranks of one job were started with different settings or data; every rank raises
+    it with the same one-line message naming the first fact that differs."""
+
+
 def launched_by_mpi() -> bool:
     """True when an MPI launcher (``mpiexec``, ``srun --mpi=pmix``) started this process with
     more than one rank (read from the environment; MPI itself is not touched)."""
@@ -168,6 +173,28 @@ class World:
         if self.size > 1:
             self._guarded(what, self.comm.Allreduce, self.MPI.IN_PLACE, host)
         return [int(c) for c in host]
+
+    def agree(self, facts: dict[str, Any], what: str = "start-up check") -> None:
+        """Check that every rank holds the same ``facts`` (name -> a small JSON-able value: a
+        setting, a data shape, a hash); else raise :class:`RankMismatchError` on every rank,
+        naming the first differing fact and the ranks' values. Ranks launched with different
+        data or settings would otherwise train to silently different results, or die in a
+        collective with the MPI library's stack."""
+        import json
+
+        mine = json.dumps(facts, sort_keys=True, default=str)
+        everyone = self._guarded(what, self.comm.allgather, mine) if self.size > 1 else [mine]
+        if all(text == everyone[0] for text in everyone):
+            return
+        tables = [json.loads(text) for text in everyone]
+        for name in sorted({k for t in tables for k in t}):
+            values = [t.get(name, "(missing)") for t in tables]
+            odd = [r for r, v in enumerate(values) if v != values[0]]
+            if odd:
+                raise RankMismatchError(
+                    f"the ranks disagree on {name}: rank 0 has {values[0]!r}, rank {odd[0]} has "
+                    f"{values[odd[0]]!r}; start every rank with the same settings and data"
+                )
 
     def _nccl_allreduce(self, array: Any, what: str) -> Any:
         # Written against cupy.cuda.nccl but not yet run: no GPU machine was available.
