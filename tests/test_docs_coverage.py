@@ -49,3 +49,22 @@ def test_the_layer_reference_has_no_issue_numbers_or_diary_words():
     for pattern in (r"\bissue \d+", r"\bnow\b", r"\badded for\b", r"\bused before\b"):
         found = re.search(rf".{{0,40}}{pattern}.{{0,40}}", text, re.IGNORECASE)
         assert found is None, f"docs/layers.md reads like a diary: {found.group(0)!r}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation but '-' dropped, spaces '-'."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_link_to_a_section_of_a_doc_finds_that_section():
+    root = LAYERS_MD.parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([\w./-]*\.md)?#([\w-]+)\)", page.read_text()):
+            linked = (page.parent / target) if target else page
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.MULTILINE)
+            if anchor not in {_anchor(h) for h in headings}:
+                broken.append(f"{page.name} -> {target or page.name}#{anchor}")
+    assert not broken, f"links to missing sections: {broken}"
