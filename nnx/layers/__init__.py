@@ -16,7 +16,8 @@ from .activations import (
     Tanh,
 )
 from .attention import MultiheadAttention
-from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .conv import Conv1d, Conv2d
+from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .embedding import Embedding, TiedLinear
 from .linear import Linear
