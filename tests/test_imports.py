@@ -185,6 +185,12 @@ def test_no_import_cycles_outside_the_listed_edges():
     assert not cycles, _describe(cycles)
 
 
+def test_the_module_registry_imports_nothing_from_nnx():
+    """The registry stores classes; the module classes import it (to register themselves), so
+    it must not import them back: ``register_module`` checks for a Module in core/module.py."""
+    assert _tree_graph(ROOT, "nnx")["nnx.io.registry"] == set()
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="nnx.training.trainer <-> nnx.training.callbacks and nnx.models.charlm <-> "
