@@ -180,7 +180,8 @@ class Optimizer:
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not ok:
                 raise TypeError(f"{who}: hyperparameter {name} has the wrong type: {value!r}")
-        if type(self).__module__ == __name__:  # a built-in rule: its constructor checks ranges
+        if type(self).__module__.startswith(f"{__package__}."):  # nnx.optim's own rules:
+            # their constructors check the ranges (a user's subclass may take other arguments)
             type(self)(
                 self.params,
                 lr=state.get("lr"),
