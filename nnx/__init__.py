@@ -5,18 +5,19 @@ API standard, so the same code runs on NumPy, CuPy, PyTorch tensors, JAX and arr
 """
 
 from . import data, datasets, metrics, models, optim
+from ._version import __version__ as __version__
 from .backend import Backend, BackendUnavailableError, backend_of, get_backend, namespace, to_numpy
 from .core import special
 from .core.checks import BackwardBeforeForwardError
 from .core.containers import Add, Concat, Parallel, Residual
 from .core.gradcheck import GradcheckResult, gradcheck
 from .core.graph import Graph, Input
-from .core.module import Buffer, Module, Parameter, Sequential
+from .core.module import Buffer, Module, Parameter, Sequential, register_module
 from .core.summary import summary
 from .data import augment
 from .io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .io.model_file import load_model, module_config, save_model
-from .io.registry import ModelFileError, register_module, registered_modules
+from .io.registry import ModelFileError, registered_modules
 from .layers import (
     ELU,
     GELU,
@@ -88,8 +89,6 @@ from .training.compile import CompiledStep, compile
 from .training.history import History
 from .training.plots import save_curves
 from .training.trainer import NonFiniteLossError, Trainer
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Standardize",

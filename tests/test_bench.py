@@ -1,4 +1,5 @@
-"""scripts/bench.py --quick: a smoke test only (benchmarks are never timed tests)."""
+"""scripts/bench.py (the package scripts/bench/): smoke tests only (benchmarks are never timed
+tests)."""
 
 import json
 import subprocess
@@ -129,3 +130,32 @@ def test_sequence_quick_run_reports_both_workloads(tmp_path):
     assert {"transformer", "lstm"} <= set(results)
     assert all(results[k]["nnx_over_torch"] > 0 for k in ("transformer", "lstm"))
     assert "nnx/torch" in done.stdout
+
+
+def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment():
+    def help_of(*args):
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), *args, "--help"], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    text = help_of()
+    for flag in ("--quick", "--json", "--device", "--cnn", "--cnn-workload", "--jax", "--sequence"):
+        assert flag in text, flag
+    assert "--ranks" in help_of("--distributed") and "--augment-devices" in help_of("--augment")
+
+
+def test_quick_augment_benchmark_runs(tmp_path):
+    out = tmp_path / "augment.json"
+    args = ["--augment", "--quick", "--augment-devices", "numpy", "--augment-batch", "8"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["backends"]["numpy"]
+    assert set(row["median_ms"]) == {"crop", "flip", "crop+flip", "loop", "copy"}
+    assert "crop/loop" in done.stdout

@@ -98,11 +98,11 @@ def test_mlp_on_digits_reaches_95_percent():
 
 
 def test_one_host_sync_per_epoch(monkeypatch):
-    import nnx.losses
+    import nnx.losses.classification
     import nnx.training.trainer
 
     calls = []
-    for module in (nnx.training.trainer, nnx.losses, nnx.metrics):
+    for module in (nnx.training.trainer, nnx.losses.classification, nnx.metrics):
         real = module.to_numpy
         monkeypatch.setattr(module, "to_numpy", lambda x, real=real: calls.append(1) or real(x))
     train, test = _vertical()

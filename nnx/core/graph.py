@@ -52,6 +52,9 @@ class Value(Symbolic):
             raise TypeError(f"output index must be a non-negative integer, got {index!r}")
         return Value(self.call, index)
 
+    def record_call(self, module: Module, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Value:
+        return symbolic_call(module, inputs, kwargs)
+
     def __iter__(self):
         raise TypeError(
             "a symbolic value cannot be unpacked (its length is unknown before the graph "

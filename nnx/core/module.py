@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..backend import Backend, backend_of, get_backend, to_numpy
-from ..io.registry import capture_init, register_builtin
+from ..io.registry import capture_init, register, register_builtin
 from .checks import dtype_name
 
 
@@ -76,10 +76,18 @@ class Buffer(_NamedArray):
 
 
 class Symbolic:
-    """Marker base of symbolic values (:mod:`nnx.graph`): calling a module on one records a
-    graph node instead of computing."""
+    """Base of symbolic values (:mod:`nnx.core.graph`): calling a module on one records a graph
+    node instead of computing.
+
+    ``Module.__call__`` hands such a call to :meth:`record_call` of the symbolic argument, so
+    this module does not import the graph code (the graph imports it).
+    """
 
     __slots__ = ()
+
+    def record_call(self, module: Module, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Record ``module(*inputs, **kwargs)`` and return the symbolic output."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement record_call")
 
 
 class Module:
@@ -94,7 +102,7 @@ class Module:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Remember every instance's constructor arguments and register nnx's own classes, so
-        # that nnx.save_model can describe any model without per-layer code (nnx/registry.py).
+        # that nnx.save_model can describe any model without per-layer code (nnx/io/registry.py).
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             cls.__init__ = capture_init(cls.__dict__["__init__"])
@@ -103,9 +111,7 @@ class Module:
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
         for value in inputs:
             if isinstance(value, Symbolic):  # building an nnx.Graph
-                from .graph import symbolic_call
-
-                return symbolic_call(self, inputs, kwargs)
+                return value.record_call(self, inputs, kwargs)
         return self.forward(*inputs, **kwargs)
 
     def forward(self, x: Any) -> Any:
@@ -276,6 +282,37 @@ class Module:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
+
+
+M = TypeVar("M", bound=type)
+
+
+def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
+    """Class decorator: let :func:`nnx.load_model` rebuild instances of ``cls`` by ``name``
+    (default: the class name).
+
+    >>> import nnx
+    >>> @nnx.register_module
+    ... class Scale(nnx.Module):
+    ...     def __init__(self, factor: float = 2.0):
+    ...         self.factor = factor
+    ...     def forward(self, x):
+    ...         return x * self.factor
+    ...     def backward(self, g):
+    ...         return g * self.factor
+    >>> nnx.module_config(Scale(3.0))
+    {'type': 'Scale', 'args': {'factor': 3.0}}
+
+    Registering another class under a name already taken raises ValueError; pass ``name=`` to
+    pick a different one. Registering the same class again (a re-imported module) is allowed.
+    """
+
+    def decorate(klass: M) -> M:
+        if not (isinstance(klass, type) and issubclass(klass, Module)):
+            raise TypeError(f"register_module: {klass!r} is not an nnx.Module subclass")
+        return register(klass, name)
+
+    return decorate if cls is None else decorate(cls)
 
 
 class Sequential(Module):

@@ -9,7 +9,6 @@ Fashion-MNIST and CIFAR-10. :func:`load_dataset` returns any of them by name as 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,52 +18,10 @@ from .errors import DatasetError
 from .files import is_data_file, load_file
 from .idx import cache_dir, fashion_mnist, mnist
 from .sequences import parity, sorted_sequences
+from .splits import DatasetSplits
 from .synthetic import sine, spiral, vertical
 
 DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
-
-
-@dataclass(frozen=True)
-class DatasetSplits:
-    """A data set ready for training: host arrays ``train = (x, y)`` and ``test = (x, y)``.
-
-    ``task`` is ``"classification"`` (int64 labels, ``num_classes`` classes) or ``"regression"``
-    (float32 targets of shape ``(n, num_outputs)``).
-    """
-
-    name: str
-    task: str
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    num_classes: int | None = None
-    image_shape: tuple[int, ...] | None = None
-
-    def images(self) -> DatasetSplits:
-        """The same data with each sample as an image ``image_shape`` (``(C, H, W)``) instead of
-        a flat feature vector, for convolutional models; the split itself when it has no image
-        shape or already has it.
-
-        >>> data = load_dataset("digits")
-        >>> data.train[0].shape, data.images().train[0].shape
-        ((1438, 64), (1438, 1, 8, 8))
-        """
-        shape = self.image_shape
-        if shape is None or tuple(self.train[0].shape[1:]) == shape:
-            return self
-
-        def reshaped(split: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-            return split[0].reshape(len(split[0]), *shape), split[1]
-
-        return replace(self, train=reshaped(self.train), test=reshaped(self.test))
-
-    @property
-    def num_features(self) -> int:
-        return int(self.train[0].shape[1])
-
-    @property
-    def num_outputs(self) -> int:
-        """Units of the model's last layer: the class count, or the regression target width."""
-        return self.num_classes if self.num_classes is not None else int(self.train[1].shape[1])
 
 
 def load_dataset(

@@ -29,11 +29,11 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .errors import DatasetError
+from .splits import DatasetSplits
 
 FILE_SUFFIXES = (".npz", ".csv")
 TEST_FRACTION = 0.2
@@ -45,10 +45,10 @@ def is_data_file(name: str) -> bool:
     return isinstance(name, str) and name.lower().endswith(FILE_SUFFIXES)
 
 
-def load_file(path: str | os.PathLike, label_column: str | int | None = None, seed: int = 0) -> Any:
+def load_file(
+    path: str | os.PathLike, label_column: str | int | None = None, seed: int = 0
+) -> DatasetSplits:
     """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``."""
-    from . import DatasetSplits
-
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"data file {p} does not exist")

@@ -50,13 +50,12 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, get_backend
-from ..core.module import Buffer, Module, Parameter
+from ..core.module import Buffer, Module, Parameter, register_module
 from .atomic import atomic_write
 from .registry import (
     ModelFileError,
     init_arguments,
     lookup,
-    register_module,
     registered_modules,
     registered_name,
 )
@@ -355,7 +354,7 @@ def save_model(path: str | os.PathLike, model: Module) -> Path:
     """
     if not isinstance(model, Module):
         raise TypeError(f"save_model: model must be an nnx.Module, got {type(model).__name__}")
-    from .. import __version__
+    from .._version import __version__
 
     meta = {"format": FORMAT, "version": VERSION, "nnx_version": __version__, **model_record(model)}
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}

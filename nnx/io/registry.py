@@ -4,7 +4,9 @@ Both serve :func:`nnx.save_model` / :func:`nnx.load_model`. ``Module.__init_subc
 :func:`capture_init` and :func:`register_builtin` for every subclass, so no layer writes code for
 either: every class defined inside the ``nnx`` package is registered under its class name, and
 creating any module remembers the arguments of its outermost constructor call. Classes defined
-elsewhere join with the :func:`register_module` decorator.
+elsewhere join with the ``nnx.register_module`` decorator (in :mod:`nnx.core.module`, which
+checks that the class is a Module and calls :func:`register`). This module imports nothing from
+nnx: the module classes import it, never the other way.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-M = TypeVar("M", bound=type)
+from typing import Any
 
 _REGISTRY: dict[str, type] = {}
 _ARGS = "_nnx_init_args"  # instance attribute: (the __init__ function, its bound arguments)
@@ -24,45 +24,25 @@ class ModelFileError(ValueError):
     """A model cannot be saved or loaded; the message says which module or file and why."""
 
 
-def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
-    """Class decorator: let :func:`nnx.load_model` rebuild instances of ``cls`` by ``name``
-    (default: the class name).
+def register(cls: type, name: str | None = None) -> type:
+    """Record ``cls`` under ``name`` (default: its class name) for :func:`lookup`.
 
-    >>> import nnx
-    >>> @nnx.register_module
-    ... class Scale(nnx.Module):
-    ...     def __init__(self, factor: float = 2.0):
-    ...         self.factor = factor
-    ...     def forward(self, x):
-    ...         return x * self.factor
-    ...     def backward(self, g):
-    ...         return g * self.factor
-    >>> nnx.module_config(Scale(3.0))
-    {'type': 'Scale', 'args': {'factor': 3.0}}
-
-    Registering another class under a name already taken raises ValueError; pass ``name=`` to
-    pick a different one. Registering the same class again (a re-imported module) is allowed.
+    The caller has checked that ``cls`` is a module class (:func:`nnx.register_module` does);
+    this table only stores classes. Registering another class under a name already taken raises
+    ValueError; registering the same class again (a re-imported module) is allowed.
     """
-
-    def decorate(klass: M) -> M:
-        from ..core.module import Module
-
-        if not (isinstance(klass, type) and issubclass(klass, Module)):
-            raise TypeError(f"register_module: {klass!r} is not an nnx.Module subclass")
-        key = klass.__name__ if name is None else name
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"register_module: name must be a non-empty string, got {key!r}")
-        known = _REGISTRY.get(key)
-        if known is not None and known is not klass and _origin(known) != _origin(klass):
-            raise ValueError(
-                f"register_module: the name {key!r} is already taken by "
-                f"{_origin(known)}; pass name= to register {_origin(klass)} under another"
-            )
-        _REGISTRY[key] = klass
-        klass._nnx_registered_name = key
-        return klass
-
-    return decorate if cls is None else decorate(cls)
+    key = cls.__name__ if name is None else name
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"register_module: name must be a non-empty string, got {key!r}")
+    known = _REGISTRY.get(key)
+    if known is not None and known is not cls and _origin(known) != _origin(cls):
+        raise ValueError(
+            f"register_module: the name {key!r} is already taken by "
+            f"{_origin(known)}; pass name= to register {_origin(cls)} under another"
+        )
+    _REGISTRY[key] = cls
+    cls._nnx_registered_name = key  # type: ignore[attr-defined]
+    return cls
 
 
 def register_builtin(cls: type) -> None:
@@ -70,7 +50,7 @@ def register_builtin(cls: type) -> None:
     if (
         cls.__module__ == "nnx" or cls.__module__.startswith("nnx.")
     ) and not cls.__name__.startswith("_"):
-        register_module(cls)
+        register(cls)
 
 
 def registered_modules() -> dict[str, type]:

@@ -16,17 +16,16 @@ from .activations import (
     Tanh,
 )
 from .attention import MultiheadAttention
-from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .conv import Conv1d, Conv2d
+from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .embedding import Embedding, TiedLinear
-from .layernorm import LayerNorm, RMSNorm
 from .linear import Linear
-from .norm import BatchNorm1d, BatchNorm2d, GroupNorm
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm, SyncBatchNorm
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .recurrent import GRU, LSTM
 from .shape import Flatten, Identity
 from .standardize import Standardize
-from .sync_batchnorm import SyncBatchNorm
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
 from .upsample import Upsample
 

@@ -12,8 +12,8 @@ from ..core.module import Buffer, Module, Parameter
 from .activations import GELU, ReLU
 from .attention import MultiheadAttention
 from .dropout import Dropout
-from .layernorm import LayerNorm
 from .linear import Linear
+from .norm.layer import LayerNorm
 
 
 class TransformerEncoderLayer(Module):

@@ -1,7 +1,9 @@
-"""Optimizers, learning-rate schedules and gradient clipping."""
+"""Optimizers (SGD in ``sgd``; Adagrad, RMSprop, Adam, AdamW in ``adaptive``; the base class in
+``base``), learning-rate schedules and gradient clipping."""
 
+from .adaptive import Adagrad, Adam, AdamW, RMSprop
+from .base import Optimizer
 from .clip import clip_grad_norm, clip_grad_value
-from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
     CosineAnnealingLR,
     ExponentialLR,
@@ -10,6 +12,7 @@ from .schedules import (
     Schedule,
     StepLR,
 )
+from .sgd import SGD
 
 __all__ = [
     "SGD",

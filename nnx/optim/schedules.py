@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from ..core.checks import positive_int, real_in_range
-from .optimizers import Optimizer
+from .base import Optimizer
 
 
 class Schedule:

@@ -261,14 +261,14 @@ LARGE = [(300, 250), (250,), (97, 1001)]  # 600 KB, 2 KB and 777 KB in float64: 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=lambda c: str(c))
 def test_updates_in_pieces_equal_whole_array_updates(monkeypatch, name, kwargs, dtype):
-    from nnx.optim import optimizers
+    from nnx.optim import base
 
     rng = np.random.default_rng(1)
     start = [rng.standard_normal(shape) for shape in LARGE]
     cpu = nnx.get_backend("cpu")
     # copies: asarray keeps a float64 array as it is, and the steps write into it
     pieces, opt_pieces = _run_nnx(name, kwargs, 7, cpu, dtype, start=[a.copy() for a in start])
-    monkeypatch.setattr(optimizers, "PIECE_BYTES", 1 << 40)  # nothing is large enough to split
+    monkeypatch.setattr(base, "PIECE_BYTES", 1 << 40)  # nothing is large enough to split
     whole, opt_whole = _run_nnx(name, kwargs, 7, cpu, dtype, start=[a.copy() for a in start])
     for a, b, first in zip(pieces, whole, start, strict=True):
         assert a.value is not b.value and not np.array_equal(a.value, first)
@@ -295,7 +295,7 @@ def _count_updates(monkeypatch, optimizer):
 
 
 def test_large_numpy_parameters_are_split_into_cache_sized_pieces(monkeypatch):
-    from nnx.optim.optimizers import PIECE_BYTES
+    from nnx.optim.base import PIECE_BYTES
 
     big = nnx.Parameter(np.zeros((300, 250)), "big")  # 600,000 bytes
     small = nnx.Parameter(np.zeros(10), "small")

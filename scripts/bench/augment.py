@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Time nnx.augment on a CIFAR-sized batch: ``python scripts/bench.py --augment``.
 
     python scripts/bench.py --augment                  # numpy, torch and jax when installed
@@ -18,22 +17,18 @@ repetitions (the result is synchronised by ``nnx.to_numpy`` of one element):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-try:
-    import nnx
-except ImportError:  # a source checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import nnx
+import nnx
 from nnx.data.augment import Compose, RandomCrop, RandomHorizontalFlip
+
+from .measure import rotated, write_json
 
 
 def _loop_crop(xp: Any, x: Any, rng: np.random.Generator, padding: int) -> Any:
@@ -93,8 +88,7 @@ def run_augment(
         for name in names:  # warm-up (JAX compiles each new shape once)
             nnx.to_numpy(contenders[name](np.random.default_rng(0))[0, 0, 0, :1])
         for r in range(repeats):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for name in order:
+            for name in rotated(names, r):
                 rng = np.random.default_rng(r)
                 start = time.perf_counter()
                 for _ in range(calls):
@@ -156,10 +150,5 @@ def main_augment(argv: list[str] | None = None) -> int:
         args.threads or None,
     )
     print_augment_table(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main_augment())

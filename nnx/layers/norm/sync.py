@@ -28,13 +28,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..core.module import Module
-from .norm import BatchNorm1d, BatchNorm2d, _BatchNorm, _channel_sum
+from ...core.module import Module
+from .batch import BatchNorm1d, BatchNorm2d, _BatchNorm, _channel_sum
 
 
 def _world() -> Any:
     """The distributed world when it has more than one rank, else None."""
-    from .. import distributed
+    from ... import distributed
 
     if not distributed.is_initialized():
         return None

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Data-parallel step time on MPI: compute against allreduce, for 1 and 2 ranks (or more).
 
     python scripts/bench.py --distributed                 # MLP 784-512-256-10, ranks 1,2
@@ -7,7 +6,7 @@
     python scripts/bench.py --distributed --quick         # tiny smoke run
 
 For each rank count N and global batch B the parent launches
-``mpiexec -n N python -m mpi4py scripts/bench_distributed.py --worker ...`` with one BLAS thread
+``mpiexec -n N python -m mpi4py scripts/bench.py --distributed --worker ...`` with one BLAS thread
 per rank. Each rank trains the bench MLP (or the cnn preset; float32, SGD) on its B/N-sample shard and times every
 step in two parts: compute (forward, backward, optimizer step) and the gradient allreduce of
 :func:`nnx.distributed.allreduce_gradients` (packing, MPI_Allreduce, unpacking; it includes any
@@ -33,11 +32,9 @@ from typing import Any
 
 import numpy as np
 
-try:
-    import nnx
-except ImportError:  # a source checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import nnx
+import nnx
+
+from .measure import ENTRY, write_json
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -126,7 +123,8 @@ def launch(args: argparse.Namespace, ranks: int, batch: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         command = [
-            mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", __file__, "--worker",
+            mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", str(ENTRY),
+            "--distributed", "--worker",
             "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
             "--features", str(args.features), "--hidden", ",".join(map(str, args.hidden)),
             "--classes", str(args.classes), "--out", str(out), "--model", args.model,
@@ -186,7 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main_distributed(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         result = worker(args)
@@ -211,10 +209,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.py: error: {err}", file=sys.stderr)
         return 1
     print_table(rows, load)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"load": load, "rows": rows}, indent=2) + "\n")
+    write_json(args.json, {"load": load, "rows": rows})
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

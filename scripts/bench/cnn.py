@@ -1,4 +1,4 @@
-"""Convolutional workloads of ``scripts/bench.py --cnn``: nnx against PyTorch eager on the CPU.
+"""Convolutional workloads (``scripts/bench.py --cnn``): nnx against PyTorch eager on the CPU.
 
     python scripts/bench.py --cnn                 # both workloads, batch 128
     python scripts/bench.py --cnn --quick         # tiny smoke run: same initial loss as torch
@@ -24,8 +24,8 @@ contender in a fresh subprocess.
 from __future__ import annotations
 
 import json
+import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -34,6 +34,8 @@ import numpy as np
 
 import nnx
 from nnx.optim import SGD
+
+from .measure import alternated, limit_threads, reset_peak_rss, run_probe, status_kb, write_json
 
 MOMENTUM = 0.9
 SHAPES = {"lenet": (1, 28, 28), "resnet": (3, 32, 32)}
@@ -218,42 +220,29 @@ CONTENDERS = {"nnx": NnxSteps, "torch": TorchSteps}
 def memory_probe(workload: str, contender: str, batch: int, steps: int, lr: float) -> dict:
     """In a fresh process: peak RSS above the baseline (data loaded, torch imported) over three
     rounds of ``steps`` steps, and the RSS growth from the first round to the third."""
-    from bench import _reset_peak_rss, _status_kb
-
     x, y = make_data(workload, batch * 4)
     import torch  # noqa: F401  (the library is not the contender's working memory)
 
-    _reset_peak_rss()
-    baseline = _status_kb("VmRSS")
+    reset_peak_rss()
+    baseline = status_kb("VmRSS")
     runner = CONTENDERS[contender](workload, x, y, lr, batch)
     after = []
     for _ in range(3):
         runner.run(steps)
-        after.append(_status_kb("VmRSS"))
+        after.append(status_kb("VmRSS"))
     return {
-        "peak_rss_mb": (_status_kb("VmHWM") - baseline) / 1024,
+        "peak_rss_mb": (status_kb("VmHWM") - baseline) / 1024,
         "growth_mb": (after[-1] - after[0]) / 1024,
     }
 
 
 def measure_memory(workload: str, contender: str, args) -> dict | None:
-    command = [
-        sys.executable,
-        sys.argv[0],
-        "--cnn-probe",
-        f"{workload}:{contender}",
-        "--cnn-batch",
-        str(args.cnn_batch),
-        "--cnn-steps",
-        str(args.cnn_steps),
-    ]
+    """:func:`memory_probe` of one contender on one workload, in a fresh process."""
+    flags = ["--cnn-probe", f"{workload}:{contender}", "--cnn-batch", str(args.cnn_batch)]
+    flags += ["--cnn-steps", str(args.cnn_steps)]
     if args.threads:
-        command += ["--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-    if done.returncode != 0:
-        print(f"bench: memory probe {workload}:{contender} failed: {done.stderr[-300:]}")
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        flags += ["--threads", str(args.threads)]
+    return run_probe(flags, f"{workload}:{contender}")
 
 
 def run_workload(name: str, args) -> dict[str, Any]:
@@ -264,7 +253,7 @@ def run_workload(name: str, args) -> dict[str, Any]:
     cpu: dict[str, list[float]] = {k: [] for k in runners}
     order = list(runners)
     for rep in range(args.repeats):
-        for k in order if rep % 2 == 0 else order[::-1]:
+        for k in alternated(order, rep):
             time.sleep(args.pause)
             start, start_cpu = time.perf_counter(), time.process_time()
             runners[k].run(args.cnn_steps)
@@ -287,23 +276,6 @@ def run_workload(name: str, args) -> dict[str, Any]:
     return result
 
 
-def limit_threads(n: int | None) -> None:
-    """Both contenders on ``n`` threads: torch's intra-op pool and NumPy's BLAS."""
-    if not n:
-        return
-    import torch
-
-    torch.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print(
-            "bench.py: threadpoolctl is missing; set OPENBLAS_NUM_THREADS instead", file=sys.stderr
-        )
-        return
-    threadpool_limits(n)
-
-
 def main_cnn(args) -> int:
     limit_threads(args.threads)
     if args.cnn_probe:
@@ -321,8 +293,6 @@ def main_cnn(args) -> int:
         return 2
     if args.quick:
         args.cnn_batch, args.cnn_steps, args.repeats, args.pause = 8, 1, 1, 0.0
-    import os
-
     results = {
         "machine": {
             "torch_threads": torch.get_num_threads(),
@@ -361,8 +331,5 @@ def main_cnn(args) -> int:
             f"{r['nnx']['cpu_ms']:>8.1f}/{r['torch']['cpu_ms']:<8.1f} "
             f"{r['cpu_ratio_nnx_vs_torch']:10.2f} {peak:>20s} {growth:>20s}"
         )
-    if args.json:
-        from pathlib import Path
-
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
     return status

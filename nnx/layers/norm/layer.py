@@ -6,8 +6,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from ..backend import Backend, get_backend, namespace
-from ..core.checks import (
+from ...backend import Backend, get_backend, namespace
+from ...core.checks import (
     check_floating,
     check_grad,
     check_same_device,
@@ -15,8 +15,8 @@ from ..core.checks import (
     positive_int,
     require_forward,
 )
-from ..core.init import zeros
-from ..core.module import Module, Parameter
+from ...core.init import zeros
+from ...core.module import Module, Parameter
 
 
 def _normalized_shape(value: Any, who: str) -> tuple[int, ...]:

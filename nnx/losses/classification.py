@@ -1,15 +1,6 @@
-"""Losses with fused, numerically stable backward passes.
-
-``loss(pred, target)`` returns a 0-d array; ``loss.backward()`` returns ``dL/dpred``. Each loss
-checks that the target fits (shape, dtype, device) before computing anything.
-
->>> import numpy as np, nnx
->>> loss = nnx.MSELoss()
->>> float(loss(np.array([1.0, 3.0]), np.array([0.0, 1.0])))
-2.5
->>> loss.backward()
-array([1., 2.])
-"""
+"""Classification losses: cross-entropy on logits or log-probabilities (class indices or soft
+targets), binary cross-entropy on logits or probabilities, and KL divergence between
+distributions."""
 
 from __future__ import annotations
 
@@ -17,164 +8,15 @@ import math
 import numbers
 from typing import Any
 
-from .backend import backend_of, device, namespace, to_numpy
-from .core.checks import (
+from ..backend import backend_of, device, namespace, to_numpy
+from ..core.checks import (
     check_floating,
-    check_grad,
     check_same_device,
     check_same_dtype,
     dtype_name,
-    non_negative,
     real_in_range,
-    require_forward,
 )
-from .core.module import Module
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-class Loss(Module):
-    """Base class of losses: validates ``reduction`` and scales the backward pass by ``grad_out``.
-
-    A subclass implements ``forward(pred, target)``: it checks its inputs (with
-    :meth:`check_pred` or :meth:`check_same_shape_target`), records ``dL/dpred`` with
-    :meth:`save_grad` and returns :meth:`reduce` of its per-element (or per-sample) values; the
-    base :meth:`backward` returns the saved gradient. :meth:`reduction_scale` gives the ``1/N``
-    that the mean puts into the gradient. Every helper is public: see "Custom losses" in
-    ``docs/custom-layer.md``.
-
-    ``reduction="none"`` returns the unreduced per-element (or per-sample) values; its
-    ``backward(grad_out)`` then takes ``grad_out`` of that shape (None means all ones, the
-    gradient of their sum).
-    """
-
-    _reductions: tuple[str, ...] = REDUCTIONS
-
-    def __init__(self, reduction: str = "mean"):
-        if reduction not in self._reductions:
-            names = ", ".join(repr(r) for r in self._reductions)
-            raise ValueError(
-                f"{type(self).__name__}: reduction must be one of {names}, got {reduction!r}"
-            )
-        self.reduction = reduction
-        self._grad = None
-        self._out_shape: tuple[int, ...] = ()
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
-
-    def __call__(self, pred: Any, target: Any) -> Any:
-        return self.forward(pred, target)
-
-    def forward(self, pred: Any, target: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
-
-    def backward(self, grad_out: Any = None) -> Any:
-        """``dL/dpred``; ``grad_out`` (a number or 0-d array) scales it, for use inside a larger
-        graph. With ``reduction="none"`` it may also be an array of the loss's output shape."""
-        grad = require_forward(self._grad, type(self).__name__)
-        if grad_out is None:
-            return grad
-        if self.reduction == "none" and getattr(grad_out, "ndim", 0) > 0:
-            check_grad(grad_out, self._out_shape, type(self).__name__)
-            return self._expand(grad_out) * grad
-        return grad_out * grad
-
-    def _expand(self, grad_out: Any) -> Any:
-        """``grad_out`` of the unreduced loss's shape, broadcastable to the prediction's shape."""
-        return grad_out
-
-    # ------------------------------------------------------------------ helpers for subclasses
-    def save_grad(self, grad: Any) -> None:
-        """Record ``dL/dpred`` in ``forward``; :meth:`backward` returns it."""
-        self._grad = grad
-
-    def reduce(self, values: Any) -> Any:
-        """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array;
-        ``values`` themselves for ``reduction="none"``."""
-        xp = namespace(values)
-        if self.reduction == "none":
-            self._out_shape = tuple(values.shape)
-            return values
-        total = xp.mean(values) if self.reduction == "mean" else xp.sum(values)
-        return xp.asarray(total)  # NumPy reductions return scalars; the API promises a 0-d array
-
-    def reduction_scale(self, pred: Any) -> float:
-        """The factor the reduction puts into the gradient: ``1/N`` for the mean over the ``N``
-        elements of ``pred``, 1 for the sum and for ``"none"``."""
-        return 1.0 / math.prod(pred.shape) if self.reduction == "mean" else 1.0
-
-    def check_pred(self, pred: Any) -> Any:
-        """Check that ``pred`` is a non-empty floating array; returns its namespace ``xp``."""
-        xp = namespace(pred)
-        check_floating(xp, pred, type(self).__name__, "prediction")
-        if math.prod(pred.shape) == 0:
-            raise ValueError(
-                f"{type(self).__name__}: prediction of shape {tuple(pred.shape)} is empty"
-            )
-        return xp
-
-    def check_same_shape_target(self, pred: Any, target: Any) -> Any:
-        """For element-wise losses: check that ``target`` is a floating array of exactly the
-        prediction's shape, dtype, library and device (no broadcasting); returns ``xp``."""
-        who = type(self).__name__
-        xp = self.check_pred(pred)
-        if namespace(target) is not xp:
-            raise TypeError(
-                f"{who}: target is a {type(target).__name__}, prediction a {type(pred).__name__}"
-            )
-        if tuple(target.shape) != tuple(pred.shape):
-            raise ValueError(
-                f"{who}: target shape {tuple(target.shape)} does not match prediction shape "
-                f"{tuple(pred.shape)} (no broadcasting: reshape the target)"
-            )
-        check_floating(xp, target, who, "target")
-        check_same_dtype(target, pred, who, "target", "prediction")
-        check_same_device(target, pred, who, "target", "prediction")
-        return xp
-
-    # The names these helpers had before they were public, kept for code written against them.
-    _check_pred = check_pred
-    _check_same_shape_target = check_same_shape_target
-    _scale = reduction_scale
-
-    def _reduce(self, xp: Any, values: Any) -> Any:
-        return self.reduce(values)
-
-
-def not_a_loss_message(who: str, obj: Any) -> str:
-    """The error text for a plain function (or other object) passed where a Loss is expected."""
-    name = getattr(obj, "__name__", None)
-    what = f"the {type(obj).__name__} {name!r}" if name else f"a {type(obj).__name__}"
-    text = f"{who}: the loss must be an nnx.Loss, got {what}"
-    if callable(obj):
-        text += (
-            ". A loss needs a backward pass as well as a value: wrap it in a subclass, "
-            "class MyLoss(nnx.Loss), whose forward(pred, target) calls self.save_grad(dL/dpred) "
-            "and returns self.reduce(values) (see 'Custom losses' in docs/custom-layer.md)"
-        )
-    return text
-
-
-class MSELoss(Loss):
-    """Mean squared error ``L = mean((pred - target)^2)``; ``dL/dpred = 2 (pred - target) / N``."""
-
-    def forward(self, pred: Any, target: Any) -> Any:
-        self.check_same_shape_target(pred, target)
-        diff = pred - target
-        self.save_grad((2.0 * self.reduction_scale(pred)) * diff)
-        return self.reduce(diff * diff)
-
-
-class L1Loss(Loss):
-    """Mean absolute error ``L = mean(|pred - target|)``; ``dL/dpred = sign(pred - target) / N``
-    (0 where ``pred == target``)."""
-
-    def forward(self, pred: Any, target: Any) -> Any:
-        xp = self.check_same_shape_target(pred, target)
-        diff = pred - target
-        self.save_grad(self.reduction_scale(pred) * xp.sign(diff))
-        return self.reduce(xp.abs(diff))
+from .base import REDUCTIONS, Loss
 
 
 class BCEWithLogitsLoss(Loss):
@@ -478,60 +320,6 @@ class BCELoss(Loss):
                 w = here.asarray(to_numpy(self.weight), dtype=dtype_name(pred.dtype))
                 self._weight_cache = ((here, pred.dtype), w)
             values, grad = values * w, grad * w
-        self.save_grad(self.reduction_scale(pred) * grad)
-        return self.reduce(values)
-
-
-class HuberLoss(Loss):
-    """``loss = 0.5 d^2`` where ``|d| <= delta``, else ``delta (|d| - 0.5 delta)``, with
-    ``d = pred - target``; ``dloss/dpred = clip(d, -delta, delta)``.
-
-    Args: ``reduction`` (``"mean"``, ``"sum"``, ``"none"``) and ``delta > 0``.
-    """
-
-    def __init__(self, reduction: str = "mean", delta: float = 1.0):
-        super().__init__(reduction)
-        self.delta = non_negative(delta, "delta", "HuberLoss")
-        if self.delta == 0:
-            raise ValueError(f"HuberLoss: delta must be > 0, got {delta!r}")
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, delta={self.delta}"
-
-    def forward(self, pred: Any, target: Any) -> Any:
-        xp = self.check_same_shape_target(pred, target)
-        d, delta = pred - target, self.delta
-        a = xp.abs(d)
-        values = xp.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
-        grad = xp.clip(d, -delta, delta)
-        self.save_grad(self.reduction_scale(pred) * grad)
-        return self.reduce(values)
-
-
-class SmoothL1Loss(Loss):
-    """``loss = 0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``, with
-    ``d = pred - target`` (``beta = 0`` is the L1 loss); ``dloss/dpred = clip(d / beta, -1, 1)``
-    (``sign(d)`` when ``beta = 0``).
-
-    Args: ``reduction`` (``"mean"``, ``"sum"``, ``"none"``) and ``beta >= 0``.
-    """
-
-    def __init__(self, reduction: str = "mean", beta: float = 1.0):
-        super().__init__(reduction)
-        self.beta = non_negative(beta, "beta", "SmoothL1Loss")
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, beta={self.beta}"
-
-    def forward(self, pred: Any, target: Any) -> Any:
-        xp = self.check_same_shape_target(pred, target)
-        d, beta = pred - target, self.beta
-        a = xp.abs(d)
-        if beta == 0.0:
-            values, grad = a, xp.sign(d)
-        else:
-            values = xp.where(a < beta, (0.5 / beta) * d * d, a - 0.5 * beta)
-            grad = xp.clip(d * (1.0 / beta), -1.0, 1.0)
         self.save_grad(self.reduction_scale(pred) * grad)
         return self.reduce(values)
 

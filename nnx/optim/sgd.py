@@ -1,0 +1,57 @@
+"""Stochastic gradient descent, with momentum, Nesterov momentum and weight decay, following the
+update rule PyTorch documents for ``torch.optim.SGD`` (with the same defaults)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..core.checks import real_in_range
+from ..core.module import Parameter
+from .base import Optimizer, _subtract
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+
+    With ``g = grad + weight_decay * p``::
+
+        b = g                              (first step)
+        b = momentum * b + (1 - dampening) * g
+        g = g + momentum * b   if nesterov else   g = b
+        p = p - lr * g
+    """
+
+    hyperparameters = ("momentum", "dampening", "weight_decay", "nesterov")
+    state_keys = ("momentum_buffer",)
+    elementwise = True
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
+        super().__init__(params, lr)
+        self.momentum = real_in_range(momentum, "momentum", "SGD")
+        self.dampening = real_in_range(dampening, "dampening", "SGD")
+        self.weight_decay = real_in_range(weight_decay, "weight_decay", "SGD")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
+        g = self._with_weight_decay(p, g, self.weight_decay)
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = xp.asarray(g, copy=True)
+            else:
+                buf *= self.momentum  # b = momentum * b + (1 - dampening) * g
+                buf += (1.0 - self.dampening) * g if self.dampening else g
+            state["momentum_buffer"] = buf
+            g = g + self.momentum * buf if self.nesterov else buf
+        _subtract(p, self.lr * g)

@@ -1,0 +1,154 @@
+"""Sequence models: a transformer encoder block and an LSTM, nnx (NumPy) against torch eager CPU.
+
+Each step is forward + backward (with a fixed upstream gradient) + an SGD step, both libraries
+in float32 and, with ``--threads``, on the same number of threads. The two run interleaved
+(order alternating, a pause before each), the median step time and the ratio are reported, and
+the nnx process's resident memory over a few more steps shows whether it grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+import nnx
+from nnx.optim import SGD
+
+from .measure import alternated, blas_threads, limit_threads, rss_mb, write_json
+
+
+def _sequence_workloads(quick: bool) -> dict[str, dict[str, int]]:
+    if quick:
+        return {
+            "transformer": {"d_model": 16, "heads": 4, "seq": 8, "batch": 4, "ff": 32},
+            "lstm": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
+        }
+    return {
+        "transformer": {"d_model": 256, "heads": 4, "seq": 128, "batch": 32, "ff": 1024},
+        "lstm": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
+    }
+
+
+def _sequence_case(
+    torch: Any, name: str, cfg: dict[str, int], repeats: int, pause: float, memory_steps: int
+) -> dict[str, Any]:
+    """One workload: nnx and torch steps interleaved (order alternating, a pause before each
+    so that BLAS or OpenMP threads still spinning from the other contender are asleep), medians,
+    ratio, and the nnx process's RSS over ``memory_steps`` further nnx steps."""
+    rng = np.random.default_rng(0)
+    if name == "transformer":
+        shape = (cfg["batch"], cfg["seq"], cfg["d_model"])
+        mine = nnx.TransformerEncoderLayer(
+            cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, rng=0
+        )
+        ref = torch.nn.TransformerEncoderLayer(
+            cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True
+        )
+    else:
+        shape = (cfg["batch"], cfg["seq"], cfg["input"])
+        mine = nnx.LSTM(cfg["input"], cfg["hidden"], rng=0)
+        ref = torch.nn.LSTM(cfg["input"], cfg["hidden"], batch_first=True)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    out_shape = shape if name == "transformer" else (*shape[:2], cfg["hidden"])
+    g = rng.standard_normal(out_shape, dtype=np.float32)
+    opt = SGD(mine.parameters(), lr=1e-4)
+    topt = torch.optim.SGD(ref.parameters(), lr=1e-4)
+    tx, tg = torch.tensor(x), torch.tensor(g)  # float32 like x and g, and like both models
+    assert all(p.dtype == torch.float32 for p in ref.parameters())
+    assert all(p.value.dtype == np.float32 for p in mine.parameters())
+
+    def nnx_step() -> None:
+        opt.zero_grad()
+        mine(x)
+        mine.backward(g)
+        opt.step()
+
+    def torch_step() -> None:
+        topt.zero_grad()
+        y = ref(tx)
+        y = y if name == "transformer" else y[0]
+        y.backward(tg)
+        topt.step()
+
+    nnx_step(), torch_step()  # warm-up
+    times: dict[str, list[float]] = {"nnx": [], "torch": []}
+    for r in range(repeats):
+        steps = {"nnx": nnx_step, "torch": torch_step}
+        for label in alternated(list(steps), r):
+            fn = steps[label]
+            time.sleep(pause)
+            start = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - start)
+    # memory: RSS after every nnx step; growth is last minus the first (after warm-up)
+    rss = []
+    for _ in range(memory_steps):
+        nnx_step()
+        rss.append(rss_mb())
+    t_nnx, t_torch = (statistics.median(times[k]) for k in ("nnx", "torch"))
+    return {
+        "config": cfg,
+        "nnx_ms": 1e3 * t_nnx,
+        "torch_ms": 1e3 * t_torch,
+        "nnx_over_torch": t_nnx / t_torch,
+        "all_ms": {k: [1e3 * t for t in v] for k, v in times.items()},
+        "rss_mb": rss,
+        "rss_growth_mb": rss[-1] - rss[0] if rss else 0.0,
+        "memory_steps": memory_steps,
+        "repeats": repeats,
+    }
+
+
+def run_sequence(
+    repeats: int,
+    quick: bool = False,
+    threads: int | None = None,
+    pause: float = 1.0,
+    memory_steps: int = 20,
+) -> dict[str, Any]:
+    """Forward + backward + SGD step of a transformer encoder block and an LSTM, nnx (NumPy)
+    and torch eager CPU interleaved (order alternating), both float32 and on the same number
+    of threads (``threads``, or each library's default), median step time and ratio, and the
+    resident memory of the nnx process over ``memory_steps`` more steps."""
+    import torch
+
+    limit_threads(threads)
+    results: dict[str, Any] = {
+        name: _sequence_case(torch, name, cfg, repeats, pause, memory_steps)
+        for name, cfg in _sequence_workloads(quick).items()
+    }
+    results["load_average"] = os.getloadavg()
+    results["torch_threads"] = torch.get_num_threads()
+    results["numpy_blas_threads"] = blas_threads()
+    results["pause_s"] = pause
+    return results
+
+
+def main_sequence(args: argparse.Namespace) -> int:
+    """Both workloads (``--quick``: tiny ones, 2 repeats, no pause), one line each."""
+    results = run_sequence(
+        args.repeats if not args.quick else 2,
+        quick=args.quick,
+        threads=args.threads,
+        pause=args.pause if not args.quick else 0.0,
+        memory_steps=args.seq_memory_steps if not args.quick else 3,
+    )
+    for name in ("transformer", "lstm"):
+        r = results[name]
+        print(
+            f"{name:<12} {r['config']}  nnx {r['nnx_ms']:.1f} ms  torch {r['torch_ms']:.1f} ms"
+            f"  nnx/torch {r['nnx_over_torch']:.2f}  RSS growth {r['rss_growth_mb']:.1f} MB"
+            f" over {r['memory_steps']} more steps"
+        )
+    print(
+        f"load average {tuple(round(v, 2) for v in results['load_average'])}, torch threads "
+        f"{results['torch_threads']}, NumPy BLAS threads {results['numpy_blas_threads']}, "
+        f"pause {results['pause_s']} s"
+    )
+    write_json(args.json, results)
+    return 0
