@@ -10,9 +10,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-import numpy as np
-
-from ..backend import Backend, backend_of, get_backend, namespace, to_numpy
+from ..backend import Backend, backend_of, get_backend, namespace
 from ..core.checks import check_grad, require_forward
 from ..core.module import Buffer, Module
 
@@ -27,6 +25,14 @@ def _feature_shape(shape: Any) -> tuple[int, ...]:
             f"one sample), got {shape!r}"
         )
     return tuple(int(d) for d in dims)
+
+
+def _has_float64(x: Any) -> bool:
+    try:
+        backend_of(x).dtype("float64")
+    except ValueError:
+        return False
+    return True
 
 
 class Standardize(Module):
@@ -55,43 +61,49 @@ class Standardize(Module):
     ):
         self.shape = _feature_shape(shape)
         backend = get_backend(device)
-        self.mean = Buffer(backend.asarray(np.zeros(self.shape), dtype=dtype), "mean")
-        self.std = Buffer(backend.asarray(np.ones(self.shape), dtype=dtype), "std")
+        xp, dt = backend.xp, backend.dtype(dtype)
+        self.mean = Buffer(xp.zeros(self.shape, dtype=dt, device=backend.device), "mean")
+        self.std = Buffer(xp.ones(self.shape, dtype=dt, device=backend.device), "std")
 
     def extra_repr(self) -> str:
         return f"{self.shape[0] if len(self.shape) == 1 else self.shape}"
 
     def fit(self, x: Any) -> Standardize:
         """Set ``mean`` and ``std`` (population, ``ddof=0``) from the samples ``x`` (any
-        backend, shape ``(N, *shape)``), computed in float64 on the host. Returns ``self``."""
-        host = np.asarray(to_numpy(x), dtype=np.float64)
-        if host.ndim != len(self.shape) + 1 or host.shape[1:] != self.shape:
+        backend, shape ``(N, *shape)``), computed in ``x``'s namespace in float64 where it has
+        it (float32 on JAX without x64). Returns ``self``."""
+        if tuple(x.shape[1:]) != self.shape:
             raise ValueError(
-                f"Standardize{self.shape}.fit: samples of shape {tuple(host.shape[1:])}, "
+                f"Standardize{self.shape}.fit: samples of shape {tuple(x.shape[1:])}, "
                 f"expected {self.shape}"
             )
-        if host.shape[0] == 0:
+        if x.shape[0] == 0:
             raise ValueError("Standardize.fit: x has 0 rows")
-        if not np.all(np.isfinite(host)):
+        xp = namespace(x)
+        wide = backend_of(x).dtype("float64") if _has_float64(x) else xp.float32
+        x = xp.astype(x, wide)
+        if not bool(xp.all(xp.isfinite(x))):
             raise ValueError("Standardize.fit: x holds NaN or infinite values")
-        std = host.std(axis=0)
-        return self.set_statistics(host.mean(axis=0), np.where(std > 0, std, 1.0))
+        std = xp.std(x, axis=0)
+        return self.set_statistics(xp.mean(x, axis=0), xp.where(std > 0, std, 1.0))
 
     def set_statistics(self, mean: Any, std: Any) -> Standardize:
         """Set the statistics directly (host or backend arrays of the sample's shape; ``std``
         finite and > 0). Returns ``self``."""
-        mean = np.asarray(to_numpy(mean), dtype=np.float64)
-        std = np.asarray(to_numpy(std), dtype=np.float64)
         for name, value in (("mean", mean), ("std", std)):
-            if value.shape != self.shape:
+            if tuple(getattr(value, "shape", ())) != self.shape:
                 raise ValueError(
-                    f"Standardize{self.shape}: {name} has shape {value.shape}, expected "
-                    f"{self.shape}"
+                    f"Standardize{self.shape}: {name} has shape "
+                    f"{tuple(getattr(value, 'shape', ()))}, expected {self.shape}"
                 )
-        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        backend = backend_of(self.mean.value)
+        dtype = self.mean.value.dtype
+        mean, std = backend.asarray(mean, dtype=dtype), backend.asarray(std, dtype=dtype)
+        xp = backend.xp
+        ok = xp.all(xp.isfinite(mean)) & xp.all(xp.isfinite(std)) & xp.all(std > 0)
+        if not bool(ok):
             raise ValueError("Standardize: mean must be finite and std finite and > 0 everywhere")
-        for buf, value in ((self.mean, mean), (self.std, std)):
-            buf.value = backend_of(buf.value).asarray(value, dtype=buf.value.dtype)
+        self.mean.value, self.std.value = mean, std
         return self
 
     def forward(self, x: Any) -> Any:
