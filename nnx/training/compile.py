@@ -36,7 +36,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import Generator, backend_of, is_tracer, jit
-from ..core.module import Module, _accepts_need_input_grad
+from ..core.calls import accepts_need_input_grad
+from ..core.module import Module
 from ..layers import Dropout
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm
@@ -81,7 +82,7 @@ class CompiledStep:
         self.clip_norm = clip_norm
         self.backend = backend_of(params[0].value)
         self.traces = 0  # how often jax.jit traced the step (a new shape or mode traces again)
-        self._skip_input_grad = _accepts_need_input_grad(model)
+        self._skip_input_grad = accepts_need_input_grad(model)
         self._stepped: list[bool] = []
         self._step = jit(self._pure, static_argnums=(0,))
 

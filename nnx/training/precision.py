@@ -35,8 +35,9 @@ import math
 from typing import Any
 
 from ..backend import backend_of, namespace, overflow_allowed
+from ..core.calls import accepts_need_input_grad
 from ..core.checks import dtype_name
-from ..core.module import Module, _accepts_need_input_grad
+from ..core.module import Module
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm
 
@@ -185,7 +186,7 @@ class MixedPrecisionStep:
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.clip_norm = clip_norm
         self.last_step_skipped = False
-        self._skip_input_grad = _accepts_need_input_grad(model)
+        self._skip_input_grad = accepts_need_input_grad(model)
 
     def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
         xp = namespace(x)

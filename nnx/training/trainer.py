@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, get_backend, namespace, to_numpy
+from ..core.calls import accepts_need_input_grad
 from ..core.checks import positive_int
-from ..core.module import Module, _accepts_need_input_grad
+from ..core.module import Module
 from ..core.structure import call_with, first_leaf, leaves, map_structure
 from ..data import ArrayDataset, DataLoader
 from ..data.augment import Augmentation, batch_generator, take_rows
@@ -499,7 +500,7 @@ class Trainer:
             m.reset()
         model, loss_fn, optimizer = self.model, self.loss, self.optimizer
         params = list(model.parameters())
-        skip_input_grad = _accepts_need_input_grad(model)
+        skip_input_grad = accepts_need_input_grad(model)
         groups = _accumulation_weights(loader, self.accumulate, loss_fn)
         first_step = self.step
         dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
