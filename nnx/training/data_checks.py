@@ -76,3 +76,23 @@ def check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
             f"Trainer: {' and '.join(bad)} hold NaN or infinite values; remove or impute them "
             f"before training"
         )
+
+
+def check_augment(augment: Any, data: ArrayDataset) -> None:
+    """The augmentation must fit the training samples and keep their shape (the validation
+    and test samples, never augmented, keep theirs)."""
+    if isinstance(data.x, (tuple, list, dict)):
+        raise ValueError(
+            "Trainer: augment applies to one input array of images, not to several inputs"
+        )
+    shape = tuple(int(s) for s in data.x.shape[1:])
+    try:
+        out = augment.output_shape(shape)
+    except ValueError as err:
+        raise ValueError(f"Trainer: augment={augment!r} does not fit: {err}") from None
+    if tuple(out) != shape:
+        raise ValueError(
+            f"Trainer: augment={augment!r} turns samples of shape {shape} into "
+            f"{tuple(out)}; it must keep their shape, since validation and test samples are "
+            f"not augmented (crop to the image size, with padding)"
+        )

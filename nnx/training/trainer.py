@@ -1,4 +1,10 @@
-"""The Trainer: fit / evaluate / predict on any backend, with callbacks and exact resume."""
+"""The Trainer: fit / evaluate / predict on any backend, with callbacks and exact resume.
+
+The Trainer owns the loop (epochs, batches, callbacks, history); each batch's computation is one
+step object built from its options by :func:`~nnx.training.make_step.make_step`
+(:mod:`nnx.training.step`), and the data checks and host totals live in
+:mod:`~nnx.training.data_checks` and :mod:`~nnx.training.totals`.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +38,14 @@ from ..metrics import Metric, get_metric
 from ..optim import Optimizer
 from ..optim.schedules import Schedule
 from .callbacks import Callback, standard_callbacks
-from .data_checks import check_finite_data, check_real, concat_outputs, label_range, whole
+from .data_checks import (
+    check_augment,
+    check_finite_data,
+    check_real,
+    concat_outputs,
+    label_range,
+    whole,
+)
 from .data_parallel import DataParallel
 from .history import History
 from .make_step import make_step
@@ -73,7 +86,7 @@ class Trainer:
         jit: run each training step compiled by XLA (:func:`nnx.compile`; JAX backends only).
         precision: ``"float32"`` (default), or ``"float16"``, ``"bfloat16"``, ``"mixed16"``:
             16-bit compute with float32 master weights and dynamic loss scaling
-            (:mod:`nnx.precision`); the model must be float32.
+            (:mod:`nnx.training.precision`); the model must be float32.
         distributed: data-parallel training over MPI (:mod:`nnx.distributed`, started with
             ``mpiexec -n N python -m mpi4py ...``): rank 0's parameters are broadcast, every
             global batch of ``batch_size`` is split over the ranks, gradients, losses and metrics
@@ -86,6 +99,8 @@ class Trainer:
             resume exactly. It must keep the sample shape; validation, :meth:`evaluate` and
             :meth:`predict` batches are never augmented.
 
+    ``accumulate``, ``precision``, ``jit`` and ``distributed`` combine (the step they build is
+    ``trainer.train_step``), except ``jit`` with ``distributed``, refused with a one-line reason.
     History losses are the data losses, without L1/L2 penalty terms.
     """
 
@@ -226,7 +241,7 @@ class Trainer:
         self._label_range = label_range(train_set, val_set)
         check_finite_data(("training", train_set), ("validation", val_set))
         if self.augment is not None:
-            self._check_augment(train_set)
+            check_augment(self.augment, train_set)
         loader = DataLoader(
             train_set,
             batch_size,
@@ -293,25 +308,6 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
-
-    def _check_augment(self, data: ArrayDataset) -> None:
-        """The augmentation must fit the training samples and keep their shape (the validation
-        and test samples, never augmented, keep theirs)."""
-        if isinstance(data.x, (tuple, list, dict)):
-            raise ValueError(
-                "Trainer: augment applies to one input array of images, not to several inputs"
-            )
-        shape = tuple(int(s) for s in data.x.shape[1:])
-        try:
-            out = self.augment.output_shape(shape)
-        except ValueError as err:
-            raise ValueError(f"Trainer: augment={self.augment!r} does not fit: {err}") from None
-        if tuple(out) != shape:
-            raise ValueError(
-                f"Trainer: augment={self.augment!r} turns samples of shape {shape} into "
-                f"{tuple(out)}; it must keep their shape, since validation and test samples are "
-                f"not augmented (crop to the image size, with padding)"
-            )
 
     def _augment_batch(self, loader: DataLoader, epoch: int, batch: int, xb: Any) -> Any:
         """Training batch ``batch`` of ``epoch``, augmented with choices drawn from
