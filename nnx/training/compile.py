@@ -132,7 +132,8 @@ class Compiled(StepBase):
     def _run(self, phase: tuple[str, Any], args: tuple) -> Any:
         opt = self.optimizer
         values = [p.value for p in opt.params]
-        grads = [p.grad for p in self.model.parameters()]
+        whole = phase[0] == "call"  # a whole step starts from no gradients
+        grads = [None if whole else p.grad for p in self.model.parameters()]
         arrays = [{k: v for k, v in s.items() if k != "step"} for s in opt.state]
         steps = [s.get("step", 0) for s in opt.state]
         buffers = [b.value for b in self.model.buffers()]
@@ -185,7 +186,6 @@ class Compiled(StepBase):
         try:
             result = None
             if phase == "call":
-                eager.zero_grad()
                 result = eager.compute_grads(*args)
             elif phase == "grads":
                 x, y, weight = args
