@@ -6,7 +6,8 @@ import pytest
 
 import nnx
 from nnx.optim import SGD, Adam
-from nnx.training.precision import LossScaler, MixedPrecisionStep
+from nnx.training.precision import LossScaler, MixedPrecision
+from nnx.training.step import EagerStep
 
 
 def test_loss_scaler_grows_after_clean_steps_and_backs_off_on_overflow():
@@ -57,6 +58,11 @@ def _model(seed=0, device="cpu"):
     )
 
 
+def _mixed(model, loss, optimizer, precision, scaler=None):
+    """The eager step of ``model`` wrapped for mixed precision."""
+    return MixedPrecision(EagerStep(model, loss, optimizer), precision, scaler=scaler)
+
+
 def _batch(backend="cpu", n=16):
     be = nnx.get_backend(backend)
     rng = np.random.default_rng(0)
@@ -69,7 +75,7 @@ def test_float16_step_updates_float32_masters_like_a_float32_step():
     x, y = _batch()
     ref, mixed = _model(), _model()
     ref_opt, opt = Adam(ref.parameters(), lr=0.01), Adam(mixed.parameters(), lr=0.01)
-    step = MixedPrecisionStep(mixed, nnx.CrossEntropyLoss(), opt, "float16")
+    step = _mixed(mixed, nnx.CrossEntropyLoss(), opt, "float16")
     loss_fn = nnx.CrossEntropyLoss()
     for _ in range(3):
         ref_opt.zero_grad()
@@ -93,9 +99,7 @@ def test_updates_smaller_than_float16_spacing_reach_the_masters():
     x, y = _batch()
     model = _model()
     start = model.state_dict()["0.weight"]
-    step = MixedPrecisionStep(
-        model, nnx.CrossEntropyLoss(), SGD(model.parameters(), lr=1e-5), "float16"
-    )
+    step = _mixed(model, nnx.CrossEntropyLoss(), SGD(model.parameters(), lr=1e-5), "float16")
     step(x, y)
     moved = model.state_dict()["0.weight"] - start
     spacing = np.spacing(np.abs(start).astype(np.float16)).astype(np.float32)
@@ -108,7 +112,7 @@ def test_overflow_skips_the_step_and_halves_the_scale():
     model = _model()
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
     scaler = LossScaler(init_scale=2.0**40, growth_interval=2)  # float16 gradients overflow
-    step = MixedPrecisionStep(model, nnx.CrossEntropyLoss(), opt, "float16", scaler=scaler)
+    step = _mixed(model, nnx.CrossEntropyLoss(), opt, "float16", scaler=scaler)
     before = model.state_dict()
     step(x, y)
     assert step.last_step_skipped and scaler.scale == 2.0**39 and scaler.skipped_steps == 1
@@ -128,18 +132,18 @@ def test_overflow_skips_the_step_and_halves_the_scale():
 def test_bfloat16_where_the_namespace_has_it_and_a_clear_error_elsewhere():
     model = _model()
     with pytest.raises(ValueError, match="bfloat16 needs PyTorch, JAX or CuPy"):
-        MixedPrecisionStep(model, nnx.MSELoss(), SGD(model.parameters()), "bfloat16")
-    assert MixedPrecisionStep(model, nnx.MSELoss(), SGD(model.parameters()), "mixed16").name == (
+        _mixed(model, nnx.MSELoss(), SGD(model.parameters()), "bfloat16")
+    assert _mixed(model, nnx.MSELoss(), SGD(model.parameters()), "mixed16").name == (
         "float16"  # NumPy has no bfloat16
     )
     with pytest.raises(
         ValueError, match=r"'float16' is not available on backend 'array_api_strict'"
     ):
         strict = _model(device="strict")
-        MixedPrecisionStep(strict, nnx.MSELoss(), SGD(strict.parameters()), "float16")
+        _mixed(strict, nnx.MSELoss(), SGD(strict.parameters()), "float16")
     with pytest.raises(ValueError, match="float32 master weights"):
         wide = _model().to(dtype="float64")
-        MixedPrecisionStep(wide, nnx.MSELoss(), SGD(wide.parameters()), "float16")
+        _mixed(wide, nnx.MSELoss(), SGD(wide.parameters()), "float16")
     with pytest.raises(ValueError, match="precision must be one of"):
         nnx.Trainer(model, nnx.MSELoss(), SGD(model.parameters()), "cpu", precision="half")
 
@@ -151,7 +155,7 @@ def test_bfloat16_trains_on_torch_and_jax(spec):
         pytest.skip(why)
     model = _model(device=spec)
     opt = Adam(model.parameters(), lr=0.05)
-    step = MixedPrecisionStep(model, nnx.CrossEntropyLoss(), opt, "mixed16")
+    step = _mixed(model, nnx.CrossEntropyLoss(), opt, "mixed16")
     assert step.name == "bfloat16" and step.scaler.scale == 1.0 and not step.scaler.dynamic
     x, y = _batch(spec)
     losses = [float(step(x, y)[0]) for _ in range(8)]

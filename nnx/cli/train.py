@@ -399,8 +399,6 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
             f"--precision {settings['precision']} keeps float32 master weights; it needs "
             f"--dtype float32, not {settings['dtype']}"
         )
-    if settings["jit"] and settings["precision"] != "float32":
-        raise ConfigError("--jit and --precision cannot be combined yet")
     if not settings["distributed"]:
         from ..distributed import launched_by_mpi
 

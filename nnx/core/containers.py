@@ -3,8 +3,8 @@
 Like every nnx module, a container's ``backward`` is its children's backward passes called in
 reverse. Following the input-gradient convention (``docs/architecture.md``), a container's
 ``backward(grad_out, need_input_grad=False)`` returns ``dL/dx`` only when asked, and asks each
-child for exactly what it uses (:func:`~nnx.core.module.call_backward`). A module may appear in
-several branches: each call keeps its own cache (:func:`~nnx.core.module.capture_call_state`).
+child for exactly what it uses (:func:`~nnx.core.calls.call_backward`). A module may appear in
+several branches: each call keeps its own cache (:func:`~nnx.core.calls.capture_call_state`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,8 @@ from typing import Any
 
 from ..backend import namespace
 from ..layers.shape import Identity
-from .module import (
-    Module,
-    call_backward,
-    capture_call_state,
-    restore_call_state,
-    restore_final_state,
-    reused_positions,
-)
+from .calls import call_backward, capture_call_state, restore_call_state, restore_final_state
+from .module import Module, reused_positions
 
 MERGES = ("concat", "add", None)
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..backend import backend_of, float64_scope, to_numpy
 from ..losses import Loss, not_a_loss_message
-from .module import Module, call_backward
+from .calls import call_backward
+from .module import Module
 from .structure import call_with, first_leaf, leaves, map_structure
 
 _FLOOR = 1e-8

@@ -23,15 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..backend import namespace
-from .module import (
-    Module,
-    Symbolic,
-    call_backward,
-    capture_call_state,
-    restore_call_state,
-    restore_final_state,
-    reused_positions,
-)
+from .calls import call_backward, capture_call_state, restore_call_state, restore_final_state
+from .module import Module, Symbolic, reused_positions
 
 
 class Value(Symbolic):

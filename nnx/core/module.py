@@ -10,8 +10,6 @@ they were assigned; an object reachable along several paths (weight tying) is li
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from ..backend import Backend, backend_of, get_backend, to_numpy
 from ..io.registry import capture_init, register, register_builtin
+from .calls import call_backward, capture_call_state, restore_call_state, restore_final_state
 from .checks import dtype_name
 
 
@@ -383,65 +382,6 @@ class Sequential(Module):
         if states is not None:
             restore_final_state(states)
         return grad_out if need_input_grad else None
-
-
-# ---------------------------------------------------------------------- helpers for containers
-def call_backward(module: Module, grad_out: Any, need_input_grad: bool) -> Any:
-    """``module.backward(grad_out)``, asking for the input gradient only when it is needed.
-
-    A module whose ``backward`` takes ``need_input_grad`` is told whether its caller uses
-    ``dL/dx`` (so ``Linear`` can leave out ``grad @ W.T``); one that does not take it computes
-    the input gradient anyway. Returns ``dL/dx``, or None when it was not needed. Containers
-    call their children's backward through this.
-    """
-    if _accepts_need_input_grad(module):
-        return module.backward(grad_out, need_input_grad=need_input_grad)
-    grad_in = module.backward(grad_out)
-    return grad_in if need_input_grad else None
-
-
-def _accepts_need_input_grad(module: Module) -> bool:
-    """Whether ``module.backward`` takes ``need_input_grad`` (looked up once per class)."""
-    return _backward_takes_flag(type(module))
-
-
-@functools.cache
-def _backward_takes_flag(cls: type) -> bool:
-    try:
-        return "need_input_grad" in inspect.signature(cls.backward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def capture_call_state(module: Module) -> list[tuple[Module, dict[str, Any]]]:
-    """What ``module`` and its sub-modules cached in their last forward call (their attributes).
-
-    A container that calls one module several times in a forward pass captures the state after
-    each call and hands it back with :func:`restore_call_state` before the matching backward, so
-    each backward sees its own call's cache. Parameters and buffers are the same objects in
-    every capture, so their gradients add up. Modules must rebind their cache attributes in
-    ``forward`` (``self._x = x``), never mutate a cached object in place. After the last
-    backward, :func:`restore_final_state` puts back each module's state as its last forward call
-    left it.
-    """
-    return [(m, dict(vars(m))) for m in module.modules()]
-
-
-def restore_call_state(state: list[tuple[Module, dict[str, Any]]]) -> None:
-    """Put back the attributes saved by :func:`capture_call_state`."""
-    for m, attributes in state:
-        d = vars(m)
-        d.clear()
-        d.update(attributes)
-
-
-def restore_final_state(states: list[Any]) -> None:
-    """After the backward passes of modules called several times: put back, in call order, the
-    state of every captured call, so each module ends as its last forward call left it
-    (counters and other state it keeps between calls included)."""
-    for state in states:
-        if state is not None:
-            restore_call_state(state)
 
 
 def reused_positions(children: Any, who: str) -> frozenset[int]:

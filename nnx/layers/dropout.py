@@ -19,7 +19,7 @@ class Dropout(Module):
     The mask comes from the backend's own seeded generator where it has one (CuPy, PyTorch) and
     from a seeded host generator otherwise, so no host round trip is needed on a GPU.
 
-    In data-parallel training each rank sets :attr:`rows` to ``(start, stop, total)`` before a
+    In data-parallel training each rank sets :attr:`rows` (:meth:`set_rows`) to ``(start, stop, total)`` before a
     forward pass: the mask is then drawn for the whole global batch of ``total`` rows and rows
     ``[start, stop)`` of it are used, so every sample gets the mask one process would give it.
 
@@ -48,9 +48,15 @@ class Dropout(Module):
         return f"p={self.p}"
 
     def reseed(self, seed: int) -> None:
-        """Restart the mask sequence from ``seed`` (masks then repeat exactly)."""
+        """Restart the mask sequence from ``seed`` (masks then repeat exactly). The Trainer
+        calls it on every module that has it at the start of each epoch."""
         self.seed = int(seed)
         self._generator = None
+
+    def set_rows(self, rows: tuple[int, int, int] | None) -> None:
+        """Set :attr:`rows` (None: the whole batch is this process's). Data-parallel training
+        (:mod:`nnx.training.data_parallel`) calls it on every module that has it."""
+        self.rows = rows
 
     def _masks_for(self, x: Any) -> Generator:
         backend = backend_of(x)

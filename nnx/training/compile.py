@@ -36,18 +36,28 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import Generator, backend_of, is_tracer, jit
-from ..core.module import Module, _accepts_need_input_grad
+from ..core.module import Module
 from ..layers import Dropout
 from ..losses import Loss
-from ..optim import Optimizer, clip_grad_norm
+from ..optim import Optimizer
+from .step import EagerStep, StepBase
 
 
-class CompiledStep:
+class Compiled(StepBase):
     """A training step compiled with ``jax.jit``; call it as ``loss, pred = step(x, y)``.
 
-    After each call the parameters, optimizer state, buffers and dropout keys hold the new
-    values (as after an eager step) and every ``param.grad`` is None (gradients live only inside
-    the compiled program). Build it with :func:`compile`.
+    The whole call (forward, loss, backward, clipping, optimizer step) is one XLA program. Its
+    phases (:mod:`nnx.training.step`) are compiled too, so wrappers compose with it:
+    ``compute_grads`` (forward, loss and backward, with the gradients passed in and out: the
+    16-bit casts of :class:`~nnx.training.precision.MixedPrecision` happen inside it) and
+    ``apply`` (clipping and the optimizer step) are each one program, and
+    :class:`~nnx.training.accumulate.Accumulate` or ``MixedPrecision`` around them run their
+    own bookkeeping (weights, the inf/NaN check and the loss scale) between the programs.
+
+    After a call the parameters, optimizer state, buffers and dropout keys hold the new values
+    (as after an eager step) and every ``param.grad`` is None (gradients live only inside the
+    compiled program; after ``compute_grads`` they are on the parameters). Build it with
+    :func:`compile`.
     """
 
     def __init__(
@@ -79,11 +89,30 @@ class CompiledStep:
             )
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.clip_norm = clip_norm
+        self.eager = EagerStep(model, loss, optimizer, clip_norm)  # the code that is traced
         self.backend = backend_of(params[0].value)
-        self.traces = 0  # how often jax.jit traced the step (a new shape or mode traces again)
-        self._skip_input_grad = _accepts_need_input_grad(model)
-        self._stepped: list[bool] = []
-        self._step = jit(self._pure, static_argnums=(0,))
+        self.traces = 0  # how often jax.jit traced a program (a new shape or mode traces again)
+        self._stepped: dict[Any, list[bool]] = {}  # per program: which parameters it steps
+        self._program = jit(self._pure, static_argnums=(0,))
+
+    # -------------------------------------------------------------- the phases
+    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        out = self._run(("call", None), (x, y))
+        self.stepped = True
+        return out
+
+    def zero_grad(self) -> None:
+        for p in self.model.parameters():
+            p.grad = None
+
+    def compute_grads(
+        self, x: Any, y: Any, weight: Any = None, *, compute_dtype: Any = None
+    ) -> tuple[Any, Any]:
+        return self._run(("grads", compute_dtype), (x, y, weight))
+
+    def apply(self, divisor: int = 1) -> bool:
+        self._run(("apply", int(divisor)), ())
+        return True
 
     # -------------------------------------------------------------- state in and out
     def _generators(self) -> list[Generator]:
@@ -100,9 +129,11 @@ class CompiledStep:
             if isinstance(g, Generator) and hasattr(g, "key")
         ]
 
-    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+    def _run(self, phase: tuple[str, Any], args: tuple) -> Any:
         opt = self.optimizer
         values = [p.value for p in opt.params]
+        whole = phase[0] == "call"  # a whole step starts from no gradients
+        grads = [None if whole else p.grad for p in self.model.parameters()]
         arrays = [{k: v for k, v in s.items() if k != "step"} for s in opt.state]
         steps = [s.get("step", 0) for s in opt.state]
         buffers = [b.value for b in self.model.buffers()]
@@ -110,31 +141,37 @@ class CompiledStep:
         keys = [g.key for g in generators]
         mode = tuple(m.training for m in self.model.modules())
         traces = self.traces
-        out = self._step(mode, values, arrays, steps, buffers, keys, opt.lr, x, y)
-        new_values, new_arrays, new_buffers, new_keys, loss, pred = out
+        static = (*phase, mode)
+        out = self._program(static, values, grads, arrays, steps, buffers, keys, opt.lr, args)
+        new_values, new_grads, new_arrays, new_buffers, new_keys, result = out
         for p, v in zip(opt.params, new_values, strict=True):
-            p.value, p.grad = v, None
-        for state, a, t, stepped in zip(opt.state, new_arrays, steps, self._stepped, strict=True):
+            p.value = v
+        for p, g in zip(self.model.parameters(), new_grads, strict=True):
+            p.grad = g
+        stepped = self._stepped.get(static, [False] * len(steps))
+        for state, a, t, advanced in zip(opt.state, new_arrays, steps, stepped, strict=True):
             state.clear()
             state.update(a)
-            if stepped or t:  # counted on the host: no read-back of the traced counter
-                state["step"] = t + int(stepped)
+            if advanced or t:  # counted on the host: no read-back of the traced counter
+                state["step"] = t + int(advanced)
         for b, v in zip(self.model.buffers(), new_buffers, strict=True):
             b.value = v
         for g, k in zip(generators, new_keys, strict=True):
             g.key = k
         if self.traces != traces:
             self._forget_placeholders()
-        return loss, pred
+        return result
 
-    def _pure(self, mode, values, arrays, steps, buffers, keys, lr, x, y):
-        """The eager step on traced arrays; runs only while jax.jit traces (once per shape)."""
+    def _pure(self, static, values, grads, arrays, steps, buffers, keys, lr, args):
+        """A phase of the eager step on traced arrays; runs only while jax.jit traces (once per
+        phase, shape and mode)."""
         self.traces += 1
-        model, loss_fn, opt = self.model, self.loss, self.optimizer
+        phase, option, _ = static
+        model, loss_fn, opt, eager = self.model, self.loss, self.optimizer, self.eager
         for p, v in zip(opt.params, values, strict=True):
-            p.value, p.grad = v, None
-        for p in model.parameters():
-            p.grad = None
+            p.value = v
+        for p, g in zip(model.parameters(), grads, strict=True):
+            p.grad = g
         saved_state, saved_lr = opt.state, opt._lr
         opt.state = [{**a, "step": t} for a, t in zip(arrays, steps, strict=True)]
         opt._lr = lr  # traced: a schedule's new rate needs no new trace
@@ -147,24 +184,24 @@ class CompiledStep:
         if check_labels is not None:
             loss_fn.check_labels = False  # it reads labels back to the host
         try:
-            pred = model.forward(x)
-            loss = loss_fn.forward(pred, y)
-            if self._skip_input_grad:
-                model.backward(loss_fn.backward(), need_input_grad=False)
-            else:
-                model.backward(loss_fn.backward())
-            if self.clip_norm is not None:
-                clip_grad_norm(opt.params, self.clip_norm)
-            self._stepped = [p.grad is not None for p in opt.params]
-            opt.step()
+            result = None
+            if phase == "call":
+                result = eager.compute_grads(*args)
+            elif phase == "grads":
+                x, y, weight = args
+                result = eager.compute_grads(x, y, weight, compute_dtype=option)
+            if phase != "grads":
+                self._stepped[static] = [p.grad is not None for p in opt.params]
+                eager.apply(1 if option is None else option)
+                model.zero_grad()
             new_arrays = [{k: v for k, v in s.items() if k != "step"} for s in opt.state]
             return (
                 [p.value for p in opt.params],
+                [p.grad for p in model.parameters()],
                 new_arrays,
                 [b.value for b in model.buffers()],
                 [g.key for g in generators],
-                loss,
-                pred,
+                result,
             )
         finally:
             opt.state, opt._lr = saved_state, saved_lr
@@ -184,13 +221,16 @@ class CompiledStep:
                 p.grad = None
 
 
+CompiledStep = Compiled  # the name nnx has exported since the first compiled step
+
+
 def compile(
     model: Module, loss: Loss, optimizer: Optimizer, clip_norm: float | None = None
-) -> CompiledStep:
+) -> Compiled:
     """Compile one training step of ``model`` (on JAX) with ``jax.jit``.
 
-    Returns a :class:`CompiledStep`; ``loss, pred = step(x, y)`` runs forward, ``loss``,
+    Returns a :class:`Compiled` step; ``loss, pred = step(x, y)`` runs forward, ``loss``,
     the explicit backward passes, gradient-norm clipping (``clip_norm``) and
     ``optimizer.step()`` as one XLA program, and leaves the new parameter values on the model.
     """
-    return CompiledStep(model, loss, optimizer, clip_norm)
+    return Compiled(model, loss, optimizer, clip_norm)

@@ -1,6 +1,6 @@
 """Mixed precision: compute in 16 bits, keep float32 master weights, scale the loss.
 
-A :class:`MixedPrecisionStep` runs one training step as ``loss, pred = step(x, y)``:
+:class:`MixedPrecision` wraps a training step (:mod:`nnx.training.step`); ``loss, pred = step(x, y)``:
 
 1. the float32 *master* values of the parameters are cast to the compute dtype (float16 or
    bfloat16) and put on the model, and the batch is cast likewise (the cast at the model's
@@ -22,8 +22,9 @@ is ordinary training. Checking for inf/NaN reads one boolean back to the host pe
 
 >>> import numpy as np, nnx
 >>> model = nnx.Sequential(nnx.Linear(3, 2, rng=0))
->>> step = MixedPrecisionStep(model, nnx.MSELoss(), nnx.optim.SGD(model.parameters(), lr=0.1),
-...                           "float16")
+>>> from nnx.training.step import EagerStep
+>>> step = MixedPrecision(EagerStep(model, nnx.MSELoss(), nnx.optim.SGD(model.parameters(), lr=0.1)),
+...                       "float16")
 >>> loss, pred = step(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32))
 >>> loss.dtype, pred.dtype, model[0].weight.value.dtype, step.scaler.scale
 (dtype('float32'), dtype('float32'), dtype('float32'), 65536.0)
@@ -36,9 +37,7 @@ from typing import Any
 
 from ..backend import backend_of, namespace, overflow_allowed
 from ..core.checks import dtype_name
-from ..core.module import Module, _accepts_need_input_grad
-from ..losses import Loss
-from ..optim import Optimizer, clip_grad_norm
+from .step import StepWrapper, add_back, fresh_grads
 
 PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")
 
@@ -148,22 +147,22 @@ def compute_dtype_name(precision: str, backend: Any) -> str:
     return precision
 
 
-class MixedPrecisionStep:
-    """One training step in 16 bits with float32 master weights and loss scaling (see module
-    docstring). The model's parameters must be float32 (they are the masters)."""
+class MixedPrecision(StepWrapper):
+    """16-bit compute with float32 master weights and loss scaling around ``step`` (see the
+    module docstring). The model's parameters must be float32 (they are the masters).
 
-    def __init__(
-        self,
-        model: Module,
-        loss: Loss,
-        optimizer: Optimizer,
-        precision: str = "mixed16",
-        scaler: LossScaler | None = None,
-        clip_norm: float | None = None,
-    ):
-        params = list(model.parameters())
+    ``compute_grads`` scales the loss by ``scaler.scale``, runs ``step``'s forward and backward in
+    the compute dtype, and adds the gradients to those held, in float32 and divided by the
+    scale; ``apply`` skips the update (and lowers the scale) when any gradient is inf or NaN.
+    Under data parallelism wrap it inside :class:`~nnx.training.data_parallel.DataParallel`,
+    whose allreduce then sums float32 gradients and every process skips the same steps.
+    """
+
+    def __init__(self, step: Any, precision: str = "mixed16", scaler: LossScaler | None = None):
+        super().__init__(step)
+        params = list(self.model.parameters())
         if not params:
-            raise ValueError("MixedPrecisionStep: the model has no parameters")
+            raise ValueError("MixedPrecision: the model has no parameters")
         backend = backend_of(params[0].value)
         wrong = [p.name for p in params if dtype_name(p.value.dtype) != "float32"]
         if wrong:
@@ -182,47 +181,32 @@ class MixedPrecisionStep:
                 else LossScaler()
             )
         self.scaler = scaler
-        self.model, self.loss, self.optimizer = model, loss, optimizer
-        self.clip_norm = clip_norm
         self.last_step_skipped = False
-        self._skip_input_grad = _accepts_need_input_grad(model)
 
-    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
-        xp = namespace(x)
+    def compute_grads(self, x: Any, y: Any, weight: Any = None, **options: Any) -> tuple[Any, Any]:
         params = list(self.model.parameters())
-        masters = [p.value for p in params]
-        half, f32 = self.compute_dtype, self.float32
-        for p in params:  # the 16-bit working copies
-            p.value, p.grad = xp.astype(p.value, half), None
-        try:
-            with overflow_allowed():  # inf/NaN are expected here, found below, and skipped
-                pred = self.model.forward(xp.astype(x, half))
-                pred32 = xp.astype(pred, f32)
-                loss = self.loss.forward(pred32, y)
-                scale = self.scaler.scale
-                grad = xp.astype(self.loss.backward() * scale, half)
-                if self._skip_input_grad:
-                    self.model.backward(grad, need_input_grad=False)
-                else:
-                    self.model.backward(grad)
-                grads = [
-                    None if p.grad is None else xp.astype(p.grad, f32) * (1.0 / scale)
-                    for p in params
-                ]
-        finally:
-            for p, master in zip(params, masters, strict=True):
-                p.value = master
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
-        present = [g for g in grads if g is not None]
-        finite = (
-            bool(xp.all(xp.stack([xp.all(xp.isfinite(g)) for g in present]))) if present else True
-        )
+        held = fresh_grads(params)
+        scale = self.scaler.scale
+        with overflow_allowed():  # inf/NaN are expected here, found in apply, and skipped
+            loss, pred = self.inner.compute_grads(
+                x, y, scale if weight is None else weight * scale, compute_dtype=self.compute_dtype
+            )
+            for p in params:
+                if p.grad is not None:
+                    p.grad = p.grad * (1.0 / scale)
+        add_back(params, held)
+        return loss, pred
+
+    def apply(self, divisor: int = 1) -> bool:
+        params = list(self.model.parameters())
+        present = [p.grad for p in params if p.grad is not None]
+        finite = True
+        if present:
+            xp = namespace(present[0])
+            finite = bool(xp.all(xp.stack([xp.all(xp.isfinite(g)) for g in present])))
         self.last_step_skipped = not self.scaler.update(found_inf=not finite)
         if not self.last_step_skipped:
-            if self.clip_norm is not None:
-                clip_grad_norm(params, self.clip_norm)
-            self.optimizer.step()
+            self.inner.apply(divisor)
         for p in params:
             p.grad = None
-        return loss, pred32
+        return not self.last_step_skipped

@@ -1,4 +1,10 @@
-"""The Trainer: fit / evaluate / predict on any backend, with callbacks and exact resume."""
+"""The Trainer: fit / evaluate / predict on any backend, with callbacks and exact resume.
+
+The Trainer owns the loop (epochs, batches, callbacks, history); each batch's computation is one
+step object built from its options by :func:`~nnx.training.make_step.make_step`
+(:mod:`nnx.training.step`), and the data checks and host totals live in
+:mod:`~nnx.training.data_checks` and :mod:`~nnx.training.totals`.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, get_backend, namespace, to_numpy
+from ..backend import Backend, get_backend
 from ..core.checks import positive_int
-from ..core.module import Module, _accepts_need_input_grad
-from ..core.structure import call_with, first_leaf, leaves, map_structure
+from ..core.module import Module
+from ..core.structure import call_with, first_leaf, map_structure
 from ..data import ArrayDataset, DataLoader
 from ..data.augment import Augmentation, batch_generator, take_rows
 from ..data.loader import shard_bounds
@@ -27,120 +33,28 @@ from ..io.checkpoint import (
     read_record,
     write_checkpoint,
 )
-from ..layers import Dropout, SyncBatchNorm
 from ..losses import Loss, not_a_loss_message
 from ..metrics import Metric, get_metric
-from ..optim import Optimizer, clip_grad_norm
+from ..optim import Optimizer
 from ..optim.schedules import Schedule
-from .callbacks import Callback, LRScheduler, ProgressBar
-from .compile import CompiledStep
+from .callbacks import Callback, standard_callbacks
+from .data_checks import (
+    check_augment,
+    check_finite_data,
+    check_real,
+    concat_outputs,
+    label_range,
+    whole,
+)
+from .data_parallel import DataParallel
 from .history import History
-from .precision import PRECISIONS, MixedPrecisionStep
+from .make_step import make_step
+from .precision import MixedPrecision
+from .totals import sum_over_ranks, to_host
 
 logger = logging.getLogger("nnx")
 
 Data = ArrayDataset | tuple[Any, Any]
-
-
-def _label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
-    """Smallest and largest integer label over the data sets (one host read), None for float targets."""
-    ys = [d.y for d in datasets if d is not None]
-    if any(isinstance(y, (tuple, list, dict)) for y in ys):
-        return None  # several targets: the loss checks its own
-    xp = namespace(ys[0])
-    if not xp.isdtype(ys[0].dtype, "integral"):
-        return None
-    ends = xp.stack([xp.min(y) for y in ys] + [xp.max(y) for y in ys])
-    host = to_numpy(ends)
-    return int(host[: len(ys)].min()), int(host[len(ys) :].max())
-
-
-def _accumulation_weights(
-    loader: DataLoader, k: int, loss: Loss
-) -> list[tuple[bool, float, int | None]] | None:
-    """Per mini-batch: (first of its group, weight of its loss gradient, and at the last
-    mini-batch of the group the number of mini-batches in it, else None); None when ``k == 1``.
-
-    Gradients of a group are summed with weights ``m * n_i / N`` (mean reduction; ``m`` for sum)
-    and divided by ``m`` before the step, ``m`` being the group's mini-batches, ``n_i`` a
-    mini-batch's samples and ``N`` the group's: the data gradient is then that of the group's
-    concatenated batch, and a penalty gradient, which each backward adds once, counts once.
-    """
-    if k == 1:
-        return None
-    n, b = len(loader.dataset), loader.batch_size
-    count = len(loader)
-    sizes = [min(b, n - i * b) for i in range(count)]
-    mean = getattr(loss, "reduction", "mean") == "mean"
-    weights = []
-    for start in range(0, count, k):
-        group = sizes[start : start + k]
-        m, total = len(group), sum(group)
-        for j, size in enumerate(group):
-            weights.append(
-                (j == 0, m * size / total if mean else float(m), m if j == m - 1 else None)
-            )
-    return weights
-
-
-def _concat_outputs(xp: Any, outputs: list[Any]) -> Any:
-    """Batched model outputs (arrays, tuples or dicts of arrays) joined along the sample axis."""
-    first = outputs[0]
-    if isinstance(first, dict):
-        return {k: xp.concat([o[k] for o in outputs], axis=0) for k in first}
-    if isinstance(first, (tuple, list)):
-        return tuple(xp.concat(list(parts), axis=0) for parts in zip(*outputs, strict=True))
-    return xp.concat(outputs, axis=0)
-
-
-def _scale_grads(params: list[Any], factor: float) -> None:
-    for p in params:
-        if p.grad is not None:
-            p.grad = p.grad * factor
-
-
-def _whole(value: Any, name: str, who: str) -> int:
-    """An integer >= 0 (not a bool, not 2.7), else ValueError naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{who}: {name} must be a whole number >= 0, got {value!r}")
-    return int(value)
-
-
-def _check_real(array: Any, part: str, who: str) -> None:
-    """Refuse complex data: casting it to the model's dtype would drop the imaginary part."""
-    dtype = getattr(array, "dtype", None)
-    if dtype is not None and "complex" in str(dtype):
-        raise TypeError(f"{who}: the {part} are complex ({dtype}); nnx trains on real numbers")
-
-
-def _check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
-    """Refuse NaN or infinite inputs or floating targets (one host read for all of them)."""
-    checks, names = [], []
-    for name, data in named:
-        if data is None:
-            continue
-        for part, value in (("inputs", data.x), ("targets", data.y)):
-            floating = [  # every array of a tuple or dict of inputs/targets too
-                a
-                for _, a in leaves(value)
-                if hasattr(a, "dtype") and namespace(a).isdtype(a.dtype, "real floating")
-            ]
-            if not floating:
-                continue
-            xp = namespace(floating[0])
-            ok = [xp.all(xp.isfinite(a)) for a in floating]
-            checks.append(ok[0] if len(ok) == 1 else xp.all(xp.stack(ok)))
-            names.append(f"the {name} {part}")
-    if not checks:
-        return
-    xp = namespace(checks[0])
-    finite = np.asarray(to_numpy(xp.stack(checks)))
-    bad = [n for n, ok in zip(names, finite, strict=True) if not ok]
-    if bad:
-        raise ValueError(
-            f"Trainer: {' and '.join(bad)} hold NaN or infinite values; remove or impute them "
-            f"before training"
-        )
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -172,7 +86,7 @@ class Trainer:
         jit: run each training step compiled by XLA (:func:`nnx.compile`; JAX backends only).
         precision: ``"float32"`` (default), or ``"float16"``, ``"bfloat16"``, ``"mixed16"``:
             16-bit compute with float32 master weights and dynamic loss scaling
-            (:mod:`nnx.precision`); the model must be float32.
+            (:mod:`nnx.training.precision`); the model must be float32.
         distributed: data-parallel training over MPI (:mod:`nnx.distributed`, started with
             ``mpiexec -n N python -m mpi4py ...``): rank 0's parameters are broadcast, every
             global batch of ``batch_size`` is split over the ranks, gradients, losses and metrics
@@ -185,6 +99,8 @@ class Trainer:
             resume exactly. It must keep the sample shape; validation, :meth:`evaluate` and
             :meth:`predict` batches are never augmented.
 
+    ``accumulate``, ``precision``, ``jit`` and ``distributed`` combine (the step they build is
+    ``trainer.train_step``), except ``jit`` with ``distributed``, refused with a one-line reason.
     History losses are the data losses, without L1/L2 penalty terms.
     """
 
@@ -221,71 +137,44 @@ class Trainer:
                 f"RandomHorizontalFlip, Compose), got {type(augment).__name__}"
             )
         self.augment = augment
-        self.world = None
         self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
-        if self.accumulate > 1 and (jit or precision != "float32"):
-            raise ValueError(
-                "Trainer: accumulate > 1 cannot be combined with jit or 16-bit precision yet "
-                "(their compiled step takes one optimizer step per batch)"
-            )
-        if distributed and self.accumulate > 1:
-            raise ValueError(
-                "Trainer: accumulate > 1 cannot be combined with distributed training yet (each "
-                "rank's gradient weights would need the global group sizes); use a larger "
-                "global batch_size instead"
-            )
-        if distributed:
-            from .. import distributed as dist
-
-            if getattr(loss, "reduction", "mean") != "mean":
-                raise ValueError(
-                    "Trainer: distributed training weights each rank's gradient by its sample "
-                    f"count, which needs a loss with reduction='mean', got {loss.reduction!r}"
-                )
-            self.world = dist.init()
         self.backend = get_backend(device)
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
         self._move_to_backend()
-        if self.world is not None:
-            dist.broadcast_parameters(model)  # every rank starts from rank 0's weights
-        self.metrics = [get_metric(m) for m in metrics]
-        self.seed = _whole(seed, "seed", "Trainer")
-        self.schedule = schedule
+        self.precision = precision
         self.clip_norm = clip_norm
+        # The one step object of every batch: eager or compiled, wrapped for mixed precision,
+        # MPI data parallelism and accumulation as the options ask (make_step refuses what
+        # cannot be combined).
+        self.train_step = make_step(
+            model,
+            loss,
+            optimizer,
+            self.backend,
+            clip_norm=clip_norm,
+            accumulate=self.accumulate,
+            precision=precision,
+            jit=jit,
+            distributed=distributed,
+        )
+        parallel = self.train_step.wrapper(DataParallel)
+        self.world = None if parallel is None else parallel.world
+        self.mixed_precision = self.train_step.wrapper(MixedPrecision)  # its LossScaler
+        self.metrics = [get_metric(m) for m in metrics]
+        self.seed = whole(seed, "seed", "Trainer")
+        self.schedule = schedule
         self.stepped = False  # whether the last mini-batch ended with an optimizer step
         extra = list(callbacks)
         for cb in extra:
             if not isinstance(cb, Callback):
                 raise TypeError(f"Trainer: callback {cb!r} is not an nnx Callback")
-        if schedule is not None:
-            extra.append(LRScheduler(schedule, schedule_interval))
-        if progress:
-            extra.append(ProgressBar())
+        extra += standard_callbacks(schedule, schedule_interval, progress)
         if self.rank != 0:  # files and the progress bar are rank 0's
             extra = [cb for cb in extra if not cb.rank_zero_only]
         self.callbacks = sorted(extra, key=lambda cb: cb.order)
         self.history = History()
-        if distributed and (jit or precision != "float32"):
-            raise ValueError(
-                "Trainer: distributed training cannot be combined with jit=True or mixed "
-                "precision yet (their steps do not all-reduce gradients)"
-            )
-        self._compiled = self._compile_step() if jit else None
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"Trainer: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
-            )
-        self.precision = precision
-        self.mixed_precision = None
-        if precision != "float32":
-            if jit:
-                raise ValueError("Trainer: jit=True and mixed precision cannot be combined yet")
-            self.mixed_precision = MixedPrecisionStep(
-                model, loss, optimizer, precision, clip_norm=clip_norm
-            )
-            self._compiled = self.mixed_precision  # the same step interface
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps
         self.stop_training = False
@@ -314,14 +203,6 @@ class Trainer:
             raise ValueError("Trainer: the model has no parameters to train")
         self.dtype = first.value.dtype
 
-    def _compile_step(self) -> CompiledStep:
-        if self.backend.name != "jax":
-            raise ValueError(
-                f"Trainer: jit=True compiles the step with jax.jit and needs a JAX backend "
-                f"(device='jax'), got {self.backend.name!r}"
-            )
-        return CompiledStep(self.model, self.loss, self.optimizer, self.clip_norm)
-
     def dataset(self, data: Data) -> ArrayDataset:
         """``data`` (an ArrayDataset or an ``(x, y)`` pair) on this Trainer's backend and dtype."""
         if isinstance(data, tuple) and len(data) == 2:
@@ -333,8 +214,8 @@ class Trainer:
             )
         if data.y is None:
             raise ValueError("Trainer: training and evaluation data need targets (y)")
-        _check_real(data.x, "inputs", "Trainer")
-        _check_real(data.y, "targets", "Trainer")
+        check_real(data.x, "inputs", "Trainer")
+        check_real(data.y, "targets", "Trainer")
         return data.to(self.backend, dtype=self.dtype)
 
     # ------------------------------------------------------------------ training
@@ -352,15 +233,15 @@ class Trainer:
         its epoch counter) and return the :class:`History`."""
         train_set = self.dataset(train)
         val_set = None if val is None else self.dataset(val)
-        _whole(epochs, "epochs", "Trainer.fit")
+        whole(epochs, "epochs", "Trainer.fit")
         if len(train_set) == 0:
             raise ValueError("Trainer.fit: the training data has 0 rows")
         if val_set is not None and len(val_set) == 0:
             raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
-        self._label_range = _label_range(train_set, val_set)
-        _check_finite_data(("training", train_set), ("validation", val_set))
+        self._label_range = label_range(train_set, val_set)
+        check_finite_data(("training", train_set), ("validation", val_set))
         if self.augment is not None:
-            self._check_augment(train_set)
+            check_augment(self.augment, train_set)
         loader = DataLoader(
             train_set,
             batch_size,
@@ -371,7 +252,7 @@ class Trainer:
             world_size=self.world_size,
         )
         eval_batch_size = eval_batch_size or max(batch_size, 256)
-        self.target_epochs = _whole(epochs, "epochs", "Trainer.fit")
+        self.target_epochs = whole(epochs, "epochs", "Trainer.fit")
         self.batches_per_epoch = len(loader)
         self.stop_training = False
         if self.epoch >= self.target_epochs:
@@ -403,8 +284,7 @@ class Trainer:
             raise
         except FloatingPointError as err:  # a NaN loss, or NaN/inf weights refused by a checkpoint
             for cb in self.callbacks:
-                if isinstance(cb, ProgressBar):
-                    cb.close()
+                cb.on_error(self, err)
             if self.world is not None and not isinstance(err, NonFiniteLossError):
                 self.world.notify_failure(err)  # rank 0's checkpoint check: the others stop too
             if not isinstance(err, (NonFiniteLossError, NonFiniteStateError)):
@@ -418,8 +298,7 @@ class Trainer:
             raise NonFiniteLossError(f"{message}. {self._last_good_checkpoint()}") from None
         except BaseException as err:
             for cb in self.callbacks:
-                if isinstance(cb, ProgressBar):
-                    cb.close()
+                cb.on_error(self, err)
             if self.world is not None:
                 self.world.notify_failure(err)  # the others print it and stop instead of waiting
             raise
@@ -429,25 +308,6 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
-
-    def _check_augment(self, data: ArrayDataset) -> None:
-        """The augmentation must fit the training samples and keep their shape (the validation
-        and test samples, never augmented, keep theirs)."""
-        if isinstance(data.x, (tuple, list, dict)):
-            raise ValueError(
-                "Trainer: augment applies to one input array of images, not to several inputs"
-            )
-        shape = tuple(int(s) for s in data.x.shape[1:])
-        try:
-            out = self.augment.output_shape(shape)
-        except ValueError as err:
-            raise ValueError(f"Trainer: augment={self.augment!r} does not fit: {err}") from None
-        if tuple(out) != shape:
-            raise ValueError(
-                f"Trainer: augment={self.augment!r} turns samples of shape {shape} into "
-                f"{tuple(out)}; it must keep their shape, since validation and test samples are "
-                f"not augmented (crop to the image size, with padding)"
-            )
 
     def _augment_batch(self, loader: DataLoader, epoch: int, batch: int, xb: Any) -> Any:
         """Training batch ``batch`` of ``epoch``, augmented with choices drawn from
@@ -464,7 +324,7 @@ class Trainer:
     def _last_good_checkpoint(self) -> str:
         """Where the last checkpoint with finite state is, for a NaN/inf message."""
         for cb in self.callbacks:
-            good = getattr(cb, "last_good", None)
+            good = cb.last_good_checkpoint()
             if good is not None:
                 return f"The last good checkpoint is {good[0]} (epoch {good[1]})"
         if self._resumed_from is not None:
@@ -482,95 +342,47 @@ class Trainer:
                 f"{pred.shape[1]} outputs (labels must lie in [0, {pred.shape[1] - 1}])"
             )
 
-    def _reseed_dropout(self, epoch: int) -> None:
+    def _reseed(self, epoch: int) -> None:
+        """Give every module with a ``reseed(seed)`` method (dropout) the seed of ``(seed,
+        epoch, its position)``: its random numbers then repeat exactly, after a resume too."""
         for i, m in enumerate(self.model.modules()):
-            if isinstance(m, Dropout):
-                m.reseed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0]))
+            reseed = getattr(m, "reseed", None)
+            if callable(reseed):
+                reseed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0]))
 
     def _train_epoch(self, loader: DataLoader) -> dict[str, Any]:
-        epoch = self.epoch
+        epoch, step = self.epoch, self.train_step
         for cb in self.callbacks:
             cb.on_epoch_begin(self, epoch)
         lr = self.optimizer.lr
         self.model.train()
-        self._reseed_dropout(epoch)
+        self._reseed(epoch)
         loader.set_epoch(epoch)
         for m in self.metrics:
             m.reset()
-        model, loss_fn, optimizer = self.model, self.loss, self.optimizer
-        params = list(model.parameters())
-        skip_input_grad = _accepts_need_input_grad(model)
-        groups = _accumulation_weights(loader, self.accumulate, loss_fn)
         first_step = self.step
-        dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
-        collective = self.world is not None and any(
-            isinstance(m, SyncBatchNorm) for m in model.modules()
-        )
+        step.begin_epoch([loader.batch_rows(b)[2] for b in range(len(loader))])
         losses, sizes = [], []
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
             if self.augment is not None:
                 xb = self._augment_batch(loader, epoch, batch, xb)
-            if self._compiled is not None:  # the step below, compiled by XLA or in 16 bits
-                loss_value, pred = self._compiled(xb, yb)
-                if batch == 0:
-                    self._check_label_range(pred)
-                losses.append(loss_value)
-                sizes.append(int(first_leaf(xb).shape[0]))
-                for m in self.metrics:
-                    m.update(pred, yb)
-                self.step += 1
-                for cb in self.callbacks:
-                    cb.on_batch_end(self, batch)
-                continue
-            if groups is None or groups[batch][0]:
-                optimizer.zero_grad()  # frees last step's gradients before the forward pass
+            step.begin_batch(loader.batch_rows(batch))
+            loss_value, pred = step(xb, yb)
+            losses.append(loss_value)
             sizes.append(int(first_leaf(xb).shape[0]))
-            if self.world is not None:  # masks of this rank's rows of the global batch
-                rows = loader.batch_rows(batch)
-                for m in dropouts:
-                    m.rows = rows
-            if sizes[-1] == 0:  # an empty shard of a short last batch: it only joins the sum
-                losses.append(
-                    self.backend.xp.zeros((), dtype=self.dtype, device=self.backend.device)
-                )
-                if collective:  # its SyncBatchNorms must still join their allreduces
-                    pred = call_with(model, xb)
-                    model.backward(map_structure(self.backend.xp.zeros_like, pred))
-            else:
-                pred = call_with(model, xb)
+            if pred is not None:  # None: this rank's share of the batch was empty
                 if batch == 0:
                     self._check_label_range(pred)
-                losses.append(loss_fn.forward(pred, yb))
-                grad = loss_fn.backward() if groups is None else loss_fn.backward(groups[batch][1])
-                if skip_input_grad:  # nobody uses dL/dx of the data: save the first layer's matmul
-                    model.backward(grad, need_input_grad=False)
-                else:
-                    model.backward(grad)
                 for m in self.metrics:
                     m.update(pred, yb)
-            self.stepped = groups is None or groups[batch][2] is not None
-            if self.stepped:
-                if groups is not None and groups[batch][2] != 1:
-                    _scale_grads(params, 1.0 / groups[batch][2])
-                if self.world is not None:
-                    from ..distributed import allreduce_gradients
-
-                    allreduce_gradients(params, sizes[-1])
-                if self.clip_norm is not None:
-                    clip_grad_norm(params, self.clip_norm)
-                optimizer.step()
-                self.step += 1
+            self.stepped = step.stepped
+            self.step += int(self.stepped)
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch)
-        for m in dropouts:
-            m.rows = None
-        if self.world is not None:  # BatchNorm's statistics saw this rank's shards only
-            from ..distributed import average_buffers
-
-            average_buffers(model)
+        step.end_epoch()
         if self.world is None:
-            loss_values, metric_totals = self._to_host(losses, self.metrics)  # the epoch's one sync
+            loss_values, metric_totals = to_host(losses, self.metrics)  # the epoch's one sync
         else:  # every batch's loss over the whole global batch, summed on the device
             loss_values, sizes, metric_totals = self._sum_over_ranks(
                 [loss * float(n) for loss, n in zip(losses, sizes, strict=True)],
@@ -603,39 +415,8 @@ class Trainer:
     def _sum_over_ranks(
         self, weighted: list[Any], sizes: list[int], metrics: list[Metric], what: str
     ) -> tuple[np.ndarray, list[int], list[float]]:
-        """Sample-weighted losses (0-d device arrays, loss times samples), their sample counts
-        and the metrics' totals and counts, summed over all ranks. Returns the mean losses, the
-        summed counts and the metric totals (the metrics' counts are updated).
-
-        The device values are stacked and summed where they live (NCCL on CuPy, MPI on host
-        arrays) and copied to the host once; the integer counts, already on the host, travel in
-        a second small allreduce. A rank with nothing to report sends zeros."""
-        xp, k = self.backend.xp, len(sizes)
-        zero = xp.zeros((), dtype=self.dtype, device=self.backend.device)
-        values = [xp.astype(v, self.dtype) for v in weighted]
-        values += [zero if m.total is None else xp.astype(m.total, self.dtype) for m in metrics]
-        summed = np.zeros(0)
-        if values:
-            summed = self.world.allreduce_sum(xp.stack(values), what, scratch=True)
-            summed = np.asarray(to_numpy(summed), dtype=np.float64)
-        counts = self.world.allreduce_counts([*sizes, *(m.count for m in metrics)], what)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_losses = summed[:k] / np.asarray(counts[:k], dtype=np.float64)
-        for m, count in zip(metrics, counts[k:], strict=True):
-            m.count = count
-        return mean_losses, counts[:k], [float(t) for t in summed[k:]]
-
-    def _to_host(self, scalars: list[Any], metrics: list[Metric]) -> tuple[np.ndarray, list[float]]:
-        """Per-batch 0-d arrays and metric totals, copied to the host in one transfer."""
-        values = list(scalars) + [m.total for m in metrics if m.total is not None]
-        if not values:
-            return np.zeros(0), [0.0 for _ in metrics]
-        xp = namespace(values[0])
-        host = np.asarray(to_numpy(xp.stack([xp.astype(v, values[0].dtype) for v in values])))
-        host = host.astype(np.float64)
-        totals = list(host[len(scalars) :])
-        metric_totals = [totals.pop(0) if m.total is not None else 0.0 for m in metrics]
-        return host[: len(scalars)], metric_totals
+        """:func:`~nnx.training.totals.sum_over_ranks` on this Trainer's world and dtype."""
+        return sum_over_ranks(self.world, self.backend, self.dtype, weighted, sizes, metrics, what)
 
     # ------------------------------------------------------------------ inference
     def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
@@ -667,7 +448,7 @@ class Trainer:
         finally:
             self.model.train(was_training)
         if self.world is None:
-            loss_values, totals = self._to_host(losses, metrics)
+            loss_values, totals = to_host(losses, metrics)
         else:  # ranks ran different numbers of batches: sum whole slices, on the device
             xp = self.backend.xp
             local = xp.zeros((), dtype=self.dtype, device=self.backend.device)  # an empty slice
@@ -686,7 +467,7 @@ class Trainer:
 
         Returns a backend array; ``nnx.to_numpy`` copies it to the host.
         """
-        _check_real(x, "inputs", "Trainer.predict")
+        check_real(x, "inputs", "Trainer.predict")
         dataset = ArrayDataset(x).to(self.backend, dtype=self.dtype)
         if len(dataset) == 0:
             raise ValueError("Trainer.predict: x has 0 rows")
@@ -698,7 +479,7 @@ class Trainer:
             ]
         finally:
             self.model.train(was_training)
-        return _concat_outputs(self.backend.xp, outputs)
+        return concat_outputs(self.backend.xp, outputs)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:

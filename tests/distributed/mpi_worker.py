@@ -9,6 +9,10 @@ Scenarios (what tests/distributed/test_distributed.py checks afterwards):
   tuple  two inputs (a tuple) through Parallel/Concat; rank 0 writes OUT/params.npz, history.json
   augment  image batches with seeded random crops and flips; rank 0 writes OUT/params.npz and
          history.json
+  accumulate  :func:`problem` with gradient accumulation over 3 batches (a short last group of
+         one batch of 1 sample); rank 0 writes OUT/params.npz and history.json
+  mixed  :func:`problem` in float32 trained in float16 mixed precision; rank 0 writes
+         OUT/params.npz and history.json
   raise / kill / hang  rank 1 raises, is killed with SIGKILL, or hangs in epoch 2, after rank 0
          wrote OUT/last.npz at the end of epoch 1
 """
@@ -102,7 +106,29 @@ def augmentation():
     )
 
 
-PROBLEMS = {"syncbn": image_problem, "tuple": tuple_problem, "augment": augment_problem}
+def mixed_problem(seed: int = 0):
+    """:func:`problem` with float32 weights (the masters of mixed precision)."""
+    import nnx
+
+    (x, y), _, loss, _ = problem()
+    init = np.random.default_rng(seed)
+    model = nnx.Sequential(
+        nnx.Linear(5, 12, rng=init),
+        nnx.ReLU(),
+        nnx.Dropout(0.3),
+        nnx.Linear(12, 3, rng=init),
+    ).to("cpu", dtype="float32")
+    return (x, y), model, loss, nnx.optim.Adam(model.parameters(), lr=0.05)
+
+
+PROBLEMS = {
+    "syncbn": image_problem,
+    "tuple": tuple_problem,
+    "augment": augment_problem,
+    "mixed": mixed_problem,
+}
+# Trainer options of a scenario (its one-process reference takes the same)
+OPTIONS = {"accumulate": {"accumulate": 3}, "mixed": {"precision": "float16"}}
 
 
 def first_rows(data, n):
@@ -195,6 +221,7 @@ def main(scenario: str, out: Path) -> None:
         progress=False,
         distributed=True,
         augment=augmentation() if scenario == "augment" else None,
+        **OPTIONS.get(scenario, {}),
     )
     trainer.fit((x, y), val=(first_rows(x, 13), y[:13]), epochs=EPOCHS, batch_size=BATCH)
     if world.rank == 0:

@@ -65,6 +65,9 @@ class SyncBatchNorm(_BatchNorm):
     """
 
     ranks = tuple(range(2, 33))  # any input with a channel axis
+    # In training its forward and backward join allreduces: a process whose share of a batch is
+    # empty must still run them (nnx.training.step.EagerStep does).
+    collective = True
     layout = "(N, C, *)"
     _counts: tuple[int, int] | None = None
 

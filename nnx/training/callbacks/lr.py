@@ -1,0 +1,37 @@
+"""Step a learning-rate schedule from the training loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Callback, TrainerLike
+
+
+class LRScheduler(Callback):
+    """Step a learning-rate schedule once per epoch (``interval="epoch"``) or per batch."""
+
+    order = -10
+
+    def __init__(self, schedule: Any, interval: str = "epoch"):
+        if interval not in ("epoch", "batch"):
+            raise ValueError(f"LRScheduler: interval must be 'epoch' or 'batch', got {interval!r}")
+        self.schedule = schedule
+        self.interval = interval
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int) -> None:
+        # with gradient accumulation, once per optimizer step rather than per mini-batch
+        if self.interval == "batch" and getattr(trainer, "stepped", True):
+            self.schedule.step()
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
+        if self.interval == "epoch":
+            self.schedule.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.schedule.state_dict()
+
+    def check_state_dict(self, state: Any) -> None:
+        self.schedule.check_state_dict(state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.schedule.load_state_dict(state)

@@ -1,0 +1,98 @@
+"""Checks of the data the Trainer is given (one host read each), and joining batched outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import namespace, to_numpy
+from ..core.structure import leaves
+from ..data import ArrayDataset
+
+
+def label_range(*datasets: ArrayDataset | None) -> tuple[int, int] | None:
+    """Smallest and largest integer label over the data sets (one host read), None for float targets."""
+    ys = [d.y for d in datasets if d is not None]
+    if any(isinstance(y, (tuple, list, dict)) for y in ys):
+        return None  # several targets: the loss checks its own
+    xp = namespace(ys[0])
+    if not xp.isdtype(ys[0].dtype, "integral"):
+        return None
+    ends = xp.stack([xp.min(y) for y in ys] + [xp.max(y) for y in ys])
+    host = to_numpy(ends)
+    return int(host[: len(ys)].min()), int(host[len(ys) :].max())
+
+
+def concat_outputs(xp: Any, outputs: list[Any]) -> Any:
+    """Batched model outputs (arrays, tuples or dicts of arrays) joined along the sample axis."""
+    first = outputs[0]
+    if isinstance(first, dict):
+        return {k: xp.concat([o[k] for o in outputs], axis=0) for k in first}
+    if isinstance(first, (tuple, list)):
+        return tuple(xp.concat(list(parts), axis=0) for parts in zip(*outputs, strict=True))
+    return xp.concat(outputs, axis=0)
+
+
+def whole(value: Any, name: str, who: str) -> int:
+    """An integer >= 0 (not a bool, not 2.7), else ValueError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{who}: {name} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def check_real(array: Any, part: str, who: str) -> None:
+    """Refuse complex data: casting it to the model's dtype would drop the imaginary part."""
+    dtype = getattr(array, "dtype", None)
+    if dtype is not None and "complex" in str(dtype):
+        raise TypeError(f"{who}: the {part} are complex ({dtype}); nnx trains on real numbers")
+
+
+def check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
+    """Refuse NaN or infinite inputs or floating targets (one host read for all of them)."""
+    checks, names = [], []
+    for name, data in named:
+        if data is None:
+            continue
+        for part, value in (("inputs", data.x), ("targets", data.y)):
+            floating = [  # every array of a tuple or dict of inputs/targets too
+                a
+                for _, a in leaves(value)
+                if hasattr(a, "dtype") and namespace(a).isdtype(a.dtype, "real floating")
+            ]
+            if not floating:
+                continue
+            xp = namespace(floating[0])
+            ok = [xp.all(xp.isfinite(a)) for a in floating]
+            checks.append(ok[0] if len(ok) == 1 else xp.all(xp.stack(ok)))
+            names.append(f"the {name} {part}")
+    if not checks:
+        return
+    xp = namespace(checks[0])
+    finite = np.asarray(to_numpy(xp.stack(checks)))
+    bad = [n for n, ok in zip(names, finite, strict=True) if not ok]
+    if bad:
+        raise ValueError(
+            f"Trainer: {' and '.join(bad)} hold NaN or infinite values; remove or impute them "
+            f"before training"
+        )
+
+
+def check_augment(augment: Any, data: ArrayDataset) -> None:
+    """The augmentation must fit the training samples and keep their shape (the validation
+    and test samples, never augmented, keep theirs)."""
+    if isinstance(data.x, (tuple, list, dict)):
+        raise ValueError(
+            "Trainer: augment applies to one input array of images, not to several inputs"
+        )
+    shape = tuple(int(s) for s in data.x.shape[1:])
+    try:
+        out = augment.output_shape(shape)
+    except ValueError as err:
+        raise ValueError(f"Trainer: augment={augment!r} does not fit: {err}") from None
+    if tuple(out) != shape:
+        raise ValueError(
+            f"Trainer: augment={augment!r} turns samples of shape {shape} into "
+            f"{tuple(out)}; it must keep their shape, since validation and test samples are "
+            f"not augmented (crop to the image size, with padding)"
+        )
