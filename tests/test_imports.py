@@ -28,8 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # imported). They are excused only in ``test_no_import_cycles_in_the_package`` (an expected
 # failure); every other cycle fails ``test_no_import_cycles_outside_the_listed_edges``.
 CYCLES_BEING_REMOVED = {
-    # The Trainer imports its callbacks, and callbacks.py imports the Trainer for typing.
-    ("nnx.training.callbacks", "nnx.training.trainer"),
     # The language-model presets call the CLI's helpers, and the CLI imports the presets.
     ("nnx.models.charlm", "nnx.cli.train"),
 }
