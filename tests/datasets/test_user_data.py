@@ -110,7 +110,7 @@ def test_bad_npz_files(tmp_path, arrays, message):
 @pytest.mark.parametrize(
     "text, column, message",
     [
-        ("a,b\n1,2\n3,4\n", None, "a .csv needs --label-column NAME"),
+        ("a,b\n1,2\n3,4\n", None, "a .csv needs label_column: a column name"),
         ("a,b\n1,2\n3,4\n", "c", "no column 'c'; the header has a, b"),
         ("a,b\n1,2\n3,4\n", 5, "column index 5 is out of range for 2 columns"),
         ("a,b\n1,x\n3,4\n", "a", "line 2, column 'b' is 'x', not a number"),
@@ -143,12 +143,12 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(DatasetError, match="cannot read it without pickle"):
         load_file(path)
     x, y = _blobs(10)
-    with pytest.raises(DatasetError, match="--label-column applies to .csv files"):
+    with pytest.raises(DatasetError, match="label_column applies to .csv files"):
         load_file(_npz(tmp_path, x_train=x, y_train=y), label_column="y")
 
 
 def _run(*args, cwd, command=None):
-    command = command or [sys.executable, "-m", "nnx.cli.train"]
+    command = command or [sys.executable, "-m", "nnx.cli"]
     return subprocess.run(
         [*command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
     )
@@ -199,7 +199,7 @@ def test_version_flag_and_console_script(tmp_path):
     from importlib.metadata import entry_points
 
     (script,) = entry_points(group="console_scripts", name="nnx-train")
-    assert script.value == "nnx.cli.train:cli"
+    assert script.value == "nnx.cli.main:cli"
     installed = Path(sys.executable).parent / "nnx-train"
     if not installed.is_file():
         pytest.skip("the package is not installed with its scripts here")
