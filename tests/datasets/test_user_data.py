@@ -196,8 +196,22 @@ def test_the_command_trains_on_the_users_npz_and_csv(tmp_path):
 def test_version_flag_and_console_script(tmp_path):
     done = _run("--version", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"nnx {nnx.__version__}"
-    from importlib.metadata import entry_points
+    from importlib.metadata import distribution, entry_points
 
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    root = Path(__file__).resolve().parents[2]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert declared == {"nnx-train": "nnx.cli.main:cli"}
+    from nnx.cli.main import cli
+
+    assert callable(cli)
+    origin = json.loads(distribution("nnx-trainer").read_text("direct_url.json") or "{}")
+    if origin.get("url") != root.as_uri():  # installed from another checkout: its own metadata
+        pytest.skip(f"nnx-trainer is installed from {origin.get('url')}, not this checkout")
     (script,) = entry_points(group="console_scripts", name="nnx-train")
     assert script.value == "nnx.cli.main:cli"
     installed = Path(sys.executable).parent / "nnx-train"
