@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.module import Module
 from . import cnn, lstm, mlp, transformer
-from .generate import generate
+from .generation import generate
 
 Builder = Callable[..., Module]
 

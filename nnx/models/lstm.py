@@ -21,7 +21,7 @@ import numpy as np
 from ..backend import namespace
 from ..core.module import Module
 from ..layers import LSTM, Embedding, Linear
-from .generate import as_ids, check_vocab
+from .generation import as_ids, check_vocab
 
 
 class LSTMLanguageModel(Module):

@@ -23,7 +23,7 @@ import numpy as np
 from ..backend import namespace
 from ..core.module import Module
 from ..layers import Embedding, LayerNorm, Linear, PositionalEmbedding, TransformerEncoderLayer
-from .generate import as_ids, check_vocab
+from .generation import as_ids, check_vocab
 
 
 class CausalTransformerLM(Module):
