@@ -20,9 +20,17 @@ from typing import Any
 
 import nnx
 
+from .language_model import run_language_model
 from .resume import MODEL_SETTINGS
 from .run import run
-from .settings import METAVARS, SETTINGS, ConfigError, read_config_file, resolve_settings
+from .settings import (
+    LM_PRESETS,
+    METAVARS,
+    SETTINGS,
+    ConfigError,
+    read_config_file,
+    resolve_settings,
+)
 
 EXIT_USAGE = 2  # bad settings, missing data or GPU, unusable checkpoint
 EXIT_FAILED = 1  # training itself failed (loss became NaN)
@@ -154,6 +162,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
         context["model_flags"] = sorted(given & set(MODEL_SETTINGS))
         settings, resume = resolve_settings(args)
         quiet = settings["quiet"]
+        if settings["model"] in LM_PRESETS:  # a character-level language model on --text
+            run_language_model(settings, resume, say, context)
+            return 0
         return run(settings, resume, say, context)
     except BackendUnavailableError as err:  # the API names backends; here they are --device
         message = str(err).replace("backend 'cpu' or 'auto'", "--device cpu or --device auto")

@@ -1,7 +1,7 @@
 """One run of the training command: settings -> data, model, optimizer, callbacks -> Trainer ->
-outputs. :func:`run` trains a classifier or regressor on a data set, or hands the language-model
-presets to :func:`nnx.cli.language_model.run_language_model`; the steps both share (the run
-folder, resuming, config.json) live here.
+outputs. :func:`run` trains a classifier or regressor on a data set; the steps it shares with
+:func:`nnx.cli.language_model.run_language_model` (the run folder, resuming, callbacks,
+config.json, summary.json) live here too.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .factories import check_model_fits, make_augment, make_model, make_optimize
 from .resume import apply_resume_changes, model_from_checkpoint, refuse_older_checkpoint
 from .resume import resume_changes as _resume_changes
 from .runfolder import lock_out, out_folder, prepare_out, write_json
-from .settings import LM_PRESETS, ConfigError, stored_config
+from .settings import ConfigError, stored_config
 
 Say = Callable[[str], None]
 
@@ -35,14 +35,9 @@ def run(
     say: Say,
     context: dict[str, Any] | None = None,
 ) -> int:
-    """Train as ``settings`` say; ``context["out"]`` is set to the output folder once known,
-    ``context["lock"]`` to its lock (the caller releases it)."""
+    """Train a classifier or regressor as ``settings`` say; ``context["out"]`` is set to the
+    output folder once known, ``context["lock"]`` to its lock (the caller releases it)."""
     context = {} if context is None else context
-    if settings["model"] in LM_PRESETS:  # character-level language model on --text
-        from .language_model import run_language_model
-
-        run_language_model(settings, resume, say, context)
-        return 0
     changes, previous_resumes = resume_changes(settings, resume)
     world, device = start_distributed(settings, context)
     rank0 = world is None or world.rank == 0
