@@ -129,7 +129,48 @@ class MeanSquaredError(Metric):
         return xp.sum(diff * diff), math.prod(pred.shape)
 
 
-METRICS = ("accuracy", "topK_accuracy (e.g. top5_accuracy)", "mae", "mse")
+class BitsPerCharacter(Metric):
+    """Cross-entropy in bits (``-log2 p(target)``), averaged over every predicted position: the
+    bits per character of a character-level language model.
+
+    Logits ``(N, C)`` or ``(N, C, T...)`` (classes on axis 1, as ``CrossEntropyLoss`` takes
+    them) against integer labels ``(N)`` or ``(N, T...)``. Equals the mean cross-entropy of
+    ``CrossEntropyLoss`` divided by ``ln 2``.
+
+    >>> import numpy as np
+    >>> bpc = BitsPerCharacter()
+    >>> bpc.update(np.zeros((1, 4, 3)), np.array([[0, 1, 2]]))  # uniform over 4 symbols
+    >>> round(bpc.compute(), 6)
+    2.0
+    """
+
+    name = "bits_per_char"
+
+    def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
+        if pred.ndim < 2 or target.shape != (pred.shape[0], *pred.shape[2:]):
+            raise ValueError(
+                f"BitsPerCharacter: expected logits (N, C, ...) and labels (N, ...), got "
+                f"{tuple(pred.shape)} and {tuple(target.shape)}"
+            )
+        if "float16" in str(pred.dtype):  # float16, bfloat16: sum the logs in float32
+            pred = xp.astype(pred, xp.float32)
+        c = pred.shape[1]
+        shape = (1, c) + (1,) * (pred.ndim - 2)
+        classes = xp.reshape(xp.arange(c, dtype=target.dtype, device=device(pred)), shape)
+        one_hot = xp.astype(xp.expand_dims(target, axis=1) == classes, pred.dtype)
+        top = xp.max(pred, axis=1, keepdims=True)
+        log_total = xp.log(xp.sum(xp.exp(pred - top), axis=1)) + top[:, 0, ...]
+        nats = xp.sum(log_total - xp.sum(pred * one_hot, axis=1))
+        return nats / math.log(2.0), math.prod(target.shape)
+
+
+METRICS = (
+    "accuracy",
+    "topK_accuracy (e.g. top5_accuracy)",
+    "mae",
+    "mse",
+    "bits_per_char",
+)
 
 
 def get_metric(spec: str | Metric) -> Metric:
@@ -142,6 +183,8 @@ def get_metric(spec: str | Metric) -> Metric:
         return MeanAbsoluteError()
     if spec == "mse":
         return MeanSquaredError()
+    if spec == "bits_per_char":
+        return BitsPerCharacter()
     if not isinstance(spec, str):
         raise TypeError(
             f"a metric must be a name or an nnx.metrics.Metric, got {type(spec).__name__} "

@@ -320,7 +320,7 @@ def test_trainer_refuses_augmentation_that_does_not_fit():
 
 
 def _main(capsys, *args):
-    from nnx.cli.train import main
+    from nnx.cli.main import main
 
     capsys.readouterr()
     status = main([str(a) for a in args])

@@ -51,7 +51,7 @@ def test_train_command_with_the_cnn_preset(tmp_path):
         [
             sys.executable,
             "-m",
-            "nnx.cli.train",
+            "nnx.cli",
             "--model",
             "cnn",
             "--dataset",

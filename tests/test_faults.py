@@ -103,7 +103,7 @@ def test_kill_9_at_random_moments_then_resume_matches_a_straight_run(tmp_path):
 
 def _main(capsys, *args):
     """Run the command in this process (fast); returns (status, stdout, stderr)."""
-    from nnx.cli.train import main
+    from nnx.cli.main import main
 
     capsys.readouterr()
     status = main([str(a) for a in args])

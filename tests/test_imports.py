@@ -20,18 +20,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
-
-# Cycles being removed by other changes in flight, each named by one of its edges (importer,
-# imported). They are excused only in ``test_no_import_cycles_in_the_package`` (an expected
-# failure); every other cycle fails ``test_no_import_cycles_outside_the_listed_edges``.
-CYCLES_BEING_REMOVED = {
-    # The language-model presets call the CLI's helpers, and the CLI imports the presets.
-    ("nnx.models.charlm", "nnx.cli.train"),
-}
-
 
 # ---------------------------------------------------------------------------- the graph
 
@@ -174,26 +163,12 @@ def _tree_graph(root: Path, top: str | None) -> dict[str, set[str]]:
     return import_graph(modules_under(root, top))
 
 
-def test_no_import_cycles_outside_the_listed_edges():
-    graph = _tree_graph(ROOT, "nnx")
-    for importer, imported in CYCLES_BEING_REMOVED:
-        assert imported in graph[importer], f"{importer} -> {imported} is gone: unlist it"
-        graph[importer].discard(imported)
-    cycles = find_cycles(graph)
-    assert not cycles, _describe(cycles)
-
-
 def test_the_module_registry_imports_nothing_from_nnx():
     """The registry stores classes; the module classes import it (to register themselves), so
     it must not import them back: ``register_module`` checks for a Module in core/module.py."""
     assert _tree_graph(ROOT, "nnx")["nnx.io.registry"] == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nnx.training.trainer <-> nnx.training.callbacks and nnx.models.charlm <-> "
-    "nnx.cli.train are being removed by the training-step and CLI changes",
-)
 def test_no_import_cycles_in_the_package():
     cycles = find_cycles(_tree_graph(ROOT, "nnx"))
     assert not cycles, _describe(cycles)

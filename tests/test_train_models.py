@@ -25,7 +25,7 @@ def not_a_model(input_shape, num_classes):
 
 def _run(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "nnx.cli.train", *map(str, args)],
+        [sys.executable, "-m", "nnx.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,

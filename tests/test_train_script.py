@@ -1,4 +1,4 @@
-"""The training command as a user runs it: a subprocess (scripts/train.py and python -m nnx.train)."""
+"""The training command as a user runs it: a subprocess (scripts/train.py and python -m nnx.cli)."""
 
 import csv
 import json
@@ -22,7 +22,7 @@ TIMING = ("seconds", "samples_per_s")
 
 
 def _run(*args, cwd=None, module=False):
-    command = [sys.executable, "-m", "nnx.cli.train"] if module else [sys.executable, str(SCRIPT)]
+    command = [sys.executable, "-m", "nnx.cli"] if module else [sys.executable, str(SCRIPT)]
     return subprocess.run(
         [*command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
     )

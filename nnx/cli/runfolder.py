@@ -1,4 +1,10 @@
-"""One process per run folder: an exclusive lock, and the clean-up of interrupted writes.
+"""Run folders: choosing and creating one (:func:`prepare_out`), one process per folder (an
+exclusive lock, :func:`lock_out`), the clean-up of interrupted writes, and the command's own
+outputs written atomically (:func:`write_json`, :func:`write_text`).
+
+Every output goes through :func:`nnx.io.atomic.atomic_write`: a temporary file in the same
+folder renamed over the destination, so a crash never leaves half a file, and a symlink at the
+destination is replaced, never written through.
 
 :func:`lock_run_folder` takes an exclusive ``fcntl.flock`` on ``<folder>/.nnx.lock`` and writes
 the holder's pid into it. The kernel drops the lock when the holder exits for any reason,
@@ -18,9 +24,14 @@ busy
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import os
 from pathlib import Path
 from typing import Any
+
+from ..io.atomic import atomic_write
+from .settings import ConfigError
 
 try:
     import fcntl
@@ -119,3 +130,64 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+def prepare_out(settings: dict[str, Any], resume: Path | None) -> Path:
+    """Create the output folder: ``--out``, the resumed run's folder, or runs/<timestamp>. A
+    folder holding another run's files is refused unless ``--overwrite``."""
+    if settings["out"] is not None:
+        out = Path(settings["out"])
+    elif resume is not None:
+        out = resume.parent
+    else:
+        out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} exists and is not a folder")
+        same_run = resume is not None and out.resolve() == resume.parent.resolve()
+        ours = (LOCK_NAME,)  # a lock file left by a killed run does not make a folder "used"
+        used = out.is_dir() and any(
+            p.name not in ours and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+            for p in out.iterdir()
+        )
+        if used and not settings["overwrite"] and not same_run:
+            raise ConfigError(
+                f"--out folder {out} exists and is not empty; pass --overwrite or choose another --out"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create the folder: {err.strerror or err}") from None
+    return out
+
+
+def lock_out(out: Path) -> Any:
+    """Lock the run folder for this process and remove temp files left by a killed run."""
+    try:
+        lock = lock_run_folder(out)
+    except RunFolderBusy as err:
+        raise ConfigError(
+            f"--out folder {out} is in use by another run (pid {err.pid}); wait for it to "
+            f"finish or choose another --out"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"--out {out} is not writable: {err.strerror or err}") from None
+    remove_stale_temp_files(out)
+    return lock
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON at ``path``, atomically (a symlink there is replaced)."""
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` as UTF-8 at ``path``, atomically (a symlink there is replaced)."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def out_folder(settings: dict[str, Any], resume: Path | None) -> Path:
+    """The output folder a rank other than 0 reports (rank 0 creates and writes it)."""
+    if settings["out"] is not None:
+        return Path(settings["out"])
+    return resume.parent if resume is not None else Path("runs")

@@ -1,5 +1,7 @@
 """Data sets: the scikit-learn digits (the default), the book's synthetic sets, MNIST,
-Fashion-MNIST and CIFAR-10. :func:`load_dataset` returns any of them by name as host NumPy arrays.
+Fashion-MNIST and CIFAR-10, generated sequence tasks, and character-level text for language
+models (:class:`CharacterText`). :func:`load_dataset` returns the first five by name as host
+NumPy arrays.
 
 >>> data = load_dataset("spiral", seed=0)
 >>> data.task, data.num_classes, data.train[0].shape, data.test[0].shape
@@ -20,6 +22,7 @@ from .idx import cache_dir, fashion_mnist, mnist
 from .sequences import parity, sorted_sequences
 from .splits import DatasetSplits
 from .synthetic import sine, spiral, vertical
+from .text import CharacterText
 
 DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
 
@@ -67,6 +70,7 @@ def load_dataset(
 
 __all__ = [
     "DATASETS",
+    "CharacterText",
     "DatasetError",
     "DatasetSplits",
     "cache_dir",

@@ -56,7 +56,7 @@ def load_file(
     classes = None
     if suffix == ".npz":
         if label_column is not None:
-            raise DatasetError(f"{p}: --label-column applies to .csv files, not .npz")
+            raise DatasetError(f"{p}: label_column applies to .csv files, not .npz")
         x_train, y_train, test = _read_npz(p)
     elif suffix == ".csv":
         x_train, y_train, classes = _read_csv(p, label_column)
@@ -175,7 +175,9 @@ def _check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray):
 
 def _read_csv(p: Path, label_column: str | int | None):
     if label_column is None:
-        raise DatasetError(f"{p}: a .csv needs --label-column NAME (or a 0-based column index)")
+        raise DatasetError(
+            f"{p}: a .csv needs label_column: a column name from its header or a 0-based index"
+        )
     try:
         with open(p, newline="", encoding="utf-8") as f:
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]

@@ -4,7 +4,8 @@ A *builder* is a function ``build(input_shape, num_classes, **options) -> nnx.Mo
 ``input_shape`` is the shape of one sample (``(64,)``, ``(1, 8, 8)``, ...), ``num_classes`` the
 units of the last layer. :data:`PRESETS` maps the built-in names to their builders; the training
 command's ``--model`` takes one of these names or ``package.module:function`` naming the user's
-own builder (:func:`resolve_builder`).
+own builder (:func:`resolve_builder`). :func:`generate` draws text from a trained
+character-level language model. This package builds models; training is the Trainer's job.
 
 >>> import nnx
 >>> model = nnx.models.build_model("mlp", (4,), 3, hidden=[8])
@@ -27,6 +28,7 @@ from typing import Any
 
 from ..core.module import Module
 from . import cnn, lstm, mlp, transformer
+from .generation import generate
 
 Builder = Callable[..., Module]
 
@@ -40,7 +42,13 @@ PRESETS: dict[str, Builder] = {
 
 
 class ModelSpecError(ValueError):
-    """``--model`` names no preset and no importable ``package.module:function``."""
+    """A model spec names no preset and no importable ``package.module:function``, or its
+    builder failed. Messages start with ``model=<spec>``; ``spec`` holds the spec (the training
+    command rewords that start as its flag)."""
+
+    def __init__(self, message: str, spec: Any = None):
+        super().__init__(message)
+        self.spec = spec
 
 
 def get_preset(name: str) -> Builder:
@@ -50,7 +58,8 @@ def get_preset(name: str) -> Builder:
     except (KeyError, TypeError):
         raise ModelSpecError(
             f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)} "
-            "or give package.module:function"
+            "or give package.module:function",
+            name,
         ) from None
 
 
@@ -59,23 +68,23 @@ def resolve_builder(spec: str) -> Builder:
     folder is searched too, as ``python -m`` does)."""
     if not isinstance(spec, str) or not spec:
         raise ModelSpecError(
-            f"--model must be a preset name or package.module:function, got {spec!r}"
+            f"model must be a preset name or package.module:function, got {spec!r}", spec
         )
     if ":" not in spec:
         return get_preset(spec)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ModelSpecError(f"--model {spec!r}: expected package.module:function")
+        raise ModelSpecError(f"model={spec!r}: expected package.module:function", spec)
     added = os.getcwd() not in sys.path and "" not in sys.path
     if added:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ModelSpecError(f"--model {spec}: cannot import {module_name} ({err})") from None
+        raise ModelSpecError(f"model={spec!r}: cannot import {module_name} ({err})", spec) from None
     except Exception as err:  # the user's module failed while importing
         raise ModelSpecError(
-            f"--model {spec}: importing {module_name} failed ({type(err).__name__}: {err})"
+            f"model={spec!r}: importing {module_name} failed ({type(err).__name__}: {err})", spec
         ) from None
     finally:
         if added:
@@ -83,10 +92,12 @@ def resolve_builder(spec: str) -> Builder:
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise ModelSpecError(f"--model {spec}: {module_name} has no attribute {attr!r}")
+            raise ModelSpecError(f"model={spec!r}: {module_name} has no attribute {attr!r}", spec)
         target = getattr(target, part)
     if not callable(target):
-        raise ModelSpecError(f"--model {spec}: {attr} is a {type(target).__name__}, not a function")
+        raise ModelSpecError(
+            f"model={spec!r}: {attr} is a {type(target).__name__}, not a function", spec
+        )
     return target
 
 
@@ -118,11 +129,14 @@ def build_model(
     except Exception as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ModelSpecError(
-            f"--model {name} failed to build the model for input shape {tuple(input_shape)} "
-            f"and {num_classes} outputs ({type(err).__name__}: {message})"
+            f"model={name!r} failed to build the model for input shape {tuple(input_shape)} "
+            f"and {num_classes} outputs ({type(err).__name__}: {message})",
+            name,
         ) from None
     if not isinstance(model, Module):
-        raise ModelSpecError(f"--model {name} returned {type(model).__name__}, not an nnx.Module")
+        raise ModelSpecError(
+            f"model={name!r} returned {type(model).__name__}, not an nnx.Module", name
+        )
     return model
 
 
@@ -132,6 +146,7 @@ __all__ = [
     "ModelSpecError",
     "accepted_options",
     "build_model",
+    "generate",
     "get_preset",
     "resolve_builder",
 ]

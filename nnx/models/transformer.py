@@ -4,6 +4,9 @@
 LayerNorm -> Linear`` (ReLU feed-forward) to ``num_classes`` (the vocabulary), for ids of shape ``(N, T)``; the
 logits come out as ``(N, V, T)`` (classes on axis 1, as ``CrossEntropyLoss`` takes them).
 
+``vocab`` (the characters, one string) is kept as a constructor argument, so a saved model or
+checkpoint carries it for :func:`nnx.models.generate`.
+
 >>> import numpy as np
 >>> from nnx.models import get_preset
 >>> model = get_preset("transformer")((16,), 30, d_model=32, num_layers=1)
@@ -20,12 +23,14 @@ import numpy as np
 from ..backend import namespace
 from ..core.module import Module
 from ..layers import Embedding, LayerNorm, Linear, PositionalEmbedding, TransformerEncoderLayer
+from .generation import as_ids, check_vocab
 
 
 class CausalTransformerLM(Module):
     """Decoder-only transformer over token ids ``(N, T)`` -> logits ``(N, V, T)``; position t
     only attends to positions <= t. ``backward`` returns None (ids have no gradient).
-    The sizes are keyword arguments without defaults: :func:`build` holds them."""
+    The sizes are keyword arguments without defaults: :func:`build` holds them. Ids in a
+    floating dtype (the Trainer hands inputs over in the model's dtype) are cast to int64."""
 
     def __init__(
         self,
@@ -38,7 +43,10 @@ class CausalTransformerLM(Module):
         dim_feedforward: int,
         dropout: float,
         seed: int | None,
+        vocab: str | None = None,
     ):
+        self.vocab = check_vocab(vocab, vocab_size, "CausalTransformerLM")
+        self.window = int(max_len)  # the longest context: generate() keeps this many ids
         rng = np.random.default_rng(seed)
         self.embed = Embedding(vocab_size, d_model, rng=rng)
         self.embed.weight.value = self.embed.weight.value * np.float32(0.1)
@@ -61,7 +69,7 @@ class CausalTransformerLM(Module):
 
     def forward(self, ids: Any) -> Any:
         xp = namespace(ids)
-        h = self.pos(self.embed(ids))
+        h = self.pos(self.embed(as_ids(ids)))
         for block in self._blocks:
             h = block(h, is_causal=True)
         return xp.permute_dims(self.head(self.norm(h)), (0, 2, 1))
@@ -85,9 +93,10 @@ def build(
     dim_feedforward: int = 256,
     dropout: float = 0.0,
     seed: int | None = 0,
+    vocab: str | None = None,
 ) -> Module:
     """A causal transformer LM for windows of ``input_shape = (T,)`` ids over a vocabulary of
-    ``num_classes`` symbols."""
+    ``num_classes`` symbols (``vocab``: those symbols as one string, kept in the model)."""
     if len(tuple(input_shape)) != 1:
         raise ValueError(
             f"transformer: input_shape must be (sequence_length,), got {input_shape!r}"
@@ -101,4 +110,5 @@ def build(
         dim_feedforward=dim_feedforward,
         dropout=dropout,
         seed=seed,
+        vocab=vocab,
     )

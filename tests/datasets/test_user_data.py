@@ -110,7 +110,7 @@ def test_bad_npz_files(tmp_path, arrays, message):
 @pytest.mark.parametrize(
     "text, column, message",
     [
-        ("a,b\n1,2\n3,4\n", None, "a .csv needs --label-column NAME"),
+        ("a,b\n1,2\n3,4\n", None, "a .csv needs label_column: a column name"),
         ("a,b\n1,2\n3,4\n", "c", "no column 'c'; the header has a, b"),
         ("a,b\n1,2\n3,4\n", 5, "column index 5 is out of range for 2 columns"),
         ("a,b\n1,x\n3,4\n", "a", "line 2, column 'b' is 'x', not a number"),
@@ -143,12 +143,12 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(DatasetError, match="cannot read it without pickle"):
         load_file(path)
     x, y = _blobs(10)
-    with pytest.raises(DatasetError, match="--label-column applies to .csv files"):
+    with pytest.raises(DatasetError, match="label_column applies to .csv files"):
         load_file(_npz(tmp_path, x_train=x, y_train=y), label_column="y")
 
 
 def _run(*args, cwd, command=None):
-    command = command or [sys.executable, "-m", "nnx.cli.train"]
+    command = command or [sys.executable, "-m", "nnx.cli"]
     return subprocess.run(
         [*command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
     )
@@ -196,10 +196,24 @@ def test_the_command_trains_on_the_users_npz_and_csv(tmp_path):
 def test_version_flag_and_console_script(tmp_path):
     done = _run("--version", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"nnx {nnx.__version__}"
-    from importlib.metadata import entry_points
+    from importlib.metadata import distribution, entry_points
 
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    root = Path(__file__).resolve().parents[2]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert declared == {"nnx-train": "nnx.cli.main:cli"}
+    from nnx.cli.main import cli
+
+    assert callable(cli)
+    origin = json.loads(distribution("nnx-trainer").read_text("direct_url.json") or "{}")
+    if origin.get("url") != root.as_uri():  # installed from another checkout: its own metadata
+        pytest.skip(f"nnx-trainer is installed from {origin.get('url')}, not this checkout")
     (script,) = entry_points(group="console_scripts", name="nnx-train")
-    assert script.value == "nnx.cli.train:cli"
+    assert script.value == "nnx.cli.main:cli"
     installed = Path(sys.executable).parent / "nnx-train"
     if not installed.is_file():
         pytest.skip("the package is not installed with its scripts here")

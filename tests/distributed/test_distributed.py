@@ -199,7 +199,7 @@ CLI += ["--dropout", "0.2", "--batch-size", "25", "--quiet"]
 
 
 def test_command_line_resume_with_other_ranks_equals_one_straight_run(tmp_path):
-    from nnx.cli.train import main
+    from nnx.cli.main import main
 
     run, straight = tmp_path / "run", tmp_path / "straight"
     done = mpirun(2, "scripts/train.py", "--distributed", *CLI, "--epochs", "2", "--out", run)
@@ -227,7 +227,7 @@ def test_command_line_resume_with_other_ranks_equals_one_straight_run(tmp_path):
 
 def test_distributed_without_mpi4py_is_a_one_line_error(tmp_path):
     code = (
-        "import sys; sys.modules['mpi4py'] = None; from nnx.cli.train import main; "
+        "import sys; sys.modules['mpi4py'] = None; from nnx.cli.main import main; "
         f"sys.exit(main(['--distributed', '--dataset', 'vertical', '--out', {str(tmp_path)!r}]))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -257,7 +257,7 @@ def test_batchnorm_statistics_end_every_epoch_equal_on_every_rank(tmp_path):
 
 
 def test_command_line_sync_batchnorm_on_two_ranks_equals_one_process(tmp_path):
-    from nnx.cli.train import main
+    from nnx.cli.main import main
 
     cli = ["--model", "cnn", "--dataset", "digits", "--dtype", "float64", "--epochs", "1"]
     cli += ["--sync-batchnorm", "--quiet", "--batch-size", "100"]

@@ -62,10 +62,12 @@ def test_build_model_from_a_user_function(tmp_path, monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "mynets", raising=False)
     model = build_model("mynets:tiny", (4,), 3)
     assert model[0].weight.shape == (4, 3)
+    # the library names the argument (model=...); the training command rewords it as its flag
     with pytest.raises(
-        ModelSpecError, match=r"--model mynets:bad returned list, not an nnx\.Module"
-    ):
+        ModelSpecError, match=r"^model='mynets:bad' returned list, not an nnx\.Module"
+    ) as caught:
         build_model("mynets:bad", (4,), 3)
+    assert caught.value.spec == "mynets:bad"
     with pytest.raises(ModelSpecError, match=r"failed to build .* \(RuntimeError: no good\)"):
         build_model("mynets:broken", (4,), 3)
     with pytest.raises(ModelSpecError, match="NOT_CALLABLE is a int, not a function"):

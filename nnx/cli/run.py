@@ -1,0 +1,290 @@
+"""One run of the training command: settings -> data, model, optimizer, callbacks -> Trainer ->
+outputs. :func:`run` trains a classifier or regressor on a data set; the steps it shares with
+:func:`nnx.cli.language_model.run_language_model` (the run folder, resuming, callbacks,
+config.json, summary.json) live here too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import nnx
+
+from ..data import ArrayDataset, Standardizer, train_val_split
+from ..datasets import load_dataset
+from ..datasets.files import is_data_file, load_file
+from ..training import callbacks as cbs
+from .factories import check_model_fits, make_augment, make_model, make_optimizer, make_schedule
+from .resume import apply_resume_changes, model_from_checkpoint, refuse_older_checkpoint
+from .resume import resume_changes as _resume_changes
+from .runfolder import lock_out, out_folder, prepare_out, write_json
+from .settings import ConfigError, stored_config
+
+Say = Callable[[str], None]
+
+
+def run(
+    settings: dict[str, Any],
+    resume: Path | None,
+    say: Say,
+    context: dict[str, Any] | None = None,
+) -> int:
+    """Train a classifier or regressor as ``settings`` say; ``context["out"]`` is set to the
+    output folder once known, ``context["lock"]`` to its lock (the caller releases it)."""
+    context = {} if context is None else context
+    changes, previous_resumes = resume_changes(settings, resume)
+    world, device = start_distributed(settings, context)
+    rank0 = world is None or world.rank == 0
+    backend = nnx.get_backend(device)  # a missing GPU fails here, before any work
+    if world is not None and not rank0:
+        world.barrier()  # rank 0 downloads the data set first, the others then read its copy
+        say = _silent
+    data = load_data(settings)
+    check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
+    augment = make_augment(settings, tuple(data.train[0].shape[1:]), data.name)
+    if world is not None and rank0:
+        world.barrier()
+    out = claim_out(settings, resume, context, rank0)
+    train, val, test = prepare_splits(data, settings, backend)
+    model = classifier_model(settings, data, resume, context, backend, say)
+    optimizer = make_optimizer(settings, model.parameters())
+    schedule = make_schedule(settings, optimizer)
+    classification = data.task == "classification"
+    monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
+    trainer = nnx.Trainer(
+        model,
+        nnx.CrossEntropyLoss() if classification else nnx.MSELoss(),
+        optimizer,
+        device=backend,
+        metrics=("accuracy",) if classification else ("mae",),
+        callbacks=run_callbacks(settings, out, monitor),
+        seed=settings["seed"],
+        schedule=schedule,
+        clip_norm=settings["clip_norm"],
+        accumulate=settings["accumulate"],
+        progress=False,
+        jit=settings["jit"],
+        precision=settings["precision"],
+        distributed=world is not None,
+        augment=augment,
+    )
+    resume_trainer(trainer, resume, changes, say)
+    if rank0:
+        splits = {"train": len(train), "val": 0 if val is None else len(val), "test": len(test)}
+        config = run_config(settings, trainer, resume, changes, previous_resumes)
+        config["dataset"] = {"name": data.name, "task": data.task, **splits}
+        config["ranks"] = trainer.world_size
+        write_json(out / "config.json", _ordered(config))
+    started = time.perf_counter()
+    history = trainer.fit(train, val, epochs=settings["epochs"], batch_size=settings["batch_size"])
+    summary = run_summary(settings, trainer, history, time.perf_counter() - started, data.name)
+    for key, value in trainer.evaluate(test).items():
+        summary[f"test_{key}"] = value
+    summary["outputs"] = str(out)
+    if rank0:
+        write_json(out / "summary.json", summary)
+        curves = nnx.save_curves(history, out / "curves.png")
+        _print_summary(summary, out, curves, say)
+    return 0
+
+
+# ---------------------------------------------------------------------------- shared steps
+
+
+def resume_changes(settings: dict[str, Any], resume: Path | None) -> tuple[dict[str, Any], list]:
+    """The settings changed on ``resume`` (checked) and the run's earlier resumes."""
+    if resume is None:
+        return {}, []
+    stored = stored_config(resume)
+    previous = stored["resumes"] if isinstance(stored.get("resumes"), list) else []
+    return _resume_changes(settings, stored["settings"]), previous
+
+
+def start_distributed(settings: dict[str, Any], context: dict[str, Any]) -> tuple[Any, str]:
+    """``(world or None, device spec)``: MPI is started for ``--distributed``, one GPU per rank."""
+    if not settings["distributed"]:
+        return None, settings["device"]
+    from .. import distributed
+
+    world = distributed.init()  # without mpi4py: a one-line error naming the install command
+    context["world"] = world
+    return world, distributed.device_spec(settings["device"])
+
+
+def claim_out(
+    settings: dict[str, Any], resume: Path | None, context: dict[str, Any], owner: bool = True
+) -> Path:
+    """The output folder, created and locked by its ``owner`` (rank 0) for every rank; a resume
+    from an older checkpoint must not overwrite newer results there."""
+    if owner:
+        out = prepare_out(settings, resume)
+        context["lock"] = lock_out(out)
+        if resume is not None:
+            refuse_older_checkpoint(out, resume, settings["overwrite"])
+    else:
+        out = out_folder(settings, resume)
+    context["out"] = out
+    return out
+
+
+def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any]:
+    """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping, progress."""
+    callbacks: list[Any] = [
+        cbs.ModelCheckpoint(out, monitor=monitor),
+        cbs.CSVLogger(out / "history.csv"),
+    ]
+    if settings["early_stopping"] is not None:
+        callbacks.append(cbs.EarlyStopping("val_loss", patience=settings["early_stopping"]))
+    callbacks.append(cbs.ProgressBar(quiet=settings["quiet"]))
+    return callbacks
+
+
+def resume_trainer(trainer: Any, resume: Path | None, changes: dict[str, Any], say: Say) -> None:
+    """Load checkpoint ``resume`` into ``trainer`` and apply the optimizer settings changed."""
+    if resume is None:
+        return
+    trainer.load_checkpoint(resume)
+    apply_resume_changes(changes, trainer.optimizer, trainer.schedule)
+    say(f"resuming {resume} after epoch {trainer.epoch}")
+    for name, change in changes.items():
+        say(f"  {name.replace('_', ' ')}: {change['from']} -> {change['to']}")
+
+
+def run_config(
+    settings: dict[str, Any],
+    trainer: Any,
+    resume: Path | None,
+    changes: dict[str, Any],
+    previous_resumes: list[Any],
+) -> dict[str, Any]:
+    """The config.json record: settings, device, model, and every resume of the run (after which
+    epoch, and the settings it changed from then on)."""
+    this = (
+        []
+        if resume is None
+        else [{"checkpoint": str(resume), "after_epoch": trainer.epoch, "changed": changes}]
+    )
+    return {
+        "settings": settings,
+        "backend": trainer.backend.name,
+        "device": str(trainer.backend.device),
+        "model": repr(trainer.model),
+        "resumed_from": None if resume is None else str(resume),
+        "resumes": previous_resumes + this,
+        "nnx_version": nnx.__version__,
+    }
+
+
+def run_summary(
+    settings: dict[str, Any], trainer: Any, history: Any, seconds: float, dataset: str
+) -> dict[str, Any]:
+    """summary.json's common part: where and how long it ran, the last epoch's values."""
+    summary: dict[str, Any] = {
+        "backend": trainer.backend.name,
+        "device": str(trainer.backend.device),
+        "dataset": dataset,
+        "epochs": trainer.epoch,
+        "stopped_early": trainer.epoch < settings["epochs"],
+        "seconds": seconds,
+        "ranks": trainer.world_size,
+    }
+    if len(history):
+        last = history.last
+        summary.update({k: v for k, v in last.items() if k.startswith(("train_", "val_"))})
+        summary["seconds_per_epoch"] = float(np.mean([r["seconds"] for r in history.records]))
+        summary["samples_per_s"] = float(np.mean([r["samples_per_s"] for r in history.records]))
+    return summary
+
+
+# ---------------------------------------------------------------------------- data sets
+
+
+def load_data(settings: dict[str, Any]) -> Any:
+    """The data set: the user's .npz/.csv (checked) or a built-in one, image-shaped samples
+    ``(C, H, W)`` for image sets (the mlp preset flattens them)."""
+    if is_data_file(settings["dataset"]):
+        return load_file(settings["dataset"], settings["label_column"], seed=settings["seed"])
+    return load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
+
+
+def prepare_splits(data: Any, settings: dict[str, Any], backend: Any) -> tuple[Any, Any, Any]:
+    """``(train, val or None, test)`` on the backend, standardized by the training split."""
+    full = ArrayDataset(*data.train).to(backend, dtype=settings["dtype"])
+    train, val = train_val_split(full, settings["val_fraction"], seed=settings["seed"])
+    test = ArrayDataset(*data.test).to(backend, dtype=settings["dtype"])
+    scaler = Standardizer().fit(train.x)  # fitted on the training split only
+    train, test = (ArrayDataset(scaler.transform(d.x), d.y) for d in (train, test))
+    if val is not None:
+        val = ArrayDataset(scaler.transform(val.x), val.y)
+    return train, val, test
+
+
+def classifier_model(
+    settings: dict[str, Any],
+    data: Any,
+    resume: Path | None,
+    context: dict[str, Any],
+    backend: Any,
+    say: Say,
+) -> Any:
+    """The model on the backend: rebuilt from the checkpoint's architecture on a resume without
+    model flags, else built from the settings; BatchNorms synchronised for --sync-batchnorm."""
+    shape = tuple(data.train[0].shape[1:])
+    model = None
+    if resume is not None and not context.get("model_flags"):
+        model = model_from_checkpoint(resume)  # no --hidden/--model needed to rebuild
+    if model is None:
+        model = make_model(settings, shape, data.num_outputs)
+    model = model.to(backend, dtype=settings["dtype"])
+    if settings["sync_batchnorm"]:
+        norms = (nnx.BatchNorm1d, nnx.BatchNorm2d, nnx.SyncBatchNorm)
+        if not any(isinstance(m, norms) for m in model.modules()):
+            raise ConfigError(
+                f"--sync-batchnorm: the {settings['model']} model has no BatchNorm layer "
+                "(the cnn preset has)"
+            )
+        nnx.SyncBatchNorm.convert_sync_batchnorm(model)
+    if not settings["quiet"]:
+        nnx.summary(model, shape, print_fn=say)
+    return model
+
+
+def _ordered(config: dict[str, Any]) -> dict[str, Any]:
+    """config.json's keys in the order a reader expects them."""
+    first = ("settings", "backend", "device", "dataset", "model", "resumed_from", "ranks")
+    return {k: config[k] for k in (*first, *config) if k in config}
+
+
+def _silent(line: str) -> None:
+    """``say`` of ranks other than 0."""
+
+
+def _print_summary(summary: dict[str, Any], out: Path, curves: Path | None, say: Say) -> None:
+    metric = "accuracy" if "test_accuracy" in summary else "mae"
+
+    def row(split: str) -> str:
+        loss, value = summary.get(f"{split}_loss"), summary.get(f"{split}_{metric}")
+        if loss is None:
+            return f"  {split:<5}  -"
+        return f"  {split:<5}  loss {loss:.4f}   {metric} {value:.4f}"
+
+    say(
+        f"nnx: trained on {summary['backend']} ({summary['device']}), dataset {summary['dataset']}, "
+        f"{summary['epochs']} epochs" + (" (stopped early)" if summary["stopped_early"] else "")
+    )
+    for split in ("train", "val", "test"):
+        say(row(split))
+    if "seconds_per_epoch" in summary:
+        say(
+            f"  {summary['seconds_per_epoch']:.3f} s per epoch, {summary['samples_per_s']:,.0f} samples/s"
+        )
+    files = "config.json, history.csv, summary.json, last.npz, best.npz" + (
+        ", curves.png" if curves else ""
+    )
+    say(f"  outputs in {out}: {files}")

@@ -1,0 +1,426 @@
+"""The training command's settings: the SETTINGS table (every flag, its default, converter and
+help), the converters, config files, and :func:`resolve_settings`, which layers defaults < the
+resumed run's ``config.json`` < ``--config FILE`` (TOML or JSON) < command-line flags and checks
+the result. Every problem is a :class:`ConfigError` whose one-line message names the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..models import PRESETS
+
+DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
+DTYPES = ("float32", "float64")
+PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.training.precision.PRECISIONS
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names it."""
+
+
+def _hidden(value: Any) -> list[int]:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")] if value.strip() else []
+        try:
+            sizes = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(
+                f"--hidden must be comma-separated positive integers such as 128,64, got {value!r}"
+            ) from None
+    elif isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        sizes = list(value)
+    else:
+        raise ConfigError(f"--hidden must be a list of layer sizes such as 128,64, got {value!r}")
+    if any(s <= 0 for s in sizes):
+        raise ConfigError(f"--hidden sizes must be positive, got {value!r}")
+    return sizes
+
+
+def _number(kind: type, low: float | None = None, high: float | None = None, strict_low=False):
+    def convert(value: Any, flag: str) -> Any:
+        if isinstance(value, bool):
+            raise ConfigError(f"{flag} must be a number, got {value!r}")
+        try:
+            number = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(
+                f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+            ) from None
+        if kind is float and not math.isfinite(number):
+            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
+        if kind is int and isinstance(value, float) and value != number:
+            raise ConfigError(f"{flag} must be an integer, got {value!r}")
+        if low is not None and (number <= low if strict_low else number < low):
+            bound = f"> {low}" if strict_low else f">= {low}"
+            raise ConfigError(f"{flag} must be {bound}, got {value!r}")
+        if high is not None and number >= high:
+            raise ConfigError(f"{flag} must be < {high}, got {value!r}")
+        return number
+
+    return convert
+
+
+def _choice(options: tuple[str, ...]):
+    """Match case-insensitively, with ``_`` and ``-`` interchangeable; return the listed spelling."""
+    canonical = {o.replace("_", "-"): o for o in options}
+
+    def convert(value: Any, flag: str) -> str:
+        found = canonical.get(str(value).strip().lower().replace("_", "-"))
+        if found is None:
+            raise ConfigError(f"unknown {flag[2:]} {value!r}; choose one of {', '.join(options)}")
+        return found
+
+    return convert
+
+
+def _dataset(value: Any, flag: str) -> str:
+    """A built-in data set's name, or the absolute path of the user's .npz/.csv file (absolute,
+    so that config.json still finds it from another folder on --resume)."""
+    from nnx.datasets.files import is_data_file
+
+    if isinstance(value, str) and is_data_file(value.strip()):
+        return str(Path(value.strip()).expanduser().resolve())
+    return _choice(DATASETS)(value, flag)
+
+
+def _text(value: Any, flag: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{flag} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _path(value: Any, flag: str) -> str:
+    """An absolute path, so that config.json still finds the file from another folder."""
+    return str(Path(_text(value, flag)).expanduser().resolve())
+
+
+def _optional(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, flag: None if value is None else convert(value, flag)
+
+
+def _flag(value: Any, flag: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{flag} must be true or false, got {value!r}")
+
+
+# name -> (default, converter, help)
+SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
+    "device": (
+        "auto",
+        _text,
+        "where to train: auto (a CUDA GPU when usable, else the CPU), cpu, "
+        "gpu, cuda:N, torch, torch:cuda, strict, jax, jax:gpu",
+    ),
+    "dataset": (
+        "digits",
+        _dataset,
+        "data set: " + ", ".join(DATASETS) + ", or the path of your own .npz (x_train, y_train, "
+        "optional x_test, y_test) or .csv (with --label-column)",
+    ),
+    "label_column": (
+        None,
+        _optional(_text),
+        "the label column of a .csv --dataset: a name from its header or a 0-based index",
+    ),
+    "data_dir": (
+        None,
+        _optional(_text),
+        "folder holding the MNIST/Fashion-MNIST files "
+        "(default: download into $NNX_DATA or ~/.cache/nnx)",
+    ),
+    "model": (
+        "mlp",
+        _text,
+        "the model: a preset (" + ", ".join(PRESETS) + ") or package.module:function, a function "
+        "that receives the input shape and class count and returns an nnx.Module",
+    ),
+    "text": (
+        None,
+        _optional(_path),
+        "text file for the language-model presets (transformer, lstm; default: Python "
+        "standard library sources; kept on resume)",
+    ),
+    "seq_len": (
+        64,
+        _number(int, 0, strict_low=True),
+        "characters per window (transformer, lstm; kept on resume)",
+    ),
+    "steps_per_epoch": (
+        100,
+        _number(int, 0, strict_low=True),
+        "optimizer steps per epoch, on random windows (transformer, lstm)",
+    ),
+    "hidden": ([128, 64], lambda v, f: _hidden(v), "hidden layer sizes, comma-separated (mlp)"),
+    "activation": (
+        "relu",
+        _choice(ACTIVATIONS),
+        "hidden activation (mlp): " + ", ".join(ACTIVATIONS),
+    ),
+    "dropout": (0.0, _number(float, 0.0, 1.0), "dropout probability after each hidden layer (mlp)"),
+    "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
+    "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
+    "optimizer": ("adam", _choice(OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
+    "lr": (
+        None,
+        _optional(_number(float, 0.0, strict_low=True)),
+        "learning rate (default: sgd 0.05, adam/adamw/rmsprop 0.001, adagrad 0.01)",
+    ),
+    "momentum": (None, _optional(_number(float, 0.0, 1.0)), "momentum (sgd, rmsprop; default 0)"),
+    "weight_decay": (
+        None,
+        _optional(_number(float, 0.0)),
+        "L2 weight decay (decoupled for adamw; default 0, adamw 0.01)",
+    ),
+    "schedule": (
+        "none",
+        _choice(SCHEDULES),
+        "learning-rate schedule per epoch: "
+        "step (x0.1 every third of the run), exponential (x0.95 per epoch), cosine "
+        "(to 0 at the last epoch), warmup (linear over 5 epochs), inverse-time (1/(1+0.1 t)), none",
+    ),
+    "clip_norm": (
+        None,
+        _optional(_number(float, 0.0, strict_low=True)),
+        "clip the global gradient norm",
+    ),
+    "accumulate": (
+        1,
+        _number(int, 0, strict_low=True),
+        "take one optimizer step per K batches (gradient accumulation: the step of a K times "
+        "larger batch)",
+    ),
+    "random_crop": (
+        None,
+        _optional(_number(int, 0)),
+        "augment the training images: pad each by PADDING pixels of zeros (after "
+        "standardization) and crop it back to its size at a random place, drawn per sample and "
+        "epoch (image data only)",
+    ),
+    "hflip": (
+        False,
+        _flag,
+        "augment the training images: flip each left-right with probability 0.5, drawn per "
+        "sample and epoch (image data only)",
+    ),
+    "val_fraction": (
+        0.2,
+        _number(float, 0.0, 1.0),
+        "fraction of the training data held out for validation",
+    ),
+    "early_stopping": (
+        None,
+        _optional(_number(int, 0, strict_low=True)),
+        "stop after PATIENCE epochs without a better validation loss",
+    ),
+    "seed": (
+        0,
+        _number(int, 0),
+        "seed for initialization, splits, shuffling, dropout and augmentation",
+    ),
+    "dtype": ("float32", _choice(DTYPES), "floating-point type: float32 or float64"),
+    "precision": (
+        "float32",
+        _choice(PRECISIONS),
+        "float32, or 16-bit compute with float32 master weights and loss scaling: "
+        "float16, bfloat16 (torch, jax, cupy), mixed16 (bfloat16 where available, else float16)",
+    ),
+    "jit": (False, _flag, "compile each training step with jax.jit (--device jax only)"),
+    "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
+    "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
+    "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+    "distributed": (
+        False,
+        _flag,
+        "data-parallel training over MPI: mpiexec -n N python -m mpi4py scripts/train.py "
+        "--distributed (on by itself under an MPI launcher); --batch-size is the global batch",
+    ),
+    "sync_batchnorm": (
+        False,
+        _flag,
+        "BatchNorm layers normalize by the statistics of the whole global batch, summed over "
+        "the ranks (SyncBatchNorm), instead of each rank's shard; the same as BatchNorm in "
+        "one process",
+    ),
+}
+METAVARS = {
+    "model": "NAME",
+    "hidden": "SIZES",
+    "early_stopping": "PATIENCE",
+    "out": "DIR",
+    "data_dir": "DIR",
+    "accumulate": "K",
+    "random_crop": "PADDING",
+}
+
+
+MAX_CONFIG_BYTES = 1 << 20  # settings fit in far less; a bigger file is a mistake
+
+
+def _read_capped(path: Path, what: str) -> str:
+    """The UTF-8 text of a regular file of at most MAX_CONFIG_BYTES, or a ConfigError."""
+    try:
+        if not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            if not path.exists():
+                raise ConfigError(f"{what} {path} does not exist")
+            raise ConfigError(f"{what} {path} is {kind}")
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte {err.start}: {data[err.start]:#04x})"
+        ) from None
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    text = _read_capped(p, "config file")
+    try:
+        if p.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise ConfigError(
+            f"config file {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {err}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/object of settings")
+    return _normalise_keys(data, f"config file {path}")
+
+
+def _normalise_keys(data: dict[str, Any], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in SETTINGS:
+            raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+        out[name] = value
+    return out
+
+
+def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
+    """Defaults < resumed run's config.json < --config file < command-line flags."""
+    given = vars(args)
+    resume = Path(given.pop("resume")) if "resume" in given else None
+    layers: list[dict[str, Any]] = []
+    if resume is not None:
+        if not resume.is_file():
+            raise ConfigError(f"--resume: checkpoint {resume} does not exist")
+        stored = dict(stored_config(resume)["settings"])
+        stored.pop("out", None)
+        stored.pop("overwrite", None)
+        stored.pop("distributed", None)  # the new launch decides, with any number of ranks
+        layers.append(_normalise_keys(stored, str(resume.parent / "config.json")))
+    if "config" in given:
+        layers.append(read_config_file(given.pop("config")))
+    layers.append(given)
+    settings = {name: default for name, (default, _, _) in SETTINGS.items()}
+    for layer in layers:
+        settings.update(layer)
+    for name, (_, convert, _) in SETTINGS.items():
+        settings[name] = convert(settings[name], "--" + name.replace("_", "-"))
+    if settings["data_dir"] is not None and settings["dataset"] not in (
+        "mnist",
+        "fashion-mnist",
+        "cifar10",
+    ):
+        raise ConfigError("--data-dir applies to --dataset mnist, fashion-mnist or cifar10")
+    if settings["label_column"] is not None and not settings["dataset"].lower().endswith(".csv"):
+        raise ConfigError("--label-column applies to a .csv --dataset")
+    if settings["momentum"] is not None and settings["optimizer"] not in ("sgd", "rmsprop"):
+        raise ConfigError(f"--momentum applies to sgd and rmsprop, not {settings['optimizer']}")
+    if settings["lr"] is None:
+        settings["lr"] = DEFAULT_LR[settings["optimizer"]]
+    if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
+        raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
+    if settings["precision"] != "float32" and settings["dtype"] != "float32":
+        raise ConfigError(
+            f"--precision {settings['precision']} keeps float32 master weights; it needs "
+            f"--dtype float32, not {settings['dtype']}"
+        )
+    if not settings["distributed"]:
+        from ..distributed import launched_by_mpi
+
+        settings["distributed"] = launched_by_mpi()
+    if settings["model"] in LM_PRESETS:
+        check_language_model(settings)
+    return settings, resume
+
+
+# The character-level language models (--model transformer/lstm) train on --text through the
+# same Trainer; these settings have no meaning for them and are refused rather than ignored:
+# the data-set flags, --val-fraction (the last 10% of the text is held out), the image
+# augmentations, --sync-batchnorm (no BatchNorm), and 16-bit precision, jit and distributed
+# runs, which are not tested with token-id inputs.
+LM_PRESETS = ("transformer", "lstm")
+LM_REFUSED = (
+    "dataset",
+    "label_column",
+    "data_dir",
+    "val_fraction",
+    "precision",
+    "jit",
+    "distributed",
+    "sync_batchnorm",
+)
+
+
+def check_language_model(settings: dict[str, Any]) -> None:
+    """Refuse, with one line naming the flag, a setting the language models do not use."""
+    model = settings["model"]
+    if settings["random_crop"] is not None or settings["hflip"]:
+        raise ConfigError(
+            f"--random-crop and --hflip augment images; --model {model} trains on text"
+        )
+    for name in LM_REFUSED:
+        if settings[name] != SETTINGS[name][0]:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} does not apply to --model {model}, a character-level "
+                f"language model on --text (its flags are listed in docs/cli.md)"
+            )
+
+
+# Settings of the classifier path that the language-model presets (--model transformer/lstm)
+
+
+def stored_config(resume: Path) -> dict[str, Any]:
+    """The ``config.json`` this command wrote beside checkpoint ``resume`` (ConfigError if none)."""
+    saved = resume.parent / "config.json"
+    if not saved.is_file():
+        raise ConfigError(
+            f"--resume: no config.json beside {resume}, so the run's data settings are unknown; "
+            f"resume from the run folder the checkpoint was written in"
+        )
+    try:
+        config = json.loads(_read_capped(saved, "config.json"))
+        if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"--resume: {saved} is not a config.json written by this command"
+        ) from None
+    return config
