@@ -25,15 +25,15 @@ naming the file and what is wrong: shapes, dtypes, NaN or infinite values, label
 from __future__ import annotations
 
 import csv
+import io
 import os
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DatasetError
+from ..io.npz import NpzReader, open_regular
+from .errors import DataFileError, DatasetError
 
 FILE_SUFFIXES = (".npz", ".csv")
 TEST_FRACTION = 0.2
@@ -50,8 +50,6 @@ def load_file(path: str | os.PathLike, label_column: str | int | None = None, se
     from . import DatasetSplits
 
     p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"data file {p} does not exist")
     suffix = p.suffix.lower()
     classes = None
     if suffix == ".npz":
@@ -62,6 +60,7 @@ def load_file(path: str | os.PathLike, label_column: str | int | None = None, se
         x_train, y_train, classes = _read_csv(p, label_column)
         test = None
     else:
+        open_regular(p, "data file", DataFileError).close()  # a missing file says so first
         raise DatasetError(f"data file {p} must end in .npz or .csv, not {p.suffix or 'nothing'}")
     x_train, y_train = _check_pair(p, "train", x_train, y_train)
     if test is not None:
@@ -102,19 +101,8 @@ def load_file(path: str | os.PathLike, label_column: str | int | None = None, se
 
 
 def _read_npz(p: Path):
-    if not zipfile.is_zipfile(p):
-        raise DatasetError(f"{p} is not a readable .npz file (not a zip archive)")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as err:
-        raise DatasetError(
-            f"{p} is not a readable .npz file ({type(err).__name__}: {err})"
-        ) from None
-    except ValueError as err:
-        raise DatasetError(
-            f"{p}: cannot read it without pickle (object arrays are refused): {err}"
-        ) from None
+    with NpzReader(p, "data file", DataFileError) as reader:
+        arrays = reader.read_all(kinds="biufcSUmM")  # any plain dtype: checked below, by name
     expected = {"x_train", "y_train", "x_test", "y_test"}
     unknown = sorted(set(arrays) - expected)
     if unknown:
@@ -177,7 +165,9 @@ def _read_csv(p: Path, label_column: str | int | None):
     if label_column is None:
         raise DatasetError(f"{p}: a .csv needs --label-column NAME (or a 0-based column index)")
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with io.TextIOWrapper(
+            open_regular(p, "data file", DataFileError), encoding="utf-8", newline=""
+        ) as f:
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DatasetError(f"cannot read {p}: {err}") from None

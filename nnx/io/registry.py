@@ -14,14 +14,15 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .errors import NnxFileError
+
 M = TypeVar("M", bound=type)
 
 _REGISTRY: dict[str, type] = {}
 _ARGS = "_nnx_init_args"  # instance attribute: (the __init__ function, its bound arguments)
 
 
-class ModelFileError(ValueError):
-    """A model cannot be saved or loaded; the message says which module or file and why."""
+ModelFileError = NnxFileError  # the name model files have always raised
 
 
 def register_module(cls: M | None = None, *, name: str | None = None) -> Any:
