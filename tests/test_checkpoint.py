@@ -209,7 +209,7 @@ def _drop(key):
 W = "model/0.weight"
 M = "optimizer/state/0/momentum_buffer"
 C = ["components"]
-O = [*C, "optimizer"]
+OPT = [*C, "optimizer"]
 CB = C  # each callback is a component of its own
 MUTATIONS = {
     "format": _set(["format"], "other"),
@@ -218,22 +218,22 @@ MUTATIONS = {
     "modules-not-list": _set(["architecture", "modules"], "Sequential"),
     "parameter-shape-text": _set(["architecture", "parameters", 0, 1], ["3", 4]),
     "components-not-dict": _set(C, []),
-    "optimizer-type": _set([*O, "type"], "Adam"),
-    "optimizer-lr-text": _set([*O, "lr"], "fast"),
-    "optimizer-lr-nan": _set([*O, "lr"], float("nan")),
-    "optimizer-lr-negative": _set([*O, "lr"], -1.0),
-    "momentum-negative": _set([*O, "hyperparameters", "momentum"], -0.5),
-    "nesterov-text": _set([*O, "hyperparameters", "nesterov"], "yes"),
+    "optimizer-type": _set([*OPT, "type"], "Adam"),
+    "optimizer-lr-text": _set([*OPT, "lr"], "fast"),
+    "optimizer-lr-nan": _set([*OPT, "lr"], float("nan")),
+    "optimizer-lr-negative": _set([*OPT, "lr"], -1.0),
+    "momentum-negative": _set([*OPT, "hyperparameters", "momentum"], -0.5),
+    "nesterov-text": _set([*OPT, "hyperparameters", "nesterov"], "yes"),
     "hyperparameter-missing": lambda m, a: m["components"]["optimizer"]["hyperparameters"].pop(
         "dampening"
     ),
-    "hyperparameter-unknown": _set([*O, "hyperparameters", "betas"], [0.9, 0.99]),
-    "state-not-list": _set([*O, "state"], {}),
+    "hyperparameter-unknown": _set([*OPT, "hyperparameters", "betas"], [0.9, 0.99]),
+    "state-not-list": _set([*OPT, "state"], {}),
     "state-too-short": lambda m, a: m["components"]["optimizer"]["state"].pop(),
-    "step-negative": _set([*O, "state", 0, "step"], -1),
-    "step-text": _set([*O, "state", 0, "step"], "2"),
-    "state-key-of-adam": _set([*O, "state", 0, "exp_avg"], {"__array__": "optimizer/x"}),
-    "state-array-text": _set([*O, "state", 0, "momentum_buffer"], "array"),
+    "step-negative": _set([*OPT, "state", 0, "step"], -1),
+    "step-text": _set([*OPT, "state", 0, "step"], "2"),
+    "state-key-of-adam": _set([*OPT, "state", 0, "exp_avg"], {"__array__": "optimizer/x"}),
+    "state-array-text": _set([*OPT, "state", 0, "momentum_buffer"], "array"),
     "optimizer-missing": lambda m, a: m["components"].pop("optimizer"),
     "schedule-type": _set([*C, "schedule", "type"], "ExponentialLR"),
     "schedule-base-lr": _set([*C, "schedule", "base_lr"], -0.1),

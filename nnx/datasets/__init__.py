@@ -15,7 +15,7 @@ import numpy as np
 
 from .cifar import cifar10
 from .digits import digits
-from .errors import DatasetError
+from .errors import DataFileError, DatasetError
 from .files import is_data_file, load_file
 from .idx import cache_dir, fashion_mnist, mnist
 from .sequences import parity, sorted_sequences
@@ -110,6 +110,7 @@ def load_dataset(
 
 __all__ = [
     "DATASETS",
+    "DataFileError",
     "DatasetError",
     "DatasetSplits",
     "cache_dir",

@@ -152,7 +152,9 @@ class NpzReader:
         try:
             self.zip = zipfile.ZipFile(self.handle)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
-            raise self._fail(f"is truncated or corrupted ({type(err).__name__}: {err})") from None
+            raise self._fail(
+                f"is truncated or corrupted (its zip directory is missing or damaged: {err})"
+            ) from None
         self.members: dict[str, zipfile.ZipInfo] = {}
         try:
             for info in self.zip.infolist():
