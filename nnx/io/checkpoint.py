@@ -93,8 +93,8 @@ def checkpoint_arrays(
     """Everything a checkpoint holds, as host arrays (the JSON record under ``__meta__``).
 
     ``components`` maps a name to an object with ``state_dict()``; ``"model"`` must be a
-    :class:`~nnx.Module`. Components whose state is empty (``{}``) or that are None are not
-    stored. ``record`` holds extra JSON-serialisable entries returned by :func:`load_checkpoint`.
+    :class:`~nnx.Module`. Components that are None, and others than the model whose state is
+    empty (``{}``), are not stored. ``record`` holds extra JSON-serialisable entries returned by :func:`load_checkpoint`.
     Raises :class:`NonFiniteStateError` when an array holds NaN or infinity.
     """
     model = components.get("model")
@@ -106,7 +106,7 @@ def checkpoint_arrays(
         if obj is None:
             continue
         state = obj.state_dict()
-        if isinstance(state, Mapping) and not state:
+        if isinstance(state, Mapping) and not state and name != "model":
             continue
         states[name] = _encode(state, name, arrays)
     meta = {

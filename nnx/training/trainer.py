@@ -719,12 +719,13 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> dict[str, Any]:
         """Restore every component (model, optimizer, schedule, loss scaler, counters, history,
         callbacks) from ``path`` (saved by :meth:`save_checkpoint` or
-        :class:`~nnx.training.callbacks.ModelCheckpoint`), all or nothing; returns its record."""
+        :class:`~nnx.training.callbacks.ModelCheckpoint`), all or nothing. Returns its record
+        with the counters (epoch, step, seed) and the history (a list of records) merged in."""
         components = self._state_components()
         optional = set(components) - {"model", "optimizer", "schedule"}
         record = load_state(path, components, optional, check_components)
         self._resumed_from = (str(path), self.epoch)
-        return record
+        return {**record, **components["counters"].state_dict(), "history": self.history.records}
 
     def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
         counts: dict[str, int] = {}
