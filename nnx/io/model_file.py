@@ -375,12 +375,26 @@ def _decode_record(reader: NpzReader, member: str, key: str) -> dict[str, Any]:
 
 
 def model_from_record(
-    record: dict[str, Any], device: str | Backend | None = None, where: str = "model record"
+    record: dict[str, Any],
+    device: str | Backend | None = None,
+    where: str = "model record",
+    stored_numbers: int | None = None,
 ) -> Module:
-    """A model with fresh weights from :func:`model_record`'s output (architecture and ties)."""
+    """A model with fresh weights from :func:`model_record`'s output (architecture and ties).
+
+    ``stored_numbers``: when the record comes from a file, how many numbers the file stores for
+    the model. Building may then draw at most twice that (ties are built before they are tied)
+    plus ``ALLOCATION_SLACK``: a record declaring a huge layer next to tiny stored weights is
+    refused with :class:`ModelFileError` before the layer's weights are drawn.
+    """
     if not isinstance(record, dict) or "architecture" not in record:
         raise ModelFileError(f"{where}: the record holds no architecture")
-    model = build_from_config(record["architecture"], device, where=where)
+    if stored_numbers is None:
+        model = build_from_config(record["architecture"], device, where=where)
+    else:
+        budget = 2 * stored_numbers + ALLOCATION_SLACK
+        with allocation_limit(budget, f"the file stores {stored_numbers} numbers"):
+            model = build_from_config(record["architecture"], device, where=where)
     ties = record.get("ties", [])
     if not isinstance(ties, list) or not all(
         isinstance(t, list) and len(t) == 2 and all(isinstance(s, str) for s in t) for t in ties
@@ -419,13 +433,10 @@ def load_model(path: str | os.PathLike, device: str | Backend | None = None) -> 
             raise ModelFileError(f"{p} is not an nnx model file (no {_META} record)")
         stored = {k[len("model/") :]: h for k, h in headers.items() if k.startswith("model/")}
         # the architecture may claim far more than the file stores: building it would allocate
-        # all of that, so construction may draw at most what the file holds (ties built twice)
-        budget = 2 * sum(math.prod(h.shape) for h in stored.values()) + ALLOCATION_SLACK
+        # all of that, so construction may draw only about what the file holds
+        numbers = sum(math.prod(h.shape) for h in stored.values())
         target = get_backend("cpu" if device is None else device)
-        with allocation_limit(
-            budget, f"the file stores {sum(math.prod(h.shape) for h in stored.values())} numbers"
-        ):
-            model = model_from_record(record, target, where=str(p))
+        model = model_from_record(record, target, where=str(p), stored_numbers=numbers)
         entries = model._state_entries()
         _check_fit(p, entries, stored)
         state = {name: reader.read(f"model/{name}", entries[name].shape) for name in entries}

@@ -147,6 +147,8 @@ class NpzReader:
         size = os.fstat(self.handle.fileno()).st_size
         magic = self.handle.read(4)
         self.handle.seek(0)
+        if size == 0:
+            raise self._fail("is empty (an interrupted copy?), not an nnx .npz file")
         if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
             raise self._fail("is not an nnx .npz file (not a zip archive)")
         try:

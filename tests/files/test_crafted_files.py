@@ -125,3 +125,17 @@ def test_the_good_file_loads_everywhere(folder):
     meta, arrays = read_checkpoint(path)
     assert meta["version"] == 2 and "model/0.weight" in arrays
     assert all(np.isfinite(a).all() for a in arrays.values())
+
+
+def test_resume_does_not_build_a_huge_embedded_architecture(folder):
+    from nnx.cli.train import model_from_checkpoint
+
+    path = REBUILT["huge-embedded-architecture"](folder)
+    tracemalloc.start()
+    try:
+        model = model_from_checkpoint(path)  # None: the run's settings build the model instead
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert model is None and peak < MAX_PEAK
+    assert isinstance(model_from_checkpoint(good_checkpoint(folder)), nnx.Sequential)
