@@ -81,15 +81,20 @@ def _kind_of_file(mode: int) -> str | None:
 
 
 def open_regular(path: str | os.PathLike, what: str = "file", error: type = NnxFileError) -> Any:
-    """Open ``path`` for binary reading if it is a regular file; a folder, FIFO or device is
-    refused by its kind (opened non-blocking, so a FIFO without a writer cannot hang)."""
+    """Open ``path`` for binary reading if it is a regular file. A folder, FIFO or device is
+    refused by its kind before it is opened (and checked again on the opened descriptor, which
+    is opened non-blocking, so a FIFO swapped in meanwhile cannot hang the reader)."""
     p = Path(path)
     try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        kind = _kind_of_file(os.stat(p).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         raise error(f"{what} {p} does not exist") from None
-    except IsADirectoryError:
-        raise error(f"{what} {p} is a folder, not a file") from None
+    except OSError as err:
+        raise error(f"{what} {p} cannot be read ({err.strerror or err})") from None
+    if kind is not None:
+        raise error(f"{what} {p} is {kind}, not a file")
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as err:
         raise error(f"{what} {p} cannot be opened ({err.strerror or err})") from None
     try:
