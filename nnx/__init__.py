@@ -16,6 +16,7 @@ from .core.module import Buffer, Module, Parameter, Sequential, register_module
 from .core.summary import summary
 from .data import augment
 from .io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .io.errors import NnxFileError
 from .io.model_file import load_model, module_config, save_model
 from .io.registry import ModelFileError, registered_modules
 from .layers import (
@@ -138,6 +139,7 @@ __all__ = [
     "save_checkpoint",
     "save_curves",
     "ModelFileError",
+    "NnxFileError",
     "load_model",
     "module_config",
     "register_module",

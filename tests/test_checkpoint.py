@@ -96,7 +96,7 @@ def test_damaged_files_are_clear_errors(tmp_path, damage):
         path.write_text("hello")
     target = _model(seed=9)
     before = target.state_dict()
-    with pytest.raises(CheckpointError, match="truncated or corrupted|not an nnx checkpoint"):
+    with pytest.raises(CheckpointError, match="truncated|corrupted|not an nnx .npz file"):
         nnx.load_checkpoint(path, target)
     for k, v in target.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
@@ -207,37 +207,50 @@ def _drop(key):
 
 
 W = "model/0.weight"
+M = "optimizer/state/0/momentum_buffer"
+C = ["components"]
+OPT = [*C, "optimizer"]
+CB = C  # each callback is a component of its own
 MUTATIONS = {
     "format": _set(["format"], "other"),
     "version": _set(["version"], 99),
     "no-architecture": _set(["architecture"], None),
     "modules-not-list": _set(["architecture", "modules"], "Sequential"),
     "parameter-shape-text": _set(["architecture", "parameters", 0, 1], ["3", 4]),
-    "optimizer-type": _set(["optimizer", "type"], "Adam"),
-    "optimizer-lr-text": _set(["optimizer", "lr"], "fast"),
-    "optimizer-lr-nan": _set(["optimizer", "lr"], float("nan")),
-    "optimizer-lr-negative": _set(["optimizer", "lr"], -1.0),
-    "momentum-negative": _set(["optimizer", "hyperparameters", "momentum"], -0.5),
-    "nesterov-text": _set(["optimizer", "hyperparameters", "nesterov"], "yes"),
-    "hyperparameter-missing": lambda m, a: m["optimizer"]["hyperparameters"].pop("dampening"),
-    "hyperparameter-unknown": _set(["optimizer", "hyperparameters", "betas"], [0.9, 0.99]),
-    "state-not-list": _set(["optimizer", "state"], {}),
-    "state-too-short": lambda m, a: m["optimizer"]["state"].pop(),
-    "step-negative": _set(["optimizer", "state", 0, "step"], -1),
-    "step-text": _set(["optimizer", "state", 0, "step"], "2"),
-    "state-key-of-adam": _set(["optimizer", "state", 0, "exp_avg"], "array"),
-    "schedule-type": _set(["schedule", "type"], "ExponentialLR"),
-    "schedule-base-lr": _set(["schedule", "base_lr"], -0.1),
-    "schedule-step-float": _set(["schedule", "last_step"], 1.5),
-    "epoch-negative": _set(["record", "epoch"], -1),
-    "epoch-text": _set(["record", "epoch"], "2"),
-    "epoch-beyond-history": _set(["record", "epoch"], 5),
-    "history-not-list": _set(["record", "history"], "none"),
-    "seed-text": _set(["record", "seed"], "0"),
-    "callbacks-not-dict": _set(["record", "callbacks"], []),
-    "early-stopping-wait": _set(["record", "callbacks", "EarlyStopping.1", "wait"], -2),
-    "early-stopping-best": _set(["record", "callbacks", "EarlyStopping.1", "best"], "low"),
-    "checkpoint-best": _set(["record", "callbacks", "ModelCheckpoint.1", "best"], [1]),
+    "components-not-dict": _set(C, []),
+    "optimizer-type": _set([*OPT, "type"], "Adam"),
+    "optimizer-lr-text": _set([*OPT, "lr"], "fast"),
+    "optimizer-lr-nan": _set([*OPT, "lr"], float("nan")),
+    "optimizer-lr-negative": _set([*OPT, "lr"], -1.0),
+    "momentum-negative": _set([*OPT, "hyperparameters", "momentum"], -0.5),
+    "nesterov-text": _set([*OPT, "hyperparameters", "nesterov"], "yes"),
+    "hyperparameter-missing": lambda m, a: m["components"]["optimizer"]["hyperparameters"].pop(
+        "dampening"
+    ),
+    "hyperparameter-unknown": _set([*OPT, "hyperparameters", "betas"], [0.9, 0.99]),
+    "state-not-list": _set([*OPT, "state"], {}),
+    "state-too-short": lambda m, a: m["components"]["optimizer"]["state"].pop(),
+    "step-negative": _set([*OPT, "state", 0, "step"], -1),
+    "step-text": _set([*OPT, "state", 0, "step"], "2"),
+    "state-key-of-adam": _set([*OPT, "state", 0, "exp_avg"], {"__array__": "optimizer/x"}),
+    "state-array-text": _set([*OPT, "state", 0, "momentum_buffer"], "array"),
+    "optimizer-missing": lambda m, a: m["components"].pop("optimizer"),
+    "schedule-type": _set([*C, "schedule", "type"], "ExponentialLR"),
+    "schedule-base-lr": _set([*C, "schedule", "base_lr"], -0.1),
+    "schedule-step-float": _set([*C, "schedule", "last_step"], 1.5),
+    "epoch-negative": _set([*C, "counters", "epoch"], -1),
+    "epoch-text": _set([*C, "counters", "epoch"], "2"),
+    "epoch-beyond-history": _set([*C, "counters", "epoch"], 5),
+    "seed-text": _set([*C, "counters", "seed"], "0"),
+    "counters-not-dict": _set([*C, "counters"], [2]),
+    "history-not-list": _set([*C, "history", "records"], "none"),
+    "history-epoch-text": _set([*C, "history", "records", 0, "epoch"], "x"),
+    "history-record-text": _set([*C, "history", "records", 1], "epoch 2"),
+    "callback-not-dict": _set([*CB, "EarlyStopping.1"], []),
+    "early-stopping-wait": _set([*CB, "EarlyStopping.1", "wait"], -2),
+    "early-stopping-best": _set([*CB, "EarlyStopping.1", "best"], "low"),
+    "checkpoint-best": _set([*CB, "ModelCheckpoint.1", "best"], [1]),
+    "scheduler-callback-type": _set([*CB, "LRScheduler.1", "type"], "ExponentialLR"),
     "weight-complex": _array(W, lambda a: a.astype(np.complex128) + 1j),
     "weight-bool": _array(W, lambda a: a > 0),
     "weight-int": _array(W, lambda a: a.astype(np.int64)),
@@ -245,10 +258,11 @@ MUTATIONS = {
     "weight-shape": _array(W, lambda a: a.T.copy()),
     "weight-nan": _array(W, lambda a: np.full_like(a, np.nan)),
     "weight-missing": _drop(W),
+    "weight-reference-elsewhere": _set([*C, "model", "0.weight"], {"__array__": "model/0.bias"}),
     "extra-entry": lambda m, a: a.__setitem__("model/9.weight", np.zeros(3)),
-    "momentum-buffer-shape": _array("optimizer/0/momentum_buffer", lambda a: a[:1].copy()),
-    "momentum-buffer-int": _array("optimizer/0/momentum_buffer", lambda a: a.astype(np.int32)),
-    "momentum-buffer-inf": _array("optimizer/0/momentum_buffer", lambda a: a + np.inf),
+    "momentum-buffer-shape": _array(M, lambda a: a[:1].copy()),
+    "momentum-buffer-int": _array(M, lambda a: a.astype(np.int32)),
+    "momentum-buffer-inf": _array(M, lambda a: a + np.inf),
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnx.io.checkpoint import read_checkpoint
+from nnx.io.checkpoint import read_checkpoint, read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "train.py"
@@ -60,7 +60,7 @@ def _one_line_error(done, status, message):
 def _check_consistent(out):
     """A checkpoint left in ``out`` is readable and agrees with itself."""
     if (out / "last.npz").exists():
-        record = read_checkpoint(out / "last.npz")[0]["record"]
+        record = read_record(out / "last.npz")
         assert record["epoch"] == len(record["history"]) >= 1
 
 
@@ -141,7 +141,7 @@ def test_resume_applies_new_hyperparameters_from_the_resumed_epoch(tmp_path, cap
     changed = config["resumes"][-1]
     assert changed["after_epoch"] == 2
     assert changed["changed"]["weight_decay"] == {"from": 0.0, "to": 0.001}
-    optimizer = read_checkpoint(out / "last.npz")[0]["optimizer"]
+    optimizer = read_checkpoint(out / "last.npz")[0]["components"]["optimizer"]
     assert optimizer["lr"] == 0.5
     assert optimizer["hyperparameters"]["momentum"] == 0.9
     assert optimizer["hyperparameters"]["weight_decay"] == 0.001
@@ -257,7 +257,7 @@ def test_a_signal_keeps_the_last_epoch_and_a_second_run_is_locked_out(tmp_path, 
         status,
         f"interrupted{name}: the last completed epoch is saved in {out / 'last.npz'}",
     )
-    record = read_checkpoint(out / "last.npz")[0]["record"]
+    record = read_record(out / "last.npz")
     # the log is never ahead of last.npz (a resume would refuse it); it may lag by the epoch
     # whose row the signal stopped, which the checkpoint's own history holds
     # (so after the first epoch history.csv may not exist yet)
@@ -302,8 +302,8 @@ def test_a_crafted_checkpoint_is_a_one_line_error(tmp_path, capsys):
     with np.load(out / "last.npz") as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(arrays.pop("__meta__").tobytes())
-    del meta["optimizer"]["state"][0]["step"]
-    meta["record"]["epoch"] = "one"  # used to be a KeyError or TypeError traceback
+    del meta["components"]["optimizer"]["state"][0]["step"]
+    meta["components"]["counters"]["epoch"] = "one"  # used to be a KeyError or TypeError traceback
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez(out / "crafted.npz", **arrays)
     _fails(capsys, 2, "epoch must be an integer >= 0, got 'one'", "--resume", out / "crafted.npz")

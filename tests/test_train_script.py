@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nnx.backend import backend_available
-from nnx.io.checkpoint import read_checkpoint
+from nnx.io.checkpoint import read_checkpoint, read_record
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "train.py"
@@ -209,7 +209,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted: the last completed epoch is saved in" in err and "Traceback" not in err
-    record = read_checkpoint(out / "last.npz")[0]["record"]
+    record = read_record(out / "last.npz")
     assert record["epoch"] >= 1 and len(record["history"]) == record["epoch"]
     done = _run("--resume", out / "last.npz", "--epochs", record["epoch"] + 1, "--quiet")
     assert done.returncode == 0, done.stderr

@@ -205,8 +205,8 @@ def test_checkpoints_and_logs(tmp_path, device):
     assert float(rows[-1]["val_loss"]) == history["val_loss"][-1]
     lines = [json.loads(s) for s in (tmp_path / "h.jsonl").read_text().splitlines()]
     assert lines == history.records
-    last = nnx.io.checkpoint.read_checkpoint(tmp_path / "last.npz")[0]["record"]
-    best = nnx.io.checkpoint.read_checkpoint(tmp_path / "best.npz")[0]["record"]
+    last = nnx.io.checkpoint.read_record(tmp_path / "last.npz")
+    best = nnx.io.checkpoint.read_record(tmp_path / "best.npz")
     assert last["epoch"] == 5
     best_epoch = 1 + int(np.argmax(history["val_accuracy"]))  # first of equal bests
     assert best["epoch"] == best_epoch
@@ -225,7 +225,7 @@ def test_nan_guard_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path, 
     trainer = _trainer(device, callbacks=[Poison(), cbs.ModelCheckpoint(tmp_path)])
     with pytest.raises(nnx.NonFiniteLossError, match=r"became nan at epoch 3, batch 1 of 8"):
         trainer.fit(train, test, epochs=5, batch_size=32)
-    record = nnx.io.checkpoint.read_checkpoint(tmp_path / "last.npz")[0]["record"]
+    record = nnx.io.checkpoint.read_record(tmp_path / "last.npz")
     assert record["epoch"] == 2 and len(trainer.history) == 2
 
 
@@ -256,7 +256,7 @@ def test_interrupt_saves_a_checkpoint_that_resumes_exactly(tmp_path, device):
     early.epoch = 2  # interrupted during the first epoch of this fit: the start state is saved
     with pytest.raises(KeyboardInterrupt):
         early.fit(train, test, epochs=4, batch_size=32)
-    assert nnx.io.checkpoint.read_checkpoint(tmp_path / "b" / "last.npz")[0]["record"]["epoch"] == 2
+    assert nnx.io.checkpoint.read_record(tmp_path / "b" / "last.npz")["epoch"] == 2
 
 
 def test_resume_into_a_different_architecture_is_refused(tmp_path):
@@ -370,7 +370,9 @@ def test_non_finite_weights_are_never_checkpointed_and_the_message_names_the_las
     assert "non-finite in epoch 2" in message and "holds infinity" in message
     assert f"The last good checkpoint is {tmp_path / 'last.npz'} (epoch 1)" in message
     meta, arrays = nnx.io.checkpoint.read_checkpoint(tmp_path / "last.npz")
-    assert meta["record"]["epoch"] == 1 and all(np.all(np.isfinite(a)) for a in arrays.values())
+    assert meta["components"]["counters"]["epoch"] == 1 and all(
+        np.all(np.isfinite(a)) for a in arrays.values()
+    )
     with pytest.raises(nnx.io.checkpoint.NonFiniteStateError, match="holds infinity"):
         trainer.save_checkpoint(tmp_path / "other.npz")
     assert not (tmp_path / "other.npz").exists()
@@ -448,7 +450,7 @@ def test_ctrl_c_during_epoch_end_callbacks_never_leaves_the_log_ahead_of_last_np
     trainer = _trainer(callbacks=callbacks)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(train, epochs=4, batch_size=64)
-    saved = nnx.io.checkpoint.read_checkpoint(tmp_path / "last.npz")[0]["record"]["epoch"]
+    saved = nnx.io.checkpoint.read_record(tmp_path / "last.npz")["epoch"]
     with open(tmp_path / "history.csv") as f:
         logged = len(list(csv.DictReader(f)))
     assert logged <= saved

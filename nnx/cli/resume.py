@@ -127,11 +127,12 @@ def model_from_checkpoint(path: Path) -> Any:
     from nnx.io.model_file import model_from_record
     from nnx.io.registry import ModelFileError
 
-    meta, _ = read_checkpoint(path)
+    meta, arrays = read_checkpoint(path)
     record = meta.get("model")
     if not isinstance(record, dict):
         return None
+    stored = sum(a.size for key, a in arrays.items() if key.startswith("model/"))
     try:
-        return model_from_record(record, where=str(path))
+        return model_from_record(record, where=str(path), stored_numbers=stored)
     except ModelFileError:
         return None

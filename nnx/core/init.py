@@ -13,7 +13,9 @@ weight matrix or a ``(fan_out,)`` bias and returns a float64 NumPy array.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -30,6 +32,42 @@ def as_rng(rng: Seed) -> np.random.Generator:
     raise TypeError(f"rng must be an int seed, a numpy.random.Generator or None, got {rng!r}")
 
 
+class AllocationLimitError(ValueError):
+    """Building a module would draw more initial values than :func:`allocation_limit` allows."""
+
+
+_LIMIT: ContextVar[list | None] = ContextVar("nnx_allocation_limit", default=None)
+
+
+@contextmanager
+def allocation_limit(numbers: int, why: str) -> Iterator[None]:
+    """Within the block, modules may draw at most ``numbers`` initial values in all; one more
+    raises :class:`AllocationLimitError` (saying ``why``) before anything is allocated.
+
+    :func:`nnx.load_model` builds a model from a file's architecture record this way, so that a
+    record claiming a huge layer next to tiny stored weights is refused, not allocated.
+    """
+    token = _LIMIT.set([numbers, why])
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
+def reserve(shape: tuple[int, ...], what: str = "a weight") -> None:
+    """Count ``shape``'s values against the active :func:`allocation_limit` (none: no-op).
+    Every initial-value draw of a layer calls it before allocating."""
+    limit = _LIMIT.get()
+    if limit is None:
+        return
+    count = math.prod(int(d) for d in shape)
+    if count > limit[0]:
+        raise AllocationLimitError(
+            f"{what} of shape {tuple(shape)} would need {count} numbers; {limit[1]}"
+        )
+    limit[0] -= count
+
+
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     if len(shape) == 1:
         return shape[0], shape[0]
@@ -38,17 +76,20 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def zeros(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """All zeros."""
+    reserve(shape)
     return np.zeros(shape)
 
 
 def he_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Normal with std ``sqrt(2 / fan_in)`` (He et al. 2015; for ReLU networks)."""
+    reserve(shape)
     fan_in, _ = _fans(shape)
     return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
 
 
 def he_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Uniform on ``[-a, a]`` with ``a = sqrt(6 / fan_in)``."""
+    reserve(shape)
     fan_in, _ = _fans(shape)
     a = math.sqrt(6.0 / fan_in)
     return rng.uniform(-a, a, size=shape)
@@ -56,12 +97,14 @@ def he_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
 
 def glorot_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Normal with std ``sqrt(2 / (fan_in + fan_out))`` (Glorot & Bengio 2010, "Xavier")."""
+    reserve(shape)
     fan_in, fan_out = _fans(shape)
     return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
 
 def glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Uniform on ``[-a, a]`` with ``a = sqrt(6 / (fan_in + fan_out))``."""
+    reserve(shape)
     fan_in, fan_out = _fans(shape)
     a = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-a, a, size=shape)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .cifar import cifar10
 from .digits import digits
-from .errors import DatasetError
+from .errors import DataFileError, DatasetError
 from .files import is_data_file, load_file
 from .idx import cache_dir, fashion_mnist, mnist
 from .sequences import parity, sorted_sequences
@@ -71,6 +71,7 @@ def load_dataset(
 __all__ = [
     "DATASETS",
     "CharacterText",
+    "DataFileError",
     "DatasetError",
     "DatasetSplits",
     "cache_dir",

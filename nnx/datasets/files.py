@@ -10,8 +10,10 @@
   become classes in sorted order; other numbers make a regression task.
 
 Without a test split (every ``.csv``, an ``.npz`` without ``x_test``) a seeded 20% of the rows is
-held out as the test set. Every problem raises :class:`DatasetError` with a one-line message
-naming the file and what is wrong: shapes, dtypes, NaN or infinite values, labels out of range.
+held out as the test set. Every problem raises :class:`DataFileError` (both a
+:class:`DatasetError` and an :class:`~nnx.NnxFileError`) with a one-line message naming the file
+and what is wrong: shapes, dtypes, NaN or infinite values, labels out of range. The ``.npz`` is
+read by :class:`~nnx.io.npz.NpzReader` (no pickle, headers checked before allocating).
 
 >>> import os, tempfile, numpy as np
 >>> path = os.path.join(tempfile.mkdtemp(), "mine.npz")
@@ -25,14 +27,14 @@ naming the file and what is wrong: shapes, dtypes, NaN or infinite values, label
 from __future__ import annotations
 
 import csv
+import io
 import os
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError
+from ..io.npz import NpzReader, open_regular
+from .errors import DataFileError
 from .splits import DatasetSplits
 
 FILE_SUFFIXES = (".npz", ".csv")
@@ -50,35 +52,34 @@ def load_file(
 ) -> DatasetSplits:
     """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``."""
     p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"data file {p} does not exist")
     suffix = p.suffix.lower()
     classes = None
     if suffix == ".npz":
         if label_column is not None:
-            raise DatasetError(f"{p}: label_column applies to .csv files, not .npz")
+            raise DataFileError(f"{p}: label_column applies to .csv files, not .npz")
         x_train, y_train, test = _read_npz(p)
     elif suffix == ".csv":
         x_train, y_train, classes = _read_csv(p, label_column)
         test = None
     else:
-        raise DatasetError(f"data file {p} must end in .npz or .csv, not {p.suffix or 'nothing'}")
+        open_regular(p, "data file", DataFileError).close()  # a missing file says so first
+        raise DataFileError(f"data file {p} must end in .npz or .csv, not {p.suffix or 'nothing'}")
     x_train, y_train = _check_pair(p, "train", x_train, y_train)
     if test is not None:
         x_test, y_test = _check_pair(p, "test", *test)
         if x_test.shape[1:] != x_train.shape[1:]:
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: x_test samples have shape {x_test.shape[1:]}, x_train samples "
                 f"{x_train.shape[1:]}"
             )
         if y_test.dtype.kind != y_train.dtype.kind or y_test.shape[1:] != y_train.shape[1:]:
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: y_test ({y_test.dtype}, shape {y_test.shape}) does not match y_train "
                 f"({y_train.dtype}, shape {y_train.shape})"
             )
     else:
         if len(x_train) < 2:
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: needs at least 2 samples to hold out a test set, got {len(x_train)}"
             )
         order = np.random.default_rng(seed).permutation(len(x_train))
@@ -92,7 +93,7 @@ def load_file(
         if classes is not None:  # named classes: every name counts, in sorted order
             num_classes = len(classes)
         if num_classes < 2:
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: classification needs at least 2 classes, the labels are all 0"
             )
         return DatasetSplits(
@@ -102,33 +103,23 @@ def load_file(
 
 
 def _read_npz(p: Path):
-    if not zipfile.is_zipfile(p):
-        raise DatasetError(f"{p} is not a readable .npz file (not a zip archive)")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as err:
-        raise DatasetError(
-            f"{p} is not a readable .npz file ({type(err).__name__}: {err})"
-        ) from None
-    except ValueError as err:
-        raise DatasetError(
-            f"{p}: cannot read it without pickle (object arrays are refused): {err}"
-        ) from None
     expected = {"x_train", "y_train", "x_test", "y_test"}
-    unknown = sorted(set(arrays) - expected)
-    if unknown:
-        raise DatasetError(
-            f"{p}: unexpected arrays {unknown}; expected x_train, y_train and optionally "
-            "x_test, y_test"
-        )
-    missing = [k for k in ("x_train", "y_train") if k not in arrays]
-    if missing:
-        raise DatasetError(
-            f"{p}: missing {' and '.join(missing)} (found {sorted(arrays) or 'no arrays'})"
-        )
-    if ("x_test" in arrays) != ("y_test" in arrays):
-        raise DatasetError(f"{p}: x_test and y_test come together; found only one of them")
+    with NpzReader(p, "data file", DataFileError) as reader:
+        names = set(reader.keys())
+        unknown = sorted(names - expected)
+        if unknown:
+            raise DataFileError(
+                f"{p}: unexpected arrays {unknown}; expected x_train, y_train and optionally "
+                "x_test, y_test"
+            )
+        missing = [k for k in ("x_train", "y_train") if k not in names]
+        if missing:
+            raise DataFileError(
+                f"{p}: missing {' and '.join(missing)} (found {sorted(names) or 'no arrays'})"
+            )
+        if ("x_test" in names) != ("y_test" in names):
+            raise DataFileError(f"{p}: x_test and y_test come together; found only one of them")
+        arrays = reader.read_all(kinds="biufcSUmM")  # any plain dtype: checked below, by name
     test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
     return arrays["x_train"], arrays["y_train"], test
 
@@ -136,66 +127,68 @@ def _read_npz(p: Path):
 def _check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray):
     xn, yn = f"x_{split}", f"y_{split}"
     if x.dtype.kind not in "biuf":
-        raise DatasetError(f"{p}: {xn} must be numbers, got dtype {x.dtype}")
+        raise DataFileError(f"{p}: {xn} must be numbers, got dtype {x.dtype}")
     if x.ndim < 2 or x.shape[0] == 0 or 0 in x.shape:
-        raise DatasetError(
+        raise DataFileError(
             f"{p}: {xn} must have shape (samples, features...) with no empty axis, got {x.shape}"
         )
     x = x.astype(np.float32) if x.dtype.kind != "f" else x
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
-        raise DatasetError(
+        raise DataFileError(
             f"{p}: {xn} has NaN or infinite values (first at index {tuple(int(i) for i in bad)})"
         )
     if y.shape[:1] != x.shape[:1]:
-        raise DatasetError(f"{p}: {xn} has {x.shape[0]} samples but {yn} has shape {y.shape}")
+        raise DataFileError(f"{p}: {xn} has {x.shape[0]} samples but {yn} has shape {y.shape}")
     if y.dtype.kind in "iu":
         if y.ndim != 1:
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: integer labels {yn} must have shape (samples,), got {y.shape}"
             )
         if y.min() < 0 or y.max() >= MAX_CLASSES:
             value = int(y.min()) if y.min() < 0 else int(y.max())
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: {yn} holds label {value}; class labels must be integers 0..K-1"
             )
         return x, y.astype(np.int64)
     if y.dtype.kind == "f":
         if y.ndim not in (1, 2):
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: regression targets {yn} must have shape (samples,) or (samples, k), got {y.shape}"
             )
         if not np.isfinite(y).all():
-            raise DatasetError(f"{p}: {yn} has NaN or infinite values")
+            raise DataFileError(f"{p}: {yn} has NaN or infinite values")
         return x, (y.reshape(-1, 1) if y.ndim == 1 else y).astype(np.float32)
-    raise DatasetError(
+    raise DataFileError(
         f"{p}: {yn} must be integer class labels or floating regression targets, got dtype {y.dtype}"
     )
 
 
 def _read_csv(p: Path, label_column: str | int | None):
     if label_column is None:
-        raise DatasetError(
+        raise DataFileError(
             f"{p}: a .csv needs label_column: a column name from its header or a 0-based index"
         )
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with io.TextIOWrapper(
+            open_regular(p, "data file", DataFileError), encoding="utf-8", newline=""
+        ) as f:
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DatasetError(f"cannot read {p}: {err}") from None
+        raise DataFileError(f"cannot read {p}: {err}") from None
     if len(rows) < 2:
-        raise DatasetError(f"{p}: needs a header row and at least one data row")
+        raise DataFileError(f"{p}: needs a header row and at least one data row")
     header = [cell.strip() for cell in rows[0]]
     column = _label_index(p, header, label_column)
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise DatasetError(
+            raise DataFileError(
                 f"{p}: line {number} has {len(row)} columns, the header {len(header)}"
             )
     features = [i for i in range(len(header)) if i != column]
     if not features:
-        raise DatasetError(f"{p}: no feature columns besides the label column")
+        raise DataFileError(f"{p}: no feature columns besides the label column")
     x = np.empty((len(body), len(features)), dtype=np.float64)
     for r, row in enumerate(body):
         for c, i in enumerate(features):
@@ -204,11 +197,11 @@ def _read_csv(p: Path, label_column: str | int | None):
                 x[r, c] = float(cell)
             except ValueError:
                 what = "is empty" if not cell else f"is {cell!r}, not a number"
-                raise DatasetError(f"{p}: line {r + 2}, column {header[i]!r} {what}") from None
+                raise DataFileError(f"{p}: line {r + 2}, column {header[i]!r} {what}") from None
     labels = [row[column].strip() for row in body]
     if any(not v for v in labels):
         line = next(r + 2 for r, v in enumerate(labels) if not v)
-        raise DatasetError(f"{p}: line {line} has no label in column {header[column]!r}")
+        raise DataFileError(f"{p}: line {line} has no label in column {header[column]!r}")
     try:
         values = np.array([float(v) for v in labels])
     except ValueError:  # names: classes in sorted order
@@ -216,7 +209,7 @@ def _read_csv(p: Path, label_column: str | int | None):
         index = {name: i for i, name in enumerate(classes)}
         return x.astype(np.float32), np.array([index[v] for v in labels], dtype=np.int64), classes
     if not np.isfinite(values).all():
-        raise DatasetError(f"{p}: column {header[column]!r} has NaN or infinite labels")
+        raise DataFileError(f"{p}: column {header[column]!r} has NaN or infinite labels")
     if all(v.lstrip("+-").isdigit() for v in labels):
         return x.astype(np.float32), values.astype(np.int64), None
     return x.astype(np.float32), values.astype(np.float32), None
@@ -228,9 +221,9 @@ def _label_index(p: Path, header: list[str], label_column: str | int) -> int:
     try:
         index = int(label_column)
     except (TypeError, ValueError):
-        raise DatasetError(
+        raise DataFileError(
             f"{p}: no column {label_column!r}; the header has {', '.join(header)}"
         ) from None
     if not -len(header) <= index < len(header):
-        raise DatasetError(f"{p}: column index {index} is out of range for {len(header)} columns")
+        raise DataFileError(f"{p}: column index {index} is out of range for {len(header)} columns")
     return index % len(header)

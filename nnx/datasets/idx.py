@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.npz import NpzReader
 from .download import Source, cache_dir, ensure_cached, fetch_files, verify_files
-from .errors import DatasetError
+from .errors import DataFileError, DatasetError
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -151,13 +152,16 @@ def _find_local(folder: Path, gz_only: bool = False) -> tuple[Split, Split] | No
 
 
 def _read_npz(path: Path) -> tuple[Split, Split]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (KeyError, ValueError, OSError) as err:
-        raise DatasetError(
-            f"{path} is not a Keras-style mnist.npz with x_train, y_train, x_test, y_test: {err}"
-        ) from None
+    names = ("x_train", "y_train", "x_test", "y_test")
+    with NpzReader(path, "data file", DataFileError) as reader:
+        missing = [k for k in names if k not in reader]
+        if missing:
+            raise DataFileError(
+                f"{path} is not a Keras-style mnist.npz with x_train, y_train, x_test, y_test "
+                f"(missing {', '.join(missing)})"
+            )
+        reader.check()
+        arrays = {k: reader.read(k, kinds="iuf") for k in names}
     return tuple(  # type: ignore[return-value]
         (
             _scale(arrays[f"x_{s}"], path),

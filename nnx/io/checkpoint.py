@@ -1,13 +1,27 @@
-"""Checkpoints: one ``.npz`` file with the model, optimizer and schedule state plus a JSON record.
+"""Checkpoints: one ``.npz`` file holding named state dicts (model, optimizer, schedule, ...)
+plus a JSON record.
 
-* **Safe to load**: arrays are read with ``allow_pickle=False`` and everything else is JSON, so
-  opening an untrusted checkpoint can never run code.
+A checkpoint is a mapping of *components*, name -> object. Each object gives its state with
+``state_dict()`` (JSON values and host NumPy arrays, nested in dicts and lists), may check a
+state with ``check_state_dict(state)`` (raising ValueError/TypeError), and restores it with
+``load_state_dict(state)``. Adding state to a checkpoint means implementing those methods on one
+object and naming it in the mapping. The ``"model"`` component is a :class:`~nnx.Module`; its
+architecture is stored too, so that :func:`nnx.load_model` can rebuild it from the file alone.
+
+* **Safe to load**: the file is read by :class:`~nnx.io.npz.NpzReader` (no pickle, every
+  ``.npy`` header checked before anything is allocated; the model's arrays against the model's
+  own shapes), and everything else is JSON.
 * **Atomic**: written to a temporary file in the target's folder, flushed, fsync'ed and renamed
   over the target; a crash mid-write leaves the previous checkpoint intact.
 * **Portable**: arrays are stored as host NumPy arrays and loaded onto whatever backend and
   dtype the model is on now (saved on CuPy, loaded on NumPy, and the other way round).
-* **Checked**: a truncated or corrupted file, or one saved for another architecture, raises
-  :class:`CheckpointError` before anything is changed.
+* **All or nothing**: every component's state is read and checked (``check_state_dict``) before
+  any component is loaded; a truncated or corrupted file, or one saved for another
+  architecture, raises :class:`CheckpointError` with nothing changed.
+
+Format version 2 stores ``{"components": {name: state}}`` in the JSON record, each array
+replaced by ``{"__array__": member}``; version-1 files (one fixed set of fields) are read by
+converting them to version 2.
 
 >>> import tempfile, os, nnx
 >>> model = nnx.Sequential(nnx.Linear(3, 2, rng=0))
@@ -19,12 +33,8 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import zipfile
-import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +42,24 @@ import numpy as np
 
 from ..core.checks import article, dtype_name
 from ..core.module import Module
-from .atomic import atomic_write
+from .errors import NnxFileError
+from .npz import MAX_RECORD_BYTES, NpzReader, json_member, write_npz
 
 FORMAT = "nnx-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _META = "__meta__"
+_ARRAY = "__array__"
+_TYPED = ("optimizer", "schedule")  # components whose state names their class
 
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be loaded: missing, truncated, corrupted, or for another model."""
+CheckpointError = NnxFileError  # the name checkpoints have always raised
 
 
 class NonFiniteStateError(FloatingPointError):
     """The state to be saved holds NaN or infinity; nothing was written."""
 
 
-MAX_META_BYTES = 64 << 20  # the JSON record (history included) of any real run is far smaller
-MAX_COMPRESSION = 100  # np.savez stores members uncompressed; a zip bomb claims far more
+MAX_META_BYTES = MAX_RECORD_BYTES  # the JSON record (history included) of a checkpoint
 
 
 def architecture(model: Module) -> dict[str, Any]:
@@ -60,42 +71,56 @@ def architecture(model: Module) -> dict[str, Any]:
     }
 
 
+def _encode(value: Any, member: str, arrays: dict[str, np.ndarray]) -> Any:
+    """``value`` as JSON, each NumPy array moved to ``arrays[member/...]`` and referenced."""
+    if isinstance(value, np.ndarray):
+        if member in arrays:
+            raise ValueError(f"checkpoint entry {member!r} is named twice")
+        arrays[member] = value
+        return {_ARRAY: member}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v, f"{member}/{k}", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{member}/{i}", arrays) for i, v in enumerate(value)]
+    return value
+
+
 def checkpoint_arrays(
-    model: Module, optimizer: Any = None, schedule: Any = None, **record: Any
+    components: Mapping[str, Any], record: Mapping[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
     """Everything a checkpoint holds, as host arrays (the JSON record under ``__meta__``).
 
-    ``record`` holds extra JSON-serialisable entries (epoch, step, history, ...).
+    ``components`` maps a name to an object with ``state_dict()``; ``"model"`` must be a
+    :class:`~nnx.Module`. Components that are None, and others than the model whose state is
+    empty (``{}``), are not stored. ``record`` holds extra JSON-serialisable entries returned by :func:`load_checkpoint`.
+    Raises :class:`NonFiniteStateError` when an array holds NaN or infinity.
     """
-    arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
-    optim_meta = None
-    if optimizer is not None:
-        state = optimizer.state_dict()
-        entries = []
-        for i, per_param in enumerate(state["state"]):
-            entry = {}
-            for key, value in per_param.items():
-                if key == "step":
-                    entry[key] = int(value)
-                else:
-                    arrays[f"optimizer/{i}/{key}"] = value
-                    entry[key] = "array"
-            entries.append(entry)
-        optim_meta = {**state, "state": entries}
+    model = components.get("model")
+    if not isinstance(model, Module):
+        raise TypeError("checkpoint: components must hold the model under 'model'")
+    arrays: dict[str, np.ndarray] = {}
+    states = {}
+    for name, obj in components.items():
+        if obj is None:
+            continue
+        state = obj.state_dict()
+        if isinstance(state, Mapping) and not state and name != "model":
+            continue
+        states[name] = _encode(state, name, arrays)
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "architecture": architecture(model),
         **_embedded_model(model),
-        "optimizer": optim_meta,
-        "schedule": None if schedule is None else schedule.state_dict(),
-        "record": record,
+        "components": states,
+        "record": dict(record or {}),
     }
     try:
-        text = json.dumps(meta, allow_nan=True)
+        arrays[_META] = json_member(meta)
     except TypeError as err:
-        raise TypeError(f"checkpoint record must be JSON-serialisable: {err}") from None
-    arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        raise TypeError(f"checkpoint {err}") from None
     for key, value in arrays.items():
         if value.dtype == object:
             raise TypeError(f"checkpoint entry {key!r} is an object array; only numbers are stored")
@@ -107,9 +132,11 @@ def checkpoint_arrays(
 
 def write_checkpoint(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``arrays`` to ``path`` atomically (temp file, flush, fsync, rename)."""
-    with atomic_write(path) as f:
-        np.savez(f, **arrays)
-    return Path(path)
+    return write_npz(path, arrays)
+
+
+def _components(model: Module, optimizer: Any, schedule: Any) -> dict[str, Any]:
+    return {"model": model, "optimizer": optimizer, "schedule": schedule}
 
 
 def save_checkpoint(
@@ -120,162 +147,13 @@ def save_checkpoint(
     **record: Any,
 ) -> Path:
     """Save ``model`` (and optionally optimizer, schedule and a JSON ``record``) to ``path``."""
-    return write_checkpoint(path, checkpoint_arrays(model, optimizer, schedule, **record))
+    return write_checkpoint(
+        path, checkpoint_arrays(_components(model, optimizer, schedule), record)
+    )
 
 
-class _Reader:
-    """A checkpoint's zip members, each read only after its ``.npy`` header has been checked
-    against what the caller expects and against the member's stored size (so a crafted file
-    that claims a huge array, or a zip bomb, is refused before anything is allocated)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise CheckpointError(f"checkpoint {self.path} does not exist")
-        try:
-            self.zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-            raise self._corrupt(err) from None
-        self.members = {}
-        for info in self.zip.infolist():
-            if not info.filename.endswith(".npy"):
-                self.close()
-                raise CheckpointError(
-                    f"{self.path} is not an nnx checkpoint (member {info.filename!r})"
-                )
-            self.members[info.filename[: -len(".npy")]] = info
-
-    def _corrupt(self, err: BaseException) -> CheckpointError:
-        return CheckpointError(
-            f"checkpoint {self.path} is truncated or corrupted ({type(err).__name__}: {err})"
-        )
-
-    def close(self) -> None:
-        self.zip.close()
-
-    def __enter__(self) -> _Reader:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def read(
-        self,
-        key: str,
-        shape: tuple[int, ...] | None = None,
-        kinds: str = "f",
-        max_bytes: int | None = None,
-    ) -> np.ndarray:
-        """Member ``key`` as an array whose dtype kind is in ``kinds`` (``"f"``: real floating)
-        and, when given, of exactly ``shape`` and at most ``max_bytes``."""
-        info = self.members.get(key)
-        if info is None:
-            raise CheckpointError(f"checkpoint {self.path} has no entry {key!r}")
-        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_COMPRESSION * max(
-            info.compress_size, 1024
-        ):
-            raise CheckpointError(
-                f"checkpoint {self.path}: entry {key!r} expands {info.compress_size} bytes to "
-                f"{info.file_size} (a zip bomb?)"
-            )
-        try:
-            with self.zip.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    header_shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    header_shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"unsupported .npy version {version}")
-                offset = f.tell()
-                if dtype.hasobject or dtype.kind not in kinds or dtype.fields is not None:
-                    raise CheckpointError(
-                        f"checkpoint {self.path}: entry {key!r} has dtype {dtype}, not "
-                        + {"f": "a real floating type", "u": "bytes"}.get(kinds, f"kind {kinds}")
-                    )
-                if shape is not None and tuple(header_shape) != tuple(shape):
-                    raise CheckpointError(
-                        f"checkpoint {self.path}: entry {key!r} has shape {tuple(header_shape)}, "
-                        f"expected {tuple(shape)}"
-                    )
-                size = math.prod(header_shape) * dtype.itemsize
-                if info.file_size - offset != size:
-                    raise CheckpointError(
-                        f"checkpoint {self.path}: entry {key!r} claims shape "
-                        f"{tuple(header_shape)} ({size} bytes) but stores "
-                        f"{info.file_size - offset} bytes"
-                    )
-                if max_bytes is not None and size > max_bytes:
-                    raise CheckpointError(
-                        f"checkpoint {self.path}: entry {key!r} is larger than {max_bytes} bytes"
-                    )
-                data = f.read(size + 1)
-        except CheckpointError:
-            raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as err:
-            raise self._corrupt(err) from None
-        if len(data) != size:
-            raise self._corrupt(EOFError(f"entry {key!r} is cut short"))
-        array = np.frombuffer(data, dtype=dtype)
-        order = "F" if fortran else "C"
-        return array.reshape(header_shape, order=order).copy()
-
-    def meta(self) -> dict[str, Any]:
-        if _META not in self.members:
-            raise CheckpointError(f"{self.path} is not an nnx checkpoint (no {_META} record)")
-        raw = self.read(_META, kinds="u", max_bytes=MAX_META_BYTES)
-        try:
-            meta = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as err:
-            raise CheckpointError(f"checkpoint {self.path} has a corrupted record: {err}") from None
-        if not isinstance(meta, dict):
-            raise CheckpointError(f"checkpoint {self.path} has a corrupted record (not an object)")
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise CheckpointError(
-                f"{self.path} is not a version-{VERSION} nnx checkpoint "
-                f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
-            )
-        return meta
-
-
-def read_record(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON record saved with a checkpoint (epoch, history, ...), without reading its arrays."""
-    with _Reader(path) as reader:
-        record = reader.meta().get("record", {})
-    if not isinstance(record, dict):
-        raise CheckpointError(f"checkpoint {path}: its record is not an object")
-    return record
-
-
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """``(meta, arrays)`` of a checkpoint file, fully read and checked (no pickle).
-
-    Every array must be real floating point (or integer, for buffers such as counters) and
-    finite, and its header must agree with its stored size.
-    """
-    with _Reader(path) as reader:
-        meta = reader.meta()
-        arrays = {}
-        for key in reader.members:
-            if key != _META:
-                arrays[key] = _finite(path, key, reader.read(key, kinds="fiu"))
-    return meta, arrays
-
-
-def _finite(path: Any, key: str, value: np.ndarray) -> np.ndarray:
-    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-        raise CheckpointError(f"checkpoint {path}: entry {key!r} holds NaN or infinity")
-    return value
-
-
-def _kinds(value: Any) -> str:
-    """The dtype kinds a stored value may have to load into ``value``: floats for floats,
-    integers (signed or not) for integer buffers, booleans for boolean buffers."""
-    try:
-        kind = np.dtype(dtype_name(value.dtype)).kind
-    except TypeError:  # a dtype NumPy does not name (bfloat16, ...): a floating one
-        kind = "f"
-    return {"f": "f", "i": "iu", "u": "iu", "b": "b"}.get(kind, kind)
+def _reader(path: str | os.PathLike) -> NpzReader:
+    return NpzReader(path, "checkpoint", CheckpointError, max_record_bytes=MAX_META_BYTES)
 
 
 def _expect(condition: bool, path: Any, what: str) -> None:
@@ -287,9 +165,70 @@ def _is_int(value: Any, low: int = 0) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-def _check_meta(path: Any, meta: dict[str, Any]) -> None:
-    """The JSON record's structure: types and ranges of every field ``load_checkpoint`` uses."""
-    arch = meta.get("architecture")
+def _read_meta(reader: NpzReader) -> dict[str, Any]:
+    """The checked version-2 record (a version-1 record converted)."""
+    path = reader.path
+    if _META not in reader:
+        raise CheckpointError(f"{path} is not an nnx checkpoint (no {_META} record)")
+    meta = reader.read_json(_META)
+    _expect(isinstance(meta, dict), path, "its record is not an object")
+    version = meta.get("version")
+    if meta.get("format") != FORMAT or version not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"{path} is not a version-{VERSION} nnx checkpoint (format {meta.get('format')!r}, "
+            f"version {version!r}; this nnx reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    if version == 1:
+        meta = _upgrade_v1(path, meta, reader.keys())
+    _check_architecture_record(path, meta.get("architecture"))
+    _expect(isinstance(meta.get("components"), dict), path, "its components are not an object")
+    _expect(isinstance(meta.get("record", {}), dict), path, "its record is not an object")
+    return meta
+
+
+def _upgrade_v1(path: Any, meta: dict[str, Any], members: list[str]) -> dict[str, Any]:
+    """A version-1 record (fixed fields: optimizer, schedule, record with counters, history and
+    callbacks) as version 2's named components."""
+    components: dict[str, Any] = {
+        "model": {k[len("model/") :]: {_ARRAY: k} for k in members if k.startswith("model/")}
+    }
+    optim = meta.get("optimizer")
+    if optim is not None:
+        _expect(isinstance(optim, dict), path, "its optimizer record is not an object")
+        state = optim.get("state")
+        _expect(isinstance(state, list), path, "its optimizer state is not a list")
+        entries = []
+        for i, entry in enumerate(state):
+            _expect(isinstance(entry, dict), path, f"optimizer state {i} is not an object")
+            for key, value in entry.items():
+                if key != "step":
+                    _expect(value == "array", path, f"optimizer state {i}/{key} is not an array")
+            entries.append(
+                {k: v if k == "step" else {_ARRAY: f"optimizer/{i}/{k}"} for k, v in entry.items()}
+            )
+        components["optimizer"] = {**optim, "state": entries}
+    if meta.get("schedule") is not None:
+        components["schedule"] = meta["schedule"]
+    record = meta.get("record", {})
+    _expect(isinstance(record, dict), path, "its record is not an object")
+    counters = {k: record[k] for k in ("epoch", "step", "seed") if k in record}
+    if counters:
+        components["counters"] = counters
+    if "history" in record:
+        components["history"] = {"records": record["history"]}
+    callbacks = record.get("callbacks", {})
+    _expect(isinstance(callbacks, dict), path, "its callback states are not an object")
+    components.update(callbacks)
+    if record.get("loss_scaler") is not None:
+        components["loss_scaler"] = record["loss_scaler"]
+    rest = {
+        k: v for k, v in record.items() if k not in ("history", "callbacks", "loss_scaler")
+    }  # epoch, step and seed stay readable in the record, as version 1 returned them
+    return {**meta, "version": VERSION, "components": components, "record": rest}
+
+
+def _check_architecture_record(path: Any, arch: Any) -> None:
     _expect(isinstance(arch, dict), path, "its architecture record is missing")
     _expect(
         isinstance(arch.get("modules"), list) and all(isinstance(m, str) for m in arch["modules"]),
@@ -310,35 +249,188 @@ def _check_meta(path: Any, meta: dict[str, Any]) -> None:
         path,
         "its architecture record has malformed parameter shapes",
     )
-    optim = meta.get("optimizer")
-    if optim is not None:
-        _expect(isinstance(optim, dict), path, "its optimizer record is not an object")
-        _expect(isinstance(optim.get("type"), str), path, "its optimizer record has no type")
-        lr = optim.get("lr")
+
+
+def _refs(node: Any, found: list[Any]) -> None:
+    """Every ``{"__array__": member}`` reference under ``node`` (iteratively: no recursion)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if set(item) == {_ARRAY}:
+                found.append(item[_ARRAY])
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _finite(path: Any, key: str, value: np.ndarray) -> np.ndarray:
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        raise CheckpointError(f"checkpoint {path}: entry {key!r} holds NaN or infinity")
+    return value
+
+
+def _kinds(value: Any) -> str:
+    """The dtype kinds a stored value may have to load into ``value``: floats for floats,
+    integers (signed or not) for integer buffers, booleans for boolean buffers."""
+    try:
+        kind = np.dtype(dtype_name(value.dtype)).kind
+    except TypeError:  # a dtype NumPy does not name (bfloat16, ...): a floating one
+        kind = "f"
+    return {"f": "f", "i": "iu", "u": "iu", "b": "b"}.get(kind, kind)
+
+
+def _decode(reader: NpzReader, node: Any, kinds: str = "fiu") -> Any:
+    """``node`` with each array reference replaced by the checked array it names."""
+    if isinstance(node, dict):
+        if set(node) == {_ARRAY}:
+            key = node[_ARRAY]
+            return _finite(reader.path, key, reader.read(key, kinds=kinds))
+        return {k: _decode(reader, v, kinds) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_decode(reader, v, kinds) for v in node]
+    return node
+
+
+def _model_state(reader: NpzReader, saved: Any, model: Module) -> dict[str, np.ndarray]:
+    """The model's arrays, each read against the model's own entry (shape, dtype kind)."""
+    path = reader.path
+    _expect(isinstance(saved, dict), path, "its model state is not an object")
+    entries = model._state_entries()
+    missing = sorted(f"model/{n}" for n in set(entries) - set(saved))
+    unexpected = sorted(f"model/{n}" for n in set(saved) - set(entries))
+    _expect(not missing, path, f"entries {missing} are missing")
+    _expect(not unexpected, path, f"entries {unexpected} are not part of this model")
+    state = {}
+    for name, entry in entries.items():
+        ref = saved[name]
         _expect(
-            isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr),
+            isinstance(ref, dict) and set(ref) == {_ARRAY} and isinstance(ref[_ARRAY], str),
             path,
-            f"its optimizer learning rate {lr!r} is not a finite number",
+            f"its model entry {name!r} is not an array",
         )
+        key = ref[_ARRAY]
+        value = reader.read(key, tuple(entry.shape), _kinds(entry.value))
+        state[name] = _finite(path, key, value)
+    return state
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of a checkpoint file, fully read and checked (no pickle).
+
+    ``meta["components"]`` holds each component's state with arrays as references
+    (``{"__array__": key}``) into ``arrays``; ``meta["record"]`` the extra record. Every array
+    must be real floating point (or integer, for buffers such as counters) and finite, and its
+    header must agree with its stored size.
+    """
+    with _reader(path) as reader:
+        meta = _read_meta(reader)
+        reader.check()
+        arrays = {
+            key: _finite(path, key, reader.read(key, kinds="fiu"))
+            for key in reader.keys()
+            if key != _META
+        }
+    return meta, arrays
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's record without reading its arrays: the extra entries saved with it, plus
+    the Trainer's ``counters`` (epoch, step, seed) and ``history`` (a list of epoch records)
+    when it holds them."""
+    with _reader(path) as reader:
+        meta = _read_meta(reader)
+    record = dict(meta.get("record", {}))
+    counters = meta["components"].get("counters")
+    if isinstance(counters, dict):
+        record.update(counters)
+    history = meta["components"].get("history")
+    if isinstance(history, dict) and "records" in history:
+        record["history"] = history["records"]
+    return record
+
+
+def load_state(
+    path: str | os.PathLike,
+    components: Mapping[str, Any],
+    optional: Collection[str] = (),
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Restore every component of ``components`` (name -> object; None entries skipped) from
+    the checkpoint at ``path``; returns the checkpoint's extra record.
+
+    All or nothing: the file's headers are checked first (the model's arrays against the
+    model's shapes and dtypes, before any is read); then every component's state is read and
+    checked (the architecture, the optimizer's and schedule's types, each object's
+    ``check_state_dict`` and then ``check(states)`` for checks across components); only then
+    is each loaded with ``load_state_dict``. A component missing from the file is an error
+    unless its name is in ``optional`` (it is then left as it is); components the file holds
+    but ``components`` does not name are ignored. Any failure raises :class:`CheckpointError`.
+    """
+    components = {name: obj for name, obj in components.items() if obj is not None}
+    with _reader(path) as reader:
+        meta = _read_meta(reader)
+        saved = meta["components"]
+        model = components.get("model")
+        if model is not None:
+            _check_architecture(path, meta["architecture"], architecture(model))
+            reader.check({f"model/{n}": tuple(e.shape) for n, e in model._state_entries().items()})
+        else:
+            reader.check()
+        referenced: list[Any] = []
+        _refs(saved, referenced)
         _expect(
-            isinstance(optim.get("hyperparameters"), dict),
-            path,
-            "its optimizer record has no hyperparameters",
+            all(isinstance(r, str) for r in referenced), path, "an array reference is not a name"
         )
-        state = optim.get("state")
-        _expect(isinstance(state, list), path, "its optimizer state is not a list")
-        for i, entry in enumerate(state):
-            _expect(isinstance(entry, dict), path, f"optimizer state {i} is not an object")
-            for key, value in entry.items():
-                if key == "step":
-                    _expect(_is_int(value), path, f"optimizer state {i} has step {value!r}")
-                else:
-                    _expect(value == "array", path, f"optimizer state {i}/{key} is not an array")
-    schedule = meta.get("schedule")
-    _expect(
-        schedule is None or isinstance(schedule, dict), path, "its schedule record is malformed"
-    )
-    _expect(isinstance(meta.get("record", {}), dict), path, "its record is not an object")
+        members = {k for k in reader.keys() if k != _META}
+        missing, unexpected = sorted(set(referenced) - members), sorted(members - set(referenced))
+        _expect(not missing, path, f"entries {missing} are missing")
+        _expect(not unexpected, path, f"entries {unexpected} are not part of this model")
+        states = {}
+        for name, obj in components.items():
+            if name not in saved:
+                _expect(name in optional, path, f"it holds no {name} state")
+                continue
+            if name == "model":
+                states[name] = _model_state(reader, saved[name], obj)
+                continue
+            state = saved[name]
+            if name in _TYPED:
+                found = state.get("type") if isinstance(state, dict) else None
+                mine = type(obj).__name__
+                if found != mine:
+                    raise CheckpointError(
+                        f"checkpoint {path} was saved with {article(str(found))} {found} {name}, "
+                        f"not {article(mine)} {mine}"
+                    )
+            states[name] = _decode(reader, state)
+    for name, state in states.items():  # checks only: nothing changes unless every part fits
+        checker = getattr(components[name], "check_state_dict", None)
+        if checker is None:
+            continue
+        try:
+            checker(state)
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {path}: the {name} state does not fit: {err}"
+            ) from None
+    if check is not None:
+        try:
+            check(states)
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"checkpoint {path}: {err}") from None
+    before = {name: components[name].state_dict() for name in states}
+    loaded = []
+    try:
+        for name, state in states.items():
+            components[name].load_state_dict(state)
+            loaded.append(name)
+    except (KeyError, ValueError, TypeError) as err:
+        for done in loaded:
+            components[done].load_state_dict(before[done])
+        raise CheckpointError(f"checkpoint {path}: the {name} state does not fit: {err}") from None
+    return meta.get("record", {})
 
 
 def load_checkpoint(
@@ -347,83 +439,12 @@ def load_checkpoint(
     """Load a checkpoint into ``model`` (and ``optimizer``, ``schedule`` when given).
 
     Returns the JSON record saved with it. Every field is checked before anything changes (all
-    or nothing): the architecture, every array's dtype (real floating point for floating
-    parameters), shape and finiteness, read header-first so that a file claiming a huge array
-    is refused without allocating it, and the optimizer's and schedule's records. Any failure
-    raises :class:`CheckpointError`.
+    or nothing; see :func:`load_state`): the architecture, every array's dtype (real floating
+    point for floating parameters), shape and finiteness, read header-first so that a file
+    claiming a huge array is refused without allocating it, and the optimizer's and
+    schedule's records. Any failure raises :class:`CheckpointError`.
     """
-    with _Reader(path) as reader:
-        meta = reader.meta()
-        _check_meta(path, meta)
-        _check_architecture(path, meta["architecture"], architecture(model))
-        entries = model._state_entries()
-        expected = {f"model/{name}" for name in entries}
-        optim_meta = meta.get("optimizer") if optimizer is not None else None
-        if optimizer is not None:
-            _expect(optim_meta is not None, path, "it holds no optimizer state")
-            if optim_meta["type"] != type(optimizer).__name__:
-                raise CheckpointError(
-                    f"checkpoint {path} was saved with {article(optim_meta['type'])} "
-                    f"{optim_meta['type']} optimizer, not {article(type(optimizer).__name__)} "
-                    f"{type(optimizer).__name__}"
-                )
-            _expect(
-                len(optim_meta["state"]) == len(optimizer.params),
-                path,
-                f"it holds optimizer state for {len(optim_meta['state'])} parameters, the "
-                f"optimizer has {len(optimizer.params)}",
-            )
-            for i, entry in enumerate(optim_meta["state"]):
-                expected |= {f"optimizer/{i}/{k}" for k in entry if k != "step"}
-        stored = {k for k in reader.members if k != _META}
-        optional = {k for k in stored if k.startswith("optimizer/")} if optimizer is None else set()
-        missing, unexpected = sorted(expected - stored), sorted(stored - expected - optional)
-        _expect(not missing, path, f"entries {missing} are missing")
-        _expect(not unexpected, path, f"entries {unexpected} are not part of this model")
-        model_state = {}
-        for name, entry in entries.items():
-            key = f"model/{name}"
-            value = reader.read(key, tuple(entry.shape), _kinds(entry.value))
-            model_state[name] = _finite(path, key, value)
-        optim_state = None
-        if optimizer is not None:
-            restored = []
-            for i, (p, entry) in enumerate(zip(optimizer.params, optim_meta["state"], strict=True)):
-                item = {}
-                for key, value in entry.items():
-                    if key == "step":
-                        item[key] = value
-                    else:
-                        name = f"optimizer/{i}/{key}"
-                        item[key] = _finite(path, name, reader.read(name, p.shape, "f"))
-                restored.append(item)
-            optim_state = {**optim_meta, "state": restored}
-    schedule_state = meta.get("schedule")
-    if schedule is not None and (
-        schedule_state is None or schedule_state.get("type") != type(schedule).__name__
-    ):
-        found = None if schedule_state is None else schedule_state.get("type")
-        raise CheckpointError(
-            f"checkpoint {path} holds schedule state {found!r}, not {type(schedule).__name__}"
-        )
-    try:  # checks only: nothing changes unless every part fits
-        if optim_state is not None:
-            optimizer.check_state_dict(optim_state)
-        if schedule is not None:
-            schedule.check_state_dict(schedule_state)
-    except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {path} does not fit: {err}") from None
-    before = model.state_dict()
-    try:
-        model.load_state_dict(model_state)
-        if optim_state is not None:
-            optimizer.load_state_dict(optim_state)
-        if schedule is not None:
-            schedule.load_state_dict(schedule_state)
-    except (KeyError, ValueError, TypeError) as err:
-        model.load_state_dict(before)
-        raise CheckpointError(f"checkpoint {path} does not fit: {err}") from None
-    return meta.get("record", {})
+    return load_state(path, _components(model, optimizer, schedule))
 
 
 def _embedded_model(model: Module) -> dict[str, Any]:

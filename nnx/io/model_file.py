@@ -37,12 +37,9 @@ True
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import numbers
 import os
-import zipfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,8 +47,9 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, get_backend
+from ..core.init import allocation_limit
 from ..core.module import Buffer, Module, Parameter, register_module
-from .atomic import atomic_write
+from .npz import Header, NpzReader, json_member, write_npz
 from .registry import (
     ModelFileError,
     init_arguments,
@@ -358,44 +356,44 @@ def save_model(path: str | os.PathLike, model: Module) -> Path:
 
     meta = {"format": FORMAT, "version": VERSION, "nnx_version": __version__, **model_record(model)}
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
-    arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    with atomic_write(path) as f:
-        np.savez(f, **arrays)
-    return Path(path)
+    arrays[_META] = json_member(meta)
+    return write_npz(path, arrays)
 
 
-def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Path]:
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"model file {p} does not exist")
-    try:
-        with open(p, "rb") as handle, np.load(handle, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}  # reading every member checks its CRC
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as err:
-        raise ModelFileError(
-            f"{p} is not a readable model file: truncated, corrupted or not an .npz "
-            f"({type(err).__name__}: {err})"
-        ) from None
-    return arrays, p
+def _reader(path: str | os.PathLike) -> NpzReader:
+    return NpzReader(path, "model file", ModelFileError)
 
 
-def _decode_record(raw: np.ndarray, p: Path, key: str) -> dict[str, Any]:
-    try:
-        record = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{p} has a corrupted {key} record: {err}") from None
+def _decode_record(reader: NpzReader, member: str, key: str) -> dict[str, Any]:
+    record = reader.read_json(member, name=key)
     if not isinstance(record, dict):
-        raise ModelFileError(f"{p} has a corrupted {key} record")
+        raise ModelFileError(
+            f"model file {reader.path} has a corrupted {key} record (not an object)"
+        )
     return record
 
 
 def model_from_record(
-    record: dict[str, Any], device: str | Backend | None = None, where: str = "model record"
+    record: dict[str, Any],
+    device: str | Backend | None = None,
+    where: str = "model record",
+    stored_numbers: int | None = None,
 ) -> Module:
-    """A model with fresh weights from :func:`model_record`'s output (architecture and ties)."""
+    """A model with fresh weights from :func:`model_record`'s output (architecture and ties).
+
+    ``stored_numbers``: when the record comes from a file, how many numbers the file stores for
+    the model. Building may then draw at most twice that (ties are built before they are tied)
+    plus ``ALLOCATION_SLACK``: a record declaring a huge layer next to tiny stored weights is
+    refused with :class:`ModelFileError` before the layer's weights are drawn.
+    """
     if not isinstance(record, dict) or "architecture" not in record:
         raise ModelFileError(f"{where}: the record holds no architecture")
-    model = build_from_config(record["architecture"], device, where=where)
+    if stored_numbers is None:
+        model = build_from_config(record["architecture"], device, where=where)
+    else:
+        budget = 2 * stored_numbers + ALLOCATION_SLACK
+        with allocation_limit(budget, f"the file stores {stored_numbers} numbers"):
+            model = build_from_config(record["architecture"], device, where=where)
     ties = record.get("ties", [])
     if not isinstance(ties, list) or not all(
         isinstance(t, list) and len(t) == 2 and all(isinstance(s, str) for s in t) for t in ties
@@ -413,28 +411,54 @@ def load_model(path: str | os.PathLike, device: str | Backend | None = None) -> 
     :class:`ModelFileError` for a missing, corrupted or foreign file, an unregistered module
     type or weights that do not fit the architecture, before returning anything.
     """
-    arrays, p = _read(path)
-    if _META in arrays:
-        meta = _decode_record(arrays.pop(_META), p, "model")
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ModelFileError(
-                f"{p} is not a version-{VERSION} nnx model file "
-                f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
-            )
-        record = meta
-    elif "__meta__" in arrays:  # a Trainer checkpoint that embeds its model's architecture
-        meta = _decode_record(arrays.pop("__meta__"), p, "checkpoint")
-        record = meta.get("model") if isinstance(meta.get("model"), dict) else None
-        if record is None:
-            reason = meta.get("model_error") or "it was written by an older nnx"
-            raise ModelFileError(f"checkpoint {p} holds no model architecture ({reason})")
-    else:
-        raise ModelFileError(f"{p} is not an nnx model file (no {_META} record)")
-    target = get_backend("cpu" if device is None else device)
-    model = model_from_record(record, target, where=str(p))
-    state = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
+    with _reader(path) as reader:
+        p = reader.path
+        headers = reader.check()
+        if _META in reader:
+            meta = _decode_record(reader, _META, "model")
+            if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+                raise ModelFileError(
+                    f"{p} is not a version-{VERSION} nnx model file "
+                    f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
+                )
+            record = meta
+        elif "__meta__" in reader:  # a Trainer checkpoint that embeds its model's architecture
+            meta = _decode_record(reader, "__meta__", "checkpoint")
+            record = meta.get("model") if isinstance(meta.get("model"), dict) else None
+            if record is None:
+                reason = meta.get("model_error") or "it was written by an older nnx"
+                raise ModelFileError(f"checkpoint {p} holds no model architecture ({reason})")
+        else:
+            raise ModelFileError(f"{p} is not an nnx model file (no {_META} record)")
+        stored = {k[len("model/") :]: h for k, h in headers.items() if k.startswith("model/")}
+        # the architecture may claim far more than the file stores: building it would allocate
+        # all of that, so construction may draw only about what the file holds
+        numbers = sum(math.prod(h.shape) for h in stored.values())
+        target = get_backend("cpu" if device is None else device)
+        model = model_from_record(record, target, where=str(p), stored_numbers=numbers)
+        entries = model._state_entries()
+        _check_fit(p, entries, stored)
+        state = {name: reader.read(f"model/{name}", entries[name].shape) for name in entries}
     _load_state_exactly(model, state, target, p)
     return model
+
+
+ALLOCATION_SLACK = 1 << 20  # numbers a rebuilt model may draw beyond what the file stores
+
+
+def _check_fit(p: Path, entries: dict[str, Any], stored: dict[str, Header]) -> None:
+    """The stored headers against the rebuilt model's entries, before any array is read."""
+    missing, unexpected = sorted(set(entries) - set(stored)), sorted(set(stored) - set(entries))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{p}: the weights do not fit the architecture: missing {missing}, unexpected {unexpected}"
+        )
+    for name, entry in entries.items():
+        header = stored[name]
+        if header.shape != tuple(entry.shape):
+            raise ModelFileError(
+                f"{p}: weight {name!r} has shape {header.shape}, the rebuilt model's {entry.shape}"
+            )
 
 
 def _load_state_exactly(

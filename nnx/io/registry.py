@@ -6,7 +6,7 @@ either: every class defined inside the ``nnx`` package is registered under its c
 creating any module remembers the arguments of its outermost constructor call. Classes defined
 elsewhere join with the ``nnx.register_module`` decorator (in :mod:`nnx.core.module`, which
 checks that the class is a Module and calls :func:`register`). This module imports nothing from
-nnx: the module classes import it, never the other way.
+nnx but its error class: the module classes import it, never the other way.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .errors import NnxFileError
+
 _REGISTRY: dict[str, type] = {}
 _ARGS = "_nnx_init_args"  # instance attribute: (the __init__ function, its bound arguments)
 
 
-class ModelFileError(ValueError):
-    """A model cannot be saved or loaded; the message says which module or file and why."""
+ModelFileError = NnxFileError  # the name model files have always raised
 
 
 def register(cls: type, name: str | None = None) -> type:

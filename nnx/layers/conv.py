@@ -30,7 +30,7 @@ from ..core.checks import (
     positive_int,
     require_forward,
 )
-from ..core.init import Seed, as_rng
+from ..core.init import Seed, as_rng, reserve
 from ..core.module import Module, Parameter
 from ._spatial import (
     PADDING_MODES,
@@ -46,6 +46,7 @@ from ._spatial import (
 def _uniform(rng, shape, fan_in):
     """PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5))."""
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    reserve(shape)
     return rng.uniform(-bound, bound, size=shape)
 
 

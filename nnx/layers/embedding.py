@@ -14,7 +14,7 @@ from ..core.checks import (
     positive_int,
     require_forward,
 )
-from ..core.init import Seed, as_rng
+from ..core.init import Seed, as_rng, reserve
 from ..core.module import Module, Parameter
 
 # elements of the one-hot block built at a time by the portable backward (32 MiB in float64)
@@ -98,6 +98,7 @@ class Embedding(Module):
         self.padding_idx = padding_idx
         self.check_indices = bool(check_indices)
         self.scatter = scatter
+        reserve((self.num_embeddings, self.embedding_dim))
         host = as_rng(rng).standard_normal((self.num_embeddings, self.embedding_dim))
         if padding_idx is not None:
             host[padding_idx] = 0.0

@@ -22,7 +22,7 @@ from ..core.checks import (
     positive_int,
     require_forward,
 )
-from ..core.init import Seed, as_rng
+from ..core.init import Seed, as_rng, reserve
 from ..core.module import Module, Parameter
 
 
@@ -69,6 +69,7 @@ class _Recurrent(Module):
                     shapes.update({"bias_ih": (g,), "bias_hh": (g,)})
                 for name, shape in shapes.items():
                     full = f"{name}_l{k}{suffix}"
+                    reserve(shape)
                     value = host.uniform(-bound, bound, size=shape)
                     setattr(self, full, Parameter(backend.asarray(value, dtype=dtype), full))
 

@@ -47,5 +47,25 @@ class History:
             seen.update(dict.fromkeys(r))
         return list(seen)
 
+    def state_dict(self) -> dict[str, Any]:
+        """``{"records": [...]}``: the per-epoch records (a checkpoint component)."""
+        return {"records": [dict(r) for r in self.records]}
+
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ValueError or TypeError unless ``state`` is a :meth:`state_dict`: a list of
+        records, each an object whose ``epoch`` (when present) is an integer >= 1."""
+        if not isinstance(state, dict) or not isinstance(state.get("records"), list):
+            raise TypeError("its history is not a list of records")
+        for i, record in enumerate(state["records"]):
+            if not isinstance(record, dict):
+                raise TypeError(f"history record {i + 1} is not an object: {record!r}")
+            epoch = record.get("epoch", 1)
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+                raise ValueError(f"history record {i + 1} has epoch {epoch!r}, not an integer >= 1")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.check_state_dict(state)
+        self.records = [dict(r) for r in state["records"]]
+
     def __repr__(self) -> str:
         return f"History({len(self)} epochs, keys={self.keys()})"

@@ -115,7 +115,28 @@ class LossScaler:
             "dynamic": self.dynamic,
         }
 
+    def check_state_dict(self, state: Any) -> None:
+        """Raise ValueError or TypeError unless ``state`` is a :meth:`state_dict`: a positive
+        finite scale and factors, integer counts >= 0, a boolean ``dynamic``."""
+        if not isinstance(state, dict):
+            raise TypeError(f"LossScaler: state must be a dict, got {state!r}")
+        for key in ("scale", "growth_factor", "backoff_factor"):
+            value = state.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"LossScaler: {key} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"LossScaler: {key} must be finite and > 0, got {value!r}")
+        for key in ("good_steps", "skipped_steps", "growth_interval"):
+            value = state.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"LossScaler: {key} must be an integer >= 0, got {value!r}")
+        if not isinstance(state.get("dynamic"), bool):
+            raise TypeError(
+                f"LossScaler: dynamic must be true or false, got {state.get('dynamic')!r}"
+            )
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.check_state_dict(state)
         self.scale = float(state["scale"])
         self.good_steps = int(state["good_steps"])
         self.skipped_steps = int(state["skipped_steps"])

@@ -25,14 +25,7 @@ from ..core.structure import call_with, first_leaf, map_structure
 from ..data import ArrayDataset, DataLoader
 from ..data.augment import Augmentation, batch_generator, take_rows
 from ..data.loader import shard_bounds
-from ..io.checkpoint import (
-    CheckpointError,
-    NonFiniteStateError,
-    checkpoint_arrays,
-    load_checkpoint,
-    read_record,
-    write_checkpoint,
-)
+from ..io.checkpoint import NonFiniteStateError, checkpoint_arrays, load_state, write_checkpoint
 from ..losses import Loss, not_a_loss_message
 from ..metrics import Metric, get_metric
 from ..optim import Optimizer
@@ -50,6 +43,7 @@ from .data_parallel import DataParallel
 from .history import History
 from .make_step import make_step
 from .precision import MixedPrecision
+from .state import Counters, check_components
 from .totals import sum_over_ranks, to_host
 
 logger = logging.getLogger("nnx")
@@ -482,87 +476,37 @@ class Trainer:
         return concat_outputs(self.backend.xp, outputs)
 
     # ------------------------------------------------------------------ checkpoints
+    def _state_components(self) -> dict[str, Any]:
+        """The checkpoint's named components (see :mod:`nnx.training.state`)."""
+        components: dict[str, Any] = {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "schedule": self.schedule,
+            "loss_scaler": None if self.mixed_precision is None else self.mixed_precision.scaler,
+            "counters": Counters(self),
+            "history": self.history,
+        }
+        components.update(self._keyed_callbacks())
+        return components
+
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:
-        """Everything needed to resume, as host arrays (see :mod:`nnx.checkpoint`)."""
-        return checkpoint_arrays(
-            self.model,
-            self.optimizer,
-            self.schedule,
-            epoch=self.epoch,
-            step=self.step,
-            seed=self.seed,
-            history=self.history.records,
-            callbacks=self._callback_states(),
-            backend=self.backend.name,
-            loss_scaler=None
-            if self.mixed_precision is None
-            else self.mixed_precision.scaler.state_dict(),
-        )
+        """Everything needed to resume, as host arrays (see :mod:`nnx.io.checkpoint`)."""
+        return checkpoint_arrays(self._state_components(), {"backend": self.backend.name})
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write a resumable checkpoint atomically."""
         write_checkpoint(path, self.checkpoint_arrays())
 
     def load_checkpoint(self, path: str | os.PathLike) -> dict[str, Any]:
-        """Restore model, optimizer, schedule, counters, history and callback state from ``path``
-        (saved by :meth:`save_checkpoint` or :class:`~nnx.training.callbacks.ModelCheckpoint`)."""
-        record = read_record(path)
-        states = self._check_record(path, record)  # before anything changes
-        record = load_checkpoint(path, self.model, self.optimizer, self.schedule)
-        self.epoch = int(record.get("epoch", 0))
-        self.step = int(record.get("step", 0))
+        """Restore every component (model, optimizer, schedule, loss scaler, counters, history,
+        callbacks) from ``path`` (saved by :meth:`save_checkpoint` or
+        :class:`~nnx.training.callbacks.ModelCheckpoint`), all or nothing. Returns its record
+        with the counters (epoch, step, seed) and the history (a list of records) merged in."""
+        components = self._state_components()
+        optional = set(components) - {"model", "optimizer", "schedule"}
+        record = load_state(path, components, optional, check_components)
         self._resumed_from = (str(path), self.epoch)
-        saved_seed = int(record.get("seed", self.seed))
-        if saved_seed != self.seed:
-            logger.warning(
-                "nnx: resuming with the checkpoint's seed %d (not %d)", saved_seed, self.seed
-            )
-            self.seed = saved_seed
-        self.history = History(record.get("history", []))
-        if self.mixed_precision is not None and record.get("loss_scaler") is not None:
-            self.mixed_precision.scaler.load_state_dict(record["loss_scaler"])
-        for key, cb in self._keyed_callbacks():
-            if key in states:
-                cb.load_state_dict(states[key])
-        return record
-
-    def _check_record(self, path: Any, record: dict[str, Any]) -> dict[str, Any]:
-        """Check the Trainer's part of a checkpoint record; returns the callback states."""
-
-        def expect(ok: bool, what: str) -> None:
-            if not ok:
-                raise CheckpointError(f"checkpoint {path}: {what}")
-
-        def count(name: str) -> int:
-            value = record.get(name, 0)
-            expect(
-                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-                f"{name} must be an integer >= 0, got {value!r}",
-            )
-            return value
-
-        epoch, _ = count("epoch"), count("step")
-        count("seed")
-        history = record.get("history", [])
-        expect(
-            isinstance(history, list) and all(isinstance(r, dict) for r in history),
-            "its history is not a list of records",
-        )
-        expect(
-            "history" not in record or len(history) == epoch,
-            f"its history has {len(history)} epochs but it claims epoch {epoch}",
-        )
-        states = record.get("callbacks", {})
-        expect(isinstance(states, dict), "its callback states are not an object")
-        for key, cb in self._keyed_callbacks():
-            if key in states:
-                try:
-                    cb.check_state_dict(states[key])
-                except (KeyError, TypeError, ValueError) as err:
-                    raise CheckpointError(
-                        f"checkpoint {path}: state of callback {key} does not fit: {err}"
-                    ) from None
-        return states
+        return {**record, **components["counters"].state_dict(), "history": self.history.records}
 
     def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
         counts: dict[str, int] = {}
@@ -572,6 +516,3 @@ class Trainer:
             counts[name] = counts.get(name, 0) + 1
             keyed.append((f"{name}.{counts[name]}", cb))
         return keyed
-
-    def _callback_states(self) -> dict[str, Any]:
-        return {key: cb.state_dict() for key, cb in self._keyed_callbacks() if cb.state_dict()}

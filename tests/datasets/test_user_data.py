@@ -136,11 +136,11 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(DatasetError, match="must end in .npz or .csv"):
         load_file(tmp_path / "d.txt")
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(DatasetError, match="is not a readable .npz file"):
+    with pytest.raises(DatasetError, match="is not an nnx .npz file \\(not a zip archive\\)"):
         load_file(tmp_path / "junk.npz")
     path = tmp_path / "objects.npz"
     np.savez(path, x_train=np.array([{"a": 1}] * 3, dtype=object), y_train=np.arange(3))
-    with pytest.raises(DatasetError, match="cannot read it without pickle"):
+    with pytest.raises(DatasetError, match="has dtype object, which needs pickle"):
         load_file(path)
     x, y = _blobs(10)
     with pytest.raises(DatasetError, match="label_column applies to .csv files"):

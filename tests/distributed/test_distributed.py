@@ -162,7 +162,7 @@ def _assert_fault_handled(done, seconds, out):
     assert done.returncode != 0
     assert seconds < 30, f"took {seconds:.1f} s"
     meta, _ = read_checkpoint(out / "last.npz")  # still a whole, loadable checkpoint
-    assert meta["record"]["epoch"] == 1
+    assert meta["components"]["counters"]["epoch"] == 1
 
 
 def test_a_rank_that_raises_stops_every_rank(tmp_path):
