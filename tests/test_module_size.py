@@ -17,11 +17,6 @@ LIMIT = 500
 # them and break that guarantee.
 EXEMPT = {"backend.py"}
 
-# Over the limit and being split right now by other changes (the training step and the
-# command-line package): expected failures; remove each entry when its split lands.
-# (training/callbacks.py, being turned into a package too, is under the limit and is checked.)
-BEING_SPLIT = {"training/trainer.py"}
-
 
 def _length(path: Path) -> int:
     return len(path.read_text().splitlines())
@@ -34,19 +29,13 @@ MODULES = sorted(
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="being split"))
-        if n in BEING_SPLIT
-        else n
-        for n in MODULES
-        if n not in EXEMPT
-    ],
+    [n for n in MODULES if n not in EXEMPT],
 )
 def test_module_is_at_most_the_limit(name):
     lines = _length(PACKAGE / name)
     assert lines <= LIMIT, f"nnx/{name} has {lines} lines (limit {LIMIT}): split it by concept"
 
 
-def test_exemptions_and_expected_failures_name_real_files():
-    for name in EXEMPT | BEING_SPLIT:
+def test_exemptions_name_real_files():
+    for name in EXEMPT:
         assert (PACKAGE / name).is_file(), f"nnx/{name} no longer exists: unlist it"

@@ -380,3 +380,19 @@ class Compose(Augmentation):
             x = t.apply(x, p)
             i += 1
         return x
+
+
+def augment_batch(
+    augment: Augmentation, seed: int, loader: Any, epoch: int, batch: int, xb: Any
+) -> Any:
+    """Training batch ``batch`` of ``epoch`` (``xb``: this rank's rows of it, as ``loader``
+    gives them) augmented with choices drawn from ``(seed, epoch, batch)`` for the whole global
+    batch, of which this rank takes its rows: runs, resumes and rank counts agree exactly."""
+    start, stop, total = loader.batch_rows(batch)
+    shape = tuple(int(s) for s in xb.shape[1:])
+    params = augment.draw(batch_generator(seed, epoch, batch), total, shape)
+    if (start, stop) != (0, total):
+        params = take_rows(params, start, stop)
+    if stop == start:
+        return xb
+    return augment.apply(xb, params)

@@ -96,3 +96,16 @@ def check_augment(augment: Any, data: ArrayDataset) -> None:
             f"{tuple(out)}; it must keep their shape, since validation and test samples are "
             f"not augmented (crop to the image size, with padding)"
         )
+
+
+def check_label_range(labels: tuple[int, int] | None, pred: Any) -> None:
+    """Integer labels (their range ``labels``, read once per fit) must index the model's
+    outputs; checked on the host, no sync."""
+    if labels is None or not hasattr(pred, "ndim") or pred.ndim != 2:
+        return
+    lo, hi = labels
+    if lo < 0 or hi >= pred.shape[1]:
+        raise ValueError(
+            f"Trainer: class labels run from {lo} to {hi}, but the model has "
+            f"{pred.shape[1]} outputs (labels must lie in [0, {pred.shape[1] - 1}])"
+        )

@@ -63,3 +63,15 @@ def check_components(states: dict[str, Any]) -> None:
         records = states["history"].get("records", [])
         if len(records) != epoch:
             raise ValueError(f"its history has {len(records)} epochs but it claims epoch {epoch}")
+
+
+def keyed_callbacks(callbacks: list[Any]) -> list[tuple[str, Any]]:
+    """Each callback under its checkpoint key: its class name and its rank among the callbacks
+    of that class (``ModelCheckpoint.1``), so two of a kind keep separate states."""
+    counts: dict[str, int] = {}
+    keyed = []
+    for cb in callbacks:
+        name = type(cb).__name__
+        counts[name] = counts.get(name, 0) + 1
+        keyed.append((f"{name}.{counts[name]}", cb))
+    return keyed

@@ -23,7 +23,7 @@ from ..core.checks import positive_int
 from ..core.module import Module
 from ..core.structure import call_with, first_leaf, map_structure
 from ..data import ArrayDataset, DataLoader
-from ..data.augment import Augmentation, batch_generator, take_rows
+from ..data.augment import Augmentation, augment_batch
 from ..data.loader import shard_bounds
 from ..io.checkpoint import NonFiniteStateError, checkpoint_arrays, load_state, write_checkpoint
 from ..losses import Loss, not_a_loss_message
@@ -34,6 +34,7 @@ from .callbacks import Callback, standard_callbacks
 from .data_checks import (
     check_augment,
     check_finite_data,
+    check_label_range,
     check_real,
     concat_outputs,
     label_range,
@@ -43,7 +44,7 @@ from .data_parallel import DataParallel
 from .history import History
 from .make_step import make_step
 from .precision import MixedPrecision
-from .state import Counters, check_components
+from .state import Counters, check_components, keyed_callbacks
 from .totals import sum_over_ranks, to_host
 
 logger = logging.getLogger("nnx")
@@ -303,18 +304,6 @@ class Trainer:
             cb.on_fit_end(self)
         return self.history
 
-    def _augment_batch(self, loader: DataLoader, epoch: int, batch: int, xb: Any) -> Any:
-        """Training batch ``batch`` of ``epoch``, augmented with choices drawn from
-        ``(seed, epoch, batch)`` for the whole global batch (this rank takes its rows)."""
-        start, stop, total = loader.batch_rows(batch)
-        shape = tuple(int(s) for s in xb.shape[1:])
-        params = self.augment.draw(batch_generator(self.seed, epoch, batch), total, shape)
-        if (start, stop) != (0, total):
-            params = take_rows(params, start, stop)
-        if stop == start:
-            return xb
-        return self.augment.apply(xb, params)
-
     def _last_good_checkpoint(self) -> str:
         """Where the last checkpoint with finite state is, for a NaN/inf message."""
         for cb in self.callbacks:
@@ -324,17 +313,6 @@ class Trainer:
         if self._resumed_from is not None:
             return f"The last good checkpoint is {self._resumed_from[0]} (epoch {self._resumed_from[1]})"
         return "No checkpoint was written"
-
-    def _check_label_range(self, pred: Any) -> None:
-        """Integer labels must index the model's outputs (checked on the host, no sync)."""
-        if self._label_range is None or not hasattr(pred, "ndim") or pred.ndim != 2:
-            return
-        lo, hi = self._label_range
-        if lo < 0 or hi >= pred.shape[1]:
-            raise ValueError(
-                f"Trainer: class labels run from {lo} to {hi}, but the model has "
-                f"{pred.shape[1]} outputs (labels must lie in [0, {pred.shape[1] - 1}])"
-            )
 
     def _reseed(self, epoch: int) -> None:
         """Give every module with a ``reseed(seed)`` method (dropout) the seed of ``(seed,
@@ -360,14 +338,14 @@ class Trainer:
         start = time.perf_counter()
         for batch, (xb, yb) in enumerate(loader):
             if self.augment is not None:
-                xb = self._augment_batch(loader, epoch, batch, xb)
+                xb = augment_batch(self.augment, self.seed, loader, epoch, batch, xb)
             step.begin_batch(loader.batch_rows(batch))
             loss_value, pred = step(xb, yb)
             losses.append(loss_value)
             sizes.append(int(first_leaf(xb).shape[0]))
             if pred is not None:  # None: this rank's share of the batch was empty
                 if batch == 0:
-                    self._check_label_range(pred)
+                    check_label_range(self._label_range, pred)
                 for m in self.metrics:
                     m.update(pred, yb)
             self.stepped = step.stepped
@@ -486,7 +464,7 @@ class Trainer:
             "counters": Counters(self),
             "history": self.history,
         }
-        components.update(self._keyed_callbacks())
+        components.update(keyed_callbacks(self.callbacks))
         return components
 
     def checkpoint_arrays(self) -> dict[str, np.ndarray]:
@@ -507,12 +485,3 @@ class Trainer:
         record = load_state(path, components, optional, check_components)
         self._resumed_from = (str(path), self.epoch)
         return {**record, **components["counters"].state_dict(), "history": self.history.records}
-
-    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
-        counts: dict[str, int] = {}
-        keyed = []
-        for cb in self.callbacks:
-            name = type(cb).__name__
-            counts[name] = counts.get(name, 0) + 1
-            keyed.append((f"{name}.{counts[name]}", cb))
-        return keyed
