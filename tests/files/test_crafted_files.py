@@ -128,7 +128,7 @@ def test_the_good_file_loads_everywhere(folder):
 
 
 def test_resume_does_not_build_a_huge_embedded_architecture(folder):
-    from nnx.cli.train import model_from_checkpoint
+    from nnx.cli.resume import model_from_checkpoint
 
     path = REBUILT["huge-embedded-architecture"](folder)
     tracemalloc.start()
