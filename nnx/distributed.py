@@ -46,6 +46,8 @@ INSTALL_HINT = "pip install 'nnx-trainer[mpi]'  (or: pip install mpi4py mpich)"
 TIMEOUT_ENV = "NNX_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 300.0  # seconds a rank waits in one collective before it gives up on the others
 _FAIL_TAG = 7301
+_ACK_TAG = 7302  # a rank that printed another's failure says so before it stops
+_ACK_WAIT = 5.0  # seconds a failing rank waits for those answers before it stops itself
 
 # Variables that MPI launchers (MPICH/Hydra, Open MPI, PMIx under Slurm's srun --mpi=pmix, Intel
 # MPI, MVAPICH) set in every process they start.
@@ -119,7 +121,8 @@ class World:
             time.sleep(0.1)
             if request.Test(status):
                 text = bytes(notice[: status.Get_count(self.MPI.BYTE)]).decode(errors="replace")
-                self._abort(f"rank {status.Get_source()} failed: {text}", wait=2.0)
+                source = status.Get_source()
+                self._abort(f"rank {source} failed: {text}", wait=2.0, ack=source)
             deadline = self._deadline
             if deadline is not None and time.monotonic() > deadline:
                 self._abort(
@@ -129,9 +132,11 @@ class World:
         request.Cancel()  # MPI_Finalize wants no receive left pending
         request.Wait()
 
-    def _abort(self, reason: str, wait: float = 0.0) -> None:
+    def _abort(self, reason: str, wait: float = 0.0, ack: int | None = None) -> None:
         sys.stderr.write(f"nnx.distributed: rank {self.rank} stops: {reason}\n")
         sys.stderr.flush()
+        if ack is not None:  # the failing rank waits for this before it aborts the job
+            self._notices.Send(b"", dest=ack, tag=_ACK_TAG)
         time.sleep(wait)  # the failing rank prints its own error and aborts meanwhile
         self.comm.Abort(1)
 
@@ -139,11 +144,23 @@ class World:
         """Tell every other rank that this one fails with ``error`` (they print it and stop)."""
         first = (str(error).splitlines() or [""])[0]
         text = f"{type(error).__name__}: {first}".encode()[:1024]
+        others = [r for r in range(self.size) if r != self.rank]
         self._sent = [  # kept: the buffers must outlive the sends
-            self._notices.Isend(text, dest=other, tag=_FAIL_TAG)
-            for other in range(self.size)
-            if other != self.rank
+            self._notices.Isend(text, dest=other, tag=_FAIL_TAG) for other in others
         ]
+        # Wait (boundedly) until every other rank has printed the notice: the launcher aborts
+        # the whole job once this rank's error ends it, and on a busy machine the others'
+        # watchdogs might not have run yet, leaving the user without their one-line message.
+        if self._watchdog is None:
+            return
+        acks = [self._notices.Irecv(bytearray(1), source=r, tag=_ACK_TAG) for r in others]
+        deadline = time.monotonic() + _ACK_WAIT
+        while not self.MPI.Request.Testall(acks) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for request in acks:  # a rank that never answered: leave no receive pending
+            if not request.Test():
+                request.Cancel()
+                request.Wait()
 
     def _guarded(self, what: str, call: Any, *args: Any) -> Any:
         self._waiting_in = what

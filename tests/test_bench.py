@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
 
 
@@ -39,6 +41,7 @@ def test_a_backend_without_a_hand_written_reference_is_refused():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.torch
 def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
     out = tmp_path / "cnn.json"
     done = subprocess.run(
@@ -66,6 +69,7 @@ def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
     assert "nnx/torch" in done.stdout
 
 
+@pytest.mark.torch
 def test_cnn_workload_option_runs_only_that_workload(tmp_path):
     out = tmp_path / "cnn.json"
     args = ["--cnn", "--quick", "--threads", "1", "--no-memory", "--json", str(out)]
@@ -117,6 +121,7 @@ def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):
     assert "allreduce" in done.stdout and "bus GB/s" in done.stdout
 
 
+@pytest.mark.torch
 def test_sequence_quick_run_reports_both_workloads(tmp_path):
     out = tmp_path / "seq.json"
     done = subprocess.run(

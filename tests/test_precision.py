@@ -148,7 +148,7 @@ def test_bfloat16_where_the_namespace_has_it_and_a_clear_error_elsewhere():
         nnx.Trainer(model, nnx.MSELoss(), SGD(model.parameters()), "cpu", precision="half")
 
 
-@pytest.mark.parametrize("spec", ["torch", "jax"])
+@pytest.mark.parametrize("spec", [pytest.param("torch", marks=pytest.mark.torch), "jax"])
 def test_bfloat16_trains_on_torch_and_jax(spec):
     ok, why = nnx.backend.backend_available(spec)
     if not ok:

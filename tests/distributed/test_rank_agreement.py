@@ -6,9 +6,12 @@ import textwrap
 
 from .test_distributed import mpirun
 
+# Each rank writes its outcome to its own file: lines printed by several ranks through the
+# launcher may interleave.
 SCRIPT = textwrap.dedent(
     """
     import sys
+    from pathlib import Path
     import nnx.distributed as dist
 
     world = dist.init()
@@ -16,30 +19,29 @@ SCRIPT = textwrap.dedent(
     try:
         world.agree({"lr": lr, "x.shape": [100, 4]})
     except dist.RankMismatchError as err:
-        print(f"rank {world.rank}: {err}", flush=True)
+        outcome = str(err)
     else:
-        print(f"rank {world.rank}: agreed", flush=True)
+        outcome = "agreed"
+    Path(sys.argv[2], f"rank{world.rank}.txt").write_text(outcome)
     """
 )
 
 
-def test_ranks_with_the_same_facts_agree(tmp_path):
+def _run(tmp_path, how):
     script = tmp_path / "agree.py"
     script.write_text(SCRIPT)
-    done = mpirun(3, script, "same", timeout=60)
+    done = mpirun(3, script, how, tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert sorted(done.stdout.split("\n"))[1:] == [f"rank {r}: agreed" for r in range(3)]
+    return [(tmp_path / f"rank{r}.txt").read_text() for r in range(3)]
+
+
+def test_ranks_with_the_same_facts_agree(tmp_path):
+    assert _run(tmp_path, "same") == ["agreed"] * 3
 
 
 def test_a_rank_with_another_setting_is_named_on_every_rank(tmp_path):
-    script = tmp_path / "agree.py"
-    script.write_text(SCRIPT)
-    done = mpirun(3, script, "differ", timeout=60)
-    assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stdout.split("\n") if line]
-    assert len(lines) == 3
-    for line in lines:
-        assert line.endswith(
-            "the ranks disagree on lr: rank 0 has 0.1, rank 1 has 0.2; start every rank with "
-            "the same settings and data"
-        ), line
+    expected = (
+        "the ranks disagree on lr: rank 0 has 0.1, rank 1 has 0.2; start every rank with "
+        "the same settings and data"
+    )
+    assert _run(tmp_path, "differ") == [expected] * 3
