@@ -48,7 +48,7 @@ def run_language_model(
 ) -> dict[str, Any]:
     """Train ``settings["model"]`` on the text and write config.json, checkpoints, history.csv,
     curves.png, sample.txt and summary.json into the run folder; returns the summary."""
-    changes, previous_resumes = resume_changes(settings, resume)
+    changes, previous_resumes = resume_changes(settings, resume, context)
     backend = nnx.get_backend(settings["device"])
     text, source = read_text(settings["text"])
     corpus = CharacterText(text, source=source)

@@ -65,6 +65,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", metavar="CHECKPOINT", help="continue a run from its last.npz or best.npz"
     )
+    parser.add_argument(
+        "--allow-changed-data",
+        action="store_true",
+        help="with --resume: continue although a --dataset or --text file differs from the one "
+        "the run read (its size and SHA-256 are in config.json)",
+    )
     parser.add_argument("--config", metavar="FILE", help="read settings from a TOML or JSON file")
     parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")
     return parser
@@ -156,10 +162,12 @@ def _main(argv: list[str] | None, prog: str) -> int:
     try:
         # Model settings given now (flags or --config) build the model from them on --resume;
         # otherwise it is rebuilt from the architecture the checkpoint embeds.
+        context["allow_changed_data"] = vars(args).pop("allow_changed_data", False)
         given = set(vars(args))
         if "config" in given:
             given |= set(read_config_file(args.config))
         context["model_flags"] = sorted(given & set(MODEL_SETTINGS))
+        context["model_given"] = "model" in vars(args)  # on the command line, not a file
         settings, resume = resolve_settings(args)
         quiet = settings["quiet"]
         if settings["model"] in LM_PRESETS:  # a character-level language model on --text
