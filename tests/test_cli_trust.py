@@ -254,3 +254,57 @@ def test_resuming_a_received_run_folder_never_imports_its_code(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_only_nnx_own_leftovers_are_removed_from_out(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".draft.tmp").write_text("mine")
+    x, y = _features()
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+    args = ("--dataset", tmp_path / "d.npz", "--epochs", 1, "--out", out)
+    _one_line(capsys, "exists and is not empty; pass --overwrite", *args)
+    assert (out / ".draft.tmp").read_text() == "mine"
+    (out / ".draft.tmp").unlink()
+    (out / ".last.npz.abc123_x.tmp").write_text("left by a killed write")
+    assert _train(capsys, *args)[0] == 0
+    assert not (out / ".last.npz.abc123_x.tmp").exists()
+    (out / ".draft.tmp").write_text("mine")
+    assert _train(capsys, "--resume", out / "last.npz", "--epochs", 2)[0] == 0
+    assert (out / ".draft.tmp").read_text() == "mine"  # a resume removes only nnx's leftovers
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    import datetime
+
+    from nnx.cli import runfolder
+
+    moment = datetime.datetime(2026, 1, 2, 3, 4, 5)
+
+    class Frozen:
+        @staticmethod
+        def now():
+            return moment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runfolder._dt, "datetime", Frozen)
+    settings = {"out": None, "overwrite": False}
+    folders = [runfolder.prepare_out(settings, None) for _ in range(3)]
+    assert [f.name for f in folders] == [
+        "20260102-030405",
+        "20260102-030405-2",
+        "20260102-030405-3",
+    ]
+
+
+def test_an_interrupt_before_the_first_epoch_does_not_claim_an_epoch_is_saved(tmp_path, capsys):
+    import signal
+
+    from nnx.cli.main import _interrupted
+
+    model = nnx.Sequential(nnx.Linear(2, 2))
+    trainer = nnx.Trainer(model, nnx.CrossEntropyLoss(), nnx.optim.SGD(model.parameters(), lr=0.1))
+    trainer.save_checkpoint(tmp_path / "last.npz")  # what SIGTERM before epoch 1 leaves
+    assert _interrupted("train.py", signal.SIGTERM, tmp_path) == 143
+    err = capsys.readouterr().err
+    assert "no epoch had completed" in err and "the last completed epoch is saved" not in err

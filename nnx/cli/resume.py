@@ -151,7 +151,8 @@ def apply_resume_changes(changes: dict[str, Any], optimizer: Any, schedule: Any)
             setattr(optimizer, name, changes[name]["to"])
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds (0: untrained), None when it cannot be read."""
     from ..io.checkpoint import CheckpointError, read_record
 
     try:
@@ -165,13 +166,13 @@ def refuse_older_checkpoint(out: Path, resume: Path, overwrite: bool) -> None:
     """Resuming from an older checkpoint must not overwrite a newer last.npz / history.csv."""
     if overwrite:
         return
-    resumed = _checkpoint_epoch(resume)
+    resumed = checkpoint_epoch(resume)
     if resumed is None:
         return  # loading will say what is wrong with it
     newest, where = 0, None
     last = out / "last.npz"
     if last.is_file() and not (resume.exists() and last.samefile(resume)):
-        epoch = _checkpoint_epoch(last)
+        epoch = checkpoint_epoch(last)
         if epoch is not None and epoch > newest:
             newest, where = epoch, last
     history = out / "history.csv"

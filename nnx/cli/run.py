@@ -30,7 +30,7 @@ from .resume import (
     standardized,
 )
 from .resume import resume_changes as _resume_changes
-from .runfolder import lock_out, out_folder, prepare_out, write_json
+from .runfolder import lock_out, out_folder, prepare_out, refuse_used_out, write_json
 from .settings import ConfigError, stored_config
 
 Say = Callable[[str], None]
@@ -137,6 +137,7 @@ def claim_out(
     if owner:
         out = prepare_out(settings, resume)
         context["lock"] = lock_out(out)
+        refuse_used_out(out, settings, resume)
         if resume is not None:
             refuse_older_checkpoint(out, resume, settings["overwrite"])
     else:
