@@ -308,3 +308,65 @@ def test_an_interrupt_before_the_first_epoch_does_not_claim_an_epoch_is_saved(tm
     assert _interrupted("train.py", signal.SIGTERM, tmp_path) == 143
     err = capsys.readouterr().err
     assert "no epoch had completed" in err and "the last completed epoch is saved" not in err
+
+
+def test_text_problems_name_the_flag_and_the_file(tmp_path, capsys, monkeypatch):
+    from nnx.datasets import text
+
+    lm = ("--model", "lstm", "--epochs", 1, "--out", tmp_path / "lm")
+    _one_line(capsys, "--text: text /dev/zero is not a file", *lm, "--text", "/dev/zero")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello \xff\xfe")
+    _one_line(capsys, f"--text: text file {bad} is not UTF-8", *lm, "--text", bad)
+    big = tmp_path / "big.txt"
+    big.write_text("abc" * 100)
+    monkeypatch.setattr(text, "MAX_TEXT_BYTES", 100)
+    _one_line(capsys, f"--text: text file {big} is larger than", *lm, "--text", big)
+
+
+def test_resume_of_what_is_not_a_checkpoint_says_what_it_is(tmp_path, capsys):
+    _one_line(capsys, f"--resume {tmp_path} is a folder; give its checkpoint", "--resume", tmp_path)
+    pt = tmp_path / "model.pt"  # what torch.save writes: a zip of pickles
+    import zipfile
+
+    with zipfile.ZipFile(pt, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x04N.")
+    (tmp_path / "config.json").write_text("{}")
+    _one_line(capsys, f"--resume {pt} is not an nnx checkpoint", "--resume", pt)
+
+
+def test_a_csv_header_with_a_byte_order_mark_reads(tmp_path, capsys):
+    x, y = _features(n=60)
+    data = _csv(tmp_path / "d.csv", x, y, bom=True)
+    status, err = _train(
+        capsys, "--dataset", data, "--label-column", "a", "--epochs", 1, "--out", tmp_path / "r"
+    )
+    assert status == 0 and "no column" not in err, err
+    x_all = load_file(data, "a").train[0]
+    assert x_all.shape[1] == 4  # a is the label, b, c, d and label the features
+
+
+def test_settings_problems_are_found_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "r"
+    err = _one_line(capsys, "--jit: jit=True", "--jit", "--epochs", 1, "--out", out)
+    assert not out.exists()  # refused before the summary, the data and the folder
+    _one_line(
+        capsys,
+        "--random-crop 20 pads the 8x8 images",
+        *("--random-crop", 20, "--epochs", 1, "--out", out),
+    )
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('batch_size = "x"\n')
+    err = _one_line(capsys, f"config file {cfg}: --batch-size", "--config", cfg)
+    assert err
+
+
+def test_generating_from_diverged_weights_says_so():
+    from nnx.models import generate
+    from nnx.models.lstm import build
+
+    model = build((8,), 3, vocab="abc")
+    for p in model.parameters():
+        p.value = np.full_like(p.value, np.nan)
+    with pytest.raises(FloatingPointError, match="logits are NaN or infinite"):
+        generate(model, "abc", "ab", 3)
