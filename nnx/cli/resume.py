@@ -118,7 +118,8 @@ def check_resume(
                 raise ConfigError(
                     f"--{name} {path} has changed since the run read it (size {before.get('size')} "
                     f"-> {now['size']}, another SHA-256); resuming would train on other data: "
-                    f"start a new run, or pass --allow-changed-data to resume anyway"
+                    f"resume with the same {'text' if name == 'text' else 'data file'}, start "
+                    f"a new run, or pass --allow-changed-data to resume anyway"
                 )
     try:
         record = read_record(resume)

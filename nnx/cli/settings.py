@@ -365,11 +365,6 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
-    if settings["jit"] and settings["device"].split(":")[0] != "jax":
-        raise ConfigError(
-            f"--jit: jit=True compiles the step with jax.jit and needs a JAX backend "
-            f"(--device jax or jax:gpu), not --device {settings['device']}"
-        )
     if settings["precision"] != "float32" and settings["dtype"] != "float32":
         raise ConfigError(
             f"--precision {settings['precision']} keeps float32 master weights; it needs "
@@ -381,6 +376,11 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["distributed"] = launched_by_mpi()
     if settings["model"] in LM_PRESETS:
         check_language_model(settings)
+    if settings["jit"] and settings["device"].split(":")[0] != "jax":
+        raise ConfigError(
+            f"--jit: jit=True compiles the step with jax.jit and needs a JAX backend "
+            f"(--device jax or jax:gpu), not --device {settings['device']}"
+        )
     return settings, resume
 
 
