@@ -98,6 +98,12 @@ def make_augment(settings: dict[str, Any], sample_shape: tuple[int, ...], datase
         )
     transforms: list[Any] = []
     if padding is not None:
+        if padding >= min(sample_shape[-2:]):
+            raise ConfigError(
+                f"--random-crop {padding} pads the {sample_shape[-2]}x{sample_shape[-1]} images "
+                f"of {dataset} by at least their size, so crops could hold no image at all; give "
+                f"a padding below {min(sample_shape[-2:])}"
+            )
         transforms.append(RandomCrop(sample_shape[-2:], padding=padding))
     if flip:
         transforms.append(RandomHorizontalFlip(0.5))

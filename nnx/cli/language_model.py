@@ -23,9 +23,11 @@ from typing import Any
 
 import nnx
 
+from ..datasets import DatasetError
 from ..datasets.text import CharacterText, read_text
 from ..metrics import BitsPerCharacter
 from ..models import generate
+from ..training.trainer import NonFiniteLossError
 from .factories import make_model, make_optimizer, make_schedule
 from .resume import model_from_checkpoint
 from .run import (
@@ -48,9 +50,12 @@ def run_language_model(
 ) -> dict[str, Any]:
     """Train ``settings["model"]`` on the text and write config.json, checkpoints, history.csv,
     curves.png, sample.txt and summary.json into the run folder; returns the summary."""
-    changes, previous_resumes = resume_changes(settings, resume)
+    changes, previous_resumes = resume_changes(settings, resume, context)
     backend = nnx.get_backend(settings["device"])
-    text, source = read_text(settings["text"])
+    try:
+        text, source = read_text(settings["text"])
+    except DatasetError as err:
+        raise ConfigError(f"--text: {err}") from None
     corpus = CharacterText(text, source=source)
     length = settings["seq_len"]
     corpus.check_length(length)
@@ -95,7 +100,13 @@ def run_language_model(
     summary = run_summary(settings, trainer, trainer.history, time.perf_counter() - started, "text")
     held_bits = trainer.evaluate(held)["bits_per_char"]  # the best epoch's after early stopping
     prompt = corpus.decode(corpus.held[:length])
-    sample = generate(model, corpus.vocab, prompt, SAMPLE_CHARS, seed=settings["seed"])
+    try:
+        sample = generate(model, corpus.vocab, prompt, SAMPLE_CHARS, seed=settings["seed"])
+    except FloatingPointError:  # finite losses, but outputs that overflow: the run diverged
+        raise NonFiniteLossError(
+            f"the model's outputs became NaN or infinite by epoch {trainer.epoch} (training "
+            f"loss {summary.get('train_loss')}); try a lower --lr or --clip-norm"
+        ) from None
     write_text(out / "sample.txt", sample)
     summary.update(
         model=settings["model"],

@@ -8,7 +8,8 @@ defaults, the ``config.json`` of the run being resumed, ``--config FILE`` (TOML 
 command-line flags (:mod:`nnx.cli.settings`). Every problem a user can cause ends with a one-line
 message and a non-zero exit status, never a traceback: 2 for bad settings, data, checkpoints or
 a missing GPU, 1 when training itself failed (a non-finite loss), 128 + the signal's number
-when Ctrl-C, SIGTERM or SIGHUP stopped it (the last completed epoch is kept in last.npz).
+when Ctrl-C, SIGTERM or SIGHUP stopped it (the last completed epoch is kept in last.npz, and
+the message says which epoch that is).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import nnx
 
 from .language_model import run_language_model
-from .resume import MODEL_SETTINGS
+from .resume import MODEL_SETTINGS, checkpoint_epoch
 from .run import run
 from .settings import (
     LM_PRESETS,
@@ -64,6 +65,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
             )
     parser.add_argument(
         "--resume", metavar="CHECKPOINT", help="continue a run from its last.npz or best.npz"
+    )
+    parser.add_argument(
+        "--allow-changed-data",
+        action="store_true",
+        help="with --resume: continue although a --dataset or --text file differs from the one "
+        "the run read (its size and SHA-256 are in config.json)",
     )
     parser.add_argument("--config", metavar="FILE", help="read settings from a TOML or JSON file")
     parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")
@@ -118,8 +125,14 @@ def _interrupted(prog: str, signum: int, out: Path | None) -> int:
     import signal
 
     last = out / "last.npz" if out is not None else None
-    if last is not None and last.is_file():
-        where = f"the last completed epoch is saved in {last}; continue with --resume {last}"
+    epoch = checkpoint_epoch(last) if last is not None and last.is_file() else None
+    if epoch:
+        where = (
+            f"the last completed epoch is saved in {last} (epoch {epoch}); "
+            f"continue with --resume {last}"
+        )
+    elif epoch == 0:
+        where = f"no epoch had completed ({last} holds the untrained epoch-0 state)"
     else:
         where = "no epoch had completed, so there is nothing to resume"
     name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
@@ -156,10 +169,12 @@ def _main(argv: list[str] | None, prog: str) -> int:
     try:
         # Model settings given now (flags or --config) build the model from them on --resume;
         # otherwise it is rebuilt from the architecture the checkpoint embeds.
+        context["allow_changed_data"] = vars(args).pop("allow_changed_data", False)
         given = set(vars(args))
         if "config" in given:
             given |= set(read_config_file(args.config))
         context["model_flags"] = sorted(given & set(MODEL_SETTINGS))
+        context["model_given"] = "model" in vars(args)  # on the command line, not a file
         settings, resume = resolve_settings(args)
         quiet = settings["quiet"]
         if settings["model"] in LM_PRESETS:  # a character-level language model on --text

@@ -16,14 +16,21 @@ import numpy as np
 
 import nnx
 
-from ..data import ArrayDataset, Standardizer, train_val_split
+from ..data import ArrayDataset, train_val_split
 from ..datasets import load_dataset
 from ..datasets.files import is_data_file, load_file
 from ..training import callbacks as cbs
 from .factories import check_model_fits, make_augment, make_model, make_optimizer, make_schedule
-from .resume import apply_resume_changes, model_from_checkpoint, refuse_older_checkpoint
+from .resume import (
+    apply_resume_changes,
+    check_resume,
+    input_fingerprints,
+    refuse_older_checkpoint,
+    resumed_model,
+    standardized,
+)
 from .resume import resume_changes as _resume_changes
-from .runfolder import lock_out, out_folder, prepare_out, write_json
+from .runfolder import lock_out, out_folder, prepare_out, refuse_used_out, write_json
 from .settings import ConfigError, stored_config
 
 Say = Callable[[str], None]
@@ -38,7 +45,7 @@ def run(
     """Train a classifier or regressor as ``settings`` say; ``context["out"]`` is set to the
     output folder once known, ``context["lock"]`` to its lock (the caller releases it)."""
     context = {} if context is None else context
-    changes, previous_resumes = resume_changes(settings, resume)
+    changes, previous_resumes = resume_changes(settings, resume, context)
     world, device = start_distributed(settings, context)
     rank0 = world is None or world.rank == 0
     backend = nnx.get_backend(device)  # a missing GPU fails here, before any work
@@ -52,7 +59,7 @@ def run(
         world.barrier()
     out = claim_out(settings, resume, context, rank0)
     train, val, test = prepare_splits(data, settings, backend)
-    model = classifier_model(settings, data, resume, context, backend, say)
+    model = classifier_model(settings, data, train.x, resume, context, backend, say)
     optimizer = make_optimizer(settings, model.parameters())
     schedule = make_schedule(settings, optimizer)
     classification = data.task == "classification"
@@ -97,13 +104,18 @@ def run(
 # ---------------------------------------------------------------------------- shared steps
 
 
-def resume_changes(settings: dict[str, Any], resume: Path | None) -> tuple[dict[str, Any], list]:
-    """The settings changed on ``resume`` (checked) and the run's earlier resumes."""
+def resume_changes(
+    settings: dict[str, Any], resume: Path | None, context: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list]:
+    """The settings changed on ``resume`` (checked: see :func:`nnx.cli.resume.check_resume`)
+    and the run's earlier resumes."""
     if resume is None:
         return {}, []
     stored = stored_config(resume)
     previous = stored["resumes"] if isinstance(stored.get("resumes"), list) else []
-    return _resume_changes(settings, stored["settings"]), previous
+    changes = _resume_changes(settings, stored["settings"])
+    check_resume(settings, resume, stored, bool((context or {}).get("allow_changed_data")))
+    return changes, previous
 
 
 def start_distributed(settings: dict[str, Any], context: dict[str, Any]) -> tuple[Any, str]:
@@ -125,6 +137,7 @@ def claim_out(
     if owner:
         out = prepare_out(settings, resume)
         context["lock"] = lock_out(out)
+        refuse_used_out(out, settings, resume)
         if resume is not None:
             refuse_older_checkpoint(out, resume, settings["overwrite"])
     else:
@@ -177,6 +190,7 @@ def run_config(
         "model": repr(trainer.model),
         "resumed_from": None if resume is None else str(resume),
         "resumes": previous_resumes + this,
+        "inputs": input_fingerprints(settings),
         "nnx_version": nnx.__version__,
     }
 
@@ -214,34 +228,41 @@ def load_data(settings: dict[str, Any]) -> Any:
 
 
 def prepare_splits(data: Any, settings: dict[str, Any], backend: Any) -> tuple[Any, Any, Any]:
-    """``(train, val or None, test)`` on the backend, standardized by the training split."""
+    """``(train, val or None, test)`` on the backend, raw: the model standardizes its inputs
+    (:func:`nnx.cli.resume.standardized`), so its files carry the statistics."""
     full = ArrayDataset(*data.train).to(backend, dtype=settings["dtype"])
     train, val = train_val_split(full, settings["val_fraction"], seed=settings["seed"])
     test = ArrayDataset(*data.test).to(backend, dtype=settings["dtype"])
-    scaler = Standardizer().fit(train.x)  # fitted on the training split only
-    train, test = (ArrayDataset(scaler.transform(d.x), d.y) for d in (train, test))
-    if val is not None:
-        val = ArrayDataset(scaler.transform(val.x), val.y)
     return train, val, test
 
 
 def classifier_model(
     settings: dict[str, Any],
     data: Any,
+    train_x: Any,
     resume: Path | None,
     context: dict[str, Any],
     backend: Any,
     say: Say,
 ) -> Any:
-    """The model on the backend: rebuilt from the checkpoint's architecture on a resume without
-    model flags, else built from the settings; BatchNorms synchronised for --sync-batchnorm."""
+    """The model on the backend behind an :class:`nnx.Standardize` fitted on the training
+    split ``train_x``: on a resume rebuilt from the checkpoint (statistics included, checked
+    against the settings), else built from the settings; BatchNorms synchronised for
+    --sync-batchnorm."""
     shape = tuple(data.train[0].shape[1:])
-    model = None
-    if resume is not None and not context.get("model_flags"):
-        model = model_from_checkpoint(resume)  # no --hidden/--model needed to rebuild
-    if model is None:
-        model = make_model(settings, shape, data.num_outputs)
-    model = model.to(backend, dtype=settings["dtype"])
+    if resume is not None:
+        model = resumed_model(
+            settings,
+            shape,
+            data.num_outputs,
+            resume,
+            context.get("model_flags", []),
+            bool(context.get("model_given")),
+        ).to(backend, dtype=settings["dtype"])
+    else:
+        model = standardized(make_model(settings, shape, data.num_outputs), shape)
+        model = model.to(backend, dtype=settings["dtype"])
+        model[0].fit(train_x)  # the training split's statistics, saved with the model
     if settings["sync_batchnorm"]:
         norms = (nnx.BatchNorm1d, nnx.BatchNorm2d, nnx.SyncBatchNorm)
         if not any(isinstance(m, norms) for m in model.modules()):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,24 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".nnx.lock"
+# The files the command writes into a run folder, by exact name; only these (and the temporary
+# files their atomic writes leave, ``.NAME.XXXXXXXX.tmp``) are ever treated as nnx's own.
+OUTPUT_NAMES = (
+    "config.json",
+    "summary.json",
+    "history.csv",
+    "last.npz",
+    "best.npz",
+    "curves.png",
+    "sample.txt",
+)
+_TEMP = re.compile(r"\.(" + "|".join(map(re.escape, OUTPUT_NAMES)) + r")\.[A-Za-z0-9_]{1,16}\.tmp")
+
+
+def is_own_temp_file(name: str) -> bool:
+    """Whether ``name`` is a temporary file an interrupted atomic write of an nnx output left
+    (``.last.npz.k2j4_x9a.tmp``): a user's own ``.draft.tmp`` is not."""
+    return _TEMP.fullmatch(name) is not None
 
 
 class RunFolderBusy(RuntimeError):
@@ -120,11 +139,12 @@ def _read_pid(fd: int) -> int | None:
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     """Delete the ``.NAME.*.tmp`` files that an interrupted atomic write (``kill -9``, power loss)
-    left in ``folder``; call it only while holding the folder's lock. Returns what was removed."""
+    of one of the command's outputs (:data:`OUTPUT_NAMES`) left in ``folder``; call it only while
+    holding the folder's lock. Returns what was removed; other files are never touched."""
     removed = []
     for p in Path(folder).glob(".*.tmp"):
         try:
-            if p.is_file() and not p.is_symlink():
+            if is_own_temp_file(p.name) and p.is_file() and not p.is_symlink():
                 p.unlink()
                 removed.append(p)
         except OSError:
@@ -133,31 +153,70 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def prepare_out(settings: dict[str, Any], resume: Path | None) -> Path:
-    """Create the output folder: ``--out``, the resumed run's folder, or runs/<timestamp>. A
-    folder holding another run's files is refused unless ``--overwrite``."""
+    """Create the output folder: ``--out``, the resumed run's folder, or a new
+    runs/<timestamp> (created atomically: a run started in the same second gets
+    runs/<timestamp>-2, -3, ..., so parallel runs never share a folder). Checking that the
+    folder holds no other run's files is :func:`refuse_used_out`'s job, under the lock."""
     if settings["out"] is not None:
         out = Path(settings["out"])
     elif resume is not None:
         out = resume.parent
     else:
-        out = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return _new_default_folder(Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     try:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} exists and is not a folder")
-        same_run = resume is not None and out.resolve() == resume.parent.resolve()
-        ours = (LOCK_NAME,)  # a lock file left by a killed run does not make a folder "used"
-        used = out.is_dir() and any(
-            p.name not in ours and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-            for p in out.iterdir()
-        )
-        if used and not settings["overwrite"] and not same_run:
-            raise ConfigError(
-                f"--out folder {out} exists and is not empty; pass --overwrite or choose another --out"
-            )
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot create the folder: {err.strerror or err}") from None
     return out
+
+
+def _new_default_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ...: the first that this process creates itself
+    (``mkdir`` fails when another process created it first)."""
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10000):
+            out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                out.mkdir()
+            except FileExistsError:
+                continue
+            return out
+    except OSError as err:
+        raise ConfigError(
+            f"cannot create a run folder in {base.parent}: {err.strerror or err}; choose --out"
+        ) from None
+    raise ConfigError(f"{base.parent} holds 9999 runs named {base.name}; choose --out")
+
+
+def refuse_used_out(out: Path, settings: dict[str, Any], resume: Path | None) -> None:
+    """Refuse a folder holding files that are not nnx's own leftovers (lock, temporary files of
+    its writes, by exact name) unless ``--overwrite`` or it is the resumed run's folder. Called
+    while holding the folder's lock, so no live run's folder can be taken over."""
+    same_run = resume is not None and out.resolve() == resume.parent.resolve()
+    if settings["overwrite"] or same_run:
+        return
+    try:
+        used = sorted(
+            p.name for p in out.iterdir() if p.name != LOCK_NAME and not is_own_temp_file(p.name)
+        )
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot read the folder: {err.strerror or err}") from None
+    if used:
+        runs = [name for name in used if name in OUTPUT_NAMES]
+        kept = [name for name in used if name not in OUTPUT_NAMES]
+        parts = []
+        if runs:
+            parts.append(f"replacing the finished run's {', '.join(runs)}")
+        if kept:
+            parts.append(f"keeping {', '.join(kept[:3])}" + (", ..." if len(kept) > 3 else ""))
+        effect = "; ".join(parts)
+        raise ConfigError(
+            f"--out folder {out} exists and is not empty; pass --overwrite to write into it "
+            f"({effect}) or choose another --out"
+        )
 
 
 def lock_out(out: Path) -> Any:

@@ -205,8 +205,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "random_crop": (
         None,
         _optional(_number(int, 0)),
-        "augment the training images: pad each by PADDING pixels of zeros (after "
-        "standardization) and crop it back to its size at a random place, drawn per sample and "
+        "augment the training images: pad each by PADDING pixels of zeros (raw data, before "
+        "the model's standardization) and crop it back to its size at a random place, drawn per sample and "
         "epoch (image data only)",
     ),
     "hflip": (
@@ -326,23 +326,31 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
     """Defaults < resumed run's config.json < --config file < command-line flags."""
     given = vars(args)
     resume = Path(given.pop("resume")) if "resume" in given else None
-    layers: list[dict[str, Any]] = []
+    layers: list[tuple[str | None, dict[str, Any]]] = []
     if resume is not None:
-        if not resume.is_file():
-            raise ConfigError(f"--resume: checkpoint {resume} does not exist")
+        check_resume_file(resume)
         stored = dict(stored_config(resume)["settings"])
         stored.pop("out", None)
         stored.pop("overwrite", None)
         stored.pop("distributed", None)  # the new launch decides, with any number of ranks
-        layers.append(_normalise_keys(stored, str(resume.parent / "config.json")))
+        where = str(resume.parent / "config.json")
+        layers.append((where, _normalise_keys(stored, where)))
     if "config" in given:
-        layers.append(read_config_file(given.pop("config")))
-    layers.append(given)
+        path = given.pop("config")
+        layers.append((f"config file {path}", read_config_file(path)))
+    layers.append((None, given))
     settings = {name: default for name, (default, _, _) in SETTINGS.items()}
-    for layer in layers:
+    origin: dict[str, str | None] = {}
+    for where, layer in layers:
         settings.update(layer)
+        origin.update(dict.fromkeys(layer, where))
     for name, (_, convert, _) in SETTINGS.items():
-        settings[name] = convert(settings[name], "--" + name.replace("_", "-"))
+        try:
+            settings[name] = convert(settings[name], "--" + name.replace("_", "-"))
+        except ConfigError as err:
+            if origin.get(name) is None:
+                raise
+            raise ConfigError(f"{origin[name]}: {err}") from None
     if settings["data_dir"] is not None and settings["dataset"] not in (
         "mnist",
         "fashion-mnist",
@@ -368,6 +376,11 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["distributed"] = launched_by_mpi()
     if settings["model"] in LM_PRESETS:
         check_language_model(settings)
+    if settings["jit"] and settings["device"].split(":")[0] != "jax":
+        raise ConfigError(
+            f"--jit: jit=True compiles the step with jax.jit and needs a JAX backend "
+            f"(--device jax or jax:gpu), not --device {settings['device']}"
+        )
     return settings, resume
 
 
@@ -405,6 +418,26 @@ def check_language_model(settings: dict[str, Any]) -> None:
 
 
 # Settings of the classifier path that the language-model presets (--model transformer/lstm)
+
+
+def check_resume_file(resume: Path) -> None:
+    """Refuse, naming what is wrong, a --resume that is not an nnx checkpoint file: missing, a
+    folder, a special file, another program's file (a PyTorch ``.pt``)."""
+    from ..io.checkpoint import CheckpointError, read_record
+
+    if not resume.is_file():
+        if resume.is_dir():
+            raise ConfigError(
+                f"--resume {resume} is a folder; give its checkpoint, e.g. --resume "
+                f"{resume / 'last.npz'}"
+            )
+        if resume.exists():
+            raise ConfigError(f"--resume {resume} is not a regular file")
+        raise ConfigError(f"--resume: checkpoint {resume} does not exist")
+    try:
+        read_record(resume)
+    except CheckpointError as err:
+        raise ConfigError(f"--resume {resume} is not an nnx checkpoint ({err})") from None
 
 
 def stored_config(resume: Path) -> dict[str, Any]:

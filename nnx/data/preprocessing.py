@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import backend_of, namespace, to_numpy
 from ..core.checks import real_in_range
+from ..layers.standardize import feature_statistics
 from .dataset import ArrayDataset
 
 
@@ -48,7 +49,9 @@ def train_val_split(
 class Standardizer:
     """Per-feature ``(x - mean) / std``, with mean and std fitted on the training data only.
 
-    Features with zero spread are centred but not scaled.
+    Features with zero spread are centred but not scaled. The statistics are those of
+    :class:`nnx.Standardize` (the same code); that layer carries them inside a model, so a saved
+    model standardizes its inputs itself, which is what the training command uses.
 
     >>> import numpy as np
     >>> s = Standardizer().fit(np.array([[1.0, 5.0], [3.0, 5.0]]))
@@ -60,10 +63,7 @@ class Standardizer:
     std: Any = None
 
     def fit(self, x: Any) -> Standardizer:
-        xp = namespace(x)
-        self.mean = xp.mean(x, axis=0)
-        std = xp.std(x, axis=0)
-        self.std = xp.where(std > 0, std, xp.ones_like(std))
+        self.mean, self.std = feature_statistics(x, "Standardizer.fit")
         return self
 
     def transform(self, x: Any) -> Any:

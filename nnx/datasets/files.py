@@ -171,7 +171,7 @@ def _read_csv(p: Path, label_column: str | int | None):
         )
     try:
         with io.TextIOWrapper(
-            open_regular(p, "data file", DataFileError), encoding="utf-8", newline=""
+            open_regular(p, "data file", DataFileError), encoding="utf-8-sig", newline=""
         ) as f:
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:

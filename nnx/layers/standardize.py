@@ -35,6 +35,22 @@ def _has_float64(x: Any) -> bool:
     return True
 
 
+def feature_statistics(x: Any, where: str = "feature_statistics") -> tuple[Any, Any]:
+    """``(mean, std)`` of the samples ``x`` (shape ``(N, ...)``, any backend) over axis 0:
+    population std (``ddof=0``), 1 where a feature has zero spread, computed in ``x``'s
+    namespace in float64 where it has it (float32 on JAX without x64). The one home of the
+    statistics of :class:`Standardize` and :class:`nnx.data.Standardizer`."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: x has 0 rows")
+    xp = namespace(x)
+    wide = backend_of(x).dtype("float64") if _has_float64(x) else xp.float32
+    x = xp.astype(x, wide)
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{where}: x holds NaN or infinite values")
+    std = xp.std(x, axis=0)
+    return xp.mean(x, axis=0), xp.where(std > 0, std, 1.0)
+
+
 class Standardize(Module):
     """``y = (x - mean) / std`` for every feature of a sample; ``dx = g / std``.
 
@@ -77,15 +93,8 @@ class Standardize(Module):
                 f"Standardize{self.shape}.fit: samples of shape {tuple(x.shape[1:])}, "
                 f"expected {self.shape}"
             )
-        if x.shape[0] == 0:
-            raise ValueError("Standardize.fit: x has 0 rows")
-        xp = namespace(x)
-        wide = backend_of(x).dtype("float64") if _has_float64(x) else xp.float32
-        x = xp.astype(x, wide)
-        if not bool(xp.all(xp.isfinite(x))):
-            raise ValueError("Standardize.fit: x holds NaN or infinite values")
-        std = xp.std(x, axis=0)
-        return self.set_statistics(xp.mean(x, axis=0), xp.where(std > 0, std, 1.0))
+        mean, std = feature_statistics(x, "Standardize.fit")
+        return self.set_statistics(mean, std)
 
     def set_statistics(self, mean: Any, std: Any) -> Standardize:
         """Set the statistics directly (host or backend arrays of the sample's shape; ``std``

@@ -97,6 +97,11 @@ def generate(
             batch = np.array(context, dtype=np.int64)[None, :]
             x = batch if backend is None else backend.asarray(batch)
             logits = to_numpy(model(x))[0, :, -1].astype(np.float64) / temperature
+            if not np.isfinite(logits).all():
+                raise FloatingPointError(
+                    "generate: the model's logits are NaN or infinite (its weights diverged in "
+                    "training; try a lower learning rate or gradient clipping)"
+                )
             p = np.exp(logits - logits.max())
             p /= p.sum()
             nxt = int(rng.choice(len(vocab), p=p))
