@@ -68,6 +68,16 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).rsplit(".", 1)[-1]
 
 
+_NARROW = ("float16", "bfloat16")
+
+
+def widened(xp: Any, x: Any) -> Any:
+    """``x`` in float32 when it is a 16-bit float (float16, bfloat16), else ``x`` itself: sums,
+    counts and means over many elements accumulate in at least float32 (a float16 sum passes
+    its largest value, 65504, at 65,505 ones)."""
+    return xp.astype(x, xp.float32) if dtype_name(x.dtype) in _NARROW else x
+
+
 _FLOATING: dict[Any, bool] = {}
 
 

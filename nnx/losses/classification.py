@@ -26,7 +26,7 @@ class BCEWithLogitsLoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
-        z, t = pred, target
+        z, t = self.widen(pred, target)
         sigmoid = 0.5 + 0.5 * xp.tanh(0.5 * z)
         self.save_grad(self.reduction_scale(z) * (sigmoid - t))
         return self.reduce(xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
@@ -231,6 +231,10 @@ class CrossEntropyLoss(_ClassLoss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check_input(pred)
+        self._check_target_array(xp, pred, target)
+        if xp.isdtype(target.dtype, "real floating"):
+            check_same_dtype(target, pred, "CrossEntropyLoss", "target", "logits")
+        pred, target = self.widen(pred, target)
         t, count = self._targets(xp, pred, target)
         row_max = xp.max(pred, axis=1, keepdims=True)
         # pred - row_max overflows (with a NumPy warning) where a logit lies more than the
@@ -252,7 +256,7 @@ class CrossEntropyLoss(_ClassLoss):
             )
             self.save_grad(grad / denominator)
             self._out_shape = ()
-            return xp.sum(per_sample) / denominator
+            return self.narrow(xp.sum(per_sample) / denominator)
         self.save_grad(grad)
         return self.reduce(per_sample)
 
@@ -275,6 +279,7 @@ class NLLLoss(_ClassLoss):
             raise TypeError(
                 f"NLLLoss: target must hold integer class labels, got dtype {dtype_name(target.dtype)}"
             )
+        (pred,) = self.widen(pred)
         onehot, _ = self._label_masks(xp, pred, target)
         hit = onehot if self.weight is None else onehot * self._class_weight(xp, pred)
         # -w_y x_y, picked with where so that -inf log-probabilities of other classes stay out
@@ -283,7 +288,7 @@ class NLLLoss(_ClassLoss):
             denominator = _safe_denominator(xp, xp.sum(hit))
             self.save_grad(-hit / denominator)
             self._out_shape = ()
-            return xp.sum(per_sample) / denominator
+            return self.narrow(xp.sum(per_sample) / denominator)
         self.save_grad(-hit)
         return self.reduce(per_sample)
 
@@ -308,7 +313,7 @@ class BCELoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
-        p, t = pred, target
+        p, t = self.widen(pred, target)
         log_p = xp.maximum(xp.log(p), -100.0)
         log_1mp = xp.maximum(xp.log1p(-p), -100.0)
         values = -(t * log_p + (1.0 - t) * log_1mp)
@@ -347,7 +352,7 @@ class KLDivLoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
-        x, t = pred, target
+        x, t = self.widen(pred, target)
         if self.log_target:
             prob = xp.exp(t)
             values = prob * (t - x)
@@ -359,6 +364,6 @@ class KLDivLoss(Loss):
         if self.reduction == "batchmean":
             scale = 1.0 / x.shape[0] if x.ndim > 0 else 1.0
             self.save_grad(-scale * prob)
-            return xp.asarray(xp.sum(values) * scale)
+            return self.narrow(xp.asarray(xp.sum(values) * scale))
         self.save_grad(-self.reduction_scale(x) * prob)
         return self.reduce(values)

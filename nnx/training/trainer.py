@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, get_backend
-from ..core.checks import positive_int
+from ..core.checks import positive_int, widened
 from ..core.module import Module
 from ..core.structure import call_with, first_leaf, map_structure
 from ..data import ArrayDataset, DataLoader
@@ -357,7 +357,10 @@ class Trainer:
             loss_values, metric_totals = to_host(losses, self.metrics)  # the epoch's one sync
         else:  # every batch's loss over the whole global batch, summed on the device
             loss_values, sizes, metric_totals = self._sum_over_ranks(
-                [loss * float(n) for loss, n in zip(losses, sizes, strict=True)],
+                [
+                    widened(self.backend.xp, v) * float(n)
+                    for v, n in zip(losses, sizes, strict=True)
+                ],
                 sizes,
                 self.metrics,
                 "the epoch's loss and metric sums",
@@ -423,9 +426,9 @@ class Trainer:
             loss_values, totals = to_host(losses, metrics)
         else:  # ranks ran different numbers of batches: sum whole slices, on the device
             xp = self.backend.xp
-            local = xp.zeros((), dtype=self.dtype, device=self.backend.device)  # an empty slice
-            for loss, n in zip(losses, sizes, strict=True):
-                local = local + xp.astype(loss, self.dtype) * float(n)
+            local = widened(xp, xp.zeros((), dtype=self.dtype, device=self.backend.device))
+            for loss, n in zip(losses, sizes, strict=True):  # an empty slice sends 0
+                local = local + xp.astype(loss, local.dtype) * float(n)
             loss_values, sizes, totals = self._sum_over_ranks(
                 [local], [sum(sizes)], metrics, "evaluate"
             )
