@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from .backend import device, namespace, to_numpy
-from .core.checks import widened
+from .core.checks import indexable_labels, widened
 
 
 class Metric:
@@ -109,7 +109,7 @@ class TopKAccuracy(Metric):
 
     def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
         n, c = pred.shape
-        labels = _class_labels(xp, pred, target)
+        labels = indexable_labels(xp, _class_labels(xp, pred, target), c)
         classes = xp.arange(c, dtype=labels.dtype, device=device(pred))
         one_hot = xp.astype(labels[:, None] == classes, pred.dtype)
         true_logit = xp.sum(pred * one_hot, axis=1, keepdims=True)
@@ -160,6 +160,7 @@ class BitsPerCharacter(Metric):
                 f"{tuple(pred.shape)} and {tuple(target.shape)}"
             )
         c = pred.shape[1]
+        target = indexable_labels(xp, target, c)
         shape = (1, c) + (1,) * (pred.ndim - 2)
         classes = xp.reshape(xp.arange(c, dtype=target.dtype, device=device(pred)), shape)
         one_hot = xp.astype(xp.expand_dims(target, axis=1) == classes, pred.dtype)

@@ -14,6 +14,8 @@ from ..core.checks import (
     check_same_device,
     check_same_dtype,
     dtype_name,
+    equals_int,
+    indexable_labels,
     real_in_range,
 )
 from .base import REDUCTIONS, Loss
@@ -110,7 +112,8 @@ class _ClassLoss(Loss):
                 f"{who}: integer class labels must have shape {(n, *rest)} for input of shape "
                 f"{tuple(pred.shape)}, got {tuple(target.shape)}"
             )
-        ignored = target == self.ignore_index
+        target = indexable_labels(xp, target, c)
+        ignored = equals_int(xp, target, self.ignore_index)
         if self.check_labels:
             valid = xp.where(ignored, xp.zeros_like(target), target)
             lo, hi = int(to_numpy(xp.min(valid))), int(to_numpy(xp.max(valid)))
