@@ -109,3 +109,23 @@ def check_label_range(labels: tuple[int, int] | None, pred: Any) -> None:
             f"Trainer: class labels run from {lo} to {hi}, but the model has "
             f"{pred.shape[1]} outputs (labels must lie in [0, {pred.shape[1] - 1}])"
         )
+
+
+def check_optimizer_params(model: Any, optimizer: Any) -> None:
+    """The optimizer must update some of the model's parameters and nothing else: one built for
+    another model would leave this one untrained without a word."""
+    own = {id(p) for p in model.parameters()}
+    held = [id(p) in own for p in optimizer.params]
+    kind = type(optimizer).__name__
+    if not any(held):
+        raise ValueError(
+            f"Trainer: the {kind} optimizer holds none of the model's parameters (was it built "
+            f"for another model?); build it from this model: {kind}(model.parameters(), ...)"
+        )
+    if not all(held):
+        stray = [p for p, ok in zip(optimizer.params, held, strict=True) if not ok]
+        shapes = ", ".join(str(p.shape) for p in stray[:3]) + (", ..." if len(stray) > 3 else "")
+        raise ValueError(
+            f"Trainer: the {kind} optimizer holds {len(stray)} parameter(s) the model does not "
+            f"have (shapes {shapes}); build it from this model: {kind}(model.parameters(), ...)"
+        )

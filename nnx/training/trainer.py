@@ -35,6 +35,7 @@ from .data_checks import (
     check_augment,
     check_finite_data,
     check_label_range,
+    check_optimizer_params,
     check_real,
     concat_outputs,
     label_range,
@@ -131,6 +132,7 @@ class Trainer:
                 f"Trainer: augment must be an nnx.augment transform (RandomCrop, "
                 f"RandomHorizontalFlip, Compose), got {type(augment).__name__}"
             )
+        check_optimizer_params(model, optimizer)
         self.augment = augment
         self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
         self.backend = get_backend(device)
