@@ -30,6 +30,7 @@ from ..losses import Loss, not_a_loss_message
 from ..metrics import Metric, get_metric
 from ..optim import Optimizer
 from ..optim.schedules import Schedule
+from .agreement import agree_on_start
 from .callbacks import Callback, standard_callbacks
 from .data_checks import (
     check_augment,
@@ -248,6 +249,8 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
         )
+        data = {"training": train_set, "validation": val_set}
+        agree_on_start(self, "Trainer.fit", data, epochs=epochs, loader=loader)
         eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.target_epochs = whole(epochs, "epochs", "Trainer.fit")
         self.batches_per_epoch = len(loader)
@@ -401,6 +404,7 @@ class Trainer:
         dataset = self.dataset(data)
         if len(dataset) == 0:
             raise ValueError("Trainer.evaluate: the data has 0 rows")
+        agree_on_start(self, "Trainer.evaluate", {"evaluation": dataset}, batch_size=batch_size)
         was_training = self.model.training
         self.model.eval()
         metrics = [copy.copy(m) for m in self.metrics]  # the training metrics keep their sums

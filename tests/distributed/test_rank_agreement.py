@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
-from .test_distributed import mpirun
+import pytest
+
+from .test_distributed import WORKER, mpirun
 
 SCRIPT = textwrap.dedent(
     """
@@ -28,7 +31,9 @@ def test_ranks_with_the_same_facts_agree(tmp_path):
     script.write_text(SCRIPT)
     done = mpirun(3, script, "same", timeout=60)
     assert done.returncode == 0, done.stderr
-    assert sorted(done.stdout.split("\n"))[1:] == [f"rank {r}: agreed" for r in range(3)]
+    # the ranks' lines may reach the launcher's stdout interleaved
+    found = sorted(re.findall(r"rank \d: \w+", done.stdout))
+    assert found == [f"rank {r}: agreed" for r in range(3)], done.stdout
 
 
 def test_a_rank_with_another_setting_is_named_on_every_rank(tmp_path):
@@ -43,3 +48,25 @@ def test_a_rank_with_another_setting_is_named_on_every_rank(tmp_path):
             "the ranks disagree on lr: rank 0 has 0.1, rank 1 has 0.2; start every rank with "
             "the same settings and data"
         ), line
+
+
+@pytest.mark.parametrize(
+    ("scenario", "fact"),
+    [
+        ("mismatch-data", "the training data (SHA-256): rank 0 has '"),
+        ("mismatch-lr", "lr: rank 0 has 0.05, rank 1 has 0.04;"),
+        ("mismatch-count", "the training sample count: rank 0 has 41, rank 1 has 40;"),
+    ],
+)
+def test_a_trainer_whose_ranks_differ_stops_in_one_line(tmp_path, scenario, fact):
+    """Other data of the same shape, another learning rate, or another sample count on one
+    rank: Trainer.fit stops every rank before training, one line on rank 0, non-zero exit."""
+    done = mpirun(2, WORKER, scenario, tmp_path, timeout=60)
+    assert done.returncode != 0
+    # besides rank 0's line, only the launcher's one-line notice of the exit status (as the
+    # command line's exit under MPI gives)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith("Abort(")]
+    assert len(lines) == 1 and lines[0].startswith("error: the ranks disagree on "), done.stderr
+    assert fact in lines[0], lines[0]
+    assert "Traceback" not in done.stderr + done.stdout and "MPICH" not in done.stderr
+    assert not (tmp_path / "last.npz").exists()  # nothing was trained
