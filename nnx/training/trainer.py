@@ -30,6 +30,7 @@ from ..losses import Loss, not_a_loss_message
 from ..metrics import Metric, get_metric
 from ..optim import Optimizer
 from ..optim.schedules import Schedule
+from .advice import divergence_advice, non_finite_state_advice
 from .agreement import agree_on_start
 from .callbacks import Callback, standard_callbacks
 from .data_checks import (
@@ -257,13 +258,13 @@ class Trainer:
         self.stop_training = False
         if self.epoch >= self.target_epochs:
             return self.history
-        for cb in self.callbacks:
-            cb.on_fit_begin(self)
         # Labels were range-checked once above; the loss need not read them back every batch.
         check_labels = getattr(self.loss, "check_labels", None)
         if check_labels is not None:
             self.loss.check_labels = False
         try:
+            for cb in self.callbacks:  # ModelCheckpoint refuses NaN/inf weights from the start
+                cb.on_fit_begin(self)
             while self.epoch < self.target_epochs and not self.stop_training:
                 logs = self._train_epoch(loader)
                 if val_set is not None:
@@ -272,7 +273,7 @@ class Trainer:
                     if not math.isfinite(logs["val_loss"]):
                         raise NonFiniteLossError(
                             f"validation loss became {logs['val_loss']} at epoch {self.epoch + 1}; "
-                            f"try a lower learning rate or gradient clipping"
+                            f"{divergence_advice(self)}"
                         )
                 self.history.append(logs)
                 self.epoch += 1
@@ -291,10 +292,7 @@ class Trainer:
                 raise
             message = str(err)
             if isinstance(err, NonFiniteStateError):
-                message = (
-                    f"the model or optimizer state became non-finite in epoch {self.epoch} "
-                    f"({message}); try a lower learning rate or gradient clipping"
-                )
+                message = non_finite_state_advice(self, message)
             raise NonFiniteLossError(f"{message}. {self._last_good_checkpoint()}") from None
         except BaseException as err:
             for cb in self.callbacks:
@@ -377,8 +375,7 @@ class Trainer:
             raise NonFiniteLossError(
                 f"training loss became {loss_values[first]} at epoch {epoch + 1}, batch "
                 f"{first + 1} of {len(losses)} (optimizer step "
-                f"{first_step + first // self.accumulate + 1}); "
-                f"try a lower learning rate or gradient clipping"
+                f"{first_step + first // self.accumulate + 1}); {divergence_advice(self)}"
             )
         n = sum(sizes)
         logs: dict[str, Any] = {
