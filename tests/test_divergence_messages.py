@@ -60,3 +60,14 @@ def test_float16_overflow_says_so_and_does_not_advise_a_lower_tiny_lr():
         trainer.fit((X * 1e6, Y), epochs=1, batch_size=8)
     text = str(err.value)
     assert "float16" in text and "bfloat16" in text and "lower learning rate" not in text, text
+
+
+def test_features_beyond_float32_say_so_not_nan():
+    trainer = _trainer()
+    big = X.astype(np.float64) * 1e39
+    with pytest.raises(ValueError) as err:
+        trainer.fit((big, Y), epochs=1, batch_size=8)
+    text = str(err.value)
+    assert "beyond float32's largest" in text and "NaN" not in text and "\n" not in text, text
+    with pytest.raises(ValueError, match="the training inputs hold NaN or infinite values"):
+        trainer.fit((np.full((32, 4), np.nan), Y), epochs=1, batch_size=8)

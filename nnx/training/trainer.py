@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, get_backend
+from ..backend import Backend, get_backend, overflow_allowed
 from ..core.checks import positive_int, widened
 from ..core.module import Module
 from ..core.structure import call_with, first_leaf, map_structure
@@ -215,7 +215,8 @@ class Trainer:
             raise ValueError("Trainer: training and evaluation data need targets (y)")
         check_real(data.x, "inputs", "Trainer")
         check_real(data.y, "targets", "Trainer")
-        return data.to(self.backend, dtype=self.dtype)
+        with overflow_allowed():  # values beyond the dtype: named by check_finite_data
+            return data.to(self.backend, dtype=self.dtype)
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -238,7 +239,7 @@ class Trainer:
         if val_set is not None and len(val_set) == 0:
             raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
         self._label_range = label_range(train_set, val_set)
-        check_finite_data(("training", train_set), ("validation", val_set))
+        check_finite_data(("training", train_set, train), ("validation", val_set, val))
         if self.augment is not None:
             check_augment(self.augment, train_set)
         loader = DataLoader(
