@@ -130,3 +130,16 @@ def test_float16_bits_per_character_over_many_positions(backend):
     exact.update(logits, labels)
     m.update(_to(backend, logits, f16), _to(backend, labels, "int64"))
     assert m.compute() == pytest.approx(exact.compute(), rel=5e-3)
+
+
+def test_epoch_totals_of_float16_losses_and_float32_metric_totals_do_not_overflow():
+    """The Trainer's one transfer of an epoch's losses and metric totals: 16-bit losses beside
+    a float32 metric total past 65504 are stacked in float32, not float16."""
+    from nnx.training.totals import to_host
+
+    metric = Accuracy()
+    metric.update(np.ones((N, 2), np.float16), np.zeros(N, np.int64))
+    losses = [np.asarray(1.5, np.float16), np.asarray(2.0, np.float16)]
+    values, totals = to_host(losses, [metric])
+    assert list(values) == [1.5, 2.0] and totals == [float(N)]
+    assert metric.compute() == 1.0

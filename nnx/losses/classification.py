@@ -201,8 +201,6 @@ class CrossEntropyLoss(_ClassLoss):
 
     def _targets(self, xp: Any, logits: Any, target: Any) -> tuple[Any, Any]:
         """The target matrix ``T`` (the logits' shape and dtype) and the mean's denominator."""
-        who = "CrossEntropyLoss"
-        self._check_target_array(xp, logits, target)
         eps, c = self.label_smoothing, logits.shape[1]
         w = None if self.weight is None else self._class_weight(xp, logits)
         if xp.isdtype(target.dtype, "integral"):
@@ -214,29 +212,33 @@ class CrossEntropyLoss(_ClassLoss):
                 else (1.0 - eps) * hit + (eps / c) * (keep if w is None else keep * w)
             )
             return t, xp.sum(hit)
-        if xp.isdtype(target.dtype, "real floating"):
-            if tuple(target.shape) != tuple(logits.shape):
-                rest = tuple(logits.shape[2:])
-                raise ValueError(
-                    f"{who}: probability targets must have the logits' shape "
-                    f"{tuple(logits.shape)}, got {tuple(target.shape)}; integer class labels "
-                    f"of shape {(logits.shape[0], *rest)} also work"
-                )
-            check_same_dtype(target, logits, who, "target", "logits")
+        if xp.isdtype(target.dtype, "real floating"):  # shape and dtype checked in forward
             t = target if eps == 0.0 else (1.0 - eps) * target + eps / c
             if w is not None:
                 t = t * w
             return t, float(math.prod(logits.shape) // c)
         raise TypeError(
-            f"{who}: target must hold integer class labels or floating probabilities, "
-            f"got dtype {dtype_name(target.dtype)}"
+            f"CrossEntropyLoss: target must hold integer class labels or floating "
+            f"probabilities, got dtype {dtype_name(target.dtype)}"
         )
+
+    def _check_probabilities(self, logits: Any, target: Any) -> None:
+        """Probability targets: exactly the logits' shape and dtype."""
+        who = "CrossEntropyLoss"
+        if tuple(target.shape) != tuple(logits.shape):
+            rest = tuple(logits.shape[2:])
+            raise ValueError(
+                f"{who}: probability targets must have the logits' shape "
+                f"{tuple(logits.shape)}, got {tuple(target.shape)}; integer class labels "
+                f"of shape {(logits.shape[0], *rest)} also work"
+            )
+        check_same_dtype(target, logits, who, "target", "logits")
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check_input(pred)
         self._check_target_array(xp, pred, target)
         if xp.isdtype(target.dtype, "real floating"):
-            check_same_dtype(target, pred, "CrossEntropyLoss", "target", "logits")
+            self._check_probabilities(pred, target)
         pred, target = self.widen(pred, target)
         t, count = self._targets(xp, pred, target)
         row_max = xp.max(pred, axis=1, keepdims=True)
