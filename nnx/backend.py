@@ -318,7 +318,9 @@ def float64_scope(backend: Backend) -> Any:
 
 def overflow_allowed() -> Any:
     """A context in which NumPy overflows to inf/NaN silently: a 16-bit step with loss scaling
-    expects overflow, detects it and skips the step (other libraries never warn)."""
+    expects overflow, detects it and skips the step, and a diverging training step's NaN/inf
+    loss is reported in one line instead (other libraries never warn). Scoped to the ``with``
+    block: NumPy's global error state is left as it was."""
     return np.errstate(over="ignore", invalid="ignore")
 
 

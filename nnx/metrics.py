@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from .backend import device, namespace, to_numpy
+from .core.checks import indexable_labels, widened
 
 
 class Metric:
@@ -26,6 +27,9 @@ class Metric:
     ``total / count`` over the epoch; override :meth:`value` for anything else. ``total`` is the
     running sum as a 0-d device array, ``count`` the number of terms summed. See "Custom metrics"
     in ``docs/custom-layer.md``.
+
+    16-bit floating predictions and targets (float16, bfloat16) reach ``batch_stats`` in float32,
+    so sums and the running total accumulate in at least float32.
     """
 
     name = "metric"
@@ -39,6 +43,9 @@ class Metric:
 
     def update(self, pred: Any, target: Any) -> None:
         xp = namespace(pred)
+        pred = widened(xp, pred)
+        if xp.isdtype(target.dtype, "real floating"):
+            target = widened(xp, target)
         batch_sum, count = self.batch_stats(xp, pred, target)
         batch_sum = xp.astype(batch_sum, pred.dtype)
         self.total = batch_sum if self.total is None else self.total + batch_sum
@@ -102,7 +109,7 @@ class TopKAccuracy(Metric):
 
     def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
         n, c = pred.shape
-        labels = _class_labels(xp, pred, target)
+        labels = indexable_labels(xp, _class_labels(xp, pred, target), c)
         classes = xp.arange(c, dtype=labels.dtype, device=device(pred))
         one_hot = xp.astype(labels[:, None] == classes, pred.dtype)
         true_logit = xp.sum(pred * one_hot, axis=1, keepdims=True)
@@ -152,9 +159,8 @@ class BitsPerCharacter(Metric):
                 f"BitsPerCharacter: expected logits (N, C, ...) and labels (N, ...), got "
                 f"{tuple(pred.shape)} and {tuple(target.shape)}"
             )
-        if "float16" in str(pred.dtype):  # float16, bfloat16: sum the logs in float32
-            pred = xp.astype(pred, xp.float32)
         c = pred.shape[1]
+        target = indexable_labels(xp, target, c)
         shape = (1, c) + (1,) * (pred.ndim - 2)
         classes = xp.reshape(xp.arange(c, dtype=target.dtype, device=device(pred)), shape)
         one_hot = xp.astype(xp.expand_dims(target, axis=1) == classes, pred.dtype)

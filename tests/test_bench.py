@@ -164,3 +164,21 @@ def test_quick_augment_benchmark_runs(tmp_path):
     row = json.loads(out.read_text())["backends"]["numpy"]
     assert set(row["median_ms"]) == {"crop", "flip", "crop+flip", "loop", "copy"}
     assert "crop/loop" in done.stdout
+
+
+def test_torch_workloads_without_pytorch_are_one_line():
+    """``--cnn`` and ``--sequence`` need PyTorch as their contender: without it, one line."""
+    hide = "import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+    hide += "runpy.run_path(sys.argv[0], run_name='__main__')"
+    for flag in ("--cnn", "--sequence"):
+        done = subprocess.run(
+            [sys.executable, "-c", hide, str(SCRIPT), flag, "--quick"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines() == [
+            f"bench.py: error: {flag} compares nnx with PyTorch, which is not installed: "
+            f"pip install torch"
+        ], done.stderr

@@ -264,9 +264,8 @@ def test_resume_into_a_different_architecture_is_refused(tmp_path):
     trainer = _trainer()
     trainer.fit(train, epochs=1)
     trainer.save_checkpoint(tmp_path / "c.npz")
-    other = nnx.Trainer(
-        _mlp(hidden=8), nnx.CrossEntropyLoss(), SGD(_mlp(hidden=8).parameters()), device="cpu"
-    )
+    narrow = _mlp(hidden=8)
+    other = nnx.Trainer(narrow, nnx.CrossEntropyLoss(), SGD(narrow.parameters()), device="cpu")
     with pytest.raises(nnx.CheckpointError, match="different architecture"):
         other.load_checkpoint(tmp_path / "c.npz")
 

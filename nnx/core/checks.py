@@ -68,6 +68,34 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).rsplit(".", 1)[-1]
 
 
+_NARROW = ("float16", "bfloat16")
+
+
+def widened(xp: Any, x: Any) -> Any:
+    """``x`` in float32 when it is a 16-bit float (float16, bfloat16), else ``x`` itself: sums,
+    counts and means over many elements accumulate in at least float32 (a float16 sum passes
+    its largest value, 65504, at 65,505 ones)."""
+    return xp.astype(x, xp.float32) if dtype_name(x.dtype) in _NARROW else x
+
+
+def equals_int(xp: Any, labels: Any, value: int) -> Any:
+    """``labels == value`` for integer ``labels``; all False where ``value`` lies outside the
+    labels' dtype (``uint8 == -100``: array-api-strict raises OverflowError on the plain
+    comparison, NumPy 2 on some versions)."""
+    info = xp.iinfo(labels.dtype)
+    if info.min <= value <= info.max:
+        return labels == value
+    return xp.zeros(labels.shape, dtype=xp.bool, device=device(labels))
+
+
+def indexable_labels(xp: Any, labels: Any, num_classes: int) -> Any:
+    """Integer ``labels`` in a dtype that holds every class index ``0 .. num_classes - 1``
+    (``uint8`` labels of 300 classes compare against ``arange(300)`` in int32)."""
+    if num_classes - 1 <= xp.iinfo(labels.dtype).max:
+        return labels
+    return xp.astype(labels, xp.int32 if num_classes <= 2**31 else xp.int64)
+
+
 _FLOATING: dict[Any, bool] = {}
 
 

@@ -205,7 +205,8 @@ class Module:
     def to(self, backend: str | Backend | None = None, dtype: Any = None) -> Module:
         """Move every parameter to ``backend`` (a spec or Backend) and/or cast it to ``dtype``.
 
-        Returns the module itself. Gradients are dropped (they belong to the old placement).
+        Returns the module itself. Gradients are dropped (they belong to the old placement); an
+        optimizer's state follows each parameter at the optimizer's next ``step()``.
         """
         target = None if backend is None else get_backend(backend)
         for p in self.parameters():

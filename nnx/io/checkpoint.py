@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.checks import article, dtype_name
+from ..core.checks import article
 from ..core.module import Module
 from .errors import NnxFileError
 from .npz import MAX_RECORD_BYTES, NpzReader, json_member, write_npz
@@ -265,28 +265,12 @@ def _refs(node: Any, found: list[Any]) -> None:
             stack.extend(item)
 
 
-def _finite(path: Any, key: str, value: np.ndarray) -> np.ndarray:
-    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-        raise CheckpointError(f"checkpoint {path}: entry {key!r} holds NaN or infinity")
-    return value
-
-
-def _kinds(value: Any) -> str:
-    """The dtype kinds a stored value may have to load into ``value``: floats for floats,
-    integers (signed or not) for integer buffers, booleans for boolean buffers."""
-    try:
-        kind = np.dtype(dtype_name(value.dtype)).kind
-    except TypeError:  # a dtype NumPy does not name (bfloat16, ...): a floating one
-        kind = "f"
-    return {"f": "f", "i": "iu", "u": "iu", "b": "b"}.get(kind, kind)
-
-
 def _decode(reader: NpzReader, node: Any, kinds: str = "fiu") -> Any:
     """``node`` with each array reference replaced by the checked array it names."""
     if isinstance(node, dict):
         if set(node) == {_ARRAY}:
             key = node[_ARRAY]
-            return _finite(reader.path, key, reader.read(key, kinds=kinds))
+            return reader.read_finite(key, kinds=kinds)
         return {k: _decode(reader, v, kinds) for k, v in node.items()}
     if isinstance(node, list):
         return [_decode(reader, v, kinds) for v in node]
@@ -310,9 +294,7 @@ def _model_state(reader: NpzReader, saved: Any, model: Module) -> dict[str, np.n
             path,
             f"its model entry {name!r} is not an array",
         )
-        key = ref[_ARRAY]
-        value = reader.read(key, tuple(entry.shape), _kinds(entry.value))
-        state[name] = _finite(path, key, value)
+        state[name] = reader.read_like(ref[_ARRAY], entry)
     return state
 
 
@@ -328,9 +310,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         meta = _read_meta(reader)
         reader.check()
         arrays = {
-            key: _finite(path, key, reader.read(key, kinds="fiu"))
-            for key in reader.keys()
-            if key != _META
+            key: reader.read_finite(key, kinds="fiu") for key in reader.keys() if key != _META
         }
     return meta, arrays
 

@@ -212,7 +212,7 @@ def load_model(path: str | os.PathLike, device: str | Backend | None = None) -> 
         model = model_from_record(record, target, where=str(p), stored_numbers=numbers)
         entries = model._state_entries()
         _check_fit(p, entries, stored)
-        state = {name: reader.read(f"model/{name}", entries[name].shape) for name in entries}
+        state = {name: reader.read_like(f"model/{name}", entries[name]) for name in entries}
     _load_state_exactly(model, state, target, p)
     return model
 

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..core.checks import dtype_name
 from .atomic import atomic_write
 from .errors import NnxFileError
 
@@ -310,6 +311,22 @@ class NpzReader:
         array = np.frombuffer(data, dtype=header.dtype)
         return array.reshape(header.shape, order="F" if header.fortran else "C").copy()
 
+    def read_finite(
+        self, key: str, shape: tuple[int, ...] | None = None, kinds: str = "fiub"
+    ) -> np.ndarray:
+        """:meth:`read`, refusing floating values that hold NaN or infinity."""
+        value = self.read(key, shape, kinds)
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise self._fail(f"entry {key!r} holds NaN or infinity")
+        return value
+
+    def read_like(self, key: str, entry: Any) -> np.ndarray:
+        """Member ``key`` to load into ``entry`` (a Parameter or Buffer): exactly its shape, a
+        floating dtype for a floating entry (integer and bool weights are refused), an integer
+        one for an integer buffer, bool for a bool one, and finite. The one check that
+        checkpoints and model files share."""
+        return self.read_finite(key, tuple(entry.shape), entry_kinds(entry.value))
+
     def read_all(self, kinds: str = "fiub") -> dict[str, np.ndarray]:
         """Every member as an array, after every header has been checked."""
         self.check()
@@ -377,3 +394,13 @@ def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path
     with atomic_write(path) as f:
         np.savez(f, **arrays)
     return Path(path)
+
+
+def entry_kinds(value: Any) -> str:
+    """The dtype kinds a stored value may have to load into ``value``: floats for floats,
+    integers (signed or not) for integer buffers, booleans for boolean buffers."""
+    try:
+        kind = np.dtype(dtype_name(value.dtype)).kind
+    except TypeError:  # a dtype NumPy does not name (bfloat16, ...): a floating one
+        kind = "f"
+    return {"f": "f", "i": "iu", "u": "iu", "b": "b"}.get(kind, kind)

@@ -11,7 +11,7 @@ import numbers
 from typing import Any
 
 from ..backend import is_writeable, namespace
-from ..core.checks import check_floating, check_grad, dtype_name, require_forward
+from ..core.checks import check_floating, check_grad, require_forward, widened
 from ..core.module import Module
 from ..core.special import erfc
 
@@ -137,7 +137,7 @@ class Softmax(_Activation):
             raise ValueError(
                 f"Softmax: axis {self.axis} is out of range for input of shape {tuple(x.shape)}"
             )
-        x32 = _widened(xp, x)
+        x32 = widened(xp, x)
         e = xp.exp(x32 - xp.max(x32, axis=self.axis, keepdims=True))
         y = e / xp.sum(e, axis=self.axis, keepdims=True)
         self._y = y if y.dtype == x.dtype else xp.astype(y, x.dtype)
@@ -145,14 +145,9 @@ class Softmax(_Activation):
 
     def backward(self, grad_out: Any) -> Any:
         xp = self._end_backward(self._y, grad_out)
-        y, g = _widened(xp, self._y), _widened(xp, grad_out)
+        y, g = widened(xp, self._y), widened(xp, grad_out)
         dx = y * (g - xp.sum(g * y, axis=self.axis, keepdims=True))
         return dx if dx.dtype == grad_out.dtype else xp.astype(dx, grad_out.dtype)
-
-
-def _widened(xp: Any, x: Any) -> Any:
-    """``x`` in float32 when it is a 16-bit float, else ``x`` itself."""
-    return xp.astype(x, xp.float32) if dtype_name(x.dtype) in ("float16", "bfloat16") else x
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)

@@ -16,6 +16,7 @@ from ..core.checks import (
     check_same_device,
     check_same_dtype,
     require_forward,
+    widened,
 )
 from ..core.module import Module
 
@@ -48,6 +49,7 @@ class Loss(Module):
         self.reduction = reduction
         self._grad = None
         self._out_shape: tuple[int, ...] = ()
+        self._narrow: Any = None  # the 16-bit dtype that widen() computes above, or None
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -74,19 +76,38 @@ class Loss(Module):
         return grad_out
 
     # ------------------------------------------------------------------ helpers for subclasses
+    def widen(self, pred: Any, *others: Any) -> tuple[Any, ...]:
+        """``(pred, *others)`` with every 16-bit float (float16, bfloat16) in float32, so the
+        loss computes, sums and counts in at least float32; :meth:`save_grad`, :meth:`reduce`
+        and :meth:`narrow` then cast the gradient and the loss back to ``pred``'s dtype.
+        Integer arrays pass unchanged. Call it first in ``forward``, after the checks."""
+        xp = namespace(pred)
+        wide = widened(xp, pred)
+        self._narrow = None if wide is pred else pred.dtype
+        return (wide, *(widened(xp, a) for a in others))
+
+    def narrow(self, x: Any) -> Any:
+        """``x`` in the prediction's dtype when :meth:`widen` computed above it, else ``x``."""
+        if self._narrow is None or x.dtype == self._narrow:
+            return x
+        return namespace(x).astype(x, self._narrow)
+
     def save_grad(self, grad: Any) -> None:
         """Record ``dL/dpred`` in ``forward``; :meth:`backward` returns it."""
-        self._grad = grad
+        self._grad = self.narrow(grad)
 
     def reduce(self, values: Any) -> Any:
-        """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array;
-        ``values`` themselves for ``reduction="none"``."""
+        """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array,
+        accumulated in at least float32; ``values`` themselves for ``reduction="none"``."""
         xp = namespace(values)
         if self.reduction == "none":
             self._out_shape = tuple(values.shape)
-            return values
-        total = xp.mean(values) if self.reduction == "mean" else xp.sum(values)
-        return xp.asarray(total)  # NumPy reductions return scalars; the API promises a 0-d array
+            return self.narrow(values)
+        wide = widened(xp, values)
+        total = xp.mean(wide) if self.reduction == "mean" else xp.sum(wide)
+        # NumPy reductions return scalars; the API promises a 0-d array
+        total = xp.asarray(total)
+        return self.narrow(total if wide is values else xp.astype(total, values.dtype))
 
     def reduction_scale(self, pred: Any) -> float:
         """The factor the reduction puts into the gradient: ``1/N`` for the mean over the ``N``

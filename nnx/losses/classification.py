@@ -14,6 +14,8 @@ from ..core.checks import (
     check_same_device,
     check_same_dtype,
     dtype_name,
+    equals_int,
+    indexable_labels,
     real_in_range,
 )
 from .base import REDUCTIONS, Loss
@@ -26,7 +28,7 @@ class BCEWithLogitsLoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
-        z, t = pred, target
+        z, t = self.widen(pred, target)
         sigmoid = 0.5 + 0.5 * xp.tanh(0.5 * z)
         self.save_grad(self.reduction_scale(z) * (sigmoid - t))
         return self.reduce(xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
@@ -110,7 +112,8 @@ class _ClassLoss(Loss):
                 f"{who}: integer class labels must have shape {(n, *rest)} for input of shape "
                 f"{tuple(pred.shape)}, got {tuple(target.shape)}"
             )
-        ignored = target == self.ignore_index
+        target = indexable_labels(xp, target, c)
+        ignored = equals_int(xp, target, self.ignore_index)
         if self.check_labels:
             valid = xp.where(ignored, xp.zeros_like(target), target)
             lo, hi = int(to_numpy(xp.min(valid))), int(to_numpy(xp.max(valid)))
@@ -198,8 +201,6 @@ class CrossEntropyLoss(_ClassLoss):
 
     def _targets(self, xp: Any, logits: Any, target: Any) -> tuple[Any, Any]:
         """The target matrix ``T`` (the logits' shape and dtype) and the mean's denominator."""
-        who = "CrossEntropyLoss"
-        self._check_target_array(xp, logits, target)
         eps, c = self.label_smoothing, logits.shape[1]
         w = None if self.weight is None else self._class_weight(xp, logits)
         if xp.isdtype(target.dtype, "integral"):
@@ -211,26 +212,34 @@ class CrossEntropyLoss(_ClassLoss):
                 else (1.0 - eps) * hit + (eps / c) * (keep if w is None else keep * w)
             )
             return t, xp.sum(hit)
-        if xp.isdtype(target.dtype, "real floating"):
-            if tuple(target.shape) != tuple(logits.shape):
-                rest = tuple(logits.shape[2:])
-                raise ValueError(
-                    f"{who}: probability targets must have the logits' shape "
-                    f"{tuple(logits.shape)}, got {tuple(target.shape)}; integer class labels "
-                    f"of shape {(logits.shape[0], *rest)} also work"
-                )
-            check_same_dtype(target, logits, who, "target", "logits")
+        if xp.isdtype(target.dtype, "real floating"):  # shape and dtype checked in forward
             t = target if eps == 0.0 else (1.0 - eps) * target + eps / c
             if w is not None:
                 t = t * w
             return t, float(math.prod(logits.shape) // c)
         raise TypeError(
-            f"{who}: target must hold integer class labels or floating probabilities, "
-            f"got dtype {dtype_name(target.dtype)}"
+            f"CrossEntropyLoss: target must hold integer class labels or floating "
+            f"probabilities, got dtype {dtype_name(target.dtype)}"
         )
+
+    def _check_probabilities(self, logits: Any, target: Any) -> None:
+        """Probability targets: exactly the logits' shape and dtype."""
+        who = "CrossEntropyLoss"
+        if tuple(target.shape) != tuple(logits.shape):
+            rest = tuple(logits.shape[2:])
+            raise ValueError(
+                f"{who}: probability targets must have the logits' shape "
+                f"{tuple(logits.shape)}, got {tuple(target.shape)}; integer class labels "
+                f"of shape {(logits.shape[0], *rest)} also work"
+            )
+        check_same_dtype(target, logits, who, "target", "logits")
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self._check_input(pred)
+        self._check_target_array(xp, pred, target)
+        if xp.isdtype(target.dtype, "real floating"):
+            self._check_probabilities(pred, target)
+        pred, target = self.widen(pred, target)
         t, count = self._targets(xp, pred, target)
         row_max = xp.max(pred, axis=1, keepdims=True)
         # pred - row_max overflows (with a NumPy warning) where a logit lies more than the
@@ -252,7 +261,7 @@ class CrossEntropyLoss(_ClassLoss):
             )
             self.save_grad(grad / denominator)
             self._out_shape = ()
-            return xp.sum(per_sample) / denominator
+            return self.narrow(xp.sum(per_sample) / denominator)
         self.save_grad(grad)
         return self.reduce(per_sample)
 
@@ -275,6 +284,7 @@ class NLLLoss(_ClassLoss):
             raise TypeError(
                 f"NLLLoss: target must hold integer class labels, got dtype {dtype_name(target.dtype)}"
             )
+        (pred,) = self.widen(pred)
         onehot, _ = self._label_masks(xp, pred, target)
         hit = onehot if self.weight is None else onehot * self._class_weight(xp, pred)
         # -w_y x_y, picked with where so that -inf log-probabilities of other classes stay out
@@ -283,7 +293,7 @@ class NLLLoss(_ClassLoss):
             denominator = _safe_denominator(xp, xp.sum(hit))
             self.save_grad(-hit / denominator)
             self._out_shape = ()
-            return xp.sum(per_sample) / denominator
+            return self.narrow(xp.sum(per_sample) / denominator)
         self.save_grad(-hit)
         return self.reduce(per_sample)
 
@@ -308,7 +318,7 @@ class BCELoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
-        p, t = pred, target
+        p, t = self.widen(pred, target)
         log_p = xp.maximum(xp.log(p), -100.0)
         log_1mp = xp.maximum(xp.log1p(-p), -100.0)
         values = -(t * log_p + (1.0 - t) * log_1mp)
@@ -347,7 +357,7 @@ class KLDivLoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
-        x, t = pred, target
+        x, t = self.widen(pred, target)
         if self.log_target:
             prob = xp.exp(t)
             values = prob * (t - x)
@@ -359,6 +369,6 @@ class KLDivLoss(Loss):
         if self.reduction == "batchmean":
             scale = 1.0 / x.shape[0] if x.ndim > 0 else 1.0
             self.save_grad(-scale * prob)
-            return xp.asarray(xp.sum(values) * scale)
+            return self.narrow(xp.asarray(xp.sum(values) * scale))
         self.save_grad(-self.reduction_scale(x) * prob)
         return self.reduce(values)

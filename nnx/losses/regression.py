@@ -14,6 +14,7 @@ class MSELoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         self.check_same_shape_target(pred, target)
+        pred, target = self.widen(pred, target)
         diff = pred - target
         self.save_grad((2.0 * self.reduction_scale(pred)) * diff)
         return self.reduce(diff * diff)
@@ -25,6 +26,7 @@ class L1Loss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
+        pred, target = self.widen(pred, target)
         diff = pred - target
         self.save_grad(self.reduction_scale(pred) * xp.sign(diff))
         return self.reduce(xp.abs(diff))
@@ -48,6 +50,7 @@ class HuberLoss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
+        pred, target = self.widen(pred, target)
         d, delta = pred - target, self.delta
         a = xp.abs(d)
         values = xp.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
@@ -73,6 +76,7 @@ class SmoothL1Loss(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         xp = self.check_same_shape_target(pred, target)
+        pred, target = self.widen(pred, target)
         d, beta = pred - target, self.beta
         a = xp.abs(d)
         if beta == 0.0:

@@ -6,6 +6,10 @@ Subclasses implement one update rule, :meth:`Optimizer._update`; they are in
 it (NumPy, CuPy, PyTorch, array-api-strict) and rebind ``param.value`` for immutable arrays
 (JAX). A parameter whose ``grad`` is None at ``step()`` is skipped, as in PyTorch: its value and
 its optimizer state (including its step count) stay as they are.
+
+The state follows its parameter: after ``model.to(...)`` moves the parameters to another
+backend, device or dtype, the next ``step()`` moves each state array to its parameter's
+placement before the update (one check of type and dtype per array on the hot path).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import backend_of, is_writeable, namespace, to_numpy
+from ..backend import backend_of, is_tracer, is_writeable, namespace, same_device, to_numpy
 from ..core.checks import article, dtype_name, real_in_range
 from ..core.module import Parameter
 
@@ -87,6 +91,7 @@ class Optimizer:
                     f"{tuple(p.grad.shape)} and dtype {dtype_name(p.grad.dtype)}, but the "
                     f"parameter has shape {p.shape} and dtype {dtype_name(p.value.dtype)}"
                 )
+            _follow(p.value, state)
             state["step"] = state.get("step", 0) + 1
             if self.elementwise and _fits_pieces(p, state):
                 self._update_in_pieces(p, state)
@@ -241,6 +246,19 @@ class Optimizer:
             setattr(self, name, tuple(value) if isinstance(value, list) else value)
         self.lr = state["lr"]
         self.state = restored
+
+
+def _follow(value: Any, state: dict[str, Any]) -> None:
+    """Move ``state``'s arrays to ``value``'s library, device and dtype where they are not there
+    (the parameter was moved with ``Module.to`` after the state was made)."""
+    if is_tracer(value):  # inside a compiled step: state and parameters were traced together
+        return
+    for key, a in state.items():
+        if key == "step" or (
+            type(a) is type(value) and a.dtype == value.dtype and same_device(a, value)
+        ):
+            continue
+        state[key] = backend_of(value).asarray(to_numpy(a), dtype=value.dtype, copy=True)
 
 
 def _fits_pieces(p: Parameter, state: dict[str, Any]) -> bool:

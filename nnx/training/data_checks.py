@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import namespace, to_numpy
+from ..core.checks import dtype_name
 from ..core.structure import leaves
 from ..data import ArrayDataset
 
@@ -48,12 +49,16 @@ def check_real(array: Any, part: str, who: str) -> None:
         raise TypeError(f"{who}: the {part} are complex ({dtype}); nnx trains on real numbers")
 
 
-def check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
-    """Refuse NaN or infinite inputs or floating targets (one host read for all of them)."""
-    checks, names = [], []
-    for name, data in named:
+def check_finite_data(*named: tuple[str, ArrayDataset | None, Any]) -> None:
+    """Refuse NaN or infinite inputs or floating targets (one host read for all of them).
+    Each entry is ``(name, data on the Trainer's dtype, the data as given)``: finite values
+    given that overflowed the cast to the Trainer's dtype are named as such."""
+    checks, names, given = [], [], []
+    for name, data, original in named:
         if data is None:
             continue
+        if isinstance(original, tuple):
+            original = ArrayDataset(*original)
         for part, value in (("inputs", data.x), ("targets", data.y)):
             floating = [  # every array of a tuple or dict of inputs/targets too
                 a
@@ -66,16 +71,37 @@ def check_finite_data(*named: tuple[str, ArrayDataset | None]) -> None:
             ok = [xp.all(xp.isfinite(a)) for a in floating]
             checks.append(ok[0] if len(ok) == 1 else xp.all(xp.stack(ok)))
             names.append(f"the {name} {part}")
+            given.append((getattr(original, "x" if part == "inputs" else "y", None), floating))
     if not checks:
         return
     xp = namespace(checks[0])
     finite = np.asarray(to_numpy(xp.stack(checks)))
     bad = [n for n, ok in zip(names, finite, strict=True) if not ok]
+    for name, ok, (value, cast) in zip(names, finite, given, strict=True):
+        if not ok and value is not None:
+            _check_cast_overflow(name, value, cast)
     if bad:
         raise ValueError(
             f"Trainer: {' and '.join(bad)} hold NaN or infinite values; remove or impute them "
             f"before training"
         )
+
+
+def _check_cast_overflow(name: str, given: Any, cast: list[Any]) -> None:
+    """Raise when ``given`` (the data as passed) is finite but its cast (``cast``) is not: the
+    values lie beyond the Trainer's dtype (1e39 in float32), not NaN or infinite."""
+    host = [np.asarray(to_numpy(a)) for _, a in leaves(given)]
+    host = [a for a in host if a.dtype.kind == "f"]
+    if not host or not all(np.all(np.isfinite(a)) for a in host):
+        return
+    dtype = cast[0].dtype
+    largest = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in host)
+    limit = float(namespace(cast[0]).finfo(dtype).max)
+    raise ValueError(
+        f"Trainer: {name} hold values up to {largest:.3g}, beyond {dtype_name(dtype)}'s largest "
+        f"({limit:.3g}): they became infinite in the cast to {dtype_name(dtype)}; scale the "
+        f"data or train in float64"
+    )
 
 
 def check_augment(augment: Any, data: ArrayDataset) -> None:
@@ -108,4 +134,24 @@ def check_label_range(labels: tuple[int, int] | None, pred: Any) -> None:
         raise ValueError(
             f"Trainer: class labels run from {lo} to {hi}, but the model has "
             f"{pred.shape[1]} outputs (labels must lie in [0, {pred.shape[1] - 1}])"
+        )
+
+
+def check_optimizer_params(model: Any, optimizer: Any) -> None:
+    """The optimizer must update some of the model's parameters and nothing else: one built for
+    another model would leave this one untrained without a word."""
+    own = {id(p) for p in model.parameters()}
+    held = [id(p) in own for p in optimizer.params]
+    kind = type(optimizer).__name__
+    if not any(held):
+        raise ValueError(
+            f"Trainer: the {kind} optimizer holds none of the model's parameters (was it built "
+            f"for another model?); build it from this model: {kind}(model.parameters(), ...)"
+        )
+    if not all(held):
+        stray = [p for p, ok in zip(optimizer.params, held, strict=True) if not ok]
+        shapes = ", ".join(str(p.shape) for p in stray[:3]) + (", ..." if len(stray) > 3 else "")
+        raise ValueError(
+            f"Trainer: the {kind} optimizer holds {len(stray)} parameter(s) the model does not "
+            f"have (shapes {shapes}); build it from this model: {kind}(model.parameters(), ...)"
         )

@@ -53,7 +53,8 @@ class History:
 
     def check_state_dict(self, state: Any) -> None:
         """Raise ValueError or TypeError unless ``state`` is a :meth:`state_dict`: a list of
-        records, each an object whose ``epoch`` (when present) is an integer >= 1."""
+        records, each an object whose ``epoch`` (when present) is an integer >= 1, with
+        ``seconds`` (every record the Trainer writes has it), every value a real number."""
         if not isinstance(state, dict) or not isinstance(state.get("records"), list):
             raise TypeError("its history is not a list of records")
         for i, record in enumerate(state["records"]):
@@ -62,6 +63,12 @@ class History:
             epoch = record.get("epoch", 1)
             if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
                 raise ValueError(f"history record {i + 1} has epoch {epoch!r}, not an integer >= 1")
+        for i, record in enumerate(state["records"]):  # then what every record must hold
+            if "seconds" not in record:
+                raise ValueError(f"history record {i + 1} has no 'seconds'")
+            for key, value in record.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"history record {i + 1} has {key} {value!r}, not a number")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.check_state_dict(state)

@@ -42,13 +42,17 @@ from .step import StepWrapper, add_back, fresh_grads
 PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")
 
 
+MIN_SCALE, MAX_SCALE = 2.0**-24, 2.0**64  # float16's smallest step; far past any useful scale
+
+
 class LossScaler:
     """Dynamic loss scale, as in PyTorch's ``GradScaler`` (same defaults).
 
     ``update(found_inf)`` after every step: on inf/NaN the step is skipped and the scale is
     multiplied by ``backoff_factor``; after ``growth_interval`` clean steps in a row it is
     multiplied by ``growth_factor``. With ``dynamic=False`` the scale never changes (bfloat16),
-    but non-finite steps are still skipped.
+    but non-finite steps are still skipped. The scale stays within ``[2**-24, 2**64]``: below,
+    float16 gradients vanish; above, every gradient overflows.
 
     >>> s = LossScaler(init_scale=8.0, growth_interval=2)
     >>> [s.update(False), s.scale, s.update(False), s.scale, s.update(True), s.scale]
@@ -63,9 +67,10 @@ class LossScaler:
         growth_interval: int = 2000,
         dynamic: bool = True,
     ):
-        if not (math.isfinite(init_scale) and init_scale > 0):
+        if not (math.isfinite(init_scale) and MIN_SCALE <= init_scale <= MAX_SCALE):
             raise ValueError(
-                f"LossScaler: init_scale must be positive and finite, got {init_scale!r}"
+                f"LossScaler: init_scale must be positive and finite, in [2**-24, 2**64], got "
+                f"{init_scale!r}"
             )
         if not growth_factor > 1.0:
             raise ValueError(f"LossScaler: growth_factor must be > 1, got {growth_factor!r}")
@@ -95,11 +100,11 @@ class LossScaler:
             self.skipped_steps += 1
             self.good_steps = 0
             if self.dynamic:
-                self.scale *= self.backoff_factor
+                self.scale = max(self.scale * self.backoff_factor, MIN_SCALE)
             return False
         self.good_steps += 1
         if self.dynamic and self.good_steps >= self.growth_interval:
-            self.scale *= self.growth_factor
+            self.scale = min(self.scale * self.growth_factor, MAX_SCALE)
             self.good_steps = 0
         return True
 
@@ -116,20 +121,35 @@ class LossScaler:
         }
 
     def check_state_dict(self, state: Any) -> None:
-        """Raise ValueError or TypeError unless ``state`` is a :meth:`state_dict`: a positive
-        finite scale and factors, integer counts >= 0, a boolean ``dynamic``."""
+        """Raise ValueError or TypeError unless ``state`` is a :meth:`state_dict`: a scale in
+        ``[2**-24, 2**64]``, factors and interval as the constructor takes them, integer counts
+        >= 0, a boolean ``dynamic``; every key present, none unknown."""
         if not isinstance(state, dict):
             raise TypeError(f"LossScaler: state must be a dict, got {state!r}")
-        for key in ("scale", "growth_factor", "backoff_factor"):
-            value = state.get(key)
+        keys = set(self.state_dict())
+        if set(state) != keys:
+            missing, unknown = sorted(keys - set(state)), sorted(set(state) - keys)
+            what = [f"lacks {missing}"] * bool(missing) + [f"has unknown {unknown}"] * bool(unknown)
+            raise ValueError(f"LossScaler: the state {' and '.join(what)}")
+        ranges = {
+            "scale": (MIN_SCALE, MAX_SCALE, "lie in [2**-24, 2**64]"),
+            "growth_factor": (1.0, math.inf, "be > 1"),
+            "backoff_factor": (0.0, 1.0, "lie in (0, 1)"),
+        }
+        for key, (low, high, rule) in ranges.items():
+            value = state[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"LossScaler: {key} must be a number, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"LossScaler: {key} must be finite and > 0, got {value!r}")
-        for key in ("good_steps", "skipped_steps", "growth_interval"):
-            value = state.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"LossScaler: {key} must be an integer >= 0, got {value!r}")
+            open_ends = key != "scale"
+            ok = math.isfinite(value) and (
+                low < value < high if open_ends else low <= value <= high
+            )
+            if not ok:
+                raise ValueError(f"LossScaler: {key} must {rule}, got {value!r}")
+        for key, low in (("good_steps", 0), ("skipped_steps", 0), ("growth_interval", 1)):
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"LossScaler: {key} must be an integer >= {low}, got {value!r}")
         if not isinstance(state.get("dynamic"), bool):
             raise TypeError(
                 f"LossScaler: dynamic must be true or false, got {state.get('dynamic')!r}"

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
-from ..backend import backend_of, namespace
+from ..backend import backend_of, namespace, overflow_allowed
 from ..core.calls import accepts_need_input_grad
 from ..core.structure import call_with, first_leaf, map_structure
 from ..optim import clip_grad_norm
@@ -151,7 +151,10 @@ class EagerStep(StepBase):
             x = map_structure(lambda a: _cast_floating(a, compute_dtype), x)
         try:
             dtype = params[0].value.dtype if masters is None else masters[0].dtype
-            return self._forward_backward(xp, x, y, weight, dtype, compute_dtype)
+            # a diverging run's overflow becomes a NaN/inf loss, reported in one line at the
+            # epoch's end; NumPy's RuntimeWarnings would be printed before it
+            with overflow_allowed():
+                return self._forward_backward(xp, x, y, weight, dtype, compute_dtype)
         finally:
             if masters is not None:
                 for p, master in zip(params, masters, strict=True):
@@ -189,9 +192,10 @@ class EagerStep(StepBase):
             for p in params:
                 if p.grad is not None:
                     p.grad = p.grad * (1.0 / divisor)
-        if self.clip_norm is not None:
-            clip_grad_norm(params, self.clip_norm)
-        self.optimizer.step()
+        with overflow_allowed():
+            if self.clip_norm is not None:
+                clip_grad_norm(params, self.clip_norm)
+            self.optimizer.step()
         return True
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import namespace, to_numpy
+from ..core.checks import widened
 from ..metrics import Metric
 
 
@@ -28,7 +29,8 @@ def sum_over_ranks(
     arrays) and copied to the host once; the integer counts, already on the host, travel in
     a second small allreduce. A rank with nothing to report sends zeros."""
     xp, k = backend.xp, len(sizes)
-    zero = xp.zeros((), dtype=dtype, device=backend.device)
+    zero = widened(xp, xp.zeros((), dtype=dtype, device=backend.device))  # sums: >= float32
+    dtype = zero.dtype
     values = [xp.astype(v, dtype) for v in weighted]
     values += [zero if m.total is None else xp.astype(m.total, dtype) for m in metrics]
     summed = np.zeros(0)
@@ -49,7 +51,8 @@ def to_host(scalars: list[Any], metrics: list[Metric]) -> tuple[np.ndarray, list
     if not values:
         return np.zeros(0), [0.0 for _ in metrics]
     xp = namespace(values[0])
-    host = np.asarray(to_numpy(xp.stack([xp.astype(v, values[0].dtype) for v in values])))
+    dtype = widened(xp, values[0]).dtype  # 16-bit losses with float32 metric totals: no overflow
+    host = np.asarray(to_numpy(xp.stack([xp.astype(v, dtype) for v in values])))
     host = host.astype(np.float64)
     totals = list(host[len(scalars) :])
     metric_totals = [totals.pop(0) if m.total is not None else 0.0 for m in metrics]

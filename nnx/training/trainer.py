@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, get_backend
-from ..core.checks import positive_int
+from ..backend import Backend, get_backend, overflow_allowed
+from ..core.checks import positive_int, widened
 from ..core.module import Module
 from ..core.structure import call_with, first_leaf, map_structure
 from ..data import ArrayDataset, DataLoader
@@ -30,11 +30,14 @@ from ..losses import Loss, not_a_loss_message
 from ..metrics import Metric, get_metric
 from ..optim import Optimizer
 from ..optim.schedules import Schedule
+from .advice import divergence_advice, non_finite_state_advice
+from .agreement import agree_on_start
 from .callbacks import Callback, standard_callbacks
 from .data_checks import (
     check_augment,
     check_finite_data,
     check_label_range,
+    check_optimizer_params,
     check_real,
     concat_outputs,
     label_range,
@@ -131,6 +134,7 @@ class Trainer:
                 f"Trainer: augment must be an nnx.augment transform (RandomCrop, "
                 f"RandomHorizontalFlip, Compose), got {type(augment).__name__}"
             )
+        check_optimizer_params(model, optimizer)
         self.augment = augment
         self.accumulate = positive_int(accumulate, "accumulate", "Trainer")
         self.backend = get_backend(device)
@@ -211,7 +215,8 @@ class Trainer:
             raise ValueError("Trainer: training and evaluation data need targets (y)")
         check_real(data.x, "inputs", "Trainer")
         check_real(data.y, "targets", "Trainer")
-        return data.to(self.backend, dtype=self.dtype)
+        with overflow_allowed():  # values beyond the dtype: named by check_finite_data
+            return data.to(self.backend, dtype=self.dtype)
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -234,7 +239,7 @@ class Trainer:
         if val_set is not None and len(val_set) == 0:
             raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
         self._label_range = label_range(train_set, val_set)
-        check_finite_data(("training", train_set), ("validation", val_set))
+        check_finite_data(("training", train_set, train), ("validation", val_set, val))
         if self.augment is not None:
             check_augment(self.augment, train_set)
         loader = DataLoader(
@@ -246,19 +251,21 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
         )
+        data = {"training": train_set, "validation": val_set}
+        agree_on_start(self, "Trainer.fit", data, epochs=epochs, loader=loader)
         eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.target_epochs = whole(epochs, "epochs", "Trainer.fit")
         self.batches_per_epoch = len(loader)
         self.stop_training = False
         if self.epoch >= self.target_epochs:
             return self.history
-        for cb in self.callbacks:
-            cb.on_fit_begin(self)
         # Labels were range-checked once above; the loss need not read them back every batch.
         check_labels = getattr(self.loss, "check_labels", None)
         if check_labels is not None:
             self.loss.check_labels = False
         try:
+            for cb in self.callbacks:  # ModelCheckpoint refuses NaN/inf weights from the start
+                cb.on_fit_begin(self)
             while self.epoch < self.target_epochs and not self.stop_training:
                 logs = self._train_epoch(loader)
                 if val_set is not None:
@@ -267,7 +274,7 @@ class Trainer:
                     if not math.isfinite(logs["val_loss"]):
                         raise NonFiniteLossError(
                             f"validation loss became {logs['val_loss']} at epoch {self.epoch + 1}; "
-                            f"try a lower learning rate or gradient clipping"
+                            f"{divergence_advice(self)}"
                         )
                 self.history.append(logs)
                 self.epoch += 1
@@ -286,10 +293,7 @@ class Trainer:
                 raise
             message = str(err)
             if isinstance(err, NonFiniteStateError):
-                message = (
-                    f"the model or optimizer state became non-finite in epoch {self.epoch} "
-                    f"({message}); try a lower learning rate or gradient clipping"
-                )
+                message = non_finite_state_advice(self, message)
             raise NonFiniteLossError(f"{message}. {self._last_good_checkpoint()}") from None
         except BaseException as err:
             for cb in self.callbacks:
@@ -357,7 +361,10 @@ class Trainer:
             loss_values, metric_totals = to_host(losses, self.metrics)  # the epoch's one sync
         else:  # every batch's loss over the whole global batch, summed on the device
             loss_values, sizes, metric_totals = self._sum_over_ranks(
-                [loss * float(n) for loss, n in zip(losses, sizes, strict=True)],
+                [
+                    widened(self.backend.xp, v) * float(n)
+                    for v, n in zip(losses, sizes, strict=True)
+                ],
                 sizes,
                 self.metrics,
                 "the epoch's loss and metric sums",
@@ -369,8 +376,7 @@ class Trainer:
             raise NonFiniteLossError(
                 f"training loss became {loss_values[first]} at epoch {epoch + 1}, batch "
                 f"{first + 1} of {len(losses)} (optimizer step "
-                f"{first_step + first // self.accumulate + 1}); "
-                f"try a lower learning rate or gradient clipping"
+                f"{first_step + first // self.accumulate + 1}); {divergence_advice(self)}"
             )
         n = sum(sizes)
         logs: dict[str, Any] = {
@@ -396,6 +402,7 @@ class Trainer:
         dataset = self.dataset(data)
         if len(dataset) == 0:
             raise ValueError("Trainer.evaluate: the data has 0 rows")
+        agree_on_start(self, "Trainer.evaluate", {"evaluation": dataset}, batch_size=batch_size)
         was_training = self.model.training
         self.model.eval()
         metrics = [copy.copy(m) for m in self.metrics]  # the training metrics keep their sums
@@ -423,9 +430,9 @@ class Trainer:
             loss_values, totals = to_host(losses, metrics)
         else:  # ranks ran different numbers of batches: sum whole slices, on the device
             xp = self.backend.xp
-            local = xp.zeros((), dtype=self.dtype, device=self.backend.device)  # an empty slice
-            for loss, n in zip(losses, sizes, strict=True):
-                local = local + xp.astype(loss, self.dtype) * float(n)
+            local = widened(xp, xp.zeros((), dtype=self.dtype, device=self.backend.device))
+            for loss, n in zip(losses, sizes, strict=True):  # an empty slice sends 0
+                local = local + xp.astype(loss, local.dtype) * float(n)
             loss_values, sizes, totals = self._sum_over_ranks(
                 [local], [sum(sizes)], metrics, "evaluate"
             )

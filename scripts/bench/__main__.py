@@ -116,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     if "--augment" in given:  # its own flags (bench/augment.py)
         return main_augment(argv)
     args = parse_args(argv)
+    needs_torch = "--cnn" if args.cnn or args.cnn_probe else "--sequence" if args.sequence else ""
+    if needs_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print(
+                f"bench.py: error: {needs_torch} compares nnx with PyTorch, which is not "
+                f"installed: pip install torch",
+                file=sys.stderr,
+            )
+            return 2
     if args.cnn or args.cnn_probe:
         return main_cnn(args)
     if args.sequence:

@@ -13,6 +13,9 @@ Scenarios (what tests/distributed/test_distributed.py checks afterwards):
          one batch of 1 sample); rank 0 writes OUT/params.npz and history.json
   mixed  :func:`problem` in float32 trained in float16 mixed precision; rank 0 writes
          OUT/params.npz and history.json
+  mismatch-data / mismatch-lr / mismatch-count  rank 1 holds other data of the same shape, another
+         learning rate, or one sample fewer; every rank stops in ``fit`` with RankMismatchError,
+         rank 0 prints its one line and every rank exits 2
   raise / kill / hang  rank 1 raises, is killed with SIGKILL, or hangs in epoch 2, after rank 0
          wrote OUT/last.npz at the end of epoch 1
 """
@@ -205,6 +208,13 @@ def main(scenario: str, out: Path) -> None:
         np.savez(out / f"rank{world.rank}.npz", **model.state_dict())
         return
     (x, y), model, loss, optimizer = PROBLEMS.get(scenario, problem)(seed=world.rank)
+    if scenario.startswith("mismatch-") and world.rank == 1:
+        if scenario == "mismatch-data":
+            x = x[::-1].copy()
+        elif scenario == "mismatch-lr":
+            optimizer.lr = 0.04
+        else:
+            x, y = x[:-1], y[:-1]
     if scenario == "syncbn":
         nnx.SyncBatchNorm.convert_sync_batchnorm(model)
     callbacks = [nnx.ModelCheckpoint(out, monitor="train_loss")]
@@ -223,7 +233,12 @@ def main(scenario: str, out: Path) -> None:
         augment=augmentation() if scenario == "augment" else None,
         **OPTIONS.get(scenario, {}),
     )
-    trainer.fit((x, y), val=(first_rows(x, 13), y[:13]), epochs=EPOCHS, batch_size=BATCH)
+    try:
+        trainer.fit((x, y), val=(first_rows(x, 13), y[:13]), epochs=EPOCHS, batch_size=BATCH)
+    except dist.RankMismatchError as err:
+        if world.rank == 0:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
     if world.rank == 0:
         np.savez(out / "params.npz", **model.state_dict())
         (out / "history.json").write_text(json.dumps(trainer.history.records))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
-from .test_distributed import mpirun
+import pytest
+
+from .test_distributed import WORKER, mpirun
 
 # Each rank writes its outcome to its own file: lines printed by several ranks through the
 # launcher may interleave.
@@ -45,3 +47,25 @@ def test_a_rank_with_another_setting_is_named_on_every_rank(tmp_path):
         "the same settings and data"
     )
     assert _run(tmp_path, "differ") == [expected] * 3
+
+
+@pytest.mark.parametrize(
+    ("scenario", "fact"),
+    [
+        ("mismatch-data", "the training data (SHA-256): rank 0 has '"),
+        ("mismatch-lr", "lr: rank 0 has 0.05, rank 1 has 0.04;"),
+        ("mismatch-count", "the training sample count: rank 0 has 41, rank 1 has 40;"),
+    ],
+)
+def test_a_trainer_whose_ranks_differ_stops_in_one_line(tmp_path, scenario, fact):
+    """Other data of the same shape, another learning rate, or another sample count on one
+    rank: Trainer.fit stops every rank before training, one line on rank 0, non-zero exit."""
+    done = mpirun(2, WORKER, scenario, tmp_path, timeout=60)
+    assert done.returncode != 0
+    # besides rank 0's line, only the launcher's one-line notice of the exit status (as the
+    # command line's exit under MPI gives)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith("Abort(")]
+    assert len(lines) == 1 and lines[0].startswith("error: the ranks disagree on "), done.stderr
+    assert fact in lines[0], lines[0]
+    assert "Traceback" not in done.stderr + done.stdout and "MPICH" not in done.stderr
+    assert not (tmp_path / "last.npz").exists()  # nothing was trained

@@ -1,0 +1,82 @@
+"""The ranks of a distributed run agree before they train: the same settings and the same data.
+
+Ranks launched with different data of the same shape, or a different learning rate, would train
+to silently different results; ranks with different sample counts would die in a collective
+with the MPI library's stack. At the start of ``Trainer.fit`` and ``Trainer.evaluate`` every rank
+states a fingerprint of the settings (optimizer and its hyperparameters, loss, model parameter
+names, shapes and dtypes, seed, batch size, epochs, accumulation, precision) and of its data
+(sample count, sample shape and dtype of inputs and targets), then a SHA-256 of the data, which
+every rank holds whole before sharding; :meth:`nnx.distributed.World.agree` raises
+:class:`~nnx.distributed.RankMismatchError` on every rank, in one line, at the first that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..core.structure import leaves
+
+
+def _layout(arrays: Any) -> list[str]:
+    """``"shape dtype"`` of each sample of every array in a structure (the sample axis left out)."""
+    return [f"{key} {tuple(a.shape[1:])} {a.dtype}".strip() for key, a in leaves(arrays)]
+
+
+def _digest(dataset: Any) -> str:
+    sha = hashlib.sha256()
+    for _, a in [*leaves(dataset.x), *leaves(dataset.y)]:
+        host = np.ascontiguousarray(to_numpy(a))
+        sha.update(f"{host.shape}{host.dtype}".encode())
+        sha.update(memoryview(host).cast("B"))
+    return sha.hexdigest()[:16]
+
+
+def settings(trainer: Any) -> dict[str, Any]:
+    """The Trainer's settings that every rank must share."""
+    opt = trainer.optimizer
+    model = [
+        f"{name} {tuple(p.value.shape)} {p.value.dtype}"
+        for name, p in trainer.model.named_parameters()
+    ]
+    facts: dict[str, Any] = {
+        "the optimizer": type(opt).__name__,
+        "lr": opt.lr,
+        "the loss": repr(trainer.loss),
+        "the model's parameters": hashlib.sha256("\n".join(model).encode()).hexdigest()[:16],
+        "seed": trainer.seed,
+        "accumulate": trainer.accumulate,
+        "precision": trainer.precision,
+        "clip_norm": trainer.clip_norm,
+        "the schedule": type(trainer.schedule).__name__,
+    }
+    for name in opt.hyperparameters:
+        value = getattr(opt, name)
+        facts[name] = list(value) if isinstance(value, tuple) else value
+    return facts
+
+
+def agree_on_start(trainer: Any, what: str, data: dict[str, Any], **options: Any) -> None:
+    """Every rank of ``trainer``'s world checks that it holds the same settings, ``options``
+    (epochs, batch size; ``loader=`` a DataLoader gives its batch size, shuffle and drop_last)
+    and ``data`` (name -> ArrayDataset or None); a no-op without a
+    world. Two rounds: counts and shapes first (the clearer message), then the data's hashes."""
+    world = trainer.world
+    if world is None:
+        return
+    loader = options.pop("loader", None)
+    if loader is not None:
+        options.update(
+            batch_size=loader.batch_size, shuffle=loader.shuffle, drop_last=loader.drop_last
+        )
+    facts = {**settings(trainer), **options}
+    present = {name: d for name, d in data.items() if d is not None}
+    for name, d in present.items():
+        facts[f"the {name} sample count"] = len(d)
+        facts[f"the {name} inputs' sample shape and dtype"] = _layout(d.x)
+        facts[f"the {name} targets' sample shape and dtype"] = _layout(d.y)
+    world.agree(facts, what)
+    world.agree({f"the {name} data (SHA-256)": _digest(d) for name, d in present.items()}, what)
