@@ -50,6 +50,29 @@ def _uniform(rng, shape, fan_in):
     return rng.uniform(-bound, bound, size=shape)
 
 
+def _init_parameters(
+    layer: Module,
+    wshape: tuple[int, ...],
+    fan_in: int,
+    bias: bool,
+    rng: Any,
+    dtype: Any,
+    device: Any,
+) -> None:
+    """``layer.weight`` of shape ``wshape`` and (with ``bias``) ``layer.bias`` of
+    ``layer.out_channels``, both drawn as PyTorch does from ``fan_in``, in that order."""
+    backend = get_backend(device)
+    host_rng = as_rng(rng)
+    layer.weight = Parameter(
+        backend.asarray(_uniform(host_rng, wshape, fan_in), dtype=dtype), "weight"
+    )
+    if bias:
+        b = _uniform(host_rng, (layer.out_channels,), fan_in)
+        layer.bias = Parameter(backend.asarray(b, dtype=dtype), "bias")
+    else:
+        layer.bias = None
+
+
 # The products run in a "channels, then batch" layout: the input is viewed as (C, N, H, W), so
 # the gathered columns are (G, C/G*kh*kw, N*Ho*Wo) and each of the three products (forward,
 # weight gradient, input gradient) is ONE matrix product per group over the whole batch, rather
@@ -223,19 +246,10 @@ class _ConvNd(Module):
             self.padding = int_tuple(padding, nd, "padding", who, minimum=0)
             pads = [(p, p) for p in self.padding]
         self._pads = ((0, 0), *pads) if nd == 1 else tuple(pads)
-        backend = get_backend(device)
-        host_rng = as_rng(rng)
         cg = self.in_channels // self.groups
         fan_in = cg * math.prod(self.kernel_size)
         wshape = (self.out_channels, cg, *self.kernel_size)
-        self.weight = Parameter(
-            backend.asarray(_uniform(host_rng, wshape, fan_in), dtype=dtype), "weight"
-        )
-        if bias:
-            b = _uniform(host_rng, (self.out_channels,), fan_in)
-            self.bias = Parameter(backend.asarray(b, dtype=dtype), "bias")
-        else:
-            self.bias = None
+        _init_parameters(self, wshape, fan_in, bias, rng, dtype, device)
         self._xpad = None
 
     def extra_repr(self) -> str:

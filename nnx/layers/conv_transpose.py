@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import Backend, get_backend, namespace
+from ..backend import Backend, namespace
 from ..core.checks import (
     check_floating,
     check_grad,
@@ -19,13 +19,13 @@ from ..core.checks import (
     positive_int,
     require_forward,
 )
-from ..core.init import Seed, as_rng
-from ..core.module import Module, Parameter
+from ..core.init import Seed
+from ..core.module import Module
 from ._spatial import (
     int_tuple,
     pad,
 )
-from .conv import _uniform, conv_forward, conv_input_grad, conv_weight_grad
+from .conv import _init_parameters, conv_forward, conv_input_grad, conv_weight_grad
 
 
 class ConvTranspose2d(Module):
@@ -88,19 +88,10 @@ class ConvTranspose2d(Module):
                     f"{who}: output_padding {self.output_padding} must be smaller than either "
                     f"stride {self.stride} or dilation {self.dilation}"
                 )
-        backend = get_backend(device)
-        host_rng = as_rng(rng)
         og = self.out_channels // self.groups
         fan_in = og * math.prod(self.kernel_size)  # PyTorch computes it from weight.shape[1]
         wshape = (self.in_channels, og, *self.kernel_size)
-        self.weight = Parameter(
-            backend.asarray(_uniform(host_rng, wshape, fan_in), dtype=dtype), "weight"
-        )
-        if bias:
-            b = _uniform(host_rng, (self.out_channels,), fan_in)
-            self.bias = Parameter(backend.asarray(b, dtype=dtype), "bias")
-        else:
-            self.bias = None
+        _init_parameters(self, wshape, fan_in, bias, rng, dtype, device)
 
     def extra_repr(self) -> str:
         text = (
