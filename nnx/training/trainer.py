@@ -9,7 +9,6 @@ step object built from its options by :func:`~nnx.training.make_step.make_step`
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import os
 import time
@@ -49,8 +48,6 @@ from .make_step import make_step
 from .precision import MixedPrecision
 from .state import Counters, check_components, keyed_callbacks
 from .totals import sum_over_ranks, to_host
-
-logger = logging.getLogger("nnx")
 
 Data = ArrayDataset | tuple[Any, Any]
 
