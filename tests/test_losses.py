@@ -206,3 +206,28 @@ def test_cross_entropy_soft_targets_ignore_masked_classes():
     assert np.all(np.isfinite(loss.backward()))
     # a masked target class has probability 0: the loss is infinite, as in PyTorch
     assert float(loss(logits, np.array([1]))) == np.inf
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("backend_spec", ["numpy", "strict:device1", "jax"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_regression_and_class_losses_match_torch_on_every_backend(backend_spec, reduction):
+    torch = pytest.importorskip("torch")
+    from tests.layers.torch_oracle import compare_loss
+
+    rng = np.random.default_rng(0)
+    pred, target = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    labels = np.array([0, 2, 1, 1])
+    for name in ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss"):
+        compare_loss(
+            getattr(nnx, name)(reduction=reduction),
+            getattr(torch.nn, name)(reduction=reduction),
+            [pred, target],
+            backend=backend_spec,
+        )
+    compare_loss(
+        nnx.CrossEntropyLoss(reduction=reduction, label_smoothing=0.1),
+        torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=0.1),
+        [pred, labels],
+        backend=backend_spec,
+    )

@@ -243,3 +243,12 @@ def test_bad_inputs():
     conv(np.zeros((1, 2, 5, 5), np.float32))
     with pytest.raises(ValueError, match="gradient has shape"):
         conv.backward(np.zeros((1, 3, 5, 5), np.float32))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["Conv1d", "Conv2d"])
+def test_convolutions_match_torch_in_pytorchs_own_module_tests(name):
+    """Every configuration of torch.testing._internal.common_nn, on NumPy, strict and JAX."""
+    from tests.layers.torch_oracle import check_torch_configs
+
+    check_torch_configs(name, minimum=15)
