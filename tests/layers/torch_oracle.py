@@ -292,3 +292,102 @@ def compare_loss(
                 nnx.to_numpy(p.grad), tparams[name].grad.numpy(), rtol=tol, atol=tol, err_msg=name
             )
     return out_host
+
+
+@functools.cache
+def _module_db() -> dict[str, Any]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.testing._internal.common_modules import module_db
+
+    return {info.module_cls.__name__: info for info in module_db}
+
+
+def torch_module_db_inputs(
+    name: str, training: bool = True
+) -> list[tuple[tuple, dict, list, dict, str]]:
+    """PyTorch's ``torch.testing._internal.common_modules.module_db`` inputs for class ``name``:
+    a list of ``(args, kwargs, forward_inputs, forward_kwargs, desc)``, the forward inputs as
+    float64 host arrays (integer tensors keep their dtype). Empty when the class has none.
+    (The module is slow to import, ~10 s: call it inside a ``torch``-marked test.)"""
+    import torch
+
+    info = _module_db().get(name)
+    if info is None:
+        return []
+
+    def host(v):
+        if isinstance(v, torch.Tensor):
+            v = v.detach()
+            return v.double().numpy() if v.is_floating_point() else v.numpy()
+        return v
+
+    found = []
+    for item in info.module_inputs_func(
+        info, device="cpu", dtype=torch.float64, requires_grad=True, training=training
+    ):
+        fwd = item.forward_input
+        if fwd is None:
+            continue
+        found.append(
+            (
+                tuple(item.constructor_input.args),
+                dict(item.constructor_input.kwargs),
+                [host(a) for a in fwd.args],
+                {k: host(v) for k, v in fwd.kwargs.items()},
+                item.desc,
+            )
+        )
+    return found
+
+
+def check_torch_module_db(
+    name: str,
+    *,
+    backends: Sequence[str] = ORACLE_BACKENDS,
+    make=None,
+    skip=None,
+    train: bool = True,
+    tol: float = 1e-9,
+    minimum: int = 1,
+) -> int:
+    """Like :func:`check_torch_configs`, for the inputs of PyTorch's ``module_db`` (the newer
+    module tests, which cover classes common_nn has no configuration for, such as the
+    normalization layers). ``skip(args, kwargs, inputs, desc)`` returns a reason or None."""
+    import warnings
+
+    import torch
+
+    from nnx.backend import backend_available
+
+    make = make or (lambda args, kwargs: getattr(nnx, name)(*args, **kwargs))
+    usable = [b for b in backends if backend_available(b)[0]]
+    ran = 0
+    for args, kwargs, inputs, fkwargs, desc in torch_module_db_inputs(name, training=train):
+        if skip is not None and skip(args, kwargs, inputs, desc):
+            continue
+        arrays = [x for x in inputs if isinstance(x, np.ndarray)]
+        if len(arrays) != len(inputs):
+            continue  # a forward argument that is not an array (None, a tuple of states)
+        for backend in usable:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                tmodule = getattr(torch.nn, name)(*args, **kwargs)
+            try:
+                compare(
+                    make(args, kwargs),
+                    tmodule,
+                    [x.shape for x in arrays],
+                    inputs=arrays,
+                    kwargs=fkwargs,
+                    train=train,
+                    backend=backend,
+                    tol=tol,
+                )
+            except AssertionError as e:
+                raise AssertionError(f"{name} {desc!r} {args} {kwargs} on {backend}: {e}") from None
+        ran += 1
+    assert ran >= minimum, f"only {ran} of PyTorch's module_db inputs for {name} ran"
+    return ran
