@@ -1,4 +1,22 @@
-"""Nearest-neighbour upsampling, as ``torch.nn.Upsample(mode="nearest")``."""
+"""Upsampling (resizing) of the spatial axes, as ``torch.nn.Upsample`` in every mode.
+
+Every mode is separable: output position ``i`` along one spatial axis is a fixed combination of
+input positions along that axis, ``y = A x`` with a small ``(out, in)`` matrix ``A`` built on the
+host from PyTorch's source-index rule. Forward applies one matrix per spatial axis (``nearest``
+modes gather with ``take`` instead); backward applies the transposes, ``dx = A^T g``, which adds
+every output gradient back into the inputs it came from.
+
+Source coordinate of output ``i`` (``scale = 1 / scale_factor`` when a scale factor is given,
+else ``in / out``; with ``align_corners`` it is ``(in - 1) / (out - 1)``):
+
+- ``nearest``: ``min(floor(i * scale), in - 1)``; ``nearest-exact``: ``min(floor((i + 0.5) *
+  scale), in - 1)``.
+- ``linear``/``bilinear``/``trilinear``: ``s = (i + 0.5) * scale - 0.5`` clamped at 0 (or
+  ``i * scale`` with ``align_corners``), weights ``1 - t`` and ``t`` on ``floor(s)`` and the
+  next position (``t = s - floor(s)``, the last position repeated at the edge).
+- ``bicubic``: ``s`` as for linear but not clamped, Keys' cubic convolution with ``a = -0.75``
+  on the four positions ``floor(s) - 1 .. floor(s) + 2``, clamped to the edge.
+"""
 
 from __future__ import annotations
 
@@ -11,111 +29,237 @@ from ..core.checks import check_floating, check_grad, require_forward
 from ..core.module import Module
 from ._spatial import int_tuple
 
+# mode -> the spatial ranks it accepts (None: any of 1, 2, 3)
+MODES = {
+    "nearest": None,
+    "nearest-exact": None,
+    "linear": 1,
+    "bilinear": 2,
+    "bicubic": 2,
+    "trilinear": 3,
+}
+_CUBIC_A = -0.75
 
-def _nearest_index(size: int, out: int, scale: float) -> list[int]:
-    """PyTorch's "nearest" source index ``min(floor(i * scale), size - 1)`` for each output."""
-    return [min(int(math.floor(i * scale)), size - 1) for i in range(out)]
+
+def _scale(size: int, out: int, factor: float | None, align_corners: bool) -> float:
+    """PyTorch's ``area_pixel_compute_scale``."""
+    if align_corners:
+        return (size - 1) / (out - 1) if out > 1 else 0.0
+    return 1.0 / factor if factor is not None else size / out
+
+
+def _cubic(t: float) -> list[float]:
+    """Keys' cubic convolution weights of the positions ``-1, 0, 1, 2`` for offset ``t``."""
+    a = _CUBIC_A
+
+    def near(x: float) -> float:  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: float) -> float:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def axis_matrix(
+    mode: str, size: int, out: int, factor: float | None, align_corners: bool
+) -> list[list[float]]:
+    """The ``(out, size)`` interpolation matrix of one axis (rows: outputs), as nested lists."""
+    scale = _scale(size, out, factor, align_corners)
+    rows = [[0.0] * size for _ in range(out)]
+    for i in range(out):
+        row = rows[i]
+        if mode in ("nearest", "nearest-exact"):
+            offset = 0.5 if mode == "nearest-exact" else 0.0
+            row[min(int(math.floor((i + offset) * scale)), size - 1)] = 1.0
+            continue
+        s = i * scale if align_corners else (i + 0.5) * scale - 0.5
+        if mode == "bicubic":
+            base = math.floor(s)
+            for k, w in enumerate(_cubic(s - base)):
+                row[min(max(base - 1 + k, 0), size - 1)] += w
+            continue
+        s = max(s, 0.0)
+        lo = min(int(math.floor(s)), size - 1)
+        hi = min(lo + 1, size - 1)
+        t = s - lo
+        row[lo] += 1.0 - t
+        row[hi] += t
+    return rows
+
+
+def _positive_factors(value: Any) -> bool:
+    factors = value if isinstance(value, tuple) else (value,)
+    return all(
+        isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f) and f > 0
+        for f in factors
+    )
 
 
 class Upsample(Module):
-    """Nearest-neighbour upsampling of the spatial axes of ``(N, C, L)`` or ``(N, C, H, W)``.
+    """Upsampling of the spatial axes of ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``,
+    as ``torch.nn.Upsample(size=None, scale_factor=None, mode="nearest", align_corners=None,
+    recompute_scale_factor=None)``.
 
     Give either ``size`` (the output's spatial size) or ``scale_factor`` (a number or one per
-    axis; the output is ``floor(in * scale_factor)``). Output position ``i`` copies input
-    ``min(floor(i * r), in - 1)`` with ``r = 1 / scale_factor`` (or ``in / size``), as PyTorch.
-    Forward gathers with ``take`` along each axis; backward adds every output gradient into its
-    source, ``dx = S_h^T @ g @ S_w`` with the one-hot selection matrices ``S``.
+    axis; the output is ``floor(in * scale_factor)``). ``mode`` is ``"nearest"``,
+    ``"nearest-exact"`` (any rank), ``"linear"`` (3-D input), ``"bilinear"``/``"bicubic"``
+    (4-D) or ``"trilinear"`` (5-D); ``align_corners`` (interpolating modes only) maps the corner
+    pixels of input and output onto each other. ``recompute_scale_factor=True`` computes the
+    source positions from the output size instead of the given factor, as PyTorch.
 
     >>> import numpy as np, nnx
     >>> nnx.Upsample(scale_factor=2)(np.arange(2, dtype=np.float32).reshape(1, 1, 2)).tolist()
     [[[0.0, 0.0, 1.0, 1.0]]]
+    >>> up = nnx.Upsample(scale_factor=2, mode="linear", align_corners=True)
+    >>> [round(float(v), 4) for v in up(np.arange(2, dtype=np.float32).reshape(1, 1, 2))[0, 0]]
+    [0.0, 0.3333, 0.6667, 1.0]
     """
 
-    _shape = None
+    _saved = None
 
     def __init__(
         self,
         size: int | tuple[int, ...] | None = None,
         scale_factor: float | tuple[float, ...] | None = None,
         mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
     ):
-        if mode != "nearest":
-            raise ValueError(f"Upsample: only mode='nearest' is supported, got {mode!r}")
+        who = type(self).__name__
+        if mode not in MODES:
+            names = ", ".join(repr(m) for m in MODES)
+            raise ValueError(f"{who}: mode must be one of {names}, got {mode!r}")
         if (size is None) == (scale_factor is None):
-            raise ValueError("Upsample: give exactly one of size and scale_factor")
+            raise ValueError(f"{who}: give exactly one of size and scale_factor")
+        if align_corners is not None and mode in ("nearest", "nearest-exact"):
+            raise ValueError(
+                f"{who}: align_corners only applies to the interpolating modes (linear, "
+                f"bilinear, bicubic, trilinear), not mode={mode!r}"
+            )
+        if scale_factor is not None and not _positive_factors(scale_factor):
+            raise ValueError(
+                f"{who}: scale_factor must be a positive number or a tuple of them, "
+                f"got {scale_factor!r}"
+            )
         self.mode = mode
         self.size = size
-        if scale_factor is not None:
-            factors = scale_factor if isinstance(scale_factor, tuple) else (scale_factor,)
-            if not all(
-                isinstance(f, numbers.Real)
-                and not isinstance(f, bool)
-                and math.isfinite(f)
-                and f > 0
-                for f in factors
-            ):
-                raise ValueError(
-                    f"Upsample: scale_factor must be a positive number or a tuple of them, "
-                    f"got {scale_factor!r}"
-                )
         self.scale_factor = scale_factor
+        self.align_corners = align_corners
+        self.recompute_scale_factor = recompute_scale_factor
 
     def extra_repr(self) -> str:
         what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
-        return f"{what}, mode={self.mode!r}"
+        corners = "" if self.align_corners is None else f", align_corners={self.align_corners}"
+        return f"{what}, mode={self.mode!r}{corners}"
 
-    def _plan(self, x: Any) -> list[tuple[int, int, float]]:
-        """``(in, out, r)`` for each spatial axis."""
+    def _plan(self, x: Any) -> list[tuple[int, int, float | None]]:
+        """``(in, out, scale_factor or None)`` for each spatial axis."""
+        who = type(self).__name__
         nsp = x.ndim - 2
-        if x.ndim not in (3, 4):
+        rank = MODES[self.mode]
+        if nsp not in (1, 2, 3) or (rank is not None and nsp != rank):
+            want = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+            expected = " or ".join(want.values()) if rank is None else want[rank]
             raise ValueError(
-                f"Upsample: expected input of shape (N, C, L) or (N, C, H, W), "
+                f"{who}: mode={self.mode!r} expects input of shape {expected}, "
                 f"got shape {tuple(x.shape)}"
             )
         sizes = tuple(x.shape[2:])
         if self.size is not None:
-            out = int_tuple(self.size, nsp, "size", "Upsample")
-            return [(s, o, s / o) for s, o in zip(sizes, out, strict=True)]
+            out = int_tuple(self.size, nsp, "size", who)
+            return [(s, o, None) for s, o in zip(sizes, out, strict=True)]
         f = self.scale_factor
         factors = f if isinstance(f, tuple) else (f,) * nsp
         if len(factors) != nsp:
             raise ValueError(
-                f"Upsample: scale_factor {f!r} has {len(factors)} entries for {nsp} spatial axes "
+                f"{who}: scale_factor {f!r} has {len(factors)} entries for {nsp} spatial axes "
                 f"(input shape {tuple(x.shape)})"
             )
         plan = []
         for s, k in zip(sizes, factors, strict=True):
             o = int(math.floor(s * float(k)))
             if o <= 0:
-                raise ValueError(f"Upsample: output size {o} for input size {s} is empty")
-            plan.append((s, o, 1.0 / float(k)))
+                raise ValueError(f"{who}: output size {o} for input size {s} is empty")
+            plan.append((s, o, None if self.recompute_scale_factor else float(k)))
         return plan
+
+    def _matrices(self, plan: list, xp: Any, like: Any) -> list[Any]:
+        corners = bool(self.align_corners)
+        return [
+            xp.asarray(
+                axis_matrix(self.mode, s, o, k, corners), dtype=like.dtype, device=device(like)
+            )
+            for s, o, k in plan
+        ]
 
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
-        check_floating(xp, x, "Upsample")
+        check_floating(xp, x, type(self).__name__)
         plan = self._plan(x)
-        dev = device(x)
-        self._index = []
+        mats = self._matrices(plan, xp, x)
         y = x
-        for axis, (s, o, r) in enumerate(plan, start=2):
-            index = _nearest_index(s, o, r)
-            self._index.append(index)
-            y = xp.take(y, xp.asarray(index, device=dev), axis=axis)
-        self._shape = (tuple(x.shape), tuple(y.shape))
+        for axis, (a, (s, o, k)) in enumerate(zip(mats, plan, strict=True), start=2):
+            if self.mode in ("nearest", "nearest-exact"):  # a gather: one source per output
+                offset = 0.5 if self.mode == "nearest-exact" else 0.0
+                scale = _scale(s, o, k, False)
+                index = [min(int(math.floor((i + offset) * scale)), s - 1) for i in range(o)]
+                y = xp.take(y, xp.asarray(index, device=device(x)), axis=axis)
+            else:
+                y = _along(xp, y, a, axis)
+        self._saved = (tuple(x.shape), tuple(y.shape), mats)
         return y
 
     def backward(self, grad_out: Any) -> Any:
-        in_shape, out_shape = require_forward(self._shape, "Upsample")
-        check_grad(grad_out, out_shape, "Upsample")
+        in_shape, out_shape, mats = require_forward(self._saved, type(self).__name__)
+        check_grad(grad_out, out_shape, type(self).__name__)
         xp = namespace(grad_out)
-        dev = device(grad_out)
-
-        def selection(index: list[int], size: int) -> Any:
-            idx = xp.asarray(index, device=dev)
-            return xp.astype(idx[:, None] == xp.arange(size, device=dev)[None, :], grad_out.dtype)
-
-        g = grad_out @ selection(self._index[-1], in_shape[-1])
-        if len(in_shape) == 4:
-            g = xp.matrix_transpose(selection(self._index[0], in_shape[2])) @ g
+        g = grad_out
+        for axis, a in enumerate(mats, start=2):
+            g = _along(xp, g, xp.matrix_transpose(a), axis)
         return g
+
+
+def _along(xp: Any, x: Any, a: Any, axis: int) -> Any:
+    """``a`` (``(out, in)``) applied along ``axis`` of ``x``."""
+    last = x.ndim - 1
+    if axis == last:
+        return x @ xp.matrix_transpose(a)
+    order = [*range(axis), *range(axis + 1, x.ndim), axis]
+    moved = xp.permute_dims(x, tuple(order)) @ xp.matrix_transpose(a)
+    back = [*range(axis), last, *range(axis, last)]
+    return xp.permute_dims(moved, tuple(back))
+
+
+class UpsamplingNearest2d(Upsample):
+    """``Upsample(size, scale_factor, mode="nearest")`` of ``(N, C, H, W)`` inputs, as
+    ``torch.nn.UpsamplingNearest2d``.
+
+    >>> import numpy as np, nnx
+    >>> nnx.UpsamplingNearest2d(scale_factor=2)(np.zeros((1, 1, 2, 3), np.float32)).shape
+    (1, 1, 4, 6)
+    """
+
+    def __init__(self, size: Any = None, scale_factor: Any = None):
+        super().__init__(size, scale_factor, mode="nearest")
+
+    def _plan(self, x: Any) -> list[tuple[int, int, float | None]]:
+        if x.ndim != 4:
+            raise ValueError(
+                f"UpsamplingNearest2d: expected input of shape (N, C, H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
+        return super()._plan(x)
+
+
+class UpsamplingBilinear2d(Upsample):
+    """``Upsample(size, scale_factor, mode="bilinear", align_corners=True)``, as
+    ``torch.nn.UpsamplingBilinear2d``.
+
+    >>> import numpy as np, nnx
+    >>> nnx.UpsamplingBilinear2d(size=(3, 3))(np.zeros((1, 1, 2, 2), np.float32)).shape
+    (1, 1, 3, 3)
+    """
+
+    def __init__(self, size: Any = None, scale_factor: Any = None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)

@@ -14,10 +14,12 @@ def test_flatten_and_back(backend):
 
 
 def test_flatten_checks():
-    with pytest.raises(ValueError, match="start_axis must be a non-negative integer"):
-        nnx.Flatten(-1)
-    with pytest.raises(ValueError, match=r"input of shape \(3,\) has only 1 axes"):
+    with pytest.raises(ValueError, match="start_dim must be an integer"):
+        nnx.Flatten(1.5)
+    with pytest.raises(ValueError, match="start_dim=2 is out of range for an input of 1 axes"):
         nnx.Flatten(2)(np.ones(3))
+    with pytest.raises(ValueError, match="start_dim comes after end_dim"):
+        nnx.Flatten(2, 1)(np.ones((2, 3, 4)))
     with pytest.raises(nnx.BackwardBeforeForwardError):
         nnx.Flatten().backward(np.ones((2, 3)))
 

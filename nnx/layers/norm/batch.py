@@ -1,4 +1,4 @@
-"""Batch normalization: ``BatchNorm1d`` and ``BatchNorm2d``, as in PyTorch.
+"""Batch normalization: ``BatchNorm1d``, ``BatchNorm2d`` and ``BatchNorm3d``, as in PyTorch.
 
 BatchNorm (and GroupNorm, :mod:`nnx.layers.norm.group`) normalize ``x_hat = (x - mean) / sqrt(var + eps)`` (biased variance) and apply a per-channel
 ``y = gamma * x_hat + beta``. With batch (or group) statistics the backward pass is the usual
@@ -56,7 +56,7 @@ def _channel_mean(xp: Any, a: Any, axes: tuple[int, ...], m: int, b: Any = None)
 
 
 class _BatchNorm(Module):
-    """Shared code of BatchNorm1d and BatchNorm2d (they differ only in the accepted ranks)."""
+    """Shared code of BatchNorm1d/2d/3d (they differ only in the accepted ranks)."""
 
     ranks: tuple[int, ...] = ()
     layout = ""
@@ -70,6 +70,7 @@ class _BatchNorm(Module):
         affine: bool = True,
         track_running_stats: bool = True,
         *,
+        bias: bool = True,
         dtype: Any = "float32",
         device: str | Backend = "cpu",
     ):
@@ -87,7 +88,7 @@ class _BatchNorm(Module):
         c = self.num_features
         if self.affine:
             self.weight = Parameter(backend.asarray([1.0] * c, dtype=dtype), "weight")
-            self.bias = Parameter(backend.asarray([0.0] * c, dtype=dtype), "bias")
+            self.bias = Parameter(backend.asarray([0.0] * c, dtype=dtype), "bias") if bias else None
         else:
             self.weight = self.bias = None
         if self.track_running_stats:
@@ -133,6 +134,8 @@ class _BatchNorm(Module):
         if ref is not None:
             check_same_dtype(x, ref, who)
             check_same_device(x, ref, who)
+        if math.prod(x.shape) == 0 and not getattr(self, "collective", False):
+            return self._empty(xp, x)
         axes = (0, *range(2, x.ndim))
         shape = _channel_shape(x.ndim)
         use_batch = self.training or not self.track_running_stats
@@ -153,10 +156,18 @@ class _BatchNorm(Module):
         # never formed: backward works from the centred input, one pass fewer each way)
         scale = invstd * self.weight.value if self.affine else invstd
         y = centered * xp.reshape(scale, shape)
-        if self.affine:
+        if self.bias is not None:
             y = y + xp.reshape(self.bias.value, shape)
         self._cache = (centered, invstd, use_batch, tuple(y.shape))
         return y
+
+    def _empty(self, xp: Any, x: Any) -> Any:
+        """An empty batch, as PyTorch: the output is empty, the running statistics stay and
+        ``num_batches_tracked`` still counts the step; the parameter gradients are zero."""
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.value = self.num_batches_tracked.value + 1
+        self._cache = (None, None, None, tuple(x.shape))
+        return x * 1.0
 
     def _batch_statistics(self, xp: Any, x: Any, axes: tuple[int, ...], shape: Any) -> tuple:
         """``(mean, biased variance, x - mean, m)`` per channel over the ``m`` values of each
@@ -191,6 +202,11 @@ class _BatchNorm(Module):
         centered, invstd, use_batch, out_shape = require_forward(self._cache, self._who())
         check_grad(grad_out, out_shape, self._who())
         xp = namespace(grad_out)
+        if centered is None:  # an empty batch: nothing flows, the parameters get zeros
+            for p in (self.weight, self.bias):
+                if p is not None:
+                    p.accumulate(xp.zeros_like(p.value))
+            return grad_out
         axes = (0, *range(2, grad_out.ndim))
         shape = _channel_shape(grad_out.ndim)
         # the two reductions everything needs: sum(g) and sum(g * x_hat) = invstd * sum(g * xc)
@@ -198,7 +214,8 @@ class _BatchNorm(Module):
         sum_gx = _channel_sum(xp, grad_out, axes, centered) * invstd
         if self.affine:
             self.weight.accumulate(sum_gx)
-            self.bias.accumulate(sum_g)
+            if self.bias is not None:
+                self.bias.accumulate(sum_g)
             gamma = self.weight.value
             gamma_s = invstd * gamma
         else:
@@ -226,7 +243,8 @@ class BatchNorm1d(_BatchNorm):
     running statistics are used instead (or the batch's when ``track_running_stats=False``).
 
     Args as PyTorch (``num_features, eps=1e-5, momentum=0.1, affine=True,
-    track_running_stats=True``) plus keyword-only ``dtype`` and ``device``.
+    track_running_stats=True``, keyword-only ``bias=True``: ``bias=False`` with ``affine`` learns
+    ``gamma`` alone) plus keyword-only ``dtype`` and ``device``.
 
     >>> import numpy as np, nnx
     >>> bn = nnx.BatchNorm1d(3)
@@ -250,3 +268,16 @@ class BatchNorm2d(_BatchNorm):
 
     ranks = (4,)
     layout = "(N, C, H, W)"
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization of ``(N, C, D, H, W)`` inputs over ``(N, D, H, W)``, as
+    ``torch.nn.BatchNorm3d`` (see :class:`BatchNorm1d` for the statistics and buffers).
+
+    >>> import numpy as np, nnx
+    >>> nnx.BatchNorm3d(2)(np.ones((2, 2, 3, 3, 3), np.float32)).shape
+    (2, 2, 3, 3, 3)
+    """
+
+    ranks = (5,)
+    layout = "(N, C, D, H, W)"

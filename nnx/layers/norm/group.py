@@ -24,7 +24,8 @@ from .batch import _channel_shape
 
 
 class GroupNorm(Module):
-    """Group normalization, as ``torch.nn.GroupNorm(num_groups, num_channels, eps, affine)``.
+    """Group normalization, as ``torch.nn.GroupNorm(num_groups, num_channels, eps, affine, *,
+    bias)`` (``bias=False``: ``gamma`` without ``beta``).
 
     The channels of each sample are split into ``num_groups`` groups; each group is normalized
     by its own mean and biased variance (over its channels and spatial positions), then a
@@ -45,6 +46,7 @@ class GroupNorm(Module):
         eps: float = 1e-5,
         affine: bool = True,
         *,
+        bias: bool = True,
         dtype: Any = "float32",
         device: str | Backend = "cpu",
     ):
@@ -62,7 +64,11 @@ class GroupNorm(Module):
         backend = get_backend(device)
         if self.affine:
             self.weight = Parameter(backend.asarray([1.0] * num_channels, dtype=dtype), "weight")
-            self.bias = Parameter(backend.asarray([0.0] * num_channels, dtype=dtype), "bias")
+            self.bias = (
+                Parameter(backend.asarray([0.0] * num_channels, dtype=dtype), "bias")
+                if bias
+                else None
+            )
         else:
             self.weight = self.bias = None
 
@@ -85,6 +91,9 @@ class GroupNorm(Module):
             check_same_dtype(x, self.weight.value, who)
             check_same_device(x, self.weight.value, who)
         n = x.shape[0]
+        if n == 0:  # an empty batch: an empty output; the parameters get zero gradients
+            self._cache = (x * 1.0, None)
+            return x * 1.0
         xg = xp.reshape(x, (n, self.num_groups, -1))
         mean = xp.mean(xg, axis=2, keepdims=True)
         centered = xg - mean
@@ -94,7 +103,9 @@ class GroupNorm(Module):
         y = x_hat
         if self.affine:
             shape = _channel_shape(x.ndim)
-            y = x_hat * xp.reshape(self.weight.value, shape) + xp.reshape(self.bias.value, shape)
+            y = x_hat * xp.reshape(self.weight.value, shape)
+            if self.bias is not None:
+                y = y + xp.reshape(self.bias.value, shape)
         self._cache = (x_hat, invstd)
         return y
 
@@ -102,11 +113,17 @@ class GroupNorm(Module):
         x_hat, invstd = require_forward(self._cache, self._who())
         check_grad(grad_out, tuple(x_hat.shape), self._who())
         xp = namespace(grad_out)
+        if invstd is None:  # the empty batch of forward
+            for p in (self.weight, self.bias):
+                if p is not None:
+                    p.accumulate(xp.zeros_like(p.value))
+            return grad_out
         axes = (0, *range(2, grad_out.ndim))
         if self.affine:
             shape = _channel_shape(grad_out.ndim)
             self.weight.accumulate(xp.sum(grad_out * x_hat, axis=axes))
-            self.bias.accumulate(xp.sum(grad_out, axis=axes))
+            if self.bias is not None:
+                self.bias.accumulate(xp.sum(grad_out, axis=axes))
             dxh = grad_out * xp.reshape(self.weight.value, shape)
         else:
             dxh = grad_out
