@@ -15,9 +15,11 @@ from ..core.checks import (
     require_forward,
 )
 from ..core.init import Initializer, Seed, as_rng, get_initializer
+from ..core.lazy import lazy_input
 from ..core.module import Module, Parameter
 
 
+@lazy_input("in_features", axis=-1)
 class Linear(Module):
     """Affine map ``y = x @ W + b`` over the last axis.
 
@@ -46,7 +48,7 @@ class Linear(Module):
 
     def __init__(
         self,
-        in_features: int,
+        in_features: int | None,
         out_features: int,
         bias: bool = True,
         init: str | Initializer = "glorot_uniform",
