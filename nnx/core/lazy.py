@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from typing import Any
 
 from ..io.registry import capture_init, update_init_argument
@@ -38,14 +39,19 @@ class UnbuiltModuleError(ValueError):
 class _Pending:
     """What an unbuilt layer needs to build itself."""
 
-    __slots__ = ("init", "signature", "arguments", "name", "axis")
+    __slots__ = ("init", "defaults", "arguments", "name", "axis")
 
-    def __init__(self, init, signature, arguments, name, axis):
-        self.init = init
-        self.signature = signature
+    def __init__(self, init, defaults, arguments, name, axis):
+        self.init = init  # the constructor, without Module's argument capture
+        self.defaults = defaults  # argument name -> default (inspect.Parameter.empty: none)
         self.arguments = arguments
         self.name = name
         self.axis = axis
+
+
+# While a layer is unbuilt these instance attributes stand in for its class's methods; building
+# deletes them, so a built (or eager) layer runs its class's code with no extra call.
+_HOOKS = ("forward", "extra_repr", "penalty")
 
 
 def lazy_input(argument: str, axis: int, *, multiple_of: str | None = None):
@@ -53,14 +59,14 @@ def lazy_input(argument: str, axis: int, *, multiple_of: str | None = None):
     ``axis`` of the first input (``multiple_of`` names an argument the size must be a multiple
     of, such as ``groups``: the constructor's checks run with that size as a stand-in).
 
-    The class must define ``__init__`` and ``forward`` itself; subclasses inherit the behaviour.
+    The class must define ``__init__`` itself; subclasses inherit the behaviour.
     """
 
     def decorate(cls: type) -> type:
         init = cls.__dict__["__init__"]
         raw = getattr(init, "__wrapped__", init)  # under Module's argument capture
         signature = inspect.signature(raw)
-        forward = cls.__dict__["forward"]
+        defaults = {name: p.default for name, p in signature.parameters.items()}
 
         @functools.wraps(raw)
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -79,31 +85,13 @@ def lazy_input(argument: str, axis: int, *, multiple_of: str | None = None):
             if "rng" in trial:
                 trial["rng"] = 0  # a check only: the caller's generator is not drawn from
             raw(object.__new__(type(self)), **trial)  # the constructor's own argument checks
-            self.__dict__[argument] = None
-            self.__dict__[PENDING] = _Pending(raw, signature, arguments, argument, axis)
+            d = self.__dict__
+            d[argument] = None
+            d[PENDING] = _Pending(raw, defaults, arguments, argument, axis)
+            for name, hook in zip(_HOOKS, (_lazy_forward, _pending_repr, _no_penalty), strict=True):
+                d[name] = types.MethodType(hook, self)
 
         cls.__init__ = capture_init(__init__)
-
-        @functools.wraps(forward)
-        def lazy_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-            if PENDING not in self.__dict__:
-                return forward(self, x, *args, **kwargs)
-            before = dict(self.__dict__)
-            try:
-                pending = _build(self, x)
-                out = forward(self, x, *args, **kwargs)
-            except Exception:
-                self.__dict__.clear()  # not built after all: a wrong input said nothing
-                self.__dict__.update(before)
-                raise
-            update_init_argument(self, pending.name, self.__dict__[pending.name])
-            return out
-
-        cls.forward = lazy_forward
-        for name, method in (("extra_repr", _pending_repr), ("penalty", _no_penalty)):
-            original = getattr(cls, name)
-            cls_method = functools.wraps(original)(_unless_built(original, method))
-            setattr(cls, name, cls_method)
         return cls
 
     return decorate
@@ -113,13 +101,21 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _unless_built(original: Any, instead: Any) -> Any:
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if PENDING in self.__dict__:
-            return instead(self)
-        return original(self, *args, **kwargs)
-
-    return method
+def _lazy_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """The first call: build with the size read from ``x``, then the class's forward."""
+    d = self.__dict__
+    if PENDING not in d:  # a stale reference to this hook (kept by a caller): already built
+        return type(self).forward(self, x, *args, **kwargs)
+    before = dict(d)
+    try:
+        pending = _build(self, x)
+        out = type(self).forward(self, x, *args, **kwargs)
+    except Exception:
+        d.clear()  # not built after all: a wrong first input decides nothing
+        d.update(before)
+        raise
+    update_init_argument(self, pending.name, d[pending.name])
+    return out
 
 
 def _no_penalty(module: Any) -> None:
@@ -130,7 +126,7 @@ def _pending_repr(module: Any) -> str:
     pending = module.__dict__[PENDING]
     shown = []
     for name, value in pending.arguments.items():
-        default = pending.signature.parameters[name].default
+        default = pending.defaults[name]
         if name == pending.name or default is inspect.Parameter.empty:
             shown.append(f"{name}={value!r}")
         elif name != "rng" and value != default:
@@ -178,6 +174,7 @@ def _build(module: Any, x: Any) -> _Pending:
             f"input of shape {shape}"
         )
     size = int(shape[pending.axis])
-    del module.__dict__[PENDING]
+    for name in (PENDING, *_HOOKS):
+        module.__dict__.pop(name, None)
     pending.init(module, **{**pending.arguments, pending.name: size})
     return pending
