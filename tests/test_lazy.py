@@ -71,6 +71,11 @@ def test_the_inferred_size_is_recorded_for_files(tmp_path):
     assert again[0].in_features == 3 and again[2].in_features == 4
     np.testing.assert_array_equal(again(x), model(x))
     assert nnx.summary(model, (3,), print_fn=None).endswith("buffers): 0")
+    nnx.save_checkpoint(tmp_path / "c.npz", model)
+    twin = nnx.Sequential(nnx.Linear(None, 4, rng=5), nnx.ReLU(), nnx.Linear(None, 2, rng=6))
+    nnx.load_checkpoint(tmp_path / "c.npz", twin.build(x))  # an unbuilt one is built first
+    np.testing.assert_array_equal(twin(x), model(x))
+    np.testing.assert_array_equal(nnx.load_model(tmp_path / "c.npz")(x), model(x))
 
 
 def test_before_the_first_call_listing_fails_clearly(tmp_path):

@@ -26,7 +26,8 @@ class Linear(Module):
     Backward: ``dW = x^T g``, ``db = sum(g)`` over all leading axes, ``dx = g @ W^T``.
 
     Args:
-        in_features, out_features: sizes of the last axis of input and output.
+        in_features, out_features: sizes of the last axis of input and output; ``in_features``
+            None reads it from the first input (docs/layers.md, "Lazy shapes").
         bias: learn an additive bias ``b`` (default True).
         init, bias_init: initializer names from :mod:`nnx.init` (or callables ``(shape, rng)``).
         rng: seed or ``numpy.random.Generator`` for the initial values (drawn on the host).
