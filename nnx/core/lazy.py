@@ -84,7 +84,14 @@ def lazy_input(argument: str, axis: int, *, multiple_of: str | None = None):
             trial = {**arguments, argument: stand_in if _positive(stand_in) else 1}
             if "rng" in trial:
                 trial["rng"] = 0  # a check only: the caller's generator is not drawn from
-            raw(object.__new__(type(self)), **trial)  # the constructor's own argument checks
+            try:  # the constructor's own argument checks, on a throwaway instance
+                raw(object.__new__(type(self)), **trial)
+            except (ValueError, TypeError) as err:
+                if type(err) not in (ValueError, TypeError):
+                    raise
+                raise type(err)(
+                    f"{err} ({argument}=None, checked with {trial[argument]} standing in)"
+                ) from None
             d = self.__dict__
             d[argument] = None
             d[PENDING] = _Pending(raw, defaults, arguments, argument, axis)
