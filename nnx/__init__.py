@@ -14,6 +14,8 @@ from .core.checks import BackwardBeforeForwardError
 from .core.containers import Add, Concat, Parallel, Residual
 from .core.gradcheck import GradcheckResult, gradcheck
 from .core.graph import Graph, Input
+from .core.holders import ModuleDict, ModuleList, ParameterDict, ParameterList
+from .core.lazy import UnbuiltModuleError
 from .core.module import Buffer, Module, Parameter, Sequential, register_module
 from .core.summary import summary
 from .data import augment
@@ -59,14 +61,19 @@ __all__ = [
     "ModelCheckpoint",
     "ModelFileError",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "NnxFileError",
     "NonFiniteLossError",
     "Parallel",
     "Parameter",
+    "ParameterDict",
+    "ParameterList",
     "ProgressBar",
     "Residual",
     "Sequential",
     "Trainer",
+    "UnbuiltModuleError",
     "augment",
     "backend_of",
     "callbacks",

@@ -19,6 +19,7 @@ from ..backend import Backend, backend_of, get_backend, to_numpy
 from ..io.registry import capture_init, register, register_builtin
 from .calls import call_backward, capture_call_state, restore_call_state, restore_final_state
 from .checks import dtype_name
+from .lazy import PENDING, move_pending, unbuilt_error
 
 
 class _NamedArray:
@@ -145,9 +146,13 @@ class Module:
         for _, module in self.named_modules():
             yield module
 
-    def _named_members(self, kind: type, prefix: str) -> Iterator[tuple[str, Any]]:
+    def _named_members(
+        self, kind: type, prefix: str, unbuilt_ok: bool = False
+    ) -> Iterator[tuple[str, Any]]:
         seen: set[int] = set()
         for path, module in self.named_modules():
+            if PENDING in module.__dict__ and not unbuilt_ok:  # a lazy layer before its first call
+                raise unbuilt_error(module, prefix + path)
             for name, value in vars(module).items():
                 if isinstance(value, kind) and id(value) not in seen:
                     seen.add(id(value))
@@ -155,7 +160,9 @@ class Module:
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """Every parameter with its dotted name (``"0.weight"``), in assignment order; a shared
-        parameter is listed once, under its first name."""
+        parameter is listed once, under its first name. Raises
+        :class:`~nnx.core.lazy.UnbuiltModuleError` while a lazy layer (``Linear(None, 64)``) has
+        not seen an input: call the model once first (:meth:`build`)."""
         return self._named_members(Parameter, prefix)
 
     def parameters(self) -> Iterator[Parameter]:
@@ -174,8 +181,22 @@ class Module:
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient."""
-        for p in self.parameters():
+        for _, p in self._named_members(Parameter, "", unbuilt_ok=True):
             p.grad = None
+
+    def build(self, *inputs: Any, **kwargs: Any) -> Module:
+        """Run one forward pass on example inputs in evaluation mode (each module's mode is put
+        back afterwards) and return the module: lazy layers (``Linear(None, 64)``) infer their
+        input sizes and create their parameters, so an optimizer can be built from
+        ``parameters()``. Running statistics and random generators are not touched."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            self(*inputs, **kwargs)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return self
 
     def penalty(self) -> Any:
         """This module's own regularization term (a 0-d array), or None when it has none."""
@@ -209,7 +230,10 @@ class Module:
         optimizer's state follows each parameter at the optimizer's next ``step()``.
         """
         target = None if backend is None else get_backend(backend)
-        for p in self.parameters():
+        for m in self.modules():
+            if PENDING in m.__dict__:  # an unbuilt lazy layer: its parameters will be made there
+                move_pending(m, target, dtype)
+        for _, p in self._named_members(Parameter, "", unbuilt_ok=True):
             dest = target or backend_of(p.value)
             if dest.owns(p.value):
                 if dtype is not None and p.value.dtype != dest.dtype(dtype):
@@ -219,7 +243,7 @@ class Module:
                     p.value, dtype=dtype if dtype is not None else dtype_name(p.value.dtype)
                 )
             p.grad = None
-        for b in self.buffers():
+        for _, b in self._named_members(Buffer, "", unbuilt_ok=True):
             dest = target or backend_of(b.value)
             floating = backend_of(b.value).xp.isdtype(b.value.dtype, "real floating")
             cast = dtype if dtype is not None and floating else dtype_name(b.value.dtype)
@@ -340,8 +364,7 @@ class Sequential(Module):
         self._layers = tuple(layers)
         self._reused = reused_positions(layers, "Sequential")
         self._first_trainable = next(
-            (i for i, layer in enumerate(layers) if next(layer.parameters(), None) is not None),
-            len(layers),
+            (i for i, layer in enumerate(layers) if _trainable(layer)), len(layers)
         )
         self._states: list[Any] | None = None
 
@@ -383,6 +406,13 @@ class Sequential(Module):
         if states is not None:
             restore_final_state(states)
         return grad_out if need_input_grad else None
+
+
+def _trainable(module: Module) -> bool:
+    """Whether ``module`` has parameters, or will have (it holds an unbuilt lazy layer)."""
+    return any(PENDING in m.__dict__ for m in module.modules()) or (
+        next(module._named_members(Parameter, ""), None) is not None
+    )
 
 
 def reused_positions(children: Any, who: str) -> frozenset[int]:

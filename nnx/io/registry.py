@@ -118,3 +118,12 @@ def init_arguments(module: Any) -> tuple[inspect.Signature | None, dict[str, Any
         return None, {}
     init, arguments = recorded
     return signature(init), dict(arguments)
+
+
+def update_init_argument(module: Any, name: str, value: Any) -> None:
+    """Change one recorded constructor argument of ``module`` (a lazy layer records the input size
+    it inferred at its first call, so that a saved model rebuilds with it); no-op when the
+    outermost constructor call had no argument ``name``."""
+    recorded = module.__dict__.get(_ARGS)
+    if recorded is not None and name in recorded[1]:
+        recorded[1][name] = value

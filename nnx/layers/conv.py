@@ -31,6 +31,7 @@ from ..core.checks import (
     require_forward,
 )
 from ..core.init import Seed, as_rng, reserve
+from ..core.lazy import lazy_input
 from ..core.module import Module, Parameter
 from ._spatial import (
     PADDING_MODES,
@@ -186,6 +187,7 @@ def _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation, crop):
     return conv_forward(gpad, wf, xp, groups, (1, 1), dilation, out)
 
 
+@lazy_input("in_channels", axis=1, multiple_of="groups")
 class _ConvNd(Module):
     """Shared constructor, checks and 2-d computation of Conv1d and Conv2d."""
 

@@ -20,6 +20,7 @@ from ..core.checks import (
     require_forward,
 )
 from ..core.init import Seed
+from ..core.lazy import lazy_input
 from ..core.module import Module
 from ._spatial import (
     int_tuple,
@@ -28,6 +29,7 @@ from ._spatial import (
 from .conv import _init_parameters, conv_forward, conv_input_grad, conv_weight_grad
 
 
+@lazy_input("in_channels", axis=1, multiple_of="groups")
 class ConvTranspose2d(Module):
     """Transposed 2-d convolution (the input-gradient map of a ``Conv2d``), as PyTorch's.
 

@@ -15,16 +15,19 @@ from ..core.checks import (
     require_forward,
 )
 from ..core.init import Initializer, Seed, as_rng, get_initializer
+from ..core.lazy import lazy_input
 from ..core.module import Module, Parameter
 
 
+@lazy_input("in_features", axis=-1)
 class Linear(Module):
     """Affine map ``y = x @ W + b`` over the last axis.
 
     Backward: ``dW = x^T g``, ``db = sum(g)`` over all leading axes, ``dx = g @ W^T``.
 
     Args:
-        in_features, out_features: sizes of the last axis of input and output.
+        in_features, out_features: sizes of the last axis of input and output; ``in_features``
+            None reads it from the first input (docs/layers.md, "Lazy shapes").
         bias: learn an additive bias ``b`` (default True).
         init, bias_init: initializer names from :mod:`nnx.init` (or callables ``(shape, rng)``).
         rng: seed or ``numpy.random.Generator`` for the initial values (drawn on the host).
@@ -46,7 +49,7 @@ class Linear(Module):
 
     def __init__(
         self,
-        in_features: int,
+        in_features: int | None,
         out_features: int,
         bias: bool = True,
         init: str | Initializer = "glorot_uniform",

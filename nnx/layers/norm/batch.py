@@ -28,6 +28,7 @@ from ...core.checks import (
     real_in_range,
     require_forward,
 )
+from ...core.lazy import lazy_input
 from ...core.module import Buffer, Module, Parameter
 
 
@@ -55,6 +56,7 @@ def _channel_mean(xp: Any, a: Any, axes: tuple[int, ...], m: int, b: Any = None)
     return xp.mean(a if b is None else a * b, axis=axes)
 
 
+@lazy_input("num_features", axis=1)
 class _BatchNorm(Module):
     """Shared code of BatchNorm1d/2d/3d (they differ only in the accepted ranks)."""
 

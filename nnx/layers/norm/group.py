@@ -19,10 +19,12 @@ from ...core.checks import (
     real_in_range,
     require_forward,
 )
+from ...core.lazy import lazy_input
 from ...core.module import Module, Parameter
 from .batch import _channel_shape
 
 
+@lazy_input("num_channels", axis=1, multiple_of="num_groups")
 class GroupNorm(Module):
     """Group normalization, as ``torch.nn.GroupNorm(num_groups, num_channels, eps, affine, *,
     bias)`` (``bias=False``: ``gamma`` without ``beta``).

@@ -27,9 +27,11 @@ from ...core.checks import (
     real_in_range,
     require_forward,
 )
+from ...core.lazy import lazy_input
 from ...core.module import Buffer, Module, Parameter
 
 
+@lazy_input("num_features", axis=1)
 class _InstanceNorm(Module):
     """Shared code of InstanceNorm1d/2d/3d: ``spatial`` is the number of spatial axes."""
 
