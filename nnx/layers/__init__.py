@@ -36,6 +36,7 @@ from .conv import Conv1d, Conv2d
 from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .embedding import Embedding, TiedLinear
+from .embedding_bag import EmbeddingBag
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm, SyncBatchNorm
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
@@ -47,6 +48,7 @@ from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, Tran
 from .upsample import Upsample
 
 __all__ = [
+    "EmbeddingBag",
     "CELU",
     "GLU",
     "Hardshrink",
