@@ -7,8 +7,6 @@ import math
 import numbers
 from typing import Any
 
-import numpy as np
-
 from ..backend import Backend, device, get_backend, namespace, scatter_add_rows, to_numpy
 from ..core.checks import (
     check_grad,
@@ -32,7 +30,7 @@ class EmbeddingBag(Module):
     Bags come as a 2-D ``input (B, L)`` (each row a bag of ``L`` ids; ``offsets`` must be None)
     or as a 1-D ``input (M,)`` with ``offsets (B,)``: bag ``b`` holds ``input[offsets[b]:
     offsets[b+1]]`` and the last bag runs to the end (with ``include_last_offset``, ``offsets``
-    has ``B + 1`` entries and the last one ends the last bag). ``offsets[0]`` must be 0. Output
+    has ``B + 1`` entries, the last one the input length, as in CSR). ``offsets[0]`` must be 0. Output
     ``(B, embedding_dim)``; an empty bag gives zeros.
 
     - ``mode="sum"``: ``y[b] = sum_i w_i weight[ids[i]]``, with ``w_i = per_sample_weights[i]``
@@ -126,8 +124,8 @@ class EmbeddingBag(Module):
         self.check_indices, self.scatter = bool(check_indices), scatter
         shape = (self.num_embeddings, self.embedding_dim)
         if _weight is not None:
-            host = np.array(to_numpy(_weight), dtype=np.float64)
-            if host.shape != shape:
+            host = to_numpy(_weight)
+            if tuple(host.shape) != shape:
                 raise ValueError(f"{who}: _weight must have shape {shape}, got {host.shape}")
         else:
             reserve(shape)
@@ -164,40 +162,52 @@ class EmbeddingBag(Module):
             got = "None" if offsets is None else f"shape {tuple(offsets.shape)}"
             raise ValueError(f"EmbeddingBag: 1-D input needs 1-D integer offsets, got {got}")
         m = ids.shape[0]
-        starts = np.asarray(to_numpy(offsets), dtype=np.int64)
-        if starts.size and starts[0] != 0:
-            raise ValueError(f"EmbeddingBag: offsets[0] must be 0, got {int(starts[0])}")
-        if np.any(np.diff(starts) < 0) or (starts.size and starts[-1] > m):
+        starts = [int(v) for v in to_numpy(offsets).tolist()]  # B numbers, read to the host
+        if starts and starts[0] != 0:
+            raise ValueError(f"EmbeddingBag: offsets[0] must be 0, got {starts[0]}")
+        if any(starts[k + 1] < starts[k] for k in range(len(starts) - 1)) or (
+            starts and starts[-1] > m
+        ):
             raise ValueError(
                 f"EmbeddingBag: offsets must be non-decreasing and at most the input length "
-                f"{m}, got offsets from {int(starts.min())} to {int(starts.max())}"
+                f"{m}, got offsets from {min(starts)} to {max(starts)}"
             )
         if self.include_last_offset:
-            if starts.size == 0:
-                raise ValueError("EmbeddingBag: include_last_offset needs at least one offset")
+            if not starts or starts[-1] != m:
+                got = starts[-1] if starts else "no offsets"
+                raise ValueError(
+                    f"EmbeddingBag: with include_last_offset the last offset must be the input "
+                    f"length {m}, got {got}"
+                )
             starts, ends = starts[:-1], starts[1:]
         else:
-            ends = np.append(starts[1:], m)
-        count = ends - starts
-        bags, width = starts.size, max(1, int(count.max(initial=0)))
-        cols = np.arange(width)
+            ends = [*starts[1:], m] if starts else []
+        bags = len(starts)
+        width = max([1] + [e - s for s, e in zip(starts, ends, strict=True)])
+        dev, itype = device(ids), offsets.dtype
+        first = xp.asarray(starts, dtype=itype, device=dev)
+        count = xp.asarray(ends, dtype=itype, device=dev) - first
+        cols = xp.arange(width, dtype=itype, device=dev)
         in_bag = cols[None, :] < count[:, None]
-        pos = np.where(in_bag, starts[:, None] + cols[None, :], 0)
-        where = np.full(m + 1, bags * width, dtype=np.int64)
-        where[pos[in_bag]] = np.nonzero(in_bag.ravel())[0]
-        source = np.where(in_bag, pos, m).ravel()
-        dev = device(ids)
+        pos = xp.where(in_bag, first[:, None] + cols[None, :], xp.zeros_like(in_bag, dtype=itype))
+        # the input element of every cell of the (B, L) block (m: none) ...
+        source = xp.reshape(xp.where(in_bag, pos, xp.full_like(pos, m)), (-1,))
+        # ... and the cell of every input element (B * L: in no bag): element i is in the last
+        # bag starting at or before it, at position i - start, if that is inside the bag
+        elements = xp.arange(m, dtype=itype, device=dev)
+        if bags == 0:  # no bag: no element is in one
+            where = xp.zeros_like(elements)
+            return xp.zeros((0, width), dtype=ids.dtype, device=dev), in_bag, where, source
+        seg = xp.searchsorted(first, elements, side="right") - 1
+        seg_ok = xp.clip(seg, 0, bags - 1)
+        at = elements - xp.take(first, seg_ok, axis=0)
+        inside = (seg >= 0) & (at < xp.take(count, seg_ok, axis=0))
+        where = xp.where(inside, seg_ok * width + at, xp.full_like(at, bags * width))
         if m == 0:
             ids2 = xp.zeros((bags, width), dtype=ids.dtype, device=dev)
         else:
-            flat = xp.asarray(pos.ravel(), dtype=ids.dtype, device=dev)
-            ids2 = xp.reshape(xp.take(ids, flat, axis=0), (bags, width))
-        return (
-            ids2,
-            xp.asarray(in_bag, device=dev),
-            xp.asarray(where[:m], device=dev),
-            xp.asarray(source, device=dev),
-        )
+            ids2 = xp.reshape(xp.take(ids, xp.reshape(pos, (-1,)), axis=0), (bags, width))
+        return ids2, in_bag, where, source
 
     def _counts(self, flat: Any, w: Any) -> Any:
         """How often each row id occurs in ``flat``, as a ``(num_embeddings,)`` float array."""

@@ -207,12 +207,27 @@ def test_bad_arguments_raise_one_line_naming_the_module(kwargs, pattern):
         ((IDS_1D + 5, OFFSETS), {}, r"ids must lie in \[0, 6\]"),
         ((IDS_2D,), {"per_sample_weights": np.ones((3, 4), np.float32)}, "only supported"),
         ((np.zeros((2, 2, 2), np.int64),), {}, "input must be 1-D"),
+        (
+            (IDS_1D, np.array([0, 2, 5])),
+            {"last": True},
+            "the last offset must be the input length 9",
+        ),
     ],
 )
 def test_bad_inputs_raise_one_line_naming_the_module(args, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern) as info:
-        nnx.EmbeddingBag(7, 3, rng=0)(*args, **kwargs)
+        last = kwargs.pop("last", False)
+        nnx.EmbeddingBag(7, 3, include_last_offset=last, rng=0)(*args, **kwargs)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.torch
+def test_empty_input_and_no_bags_match_pytorch():
+    for ids, offsets in ((np.array([], np.int64), np.array([0, 0])), (IDS_1D, np.array([0]))):
+        module, tmodule = _pair({"mode": "sum"})
+        compare(module, tmodule, ids.shape, inputs=[ids], kwargs={"offsets": offsets})
+    bag = nnx.EmbeddingBag(7, 3, rng=0)
+    assert bag(IDS_1D, np.array([], np.int64)).shape == (0, 3)
 
 
 def test_float_ids_are_refused():
