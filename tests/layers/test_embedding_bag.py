@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import nnx
+from tests.conftest import _backend_param
 from tests.layers.torch_oracle import (
     ORACLE_BACKENDS,
     check_torch_configs,
@@ -34,8 +35,12 @@ CASES = {
     "mean-last-offset": ({"include_last_offset": True}, IDS_1D, np.array([0, 4, 9])),
     "max-all-padding-bag": ({"mode": "max", "padding_idx": 1}, IDS_1D, np.array([0, 1, 2, 3])),
 }
-DEFAULT = ("sum-1d", "max-2d-padding", "mean-1d-padding")
-PARAMS = [pytest.param(k, marks=[] if k in DEFAULT else [pytest.mark.slow]) for k in CASES]
+# every case runs on NumPy by default (test_every_case_matches_pytorch_on_numpy); this one on
+# array-api-strict's second device too; the rest, and JAX, under slow
+DEFAULT = ("max-1d",)
+SLOW_BACKENDS = [
+    pytest.param(b, marks=[] if b == "numpy" else [pytest.mark.slow]) for b in ORACLE_BACKENDS
+]
 
 
 def _pair(kwargs):
@@ -51,9 +56,15 @@ def _run(name, backend, steps=1):
     compare(module, tmodule, ids.shape, inputs=[ids], kwargs=extra, backend=backend, steps=steps)
 
 
+def _params():
+    for name in CASES:
+        for backend in ORACLE_BACKENDS:
+            default = backend == "strict:device1" and name in DEFAULT
+            yield pytest.param(name, backend, marks=[] if default else [pytest.mark.slow])
+
+
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", ORACLE_BACKENDS)
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize("name, backend", list(_params()))
 def test_matches_pytorch(name, backend):
     _run(name, backend)
 
@@ -68,15 +79,16 @@ def test_every_case_matches_pytorch_on_numpy():
 
 
 @pytest.mark.torch
-def test_pytorch_module_test_configurations():
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)
+def test_pytorch_module_test_configurations(backend):
     def skip(config):
         return "sparse gradients" if config_arguments(config)[1].get("sparse") else None
 
-    assert check_torch_configs("EmbeddingBag", skip=skip, minimum=7) >= 7
+    assert check_torch_configs("EmbeddingBag", backends=(backend,), skip=skip, minimum=7) >= 7
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", ORACLE_BACKENDS)
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)
 @pytest.mark.parametrize("layout", ["2d", "1d"])
 def test_per_sample_weights_and_their_gradient(backend, layout):
     import torch
@@ -105,7 +117,7 @@ def test_per_sample_weights_and_their_gradient(backend, layout):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", ORACLE_BACKENDS)
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)
 def test_max_norm_renormalizes_the_rows_used_as_pytorch(backend):
     ids = np.array([[0, 2], [2, 4]])
     module, tmodule = _pair({"mode": "sum", "max_norm": 1.0, "norm_type": 3.0})
@@ -118,12 +130,14 @@ def test_max_norm_renormalizes_the_rows_used_as_pytorch(backend):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("spec", SLOW_BACKENDS)
 @pytest.mark.parametrize("mode", ["sum", "mean"])
-def test_scale_grad_by_freq_divides_by_the_id_count(backend, mode):
+def test_scale_grad_by_freq_divides_by_the_id_count(spec, mode):
     """The documented semantics, checked against torch.nn.functional.embedding (whose CPU
     kernel is right; EmbeddingBag's CPU kernel of PyTorch 2.13 is not: pytorch#190063)."""
     import torch
 
+    backend = nnx.get_backend(spec)
     ids = np.array([[0, 0, 1, 2], [0, 3, 3, 1]])
     module = nnx.EmbeddingBag(5, 2, mode=mode, scale_grad_by_freq=True, rng=0)
     module = module.to(backend, dtype="float64")
@@ -150,26 +164,36 @@ def test_portable_scatter_equals_the_library_one():
         np.testing.assert_allclose(a.weight.grad, b.weight.grad, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
-def test_weight_gradient_matches_finite_differences(backend, mode):
+GRAD_BACKENDS = [
+    _backend_param("numpy"),
+    _backend_param("strict:device1"),
+    _backend_param("torch", pytest.mark.torch),
+    _backend_param("jax", pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("spec", GRAD_BACKENDS)
+def test_weight_gradient_matches_finite_differences(spec):
     """gradcheck perturbs inputs, so the weight enters as an input here: a module that copies
     its input into the bag's weight before each forward."""
-    bag = nnx.EmbeddingBag(7, 3, mode=mode, padding_idx=6, rng=0).to(backend, dtype="float64")
+    backend = nnx.get_backend(spec)
     ids, offsets = backend.asarray(IDS_1D), backend.asarray(OFFSETS)
+    for mode in ("sum", "mean", "max"):
+        bag = nnx.EmbeddingBag(7, 3, mode=mode, padding_idx=6, rng=0).to(backend, dtype="float64")
 
-    class AsInput(nnx.Module):
-        def forward(self, w):
-            bag.weight.value = w
-            return bag(ids, offsets)
+        class AsInput(nnx.Module):
+            def forward(self, w, bag=bag):
+                bag.weight.value = w
+                return bag(ids, offsets)
 
-        def backward(self, g):
-            bag.weight.grad = None
-            bag.backward(g)
-            return bag.weight.grad
+            def backward(self, g, bag=bag):
+                bag.weight.grad = None
+                bag.backward(g)
+                return bag.weight.grad
 
-    w0 = backend.asarray(np.random.default_rng(3).standard_normal((7, 3)))
-    result = nnx.gradcheck(AsInput(), w0)
-    assert result.ok, str(result)
+        w0 = backend.asarray(np.random.default_rng(3).standard_normal((7, 3)))
+        result = nnx.gradcheck(AsInput(), w0)
+        assert result.ok, f"{mode}: {result}"
 
 
 def test_float16_bags_stay_float16_and_finite():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nnx
-from tests.conftest import host_normal
+from tests.conftest import _backend_param, host_normal
 from tests.layers.torch_oracle import ORACLE_BACKENDS, check_torch_configs, compare
 
 # name -> (nnx factory, torch factory (given torch.nn), list of input shapes)
@@ -72,8 +72,12 @@ CASES = {
     ),
     "pairwise-1d": (nnx.PairwiseDistance, lambda nn: nn.PairwiseDistance(), [(5,), (5,)]),
 }
-DEFAULT = ("bilinear", "cosine-dim0-broadcast", "pairwise-p3-broadcast")
-PARAMS = [pytest.param(k, marks=[] if k in DEFAULT else [pytest.mark.slow]) for k in CASES]
+# every case runs on NumPy by default (test_every_case_matches_pytorch_on_numpy); these on
+# array-api-strict's second device too; the rest, and JAX, under slow
+DEFAULT = ("bilinear", "cosine-dim0-broadcast")
+SLOW_BACKENDS = [
+    pytest.param(b, marks=[] if b == "numpy" else [pytest.mark.slow]) for b in ORACLE_BACKENDS
+]
 
 
 def _torch_twin(make, tmake):
@@ -82,9 +86,15 @@ def _torch_twin(make, tmake):
     return make(), tmake(torch.nn)
 
 
+def _params():
+    for name in CASES:
+        for backend in ORACLE_BACKENDS:
+            default = backend == "strict:device1" and name in DEFAULT
+            yield pytest.param(name, backend, marks=[] if default else [pytest.mark.slow])
+
+
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", ORACLE_BACKENDS)
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize("name, backend", list(_params()))
 def test_matches_pytorch(name, backend):
     make, tmake, shapes = CASES[name]
     compare(*_torch_twin(make, tmake), shapes, backend=backend, steps=2)
@@ -100,12 +110,14 @@ def test_every_case_matches_pytorch_on_numpy():
 
 
 @pytest.mark.torch
-def test_pairwise_distance_pytorch_configurations():
-    assert check_torch_configs("PairwiseDistance", minimum=5) >= 5
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)
+def test_pairwise_distance_pytorch_configurations(backend):
+    assert check_torch_configs("PairwiseDistance", backends=(backend,), minimum=5) >= 5
 
 
 @pytest.mark.torch
-def test_degenerate_points_follow_pytorch():
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)
+def test_degenerate_points_follow_pytorch(backend):
     """Equal inputs (the distance is eps-sized, PyTorch's eps placement), zero vectors in the
     cosine (the norm clamped at eps, its gradient not differentiated), ties of the inf norm."""
     x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [1.0, -1.0, 1.0]])
@@ -119,9 +131,18 @@ def test_degenerate_points_follow_pytorch():
         (lambda: nnx.CosineSimilarity(eps=0.5), lambda nn: nn.CosineSimilarity(eps=0.5)),
     ]
     for make, tmake in cases:
-        for backend in ORACLE_BACKENDS:
-            compare(*_torch_twin(make, tmake), [x.shape, z.shape], inputs=[x, z], backend=backend)
+        compare(*_torch_twin(make, tmake), [x.shape, z.shape], inputs=[x, z], backend=backend)
 
+
+# JAX's first call of each operation compiles it: the one-check-per-backend tests below leave JAX
+# to the slow run (the JAX comparisons with PyTorch above and the layer zoo cover it by default)
+GRAD_BACKENDS = [
+    _backend_param("numpy"),
+    _backend_param("strict"),
+    _backend_param("strict:device1"),
+    _backend_param("torch", pytest.mark.torch),
+    _backend_param("jax", pytest.mark.slow),
+]
 
 GRADCHECK = {
     "bilinear": (lambda: nnx.Bilinear(3, 2, 2, rng=0), [(2, 3), (2, 2)]),
@@ -132,6 +153,24 @@ GRADCHECK = {
 }
 
 
+@pytest.mark.parametrize("spec", GRAD_BACKENDS)
+def test_a_graph_of_all_three_matches_finite_differences(spec):
+    """One gradient check per backend through the three modules (each alone under slow)."""
+    backend = nnx.get_backend(spec)
+    a, b = nnx.Input("a"), nnx.Input("b")
+    h = nnx.Bilinear(3, 3, 3, rng=0)(a, b)
+    cos = nnx.CosineSimilarity(1)(h, b)
+    dist = nnx.PairwiseDistance(3.0)(h, a)
+    graph = nnx.Graph([a, b], nnx.Add()(cos, dist)).to(dtype="float64")
+    xs = (
+        backend.asarray(host_normal((2, 3), seed=1)),
+        backend.asarray(host_normal((2, 3), seed=2)),
+    )
+    result = nnx.gradcheck(graph, xs)
+    assert result.ok, str(result)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GRADCHECK)
 def test_gradients_match_finite_differences(backend, name):
     make, shapes = GRADCHECK[name]
@@ -190,6 +229,7 @@ def test_mixed_dtypes_are_refused():
         nnx.PairwiseDistance()(np.ones((2, 3), np.int64), np.ones((2, 3)))
 
 
+@pytest.mark.slow
 def test_bilinear_in_a_graph_with_two_inputs():
     a, b = nnx.Input("a"), nnx.Input("b")
     layer = nnx.Bilinear(3, 2, 4, rng=0).to(dtype="float64")

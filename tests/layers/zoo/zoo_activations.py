@@ -4,7 +4,7 @@ import nnx
 
 EXAMPLES = {
     "prelu-channels": (lambda: nnx.PReLU(3, 0.1), (2, 3, 4)),
-    "rrelu": (lambda: nnx.RReLU(0.1, 0.4, rng=0), (3, 5), {"sample": True}),
+    "rrelu": (lambda: nnx.RReLU(0.1, 0.4, rng=0), (3, 5)),
     "prelu": (nnx.PReLU, (3, 5)),
     "relu6": (nnx.ReLU6, (3, 5)),
     "celu": (lambda: nnx.CELU(0.5), (3, 5)),
