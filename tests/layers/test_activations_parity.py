@@ -201,11 +201,35 @@ def test_rrelu_draws_repeat_after_reseed_and_differ_between_calls():
     np.testing.assert_allclose(layer(x), -np.full((4, 5), (1 / 8 + 1 / 3) / 2), rtol=1e-6)
 
 
-def test_rrelu_is_reseeded_by_the_trainer_like_dropout():
-    """The Trainer reseeds every module with ``reseed`` at each epoch: a resumed run draws the
-    slopes the uninterrupted run drew."""
-    layer = nnx.RReLU(rng=0)
-    assert isinstance(layer, nnx.Dropout) and callable(layer.reseed)
+def _rrelu_trainer():
+    from nnx.optim import SGD
+
+    model = nnx.Sequential(
+        nnx.Linear(3, 8, rng=0), nnx.RReLU(0.05, 0.5), nnx.Linear(8, 4, rng=1), nnx.PReLU(),
+        nnx.Linear(4, 2, rng=2),
+    )  # fmt: skip
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return nnx.Trainer(model, nnx.MSELoss(), opt, device="cpu", seed=5, progress=False)
+
+
+def test_a_run_with_rrelu_and_prelu_resumes_exactly(tmp_path):
+    """The Trainer reseeds RReLU (a Dropout subclass) each epoch like dropout: a resumed run
+    draws the slopes the uninterrupted one drew, and PReLU's slope is a saved parameter."""
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((40, 3)), rng.standard_normal((40, 2)))
+    data = tuple(a.astype(np.float32) for a in data)
+    straight = _rrelu_trainer()
+    straight.fit(data, epochs=3, batch_size=16)
+    first = _rrelu_trainer()
+    first.fit(data, epochs=2, batch_size=16)
+    first.save_checkpoint(tmp_path / "half.npz")
+    resumed = _rrelu_trainer()
+    resumed.load_checkpoint(tmp_path / "half.npz")
+    resumed.fit(data, epochs=3, batch_size=16)
+    want, got = straight.model.state_dict(), resumed.model.state_dict()
+    assert "3.weight" in want and float(want["3.weight"][0]) != 0.25  # PReLU's slope learned
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 # JAX's first call of each operation compiles it: the one-check-per-backend tests below leave JAX

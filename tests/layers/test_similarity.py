@@ -236,3 +236,25 @@ def test_bilinear_in_a_graph_with_two_inputs():
     graph = nnx.Graph([a, b], nnx.Tanh()(layer(a, b)))
     xs = (host_normal((2, 3), seed=1), host_normal((2, 2), seed=2))
     assert nnx.gradcheck(graph, xs).ok
+
+
+def test_bilinear_and_embedding_bag_save_load_and_move(tmp_path):
+    a, b = nnx.Input("a"), nnx.Input("b")
+    graph = nnx.Graph([a, b], nnx.CosineSimilarity()(nnx.Bilinear(3, 2, 4, rng=0)(a, b), a))
+    xs = tuple(host_normal(s, seed=i).astype(np.float32) for i, s in enumerate([(2, 3), (2, 2)]))
+    with pytest.raises(ValueError, match="CosineSimilarity: x1 of shape"):
+        graph(*xs)  # (2, 4) against (2, 3): the error names the module
+    graph = nnx.Graph([a, b], nnx.PairwiseDistance()(nnx.Bilinear(3, 2, 3, rng=0)(a, b), a))
+    want = graph(*xs)
+    loaded = nnx.load_model(nnx.save_model(tmp_path / "g.npz", graph))
+    np.testing.assert_array_equal(loaded(*xs), want)
+    strict = nnx.get_backend("strict:device1")
+    moved = loaded.to(strict)
+    got = moved(*(strict.asarray(x) for x in xs))
+    np.testing.assert_allclose(nnx.to_numpy(got), want, rtol=1e-6)
+
+    bag = nnx.EmbeddingBag(6, 3, mode="max", padding_idx=0, rng=0)
+    ids, offsets = np.array([1, 0, 2, 5, 4]), np.array([0, 2])
+    loaded = nnx.load_model(nnx.save_model(tmp_path / "b.npz", bag))
+    assert loaded.mode == "max" and loaded.padding_idx == 0
+    np.testing.assert_array_equal(loaded(ids, offsets), bag(ids, offsets))
