@@ -193,6 +193,12 @@ class Tanhshrink(_Activation):
         return grad_out * (self._t * self._t)
 
 
+def _not_nan(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        raise ValueError(f"Threshold: {name} must be a number (not NaN), got {value!r}")
+    return float(value)
+
+
 class Threshold(_Activation):
     """``y = x`` where ``x > threshold``, else ``value``; ``dy/dx = 1`` there, else 0 (0 at
     exactly ``x = threshold``, as PyTorch)."""
@@ -200,8 +206,8 @@ class Threshold(_Activation):
     _x = None
 
     def __init__(self, threshold: float, value: float, inplace: bool = False):
-        self.threshold = _check_real(threshold, "threshold", "Threshold")
-        self.value = _check_real(value, "value", "Threshold")
+        self.threshold = _not_nan(threshold, "threshold")
+        self.value = _not_nan(value, "value")  # +-inf allowed, as PyTorch
         self.inplace = bool(inplace)
 
     def extra_repr(self) -> str:

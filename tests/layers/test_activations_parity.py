@@ -306,6 +306,11 @@ def test_logsigmoid_is_finite_at_large_magnitudes_in_float32():
     np.testing.assert_allclose(g, [1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-30)
 
 
+def test_threshold_takes_an_infinite_value_as_pytorch():
+    y = nnx.Threshold(0.0, -math.inf)(np.array([-1.0, 2.0]))
+    np.testing.assert_array_equal(y, [-math.inf, 2.0])
+
+
 def test_softmin_and_celu_are_finite_at_large_magnitudes_in_float32():
     x = np.array([[-1e4, 0.0, 1e4]], np.float32)
     for layer in (nnx.Softmin(), nnx.CELU(0.5), nnx.Softsign(), nnx.Tanhshrink(), nnx.GLU()):

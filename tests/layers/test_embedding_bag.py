@@ -254,6 +254,14 @@ def test_empty_input_and_no_bags_match_pytorch():
     assert bag(IDS_1D, np.array([], np.int64)).shape == (0, 3)
 
 
+def test_a_given_weight_is_used_and_checked():
+    w = np.arange(6.0).reshape(3, 2)
+    bag = nnx.EmbeddingBag(3, 2, mode="sum", _weight=w, dtype="float64")
+    np.testing.assert_array_equal(bag(np.array([[0, 2]])), [[4.0, 6.0]])
+    with pytest.raises(ValueError, match=r"EmbeddingBag: _weight must have shape \(3, 2\)"):
+        nnx.EmbeddingBag(3, 2, _weight=np.ones((2, 3)))
+
+
 def test_float_ids_are_refused():
     with pytest.raises(TypeError, match="EmbeddingBag: input must be an integer array"):
         nnx.EmbeddingBag(7, 3)(np.ones((2, 3)))
