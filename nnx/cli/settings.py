@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..models import PRESETS
+from ..models.mlp import ACTIVATIONS as MLP_ACTIVATIONS
 
 DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+ACTIVATIONS = tuple(MLP_ACTIVATIONS)  # relu, leaky_relu, tanh, sigmoid, gelu, relu6, prelu, ...
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
 DTYPES = ("float32", "float64")

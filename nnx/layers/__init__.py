@@ -15,6 +15,22 @@ from .activations import (
     Softplus,
     Tanh,
 )
+from .activations_extra import (
+    CELU,
+    GLU,
+    Hardshrink,
+    Hardsigmoid,
+    Hardswish,
+    LogSigmoid,
+    ReLU6,
+    Softmax2d,
+    Softmin,
+    Softshrink,
+    Softsign,
+    Tanhshrink,
+    Threshold,
+)
+from .activations_learned import PReLU, RReLU
 from .attention import MultiheadAttention
 from .conv import Conv1d, Conv2d
 from .conv_transpose import ConvTranspose2d
@@ -27,6 +43,7 @@ from .dropout import (
     FeatureAlphaDropout,
 )
 from .embedding import Embedding, TiedLinear
+from .embedding_bag import EmbeddingBag
 from .linear import Linear
 from .norm import (
     BatchNorm1d,
@@ -44,11 +61,31 @@ from .norm import (
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .recurrent import GRU, LSTM
 from .shape import ChannelShuffle, Flatten, Identity, PixelShuffle, PixelUnshuffle, Unflatten
+from .similarity import Bilinear, CosineSimilarity, PairwiseDistance
 from .standardize import Standardize
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
 from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 __all__ = [
+    "EmbeddingBag",
+    "CELU",
+    "GLU",
+    "Hardshrink",
+    "Hardsigmoid",
+    "Hardswish",
+    "LogSigmoid",
+    "ReLU6",
+    "Softmax2d",
+    "Softmin",
+    "Softshrink",
+    "Softsign",
+    "Tanhshrink",
+    "Threshold",
+    "PReLU",
+    "RReLU",
+    "Bilinear",
+    "CosineSimilarity",
+    "PairwiseDistance",
     "Standardize",
     "ELU",
     "SELU",

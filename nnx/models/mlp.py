@@ -17,17 +17,61 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..core.module import Module, Sequential
-from ..layers import GELU, Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from ..layers import (
+    CELU,
+    ELU,
+    GELU,
+    SELU,
+    Dropout,
+    Flatten,
+    Hardshrink,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    Linear,
+    LogSigmoid,
+    Mish,
+    PReLU,
+    ReLU,
+    ReLU6,
+    RReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Softshrink,
+    Softsign,
+    Tanh,
+    Tanhshrink,
+)
 
+# The element-wise activations by their torch.nn.functional names (each built with defaults).
 ACTIVATIONS = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
     "tanh": Tanh,
     "sigmoid": Sigmoid,
     "gelu": GELU,
+    "relu6": ReLU6,
+    "prelu": PReLU,
+    "rrelu": RReLU,
+    "elu": ELU,
+    "celu": CELU,
+    "selu": SELU,
+    "silu": SiLU,
+    "mish": Mish,
+    "softplus": Softplus,
+    "hardtanh": Hardtanh,
+    "hardsigmoid": Hardsigmoid,
+    "hardswish": Hardswish,
+    "logsigmoid": LogSigmoid,
+    "softsign": Softsign,
+    "tanhshrink": Tanhshrink,
+    "hardshrink": Hardshrink,
+    "softshrink": Softshrink,
 }
 # He initialization suits the rectifiers, Glorot the saturating activations.
-_HE = ("relu", "leaky_relu", "gelu")
+_HE = ("relu", "leaky_relu", "gelu", "relu6", "prelu", "rrelu", "elu", "celu", "silu", "mish")
 
 
 def build(
@@ -45,7 +89,8 @@ def build(
         input_shape: shape of one sample, e.g. ``(64,)`` or ``(1, 8, 8)``.
         num_classes: units of the last layer (classes, or regression targets).
         hidden: sizes of the hidden layers (``[]`` gives a linear model).
-        activation: one of ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid``, ``gelu``.
+        activation: a name of :data:`ACTIVATIONS` (``relu``, ``leaky_relu``, ``tanh``, ``gelu``,
+            ``prelu``, ``hardswish``, ...).
         dropout: dropout probability after each hidden activation (0 for none).
         seed: seed for the initial weights.
     """
@@ -63,7 +108,10 @@ def build(
     layers: list[Module] = [Flatten()] if len(shape) > 1 else []
     width = math.prod(shape)
     for size in hidden:
-        layers += [Linear(width, size, init=init, rng=rng), ACTIVATIONS[activation]()]
+        act = ACTIVATIONS[activation]
+        # RReLU draws its slopes from a seed: take it from the model's generator
+        act_layer = act(rng=rng) if act is RReLU else act()
+        layers += [Linear(width, size, init=init, rng=rng), act_layer]
         if dropout > 0:
             layers.append(Dropout(dropout))
         width = size
