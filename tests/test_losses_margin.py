@@ -326,6 +326,55 @@ def test_pytorch_module_configurations_on_every_backend(name):
     assert check_torch_loss_configs(name, differentiable=TORCH_CONFIGS[name], minimum=3) >= 3
 
 
+MODULE_DB = (
+    "CosineEmbeddingLoss",
+    "HingeEmbeddingLoss",
+    "MarginRankingLoss",
+    "MultiLabelMarginLoss",
+    "MultiLabelSoftMarginLoss",
+    "MultiMarginLoss",
+    "SoftMarginLoss",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.parametrize("name", MODULE_DB)
+def test_pytorch_module_db_inputs(name):
+    """The inputs of PyTorch's newer module tests (common_modules.module_db; slow to import)
+    through compare_loss on the three backends: the differentiable inputs are those PyTorch
+    marks requires_grad."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.testing._internal.common_modules import module_db
+
+    info = next(i for i in module_db if i.module_cls.__name__ == name)
+    items = list(
+        info.module_inputs_func(
+            info, device="cpu", dtype=torch.float64, requires_grad=True, training=True
+        )
+    )
+    assert len(items) >= 4
+    for item in items:
+        args = item.forward_input.args
+        differentiable = tuple(i for i, a in enumerate(args) if a.requires_grad)
+        host = [a.detach().numpy() for a in args]
+        kwargs = dict(item.constructor_input.kwargs)
+        nkw = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        for backend in ORACLE_BACKENDS:
+            compare_loss(
+                getattr(nnx, name)(**nkw),
+                info.module_cls(**kwargs),
+                host,
+                differentiable=differentiable,
+                backend=backend,
+            )
+
+
 @pytest.mark.torch
 def test_case_list_is_complete():
     assert sorted(_cases()) == sorted(CASE_IDS)
