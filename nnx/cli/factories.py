@@ -9,7 +9,7 @@ from typing import Any
 from .. import optim
 from ..data.augment import Compose, RandomCrop, RandomHorizontalFlip
 from ..models import ModelSpecError, accepted_options, build_model, resolve_builder
-from .settings import SETTINGS, ConfigError
+from .settings import CLASSIFICATION_LOSSES, REGRESSION_LOSSES, SETTINGS, ConfigError
 
 # Settings passed to the model builder, when it takes them (the mlp preset takes all four).
 MODEL_OPTIONS = ("hidden", "activation", "dropout", "seed")
@@ -142,3 +142,34 @@ def make_schedule(settings: dict[str, Any], optimizer: Any) -> Any:
     if kind == "warmup":
         return optim.LinearWarmup(optimizer, warmup_steps=min(5, epochs))
     return optim.InverseTimeDecay(optimizer, decay=0.1)
+
+
+def loss_name(settings: dict[str, Any], task: str) -> str:
+    """The ``--loss`` of a run on a ``task`` (``"classification"`` or ``"regression"``): the
+    task's default when unset; a loss made for the other task is refused."""
+    name = settings["loss"]
+    fits = CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES
+    if name is None:
+        return fits[0]
+    if name not in fits:
+        kind = "regression" if name in REGRESSION_LOSSES else "classification"
+        raise ConfigError(
+            f"--loss {name} is a {kind} loss, but dataset {settings['dataset']} is a {task} "
+            f"task; choose one of {', '.join(fits)}"
+        )
+    return name
+
+
+def make_loss(name: str) -> Any:
+    """The loss called ``name`` (one of the ``--loss`` choices)."""
+    from .. import losses
+
+    return {
+        "cross_entropy": lambda: losses.CrossEntropyLoss(),
+        "multimargin": lambda: losses.MultiMarginLoss(),
+        "multimargin_squared": lambda: losses.MultiMarginLoss(p=2),
+        "mse": lambda: losses.MSELoss(),
+        "l1": lambda: losses.L1Loss(),
+        "huber": lambda: losses.HuberLoss(),
+        "smooth_l1": lambda: losses.SmoothL1Loss(),
+    }[name]()

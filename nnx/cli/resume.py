@@ -19,6 +19,7 @@ FIXED_ON_RESUME = (
     "dtype",
     "hidden",
     "activation",
+    "loss",
     "optimizer",
     "schedule",
     "sync_batchnorm",

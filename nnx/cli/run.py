@@ -20,7 +20,15 @@ from ..data import ArrayDataset, train_val_split
 from ..datasets import load_dataset
 from ..datasets.files import is_data_file, load_file
 from ..training import callbacks as cbs
-from .factories import check_model_fits, make_augment, make_model, make_optimizer, make_schedule
+from .factories import (
+    check_model_fits,
+    loss_name,
+    make_augment,
+    make_loss,
+    make_model,
+    make_optimizer,
+    make_schedule,
+)
 from .resume import (
     apply_resume_changes,
     check_resume,
@@ -53,6 +61,7 @@ def run(
         world.barrier()  # rank 0 downloads the data set first, the others then read its copy
         say = _silent
     data = load_data(settings)
+    settings["loss"] = loss_name(settings, data.task)  # config.json records the one used
     check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
     augment = make_augment(settings, tuple(data.train[0].shape[1:]), data.name)
     if world is not None and rank0:
@@ -66,7 +75,7 @@ def run(
     monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
     trainer = nnx.Trainer(
         model,
-        nnx.CrossEntropyLoss() if classification else nnx.MSELoss(),
+        make_loss(settings["loss"]),
         optimizer,
         device=backend,
         metrics=("accuracy",) if classification else ("mae",),

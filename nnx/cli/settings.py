@@ -22,6 +22,11 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
 DTYPES = ("float32", "float64")
 PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.training.precision.PRECISIONS
+# --loss: the losses that fit the command's tasks (single-label classification on logits,
+# regression); nnx.cli.factories.make_loss builds them and refuses one that does not fit the task.
+CLASSIFICATION_LOSSES = ("cross_entropy", "multimargin", "multimargin_squared")
+REGRESSION_LOSSES = ("mse", "l1", "huber", "smooth_l1")
+LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
 
 
@@ -171,6 +176,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "hidden activation (mlp): " + ", ".join(ACTIVATIONS),
     ),
     "dropout": (0.0, _number(float, 0.0, 1.0), "dropout probability after each hidden layer (mlp)"),
+    "loss": (
+        None,
+        _optional(_choice(LOSSES)),
+        "training loss; classifiers: cross_entropy (the default), multimargin (the multi-class "
+        "hinge loss of a linear SVM), multimargin_squared (its square); regression: mse (the "
+        "default), l1, huber, smooth_l1 (kept on resume)",
+    ),
     "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
     "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
     "optimizer": ("adam", _choice(OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
@@ -393,6 +405,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
 LM_PRESETS = ("transformer", "lstm")
 LM_REFUSED = (
     "dataset",
+    "loss",
     "label_column",
     "data_dir",
     "val_fraction",

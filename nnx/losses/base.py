@@ -1,7 +1,9 @@
 """The Loss base class: reductions, target checks and the saved gradient every loss shares.
 
 A loss computes its value and ``dL/dpred`` in ``forward`` and saves the gradient with
-:meth:`Loss.save_grad`; ``backward(grad_out)`` returns it scaled by ``grad_out``.
+:meth:`Loss.save_grad`; ``backward(grad_out)`` returns it scaled by ``grad_out``. A loss of
+several differentiable inputs (``MarginRankingLoss(x1, x2, y)``, the triplet losses) saves one
+gradient per input and ``backward`` returns them as a tuple, in argument order.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import namespace
+from ..backend import backend_of, namespace, to_numpy
 from ..core.checks import (
     check_floating,
     check_grad,
     check_same_device,
     check_same_dtype,
+    dtype_name,
     require_forward,
     widened,
 )
@@ -54,21 +57,24 @@ class Loss(Module):
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
-    def __call__(self, pred: Any, target: Any) -> Any:
-        return self.forward(pred, target)
+    def __call__(self, *inputs: Any) -> Any:
+        return self.forward(*inputs)
 
     def forward(self, pred: Any, target: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, grad_out: Any = None) -> Any:
         """``dL/dpred``; ``grad_out`` (a number or 0-d array) scales it, for use inside a larger
-        graph. With ``reduction="none"`` it may also be an array of the loss's output shape."""
+        graph. With ``reduction="none"`` it may also be an array of the loss's output shape.
+        A loss that saved several gradients (:meth:`save_grad`) returns them all, as a tuple."""
         grad = require_forward(self._grad, type(self).__name__)
         if grad_out is None:
             return grad
         if self.reduction == "none" and getattr(grad_out, "ndim", 0) > 0:
             check_grad(grad_out, self._out_shape, type(self).__name__)
-            return self._expand(grad_out) * grad
+            grad_out = self._expand(grad_out)
+        if isinstance(grad, tuple):
+            return tuple(grad_out * g for g in grad)
         return grad_out * grad
 
     def _expand(self, grad_out: Any) -> Any:
@@ -92,9 +98,14 @@ class Loss(Module):
             return x
         return namespace(x).astype(x, self._narrow)
 
-    def save_grad(self, grad: Any) -> None:
-        """Record ``dL/dpred`` in ``forward``; :meth:`backward` returns it."""
-        self._grad = self.narrow(grad)
+    def save_grad(self, grad: Any, *more: Any) -> None:
+        """Record ``dL/dpred`` in ``forward``; :meth:`backward` returns it. A loss of several
+        differentiable inputs passes one gradient per input (``save_grad(d_x1, d_x2)``) and
+        :meth:`backward` returns the tuple."""
+        if more:
+            self._grad = tuple(self.narrow(g) for g in (grad, *more))
+        else:
+            self._grad = self.narrow(grad)
 
     def reduce(self, values: Any) -> Any:
         """``mean(values)`` or ``sum(values)`` as the ``reduction`` option says, as a 0-d array,
@@ -142,6 +153,54 @@ class Loss(Module):
         check_same_dtype(target, pred, who, "target", "prediction")
         check_same_device(target, pred, who, "target", "prediction")
         return xp
+
+    def check_input_like(
+        self,
+        x: Any,
+        ref: Any,
+        what: str,
+        ref_what: str = "prediction",
+        *,
+        integer: bool = False,
+        shape: bool = True,
+    ) -> Any:
+        """Check that ``x`` belongs with ``ref``: the same library and device, the same shape
+        (unless ``shape=False``; never broadcast) and ``ref``'s floating dtype, or, with
+        ``integer=True``, any integer or boolean dtype too (labels such as +1/-1). ``what`` and
+        ``ref_what`` name the two in the message. Returns ``xp``."""
+        who = type(self).__name__
+        xp = namespace(ref)
+        if namespace(x) is not xp:
+            raise TypeError(
+                f"{who}: {what} is a {type(x).__name__}, {ref_what} a {type(ref).__name__}"
+            )
+        if shape and tuple(x.shape) != tuple(ref.shape):
+            raise ValueError(
+                f"{who}: {what} shape {tuple(x.shape)} does not match {ref_what} shape "
+                f"{tuple(ref.shape)} (no broadcasting: reshape the {what})"
+            )
+        check_same_device(x, ref, who, what, ref_what)
+        if integer and (xp.isdtype(x.dtype, "integral") or xp.isdtype(x.dtype, "bool")):
+            return xp
+        check_floating(xp, x, who, what)
+        check_same_dtype(x, ref, who, what, ref_what)
+        return xp
+
+    def as_float(self, x: Any, like: Any) -> Any:
+        """``x`` (integer, boolean or floating labels) in ``like``'s dtype; call it after
+        :meth:`widen` so that 16-bit inputs compute in float32."""
+        return x if x.dtype == like.dtype else namespace(like).astype(x, like.dtype)
+
+    def constant(self, name: str, value: Any, like: Any) -> Any:
+        """The constructor's array ``value`` (class weights; any backend) on ``like``'s backend
+        and dtype, converted once per backend and dtype and cached under ``name``."""
+        cache = self.__dict__.setdefault("_constants", {})
+        here = backend_of(like)
+        key, cached = cache.get(name, (None, None))
+        if key != (here, like.dtype):
+            cached = here.asarray(to_numpy(value), dtype=dtype_name(like.dtype))
+            cache[name] = ((here, like.dtype), cached)
+        return cached
 
     # The names these helpers had before they were public, kept for code written against them.
     _check_pred = check_pred

@@ -183,6 +183,7 @@ def config_arguments(config: dict[str, Any]) -> tuple[tuple, dict]:
         fn.__defaults__,
         fn.__closure__,
     )
+    replay.__kwdefaults__ = fn.__kwdefaults__  # lambda *args, name=name: ...
     _, args, kwargs = replay()
     return args, kwargs
 
@@ -390,4 +391,93 @@ def check_torch_module_db(
                 raise AssertionError(f"{name} {desc!r} {args} {kwargs} on {backend}: {e}") from None
         ran += 1
     assert ran >= minimum, f"only {ran} of PyTorch's module_db inputs for {name} ran"
+    return ran
+
+
+def _host(t: Any) -> np.ndarray:
+    """A torch tensor as a host array: floating ones in float64, integer ones as they are."""
+    return t.detach().double().numpy() if t.is_floating_point() else t.numpy()
+
+
+def _loss_cases(config: dict[str, Any]) -> list[tuple[dict[str, Any], list[np.ndarray]]]:
+    """``(constructor kwargs, host inputs)`` of one loss configuration of common_nn.
+
+    Two kinds exist: ``wrap_functional`` ones (``constructor`` is a module class whose
+    ``forward`` calls ``F.some_loss(i, t, **options)`` with the target ``t`` closed over; the call
+    is replayed with ``F`` recording it) and ordinary ones (``input_fn`` gives the input or a
+    tuple of inputs, ``target_fn`` the target). Torch tensors among the kwargs (class weights)
+    are returned as host arrays."""
+    import types
+
+    import torch
+
+    constructor = config["constructor"]
+    if isinstance(constructor, type) and constructor.__name__ == "FunctionalModule":
+        forward = constructor.forward
+        cells = dict(zip(forward.__code__.co_freevars, forward.__closure__, strict=True))
+        fn, extra = cells["fn"].cell_contents, cells["kwargs"].cell_contents
+        replay = types.FunctionType(
+            fn.__code__, {**fn.__globals__, "F": _Recorder()}, fn.__name__, None, fn.__closure__
+        )
+        _, args, kwargs = replay(config["input_fn"]().double())
+        kwargs = {**kwargs, **extra}
+        made = list(args)
+    else:
+        _, kwargs = config_arguments(config)
+        made = config["input_fn"]()
+        made = list(made) if isinstance(made, tuple) else [made]
+        made.append(config["target_fn"]())
+    kwargs = {k: _host(v) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    return [(kwargs, [_host(t) for t in made])]
+
+
+def check_torch_loss_configs(
+    name: str,
+    *,
+    differentiable: Sequence[int] = (0,),
+    backends: Sequence[str] = ORACLE_BACKENDS,
+    make=None,
+    skip=None,
+    reductions: Sequence[str] = ("none", "mean", "sum"),
+    tol: float = 1e-9,
+    minimum: int = 1,
+) -> int:
+    """:func:`check_torch_configs` for losses: every PyTorch ``criterion_tests`` and
+    ``wrap_functional`` configuration of class ``name`` through :func:`compare_loss` on each of
+    ``backends``, with each of ``reductions`` (PyTorch itself checks the sum of its
+    ``reduction="none"`` configurations as well). ``differentiable`` are the positions of the
+    inputs nnx returns gradients for. ``make(kwargs)`` builds the nnx loss (default
+    ``getattr(nnx, name)(**kwargs)``; array kwargs arrive as host arrays); ``skip(config)``
+    returns a reason to leave one out, or None. Returns how many configurations ran."""
+    import torch
+
+    from nnx.backend import backend_available
+
+    make = make or (lambda kwargs: getattr(nnx, name)(**kwargs))
+    usable = [b for b in backends if backend_available(b)[0]]
+    ran = 0
+    for config in torch_module_configs(name):
+        if skip is not None and skip(config):
+            continue
+        label = config.get("fullname") or f"{name}_{config.get('desc', '')}"
+        for kwargs, inputs in _loss_cases(config):
+            for reduction in reductions:
+                kw = {**kwargs, "reduction": reduction}
+                tkw = {
+                    k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()
+                }
+                for backend in usable:
+                    try:
+                        compare_loss(
+                            make(kw),
+                            getattr(torch.nn, name)(**tkw),
+                            inputs,
+                            differentiable=differentiable,
+                            backend=backend,
+                            tol=tol,
+                        )
+                    except AssertionError as e:
+                        raise AssertionError(f"{label} ({reduction}) on {backend}: {e}") from None
+        ran += 1
+    assert ran >= minimum, f"only {ran} of PyTorch's {name} configurations ran"
     return ran
