@@ -138,6 +138,40 @@ GRADCHECK = {
 }
 
 
+CHAINS = {
+    "3d": (
+        lambda: nnx.Sequential(
+            nnx.InstanceNorm1d(4, affine=True),
+            nnx.LocalResponseNorm(3, alpha=0.5, beta=0.7, k=1.5),
+            Reseeded(nnx.Dropout1d(0.4, rng=0)),
+            Reseeded(nnx.AlphaDropout(0.3, rng=1)),
+            Reseeded(nnx.FeatureAlphaDropout(0.3, rng=2)),
+        ),
+        (2, 4, 3),
+    ),
+    "5d": (
+        lambda: nnx.Sequential(
+            # InstanceNorm first: after it, a per-channel scale would be normalized away
+            nnx.InstanceNorm3d(2),
+            nnx.BatchNorm3d(2, bias=False),
+            Reseeded(nnx.Dropout3d(0.4)),
+        ),
+        (2, 2, 2, 1, 2),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_chained_layers_match_finite_differences(backend, name):
+    """Every layer of this file in two chains, on every backend (one gradcheck per chain keeps
+    the default run short; each layer alone runs under the slow marker)."""
+    make, shape = CHAINS[name]
+    x = backend.asarray(host_normal(shape, seed=1, away_from_zero=0.05), dtype="float64")
+    result = nnx.gradcheck(make(), x)
+    assert result.ok, str(result)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GRADCHECK)
 def test_gradients_match_finite_differences(backend, name):
     make, shape = GRADCHECK[name]

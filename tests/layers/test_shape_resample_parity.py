@@ -103,6 +103,39 @@ GRADCHECK = {
 }
 
 
+CHAINS = {
+    "4d": (
+        lambda: nnx.Sequential(
+            nnx.PixelShuffle(2),  # (1, 4, 2, 2) -> (1, 1, 4, 4)
+            nnx.Upsample(scale_factor=1.5, mode="bicubic"),  # (1, 1, 6, 6)
+            nnx.PixelUnshuffle(2),  # (1, 4, 3, 3)
+            nnx.ChannelShuffle(2),
+            nnx.Upsample(size=(3, 4), mode="bilinear", align_corners=True),
+        ),
+        (1, 4, 2, 2),
+    ),
+    "3d-5d": (
+        lambda: nnx.Sequential(
+            nnx.Upsample(scale_factor=2.5, mode="linear"),  # (1, 2, 3) -> (1, 2, 7)
+            nnx.Unflatten(2, (7, 1, 1)),  # (1, 2, 7, 1, 1)
+            nnx.Upsample(scale_factor=(1, 2, 1.5), mode="trilinear"),
+            nnx.Upsample(scale_factor=1.5, mode="nearest"),
+        ),
+        (1, 2, 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CHAINS)
+def test_chained_layers_match_finite_differences(backend, name):
+    """Every layer of this file in two chains, on every backend (each alone: slow marker)."""
+    make, shape = CHAINS[name]
+    x = backend.asarray(host_normal(shape, seed=1), dtype="float64")
+    result = nnx.gradcheck(make(), x)
+    assert result.ok, str(result)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GRADCHECK)
 def test_gradients_match_finite_differences(backend, name):
     make, shape = GRADCHECK[name]
