@@ -27,6 +27,8 @@ from .recurrent import GRU, LSTM
 from .shape import Flatten, Identity
 from .standardize import Standardize
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
+from .transformer_decoder import TransformerDecoderLayer
+from .transformer_stack import Transformer, TransformerDecoder, TransformerEncoder
 from .upsample import Upsample
 
 __all__ = [
@@ -48,6 +50,10 @@ __all__ = [
     "PositionalEmbedding",
     "SinusoidalPositionalEncoding",
     "TransformerEncoderLayer",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AvgPool1d",
