@@ -109,6 +109,7 @@ def compare(
     backend: str = "numpy",
     kwargs: dict | None = None,
     inputs: Sequence[np.ndarray] | None = None,
+    differentiable: Sequence[int] | None = None,
 ):
     """Forward, input gradients, every parameter gradient and every buffer, ``steps`` times
     (fresh data each step; parameters unchanged), within ``tol`` (absolute and relative).
@@ -118,7 +119,9 @@ def compare(
     the host arrays instead of random ones (used for every step). ``kwargs`` are passed to both
     forwards unchanged when they are not arrays; NumPy arrays among them go to each side as its
     own array (masks, lengths). The nnx module runs on ``backend`` (a spec such as
-    ``"strict:device1"`` or ``"jax"``).
+    ``"strict:device1"`` or ``"jax"``). ``differentiable`` are the positions of the inputs the
+    nnx module returns gradients for (default: all; a float mask passed positionally, as
+    ``Transformer``'s third input in PyTorch's configurations, is a constant to nnx).
     """
     import torch
 
@@ -130,14 +133,18 @@ def compare(
     tmodule.train(train)
     rng = np.random.default_rng(seed)
     shapes = shape if _is_multi(shape) else [shape]
-    multi = len(shapes) > 1
+    wanted = range(len(shapes)) if differentiable is None else differentiable
+    multi = len(wanted) > 1
     kwargs = kwargs or {}
     nkw = {k: be.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     with nnx.backend.float64_scope(be):
         for step in range(steps):
             xs = list(inputs) if inputs is not None else [rng.standard_normal(s) for s in shapes]
-            xts = [torch.tensor(x, requires_grad=x.dtype.kind == "f") for x in xs]
+            xts = [
+                torch.tensor(x, requires_grad=x.dtype.kind == "f" and i in wanted)
+                for i, x in enumerate(xs)
+            ]
             module.zero_grad()
             y = module(*[be.asarray(x) for x in xs], **nkw)
             yt = tmodule(*xts, **tkw)
@@ -150,7 +157,7 @@ def compare(
             yt.backward(torch.tensor(g))
             dxs = module.backward(be.asarray(g))
             dxs = dxs if multi else (dxs,)
-            for i, (dx, xt) in enumerate(zip(dxs, xts, strict=True)):
+            for i, (dx, xt) in enumerate(zip(dxs, [xts[i] for i in wanted], strict=True)):
                 if xt.grad is None:
                     continue
                 np.testing.assert_allclose(
@@ -260,6 +267,7 @@ def check_torch_configs(
     skip=None,
     tol: float = 1e-9,
     minimum: int = 1,
+    differentiable: Sequence[int] | None = None,
 ) -> int:
     """Run every PyTorch module-test configuration of class ``name`` through :func:`compare`
     on each of ``backends`` (those not importable are left out); returns how many ran.
@@ -268,6 +276,7 @@ def check_torch_configs(
     **kwargs)``); ``skip(config)`` returns a reason to leave a configuration out (a feature
     PyTorch tests that nnx does not have, such as complex inputs), or None. Configurations with
     an ``input_fn`` use its tensors. Fails if fewer than ``minimum`` configurations ran.
+    ``differentiable`` is passed to :func:`compare`.
     """
     import warnings
 
@@ -297,7 +306,15 @@ def check_torch_configs(
                 warnings.simplefilter("ignore", UserWarning)  # PyTorch's own notes (padding='same')
                 tmodule = getattr(torch.nn, name)(*args, **kwargs)
             try:
-                compare(make(args, kwargs), tmodule, shape, inputs=inputs, backend=backend, tol=tol)
+                compare(
+                    make(args, kwargs),
+                    tmodule,
+                    shape,
+                    inputs=inputs,
+                    backend=backend,
+                    tol=tol,
+                    differentiable=differentiable,
+                )
             except AssertionError as e:
                 raise AssertionError(f"{label} on {backend}: {e}") from None
         ran += 1
