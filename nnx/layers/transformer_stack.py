@@ -263,7 +263,7 @@ class Transformer(Module):
             if id(p) in stacked:
                 fan_out *= 3
             bound = math.sqrt(6.0 / (fan_in + fan_out))
-            reserve(p.shape)
+            # no reserve(): these values replace ones already drawn (and counted)
             values = host.uniform(-bound, bound, size=p.shape)
             p.value = backend_of(p.value).asarray(values, dtype=p.value.dtype)
 

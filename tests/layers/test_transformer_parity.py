@@ -447,3 +447,17 @@ def test_errors():
         model(np.ones((N, S, 6), np.float32), tgt)
     with pytest.raises(nnx.BackwardBeforeForwardError):
         model.backward(tgt)
+
+
+@pytest.mark.slow
+def test_a_transformer_larger_than_the_slack_saves_and_loads(tmp_path):
+    """load_model lets a rebuilt model draw at most twice the stored numbers (plus a slack):
+    the copies of the layers and the Xavier redraw must stay within it."""
+    model = nnx.Transformer(256, 4, 2, 2, 1024, rng=0)
+    path = nnx.save_model(tmp_path / "t.npz", model)
+    loaded = nnx.load_model(path)
+    src = host_normal((1, 3, 256)).astype(np.float32)
+    tgt = host_normal((1, 2, 256), seed=1).astype(np.float32)
+    np.testing.assert_allclose(
+        nnx.to_numpy(loaded.eval()(src, tgt)), nnx.to_numpy(model.eval()(src, tgt)), rtol=1e-5
+    )
