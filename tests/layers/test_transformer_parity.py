@@ -461,3 +461,16 @@ def test_a_transformer_larger_than_the_slack_saves_and_loads(tmp_path):
     np.testing.assert_allclose(
         nnx.to_numpy(loaded.eval()(src, tgt)), nnx.to_numpy(model.eval()(src, tgt)), rtol=1e-5
     )
+
+
+@pytest.mark.torch
+def test_transformer_with_custom_encoder_and_decoder_matches_torch():
+    """Custom stacks are called like the built ones (and their matrices redrawn, as PyTorch)."""
+    torch = pytest.importorskip("torch")
+    enc, tenc = _encoder_pair(torch, {}, layers=1, norm=False)
+    dec, tdec = _decoder_stack_pair(torch, {"activation": "gelu"}, layers=1)
+    mine = nnx.Transformer(E, H, custom_encoder=enc, custom_decoder=dec, rng=0)
+    _randomize(mine)
+    theirs = torch.nn.Transformer(E, H, custom_encoder=tenc, custom_decoder=tdec, batch_first=True)
+    kwargs = {"tgt_mask": _causal(T), "tgt_is_causal": True}
+    compare(mine, theirs, [(N, S, E), (N, T, E)], kwargs=kwargs)
