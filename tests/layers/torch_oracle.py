@@ -31,7 +31,7 @@ def copy_into_torch(module, tmodule):
         tbuffers[name].data = torch.tensor(np.array(nnx.to_numpy(b.value)))
 
 
-def _host(p, which: str) -> np.ndarray:
+def _torch_value(p, which: str) -> np.ndarray:
     value = getattr(p, which)
     if value is None:  # a parameter that got no gradient
         return np.zeros(p.shape)
@@ -40,9 +40,9 @@ def _host(p, which: str) -> np.ndarray:
 
 def _linear_layout(path, m, which):
     """``nnx.Linear`` keeps its weight ``(in, out)``; ``torch.nn.Linear`` ``(out, in)``."""
-    out = {f"{path}weight": _host(m.weight, which).T}
+    out = {f"{path}weight": _torch_value(m.weight, which).T}
     if m.bias is not None:
-        out[f"{path}bias"] = _host(m.bias, which)
+        out[f"{path}bias"] = _torch_value(m.bias, which)
     return out, [m.weight, m.bias]
 
 
@@ -51,9 +51,15 @@ def _attention_layout(path, m, which):
     and value weights ``(out, in)`` into one ``in_proj_weight`` ``(3E, E)`` (and biases into
     ``in_proj_bias``) beside ``out_proj``."""
     projections = (m.q_proj, m.k_proj, m.v_proj)
-    out = {f"{path}in_proj_weight": np.concatenate([_host(p.weight, which).T for p in projections])}
+    out = {
+        f"{path}in_proj_weight": np.concatenate(
+            [_torch_value(p.weight, which).T for p in projections]
+        )
+    }
     if m.q_proj.bias is not None:
-        out[f"{path}in_proj_bias"] = np.concatenate([_host(p.bias, which) for p in projections])
+        out[f"{path}in_proj_bias"] = np.concatenate(
+            [_torch_value(p.bias, which) for p in projections]
+        )
     linear, covered = _linear_layout(f"{path}out_proj.", m.out_proj, which)
     out.update(linear)
     return out, covered + [p.weight for p in projections] + [p.bias for p in projections]
@@ -88,7 +94,7 @@ def torch_layout(module, which: str = "value") -> dict[str, np.ndarray]:
         covered.update(id(p) for p in params if p is not None)
     for name, p in module.named_parameters():
         if id(p) not in covered:
-            out[name] = _host(p, which)
+            out[name] = _torch_value(p, which)
     return out
 
 
