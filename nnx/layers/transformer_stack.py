@@ -44,9 +44,9 @@ def _clones(layer: Any, n: int, who: str) -> Sequential:
     return Sequential(*copies)
 
 
-def _norm(norm: Any, who: str) -> Any:
+def _norm(norm: Any, who: str, what: str = "norm") -> Any:
     if norm is not None and not isinstance(norm, Module):
-        raise TypeError(f"{who}: norm must be an nnx Module or None, got {type(norm).__name__}")
+        raise TypeError(f"{who}: {what} must be an nnx Module or None, got {type(norm).__name__}")
     return norm
 
 
@@ -236,12 +236,12 @@ class Transformer(Module):
         }
         norm = {"eps": layer_norm_eps, "bias": bias, "dtype": dtype, "device": device}
         if custom_encoder is not None:
-            self.encoder = _norm(custom_encoder, "Transformer")
+            self.encoder = _norm(custom_encoder, "Transformer", "custom_encoder")
         else:
             layer = TransformerEncoderLayer(d_model, nhead, rng=host, **opts)
             self.encoder = TransformerEncoder(layer, num_encoder_layers, LayerNorm(d_model, **norm))
         if custom_decoder is not None:
-            self.decoder = _norm(custom_decoder, "Transformer")
+            self.decoder = _norm(custom_decoder, "Transformer", "custom_decoder")
         else:
             layer = TransformerDecoderLayer(d_model, nhead, rng=host, **opts)
             self.decoder = TransformerDecoder(layer, num_decoder_layers, LayerNorm(d_model, **norm))

@@ -181,6 +181,9 @@ def test_encoder_stack_variants_match_torch():
     mine, theirs = _encoder_pair(torch, {"batch_first": False}, layers=3, norm=False)
     kwargs = {"mask": host_normal((S, S), seed=11)}
     compare(mine, theirs, (S, N, E), kwargs=kwargs)
+    mine, theirs = _encoder_pair(torch, {"norm_first": True})  # unbatched, padding (S,)
+    kwargs = {"src_key_padding_mask": np.array([False, False, True, False])}
+    compare(mine, theirs, (S, E), kwargs=kwargs)
     mine, theirs = _encoder_pair(torch, {})  # float padding mask, causal flag with its mask
     kwargs = {
         "mask": _causal(S),
@@ -440,6 +443,10 @@ def test_errors():
         nnx.TransformerDecoder("layer", 2)
     with pytest.raises(TypeError, match="TransformerEncoder: norm must be an nnx Module or None"):
         nnx.TransformerEncoder(nnx.TransformerEncoderLayer(E, H), 1, norm="layer")
+    with pytest.raises(
+        TypeError, match="Transformer: custom_decoder must be an nnx Module or None"
+    ):
+        nnx.Transformer(E, H, custom_decoder=print)
     model = nnx.Transformer(E, H, 1, 1, FF, rng=0)
     with pytest.raises(ValueError, match=r"Transformer: src and tgt must have the same batch size"):
         model(np.ones((3, S, E), np.float32), tgt)
