@@ -64,6 +64,8 @@ from .shape import ChannelShuffle, Flatten, Identity, PixelShuffle, PixelUnshuff
 from .similarity import Bilinear, CosineSimilarity, PairwiseDistance
 from .standardize import Standardize
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
+from .transformer_decoder import TransformerDecoderLayer
+from .transformer_stack import Transformer, TransformerDecoder, TransformerEncoder
 from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 __all__ = [
@@ -104,6 +106,10 @@ __all__ = [
     "PositionalEmbedding",
     "SinusoidalPositionalEncoding",
     "TransformerEncoderLayer",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AvgPool1d",

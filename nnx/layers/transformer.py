@@ -16,6 +16,57 @@ from .linear import Linear
 from .norm.layer import LayerNorm
 
 
+def make_activation(activation: str | Module, who: str) -> Module:
+    """The feed-forward activation module: ``"relu"``, ``"gelu"`` (exact erf form) or a given
+    nnx module (a plain function has no backward pass, so it is refused)."""
+    if isinstance(activation, Module):
+        return activation
+    if activation == "relu":
+        return ReLU()
+    if activation == "gelu":
+        return GELU()
+    raise ValueError(
+        f"{who}: activation must be 'relu', 'gelu' or an nnx Module, got {activation!r}"
+    )
+
+
+def batch_major(xp: Any, x: Any, batch_first: bool, d_model: int, who: str, what: str) -> Any:
+    """A sequence input as ``(N, L, E)``: batched ``(N, L, E)`` (or ``(L, N, E)`` when not
+    ``batch_first``) or unbatched ``(L, E)`` (a batch of one), after the dtype and shape
+    checks."""
+    if x.ndim not in (2, 3) or x.shape[-1] != d_model:
+        layout = "(N, L, E)" if batch_first else "(L, N, E)"
+        raise ValueError(
+            f"{who}: {what} must have shape {layout} or (L, E) with E = d_model = {d_model}, "
+            f"got {tuple(x.shape)}"
+        )
+    check_floating(xp, x, who, what)
+    if x.ndim == 2:
+        return xp.expand_dims(x, axis=0)
+    return x if batch_first else xp.permute_dims(x, (1, 0, 2))
+
+
+def to_batch_major(xp: Any, g: Any, batch_first: bool) -> Any:
+    """An upstream gradient in the layout :func:`batch_major` gives its input."""
+    if g.ndim == 2:
+        return xp.expand_dims(g, axis=0)
+    return g if batch_first else xp.permute_dims(g, (1, 0, 2))
+
+
+def from_batch_major(xp: Any, y: Any, ndim: int, batch_first: bool) -> Any:
+    """``(N, L, E)`` back to the caller's layout (``ndim`` 2: unbatched)."""
+    if ndim == 2:
+        return y[0, ...]
+    return y if batch_first else xp.permute_dims(y, (1, 0, 2))
+
+
+def batch_padding(xp: Any, mask: Any, ndim: int) -> Any:
+    """A key padding mask ``(S,)`` of an unbatched input as ``(1, S)``; others unchanged."""
+    if mask is None or ndim != 2 or mask.ndim != 1:
+        return mask
+    return xp.expand_dims(mask, axis=0)
+
+
 class TransformerEncoderLayer(Module):
     """Self-attention and a feed-forward block, each with a residual connection and LayerNorm,
     as ``torch.nn.TransformerEncoderLayer`` (same sub-module names).
@@ -41,7 +92,10 @@ class TransformerEncoderLayer(Module):
         rng, dtype, device: initialization seed and parameter placement.
 
     ``forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)``; shapes
-    ``(N, L, d_model)`` (``(L, N, d_model)`` with ``batch_first=False``).
+    ``(N, L, d_model)`` (``(L, N, d_model)`` with ``batch_first=False``) or unbatched
+    ``(L, d_model)``; masks as :class:`MultiheadAttention` takes them (``(S,)`` key padding for
+    an unbatched input). ``batch_first`` defaults to True here (PyTorch: False), as for every
+    nnx sequence layer.
     """
 
     _shape = None
@@ -65,17 +119,7 @@ class TransformerEncoderLayer(Module):
         dim_feedforward = positive_int(
             dim_feedforward, "dim_feedforward", "TransformerEncoderLayer"
         )
-        if isinstance(activation, Module):
-            act = activation
-        elif activation == "relu":
-            act = ReLU()
-        elif activation == "gelu":
-            act = GELU()
-        else:
-            raise ValueError(
-                f"TransformerEncoderLayer: activation must be 'relu', 'gelu' or an nnx Module, "
-                f"got {activation!r}"
-            )
+        act = make_activation(activation, "TransformerEncoderLayer")
         host = as_rng(rng)
         kw = {"dtype": dtype, "device": device}
         self.self_attn = MultiheadAttention(
@@ -91,6 +135,7 @@ class TransformerEncoderLayer(Module):
         self.dropout1 = Dropout(dropout, rng=host)
         self.dropout2 = Dropout(dropout, rng=host)
         self.activation = act
+        self.d_model = d_model
 
     def _sa(self, x: Any, mask: Any, padding: Any, is_causal: bool) -> Any:
         y = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=padding, is_causal=is_causal)
@@ -116,8 +161,9 @@ class TransformerEncoderLayer(Module):
         is_causal: bool = False,
     ) -> Any:
         xp = namespace(src)
-        check_floating(xp, src, "TransformerEncoderLayer")
-        x = src if self.batch_first or src.ndim != 3 else xp.permute_dims(src, (1, 0, 2))
+        who = "TransformerEncoderLayer"
+        x = batch_major(xp, src, self.batch_first, self.d_model, who, "src")
+        src_key_padding_mask = batch_padding(xp, src_key_padding_mask, src.ndim)
         if self.norm_first:
             h = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
             y = h + self._ff(self.norm2(h))
@@ -125,13 +171,13 @@ class TransformerEncoderLayer(Module):
             h = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask, is_causal))
             y = self.norm2(h + self._ff(h))
         self._shape = tuple(src.shape)
-        return y if self.batch_first else xp.permute_dims(y, (1, 0, 2))
+        return from_batch_major(xp, y, src.ndim, self.batch_first)
 
     def backward(self, grad_out: Any) -> Any:
         shape = require_forward(self._shape, "TransformerEncoderLayer")
         check_grad(grad_out, shape, "TransformerEncoderLayer")
         xp = namespace(grad_out)
-        g = grad_out if self.batch_first else xp.permute_dims(grad_out, (1, 0, 2))
+        g = to_batch_major(xp, grad_out, self.batch_first)
         if self.norm_first:
             g_h = g + self.norm2.backward(self._ff_backward(g))
             g_x = g_h + self.norm1.backward(self._sa_backward(g_h))
@@ -140,7 +186,7 @@ class TransformerEncoderLayer(Module):
             g_h = g_r2 + self._ff_backward(g_r2)
             g_r1 = self.norm1.backward(g_h)  # gradient of x + sa(x)
             g_x = g_r1 + self._sa_backward(g_r1)
-        return g_x if self.batch_first else xp.permute_dims(g_x, (1, 0, 2))
+        return from_batch_major(xp, g_x, len(shape), self.batch_first)
 
 
 def _check_sequence(x: Any, max_len: int, dim: int, who: str) -> Any:

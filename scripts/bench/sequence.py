@@ -104,6 +104,86 @@ def _sequence_case(
     }
 
 
+# ---------------------------------------------------------------- transformer decoder layer
+
+
+def _decoder_workload(quick: bool) -> dict[str, int]:
+    if quick:
+        return {"d_model": 16, "heads": 4, "tgt": 8, "memory": 8, "batch": 4, "ff": 32}
+    return {"d_model": 256, "heads": 4, "tgt": 128, "memory": 128, "batch": 32, "ff": 1024}
+
+
+def _decoder_case(
+    torch: Any, cfg: dict[str, int], repeats: int, pause: float, memory_steps: int
+) -> dict[str, Any]:
+    """``TransformerDecoderLayer`` (post-norm, ReLU, causal target mask, no dropout): forward on
+    ``(tgt, memory)``, backward of a fixed gradient into both inputs, SGD step; nnx (NumPy)
+    against torch eager, interleaved as :func:`_sequence_case`, with the CPU time
+    (``time.process_time``) of each step beside its wall time: the ratio of CPU times is the
+    figure, as it varies less on a shared machine."""
+    rng = np.random.default_rng(0)
+    d, n = cfg["d_model"], cfg["batch"]
+    mine = nnx.TransformerDecoderLayer(d, cfg["heads"], cfg["ff"], dropout=0.0, rng=0)
+    ref = torch.nn.TransformerDecoderLayer(
+        d, cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True
+    )
+    tgt = rng.standard_normal((n, cfg["tgt"], d), dtype=np.float32)
+    mem = rng.standard_normal((n, cfg["memory"], d), dtype=np.float32)
+    g = rng.standard_normal(tgt.shape, dtype=np.float32)
+    causal = np.triu(np.ones((cfg["tgt"], cfg["tgt"]), dtype=bool), k=1)
+    opt = SGD(mine.parameters(), lr=1e-4)
+    topt = torch.optim.SGD(ref.parameters(), lr=1e-4)
+    ttgt, tmem, tg = (torch.tensor(a, requires_grad=True) for a in (tgt, mem, g))
+    tcausal = torch.tensor(causal)
+    assert all(p.dtype == torch.float32 for p in ref.parameters())
+    assert all(p.value.dtype == np.float32 for p in mine.parameters())
+
+    def nnx_step() -> None:
+        opt.zero_grad()
+        mine(tgt, mem, tgt_mask=causal)
+        mine.backward(g)  # returns (d_tgt, d_memory)
+        opt.step()
+
+    def torch_step() -> None:
+        topt.zero_grad()
+        ttgt.grad = tmem.grad = None
+        ref(ttgt, tmem, tgt_mask=tcausal).backward(tg.detach())
+        topt.step()
+
+    nnx_step(), torch_step()  # warm-up
+    wall: dict[str, list[float]] = {"nnx": [], "torch": []}
+    cpu: dict[str, list[float]] = {"nnx": [], "torch": []}
+    for r in range(repeats):
+        steps = {"nnx": nnx_step, "torch": torch_step}
+        for label in alternated(list(steps), r):
+            time.sleep(pause)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            steps[label]()
+            wall[label].append(time.perf_counter() - start)
+            cpu[label].append(time.process_time() - start_cpu)
+    rss = []
+    for _ in range(memory_steps):
+        nnx_step()
+        rss.append(rss_mb())
+    w_nnx, w_torch = (statistics.median(wall[k]) for k in ("nnx", "torch"))
+    c_nnx, c_torch = (statistics.median(cpu[k]) for k in ("nnx", "torch"))
+    return {
+        "config": cfg,
+        "nnx_ms": 1e3 * w_nnx,
+        "torch_ms": 1e3 * w_torch,
+        "nnx_cpu_ms": 1e3 * c_nnx,
+        "torch_cpu_ms": 1e3 * c_torch,
+        "nnx_over_torch": c_nnx / c_torch,  # CPU time
+        "wall_nnx_over_torch": w_nnx / w_torch,
+        "all_ms": {k: [1e3 * t for t in v] for k, v in wall.items()},
+        "all_cpu_ms": {k: [1e3 * t for t in v] for k, v in cpu.items()},
+        "rss_mb": rss,
+        "rss_growth_mb": rss[-1] - rss[0] if rss else 0.0,
+        "memory_steps": memory_steps,
+        "repeats": repeats,
+    }
+
+
 def run_sequence(
     repeats: int,
     quick: bool = False,
@@ -122,6 +202,9 @@ def run_sequence(
         name: _sequence_case(torch, name, cfg, repeats, pause, memory_steps)
         for name, cfg in _sequence_workloads(quick).items()
     }
+    results["transformer_decoder"] = _decoder_case(
+        torch, _decoder_workload(quick), repeats, pause, memory_steps
+    )
     results["load_average"] = os.getloadavg()
     results["torch_threads"] = torch.get_num_threads()
     results["numpy_blas_threads"] = blas_threads()
@@ -145,6 +228,12 @@ def main_sequence(args: argparse.Namespace) -> int:
             f"  nnx/torch {r['nnx_over_torch']:.2f}  RSS growth {r['rss_growth_mb']:.1f} MB"
             f" over {r['memory_steps']} more steps"
         )
+    r = results["transformer_decoder"]
+    print(
+        f"{'decoder':<12} {r['config']}  CPU nnx {r['nnx_cpu_ms']:.1f} ms  torch "
+        f"{r['torch_cpu_ms']:.1f} ms  nnx/torch {r['nnx_over_torch']:.2f} (wall "
+        f"{r['wall_nnx_over_torch']:.2f})  RSS growth {r['rss_growth_mb']:.1f} MB"
+    )
     print(
         f"load average {tuple(round(v, 2) for v in results['load_average'])}, torch threads "
         f"{results['torch_threads']}, NumPy BLAS threads {results['numpy_blas_threads']}, "

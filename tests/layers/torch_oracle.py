@@ -19,15 +19,83 @@ import nnx
 
 
 def copy_into_torch(module, tmodule):
-    """Give the torch module the nnx module's parameter and buffer values (matched by name)."""
+    """Give the torch module the nnx module's parameter and buffer values (matched by name,
+    in PyTorch's names and layout: see :func:`torch_layout`)."""
     import torch
 
     tparams = dict(tmodule.named_parameters())
     tbuffers = dict(tmodule.named_buffers())
-    for name, p in module.named_parameters():
-        tparams[name].data = torch.tensor(np.array(nnx.to_numpy(p.value)))
+    for name, value in torch_layout(module).items():
+        tparams[name].data = torch.tensor(value)
     for name, b in module.named_buffers():
         tbuffers[name].data = torch.tensor(np.array(nnx.to_numpy(b.value)))
+
+
+def _torch_value(p, which: str) -> np.ndarray:
+    value = getattr(p, which)
+    if value is None:  # a parameter that got no gradient
+        return np.zeros(p.shape)
+    return np.array(nnx.to_numpy(value))
+
+
+def _linear_layout(path, m, which):
+    """``nnx.Linear`` keeps its weight ``(in, out)``; ``torch.nn.Linear`` ``(out, in)``."""
+    out = {f"{path}weight": _torch_value(m.weight, which).T}
+    if m.bias is not None:
+        out[f"{path}bias"] = _torch_value(m.bias, which)
+    return out, [m.weight, m.bias]
+
+
+def _attention_layout(path, m, which):
+    """nnx's ``MultiheadAttention`` has four Linear projections; PyTorch stacks the query, key
+    and value weights ``(out, in)`` into one ``in_proj_weight`` ``(3E, E)`` (and biases into
+    ``in_proj_bias``) beside ``out_proj``."""
+    projections = (m.q_proj, m.k_proj, m.v_proj)
+    out = {
+        f"{path}in_proj_weight": np.concatenate(
+            [_torch_value(p.weight, which).T for p in projections]
+        )
+    }
+    if m.q_proj.bias is not None:
+        out[f"{path}in_proj_bias"] = np.concatenate(
+            [_torch_value(p.bias, which) for p in projections]
+        )
+    linear, covered = _linear_layout(f"{path}out_proj.", m.out_proj, which)
+    out.update(linear)
+    return out, covered + [p.weight for p in projections] + [p.bias for p in projections]
+
+
+def _layouts():
+    """nnx module class -> function ``(path prefix, module, "value" | "grad") -> (entries under
+    PyTorch's names, the nnx parameters they cover)`` for modules whose parameters differ from
+    PyTorch's in name or layout."""
+    return {nnx.Linear: _linear_layout, nnx.MultiheadAttention: _attention_layout}
+
+
+def torch_layout(module, which: str = "value") -> dict[str, np.ndarray]:
+    """The nnx module's parameter values (``which="value"``) or gradients (``"grad"``, zeros
+    where None) as host arrays under PyTorch's parameter names and in PyTorch's layout.
+
+    Parameters of ``Linear`` are transposed, and ``MultiheadAttention``'s projections stacked
+    into ``in_proj_weight``/``in_proj_bias`` (:func:`_layouts`); every other parameter keeps its
+    name and layout (convolutions, normalization).
+    """
+    layouts = _layouts()
+    out: dict[str, np.ndarray] = {}
+    covered: set[int] = set()
+    for path, m in module.named_modules():
+        rule = layouts.get(type(m))
+        if rule is None:
+            continue
+        entries, params = rule(f"{path}." if path else "", m, which)
+        if any(id(p) in covered for p in params if p is not None):
+            continue  # already part of an enclosing module's entries
+        out.update(entries)
+        covered.update(id(p) for p in params if p is not None)
+    for name, p in module.named_parameters():
+        if id(p) not in covered:
+            out[name] = _torch_value(p, which)
+    return out
 
 
 def _is_multi(shape: Any) -> bool:
@@ -47,6 +115,7 @@ def compare(
     backend: str = "numpy",
     kwargs: dict | None = None,
     inputs: Sequence[np.ndarray] | None = None,
+    differentiable: Sequence[int] | None = None,
 ):
     """Forward, input gradients, every parameter gradient and every buffer, ``steps`` times
     (fresh data each step; parameters unchanged), within ``tol`` (absolute and relative).
@@ -56,7 +125,9 @@ def compare(
     the host arrays instead of random ones (used for every step). ``kwargs`` are passed to both
     forwards unchanged when they are not arrays; NumPy arrays among them go to each side as its
     own array (masks, lengths). The nnx module runs on ``backend`` (a spec such as
-    ``"strict:device1"`` or ``"jax"``).
+    ``"strict:device1"`` or ``"jax"``). ``differentiable`` are the positions of the inputs the
+    nnx module returns gradients for (default: all; a float mask passed positionally, as
+    ``Transformer``'s third input in PyTorch's configurations, is a constant to nnx).
     """
     import torch
 
@@ -68,14 +139,18 @@ def compare(
     tmodule.train(train)
     rng = np.random.default_rng(seed)
     shapes = shape if _is_multi(shape) else [shape]
-    multi = len(shapes) > 1
+    wanted = range(len(shapes)) if differentiable is None else differentiable
+    multi = len(wanted) > 1
     kwargs = kwargs or {}
     nkw = {k: be.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     with nnx.backend.float64_scope(be):
         for step in range(steps):
             xs = list(inputs) if inputs is not None else [rng.standard_normal(s) for s in shapes]
-            xts = [torch.tensor(x, requires_grad=x.dtype.kind == "f") for x in xs]
+            xts = [
+                torch.tensor(x, requires_grad=x.dtype.kind == "f" and i in wanted)
+                for i, x in enumerate(xs)
+            ]
             module.zero_grad()
             y = module(*[be.asarray(x) for x in xs], **nkw)
             yt = tmodule(*xts, **tkw)
@@ -88,7 +163,7 @@ def compare(
             yt.backward(torch.tensor(g))
             dxs = module.backward(be.asarray(g))
             dxs = dxs if multi else (dxs,)
-            for i, (dx, xt) in enumerate(zip(dxs, xts, strict=True)):
+            for i, (dx, xt) in enumerate(zip(dxs, [xts[i] for i in wanted], strict=True)):
                 if xt.grad is None:
                     continue
                 np.testing.assert_allclose(
@@ -99,11 +174,11 @@ def compare(
                     err_msg=f"input {i} grad, step {step}",
                 )
             tparams = dict(tmodule.named_parameters())
-            for name, p in module.named_parameters():
+            for name, grad in torch_layout(module, "grad").items():
                 tgrad = tparams[name].grad
-                expected = np.zeros(p.shape) if tgrad is None else tgrad.numpy()
+                expected = np.zeros(grad.shape) if tgrad is None else tgrad.numpy()
                 np.testing.assert_allclose(
-                    nnx.to_numpy(p.grad),
+                    grad,
                     expected,
                     rtol=tol,
                     atol=tol,
@@ -199,6 +274,7 @@ def check_torch_configs(
     skip=None,
     tol: float = 1e-9,
     minimum: int = 1,
+    differentiable: Sequence[int] | None = None,
 ) -> int:
     """Run every PyTorch module-test configuration of class ``name`` through :func:`compare`
     on each of ``backends`` (those not importable are left out); returns how many ran.
@@ -207,6 +283,7 @@ def check_torch_configs(
     **kwargs)``); ``skip(config)`` returns a reason to leave a configuration out (a feature
     PyTorch tests that nnx does not have, such as complex inputs), or None. Configurations with
     an ``input_fn`` use its tensors. Fails if fewer than ``minimum`` configurations ran.
+    ``differentiable`` is passed to :func:`compare`.
     """
     import warnings
 
@@ -236,7 +313,15 @@ def check_torch_configs(
                 warnings.simplefilter("ignore", UserWarning)  # PyTorch's own notes (padding='same')
                 tmodule = getattr(torch.nn, name)(*args, **kwargs)
             try:
-                compare(make(args, kwargs), tmodule, shape, inputs=inputs, backend=backend, tol=tol)
+                compare(
+                    make(args, kwargs),
+                    tmodule,
+                    shape,
+                    inputs=inputs,
+                    backend=backend,
+                    tol=tol,
+                    differentiable=differentiable,
+                )
             except AssertionError as e:
                 raise AssertionError(f"{label} on {backend}: {e}") from None
         ran += 1
