@@ -23,7 +23,7 @@ from .embedding import Embedding, TiedLinear
 from .linear import Linear
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm, SyncBatchNorm
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
-from .recurrent import GRU, LSTM
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .shape import Flatten, Identity
 from .standardize import Standardize
 from .transformer import PositionalEmbedding, SinusoidalPositionalEncoding, TransformerEncoderLayer
@@ -44,7 +44,11 @@ __all__ = [
     "LayerNorm",
     "RMSNorm",
     "GRU",
+    "GRUCell",
     "LSTM",
+    "LSTMCell",
+    "RNN",
+    "RNNCell",
     "PositionalEmbedding",
     "SinusoidalPositionalEncoding",
     "TransformerEncoderLayer",
