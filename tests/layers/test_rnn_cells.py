@@ -407,7 +407,7 @@ class ReseededRNN(nnx.Module):
         self.rnn = nnx.RNN(2, 3, num_layers=3, dropout=0.4, rng=0)
 
     def forward(self, x):
-        self.rnn.reseed(5)
+        self.rnn.dropout_layer.reseed(5)
         return self.rnn(x)[0]
 
     def backward(self, g):
@@ -418,14 +418,15 @@ def test_dropout_between_layers():
     x = host_normal((4, 2, 2), 1)
     assert nnx.gradcheck(ReseededRNN(), x).ok
     rnn = ReseededRNN().rnn.to(dtype="float64")
-    rnn.reseed(1)
+    rnn.dropout_layer.reseed(1)
     a, _ = rnn(x)
-    rnn.reseed(1)
+    rnn.dropout_layer.reseed(1)
     b, _ = rnn(x)
     np.testing.assert_array_equal(a, b)  # the same seed, the same masks
     assert not np.allclose(a, rnn(x)[0])  # the next masks differ
     assert not np.allclose(a, rnn.eval()(x)[0])  # no dropout in evaluation mode
-    assert rnn.seed != nnx.RNN(2, 3, num_layers=3, dropout=0.4, rng=1).seed
+    other = nnx.RNN(2, 3, num_layers=3, dropout=0.4, rng=1)
+    assert rnn.dropout_layer.seed != other.dropout_layer.seed
     with pytest.warns(UserWarning, match="dropout=0.5 acts between stacked layers only"):
         nnx.RNN(2, 3, dropout=0.5)
     # p = 1 (allowed, as in PyTorch): the second layer sees zeros, whatever the input
@@ -494,3 +495,32 @@ def test_errors_name_the_module():
     cell(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"LSTMCell.backward: gradient has shape \(2, 5\)"):
         cell.backward(np.ones((2, 5), np.float32))
+
+
+def test_dropout_under_compile_matches_eager():
+    """nnx.compile threads the dropout child's JAX key: compiled steps draw the eager masks."""
+    pytest.importorskip("jax")
+    from nnx.optim import SGD
+    from tests.layers.zoo.zoo_recurrent import Output
+
+    def model():
+        rnn = nnx.RNN(2, 3, num_layers=2, dropout=0.5, batch_first=True, rng=0, device="jax")
+        return nnx.Sequential(Output(rnn), nnx.Flatten(), nnx.Linear(6, 1, rng=1, device="jax"))
+
+    eager, compiled = model(), model()
+    eager_opt, compiled_opt = SGD(eager.parameters(), lr=0.1), SGD(compiled.parameters(), lr=0.1)
+    step = nnx.compile(compiled, nnx.MSELoss(), compiled_opt)
+    be, loss_fn = nnx.get_backend("jax"), nnx.MSELoss()
+    for i in range(2):
+        x = be.asarray(host_normal((4, 2, 2), i), dtype="float32")
+        y = be.asarray(host_normal((4, 1), 10 + i), dtype="float32")
+        eager_opt.zero_grad()
+        want = loss_fn(eager(x), y)
+        eager.backward(loss_fn.backward())
+        eager_opt.step()
+        loss, _ = step(x, y)
+        np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
+    for (name, a), b in zip(
+        eager.state_dict().items(), compiled.state_dict().values(), strict=True
+    ):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)

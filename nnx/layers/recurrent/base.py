@@ -14,15 +14,7 @@ import math
 import warnings
 from typing import Any
 
-from ...backend import (
-    Backend,
-    Generator,
-    backend_of,
-    device,
-    get_backend,
-    namespace,
-    one_blas_thread,
-)
+from ...backend import Backend, device, get_backend, namespace, one_blas_thread
 from ...core.checks import (
     check_floating,
     check_grad,
@@ -34,6 +26,7 @@ from ...core.checks import (
 )
 from ...core.init import Seed, as_rng, reserve
 from ...core.module import Module, Parameter
+from ..dropout import Dropout
 
 
 def init_uniform(
@@ -61,7 +54,6 @@ class _Recurrent(Module):
     STATES = 1
     BATCH_FIRST = True  # the class's default, for repr
     _cache = None
-    _generator: Generator | None = None
 
     def __init__(
         self,
@@ -102,9 +94,12 @@ class _Recurrent(Module):
                 if self.bias:
                     shapes.update({f"bias_ih_l{k}{suffix}": (g,), f"bias_hh_l{k}{suffix}": (g,)})
                 init_uniform(self, shapes, h, host, backend, dtype)
-        # the dropout masks' seed; drawn only when there is dropout, so that a shared host
-        # generator gives the layers built after this one the same values as without it
-        self.seed = int(host.integers(2**63)) if self.dropout > 0 else 0
+        # the masks between layers come from a Dropout (its seed, its generator: the Trainer's
+        # reseeding, data-parallel rows and nnx.compile's random keys treat it as any Dropout);
+        # made only for 0 < p < 1, so that a shared host generator gives the layers built after
+        # this one the same values as without it, and p = 1 needs no random numbers
+        if 0.0 < self.dropout < 1.0:
+            self.dropout_layer = Dropout(self.dropout, rng=host)
 
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
@@ -125,20 +120,13 @@ class _Recurrent(Module):
             text += ", bidirectional=True"
         return text
 
-    def reseed(self, seed: int) -> None:
-        """Restart the dropout masks from ``seed``, as :meth:`nnx.Dropout.reseed` (the Trainer
-        calls it at the start of each epoch)."""
-        self.seed = int(seed)
-        self._generator = None
-
     def _mask(self, x: Any, shape: tuple[int, ...]) -> Any:
         """Inverted-dropout mask ``m / (1 - p)``, ``m ~ Bernoulli(1 - p)`` (zeros for p = 1)."""
-        backend = backend_of(x)
-        if self._generator is None or self._generator.backend != backend:
-            self._generator = backend.generator(self.seed)
-        u = self._generator.uniform(shape, x.dtype)
-        scale = 0.0 if self.dropout == 1.0 else 1.0 / (1.0 - self.dropout)
-        return namespace(x).astype(u >= self.dropout, x.dtype) * scale
+        xp = namespace(x)
+        if self.dropout == 1.0:
+            return xp.zeros(shape, dtype=x.dtype, device=device(x))
+        u = self.dropout_layer._uniform(x, shape)
+        return xp.astype(u >= self.dropout, x.dtype) * (1.0 / (1.0 - self.dropout))
 
     def _params(self, k: int, suffix: str) -> tuple[Parameter, Parameter, Any, Any]:
         p = [getattr(self, f"{n}_l{k}{suffix}", None) for n in ("weight_ih", "weight_hh")]

@@ -52,7 +52,8 @@ class RNN(_Recurrent):
         input_size, hidden_size, num_layers, nonlinearity (``"tanh"`` or ``"relu"``), bias,
             batch_first (False: time first, as in PyTorch), dropout, bidirectional: as in
             PyTorch; ``dropout`` acts on the outputs of every layer but the last in training
-            mode, seeded like :class:`nnx.Dropout` (``rng``; :meth:`reseed`).
+            mode, drawn by a :class:`nnx.Dropout` child, ``dropout_layer`` (seeded from ``rng``;
+            ``dropout_layer.reseed(seed)`` restarts its masks, as the Trainer does each epoch).
         rng, dtype, device: initial values ``U(-1/sqrt(H), 1/sqrt(H))`` and placement.
 
     >>> import numpy as np, nnx
@@ -138,7 +139,7 @@ class LSTM(_Recurrent):
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as in
             PyTorch (``batch_first=True`` by default here); ``dropout`` acts on the outputs of
-            every layer but the last in training mode, seeded like :class:`nnx.Dropout`.
+            every layer but the last in training mode, drawn as in :class:`RNN`.
         rng, dtype, device: initial values ``U(-1/sqrt(H), 1/sqrt(H))`` and placement.
     """
 
