@@ -497,6 +497,7 @@ def test_errors_name_the_module():
         cell.backward(np.ones((2, 5), np.float32))
 
 
+@pytest.mark.slow
 def test_dropout_under_compile_matches_eager():
     """nnx.compile threads the dropout child's JAX key: compiled steps draw the eager masks."""
     pytest.importorskip("jax")
