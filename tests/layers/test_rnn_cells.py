@@ -360,6 +360,20 @@ def test_cell_call_stack_contract():
     assert dx is None and dh.shape == (4, 3)
 
 
+def test_cell_called_twice_in_a_container():
+    """Sequential(cell, Tanh, cell): each call differentiated at its own input, and the stack
+    empty after every step (no history kept from one step to the next)."""
+    cell = nnx.RNNCell(3, 3, rng=0)
+    model = nnx.Sequential(cell, nnx.Tanh(), cell)
+    x = host_normal((2, 3), 1)
+    assert nnx.gradcheck(model, x).ok
+    model.to(dtype="float64")
+    for _ in range(3):
+        model.zero_grad()
+        model.backward(np.ones((2, 3)) + model(x))
+        assert cell._calls == []
+
+
 # ------------------------------------------------------- gradcheck on every backend
 GRADCHECK = {
     "rnn-2-bidir-h0": (lambda: nnx.RNN(2, 2, num_layers=2, bidirectional=True, rng=0), 1),

@@ -53,7 +53,6 @@ class _Cell(Module):
 
     GATES = 0
     STATES = 1
-    _calls: tuple = ()
     _fresh = False  # a backward ran since the last forward: the next forward starts a new stack
 
     def __init__(
@@ -76,6 +75,11 @@ class _Cell(Module):
         init_uniform(self, shapes, h, as_rng(rng), get_backend(device), dtype)
         if not self.bias:
             self.bias_ih = self.bias_hh = None
+        # The stack of calls is one list, appended to and popped from in place (unlike other
+        # caches, which forward rebinds): a container that calls this cell twice captures and
+        # restores the cell's attributes around each call (nnx.core.calls), and every capture
+        # then shares this one stack, which its backward passes, in reverse call order, empty.
+        self._calls: list[tuple[Any, ...]] = []
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -134,9 +138,9 @@ class _Cell(Module):
             gi = gi + self.bias_ih.value
         b_hh = None if self.bias_hh is None else self.bias_hh.value
         new, cache = self._step(xp, gi, states, self.weight_hh.value, b_hh)
-        # push this call (a new tuple: cached objects are rebound, never changed in place)
-        kept = () if self._fresh or not self.training else self._calls
-        self._calls = (*kept, (x2, cache, hx is not None, unbatched))
+        if self._fresh or not self.training:
+            self._calls = []  # a new stack: after a backward, or in evaluation mode
+        self._calls.append((x2, cache, hx is not None, unbatched))
         self._fresh = False
         return [s[0, ...] for s in new] if unbatched else new
 
@@ -157,8 +161,8 @@ class _Cell(Module):
             raise BackwardBeforeForwardError(
                 f"{who}.backward called before forward: run forward first"
             )
-        *rest, (x2, cache, given, unbatched) = self._calls
-        self._calls, self._fresh = tuple(rest), True
+        x2, cache, given, unbatched = self._calls.pop()
+        self._fresh = True
         h_prev = cache[0]
         xp = namespace(h_prev)
         shape = tuple(h_prev.shape[1:]) if unbatched else tuple(h_prev.shape)
