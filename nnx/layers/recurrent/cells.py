@@ -161,8 +161,7 @@ class _Cell(Module):
             raise BackwardBeforeForwardError(
                 f"{who}.backward called before forward: run forward first"
             )
-        x2, cache, given, unbatched = self._calls.pop()
-        self._fresh = True
+        x2, cache, given, unbatched = self._calls[-1]
         h_prev = cache[0]
         xp = namespace(h_prev)
         shape = tuple(h_prev.shape[1:]) if unbatched else tuple(h_prev.shape)
@@ -171,8 +170,10 @@ class _Cell(Module):
             if g is None:
                 carry.append(xp.zeros(h_prev.shape, dtype=h_prev.dtype, device=device(h_prev)))
                 continue
-            check_grad(g, shape, who)
+            check_grad(g, shape, who)  # before the pop: a bad gradient leaves the call there
             carry.append(xp.expand_dims(g, axis=0) if unbatched else g)
+        self._calls.pop()
+        self._fresh = True
         carry, d_gi, d_gh = self._step_backward(xp, cache, carry, self.weight_hh.value)
         self.weight_ih.accumulate(x2.T @ d_gi)
         self.weight_hh.accumulate(h_prev.T @ d_gh)
