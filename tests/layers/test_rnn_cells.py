@@ -517,11 +517,13 @@ def test_dropout_under_compile_matches_eager():
     """nnx.compile threads the dropout child's JAX key: compiled steps draw the eager masks."""
     pytest.importorskip("jax")
     from nnx.optim import SGD
-    from tests.layers.zoo.zoo_recurrent import Output
+    from tests.layers.zoo.zoo_recurrent import RecurrentOutput
 
     def model():
         rnn = nnx.RNN(2, 3, num_layers=2, dropout=0.5, batch_first=True, rng=0, device="jax")
-        return nnx.Sequential(Output(rnn), nnx.Flatten(), nnx.Linear(6, 1, rng=1, device="jax"))
+        return nnx.Sequential(
+            RecurrentOutput(rnn), nnx.Flatten(), nnx.Linear(6, 1, rng=1, device="jax")
+        )
 
     eager, compiled = model(), model()
     eager_opt, compiled_opt = SGD(eager.parameters(), lr=0.1), SGD(compiled.parameters(), lr=0.1)

@@ -1,12 +1,12 @@
 """The recurrent layers. The zoo takes one array in and one out: ``RNN`` returns
-``(output, h_n)``, so it runs inside :class:`Output`, which keeps the output sequence; a cell
+``(output, h_n)``, so it runs inside :class:`RecurrentOutput`, which keeps the output sequence; a cell
 called as ``cell(x)`` (zero initial state) returns its new state."""
 
 import nnx
 
 
 @nnx.register_module
-class Output(nnx.Module):
+class RecurrentOutput(nnx.Module):
     """The output sequence of a sequence layer (``h_n`` dropped); backward: ``dL/dx``."""
 
     def __init__(self, rnn):
@@ -20,9 +20,12 @@ class Output(nnx.Module):
 
 
 EXAMPLES = {
-    "rnn": (lambda: Output(nnx.RNN(3, 4, num_layers=2, batch_first=True, rng=0)), (2, 5, 3)),
+    "rnn": (
+        lambda: RecurrentOutput(nnx.RNN(3, 4, num_layers=2, batch_first=True, rng=0)),
+        (2, 5, 3),
+    ),
     "rnn-relu-bidirectional": (
-        lambda: Output(nnx.RNN(3, 4, nonlinearity="relu", bidirectional=True, rng=1)),
+        lambda: RecurrentOutput(nnx.RNN(3, 4, nonlinearity="relu", bidirectional=True, rng=1)),
         (4, 2, 3),
     ),
     "rnncell": (lambda: nnx.RNNCell(3, 4, rng=0), (2, 3)),
