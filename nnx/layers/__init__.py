@@ -59,7 +59,7 @@ from .norm import (
     SyncBatchNorm,
 )
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
-from .recurrent import GRU, LSTM
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .shape import ChannelShuffle, Flatten, Identity, PixelShuffle, PixelUnshuffle, Unflatten
 from .similarity import Bilinear, CosineSimilarity, PairwiseDistance
 from .standardize import Standardize
@@ -102,7 +102,11 @@ __all__ = [
     "LayerNorm",
     "RMSNorm",
     "GRU",
+    "GRUCell",
     "LSTM",
+    "LSTMCell",
+    "RNN",
+    "RNNCell",
     "PositionalEmbedding",
     "SinusoidalPositionalEncoding",
     "TransformerEncoderLayer",

@@ -1,4 +1,5 @@
-"""Sequence models: a transformer encoder block and an LSTM, nnx (NumPy) against torch eager CPU.
+"""Sequence models: a transformer encoder block, an LSTM and an RNN, nnx (NumPy) against torch
+eager CPU.
 
 Each step is forward + backward (with a fixed upstream gradient) + an SGD step, both libraries
 in float32 and, with ``--threads``, on the same number of threads. The two run interleaved
@@ -27,10 +28,12 @@ def _sequence_workloads(quick: bool) -> dict[str, dict[str, int]]:
         return {
             "transformer": {"d_model": 16, "heads": 4, "seq": 8, "batch": 4, "ff": 32},
             "lstm": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
+            "rnn": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
         }
     return {
         "transformer": {"d_model": 256, "heads": 4, "seq": 128, "batch": 32, "ff": 1024},
         "lstm": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
+        "rnn": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
     }
 
 
@@ -49,6 +52,10 @@ def _sequence_case(
         ref = torch.nn.TransformerEncoderLayer(
             cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True
         )
+    elif name == "rnn":  # a tanh Elman RNN, batch first like the LSTM
+        shape = (cfg["batch"], cfg["seq"], cfg["input"])
+        mine = nnx.RNN(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
+        ref = torch.nn.RNN(cfg["input"], cfg["hidden"], batch_first=True)
     else:
         shape = (cfg["batch"], cfg["seq"], cfg["input"])
         mine = nnx.LSTM(cfg["input"], cfg["hidden"], rng=0)
@@ -77,25 +84,31 @@ def _sequence_case(
 
     nnx_step(), torch_step()  # warm-up
     times: dict[str, list[float]] = {"nnx": [], "torch": []}
+    cpu: dict[str, list[float]] = {"nnx": [], "torch": []}  # process CPU time: robust to load
     for r in range(repeats):
         steps = {"nnx": nnx_step, "torch": torch_step}
         for label in alternated(list(steps), r):
             fn = steps[label]
             time.sleep(pause)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times[label].append(time.perf_counter() - start)
+            cpu[label].append(time.process_time() - start_cpu)
     # memory: RSS after every nnx step; growth is last minus the first (after warm-up)
     rss = []
     for _ in range(memory_steps):
         nnx_step()
         rss.append(rss_mb())
     t_nnx, t_torch = (statistics.median(times[k]) for k in ("nnx", "torch"))
+    c_nnx, c_torch = (statistics.median(cpu[k]) for k in ("nnx", "torch"))
     return {
         "config": cfg,
         "nnx_ms": 1e3 * t_nnx,
         "torch_ms": 1e3 * t_torch,
         "nnx_over_torch": t_nnx / t_torch,
+        "nnx_cpu_ms": 1e3 * c_nnx,
+        "torch_cpu_ms": 1e3 * c_torch,
+        "cpu_nnx_over_torch": c_nnx / c_torch,
         "all_ms": {k: [1e3 * t for t in v] for k, v in times.items()},
         "rss_mb": rss,
         "rss_growth_mb": rss[-1] - rss[0] if rss else 0.0,
@@ -191,7 +204,7 @@ def run_sequence(
     pause: float = 1.0,
     memory_steps: int = 20,
 ) -> dict[str, Any]:
-    """Forward + backward + SGD step of a transformer encoder block and an LSTM, nnx (NumPy)
+    """Forward + backward + SGD step of a transformer encoder block, an LSTM and an RNN, nnx (NumPy)
     and torch eager CPU interleaved (order alternating), both float32 and on the same number
     of threads (``threads``, or each library's default), median step time and ratio, and the
     resident memory of the nnx process over ``memory_steps`` more steps."""
@@ -221,11 +234,12 @@ def main_sequence(args: argparse.Namespace) -> int:
         pause=args.pause if not args.quick else 0.0,
         memory_steps=args.seq_memory_steps if not args.quick else 3,
     )
-    for name in ("transformer", "lstm"):
+    for name in _sequence_workloads(args.quick):
         r = results[name]
         print(
             f"{name:<12} {r['config']}  nnx {r['nnx_ms']:.1f} ms  torch {r['torch_ms']:.1f} ms"
-            f"  nnx/torch {r['nnx_over_torch']:.2f}  RSS growth {r['rss_growth_mb']:.1f} MB"
+            f"  nnx/torch {r['nnx_over_torch']:.2f} (CPU time {r['nnx_cpu_ms']:.1f} / "
+            f"{r['torch_cpu_ms']:.1f} ms = {r['cpu_nnx_over_torch']:.2f})  RSS growth {r['rss_growth_mb']:.1f} MB"
             f" over {r['memory_steps']} more steps"
         )
     r = results["transformer_decoder"]
