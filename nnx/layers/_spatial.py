@@ -72,7 +72,11 @@ def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, 
 def pad_indices(size: int, left: int, right: int, mode: str) -> list[int]:
     """Source index of each position of an axis of length ``size`` padded by ``left``/``right``
     in ``mode`` (``reflect``: mirror without repeating the edge, ``replicate``: repeat the edge,
-    ``circular``: wrap around). A negative ``left``/``right`` drops that many entries."""
+    ``circular``: wrap around). A negative ``left``/``right`` drops that many entries (circular
+    padding, as PyTorch's, wraps around what is left after the drop)."""
+    if mode == "circular":
+        first, kept = max(0, -left), size - max(0, -left) - max(0, -right)
+        return [first + i % kept for i in range(-max(0, left), kept + max(0, right))]
     out = []
     for i in range(-left, size + right):
         if mode == "reflect":
@@ -81,8 +85,8 @@ def pad_indices(size: int, left: int, right: int, mode: str) -> list[int]:
             out.append(period - j if j >= size else j)
         elif mode == "replicate":
             out.append(min(max(i, 0), size - 1))
-        else:  # circular
-            out.append(i % size)
+        else:
+            raise ValueError(f"unknown padding mode {mode!r}")
     return out
 
 
@@ -127,6 +131,9 @@ def pad(
         for axis, (lo, hi) in enumerate(pads, start=lead):
             if lo or hi:
                 index = pad_indices(x.shape[axis], lo, hi, mode)
+                if not index:  # cropped to nothing
+                    x = x[_index(x.ndim, axis, slice(0, 0))]
+                    continue
                 x = xp.take(x, xp.asarray(index, device=dev), axis=axis)
         return x
     if any(lo < 0 or hi < 0 for lo, hi in pads):
@@ -193,7 +200,13 @@ def pad_backward(
     for axis, size, (lo, hi) in zip(range(lead, g.ndim), sizes, pads, strict=True):
         if not (lo or hi):
             continue
-        sel = _selection(xp, pad_indices(size, lo, hi, mode), size, g.dtype, dev)
+        index = pad_indices(size, lo, hi, mode)
+        if not index:  # the input was cropped to nothing along this axis: zero gradient
+            shape_now = list(g.shape)
+            shape_now[axis] = size
+            g = xp.zeros(tuple(shape_now), dtype=g.dtype, device=dev)
+            continue
+        sel = _selection(xp, index, size, g.dtype, dev)
         if axis == g.ndim - 1:
             g = g @ sel
         elif axis == g.ndim - 2:  # dx[.., k, :] = sum of g[.., i, :] over the rows i from row k
