@@ -20,6 +20,7 @@ imports no array library (``tests/test_portability.py``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -200,3 +201,36 @@ def conv_weight_grad(x_cn, g_cn, groups, kernel, stride, dilation) -> np.ndarray
             cols = cols.reshape(groups, k, m)
             dw += g_chunk.reshape(groups, o // groups, m) @ cols.transpose(0, 2, 1)
     return dw.reshape(o, cg, *kernel)
+
+
+def conv_input_grad_3d(g_cn, w, groups, size, stride, dilation) -> np.ndarray:
+    """3-d only: the padded input's gradient ``(C, N, *size)`` from ``g_cn`` ``(O, N, *out)``
+    (col2im of ``W^T @ g``) with the batch as the innermost axis.
+
+    The portable col2im adds each kernel offset's piece at a strided position of a
+    ``(C, N, D, H, W)`` array, whose innermost run is only ``Wo`` long (8 at 16x16 with stride
+    2: the per-run overhead of 27 strided adds cost more than the product). Here ``g`` is laid
+    out ``(O, Do, Ho, Wo, N)``, the product gives every offset's columns as ``(C, Do*Ho*Wo, N)``
+    and they are added into a ``(C, Dp, Hp, Wp, N)`` array in runs of ``N`` contiguous values;
+    one transposing copy gives the result its ``(C, N, ...)`` layout."""
+    o, n, *out = g_cn.shape
+    _, cg, *kernel = w.shape
+    taps = math.prod(kernel)
+    positions = math.prod(out)
+    c = cg * groups
+    dtype = np.result_type(g_cn, w)
+    g_rows = np.ascontiguousarray(np.moveaxis(g_cn, 1, -1)).reshape(
+        groups, o // groups, positions * n
+    )
+    wt = w.reshape(groups, o // groups, cg * taps).transpose(0, 2, 1)
+    total = np.zeros((c, *size, n), dtype=dtype)
+    with one_blas_thread(g_cn):
+        dcols = np.matmul(wt, g_rows).reshape(c, taps, *out, n)
+    offsets = itertools.product(*(range(k) for k in kernel))
+    for t, offset in enumerate(offsets):
+        key = tuple(
+            slice(p * dl, p * dl + s * (m - 1) + 1, s)
+            for p, dl, s, m in zip(offset, dilation, stride, out, strict=True)
+        )
+        total[(slice(None), *key)] += dcols[:, t]
+    return np.ascontiguousarray(np.moveaxis(total, -1, 1))
