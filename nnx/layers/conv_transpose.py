@@ -11,6 +11,7 @@ an ``H`` axis of size 1.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,11 @@ from ._spatial import int_tuple, pad
 from .conv import _init_parameters, conv_forward, conv_input_grad, conv_weight_grad
 
 _LAYOUTS = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative integer (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
 
 
 class _ConvTransposeNd(Module):
@@ -121,10 +127,10 @@ class _ConvTransposeNd(Module):
         if output_size is None:
             return self.output_padding
         nd = self.nd
-        wanted = tuple(output_size)
+        wanted = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,)
         if len(wanted) == nd + 2:
             wanted = wanted[2:]
-        if len(wanted) != nd or not all(isinstance(v, int) and v >= 0 for v in wanted):
+        if len(wanted) != nd or not all(_is_count(v) for v in wanted):
             raise ValueError(
                 f"{self._who()}: output_size must have {nd} or {nd + 2} non-negative integers, "
                 f"got {output_size!r}"
@@ -137,7 +143,7 @@ class _ConvTransposeNd(Module):
                     f"input size {tuple(sizes)}: each size must lie between "
                     f"{low} and {tuple(lo + s - 1 for lo, s in zip(low, self.stride, strict=True))}"
                 )
-        return tuple(want - lo for want, lo in zip(wanted, low, strict=True))
+        return tuple(int(want) - lo for want, lo in zip(wanted, low, strict=True))
 
     def _as_2d(self, a: Any, xp: Any) -> Any:
         """The 1-d layer's arrays with an ``H`` axis of size 1 (the others as given)."""
