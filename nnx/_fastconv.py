@@ -20,6 +20,8 @@ imports no array library (``tests/test_portability.py``).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,36 +53,42 @@ def portable_only() -> Iterator[None]:
         _enabled = saved
 
 
-def _per_chunk(win: np.ndarray, per: int) -> int:
-    """Images per chunk: their columns (window view ``(C, kh, kw, N, ...)``, ``per`` positions
-    per image) fill about :data:`CHUNK_BYTES`."""
-    c, kh, kw = win.shape[:3]
-    return max(1, CHUNK_BYTES // max(c * kh * kw * per * win.itemsize, 1))
+def _per_chunk(win: np.ndarray, per: int, d: int) -> int:
+    """Images per chunk: their columns (window view ``(C, *kernel, N, ...)`` with ``d`` kernel
+    axes, ``per`` positions per image) fill about :data:`CHUNK_BYTES`."""
+    k = math.prod(win.shape[: 1 + d])
+    return max(1, CHUNK_BYTES // max(k * per * win.itemsize, 1))
 
 
-def _column_chunks(win: np.ndarray, per: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """``(n0, n1, cols)``: the window view ``(C, kh, kw, N, ...)`` copied for images
+def _column_chunks(win: np.ndarray, per: int, d: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(n0, n1, cols)``: the window view ``(C, *kernel, N, ...)`` copied for images
     ``[n0, n1)`` into ``cols``, about :data:`CHUNK_BYTES` at a time. One buffer serves every
     chunk: a fresh one each time would be page-faulted in anew (``per`` positions per image)."""
-    c, kh, kw, n = win.shape[:4]
-    step = _per_chunk(win, per)
-    buffer = np.empty((c, kh, kw, min(step, n) * per), dtype=win.dtype)
+    lead = win.shape[: 1 + d]
+    n = win.shape[1 + d]
+    step = _per_chunk(win, per, d)
+    buffer = np.empty((*lead, min(step, n) * per), dtype=win.dtype)
     for n0 in range(0, n, step):
         n1 = min(n, n0 + step)
-        cols = buffer[..., : (n1 - n0) * per].reshape(c, kh, kw, n1 - n0, *win.shape[4:])
-        np.copyto(cols, win[:, :, :, n0:n1])
+        cols = buffer[..., : (n1 - n0) * per].reshape(*lead, n1 - n0, *win.shape[2 + d :])
+        np.copyto(cols, win[(slice(None),) * (1 + d) + (slice(n0, n1),)])
         yield n0, n1, cols
 
 
 def _windows(x_cn: np.ndarray, kernel, stride, dilation, out) -> np.ndarray:
-    """Read-only view ``(C, kh, kw, N, Ho, Wo)`` of ``x_cn`` ``(C, N, Hp, Wp)``: the input under
+    """Read-only view ``(C, *kernel, N, *out)`` of ``x_cn`` ``(C, N, *padded)``: the input under
     each kernel offset (the portable columns, not copied)."""
     c, n = x_cn.shape[:2]
-    s0, s1, s2, s3 = x_cn.strides
+    s0, s1, *sp = x_cn.strides
     return as_strided(
         x_cn,
-        (c, kernel[0], kernel[1], n, out[0], out[1]),
-        (s0, dilation[0] * s2, dilation[1] * s3, s1, stride[0] * s2, stride[1] * s3),
+        (c, *kernel, n, *out),
+        (
+            s0,
+            *(dl * st for dl, st in zip(dilation, sp, strict=True)),
+            s1,
+            *(sd * st for sd, st in zip(stride, sp, strict=True)),
+        ),
         writeable=False,
     )
 
@@ -88,62 +96,69 @@ def _windows(x_cn: np.ndarray, kernel, stride, dilation, out) -> np.ndarray:
 def _flat_rows(x_cn, kernel, stride, dilation, out):
     """Stride 1 on a C-contiguous ``x_cn``: the kernel offsets as flat shifts of each image.
 
-    Each image's ``(Hp, Wp)`` plane is read as one flat row, and the output is computed on the
-    ``(Ho, Wp)`` grid, whose position ``(i, j)`` sits at ``i*Wp + j``: the input under kernel
-    offset ``(p, q)`` is then the contiguous run starting at ``p*dh*Wp + q*dw``, so the columns
-    are copied in long runs (``Ho*Wp`` values) rather than ``Wo``-value pieces (the copy of the
-    short pieces cost as much as the product). The ``Wp - Wo`` extra positions per row are
-    wasted work (6% at 32x32, 12% at 16x16) and are never read back. The run is
-    ``(Ho-1)*Wp + Wo`` long, so it ends inside its image. (In the weight gradient the extra
-    positions pair ``g = 0`` with real inputs, so an infinite input makes NaN entries of ``dW``
-    where the portable path has finite ones; the step's loss is not finite either way.)
+    Each image's padded ``(Hp, Wp)`` plane (``(Dp, Hp, Wp)`` volume) is read as one flat row,
+    and the output is computed on the ``(Ho, Wp)`` grid (``(Do, Hp, Wp)``), whose position
+    ``(i, j)`` sits at ``i*Wp + j``: the input under kernel offset ``(p, q)`` is then the
+    contiguous run starting at ``p*dh*Wp + q*dw``, so the columns are copied in long runs
+    (``Ho*Wp`` values) rather than ``Wo``-value pieces (the copy of the short pieces cost as
+    much as the product). The ``Wp - Wo`` extra positions per row are wasted work (6% at 32x32,
+    12% at 16x16) and are never read back. The run is ``(Ho-1)*Wp + Wo`` long, so it ends
+    inside its image. (In the weight gradient the extra positions pair ``g = 0`` with real
+    inputs, so an infinite input makes NaN entries of ``dW`` where the portable path has finite
+    ones; the step's loss is not finite either way.)
 
-    Returns ``(window, run)``: the view ``(C, kh, kw, N, run)`` and its length; ``None`` where
+    Returns ``(window, run)``: the view ``(C, *kernel, N, run)`` and its length; ``None`` where
     this does not apply."""
-    if stride != (1, 1) or not x_cn.flags.c_contiguous:
+    if any(s != 1 for s in stride) or not x_cn.flags.c_contiguous:
         return None
-    c, n, hp, wp = x_cn.shape
-    ho, wo = out
-    run = (ho - 1) * wp + wo
+    c, n, *padded = x_cn.shape
     s = x_cn.itemsize
+    steps = [math.prod(padded[a + 1 :]) for a in range(len(padded))]  # flat step of each axis
+    run = sum((o - 1) * st for o, st in zip(out, steps, strict=True)) + 1
     window = as_strided(
         x_cn,
-        (c, kernel[0], kernel[1], n, run),
-        (x_cn.strides[0], dilation[0] * wp * s, dilation[1] * s, hp * wp * s, s),
+        (c, *kernel, n, run),
+        (
+            x_cn.strides[0],
+            *(dl * st * s for dl, st in zip(dilation, steps, strict=True)),
+            math.prod(padded) * s,
+            s,
+        ),
         writeable=False,
     )
     return window, run
 
 
-def _from_flat_grid(rows, n, run, wp, out):
-    """``(A, N*run)`` values on the flat ``(Ho, Wp)`` grid -> their ``(A, N, Ho, Wo)`` view (a
-    plain, non-overlapping view: writing through it is safe)."""
+def _from_flat_grid(rows, n, run, padded, out):
+    """``(A, N*run)`` values on the flat grid of the ``padded`` spatial shape -> their
+    ``(A, N, *out)`` view (a plain, non-overlapping view: writing through it is safe)."""
     s = rows.itemsize
-    return as_strided(rows, (rows.shape[0], n, *out), (rows.strides[0], run * s, wp * s, s))
+    steps = [math.prod(padded[a + 1 :]) * s for a in range(len(padded))]
+    return as_strided(rows, (rows.shape[0], n, *out), (rows.strides[0], run * s, *steps))
 
 
 def conv_forward(x_cn, w, groups, stride, dilation, out) -> np.ndarray:
-    """``y`` ``(O, N, Ho, Wo)`` of the padded input ``x_cn`` ``(C, N, Hp, Wp)`` and the weight
-    ``w`` ``(O, C/G, kh, kw)``: ``y = W @ cols`` per group, chunk by chunk (stride 1: on the
+    """``y`` ``(O, N, *out)`` of the padded input ``x_cn`` ``(C, N, *padded)`` and the weight
+    ``w`` ``(O, C/G, *kernel)``: ``y = W @ cols`` per group, chunk by chunk (stride 1: on the
     flat grid of :func:`_flat_rows`)."""
     c, n = x_cn.shape[:2]
-    o, cg, kh, kw = w.shape
-    ho, wo = out
-    k = cg * kh * kw
+    o, cg, *kernel = w.shape
+    d = len(kernel)
+    k = cg * math.prod(kernel)
     wm = w.reshape(groups, o // groups, k)
     dtype = np.result_type(x_cn, w)
-    y = np.empty((o, n, ho, wo), dtype=dtype)
-    flat = _flat_rows(x_cn, (kh, kw), stride, dilation, out) if n else None
-    win, per = flat or (_windows(x_cn, (kh, kw), stride, dilation, out), ho * wo)
+    y = np.empty((o, n, *out), dtype=dtype)
+    flat = _flat_rows(x_cn, kernel, stride, dilation, out) if n else None
+    win, per = flat or (_windows(x_cn, kernel, stride, dilation, out), math.prod(out))
     # the flat grid's products go to a chunk-sized buffer (still in cache when its valid
     # positions are copied out), so y is contiguous: later layers read it at full speed
     if flat:
-        grid = np.empty((o, min(n, _per_chunk(win, per)) * per), dtype=dtype)
-        valid = _from_flat_grid(grid, grid.shape[1] // per, per, x_cn.shape[3], out)
+        grid = np.empty((o, min(n, _per_chunk(win, per, d)) * per), dtype=dtype)
+        valid = _from_flat_grid(grid, grid.shape[1] // per, per, x_cn.shape[2:], out)
     # many small products: a multi-threaded BLAS would wake and wait for its threads at each
     # (a ResNet step took 18.8 s instead of 0.9 s with two threads on a busy machine)
     with one_blas_thread(x_cn):
-        for n0, n1, cols in _column_chunks(win, per):
+        for n0, n1, cols in _column_chunks(win, per, d):
             m = (n1 - n0) * per
             target = grid[:, :m] if flat else y.reshape(o, n * per)[:, n0 * per : n0 * per + m]
             np.matmul(
@@ -157,25 +172,26 @@ def conv_forward(x_cn, w, groups, stride, dilation, out) -> np.ndarray:
 
 
 def conv_weight_grad(x_cn, g_cn, groups, kernel, stride, dilation) -> np.ndarray:
-    """``dW`` ``(O, C/G, kh, kw)`` from the padded input ``x_cn`` ``(C, N, Hp, Wp)`` and the
-    output gradient ``g_cn`` ``(O, N, Ho, Wo)``: ``sum over chunks g @ cols^T`` per group
+    """``dW`` ``(O, C/G, *kernel)`` from the padded input ``x_cn`` ``(C, N, *padded)`` and the
+    output gradient ``g_cn`` ``(O, N, *out)``: ``sum over chunks g @ cols^T`` per group
     (stride 1: on the flat grid of :func:`_flat_rows`, ``g`` zero at the extra positions)."""
     c, n = x_cn.shape[:2]
-    o, _, ho, wo = g_cn.shape
-    kh, kw = kernel
+    o, _, *out = g_cn.shape
+    kernel = tuple(kernel)
+    d = len(kernel)
     cg = c // groups
-    k = cg * kh * kw
+    k = cg * math.prod(kernel)
     dtype = np.result_type(x_cn, g_cn)
     dw = np.zeros((groups, o // groups, k), dtype=dtype)
-    flat = _flat_rows(x_cn, kernel, stride, dilation, (ho, wo)) if n else None
-    win, per = flat or (_windows(x_cn, kernel, stride, dilation, (ho, wo)), ho * wo)
+    flat = _flat_rows(x_cn, kernel, stride, dilation, out) if n else None
+    win, per = flat or (_windows(x_cn, kernel, stride, dilation, out), math.prod(out))
     if flat:  # g on the flat grid, chunk by chunk: zero at the extra positions, never written
-        grid = np.zeros((o, min(n, _per_chunk(win, per)) * per), dtype=g_cn.dtype)
-        valid = _from_flat_grid(grid, grid.shape[1] // per, per, x_cn.shape[3], (ho, wo))
+        grid = np.zeros((o, min(n, _per_chunk(win, per, d)) * per), dtype=g_cn.dtype)
+        valid = _from_flat_grid(grid, grid.shape[1] // per, per, x_cn.shape[2:], out)
     else:
         g_rows = np.ascontiguousarray(g_cn).reshape(o, n * per)
     with one_blas_thread(x_cn):
-        for n0, n1, cols in _column_chunks(win, per):
+        for n0, n1, cols in _column_chunks(win, per, d):
             m = (n1 - n0) * per
             if flat:
                 g_chunk = grid[:, :m]
@@ -184,4 +200,37 @@ def conv_weight_grad(x_cn, g_cn, groups, kernel, stride, dilation) -> np.ndarray
                 g_chunk = g_rows[:, n0 * per : n0 * per + m]
             cols = cols.reshape(groups, k, m)
             dw += g_chunk.reshape(groups, o // groups, m) @ cols.transpose(0, 2, 1)
-    return dw.reshape(o, cg, kh, kw)
+    return dw.reshape(o, cg, *kernel)
+
+
+def conv_input_grad_3d(g_cn, w, groups, size, stride, dilation) -> np.ndarray:
+    """3-d only: the padded input's gradient ``(C, N, *size)`` from ``g_cn`` ``(O, N, *out)``
+    (col2im of ``W^T @ g``) with the batch as the innermost axis.
+
+    The portable col2im adds each kernel offset's piece at a strided position of a
+    ``(C, N, D, H, W)`` array, whose innermost run is only ``Wo`` long (8 at 16x16 with stride
+    2: the per-run overhead of 27 strided adds cost more than the product). Here ``g`` is laid
+    out ``(O, Do, Ho, Wo, N)``, the product gives every offset's columns as ``(C, Do*Ho*Wo, N)``
+    and they are added into a ``(C, Dp, Hp, Wp, N)`` array in runs of ``N`` contiguous values;
+    one transposing copy gives the result its ``(C, N, ...)`` layout."""
+    o, n, *out = g_cn.shape
+    _, cg, *kernel = w.shape
+    taps = math.prod(kernel)
+    positions = math.prod(out)
+    c = cg * groups
+    dtype = np.result_type(g_cn, w)
+    g_rows = np.ascontiguousarray(np.moveaxis(g_cn, 1, -1)).reshape(
+        groups, o // groups, positions * n
+    )
+    wt = w.reshape(groups, o // groups, cg * taps).transpose(0, 2, 1)
+    total = np.zeros((c, *size, n), dtype=dtype)
+    with one_blas_thread(g_cn):
+        dcols = np.matmul(wt, g_rows).reshape(c, taps, *out, n)
+    offsets = itertools.product(*(range(k) for k in kernel))
+    for t, offset in enumerate(offsets):
+        key = tuple(
+            slice(p * dl, p * dl + s * (m - 1) + 1, s)
+            for p, dl, s, m in zip(offset, dilation, stride, out, strict=True)
+        )
+        total[(slice(None), *key)] += dcols[:, t]
+    return np.ascontiguousarray(np.moveaxis(total, -1, 1))

@@ -32,8 +32,8 @@ from .activations_extra import (
 )
 from .activations_learned import PReLU, RReLU
 from .attention import MultiheadAttention
-from .conv import Conv1d, Conv2d
-from .conv_transpose import ConvTranspose2d
+from .conv import Conv1d, Conv2d, Conv3d
+from .conv_transpose import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .dropout import (
     AlphaDropout,
     Dropout,
@@ -44,6 +44,7 @@ from .dropout import (
 )
 from .embedding import Embedding, TiedLinear
 from .embedding_bag import EmbeddingBag
+from .fold import Fold, Unfold
 from .linear import Linear
 from .norm import (
     BatchNorm1d,
@@ -57,6 +58,23 @@ from .norm import (
     LocalResponseNorm,
     RMSNorm,
     SyncBatchNorm,
+)
+from .padding import (
+    CircularPad1d,
+    CircularPad2d,
+    CircularPad3d,
+    ConstantPad1d,
+    ConstantPad2d,
+    ConstantPad3d,
+    ReflectionPad1d,
+    ReflectionPad2d,
+    ReflectionPad3d,
+    ReplicationPad1d,
+    ReplicationPad2d,
+    ReplicationPad3d,
+    ZeroPad1d,
+    ZeroPad2d,
+    ZeroPad3d,
 )
 from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
@@ -88,6 +106,26 @@ __all__ = [
     "Bilinear",
     "CosineSimilarity",
     "PairwiseDistance",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose3d",
+    "Fold",
+    "Unfold",
+    "ZeroPad1d",
+    "ZeroPad2d",
+    "ZeroPad3d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ConstantPad3d",
+    "ReflectionPad1d",
+    "ReflectionPad2d",
+    "ReflectionPad3d",
+    "ReplicationPad1d",
+    "ReplicationPad2d",
+    "ReplicationPad3d",
+    "CircularPad1d",
+    "CircularPad2d",
+    "CircularPad3d",
     "Standardize",
     "ELU",
     "SELU",

@@ -87,36 +87,40 @@ def _init_parameters(
 
 
 def _columns(x_cn, xp, groups, kernel, stride, dilation, out):
-    """``x_cn`` ``(C, N, Hp, Wp)`` -> columns ``(G, C/G*kh*kw, N*Ho*Wo)``: one strided slice
-    per kernel offset, stacked (portable im2col)."""
+    """``x_cn`` ``(C, N, *padded)`` -> columns ``(G, C/G*prod(kernel), N*prod(out))``: one
+    strided slice per kernel offset, stacked (portable im2col)."""
     c, n = x_cn.shape[:2]
     cols = xp.stack(
-        [x_cn[:, :, sh, sw] for sh, sw in window_slices(kernel, stride, dilation, out)], axis=1
+        [
+            x_cn[(slice(None), slice(None), *s)]
+            for s in window_slices(kernel, stride, dilation, out)
+        ],
+        axis=1,
     )
-    return xp.reshape(cols, (groups, c // groups * kernel[0] * kernel[1], n * out[0] * out[1]))
+    return xp.reshape(cols, (groups, c // groups * math.prod(kernel), n * math.prod(out)))
 
 
 def _rows(a_cn, xp, groups):
-    """``(O, N, Ho, Wo)`` as ``(G, O/G, N*Ho*Wo)``."""
-    o, n, ho, wo = a_cn.shape
-    return xp.reshape(a_cn, (groups, o // groups, n * ho * wo))
+    """``(O, N, *out)`` as ``(G, O/G, N*prod(out))``."""
+    o, n, *out = a_cn.shape
+    return xp.reshape(a_cn, (groups, o // groups, n * math.prod(out)))
 
 
 def conv_forward(x_cn, w, xp, groups, stride, dilation, out):
-    """``y`` ``(O, N, Ho, Wo)`` of the padded input ``x_cn`` ``(C, N, Hp, Wp)`` and the weight
-    ``w`` ``(O, C/G, kh, kw)``: ``y = W @ cols`` per group."""
+    """``y`` ``(O, N, *out)`` of the padded input ``x_cn`` ``(C, N, *padded)`` and the weight
+    ``w`` ``(O, C/G, *kernel)``: ``y = W @ cols`` per group."""
     if _fastconv.applies(x_cn, w):
         return _fastconv.conv_forward(x_cn, w, groups, stride, dilation, out)
     n = x_cn.shape[1]
-    o, cg, kh, kw = w.shape
-    cols = _columns(x_cn, xp, groups, (kh, kw), stride, dilation, out)
-    wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
-    return xp.reshape(wm @ cols, (o, n, out[0], out[1]))
+    o, cg, *kernel = w.shape
+    cols = _columns(x_cn, xp, groups, tuple(kernel), stride, dilation, out)
+    wm = xp.reshape(w, (groups, o // groups, cg * math.prod(kernel)))
+    return xp.reshape(wm @ cols, (o, n, *out))
 
 
 def conv_weight_grad(x_cn, g_cn, xp, groups, kernel, stride, dilation):
-    """``dW`` ``(O, C/G, kh, kw)`` from the padded input ``x_cn`` and the output gradient
-    ``g_cn`` ``(O, N, Ho, Wo)``: ``g @ cols^T`` per group (the columns gathered again)."""
+    """``dW`` ``(O, C/G, *kernel)`` from the padded input ``x_cn`` and the output gradient
+    ``g_cn`` ``(O, N, *out)``: ``g @ cols^T`` per group (the columns gathered again)."""
     if _fastconv.applies(x_cn, g_cn):
         return _fastconv.conv_weight_grad(x_cn, g_cn, groups, kernel, stride, dilation)
     o = g_cn.shape[0]
@@ -125,71 +129,77 @@ def conv_weight_grad(x_cn, g_cn, xp, groups, kernel, stride, dilation):
     return xp.reshape(dw, (o, x_cn.shape[0] // groups, *kernel))
 
 
-def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=((0, 0), (0, 0))):
-    """``dx`` ``(C, N, Hp - t - b, Wp - l - r)``: the gradient of the padded input (spatial
-    ``size``) from ``g_cn`` ``(O, N, Ho, Wo)``, with ``crop = ((t, b), (l, r))`` cut off its
-    borders (a zero padding's adjoint; the convolution route never computes them).
+def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=None):
+    """``dx`` ``(C, N, *(size - crop))``: the gradient of the padded input (spatial ``size``)
+    from ``g_cn`` ``(O, N, *out)``, with ``crop = ((lo, hi), ...)`` (one pair per spatial axis,
+    none by default) cut off its borders (a zero padding's adjoint; the convolution route never
+    computes them).
 
-    Stride 1, where ``O * Hp*Wp <= 1.5 * C * Ho*Wo`` (the padded input at most 1.5x the output
-    and no more output than input channels, as with "same" 3x3 layers):
+    Stride 1, where ``O * prod(size) <= 1.5 * C * prod(out)`` (the padded input at most 1.5x the
+    output and no more output than input channels, as with "same" 3x3 layers):
     :func:`_input_grad_by_convolution`; otherwise :func:`_input_grad_by_col2im`, then cropped.
     Both give the same result (tested); the first needs no scatter and measured 1.3-1.7x faster
     on ResNet layers, but 2x slower where it has few output rows (1 -> 6 channels at 28x28, 5x5
     kernel).
     """
-    o, n, ho, wo = g_cn.shape
+    o, n, *out = g_cn.shape
     c = w.shape[1] * groups
-    (t, b), (left, r) = crop
-    if stride == (1, 1) and o * size[0] * size[1] <= 1.5 * c * ho * wo:
+    size = tuple(size)
+    crop = tuple(crop) if crop is not None else ((0, 0),) * len(size)
+    if all(s == 1 for s in stride) and o * math.prod(size) <= 1.5 * c * math.prod(out):
         return _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation, crop)
     dx = _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation)
-    return dx[:, :, t : size[0] - b, left : size[1] - r]
+    key = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(size, crop, strict=True))
+    return dx[(slice(None), slice(None), *key)]
 
 
 def _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation):
     """The columns' gradient ``W^T @ g`` added back where each entry was read from."""
-    o, n, ho, wo = g_cn.shape
-    _, cg, kh, kw = w.shape
-    wm = xp.reshape(w, (groups, o // groups, cg * kh * kw))
+    if len(size) == 3 and _fastconv.applies(g_cn, w):
+        return _fastconv.conv_input_grad_3d(g_cn, w, groups, tuple(size), stride, dilation)
+    o, n, *out = g_cn.shape
+    _, cg, *kernel = w.shape
+    taps = math.prod(kernel)
+    wm = xp.reshape(w, (groups, o // groups, cg * taps))
     dcols = xp.reshape(
-        xp.matrix_transpose(wm) @ _rows(g_cn, xp, groups), (groups * cg, kh * kw, n, ho, wo)
+        xp.matrix_transpose(wm) @ _rows(g_cn, xp, groups), (groups * cg, taps, n, *out)
     )
-    pieces = [dcols[:, k, ...] for k in range(kh * kw)]
-    return col2im(pieces, xp, size, (kh, kw), stride, dilation)
+    pieces = [dcols[:, k, ...] for k in range(taps)]
+    return col2im(pieces, xp, size, tuple(kernel), stride, dilation)
 
 
 def _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation, crop):
-    """Stride 1 only: ``dx[c, p] = sum_{o, i, j} W[o, c, i, j] g[o, p - (i*dh, j*dw)]`` is a
-    convolution of ``g`` with the kernel flipped and its two channel axes exchanged within each
-    group. ``g`` is zero-padded by ``d*(k-1)`` less the rows and columns ``crop`` cuts from
-    ``dx`` (on the bottom/right also less whatever ``size`` has beyond the last window; a
+    """Stride 1 only: ``dx[c, p] = sum_{o, i} W[o, c, i] g[o, p - i*dilation]`` (``i`` the
+    kernel offset) is a convolution of ``g`` with the kernel flipped and its two channel axes
+    exchanged within each group. ``g`` is zero-padded by ``d*(k-1)`` less the entries ``crop``
+    cuts from ``dx`` (at the high end also less whatever ``size`` has beyond the last window; a
     negative padding slices ``g``), so only the kept part of ``dx`` is computed."""
-    o, n, ho, wo = g_cn.shape
-    _, cg, kh, kw = w.shape
-    dh, dw = dilation
-    (t, b), (left, r) = crop
-    out = (size[0] - t - b, size[1] - left - r)
-    spans = (dh * (kh - 1), dw * (kw - 1))
-    pads = (
-        (spans[0] - t, out[0] + t - ho),  # bottom: out + (k-1)d - top - Ho
-        (spans[1] - left, out[1] + left - wo),
+    o, n, *gout = g_cn.shape
+    _, cg, *kernel = w.shape
+    d = len(kernel)
+    out = tuple(s - lo - hi for s, (lo, hi) in zip(size, crop, strict=True))
+    pads = tuple(
+        (dl * (k - 1) - lo, m + lo - go)  # high end: out + (k-1)d - low - gout
+        for dl, k, (lo, _), m, go in zip(dilation, kernel, crop, out, gout, strict=True)
     )
     g_cn = g_cn[
-        :,
-        :,
-        max(0, -pads[0][0]) : ho - max(0, -pads[0][1]),
-        max(0, -pads[1][0]) : wo - max(0, -pads[1][1]),
+        (slice(None), slice(None))
+        + tuple(
+            slice(max(0, -lo), go - max(0, -hi)) for (lo, hi), go in zip(pads, gout, strict=True)
+        )
     ]
     gpad = pad(g_cn, xp, tuple((max(0, lo), max(0, hi)) for lo, hi in pads))
-    wf = xp.reshape(w, (groups, o // groups, cg, kh, kw))
-    wf = xp.reshape(xp.permute_dims(wf, (0, 2, 1, 3, 4)), (groups * cg, o // groups, kh, kw))
-    wf = xp.flip(wf, axis=(2, 3))
-    return conv_forward(gpad, wf, xp, groups, (1, 1), dilation, out)
+    wf = xp.reshape(w, (groups, o // groups, cg, *kernel))
+    wf = xp.permute_dims(wf, (0, 2, 1, *range(3, 3 + d)))
+    wf = xp.reshape(wf, (groups * cg, o // groups, *kernel))
+    wf = xp.flip(wf, axis=tuple(range(2, 2 + d)))
+    return conv_forward(gpad, wf, xp, groups, (1,) * d, dilation, out)
 
 
 @lazy_input("in_channels", axis=1, multiple_of="groups")
 class _ConvNd(Module):
-    """Shared constructor, checks and 2-d computation of Conv1d and Conv2d."""
+    """Shared constructor, checks and computation of Conv1d, Conv2d and Conv3d (the 1-d layer
+    runs the 2-d code with an ``H`` axis of size 1)."""
 
     nd = 2
     _x_shape = None
@@ -261,7 +271,7 @@ class _ConvNd(Module):
             f"stride={one(self.stride)}"
         )
         pad_text = self.padding if isinstance(self.padding, str) else one(self.padding)
-        if pad_text not in (0, (0, 0)):
+        if isinstance(pad_text, str) or any(self.padding):
             text += f", padding={pad_text!r}"
         if any(d != 1 for d in self.dilation):
             text += f", dilation={one(self.dilation)}"
@@ -277,7 +287,8 @@ class _ConvNd(Module):
         return f"{type(self).__name__}({self.extra_repr()})"
 
     def _as_2d(self, a: Any, xp: Any) -> Any:
-        return a if self.nd == 2 else xp.expand_dims(a, axis=2)
+        """The 1-d layers' arrays with an ``H`` axis of size 1 (the 2-d and 3-d ones as given)."""
+        return xp.expand_dims(a, axis=2) if self.nd == 1 else a
 
     def _weight_2d(self, xp: Any) -> Any:
         return self._as_2d(self.weight.value, xp)
@@ -287,7 +298,7 @@ class _ConvNd(Module):
         nd = self.nd
         w = self.weight.value
         if x.ndim != nd + 2 or x.shape[1] != self.in_channels:
-            layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+            layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[nd]
             raise ValueError(
                 f"{self._who()}: expected input of shape {layout} with C={self.in_channels}, "
                 f"got shape {tuple(x.shape)}"
@@ -323,18 +334,20 @@ class _ConvNd(Module):
             )
         )
         # padded straight into (C, N, H, W) memory, so the gathered slices stack contiguously
-        x_cn = xp.permute_dims(x2, (1, 0, 2, 3))
+        d = x2.ndim - 2
+        swap = (1, 0, *range(2, 2 + d))  # (N, C, ...) <-> (C, N, ...)
+        x_cn = xp.permute_dims(x2, swap)
         xpad = pad(x_cn, xp, self._pads, self.padding_mode)
         # Only the padded input is kept for backward, not the kh*kw times larger columns: they are
         # gathered again there (one more gather per step, for a fraction of the memory).
         y_cn = conv_forward(xpad, self._weight_2d(xp), xp, self.groups, stride, dilation, out)
-        y = xp.permute_dims(y_cn, (1, 0, 2, 3))
+        y = xp.permute_dims(y_cn, swap)
         self._xpad = xpad
         if self.bias is not None:
-            y = y + xp.reshape(self.bias.value, (1, -1, 1, 1))
+            y = y + xp.reshape(self.bias.value, (1, -1) + (1,) * d)
         self._x_shape = tuple(x.shape)
         self._geometry = (tuple(xpad.shape[2:]), stride, dilation, tuple(x_cn.shape))
-        y = y if nd == 2 else y[:, :, 0, :]
+        y = y[:, :, 0, :] if nd == 1 else y
         self._out_shape = tuple(y.shape)
         return y
 
@@ -346,9 +359,11 @@ class _ConvNd(Module):
         xp = namespace(grad_out)
         check_grad(grad_out, self._out_shape, self._who())
         g = self._as_2d(grad_out, xp)
+        d = g.ndim - 2
+        swap = (1, 0, *range(2, 2 + d))
         if self.bias is not None:
-            self.bias.accumulate(xp.sum(g, axis=(0, 2, 3)))
-        g_cn = xp.permute_dims(g, (1, 0, 2, 3))
+            self.bias.accumulate(xp.sum(g, axis=(0, *range(2, 2 + d))))
+        g_cn = xp.permute_dims(g, swap)
         w2 = self._weight_2d(xp)
         dw = conv_weight_grad(self._xpad, g_cn, xp, self.groups, w2.shape[2:], stride, dilation)
         self.weight.accumulate(xp.reshape(dw, tuple(self.weight.value.shape)))
@@ -359,8 +374,8 @@ class _ConvNd(Module):
         else:
             dxpad = conv_input_grad(g_cn, w2, xp, self.groups, padded, stride, dilation)
             dx = pad_backward(dxpad, xp, shape2, self._pads, self.padding_mode)
-        dx = xp.permute_dims(dx, (1, 0, 2, 3))
-        return dx if self.nd == 2 else dx[:, :, 0, :]
+        dx = xp.permute_dims(dx, swap)
+        return dx[:, :, 0, :] if self.nd == 1 else dx
 
 
 class Conv1d(_ConvNd):
@@ -406,3 +421,27 @@ class Conv2d(_ConvNd):
     """
 
     nd = 2
+
+
+class Conv3d(_ConvNd):
+    """3-d convolution over ``(N, C, D, H, W)`` inputs (cross-correlation, as in PyTorch).
+
+    ``y[n, o] = b[o] + sum_{c in group(o)} W[o, c] (*) xpad[n, c]`` over the three spatial axes,
+    with stride, dilation and padding (``int``, ``(pd, ph, pw)``, ``"same"`` or ``"valid"``;
+    ``padding_mode`` ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``).
+
+    Args as ``torch.nn.Conv3d``, plus keyword-only ``rng``, ``dtype`` and ``device``.
+    Weight ``(out, in // groups, kd, kh, kw)``, bias ``(out,)``.
+
+    Shapes: ``(N, C_in, D, H, W)`` -> ``(N, C_out, D_out, H_out, W_out)`` with
+    ``D_out = (D + 2*pd - dd*(kd-1) - 1) // sd + 1`` (likewise ``H_out``, ``W_out``).
+
+    Backward as ``Conv2d``'s, over three spatial axes.
+
+    >>> import numpy as np, nnx
+    >>> conv = nnx.Conv3d(1, 4, 3, stride=2, padding=1, rng=0)
+    >>> conv(np.ones((2, 1, 8, 8, 8), np.float32)).shape
+    (2, 4, 4, 4, 4)
+    """
+
+    nd = 3

@@ -65,9 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cnn-steps", type=int, default=20, help="--cnn: steps per measurement")
     p.add_argument(
         "--cnn-workload",
-        choices=("lenet", "resnet"),
+        choices=("lenet", "resnet", "conv3d"),
         action="append",
-        help="--cnn: run only this workload (repeatable; default both)",
+        help="--cnn: run only this workload (repeatable; default lenet and resnet)",
     )
     p.add_argument(
         "--pause",

@@ -3,6 +3,7 @@
     python scripts/bench.py --cnn                 # both workloads, batch 128
     python scripts/bench.py --cnn --quick         # tiny smoke run: same initial loss as torch
     python scripts/bench.py --cnn --cnn-workload resnet --threads 1   # one workload
+    python scripts/bench.py --cnn --cnn-workload conv3d --threads 1   # the 3-d net (not default)
 
 Workloads (SGD with momentum 0.9, batch 128, synthetic float32 images):
 
@@ -12,6 +13,8 @@ Workloads (SGD with momentum 0.9, batch 128, synthetic float32 images):
   two stages of two residual blocks (3x3 conv-BN-ReLU-3x3 conv-BN plus the shortcut, then ReLU;
   16 then 32 channels, the second stage starting with stride 2 and a 1x1 conv-BN shortcut),
   global average pooling and a Linear to 10 classes.
+- ``conv3d`` (only on request): a small 3-d net on 1x8x16x16 volumes: Conv3d(8, 3x3x3, pad 1)-
+  ReLU, Conv3d(16, 3x3x3, stride 2, pad 1)-ReLU, Linear 4096-10.
 
 Both contenders start from the same weights and see the same batches. Each measurement is
 ``--steps`` training steps; the contenders alternate (the order flips every repetition) with a
@@ -38,7 +41,7 @@ from nnx.optim import SGD
 from .measure import alternated, limit_threads, reset_peak_rss, run_probe, status_kb, write_json
 
 MOMENTUM = 0.9
-SHAPES = {"lenet": (1, 28, 28), "resnet": (3, 32, 32)}
+SHAPES = {"lenet": (1, 28, 28), "resnet": (3, 32, 32), "conv3d": (1, 8, 16, 16)}
 
 
 # ---------------------------------------------------------------------------- nnx models
@@ -64,6 +67,15 @@ def res_block(cin: int, cout: int, stride: int, rng: np.random.Generator) -> nnx
 
 def nnx_model(name: str, seed: int = 0) -> nnx.Module:
     rng = np.random.default_rng(seed)
+    if name == "conv3d":
+        return nnx.Sequential(
+            nnx.Conv3d(1, 8, 3, padding=1, rng=rng),
+            nnx.ReLU(),
+            nnx.Conv3d(8, 16, 3, stride=2, padding=1, rng=rng),
+            nnx.ReLU(),
+            nnx.Flatten(),
+            nnx.Linear(4096, 10, rng=rng),
+        )
     if name == "lenet":
         return nnx.Sequential(
             nnx.Conv2d(1, 6, 5, padding=2, rng=rng),
@@ -118,7 +130,16 @@ def torch_model(name: str, reference: nnx.Module):
             h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
             return torch.relu(h + (x if self.shortcut is None else self.shortcut(x)))
 
-    if name == "lenet":
+    if name == "conv3d":
+        model = nn.Sequential(
+            nn.Conv3d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv3d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4096, 10),
+        )
+    elif name == "lenet":
         model = nn.Sequential(
             nn.Conv2d(1, 6, 5, padding=2),
             nn.ReLU(),
