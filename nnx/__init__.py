@@ -67,15 +67,19 @@ from .layers import (
     Upsample,
 )
 from .losses import (
+    AdaptiveLogSoftmaxWithLoss,
     BCELoss,
     BCEWithLogitsLoss,
     CrossEntropyLoss,
+    CTCLoss,
+    GaussianNLLLoss,
     HuberLoss,
     KLDivLoss,
     L1Loss,
     Loss,
     MSELoss,
     NLLLoss,
+    PoissonNLLLoss,
     SmoothL1Loss,
 )
 from .training import callbacks
@@ -96,6 +100,7 @@ from .training.trainer import NonFiniteLossError, Trainer
 __all__ = [
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveLogSoftmaxWithLoss",
     "Add",
     "AvgPool1d",
     "AvgPool2d",
@@ -108,6 +113,7 @@ __all__ = [
     "BatchNorm2d",
     "Buffer",
     "CSVLogger",
+    "CTCLoss",
     "Callback",
     "CheckpointError",
     "CompiledStep",
@@ -124,6 +130,7 @@ __all__ = [
     "Flatten",
     "GELU",
     "GRU",
+    "GaussianNLLLoss",
     "GradcheckResult",
     "Graph",
     "GroupNorm",
@@ -155,6 +162,7 @@ __all__ = [
     "NonFiniteLossError",
     "Parallel",
     "Parameter",
+    "PoissonNLLLoss",
     "PositionalEmbedding",
     "ProgressBar",
     "RMSNorm",

@@ -11,21 +11,29 @@ checks that the target fits (shape, dtype, device) before computing anything.
 array([1., 2.])
 """
 
+from .adaptive import AdaptiveLogSoftmaxWithLoss, ASMOutput
 from .base import REDUCTIONS, Loss, not_a_loss_message
 from .classification import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, NLLLoss
+from .ctc import CTCLoss
+from .probabilistic import GaussianNLLLoss, PoissonNLLLoss
 from .regression import HuberLoss, L1Loss, MSELoss, SmoothL1Loss
 
 __all__ = [
     "REDUCTIONS",
+    "ASMOutput",
+    "AdaptiveLogSoftmaxWithLoss",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "CTCLoss",
     "CrossEntropyLoss",
+    "GaussianNLLLoss",
     "HuberLoss",
     "KLDivLoss",
     "L1Loss",
     "Loss",
     "MSELoss",
     "NLLLoss",
+    "PoissonNLLLoss",
     "SmoothL1Loss",
     "not_a_loss_message",
 ]
