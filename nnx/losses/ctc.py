@@ -37,12 +37,12 @@ def _lse_axis(xp: Any, a: Any, axis: int) -> Any:
     return xp.squeeze(out, axis=axis)
 
 
-def _shift(xp: Any, a: Any, k: int, fill: Any) -> Any:
-    """``a`` moved ``k`` places along axis 1 (right for k > 0, left for k < 0), ``fill`` entering."""
-    n, width = a.shape
+def _shift(xp: Any, a: Any, k: int, pad: Any) -> Any:
+    """``a`` moved ``k`` places along axis 1 (right for k > 0, left for k < 0); ``pad``, of shape
+    ``(N, min(|k|, L))``, fills the places it leaves."""
+    width = a.shape[1]
     if abs(k) >= width:
-        return xp.full((n, width), fill, dtype=a.dtype, device=device(a))
-    pad = xp.full((n, abs(k)), fill, dtype=a.dtype, device=device(a))
+        return pad
     if k > 0:
         return xp.concat([pad, a[:, : width - k]], axis=1)
     return xp.concat([a[:, -k:], pad], axis=1)
@@ -225,14 +225,17 @@ class CTCLoss(Loss):
         end = (s == 2 * tl_a) | (s == 2 * tl_a - 1)
         no_skip = xp.zeros((n, min(2, size)), dtype=xp.bool, device=dev)
         skip = xp.concat([no_skip, ext[:, 2:] != ext[:, :-2]], axis=1)  # s-2 -> s allowed
-        skip_left = _shift(xp, skip, -2, False)  # s -> s+2 allowed
+        skip_left = _shift(xp, skip, -2, no_skip)  # s -> s+2 allowed
+        pad1 = xp.full((n, 1), neg, dtype=dtype, device=dev)
+        pad2 = xp.full((n, min(2, size)), neg, dtype=dtype, device=dev)
+        minus_inf = xp.full((n, size), neg, dtype=dtype, device=dev)
         lpe = xp.take_along_axis(lp, xp.broadcast_to(ext[None, ...], (num_t, n, size)), axis=2)
 
         alpha = [xp.where((s <= 1) & valid, lpe[0, ...], neg)]
         for t in range(1, num_t):
             a = alpha[-1]
-            a2 = xp.where(skip, _shift(xp, a, 2, neg), neg)
-            new = xp.where(valid, _lse(xp, a, _shift(xp, a, 1, neg), a2) + lpe[t, ...], neg)
+            a2 = xp.where(skip, _shift(xp, a, 2, pad2), neg)
+            new = xp.where(valid, _lse(xp, a, _shift(xp, a, 1, pad1), a2) + lpe[t, ...], neg)
             alpha.append(xp.where((t < il_a)[:, None], new, a))  # frozen after T_n - 1
         ll = _lse_axis(xp, xp.where(end, alpha[-1], neg), axis=1)
         nll = -ll
@@ -245,11 +248,11 @@ class CTCLoss(Loss):
             start = xp.where(end, lpe[t, ...], neg)
             if beta:
                 b = beta[-1]
-                b2 = xp.where(skip_left, _shift(xp, b, -2, neg), neg)
-                rec = xp.where(valid, _lse(xp, b, _shift(xp, b, -1, neg), b2) + lpe[t, ...], neg)
+                b2 = xp.where(skip_left, _shift(xp, b, -2, pad2), neg)
+                rec = xp.where(valid, _lse(xp, b, _shift(xp, b, -1, pad1), b2) + lpe[t, ...], neg)
                 rec = xp.where((t < il_a - 1)[:, None], rec, neg)
             else:
-                rec = xp.full((n, size), neg, dtype=dtype, device=dev)
+                rec = minus_inf
             beta.append(xp.where(first, start, rec))
         beta.reverse()
         alpha_all, beta_all = xp.stack(alpha), xp.stack(beta)  # (T, N, L)
