@@ -11,7 +11,17 @@ import pytest
 
 import nnx
 from nnx.core.checks import dtype_name
+from tests.conftest import BACKENDS
 from tests.layers.torch_oracle import ORACLE_BACKENDS
+
+# Every backend of tests/conftest.py, JAX under the slow marker: eager JAX compiles each small
+# operation per shape on first use, and finite differences call the loss ~50 times.
+SLOW_JAX_BACKENDS = [
+    pytest.param(
+        *p.values, id=p.id, marks=[*p.marks, *([pytest.mark.slow] if p.id == "jax" else [])]
+    )
+    for p in BACKENDS
+]
 
 
 def _compare(backend, in_features, n_classes, cutoffs, target, *, head_bias=False,
@@ -70,18 +80,14 @@ def _compare(backend, in_features, n_classes, cutoffs, target, *, head_bias=Fals
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", ORACLE_BACKENDS)
+@pytest.mark.parametrize(
+    "backend",
+    # JAX compiles each operation per new shape (every cluster's row count is one): slow
+    [pytest.param(b, marks=[pytest.mark.slow] if b == "jax" else []) for b in ORACLE_BACKENDS],
+)
 def test_matches_pytorch(backend):
-    # the gradcheck's configuration (JAX compiles each operation per new shape: reused here)
     _compare(backend, 6, 9, [2, 5], [0, 3, 8, 1, 5], div_value=2.0, head_bias=True)
-    if backend != "jax":
-        _more_cases(backend)
-
-
-@pytest.mark.torch
-@pytest.mark.slow
-def test_matches_pytorch_on_jax():
-    _more_cases("jax")
+    _more_cases(backend)
 
 
 def _more_cases(backend):
@@ -125,7 +131,9 @@ class _Loss(nnx.Module):
         return xp.ones(self.target.shape, dtype=w.dtype, device=nnx.backend.device(w))
 
 
-def test_gradcheck(backend):
+@pytest.mark.parametrize("spec", SLOW_JAX_BACKENDS)
+def test_gradcheck(spec):
+    backend = nnx.get_backend(spec)
     target = backend.asarray(np.array([0, 3, 8, 1, 5]))  # every cluster reached
     x = backend.asarray(np.random.default_rng(0).standard_normal((5, 6)))
     result = nnx.gradcheck(_Loss(target, head_bias=True), x)

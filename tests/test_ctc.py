@@ -10,7 +10,18 @@ import pytest
 
 import nnx
 from nnx.core.checks import dtype_name
+from tests.conftest import BACKENDS
 from tests.layers.torch_oracle import ORACLE_BACKENDS, compare_loss
+
+# Every backend of tests/conftest.py, JAX under the slow marker: eager JAX compiles each small
+# operation per shape on first use, and finite differences call the loss ~50 times.
+SLOW_JAX_BACKENDS = [
+    pytest.param(
+        *p.values, id=p.id, marks=[*p.marks, *([pytest.mark.slow] if p.id == "jax" else [])]
+    )
+    for p in BACKENDS
+]
+
 
 REDUCTIONS = ("mean", "sum", "none")
 T, N, C = 6, 3, 5
@@ -152,9 +163,11 @@ class _CTCOfLogits(nnx.Module):
         return d - xp.exp(self.lp) * xp.sum(d, axis=-1, keepdims=True)
 
 
-def test_ctc_gradcheck_through_log_softmax(backend):
+@pytest.mark.parametrize("spec", SLOW_JAX_BACKENDS)
+def test_ctc_gradcheck_through_log_softmax(spec):
     """A small case (finite differences run the recursion twice per input element): a repeated
     label, blank 1, an impossible sequence zeroed by zero_infinity."""
+    backend = nnx.get_backend(spec)
     lp, targets, il, tl = _small()
     args = (backend.asarray(targets), backend.asarray(il), backend.asarray(tl))
     result = nnx.gradcheck(_CTCOfLogits(*args, blank=1, zero_infinity=True), backend.asarray(lp))

@@ -66,6 +66,82 @@ def _host_ints(value: Any, what: str) -> list[int]:
     return [int(v) for v in host]
 
 
+def _recursion(
+    lp: Any,
+    labels: Any,
+    il_a: Any,
+    tl_a: Any,
+    per: Any,
+    empty: Any,
+    blank: int,
+    zero_infinity: bool,
+) -> tuple[Any, Any]:
+    """The ``(N,)`` negative log-likelihoods and the ``(T, N, C)`` gradient w.r.t. ``lp``
+    (scaled by ``per``, one factor per sequence); ``empty`` is each loss for an input length
+    of 0. One step per frame, each vectorized over the batch and the extended labels (``jax.jit``
+    of this unrolled loop would compile for a long time at long inputs)."""
+    xp = namespace(lp)
+    num_t, n, num_classes = lp.shape
+    dev, dtype, neg = device(lp), lp.dtype, -math.inf
+    width = labels.shape[1]
+    if width:
+        blanks = xp.full((n, width), blank, dtype=xp.int64, device=dev)
+        ext = xp.reshape(xp.stack([blanks, labels], axis=2), (n, 2 * width))
+        ext = xp.concat([ext, xp.full((n, 1), blank, dtype=xp.int64, device=dev)], axis=1)
+    else:
+        ext = xp.full((n, 1), blank, dtype=xp.int64, device=dev)
+    size = ext.shape[1]  # L = 2 max(U) + 1
+    s = xp.arange(size, device=dev)[None, :]
+    tl_a = tl_a[:, None]
+    valid = s < 2 * tl_a + 1
+    end = (s == 2 * tl_a) | (s == 2 * tl_a - 1)
+    no_skip = xp.zeros((n, min(2, size)), dtype=xp.bool, device=dev)
+    skip = xp.concat([no_skip, ext[:, 2:] != ext[:, :-2]], axis=1)  # s-2 -> s allowed
+    skip_left = _shift(xp, skip, -2, no_skip)  # s -> s+2 allowed
+    pad1 = xp.full((n, 1), neg, dtype=dtype, device=dev)
+    pad2 = xp.full((n, min(2, size)), neg, dtype=dtype, device=dev)
+    minus_inf = xp.full((n, size), neg, dtype=dtype, device=dev)
+    lpe = xp.take_along_axis(lp, xp.broadcast_to(ext[None, ...], (num_t, n, size)), axis=2)
+
+    alpha = [xp.where((s <= 1) & valid, lpe[0, ...], neg)]
+    for t in range(1, num_t):
+        a = alpha[-1]
+        a2 = xp.where(skip, _shift(xp, a, 2, pad2), neg)
+        new = xp.where(valid, _lse(xp, a, _shift(xp, a, 1, pad1), a2) + lpe[t, ...], neg)
+        alpha.append(xp.where((t < il_a)[:, None], new, a))  # frozen after T_n - 1
+    ll = _lse_axis(xp, xp.where(end, alpha[-1], neg), axis=1)
+    nll = -ll
+    nll = xp.where(il_a == 0, empty, nll)  # no frames: only the empty target is possible
+
+    beta: list[Any] = []
+    for t in range(num_t - 1, -1, -1):
+        first = (t == il_a - 1)[:, None]
+        start = xp.where(end, lpe[t, ...], neg)
+        if beta:
+            b = beta[-1]
+            b2 = xp.where(skip_left, _shift(xp, b, -2, pad2), neg)
+            rec = xp.where(valid, _lse(xp, b, _shift(xp, b, -1, pad1), b2) + lpe[t, ...], neg)
+            rec = xp.where((t < il_a - 1)[:, None], rec, neg)
+        else:
+            rec = minus_inf
+        beta.append(xp.where(first, start, rec))
+    beta.reverse()
+    alpha_all, beta_all = xp.stack(alpha), xp.stack(beta)  # (T, N, L)
+
+    finite = xp.isfinite(nll)
+    nll_safe = xp.where(finite, nll, 0.0)
+    lpe_safe = xp.where(lpe == neg, 0.0, lpe)  # a class of probability 0 has occupancy 0
+    gamma = xp.exp(alpha_all + beta_all - lpe_safe + nll_safe[None, :, None])  # (T, N, L)
+    onehot = xp.astype(ext[:, :, None] == xp.arange(num_classes, device=dev), dtype)
+    occupancy = xp.permute_dims(xp.permute_dims(gamma, (1, 0, 2)) @ onehot, (1, 0, 2))
+    grad = xp.exp(lp) - occupancy  # (T, N, C)
+    frames = (xp.arange(num_t, device=dev)[:, None] < il_a[None, :])[:, :, None]
+    bad = frames & ~finite[None, :, None]
+    grad = xp.where(frames, grad, 0.0)
+    grad = xp.where(bad, 0.0 if zero_infinity else math.nan, grad)
+    return nll, grad * per[None, :, None]
+
+
 class CTCLoss(Loss):
     """Connectionist temporal classification loss, as ``torch.nn.CTCLoss``.
 
@@ -195,83 +271,19 @@ class CTCLoss(Loss):
             )
         labels = self._padded_targets(xp, targets, tl, n, num_classes)
         lp = self.widen(log_probs)[0]
-        nll = self._nll_and_grad(xp, lp, labels, il, tl, unbatched)
+        dev, dtype = device(lp), lp.dtype
+        il_a, tl_a = xp.asarray(il, device=dev), xp.asarray(tl, device=dev)
+        mean = self.reduction == "mean"
+        per = xp.asarray(
+            [1.0 / (n * max(k, 1)) if mean else 1.0 for k in tl], dtype=dtype, device=dev
+        )
+        empty = xp.asarray([0.0 if k == 0 else math.inf for k in tl], dtype=dtype, device=dev)
+        args = (lp, labels, il_a, tl_a, per, empty)
+        nll, grad = _recursion(*args, blank=self.blank, zero_infinity=self.zero_infinity)
+        self.save_grad(xp.reshape(grad, (num_t, num_classes)) if unbatched else grad)
         values = xp.where(nll == math.inf, 0.0, nll) if self.zero_infinity else nll
-        dev = device(lp)
         if self.reduction == "mean":
             values = values / xp.asarray([max(k, 1) for k in tl], dtype=values.dtype, device=dev)
         if unbatched:
             values = xp.reshape(values, ())
         return self.reduce(values)
-
-    def _nll_and_grad(
-        self, xp: Any, lp: Any, labels: Any, il: list[int], tl: list[int], unbatched: bool
-    ) -> Any:
-        """The ``(N,)`` negative log-likelihoods; saves the gradient w.r.t. ``lp``."""
-        num_t, n, num_classes = lp.shape
-        dev, dtype, neg = device(lp), lp.dtype, -math.inf
-        width = labels.shape[1]
-        if width:
-            blanks = xp.full((n, width), self.blank, dtype=xp.int64, device=dev)
-            ext = xp.reshape(xp.stack([blanks, labels], axis=2), (n, 2 * width))
-            ext = xp.concat([ext, xp.full((n, 1), self.blank, dtype=xp.int64, device=dev)], axis=1)
-        else:
-            ext = xp.full((n, 1), self.blank, dtype=xp.int64, device=dev)
-        size = ext.shape[1]  # L = 2 max(U) + 1
-        s = xp.arange(size, device=dev)[None, :]
-        tl_a = xp.asarray(tl, device=dev)[:, None]
-        il_a = xp.asarray(il, device=dev)
-        valid = s < 2 * tl_a + 1
-        end = (s == 2 * tl_a) | (s == 2 * tl_a - 1)
-        no_skip = xp.zeros((n, min(2, size)), dtype=xp.bool, device=dev)
-        skip = xp.concat([no_skip, ext[:, 2:] != ext[:, :-2]], axis=1)  # s-2 -> s allowed
-        skip_left = _shift(xp, skip, -2, no_skip)  # s -> s+2 allowed
-        pad1 = xp.full((n, 1), neg, dtype=dtype, device=dev)
-        pad2 = xp.full((n, min(2, size)), neg, dtype=dtype, device=dev)
-        minus_inf = xp.full((n, size), neg, dtype=dtype, device=dev)
-        lpe = xp.take_along_axis(lp, xp.broadcast_to(ext[None, ...], (num_t, n, size)), axis=2)
-
-        alpha = [xp.where((s <= 1) & valid, lpe[0, ...], neg)]
-        for t in range(1, num_t):
-            a = alpha[-1]
-            a2 = xp.where(skip, _shift(xp, a, 2, pad2), neg)
-            new = xp.where(valid, _lse(xp, a, _shift(xp, a, 1, pad1), a2) + lpe[t, ...], neg)
-            alpha.append(xp.where((t < il_a)[:, None], new, a))  # frozen after T_n - 1
-        ll = _lse_axis(xp, xp.where(end, alpha[-1], neg), axis=1)
-        nll = -ll
-        empty = xp.asarray([0.0 if k == 0 else math.inf for k in tl], dtype=dtype, device=dev)
-        nll = xp.where(il_a == 0, empty, nll)  # no frames: only the empty target is possible
-
-        beta: list[Any] = []
-        for t in range(num_t - 1, -1, -1):
-            first = (t == il_a - 1)[:, None]
-            start = xp.where(end, lpe[t, ...], neg)
-            if beta:
-                b = beta[-1]
-                b2 = xp.where(skip_left, _shift(xp, b, -2, pad2), neg)
-                rec = xp.where(valid, _lse(xp, b, _shift(xp, b, -1, pad1), b2) + lpe[t, ...], neg)
-                rec = xp.where((t < il_a - 1)[:, None], rec, neg)
-            else:
-                rec = minus_inf
-            beta.append(xp.where(first, start, rec))
-        beta.reverse()
-        alpha_all, beta_all = xp.stack(alpha), xp.stack(beta)  # (T, N, L)
-
-        finite = xp.isfinite(nll)
-        nll_safe = xp.where(finite, nll, 0.0)
-        lpe_safe = xp.where(lpe == neg, 0.0, lpe)  # a class of probability 0 has occupancy 0
-        gamma = xp.exp(alpha_all + beta_all - lpe_safe + nll_safe[None, :, None])  # (T, N, L)
-        onehot = xp.astype(ext[:, :, None] == xp.arange(num_classes, device=dev), dtype)
-        occupancy = xp.permute_dims(xp.permute_dims(gamma, (1, 0, 2)) @ onehot, (1, 0, 2))
-        grad = xp.exp(lp) - occupancy  # (T, N, C)
-        frames = (xp.arange(num_t, device=dev)[:, None] < il_a[None, :])[:, :, None]
-        bad = frames & ~finite[None, :, None]
-        grad = xp.where(frames, grad, 0.0)
-        grad = xp.where(bad, 0.0 if self.zero_infinity else math.nan, grad)
-        if self.reduction == "mean":
-            per = xp.asarray([1.0 / (n * max(k, 1)) for k in tl], dtype=dtype, device=dev)
-            grad = grad * per[None, :, None]
-        if unbatched:
-            grad = xp.reshape(grad, (num_t, num_classes))
-        self.save_grad(grad)
-        return nll
