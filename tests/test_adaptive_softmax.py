@@ -205,3 +205,12 @@ def test_errors_name_the_module_and_the_value():
         nnx.AdaptiveLogSoftmaxWithLoss(8, 10, [3, 6], div_value=4.0)
     with pytest.raises(nnx.BackwardBeforeForwardError):
         nnx.AdaptiveLogSoftmaxWithLoss(8, 10, [3, 6], div_value=2.0).backward()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    asm = nnx.AdaptiveLogSoftmaxWithLoss(16, 20, [4, 10], head_bias=True, rng=0)
+    path = nnx.save_model(str(tmp_path / "asm.nnx.npz"), asm)
+    loaded = nnx.load_model(path)
+    x = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.log_prob(x), asm.log_prob(x))
+    assert loaded.cutoffs == asm.cutoffs and loaded.state_dict().keys() == asm.state_dict().keys()
