@@ -54,9 +54,8 @@ class Loss(Module):
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
-    def __call__(self, pred: Any, target: Any, *more: Any) -> Any:
-        # losses of more than two inputs (GaussianNLLLoss's var, CTCLoss's lengths) pass them on
-        return self.forward(pred, target, *more)
+    def __call__(self, *inputs: Any) -> Any:
+        return self.forward(*inputs)
 
     def forward(self, pred: Any, target: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")

@@ -183,7 +183,7 @@ def config_arguments(config: dict[str, Any]) -> tuple[tuple, dict]:
         fn.__defaults__,
         fn.__closure__,
     )
-    replay.__kwdefaults__ = fn.__kwdefaults__  # lambda *args, name=name: ... (criterion configs)
+    replay.__kwdefaults__ = fn.__kwdefaults__  # lambda *args, name=name: ...
     _, args, kwargs = replay()
     return args, kwargs
 
