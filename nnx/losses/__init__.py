@@ -11,10 +11,13 @@ checks that the target fits (shape, dtype, device) before computing anything.
 array([1., 2.])
 """
 
+from .adaptive import AdaptiveLogSoftmaxWithLoss
+from .adaptive import ASMOutput as ASMOutput  # the named tuple it returns, not in __all__
 from .base import REDUCTIONS as REDUCTIONS  # helpers for writing losses, not in __all__
 from .base import Loss
 from .base import not_a_loss_message as not_a_loss_message
 from .classification import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, NLLLoss
+from .ctc import CTCLoss
 from .embedding import (
     CosineEmbeddingLoss,
     MarginRankingLoss,
@@ -28,9 +31,14 @@ from .margin import (
     MultiMarginLoss,
     SoftMarginLoss,
 )
+from .probabilistic import GaussianNLLLoss, PoissonNLLLoss
 from .regression import HuberLoss, L1Loss, MSELoss, SmoothL1Loss
 
 __all__ = [
+    "AdaptiveLogSoftmaxWithLoss",
+    "CTCLoss",
+    "GaussianNLLLoss",
+    "PoissonNLLLoss",
     "BCELoss",
     "BCEWithLogitsLoss",
     "CosineEmbeddingLoss",
