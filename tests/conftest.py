@@ -53,7 +53,30 @@ BACKENDS = [
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 
+# Backends whose sweeps the default run samples: the first case of each test function runs by
+# default, the others under the slow marker (-m slow runs them all). Eager JAX compiles every
+# small operation once per new shape, which makes a gradient check there cost ten times the
+# NumPy one, and it runs the same portable code as array-api-strict (which does run every case
+# by default, on two devices). Its own risks, immutable arrays and tracing, are held by the first
+# case of each test, the PyTorch comparisons on JAX and the compiled steps of the layer zoo.
+SAMPLED_BACKENDS = ("jax",)
+
+
+def _sample_sweeps(items: list[pytest.Item]) -> None:
+    seen: set[tuple[str, str, str]] = set()
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        backend = spec.params.get("backend") if spec is not None else None
+        if backend not in SAMPLED_BACKENDS:
+            continue
+        key = (str(item.path), item.originalname, backend)
+        if key in seen:
+            item.add_marker(pytest.mark.slow)
+        seen.add(key)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _sample_sweeps(items)
     if HAVE_TORCH:
         return
     skip = pytest.mark.skip(reason="needs PyTorch (pip install torch); not installed")

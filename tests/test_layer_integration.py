@@ -21,6 +21,10 @@ KEYS = [
     pytest.param(key, marks=[] if options["sample"] else [pytest.mark.slow])
     for key, (_, _, options) in EXAMPLES.items()
 ]
+JIT_KEYS = [
+    pytest.param(key, marks=[] if options["sample_jit"] else [pytest.mark.slow])
+    for key, (_, _, options) in EXAMPLES.items()
+]
 HAVE_JAX = backend_available("jax")[0]
 
 
@@ -86,7 +90,7 @@ def _one_step(model, x, y, step_cls=EagerStep, **kwargs):
 
 
 @pytest.mark.skipif(not HAVE_JAX, reason="JAX not installed")
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key", JIT_KEYS)
 def test_layer_compiled_step_equals_the_eager_step_on_jax(key):
     model, shape, options = _model(key)
     if not options.get("flatten", True) or not options.get("jit", True):

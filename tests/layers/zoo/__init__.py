@@ -11,7 +11,8 @@ backends, one compiled step on JAX and one mixed-precision step.
 
 Those checks cost about a second per example (the JAX compilation most), so the default run
 takes the first example of each zoo module and those marked ``sample=True``; the others run
-under the ``slow`` marker (``pytest -m slow``).
+under the ``slow`` marker (``pytest -m slow``). A zoo module whose compilation alone costs tens of
+seconds sets ``SAMPLE_JIT = False``: its compiled steps then run under the slow marker only.
 """
 
 from __future__ import annotations
@@ -32,5 +33,9 @@ def all_examples() -> dict[str, tuple[Any, tuple[int, ...], dict[str, Any]]]:
             factory, shape, *rest = entry
             options = dict(rest[0]) if rest else {}
             options.setdefault("sample", i == 0)
+            # a module may keep its compiled step out of the default run (SAMPLE_JIT = False)
+            options.setdefault(
+                "sample_jit", options["sample"] and getattr(module, "SAMPLE_JIT", True)
+            )
             found[f"{info.name[4:]}/{key}"] = (factory, tuple(shape), options)
     return found

@@ -3,6 +3,9 @@ Transformer wrapped to take one input (memory or source: a fixed transform of th
 
 import nnx
 
+# compiling a decoder's training step costs ~30 s of CPU: the compiled steps run under -m slow
+SAMPLE_JIT = False
+
 
 @nnx.register_module
 class ZooDecoderOnInput(nnx.Module):
