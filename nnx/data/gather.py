@@ -16,6 +16,7 @@ and copied to the backend per batch; only a few batches are ever in memory.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,23 @@ def is_lazy(value: Any) -> bool:
     """True when an array of ``value`` (an array, tuple or dict) is a NumPy memory map: its rows
     are read from the file per batch, never the whole array at once."""
     return any(isinstance(a, np.memmap) for _, a in leaves(value))
+
+
+RELEASE_BYTES = 64 << 20  # memory-map bytes read between two releases of the mapped pages
+
+
+def release_pages(value: Any) -> None:
+    """Unmap the pages of every memory map of ``value`` from this process (``MADV_DONTNEED``;
+    Linux and macOS): they stay in the operating system's file cache, so reading them again is
+    cheap, but they no longer count in this process's resident memory. Without this an epoch
+    over a memory map would leave the whole file resident, however little is in use."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is None:
+        return
+    for _, a in leaves(value):
+        mapping = getattr(a, "_mmap", None) if isinstance(a, np.memmap) else None
+        if mapping is not None and not getattr(mapping, "closed", False):
+            mapping.madvise(advice)
 
 
 def gather_rows(a: Any, idx: np.ndarray) -> np.ndarray:
