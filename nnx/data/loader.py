@@ -16,6 +16,7 @@ from .dataset import ArrayDataset
 from .gather import RELEASE_BYTES, gather_rows, is_lazy, release_pages, slice_rows, to_backend
 from .gather import collate as default_collate
 from .prefetch import prefetched
+from .subset import Subset
 
 
 class DataLoader:
@@ -159,6 +160,18 @@ class DataLoader:
                 release_pages(data.y)
                 read = 0
             start, end, idx = self._indices(batch, order)
+            if isinstance(data, Subset) and isinstance(data.dataset, ArrayDataset):
+                rows = data.indices[start:end] if idx is None else data.indices[idx]
+                source = data.dataset
+
+                def pick(a: Any, r: Any = rows) -> Any:
+                    return gather_rows(a, r)
+
+                yield (
+                    map_structure(pick, source.x),
+                    (None if source.y is None else map_structure(pick, source.y)),
+                )
+                continue
             if not isinstance(data, ArrayDataset):
                 rows = range(start, end) if idx is None else idx.tolist()
                 if end > start:

@@ -63,3 +63,27 @@ def test_each_rank_reads_only_its_rows():
         assert sorted(data.read) == sorted(got)
         seen += got
     assert sorted(seen) == list(range(23))  # the shards are disjoint and cover every sample
+
+
+def test_splitting_a_memmap_reads_nothing_and_trains_as_in_memory(tmp_path):
+    from nnx.data import Subset, train_val_split
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+    y = (np.arange(30) % 3).astype(np.int64)
+    np.save(tmp_path / "x.npy", x)
+    lazy = ArrayDataset(np.load(tmp_path / "x.npy", mmap_mode="r"), y)
+    train, val = train_val_split(lazy, 0.2, seed=1)
+    assert isinstance(train, Subset) and isinstance(val, Subset)
+    ref_train, ref_val = train_val_split(ArrayDataset(x, y), 0.2, seed=1)
+    np.testing.assert_array_equal(x[train.indices], ref_train.x)
+    weights = []
+    for t, v in ((train, val), (ref_train, ref_val)):
+        model = nnx.Sequential(nnx.Linear(3, 3, rng=0))
+        trainer = nnx.Trainer(
+            model, nnx.CrossEntropyLoss(), nnx.optim.SGD(model.parameters()), progress=False
+        )
+        history = trainer.fit(t, v, epochs=2, batch_size=4)
+        weights.append((nnx.to_numpy(model[0].weight.value), history.last["val_loss"]))
+    np.testing.assert_array_equal(weights[0][0], weights[1][0])
+    assert weights[0][1] == weights[1][1]
