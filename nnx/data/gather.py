@@ -17,6 +17,7 @@ and copied to the backend per batch; only a few batches are ever in memory.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,38 +33,58 @@ def is_lazy(value: Any) -> bool:
     return any(isinstance(a, np.memmap) for _, a in leaves(value))
 
 
-RELEASE_BYTES = 64 << 20  # memory-map bytes read between two releases of the mapped pages
-
-
-def release_pages(value: Any) -> None:
-    """Unmap the pages of every memory map of ``value`` from this process (``MADV_DONTNEED``;
-    Linux and macOS): they stay in the operating system's file cache, so reading them again is
-    cheap, but they no longer count in this process's resident memory. Without this an epoch
-    over a memory map would leave the whole file resident, however little is in use."""
-    advice = getattr(mmap, "MADV_DONTNEED", None)
-    if advice is None:
-        return
-    for _, a in leaves(value):
-        mapping = getattr(a, "_mmap", None) if isinstance(a, np.memmap) else None
-        if mapping is not None and not getattr(mapping, "closed", False):
-            mapping.madvise(advice)
+def _file_rows(a: Any) -> tuple[str, int, int] | None:
+    """``(file name, position of row 0, bytes per row)`` of a memory map whose rows are
+    contiguous in its file, else None."""
+    mapping = getattr(a, "_mmap", None)
+    name = getattr(a, "filename", None)
+    if not isinstance(a, np.memmap) or mapping is None or not name or a.ndim < 1:
+        return None
+    row = a[:1]
+    if not row.flags.c_contiguous or a.shape[0] == 0:
+        return None
+    base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data  # where the mapping starts
+    start = a.offset - a.offset % mmap.ALLOCATIONGRANULARITY  # the mapping's file offset
+    return name, start + (a.ctypes.data - base), a.strides[0]
 
 
 def gather_rows(a: Any, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` of host array ``a`` (a memory map reads only those rows, in file order),
-    as a fresh in-memory array in the order of ``idx``."""
+    """Rows ``idx`` of host array ``a`` as a fresh in-memory array in the order of ``idx``.
+
+    A memory map is read with ``pread`` in ascending file order (runs of consecutive rows in
+    one call), not through the mapping: pages touched through a mapping count in the
+    process's resident memory (whole large folios of the file cache on recent kernels), so
+    an epoch of random rows would leave the file resident; ``pread`` copies from the file
+    cache without mapping it."""
     idx = np.asarray(idx, dtype=np.int64)
     if idx.size == 0:
         return np.array(a[0:0])
     order = np.argsort(idx, kind="stable")
     out = np.empty((idx.size, *a.shape[1:]), dtype=a.dtype)
-    out[order] = a[idx[order]]  # sorted index reads: sequential in the file
+    where = _file_rows(a) if hasattr(os, "preadv") else None
+    if where is None or a.strides[0] != a[:1].nbytes:
+        out[order] = a[idx[order]]  # sorted index reads: sequential in the file
+        return out
+    name, first, stride = where
+    ordered = np.empty_like(out)
+    rows = idx[order]
+    if rows[0] < 0 or rows[-1] >= a.shape[0]:
+        raise IndexError(f"gather_rows: indices out of range for {a.shape[0]} rows")
+    flat = ordered.reshape(idx.size, -1).view(np.uint8).reshape(idx.size, -1)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        for lo, hi in zip(
+            np.concatenate([[0], breaks]), np.concatenate([breaks, [rows.size]]), strict=True
+        ):
+            want = int(hi - lo) * stride
+            got = os.preadv(fd, [memoryview(flat[lo:hi]).cast("B")], first + int(rows[lo]) * stride)
+            if got != want:
+                raise OSError(f"gather_rows: short read of {name} ({got} of {want} bytes)")
+    finally:
+        os.close(fd)
+    out[order] = ordered
     return out
-
-
-def slice_rows(a: Any, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of a host array, copied into memory (read now, not on first use)."""
-    return np.array(a[start:stop])
 
 
 def _stack(values: list[Any]) -> Any:

@@ -11,10 +11,10 @@ import numpy as np
 
 from ..backend import Backend, backend_of, get_backend, namespace
 from ..core.checks import positive_int
-from ..core.structure import first_leaf, leaves, map_structure
+from ..core.structure import first_leaf, map_structure
 from .dataset import ArrayDataset
-from .gather import RELEASE_BYTES, gather_rows, is_lazy, release_pages, slice_rows, to_backend
 from .gather import collate as default_collate
+from .gather import gather_rows, is_lazy, to_backend
 from .prefetch import prefetched
 from .subset import Subset
 
@@ -153,12 +153,7 @@ class DataLoader:
         """Batches read on the host: rows of memory maps, or samples of a map-style dataset."""
         order = self.permutation(self.epoch) if self.shuffle else None
         data = self.dataset
-        read = 0  # memory-map bytes read since the mapped pages were last released
         for batch in range(len(self)):
-            if read > RELEASE_BYTES:
-                release_pages(data.x)
-                release_pages(data.y)
-                read = 0
             start, end, idx = self._indices(batch, order)
             if isinstance(data, Subset) and isinstance(data.dataset, ArrayDataset):
                 rows = data.indices[start:end] if idx is None else data.indices[idx]
@@ -186,12 +181,8 @@ class DataLoader:
                 continue
 
             def cut(a: Any, s: int = start, e: int = end, i: Any = idx) -> Any:
-                return slice_rows(a, s, e) if i is None else gather_rows(a, i)
+                return gather_rows(a, np.arange(s, e) if i is None else i)
 
-            read += (end - start) * sum(
-                a[:1].nbytes
-                for _, a in [*leaves(data.x), *([] if data.y is None else leaves(data.y))]
-            )
             yield (
                 map_structure(cut, data.x),
                 (None if data.y is None else map_structure(cut, data.y)),

@@ -109,7 +109,7 @@ def run_loader(
     }
 
 
-def write_npy(path: Path, rows: int, features: int, chunk: int = 65536) -> None:
+def write_npy(path: Path, rows: int, features: int, chunk: int = 8192) -> None:
     """A float32 ``.npy`` of ``rows x features`` normal values, written in chunks (never whole
     in memory); class ``row % 10`` is encoded in feature 0 so the epoch learns something."""
     rng = np.random.default_rng(0)

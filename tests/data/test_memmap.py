@@ -1,8 +1,10 @@
 """Memory-mapped arrays are read per batch, never whole; each rank reads only its rows."""
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 import nnx
 from nnx.data import ArrayDataset, DataLoader
@@ -17,6 +19,27 @@ def test_gather_rows_reads_sorted_and_returns_in_order(tmp_path):
     np.testing.assert_array_equal(gather_rows(mm, idx), a[idx])
     assert type(gather_rows(mm, idx)) is np.ndarray  # an in-memory copy, not a view of the file
     assert gather_rows(mm, np.array([], dtype=np.int64)).shape == (0, 2)
+    view = mm[5:]  # a view starts inside the file: its rows are found there too
+    np.testing.assert_array_equal(gather_rows(view, np.array([3, 0, 14])), a[5:][[3, 0, 14]])
+    with pytest.raises(IndexError):
+        gather_rows(mm, np.array([20]))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's RssFile")
+def test_gathering_a_memmap_does_not_leave_the_file_resident(tmp_path):
+    def rss_file_kb():
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssFile:"):
+                return int(line.split()[1])
+        pytest.skip("no RssFile line")
+
+    np.save(tmp_path / "x.npy", np.ones((4096, 1024), np.float32))  # 16 MiB
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    before = rss_file_kb()
+    order = np.random.default_rng(0).permutation(4096)
+    for i in range(0, 4096, 256):
+        gather_rows(mm, order[i : i + 256])
+    assert rss_file_kb() - before < 4096  # KiB: the 16 MiB file is not mapped in
 
 
 def test_training_on_a_memmap_keeps_memory_near_a_few_batches(tmp_path):
