@@ -6,9 +6,10 @@ exception in the thread is re-raised in the caller (the same exception object: s
 message). Closing the generator (an abandoned epoch, ``KeyboardInterrupt``, garbage collection)
 stops the thread: it is told to stop, the queue is drained and the thread joined.
 
-NumPy gathers and copies release the GIL, as do the BLAS calls of a training step, so on NumPy
-the gather of batch ``b + 1`` runs during the step on batch ``b``; on a GPU backend the
-host-to-device copy overlaps the step as well.
+The thread overlaps work that releases the GIL: ``pread`` of a memory map's rows, waits on a
+slow file, the host-to-device copy of a GPU backend. It does not make per-sample Python work
+free: that holds the GIL, which the training step also needs (``docs/benchmarks.md`` measures
+both: on a NumPy CPU step prefetching did not help).
 
 >>> list(prefetched(range(5), depth=2))
 [0, 1, 2, 3, 4]

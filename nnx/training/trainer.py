@@ -229,7 +229,8 @@ class Trainer:
         eval_batch_size: int | None = None,
     ) -> History:
         """Train until ``epochs`` epochs are complete in total (a resumed Trainer continues from
-        its epoch counter) and return the :class:`History`."""
+        its epoch counter) and return the :class:`History`. ``train`` and ``val``: arrays, an
+        ArrayDataset, DataLoader, dataset or iterable of batches (:mod:`nnx.training.sources`)."""
         whole(epochs, "epochs", "Trainer.fit")
         eval_batch_size = eval_batch_size or max(batch_size, 256)
         in_memory = is_in_memory(train) and (val is None or is_in_memory(val))

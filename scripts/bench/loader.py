@@ -4,10 +4,11 @@
     python scripts/bench.py --loader --loader-samples 4000 --repeats 3
     python scripts/bench.py --loader --file-rows 2000000   # one epoch on a 6 GB .npy: peak RSS
 
-Workload: a map-style dataset over a memory-mapped float32 ``.npy`` file (samples x 784, in a
-temporary folder), whose ``__getitem__`` reads one row and applies a per-sample transform
-(``tanh`` of the scaled row): the per-sample Python work of a typical ``Dataset``, so that
-gathering a batch costs about as much as the step. The step is the MLP 784-256-10 with SGD on
+Workload (``--loader-kind``): a memory-mapped float32 ``.npy`` file (samples x 784, in a
+temporary folder) read either by a map-style dataset whose ``__getitem__`` reads one row and
+applies a per-sample transform (``python``: ``tanh`` of the scaled row, the per-sample Python
+work of a typical ``Dataset``, which holds the GIL) or as an ``ArrayDataset`` over the memory
+map (``memmap``: each batch's rows read with ``pread``, which releases the GIL). The step is the MLP 784-256-10 with SGD on
 the NumPy backend; BLAS is limited to one thread (``--threads``), so each contender computes on
 one thread and prefetching adds the one gathering thread.
 
@@ -59,12 +60,13 @@ def _trainer(features: int) -> nnx.Trainer:
 
 
 def run_loader(
-    samples: int, features: int, batch: int, repeats: int, folder: Path
+    samples: int, features: int, batch: int, repeats: int, folder: Path, kind: str = "python"
 ) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     path = folder / "x.npy"
     np.save(path, rng.standard_normal((samples, features), dtype=np.float32))
-    data = Transformed(np.load(path, mmap_mode="r"), rng.integers(0, 10, samples))
+    x, y = np.load(path, mmap_mode="r"), rng.integers(0, 10, samples)
+    data: Any = Transformed(x, y) if kind == "python" else nnx.data.ArrayDataset(x, y)
     trainer = _trainer(features)
     loaders = {p: DataLoader(data, batch, seed=0, prefetch=p) for p in (0, 2)}
     ready = list(loaders[0])  # the batches of epoch 0, for the step-only contender
@@ -98,6 +100,7 @@ def run_loader(
             wall[name].append(time.perf_counter() - w0)
             cpu[name].append(time.process_time() - c0)
     return {
+        "kind": kind,
         "samples": samples,
         "features": features,
         "batch": batch,
@@ -163,7 +166,8 @@ def run_file_epoch(rows: int, features: int, batch: int, folder: Path) -> dict[s
 def print_loader_table(results: dict[str, Any]) -> None:
     print(
         f"one shuffled epoch of {results['samples']} x {results['features']} float32 from a "
-        f"memory map, batch {results['batch']}, median of {results['repeats']}"
+        f"memory map ({results['kind']} gather), batch {results['batch']}, median of "
+        f"{results['repeats']}"
     )
     print(f"{'contender':<12}{'wall s':>10}{'CPU s':>10}")
     for name, w in results["wall_s"].items():
@@ -180,6 +184,13 @@ def main_loader(argv: list[str] | None = None) -> int:
     p.add_argument("--loader-samples", type=int, default=20_000)
     p.add_argument("--loader-features", type=int, default=784)
     p.add_argument("--loader-batch", type=int, default=128)
+    p.add_argument(
+        "--loader-kind",
+        choices=("python", "memmap"),
+        default="python",
+        help="python: a map-style dataset with per-sample Python work (holds the GIL); memmap: "
+        "an ArrayDataset over the memory map, rows read with pread (releases the GIL)",
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     p.add_argument(
@@ -211,7 +222,12 @@ def main_loader(argv: list[str] | None = None) -> int:
     limit_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         results = run_loader(
-            args.loader_samples, args.loader_features, args.loader_batch, args.repeats, Path(folder)
+            args.loader_samples,
+            args.loader_features,
+            args.loader_batch,
+            args.repeats,
+            Path(folder),
+            args.loader_kind,
         )
     results["load_average_before"], results["load_average_after"] = before, os.getloadavg()
     results["threads"] = args.threads
