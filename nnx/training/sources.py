@@ -172,7 +172,12 @@ def evaluate_loader(trainer: Any, data: Any, batch_size: int) -> Any:
     if len(dataset) == 0:
         raise ValueError(f"{who}: the data has 0 rows")
     agree_on_start(trainer, who, {"evaluation": dataset}, batch_size=batch_size)
-    if trainer.world is not None:  # each rank evaluates its own contiguous slice
+    return slice_loader(trainer, dataset, batch_size)
+
+
+def slice_loader(trainer: Any, dataset: ArrayDataset, batch_size: int) -> DataLoader:
+    """Evaluation batches of arrays on the backend: each rank its own contiguous slice."""
+    if trainer.world is not None:
         first, last = shard_bounds(len(dataset), trainer.rank, trainer.world_size)
 
         def rows(a: Any) -> Any:

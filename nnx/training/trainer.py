@@ -46,7 +46,7 @@ from .data_parallel import DataParallel
 from .history import History
 from .make_step import make_step
 from .precision import MixedPrecision
-from .sources import evaluate_loader, is_in_memory, make_loader, predict_loader
+from .sources import evaluate_loader, is_in_memory, make_loader, predict_loader, slice_loader
 from .state import Counters, check_components, keyed_callbacks
 from .totals import sum_over_ranks, to_host
 
@@ -246,6 +246,8 @@ class Trainer:
             raise ValueError("Trainer.fit: the training data has 0 rows")
         if val_set is not None and len(val_set) == 0:
             raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
+        if isinstance(val_loader, DataLoader) and not val_loader.on_host:  # arrays: as evaluate
+            val_loader = slice_loader(self, val_set, eval_batch_size)
         if isinstance(loader, BatchStream) and self.accumulate > 1:
             raise ValueError(
                 "Trainer.fit: accumulate needs each epoch's batch sizes ahead; an iterable of "
