@@ -193,3 +193,19 @@ def test_pytorch_dataloaders_and_datasets():
             trainer.fit(data, epochs=2, batch_size=6, shuffle=False)
             for a, b in zip(_weights(trainer), expected, strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_across_epochs_repeats_the_order_of_a_map_style_dataset(tmp_path):
+    """The order of epoch e comes from (seed, e), and the checkpoint's counters hold both."""
+    x, y = _arrays()
+    straight = _trainer(seed=5)
+    straight.fit(MapStyle(x, y), epochs=4, batch_size=6)
+    first = _trainer(seed=5)
+    first.fit(MapStyle(x, y), epochs=2, batch_size=6)
+    first.save_checkpoint(tmp_path / "ck.npz")
+    again = _trainer(seed=5)
+    again.load_checkpoint(tmp_path / "ck.npz")
+    again.fit(MapStyle(x, y), epochs=4, batch_size=6)
+    for a, b in zip(_weights(again), _weights(straight), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert again.history.records[-1]["train_loss"] == straight.history.records[-1]["train_loss"]
