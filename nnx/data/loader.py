@@ -1,21 +1,26 @@
-"""Mini-batches cut on the device, with a per-epoch shuffle drawn from a seed."""
+"""Mini-batches cut on the device (or gathered on the host per batch), with a per-epoch shuffle
+drawn from a seed, optionally prefetched on a background thread."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from ..backend import backend_of, namespace
+from ..backend import Backend, backend_of, get_backend, namespace
 from ..core.checks import positive_int
 from ..core.structure import first_leaf, map_structure
 from .dataset import ArrayDataset
+from .gather import collate as default_collate
+from .gather import gather_rows, is_lazy, to_backend
+from .prefetch import prefetched
+from .subset import Subset
 
 
 class DataLoader:
-    """Iterate over ``(x_batch, y_batch)`` pairs of an :class:`ArrayDataset`.
+    """Iterate over ``(x_batch, y_batch)`` pairs of an :class:`ArrayDataset` or a map-style dataset.
 
     The order of epoch ``e`` is a permutation drawn from ``(seed, e)``: it differs across epochs
     and repeats across runs with the same seed, and resuming at epoch ``e`` reproduces it. The
@@ -27,6 +32,20 @@ class DataLoader:
     contiguous, disjoint shards whose sizes differ by at most one, and this loader yields shard
     ``rank`` of each (see :meth:`batch_rows`). Every rank sees the same number of batches; a shard
     of a short last batch can be empty.
+
+    Host data is gathered per batch and never copied whole:
+
+    - an :class:`ArrayDataset` over memory-mapped arrays (``np.load(path, mmap_mode="r")``):
+      each batch reads its rows from the file, in sorted order;
+    - a map-style dataset in PyTorch's sense (``__len__`` and ``__getitem__(i)`` returning one
+      sample ``(x, y)``, or ``x``): each batch calls ``dataset[i]`` for its indices and joins the
+      samples with ``collate`` (default: :func:`~nnx.data.gather.collate`, stacking each field).
+
+    With ``rank``/``world_size`` each process reads only its shard of every batch. ``backend``
+    and ``dtype`` convert every batch (floating arrays cast to ``dtype``, integer targets kept);
+    the Trainer sets them. ``prefetch=n`` gathers and converts up to ``n`` batches ahead on a
+    background thread (:mod:`nnx.data.prefetch`): the batches and their order are those of
+    ``prefetch=0``.
 
     >>> import numpy as np
     >>> loader = DataLoader(ArrayDataset(np.arange(5.0), np.arange(5)), batch_size=2, shuffle=False)
@@ -46,12 +65,31 @@ class DataLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        *,
+        collate: Callable[[list[Any]], tuple[Any, Any]] | None = None,
+        backend: str | Backend | None = None,
+        dtype: Any = None,
+        prefetch: int = 0,
+        check: Callable[[Any, Any], None] | None = None,
     ):
-        if not isinstance(dataset, ArrayDataset):
+        if not isinstance(dataset, ArrayDataset) and not is_map_style(dataset):
             raise TypeError(
-                f"DataLoader: expected an nnx.data.ArrayDataset, got {type(dataset).__name__}"
+                f"DataLoader: expected an nnx.data.ArrayDataset or a map-style dataset "
+                f"(__len__ and __getitem__), got {type(dataset).__name__}"
             )
         self.dataset = dataset
+        self.collate = default_collate if collate is None else collate
+        self.backend = None if backend is None else get_backend(backend)
+        self.dtype = dtype
+        self.check = check
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"DataLoader: prefetch must be an integer >= 0, got {prefetch!r}")
+        self.prefetch = prefetch
+        self.on_host = (
+            not isinstance(dataset, ArrayDataset)
+            or is_lazy(dataset.x)
+            or (dataset.y is not None and is_lazy(dataset.y))
+        )
         self.batch_size = positive_int(batch_size, "batch_size", "DataLoader")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -87,7 +125,70 @@ class DataLoader:
         total = min(self.batch_size, len(self.dataset) - batch * self.batch_size)
         return (*shard_bounds(total, self.rank, self.world_size), total)
 
+    def with_options(self, **changes: Any) -> DataLoader:
+        """A copy of this loader with some constructor arguments changed (the Trainer sets
+        ``rank``, ``world_size``, ``backend``, ``dtype`` and ``check``)."""
+        names = ("batch_size", "shuffle", "drop_last", "seed", "rank", "world_size")
+        args = {n: getattr(self, n) for n in names}
+        args.update(collate=self.collate, backend=self.backend, dtype=self.dtype)
+        args.update(prefetch=self.prefetch, check=self.check)
+        dataset = changes.pop("dataset", self.dataset)
+        args.update(changes)
+        return DataLoader(dataset, **args)
+
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        batches = self._host_batches() if self.on_host else self._device_batches()
+        if self.on_host or self.backend is not None or self.check is not None:
+            batches = (to_backend(x, y, self.backend, self.dtype, self.check) for x, y in batches)
+        if self.prefetch:
+            return prefetched(batches, self.prefetch)
+        return batches
+
+    def _indices(self, batch: int, order: np.ndarray | None) -> tuple[int, int, Any]:
+        first, last, _ = self.batch_rows(batch)
+        start, end = batch * self.batch_size + first, batch * self.batch_size + last
+        return start, end, (None if order is None else order[start:end])
+
+    def _host_batches(self) -> Iterator[tuple[Any, Any]]:
+        """Batches read on the host: rows of memory maps, or samples of a map-style dataset."""
+        order = self.permutation(self.epoch) if self.shuffle else None
+        data = self.dataset
+        for batch in range(len(self)):
+            start, end, idx = self._indices(batch, order)
+            if isinstance(data, Subset) and isinstance(data.dataset, ArrayDataset):
+                rows = data.indices[start:end] if idx is None else data.indices[idx]
+                source = data.dataset
+
+                def pick(a: Any, r: Any = rows) -> Any:
+                    return gather_rows(a, r)
+
+                yield (
+                    map_structure(pick, source.x),
+                    (None if source.y is None else map_structure(pick, source.y)),
+                )
+                continue
+            if not isinstance(data, ArrayDataset):
+                rows = range(start, end) if idx is None else idx.tolist()
+                if end > start:
+                    yield self.collate([data[i] for i in rows])
+                    continue
+                # an empty shard of a short last batch: a 0-row batch shaped like sample 0
+                x, y = self.collate([data[0]])
+                yield (
+                    map_structure(lambda a: a[0:0], x),
+                    (None if y is None else map_structure(lambda a: a[0:0], y)),
+                )
+                continue
+
+            def cut(a: Any, s: int = start, e: int = end, i: Any = idx) -> Any:
+                return gather_rows(a, np.arange(s, e) if i is None else i)
+
+            yield (
+                map_structure(cut, data.x),
+                (None if data.y is None else map_structure(cut, data.y)),
+            )
+
+    def _device_batches(self) -> Iterator[tuple[Any, Any]]:
         x, y = self.dataset.x, self.dataset.y
         first_x = first_leaf(x)
         xp = namespace(first_x)
@@ -117,6 +218,15 @@ class DataLoader:
 
             # tuples and dicts of arrays (several inputs or targets): every array alike
             yield map_structure(cut, x), (None if y is None else map_structure(cut, y))
+
+
+def is_map_style(data: Any) -> bool:
+    """True for a map-style dataset in PyTorch's sense: ``__len__`` and ``__getitem__`` (one
+    sample per index), not a list, tuple, array or mapping (lists of batches are streams)."""
+    if isinstance(data, (list, tuple, Mapping, str, bytes)) or hasattr(data, "shape"):
+        return False
+    kind = type(data)
+    return hasattr(kind, "__len__") and hasattr(kind, "__getitem__")
 
 
 def shard_bounds(total: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -10,6 +10,8 @@ from ..backend import backend_of, namespace, to_numpy
 from ..core.checks import real_in_range
 from ..layers.standardize import feature_statistics
 from .dataset import ArrayDataset
+from .gather import is_lazy
+from .subset import Subset
 
 
 def train_val_split(
@@ -17,7 +19,8 @@ def train_val_split(
 ) -> tuple[ArrayDataset, ArrayDataset | None]:
     """Split off a random ``val_fraction`` of the samples as a validation set (seeded).
 
-    Returns ``(train, None)`` for ``val_fraction == 0``.
+    Returns ``(train, None)`` for ``val_fraction == 0``. Over memory-mapped arrays the two
+    parts are :class:`~nnx.data.subset.Subset` views: nothing is read until batches are.
 
     >>> import numpy as np
     >>> train, val = train_val_split(ArrayDataset(np.arange(10.0), np.arange(10)), 0.2, seed=0)
@@ -35,6 +38,8 @@ def train_val_split(
         )
     order = np.random.default_rng(seed).permutation(n)
     train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
+    if is_lazy(dataset.x) or (dataset.y is not None and is_lazy(dataset.y)):
+        return Subset(dataset, train_idx), Subset(dataset, val_idx)  # nothing read
     xp = namespace(dataset.x)
     be = dataset.backend
 

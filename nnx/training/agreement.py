@@ -6,7 +6,8 @@ with the MPI library's stack. At the start of ``Trainer.fit`` and ``Trainer.eval
 states a fingerprint of the settings (optimizer and its hyperparameters, loss, model parameter
 names, shapes and dtypes, seed, batch size, epochs, accumulation, precision) and of its data
 (sample count, sample shape and dtype of inputs and targets), then a SHA-256 of the data, which
-every rank holds whole before sharding; :meth:`nnx.distributed.World.agree` raises
+every rank holds whole before sharding (a memory-mapped array is hashed in chunks of rows; a
+map-style dataset, whose samples may be computed, is compared by count and first sample only); :meth:`nnx.distributed.World.agree` raises
 :class:`~nnx.distributed.RankMismatchError` on every rank, in one line, at the first that differs.
 """
 
@@ -27,12 +28,39 @@ def _layout(arrays: Any) -> list[str]:
 
 
 def _digest(dataset: Any) -> str:
+    """SHA-256 of an ArrayDataset's arrays (a memory map is read in chunks of rows); a
+    map-style dataset's samples are not read whole: its digest is ``"not computed"``."""
+    if not hasattr(dataset, "x"):
+        return "not computed"
     sha = hashlib.sha256()
     for _, a in [*leaves(dataset.x), *leaves(dataset.y)]:
+        if isinstance(a, np.memmap):
+            sha.update(f"{a.shape}{a.dtype}".encode())
+            step = max(1, (64 << 20) // max(1, a[:1].nbytes))  # about 64 MB at a time
+            for start in range(0, a.shape[0], step):
+                sha.update(memoryview(np.ascontiguousarray(a[start : start + step])).cast("B"))
+            continue
         host = np.ascontiguousarray(to_numpy(a))
         sha.update(f"{host.shape}{host.dtype}".encode())
         sha.update(memoryview(host).cast("B"))
     return sha.hexdigest()[:16]
+
+
+def _sample_layout(dataset: Any) -> tuple[list[str], list[str]]:
+    """Inputs' and targets' per-sample layout of an ArrayDataset, or of a map-style dataset's
+    first sample."""
+    if hasattr(dataset, "x"):
+        return _layout(dataset.x), _layout(dataset.y)
+    sample = dataset[0] if len(dataset) else None
+    x, y = sample if isinstance(sample, (tuple, list)) and len(sample) == 2 else (sample, None)
+
+    def one(value: Any) -> list[str]:
+        return [
+            f"{key} {tuple(np.shape(a))} {getattr(a, 'dtype', type(a).__name__)}".strip()
+            for key, a in leaves(value)
+        ]
+
+    return one(x), one(y)
 
 
 def settings(trainer: Any) -> dict[str, Any]:
@@ -76,7 +104,8 @@ def agree_on_start(trainer: Any, what: str, data: dict[str, Any], **options: Any
     present = {name: d for name, d in data.items() if d is not None}
     for name, d in present.items():
         facts[f"the {name} sample count"] = len(d)
-        facts[f"the {name} inputs' sample shape and dtype"] = _layout(d.x)
-        facts[f"the {name} targets' sample shape and dtype"] = _layout(d.y)
+        inputs, targets = _sample_layout(d)
+        facts[f"the {name} inputs' sample shape and dtype"] = inputs
+        facts[f"the {name} targets' sample shape and dtype"] = targets
     world.agree(facts, what)
     world.agree({f"the {name} data (SHA-256)": _digest(d) for name, d in present.items()}, what)

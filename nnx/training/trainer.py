@@ -20,10 +20,10 @@ import numpy as np
 from ..backend import Backend, get_backend, overflow_allowed
 from ..core.checks import positive_int, widened
 from ..core.module import Module
-from ..core.structure import call_with, first_leaf, map_structure
+from ..core.structure import call_with, first_leaf
 from ..data import ArrayDataset, DataLoader
 from ..data.augment import Augmentation, augment_batch
-from ..data.loader import shard_bounds
+from ..data.stream import BatchStream
 from ..io.checkpoint import NonFiniteStateError, checkpoint_arrays, load_state, write_checkpoint
 from ..losses import Loss, not_a_loss_message
 from ..metrics import Metric, get_metric
@@ -46,10 +46,12 @@ from .data_parallel import DataParallel
 from .history import History
 from .make_step import make_step
 from .precision import MixedPrecision
+from .sources import evaluate_loader, is_in_memory, make_loader, predict_loader, slice_loader
 from .state import Counters, check_components, keyed_callbacks
 from .totals import sum_over_ranks, to_host
 
-Data = ArrayDataset | tuple[Any, Any]
+# arrays, an ArrayDataset, a DataLoader, a dataset or an iterable of batches (nnx.training.sources)
+Data = ArrayDataset | DataLoader | tuple[Any, Any] | Iterable[Any]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -227,37 +229,47 @@ class Trainer:
         eval_batch_size: int | None = None,
     ) -> History:
         """Train until ``epochs`` epochs are complete in total (a resumed Trainer continues from
-        its epoch counter) and return the :class:`History`."""
-        train_set = self.dataset(train)
-        val_set = None if val is None else self.dataset(val)
+        its epoch counter) and return the :class:`History`. ``train`` and ``val``: arrays, an
+        ArrayDataset, DataLoader, dataset or iterable of batches (:mod:`nnx.training.sources`)."""
         whole(epochs, "epochs", "Trainer.fit")
-        if len(train_set) == 0:
+        eval_batch_size = eval_batch_size or max(batch_size, 256)
+        in_memory = is_in_memory(train) and (val is None or is_in_memory(val))
+        loader, train_set = make_loader(
+            self, train, "Trainer.fit", "training", batch_size, shuffle, drop_last
+        )
+        val_loader, val_set = (None, None)
+        if val is not None:
+            val_loader, val_set = make_loader(
+                self, val, "Trainer.fit", "validation", eval_batch_size, False
+            )
+        if train_set is not None and len(train_set) == 0:
             raise ValueError("Trainer.fit: the training data has 0 rows")
         if val_set is not None and len(val_set) == 0:
             raise ValueError("Trainer.fit: the validation data has 0 rows (pass val=None for none)")
-        self._label_range = label_range(train_set, val_set)
-        check_finite_data(("training", train_set, train), ("validation", val_set, val))
-        if self.augment is not None:
+        if isinstance(val_loader, DataLoader) and not val_loader.on_host:  # arrays: as evaluate
+            val_loader = slice_loader(self, val_set, eval_batch_size)
+        if isinstance(loader, BatchStream) and self.accumulate > 1:
+            raise ValueError(
+                "Trainer.fit: accumulate needs each epoch's batch sizes ahead; an iterable of "
+                "batches has none: give an ArrayDataset, a map-style dataset or a DataLoader"
+            )
+        # Arrays held whole are checked whole here; streamed data batch by batch as it arrives
+        self._label_range = label_range(train_set, val_set) if in_memory else None
+        if in_memory:
+            check_finite_data(("training", train_set, train), ("validation", val_set, val))
+        self._augment_checked = isinstance(train_set, ArrayDataset)
+        if self.augment is not None and self._augment_checked:
             check_augment(self.augment, train_set)
-        loader = DataLoader(
-            train_set,
-            batch_size,
-            shuffle,
-            drop_last,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-        )
         data = {"training": train_set, "validation": val_set}
         agree_on_start(self, "Trainer.fit", data, epochs=epochs, loader=loader)
-        eval_batch_size = eval_batch_size or max(batch_size, 256)
         self.target_epochs = whole(epochs, "epochs", "Trainer.fit")
-        self.batches_per_epoch = len(loader)
+        known = loader.known_length() if isinstance(loader, BatchStream) else len(loader)
+        self.batches_per_epoch = known or 0
         self.stop_training = False
         if self.epoch >= self.target_epochs:
             return self.history
         # Labels were range-checked once above; the loss need not read them back every batch.
-        check_labels = getattr(self.loss, "check_labels", None)
+        check_labels = getattr(self.loss, "check_labels", None) if in_memory else None
         if check_labels is not None:
             self.loss.check_labels = False
         try:
@@ -265,8 +277,8 @@ class Trainer:
                 cb.on_fit_begin(self)
             while self.epoch < self.target_epochs and not self.stop_training:
                 logs = self._train_epoch(loader)
-                if val_set is not None:
-                    for key, value in self.evaluate(val_set, eval_batch_size).items():
+                if val_loader is not None:
+                    for key, value in self._evaluate(val_loader).items():
                         logs[f"val_{key}"] = value
                     if not math.isfinite(logs["val_loss"]):
                         raise NonFiniteLossError(
@@ -334,10 +346,15 @@ class Trainer:
         for m in self.metrics:
             m.reset()
         first_step = self.step
-        step.begin_epoch([loader.batch_rows(b)[2] for b in range(len(loader))])
+        known = not isinstance(loader, BatchStream)
+        step.begin_epoch([loader.batch_rows(b)[2] for b in range(len(loader))] if known else [])
         losses, sizes = [], []
         start = time.perf_counter()
-        for batch, (xb, yb) in enumerate(loader):
+        batches = iter(loader)
+        for batch, (xb, yb) in enumerate(batches):
+            if self.augment is not None and not self._augment_checked:
+                check_augment(self.augment, ArrayDataset(xb))  # a stream: its first batch
+                self._augment_checked = True
             if self.augment is not None:
                 xb = augment_batch(self.augment, self.seed, loader, epoch, batch, xb)
             step.begin_batch(loader.batch_rows(batch))
@@ -353,6 +370,9 @@ class Trainer:
             self.step += int(self.stepped)
             for cb in self.callbacks:
                 cb.on_batch_end(self, batch)
+        close = getattr(batches, "close", None)  # a prefetch thread stops with its epoch
+        if close is not None:
+            close()
         step.end_epoch()
         if self.world is None:
             loss_values, metric_totals = to_host(losses, self.metrics)  # the epoch's one sync
@@ -396,26 +416,18 @@ class Trainer:
     # ------------------------------------------------------------------ inference
     def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and every metric over ``data``, in evaluation mode (dropout off)."""
-        dataset = self.dataset(data)
-        if len(dataset) == 0:
-            raise ValueError("Trainer.evaluate: the data has 0 rows")
-        agree_on_start(self, "Trainer.evaluate", {"evaluation": dataset}, batch_size=batch_size)
+        return self._evaluate(evaluate_loader(self, data, batch_size))
+
+    def _evaluate(self, loader: Any) -> dict[str, float]:
+        """Mean loss and metrics over the batches of ``loader`` (this rank's, summed over ranks)."""
         was_training = self.model.training
         self.model.eval()
         metrics = [copy.copy(m) for m in self.metrics]  # the training metrics keep their sums
         for m in metrics:
             m.reset()
         losses, sizes = [], []
-        if self.world is not None:  # each rank evaluates its own contiguous slice
-            first, last = shard_bounds(len(dataset), self.rank, self.world_size)
-
-            def rows(a: Any) -> Any:
-                return a[first:last, ...]
-
-            y = None if dataset.y is None else map_structure(rows, dataset.y)
-            dataset = ArrayDataset(map_structure(rows, dataset.x), y)
         try:
-            for xb, yb in DataLoader(dataset, batch_size, shuffle=False):
+            for xb, yb in loader:
                 pred = call_with(self.model, xb)
                 losses.append(self.loss.forward(pred, yb))
                 sizes.append(int(first_leaf(xb).shape[0]))
@@ -443,16 +455,11 @@ class Trainer:
 
         Returns a backend array; ``nnx.to_numpy`` copies it to the host.
         """
-        check_real(x, "inputs", "Trainer.predict")
-        dataset = ArrayDataset(x).to(self.backend, dtype=self.dtype)
-        if len(dataset) == 0:
-            raise ValueError("Trainer.predict: x has 0 rows")
+        loader = predict_loader(self, x, batch_size)
         was_training = self.model.training
         self.model.eval()
         try:
-            outputs = [
-                call_with(self.model, xb) for xb, _ in DataLoader(dataset, batch_size, False)
-            ]
+            outputs = [call_with(self.model, xb) for xb, _ in loader]
         finally:
             self.model.train(was_training)
         return concat_outputs(self.backend.xp, outputs)

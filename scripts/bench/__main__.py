@@ -10,12 +10,13 @@
     python scripts/bench.py --sequence           # a transformer block and an LSTM vs torch
     python scripts/bench.py --distributed        # MPI data-parallel: compute vs allreduce, 1-2 ranks
     python scripts/bench.py --augment            # nnx.augment crops/flips on a CIFAR-sized batch
+    python scripts/bench.py --loader             # a loader-bound epoch, with and without prefetch
 
 Without a workload flag it runs the MLP workload (bench/mlp.py: an MLP 784-512-256-10 on 60,000
 synthetic float32 samples, SGD with momentum 0.9, one shuffled epoch per measurement). Every
 workload times its contenders interleaved, in an order that changes every repetition, and
-reports medians (bench/measure.py says why). ``--distributed`` and ``--augment`` take their own
-flags (see ``--distributed --help`` and ``--augment --help``).
+reports medians (bench/measure.py says why). ``--distributed``, ``--augment`` and ``--loader``
+take their own flags (see ``--distributed --help``, ``--augment --help``, ``--loader --help``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .augment import main_augment
 from .cnn import main_cnn
 from .compiled import main_jax
 from .distributed import main_distributed
+from .loader import main_loader
 from .mlp import CONTENDERS, main_mlp, memory_probe
 from .sequence import main_sequence
 
@@ -115,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_distributed(argv)
     if "--augment" in given:  # its own flags (bench/augment.py)
         return main_augment(argv)
+    if "--loader" in given:  # its own flags (bench/loader.py)
+        return main_loader(argv)
     args = parse_args(argv)
     needs_torch = "--cnn" if args.cnn or args.cnn_probe else "--sequence" if args.sequence else ""
     if needs_torch:
