@@ -102,10 +102,16 @@ class _MaxPool(_Pool):
         stride: int | tuple[int, ...] | None = None,
         padding: int | tuple[int, ...] = 0,
         dilation: int | tuple[int, ...] = 1,
+        return_indices: bool = False,
         ceil_mode: bool = False,
     ):
         self._setup(kernel_size, stride, padding, dilation, ceil_mode)
+        self.return_indices = bool(return_indices)
         self._argmax = None
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text + (", return_indices=True" if self.return_indices else "")
 
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
@@ -125,7 +131,11 @@ class _MaxPool(_Pool):
         self._argmax = arg
         self._x_shape = tuple(x.shape)
         self._padded = (tuple(x2.shape), tuple(xpad.shape[2:]), kernel, stride, dilation, pads)
-        return self._finish(best)
+        y = self._finish(best)
+        if not self.return_indices:
+            return y
+        flat = flat_indices(arg, xp, kernel, stride, dilation, pads, tuple(x2.shape[2:]))
+        return y, self._finish(flat)
 
     def backward(self, grad_out: Any) -> Any:
         require_forward(self._x_shape, self._who())
@@ -137,6 +147,22 @@ class _MaxPool(_Pool):
         pieces = [xp.where(arg == k, g, zero) for k in range(kernel[0] * kernel[1])]
         dx = pad_backward(col2im(pieces, xp, padded, kernel, stride, dilation), xp, shape2, pads)
         return dx if self.nd == 2 else dx[:, :, 0, :]
+
+
+def flat_indices(arg, xp, kernel, stride, dilation, pads, sizes) -> Any:
+    """PyTorch's max pooling indices: the flat position in each input plane of the window
+    entry ``arg`` (the row-major kernel offset) that won, for windows at ``o * stride - pad``."""
+    d = len(kernel)
+    flat, rem, step = None, arg, 1
+    for a in reversed(range(d)):
+        off = rem % kernel[a]
+        rem = rem // kernel[a]
+        base = xp.arange(arg.shape[2 + a], device=device(arg)) * stride[a] - pads[a][0]
+        base = xp.reshape(base, (arg.shape[2 + a], *(1,) * (d - a - 1)))
+        pos = (base + off * dilation[a]) * step
+        flat = pos if flat is None else flat + pos
+        step *= sizes[a]
+    return flat
 
 
 class MaxPool1d(_MaxPool):
