@@ -131,17 +131,12 @@ def adaptive_table(size: int, out: int) -> list[list[int]]:
     return [[min(s + p, e - 1) for s, e in zip(starts, ends, strict=True)] for p in range(k)]
 
 
-def add_batch(x: Any, nd: int, who: str, layout: str) -> tuple[Any, bool]:
-    """``x`` as ``(N, C, *spatial)`` (an unbatched ``(C, *spatial)`` gets ``N = 1``) and whether
-    it was unbatched; one error naming the module otherwise."""
-    if x.ndim == nd + 2:
-        return x, False
-    if x.ndim == nd + 1:
-        return x[None, ...], True
-    raise ValueError(
-        f"{who}: expected input of shape {layout} or without the batch axis, "
-        f"got shape {tuple(x.shape)}"
-    )
+def check_batched(x: Any, nd: int, who: str) -> None:
+    """One error naming the module unless ``x`` is ``(N, C, *spatial)`` with ``nd`` axes."""
+    if x.ndim != nd + 2:
+        raise ValueError(
+            f"{who}: expected input of shape {spatial_layout(nd)}, got shape {tuple(x.shape)}"
+        )
 
 
 def spatial_layout(nd: int) -> str:

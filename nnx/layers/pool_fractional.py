@@ -20,7 +20,7 @@ from ..core.checks import check_floating, check_grad, require_forward
 from ..core.init import Seed, as_rng
 from ..core.module import Module
 from ._spatial import int_tuple
-from ._window_max import add_batch, spatial_layout, window_max, window_max_backward
+from ._window_max import check_batched, window_max, window_max_backward
 
 
 def _ratio_tuple(value: Any, nd: int, who: str) -> tuple[float, ...]:
@@ -156,7 +156,7 @@ class _FractionalMaxPool(Module):
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
         who, nd = self._who(), self.nd
-        x, unbatched = add_batch(x, nd, who, spatial_layout(nd))
+        check_batched(x, nd, who)
         check_floating(xp, x, who)
         n, c, sizes = x.shape[0], x.shape[1], tuple(x.shape[2:])
         if self.output_size is not None:
@@ -189,22 +189,17 @@ class _FractionalMaxPool(Module):
             starts = self._starts(xp, u[:, :, column[a]], s, o, k, itype)
             tables.append([starts + p for p in range(k)])
         y, idx, offsets = window_max(x, xp, tables)
-        self._cache = (tables, offsets, sizes, tuple(y.shape), unbatched)
-        if unbatched:
-            y, idx = y[0, ...], idx[0, ...]
+        self._cache = (tables, offsets, sizes, tuple(y.shape))
         return (y, idx) if self.return_indices else y
 
     def backward(self, grad_out: Any) -> Any:
-        tables, offsets, sizes, out_shape, unbatched = require_forward(self._cache, self._who())
-        xp = namespace(grad_out)
-        g = grad_out[None, ...] if unbatched else grad_out
-        check_grad(g, out_shape, self._who())
-        dx = window_max_backward(g, xp, tables, offsets, sizes)
-        return dx[0, ...] if unbatched else dx
+        tables, offsets, sizes, out_shape = require_forward(self._cache, self._who())
+        check_grad(grad_out, out_shape, self._who())
+        return window_max_backward(grad_out, namespace(grad_out), tables, offsets, sizes)
 
 
 class FractionalMaxPool2d(_FractionalMaxPool):
-    """Fractional max pooling of ``(N, C, H, W)`` (or ``(C, H, W)``) inputs, as
+    """Fractional max pooling of ``(N, C, H, W)`` inputs, as
     ``torch.nn.FractionalMaxPool2d``: ``kh x kw`` windows at pseudo-random starts per
     ``(n, c)`` plane, ``output_size`` given or ``floor(size * output_ratio)``.
 
@@ -226,7 +221,7 @@ class FractionalMaxPool2d(_FractionalMaxPool):
 
 
 class FractionalMaxPool3d(_FractionalMaxPool):
-    """Fractional max pooling of ``(N, C, D, H, W)`` (or ``(C, D, H, W)``) inputs, as
+    """Fractional max pooling of ``(N, C, D, H, W)`` inputs, as
     ``torch.nn.FractionalMaxPool3d``: the 2-d rule along three axes; ``_random_samples`` is
     ``(N, C, 3)`` with columns for ``D``, ``H``, ``W``; indices are ``(d * H + h) * W + w``.
 

@@ -17,7 +17,7 @@ from ..backend import device, is_tracer, namespace
 from ..core.checks import check_floating, check_grad, require_forward
 from ..core.module import Module
 from ._spatial import int_tuple
-from ._window_max import add_batch, spatial_layout
+from ._window_max import check_batched
 
 
 class _MaxUnpool(Module):
@@ -84,9 +84,8 @@ class _MaxUnpool(Module):
     def forward(self, x: Any, indices: Any, output_size: Any = None) -> Any:
         xp = namespace(x)
         who, nd = self._who(), self.nd
-        x, unbatched = add_batch(x, nd, who, spatial_layout(nd))
+        check_batched(x, nd, who)
         check_floating(xp, x, who)
-        indices = indices[None, ...] if unbatched else indices
         if tuple(indices.shape) != tuple(x.shape):
             raise ValueError(
                 f"{who}: indices must have the input's shape {tuple(x.shape)}, "
@@ -120,17 +119,15 @@ class _MaxUnpool(Module):
         zero = xp.zeros((), dtype=x.dtype, device=dev)
         y = xp.where(found, xp.take(values, at), zero)
         y = xp.reshape(y, (n, c, *out))
-        self._cache = (idx, tuple(x.shape), tuple(y.shape), unbatched)
-        return y[0, ...] if unbatched else y
+        self._cache = (idx, tuple(x.shape), tuple(y.shape))
+        return y
 
     def backward(self, grad_out: Any) -> Any:
-        idx, in_shape, out_shape, unbatched = require_forward(self._cache, self._who())
+        idx, in_shape, out_shape = require_forward(self._cache, self._who())
+        check_grad(grad_out, out_shape, self._who())
         xp = namespace(grad_out)
-        g = grad_out[None, ...] if unbatched else grad_out
-        check_grad(g, out_shape, self._who())
-        g = xp.reshape(g, (idx.shape[0], -1))
-        dx = xp.reshape(xp.take_along_axis(g, idx, axis=1), in_shape)
-        return dx[0, ...] if unbatched else dx
+        g = xp.reshape(grad_out, (idx.shape[0], -1))
+        return xp.reshape(xp.take_along_axis(g, idx, axis=1), in_shape)
 
 
 class MaxUnpool1d(_MaxUnpool):
