@@ -163,11 +163,14 @@ class _FractionalMaxPool(Module):
             out = self.output_size
         else:
             out = tuple(int(s * r) for s, r in zip(sizes, self.output_ratio, strict=True))
+        # PyTorch's bounds: output + kernel - 1 <= input in 2-d, < input in 3-d
+        strict = nd == 3
         for s, o, k in zip(sizes, out, self.kernel_size, strict=True):
-            if o <= 0 or o + k - 1 > s:
+            if o <= 0 or o + k - 1 > s - strict:
                 raise ValueError(
                     f"{who}: input of shape {tuple(x.shape)} is too small for output size "
-                    f"{out} with kernel {self.kernel_size} (needs output + kernel - 1 <= input)"
+                    f"{out} with kernel {self.kernel_size} (needs output + kernel - 1 "
+                    f"{'<' if strict else '<='} input)"
                 )
         dev = device(x)
         ctype = x.dtype if x.dtype == xp.float64 else xp.float32

@@ -91,7 +91,7 @@ SLOW_CASES = [
     ("FractionalMaxPool2d", ((2, 3),), dict(output_size=(4, 3)), (1, 3, 7, 6)),
     ("FractionalMaxPool2d", (3,), dict(output_ratio=(0.4, 0.7)), (2, 2, 12, 10)),
     ("FractionalMaxPool3d", (2,), dict(output_ratio=(0.5, 0.6, 0.7)), (2, 2, 8, 9, 10)),
-    ("FractionalMaxPool3d", (2,), dict(output_size=(1, 2, 1)), (1, 2, 3, 4, 2)),
+    ("FractionalMaxPool3d", (2,), dict(output_size=(1, 2, 1)), (1, 2, 3, 4, 3)),
 ]
 
 
@@ -479,6 +479,8 @@ def test_bad_inputs():
     for layer, x, match in cases:
         with pytest.raises(ValueError, match=match):
             layer(x)
+    with pytest.raises(ValueError, match=r"output \+ kernel - 1 < input"):  # PyTorch's 3-d rule
+        nnx.FractionalMaxPool3d(2, output_size=1, rng=0)(np.zeros((1, 1, 2, 3, 3), f32))
     with pytest.raises(TypeError, match="floating-point"):
         nnx.AdaptiveMaxPool1d(2)(np.zeros((1, 1, 4), np.int32))
     unpool, x = nnx.MaxUnpool2d(2), np.ones((1, 1, 2, 2), f32)
