@@ -15,7 +15,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from ..backend import Generator, backend_of, device, namespace, to_numpy
+from ..backend import Generator, backend_of, device, is_tracer, namespace, to_numpy
 from ..core.checks import check_floating, check_grad, require_forward
 from ..core.init import Seed, as_rng
 from ..core.module import Module
@@ -127,6 +127,12 @@ class _FractionalMaxPool(Module):
     def _draw(self, x: Any, shape: tuple[int, ...], dtype: Any) -> Any:
         backend = backend_of(x)
         if self._generator is None or self._generator.backend != backend:
+            if is_tracer(x):  # a key made inside jax.jit would leak out of the trace
+                raise ValueError(
+                    f"{self._who()}: inside jax.jit (nnx.compile) the layer needs the random "
+                    f"key it makes at its first eager forward on JAX: run one forward before "
+                    f"compiling, or fix the windows with _random_samples"
+                )
             self._generator = backend.generator(self.seed)
         if self.rows is None:
             return self._generator.uniform(shape, dtype)

@@ -499,3 +499,27 @@ def test_bad_inputs():
     pool(np.zeros((1, 1, 3, 3, 3), f32))
     with pytest.raises(ValueError, match="gradient has shape"):
         pool.backward(np.zeros((1, 1, 3, 3, 3), f32))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not backend_available("jax")[0], reason="JAX not installed")
+def test_fractional_draws_under_nnx_compile():
+    from nnx.optim import SGD
+
+    be = nnx.get_backend("jax")
+    x = be.asarray(host_normal((2, 2, 6, 6), seed=10), dtype="float32")
+    y = be.asarray(np.zeros((2, 2)), dtype="float32")
+    for warm in (False, True):
+        pool = nnx.FractionalMaxPool2d(2, output_size=3, rng=0)
+        model = nnx.Sequential(pool, nnx.Flatten(), nnx.Linear(18, 2, rng=0)).to(be)
+        if warm:
+            model(x)  # makes the JAX key, which nnx.compile then threads through each step
+        step = nnx.compile(model, nnx.MSELoss(), SGD(model.parameters(), lr=0.1))
+        if not warm:
+            with pytest.raises(ValueError, match="FractionalMaxPool2d.*run one forward before"):
+                step(x, y)
+            continue
+        first, _ = step(x, y)
+        second, _ = step(x, y)
+        assert np.isfinite(float(first)) and float(first) != float(second)
+        assert model(x).shape == (2, 2)
