@@ -105,14 +105,55 @@ def _scatter(xp: Any, g: Any, idx: Any, axis: int, size: int) -> Any:
     return xp.reshape(out, tuple(new))
 
 
+def _place_shared(xp: Any, g: Any, off: Any, rows: list[list[int]], axis: int, size: int) -> Any:
+    """:func:`_scatter` summed over the offsets for windows shared by every plane (host
+    ``rows``: per offset the positions, each window ``[rows[0][o], rows[-1][o]]``), without
+    matrix products: few windows compare the winning position with every position at once;
+    many windows gather each offset's winners back with a host-built inverse map."""
+    shape = tuple(g.shape)
+    n, c = shape[0], shape[1]
+    p, o, q, _ = _split(shape, axis)
+    dev = device(g)
+    starts, lasts = rows[0], rows[-1]
+    g5, off5 = xp.reshape(g, (n, c, p, o, q)), xp.reshape(off, (n, c, p, o, q))
+    # a NaN may win at a repeated (clamped) offset: it stands for the window's last position
+    span = xp.reshape(xp.asarray([b - a for a, b in zip(starts, lasts, strict=True)], device=dev), (o, 1))
+    off5 = xp.minimum(off5, xp.astype(span, off5.dtype))
+    zero = xp.zeros((), dtype=g.dtype, device=dev)
+    if o <= len(rows):
+        pos = off5 + xp.astype(xp.reshape(xp.asarray(starts, device=dev), (o, 1)), off5.dtype)
+        hit = pos[:, :, :, :, None, :] == xp.reshape(xp.arange(size, device=dev), (size, 1))
+        out = xp.sum(xp.where(hit, g5[:, :, :, :, None, :], zero), axis=3)
+    else:
+        gz = xp.concat([g5, xp.zeros((n, c, p, 1, q), dtype=g.dtype, device=dev)], axis=3)
+        offz = xp.concat([off5, xp.full((n, c, p, 1, q), -1, dtype=off5.dtype, device=dev)], axis=3)
+        out = None
+        for k in range(len(rows)):
+            inverse = [o] * size  # position -> the window whose offset k lands there, or zero
+            for i, (a, b) in enumerate(zip(starts, lasts, strict=True)):
+                if a + k <= b:
+                    inverse[a + k] = i
+            part = xp.take(xp.where(offz == k, gz, zero), xp.asarray(inverse, device=dev), axis=3)
+            out = part if out is None else out + part
+    new = list(shape)
+    new[axis + 2] = size
+    return xp.reshape(out, tuple(new))
+
+
 def window_max_backward(
-    g: Any, xp: Any, tables: Sequence[Sequence[Any]], offsets: Sequence[Any], sizes
+    g: Any, xp: Any, tables: Sequence[Sequence[Any]], offsets: Sequence[Any], sizes, host=None
 ) -> Any:
-    """The gradient of :func:`window_max` with respect to ``x`` (spatial ``sizes``)."""
+    """The gradient of :func:`window_max` with respect to ``x`` (spatial ``sizes``). ``host``
+    (optional) holds the host rows of shared tables (:func:`adaptive_table`), which allow a
+    faster placement than one-hot products when windows never share a start."""
     d = len(sizes)
     zero = xp.zeros((), dtype=g.dtype, device=device(g))
     for axis in range(d):
         off = offsets[axis]
+        rows = None if host is None else host[axis]
+        if rows is not None and len(set(rows[0])) == len(rows[0]):
+            g = _place_shared(xp, g, off, rows, axis, sizes[axis])
+            continue
         total = None
         for p, idx in enumerate(tables[axis]):
             part = g if len(tables[axis]) == 1 else xp.where(off == p, g, zero)

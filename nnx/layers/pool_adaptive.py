@@ -162,18 +162,16 @@ class _AdaptiveMaxPool(_Adaptive):
         xp = namespace(x)
         sizes, out = self._sizes(x, xp)
         dev = device(x)
-        tables = [
-            [xp.asarray(row, device=dev) for row in adaptive_table(s, o)]
-            for s, o in zip(sizes, out, strict=True)
-        ]
+        host = [adaptive_table(s, o) for s, o in zip(sizes, out, strict=True)]
+        tables = [[xp.asarray(row, device=dev) for row in rows] for rows in host]
         y, idx, offsets = window_max(x, xp, tables)
-        self._cache = (tables, offsets, sizes, tuple(y.shape))
+        self._cache = (tables, offsets, sizes, tuple(y.shape), host)
         return (y, idx) if self.return_indices else y
 
     def backward(self, grad_out: Any) -> Any:
-        tables, offsets, sizes, out_shape = require_forward(self._cache, self._who())
+        tables, offsets, sizes, out_shape, host = require_forward(self._cache, self._who())
         check_grad(grad_out, out_shape, self._who())
-        return window_max_backward(grad_out, namespace(grad_out), tables, offsets, sizes)
+        return window_max_backward(grad_out, namespace(grad_out), tables, offsets, sizes, host)
 
 
 class AdaptiveMaxPool1d(_AdaptiveMaxPool):
