@@ -10,8 +10,10 @@ slices keeps the first offset reaching it (or the last NaN), which is exactly Py
 scanning the box in row-major order and keeping the first strictly greater value (or a NaN).
 Indices are PyTorch's: the position in the flattened spatial plane of each ``(n, c)``.
 
-Backward (:func:`window_max_backward`) sends the gradient back one axis at a time through
-one-hot matrix products (no scatter); overlapping windows add up.
+Backward (:func:`window_max_backward`) sends the gradient back one axis at a time, with no
+scatter; overlapping windows add up. Per-plane tables use one-hot matrix products; shared tables
+whose windows have distinct starts compare the winning positions with every position (few
+windows) or gather each offset's winners back through a host-built inverse map (many windows).
 
 A table is either shared by every ``(n, c)`` plane (shape ``(O,)``: adaptive pooling) or drawn
 per plane (shape ``(N, C, O)``: fractional pooling); both are integer arrays on the device.
@@ -117,7 +119,9 @@ def _place_shared(xp: Any, g: Any, off: Any, rows: list[list[int]], axis: int, s
     starts, lasts = rows[0], rows[-1]
     g5, off5 = xp.reshape(g, (n, c, p, o, q)), xp.reshape(off, (n, c, p, o, q))
     # a NaN may win at a repeated (clamped) offset: it stands for the window's last position
-    span = xp.reshape(xp.asarray([b - a for a, b in zip(starts, lasts, strict=True)], device=dev), (o, 1))
+    span = xp.reshape(
+        xp.asarray([b - a for a, b in zip(starts, lasts, strict=True)], device=dev), (o, 1)
+    )
     off5 = xp.minimum(off5, xp.astype(span, off5.dtype))
     zero = xp.zeros((), dtype=g.dtype, device=dev)
     if o <= len(rows):
