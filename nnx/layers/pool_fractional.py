@@ -73,6 +73,7 @@ class _FractionalMaxPool(Module):
         output_ratio: float | tuple[float, ...] | None = None,
         return_indices: bool = False,
         _random_samples: Any = None,
+        *,
         rng: Seed = None,
     ):
         who, nd = type(self).__name__, self.nd
