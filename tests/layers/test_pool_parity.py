@@ -523,3 +523,32 @@ def test_fractional_draws_under_nnx_compile():
         second, _ = step(x, y)
         assert np.isfinite(float(first)) and float(first) != float(second)
         assert model(x).shape == (2, 2)
+
+
+def test_fractional_training_resumes_exactly(tmp_path):
+    """3 epochs straight == 1 epoch, checkpoint, a fresh Trainer resuming for 2 more: the
+    Trainer reseeds the layer's samples at each epoch, as it does Dropout's masks."""
+    from nnx.optim import SGD
+
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((24, 1, 6, 6)), rng.integers(0, 2, 24))
+
+    def trainer():
+        model = nnx.Sequential(
+            nnx.FractionalMaxPool2d(2, output_size=3, rng=1), nnx.Flatten(), nnx.Linear(9, 2, rng=0)
+        )
+        opt = SGD(model.parameters(), lr=0.1)
+        return nnx.Trainer(model, nnx.CrossEntropyLoss(), opt, seed=3, progress=False)
+
+    straight = trainer()
+    straight.fit(data, epochs=3, batch_size=10)
+    first = trainer()
+    first.fit(data, epochs=1, batch_size=10)
+    first.save_checkpoint(tmp_path / "one.npz")
+    resumed = trainer()
+    resumed.load_checkpoint(tmp_path / "one.npz")
+    resumed.fit(data, epochs=3, batch_size=10)
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b, err_msg=name)
