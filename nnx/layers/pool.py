@@ -163,6 +163,7 @@ class MaxPool1d(_MaxPool):
     defaults to ``kernel_size``; ``padding <= kernel_size // 2``; with ``ceil_mode`` the output
     length rounds up. Backward sends each output gradient to the first position of its window's
     maximum. ``L_out = floor((L + 2p - d*(k-1) - 1) / s) + 1`` (ceil with ``ceil_mode``).
+    ``return_indices=True`` adds the positions of the maxima in ``L`` (``MaxUnpool1d``'s input).
 
     >>> import numpy as np, nnx
     >>> nnx.MaxPool1d(2)(np.arange(6, dtype=np.float32).reshape(1, 1, 6)).tolist()
@@ -178,6 +179,9 @@ class MaxPool2d(_MaxPool):
     ``y[n, c, i, j] = max_{p, q} xpad[n, c, i*sh + p*dh, j*sw + q*dw]`` (``-inf`` padding).
     Backward: the gradient goes to the (first) arg-max of each window; overlapping windows add.
     Shapes: ``H_out = floor((H + 2ph - dh*(kh-1) - 1) / sh) + 1`` (ceil with ``ceil_mode``).
+    ``return_indices=True`` makes the forward return ``(y, indices)``, the flat positions
+    ``h * W + w`` of the maxima in each input plane (PyTorch's, what ``MaxUnpool2d`` takes);
+    backward then takes the gradient of ``y``.
 
     >>> import numpy as np, nnx
     >>> nnx.MaxPool2d(2)(np.ones((3, 4, 28, 28), np.float32)).shape
