@@ -76,7 +76,18 @@ from .padding import (
     ZeroPad2d,
     ZeroPad3d,
 )
-from .pool import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from .pool import AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d
+from .pool_adaptive import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+)
+from .pool_fractional import FractionalMaxPool2d, FractionalMaxPool3d
+from .pool_lp import LPPool1d, LPPool2d, LPPool3d
+from .pool_unpool import MaxUnpool1d, MaxUnpool2d, MaxUnpool3d
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .shape import ChannelShuffle, Flatten, Identity, PixelShuffle, PixelUnshuffle, Unflatten
 from .similarity import Bilinear, CosineSimilarity, PairwiseDistance
@@ -154,6 +165,20 @@ __all__ = [
     "TransformerEncoder",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    "FractionalMaxPool2d",
+    "FractionalMaxPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
+    "MaxUnpool3d",
+    "MaxPool3d",
+    "AvgPool3d",
+    "AdaptiveAvgPool3d",
+    "LPPool1d",
+    "LPPool2d",
+    "LPPool3d",
     "AvgPool1d",
     "AvgPool2d",
     "BatchNorm1d",

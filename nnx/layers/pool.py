@@ -1,10 +1,10 @@
-"""Pooling: ``MaxPool1d/2d``, ``AvgPool1d/2d`` and ``AdaptiveAvgPool1d/2d``, as in PyTorch.
+"""Pooling over regular windows: ``MaxPool1d/2d/3d`` and ``AvgPool1d/2d/3d``, as in PyTorch.
 
 Windows are read as strided slices of the (padded) input, one slice per kernel offset (see
 :mod:`nnx.layers._spatial`), so no window array of ``kernel`` times the output is ever stacked:
 max pooling keeps a running maximum and the offset where it was first reached (PyTorch's
 tie-break), average pooling a running sum. Backward sends the gradient back through the same
-slices (col2im). The 1-d layers run the 2-d code with an ``H`` axis of size 1.
+slices (col2im). The code is the same for 1, 2 and 3 spatial axes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..backend import device, namespace
 from ..core.checks import check_floating, check_grad, require_forward
 from ..core.module import Module
 from ._spatial import col2im, int_tuple, pad, pad_backward, pool_out_size, window_slices
+from ._window_max import spatial_layout
 
 
 class _Pool(Module):
@@ -57,24 +58,20 @@ class _Pool(Module):
         return f"{type(self).__name__}({self.extra_repr()})"
 
     def _geometry(self, x: Any, xp: Any):
-        """Check ``x``; return it as ``(N, C, H, W)`` with the 2-d kernel, stride, dilation,
-        output size and the ``((top, bottom), (left, right))`` padding that covers every window
-        (``ceil_mode`` windows may need more on the right/bottom than ``padding``)."""
+        """Check ``x`` (``(N, C, *spatial)``); return the output size and the per-axis
+        ``(low, high)`` padding that covers every window (``ceil_mode`` windows may need more at
+        the high end than ``padding``)."""
         nd = self.nd
         if x.ndim != nd + 2:
-            layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
             raise ValueError(
-                f"{self._who()}: expected input of shape {layout}, got shape {tuple(x.shape)}"
+                f"{self._who()}: expected input of shape {spatial_layout(nd)}, got shape "
+                f"{tuple(x.shape)}"
             )
         check_floating(xp, x, self._who())
-        lift = (lambda t, v: (v, *t)) if nd == 1 else (lambda t, v: t)
-        x2 = x if nd == 2 else xp.expand_dims(x, axis=2)
-        kernel = lift(self.kernel_size, 1)
-        stride = lift(self.stride, 1)
-        padding = lift(self.padding, 0)
-        dilation = lift(self.dilation, 1)
         out, pads = [], []
-        for size, k, s, p, d in zip(x2.shape[2:], kernel, stride, padding, dilation, strict=True):
+        for size, k, s, p, d in zip(
+            x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, strict=True
+        ):
             o = pool_out_size(size, k, s, p, d, self.ceil_mode)
             if o <= 0:
                 raise ValueError(
@@ -83,16 +80,10 @@ class _Pool(Module):
                 )
             out.append(o)
             pads.append((p, max(p, (o - 1) * s + d * (k - 1) + 1 - size - p)))
-        return x2, kernel, stride, dilation, tuple(out), tuple(pads)
+        return tuple(out), tuple(pads)
 
-    def _finish(self, y: Any) -> Any:
-        y = y if self.nd == 2 else y[:, :, 0, :]
-        self._out_shape = tuple(y.shape)
-        return y
-
-    def _grad_2d(self, grad_out: Any, xp: Any) -> Any:
+    def _check_grad(self, grad_out: Any) -> None:
         check_grad(grad_out, self._out_shape, self._who())
-        return grad_out if self.nd == 2 else xp.expand_dims(grad_out, axis=2)
 
 
 class _MaxPool(_Pool):
@@ -102,18 +93,25 @@ class _MaxPool(_Pool):
         stride: int | tuple[int, ...] | None = None,
         padding: int | tuple[int, ...] = 0,
         dilation: int | tuple[int, ...] = 1,
+        return_indices: bool = False,
         ceil_mode: bool = False,
     ):
         self._setup(kernel_size, stride, padding, dilation, ceil_mode)
+        self.return_indices = bool(return_indices)
         self._argmax = None
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text + (", return_indices=True" if self.return_indices else "")
 
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
-        x2, kernel, stride, dilation, out, pads = self._geometry(x, xp)
-        xpad = pad(x2, xp, pads, "constant", value=-math.inf)
+        out, pads = self._geometry(x, xp)
+        kernel, stride, dilation = self.kernel_size, self.stride, self.dilation
+        xpad = pad(x, xp, pads, "constant", value=-math.inf)
         best = arg = None
-        for k, (sh, sw) in enumerate(window_slices(kernel, stride, dilation, out)):
-            window = xpad[:, :, sh, sw]
+        for k, sl in enumerate(window_slices(kernel, stride, dilation, out)):
+            window = xpad[(slice(None), slice(None), *sl)]
             if best is None:
                 best = window
                 arg = xp.zeros(window.shape, dtype=xp.int32, device=device(x))
@@ -124,19 +122,38 @@ class _MaxPool(_Pool):
                 arg = xp.where(better, k, arg)
         self._argmax = arg
         self._x_shape = tuple(x.shape)
-        self._padded = (tuple(x2.shape), tuple(xpad.shape[2:]), kernel, stride, dilation, pads)
-        return self._finish(best)
+        self._out_shape = tuple(best.shape)
+        self._padded = (tuple(xpad.shape[2:]), out, pads)
+        if not self.return_indices:
+            return best
+        return best, flat_indices(arg, xp, kernel, stride, dilation, pads, tuple(x.shape[2:]))
 
     def backward(self, grad_out: Any) -> Any:
         require_forward(self._x_shape, self._who())
+        self._check_grad(grad_out)
         xp = namespace(grad_out)
-        g = self._grad_2d(grad_out, xp)
-        shape2, padded, kernel, stride, dilation, pads = self._padded
-        arg = self._argmax
-        zero = xp.zeros((), dtype=g.dtype, device=device(g))
-        pieces = [xp.where(arg == k, g, zero) for k in range(kernel[0] * kernel[1])]
-        dx = pad_backward(col2im(pieces, xp, padded, kernel, stride, dilation), xp, shape2, pads)
-        return dx if self.nd == 2 else dx[:, :, 0, :]
+        padded, _, pads = self._padded
+        kernel, arg = self.kernel_size, self._argmax
+        zero = xp.zeros((), dtype=grad_out.dtype, device=device(grad_out))
+        pieces = [xp.where(arg == k, grad_out, zero) for k in range(math.prod(kernel))]
+        dx = col2im(pieces, xp, padded, kernel, self.stride, self.dilation)
+        return pad_backward(dx, xp, self._x_shape, pads)
+
+
+def flat_indices(arg, xp, kernel, stride, dilation, pads, sizes) -> Any:
+    """PyTorch's max pooling indices: the flat position in each input plane of the window
+    entry ``arg`` (the row-major kernel offset) that won, for windows at ``o * stride - pad``."""
+    d = len(kernel)
+    flat, rem, step = None, arg, 1
+    for a in reversed(range(d)):
+        off = rem % kernel[a]
+        rem = rem // kernel[a]
+        base = xp.arange(arg.shape[2 + a], device=device(arg)) * stride[a] - pads[a][0]
+        base = xp.reshape(base, (arg.shape[2 + a], *(1,) * (d - a - 1)))
+        pos = (base + off * dilation[a]) * step
+        flat = pos if flat is None else flat + pos
+        step *= sizes[a]
+    return flat
 
 
 class MaxPool1d(_MaxPool):
@@ -146,6 +163,7 @@ class MaxPool1d(_MaxPool):
     defaults to ``kernel_size``; ``padding <= kernel_size // 2``; with ``ceil_mode`` the output
     length rounds up. Backward sends each output gradient to the first position of its window's
     maximum. ``L_out = floor((L + 2p - d*(k-1) - 1) / s) + 1`` (ceil with ``ceil_mode``).
+    ``return_indices=True`` adds the positions of the maxima in ``L`` (``MaxUnpool1d``'s input).
 
     >>> import numpy as np, nnx
     >>> nnx.MaxPool1d(2)(np.arange(6, dtype=np.float32).reshape(1, 1, 6)).tolist()
@@ -161,6 +179,9 @@ class MaxPool2d(_MaxPool):
     ``y[n, c, i, j] = max_{p, q} xpad[n, c, i*sh + p*dh, j*sw + q*dw]`` (``-inf`` padding).
     Backward: the gradient goes to the (first) arg-max of each window; overlapping windows add.
     Shapes: ``H_out = floor((H + 2ph - dh*(kh-1) - 1) / sh) + 1`` (ceil with ``ceil_mode``).
+    ``return_indices=True`` makes the forward return ``(y, indices)``, the flat positions
+    ``h * W + w`` of the maxima in each input plane (PyTorch's, what ``MaxUnpool2d`` takes);
+    backward then takes the gradient of ``y``.
 
     >>> import numpy as np, nnx
     >>> nnx.MaxPool2d(2)(np.ones((3, 4, 28, 28), np.float32)).shape
@@ -168,6 +189,22 @@ class MaxPool2d(_MaxPool):
     """
 
     nd = 2
+
+
+class MaxPool3d(_MaxPool):
+    """Maximum over windows of ``(N, C, D, H, W)`` inputs, as ``torch.nn.MaxPool3d``.
+
+    ``y[n, c, i, j, l] = max_{p, q, r} xpad[n, c, i*sd + p*dd, j*sh + q*dh, l*sw + r*dw]``
+    (``-inf`` padding); the first maximum in row-major window order wins ties, and backward sends
+    the gradient there (overlapping windows add). ``return_indices=True`` adds the flat positions
+    ``(d * H + h) * W + w``. Shapes as ``MaxPool2d``, per axis.
+
+    >>> import numpy as np, nnx
+    >>> nnx.MaxPool3d(2)(np.ones((2, 3, 4, 6, 6), np.float32)).shape
+    (2, 3, 2, 3, 3)
+    """
+
+    nd = 3
 
 
 class _AvgPool(_Pool):
@@ -196,13 +233,16 @@ class _AvgPool(_Pool):
             text += f", divisor_override={self.divisor_override}"
         return text
 
-    def _divisor(self, xp, x2, kernel, stride, pads, out):
-        """Per-output divisor ``(Ho, Wo)``: the window's size clipped to the padded input (or to
-        the input itself without ``count_include_pad``), PyTorch's rule."""
+    def _divisor(self, xp, x, pads, out):
+        """Per-output divisor (``out``-shaped): the window's size clipped to the padded input
+        (or to the input itself without ``count_include_pad``), PyTorch's rule."""
         if self.divisor_override is not None:
             return float(self.divisor_override)
-        counts = []
-        for size, k, s, (p, _), o in zip(x2.shape[2:], kernel, stride, pads, out, strict=True):
+        nd = self.nd
+        total = None
+        for a, (size, k, s, (p, _), o) in enumerate(
+            zip(x.shape[2:], self.kernel_size, self.stride, pads, out, strict=True)
+        ):
             row = []
             for i in range(o):
                 start = i * s - p
@@ -210,30 +250,34 @@ class _AvgPool(_Pool):
                 if not self.count_include_pad:
                     start, end = max(start, 0), min(end, size)
                 row.append(end - start)
-            counts.append(xp.asarray(row, dtype=x2.dtype, device=device(x2)))
-        return counts[0][:, None] * counts[1][None, :]
+            count = xp.asarray(row, dtype=x.dtype, device=device(x))
+            count = xp.reshape(count, (o, *(1,) * (nd - a - 1)))
+            total = count if total is None else total * count
+        return total
 
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
-        x2, kernel, stride, dilation, out, pads = self._geometry(x, xp)
-        xpad = pad(x2, xp, pads)
+        out, pads = self._geometry(x, xp)
+        xpad = pad(x, xp, pads)
         total = None
-        for sh, sw in window_slices(kernel, stride, dilation, out):
-            window = xpad[:, :, sh, sw]
+        for sl in window_slices(self.kernel_size, self.stride, self.dilation, out):
+            window = xpad[(slice(None), slice(None), *sl)]
             total = window if total is None else total + window
-        self._div = self._divisor(xp, x2, kernel, stride, pads, out)
+        self._div = self._divisor(xp, x, pads, out)
         self._x_shape = tuple(x.shape)
-        self._padded = (tuple(x2.shape), tuple(xpad.shape[2:]), kernel, stride, dilation, pads)
-        return self._finish(total / self._div)
+        self._out_shape = tuple(total.shape)
+        self._padded = (tuple(xpad.shape[2:]), out, pads)
+        return total / self._div
 
     def backward(self, grad_out: Any) -> Any:
         require_forward(self._x_shape, self._who())
+        self._check_grad(grad_out)
         xp = namespace(grad_out)
-        g = self._grad_2d(grad_out, xp) / self._div
-        shape2, padded, kernel, stride, dilation, pads = self._padded
-        pieces = [g] * (kernel[0] * kernel[1])
-        dx = pad_backward(col2im(pieces, xp, padded, kernel, stride, dilation), xp, shape2, pads)
-        return dx if self.nd == 2 else dx[:, :, 0, :]
+        g = grad_out / self._div
+        padded, _, pads = self._padded
+        pieces = [g] * math.prod(self.kernel_size)
+        dx = col2im(pieces, xp, padded, self.kernel_size, self.stride, self.dilation)
+        return pad_backward(dx, xp, self._x_shape, pads)
 
 
 class AvgPool1d(_AvgPool):
@@ -271,91 +315,17 @@ class AvgPool2d(_AvgPool):
     nd = 2
 
 
-def _adaptive_matrix(xp, size: int, out: int, dtype: Any, dev: Any) -> Any:
-    """``A (out, size)``: row ``i`` averages ``[floor(i*size/out), ceil((i+1)*size/out))``."""
-    rows = []
-    for i in range(out):
-        start, end = (i * size) // out, -(-((i + 1) * size) // out)
-        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(size)])
-    return xp.asarray(rows, dtype=dtype, device=dev)
+class AvgPool3d(_AvgPool):
+    """Mean over windows of ``(N, C, D, H, W)`` inputs, as ``torch.nn.AvgPool3d``.
 
-
-class _AdaptiveAvgPool(Module):
-    nd = 2
-    _shape = None
-
-    def __init__(self, output_size: int | None | tuple[int | None, ...]):
-        who = type(self).__name__
-        items = output_size if isinstance(output_size, tuple) else (output_size,) * self.nd
-        if len(items) != self.nd or not all(
-            v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in items
-        ):
-            raise ValueError(
-                f"{who}: output_size must be a positive integer (or None to keep the size) or a "
-                f"tuple of {self.nd} of them, got {output_size!r}"
-            )
-        self.output_size = output_size
-
-    def extra_repr(self) -> str:
-        return f"output_size={self.output_size}"
-
-    def forward(self, x: Any) -> Any:
-        xp = namespace(x)
-        nd = self.nd
-        if x.ndim != nd + 2 or any(s == 0 for s in x.shape[2:]):
-            layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
-            raise ValueError(
-                f"{type(self).__name__}({self.output_size}): expected input of shape {layout} "
-                f"with non-empty spatial axes, got shape {tuple(x.shape)}"
-            )
-        check_floating(xp, x, type(self).__name__)
-        items = (
-            self.output_size if isinstance(self.output_size, tuple) else (self.output_size,) * nd
-        )
-        dev = device(x)
-        sizes = tuple(x.shape[2:])
-        out = tuple(s if o is None else o for s, o in zip(sizes, items, strict=True))
-        # y = A_h @ x @ A_w^T, one averaging matrix per spatial axis
-        mats = [_adaptive_matrix(xp, s, o, x.dtype, dev) for s, o in zip(sizes, out, strict=True)]
-        y = x @ xp.matrix_transpose(mats[-1])
-        if nd == 2:
-            y = mats[0] @ y
-        self._mats = mats
-        self._shape = (tuple(x.shape), tuple(y.shape))
-        return y
-
-    def backward(self, grad_out: Any) -> Any:
-        in_shape, out_shape = require_forward(self._shape, type(self).__name__)
-        check_grad(grad_out, out_shape, type(self).__name__)
-        xp = namespace(grad_out)
-        mats = self._mats
-        g = grad_out @ mats[-1]
-        if self.nd == 2:
-            g = xp.matrix_transpose(mats[0]) @ g
-        return g
-
-
-class AdaptiveAvgPool1d(_AdaptiveAvgPool):
-    """Average over ``output_size`` adaptive windows of ``(N, C, L)`` inputs (PyTorch's
-    windows ``[floor(i*L/out), ceil((i+1)*L/out))``); ``y = x @ A^T``, ``dx = g @ A``.
+    ``y[n, c, i, j, l] = sum_{p, q, r} xpad[n, c, i*sd + p, j*sh + q, l*sw + r] / count[i, j, l]``
+    with zero padding; ``count`` is the window's volume clipped to the padded input
+    (``count_include_pad=True``) or to the input, or ``divisor_override``. Backward spreads
+    ``g / count`` over each window.
 
     >>> import numpy as np, nnx
-    >>> nnx.AdaptiveAvgPool1d(1)(np.arange(4, dtype=np.float32).reshape(1, 1, 4)).tolist()
-    [[[1.5]]]
+    >>> nnx.AvgPool3d(2, stride=1)(np.ones((1, 2, 3, 3, 3), np.float32)).shape
+    (1, 2, 2, 2, 2)
     """
 
-    nd = 1
-
-
-class AdaptiveAvgPool2d(_AdaptiveAvgPool):
-    """Average over adaptive windows of ``(N, C, H, W)`` inputs, as
-    ``torch.nn.AdaptiveAvgPool2d``; ``output_size=1`` (or ``(1, 1)``) is global average pooling.
-
-    ``y = A_h @ x @ A_w^T`` with the row-averaging matrices ``A``; ``dx = A_h^T @ g @ A_w``.
-
-    >>> import numpy as np, nnx
-    >>> nnx.AdaptiveAvgPool2d((1, 1))(np.ones((2, 3, 5, 5), np.float32)).shape
-    (2, 3, 1, 1)
-    """
-
-    nd = 2
+    nd = 3
