@@ -147,7 +147,7 @@ class Wheels(Part):
 
 
 class Environment(Part):
-    name, title, weight = "environment", "nvidia-smi, library versions", 1.0
+    name, title, weight = "environment", "nvidia-smi, library versions", 2.0
 
     def command(self, ctx: Context) -> list[str]:
         return [ctx.python, str(HERE / "probe_env.py")]
@@ -229,6 +229,8 @@ class BenchMLP(Part):
 
 
 class Unsupported(Part):
+    weight = 0.0  # takes no time
+
     def __init__(self, name: str, title: str, why: str):
         self.name, self.title, self.unsupported = name, title, why
 

@@ -32,6 +32,8 @@ def version(module: str, key: str | None = None) -> object:
         facts[f"{key}_error"] = f"{type(err).__name__}: {err}"
         return None
     facts[key] = str(getattr(mod, "__version__", "installed"))
+    if module.startswith("array_api"):  # from the carried wheels (--wheels) or installed
+        facts[f"{key}_path"] = str(getattr(mod, "__file__", ""))
     return mod
 
 
