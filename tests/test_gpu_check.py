@@ -4,7 +4,9 @@ writes both reports."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +80,13 @@ def test_unknown_part_is_refused(tmp_path, capsys):
     assert "unknown part(s) nope" in capsys.readouterr().err
 
 
+# the no-GPU runs below would run the GPU parts for real on a machine that may have a GPU
+MAYBE_GPU = pytest.mark.skipif(
+    shutil.which("nvidia-smi") is not None or importlib.util.find_spec("cupy") is not None,
+    reason="this machine may have a GPU (nvidia-smi or CuPy); these tests check the no-GPU path",
+)
+
+
 def run_script(out: Path, *flags: str) -> dict:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), str(out), *flags],
@@ -90,6 +99,7 @@ def run_script(out: Path, *flags: str) -> dict:
     return {p["name"]: p for p in read_reports(out)["parts"]}
 
 
+@MAYBE_GPU
 def test_without_a_gpu_the_gpu_parts_are_skipped_with_a_reason(tmp_path):
     """The real script on this machine, without the (slow) environment probe: every part that
     needs a GPU is skipped saying why, and the report is written."""
@@ -100,6 +110,7 @@ def test_without_a_gpu_the_gpu_parts_are_skipped_with_a_reason(tmp_path):
         assert "no usable CUDA GPU" in parts[name]["reason"], parts[name]
 
 
+@MAYBE_GPU
 @pytest.mark.slow
 def test_a_tiny_budget_times_parts_out_and_still_writes_the_report(tmp_path):
     """Every part, with a budget too small for the environment probe on a loaded machine: it

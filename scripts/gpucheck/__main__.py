@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="stop the test suite after this many failures (default 1: pytest -x)",
     )
+    p.add_argument(
+        "--pytest-workers",
+        type=int,
+        default=0,
+        help="run the test suite in N pytest-xdist processes (default: one process)",
+    )
     args = p.parse_args(argv)
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:
@@ -51,10 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def environment(ctx: Context) -> dict[str, str]:
-    """The environment of every part: the carried wheels and the repository on PYTHONPATH, JAX
+    """The environment of every part: the carried wheels, the repository and scripts/ on PYTHONPATH, JAX
     not grabbing 75% of the GPU, Open MPI allowed to run as root (the GPU machine's user)."""
     env = dict(os.environ)
-    paths = [str(ROOT)]
+    paths = [
+        str(ROOT),
+        str(ROOT / "scripts"),
+    ]  # scripts/: the pytest plugin gpucheck.pytest_collect
     site = ctx.work / "site"
     if site.is_dir():
         paths.insert(0, str(site))
@@ -144,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check.py: error: cannot create {outdir}: {err}", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="nnx-gpucheck-"))
-    ctx = Context(outdir, work, wheels=args.wheels, pytest_maxfail=args.pytest_maxfail)
+    ctx = Context(
+        outdir,
+        work,
+        wheels=args.wheels,
+        pytest_maxfail=args.pytest_maxfail,
+        pytest_workers=args.pytest_workers,
+    )
     parts = all_parts()
     results: list[Result] = []
     try:

@@ -37,6 +37,7 @@ class Context:
     facts: dict = field(default_factory=dict)  # the environment probe's RESULT
     probed: bool = False  # whether the environment probe ran and reported
     pytest_maxfail: int = 1
+    pytest_workers: int = 0
 
     # ------------------------------------------------------------------ what the machine has
     def has(self, name: str) -> bool | None:
@@ -162,14 +163,13 @@ class Pytest(Part):
 
     def command(self, ctx: Context) -> list[str]:
         stop = ["-x"] if ctx.pytest_maxfail <= 1 else [f"--maxfail={ctx.pytest_maxfail}"]
-        # addopts (pyproject) holds -n auto, which fails where pytest-xdist is missing; where
-        # it is there, 4 workers share the GPU (JAX does not preallocate: see environment())
-        xdist = ctx.facts.get("xdist") if ctx.probed else _importable("xdist")
-        workers = ["-n", "4"] if xdist else []
+        # addopts (pyproject) holds -n auto, which fails where pytest-xdist is missing; one
+        # process by default (under xdist a collection error would stop the run at once)
+        workers = ["-n", str(ctx.pytest_workers)] if ctx.pytest_workers > 0 else []
         return [
             ctx.python, "-m", "pytest", "-m", "gpu", *stop, "-q", "-p", "no:cacheprovider",
             "-o", "addopts=-ra --strict-markers", *workers, "--durations=5",
-            "--continue-on-collection-errors", "tests",
+            "-p", "gpucheck.pytest_collect", "--continue-on-collection-errors", "tests",
         ]  # fmt: skip
 
     def digest(self, ctx: Context, result: Result, output: str) -> None:
@@ -215,13 +215,13 @@ class BenchMLP(Part):
     def command(self, ctx: Context) -> list[str]:
         return [
             ctx.python, str(ROOT / "scripts" / "bench.py"), "--device", "gpu",
-            "--batch-sizes", "128,1024", "--repeats", "3",
+            "--batch-sizes", "128,1024", "--samples", "30000", "--repeats", "3",
             "--json", str(ctx.outdir / "bench_mlp.json"),
         ]  # fmt: skip
 
     def digest(self, ctx: Context, result: Result, output: str) -> None:
         lines = output.splitlines()
-        start = next((i for i, line in enumerate(lines) if "batch" in line.lower()), 0)
+        start = next((i for i, line in enumerate(lines) if line.startswith("machine:")), 0)
         result.highlights = lines[start:][:30]
         path = ctx.outdir / "bench_mlp.json"
         if path.is_file():
