@@ -48,7 +48,13 @@ def markdown(results: list[Result], meta: dict, facts: dict) -> str:
     out += ["", f"Command: `{meta['command']}`", ""]
     if facts:
         out += ["## Machine", "", "| | |", "|---|---|"]
-        out += [f"| {label} | {_cell(facts[key])} |" for key, label in FACTS if key in facts]
+        for key, label in FACTS:
+            if key in facts:
+                value = facts[key]
+                if value is False:  # a library that is missing or broken: say why
+                    why = facts.get(f"{key}_error") or facts.get(f"{key}_reason")
+                    value = f"no ({why})" if why else "no"
+                out.append(f"| {label} | {_cell(value)} |")
         out.append("")
     out += ["## Parts", "", "| # | part | status | seconds | reason |", "|---|---|---|---|---|"]
     for i, r in enumerate(results, 1):
