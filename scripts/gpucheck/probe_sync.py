@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from probe_models import CONFIGS, last_nnx_frame, make_step, parse_device, report  # noqa: E402
+from probe_models import CONFIGS, EXPECTED_SYNC, last_nnx_frame, make_step, parse_device, report  # noqa: E402
 
 import nnx  # noqa: E402
 
@@ -54,9 +54,11 @@ def main() -> None:
                 "step": done,
                 "at": last_nnx_frame(err),
             }
-            print(
-                f"  {config}: {'SYNC' if sync else 'ERROR'} at step {done}: {found[config]['at']}"
-            )
+            label = "ERROR"
+            if sync:
+                label = "SYNC (expected)" if config in EXPECTED_SYNC else "SYNC"
+                found[config]["expected"] = EXPECTED_SYNC.get(config)
+            print(f"  {config}: {label} at step {done}: {found[config]['at']}")
         else:
             checked = backend.name == "cupy"
             found[config] = {"sync": None, "steps": STEPS, "checked": checked}
