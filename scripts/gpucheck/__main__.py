@@ -168,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(Result(part.name, part.title, "skipped", "not in --only"))
                 continue
             to_come = sum(p.weight for p in parts[i:] if args.only is None or p.name in args.only)
-            result = run_part(part, ctx, budget, to_come, args.dry_run)
+            try:
+                result = run_part(part, ctx, budget, to_come, args.dry_run)
+            except Exception as err:  # a bug of the check itself: recorded, the next part runs
+                reason = f"the check itself failed: {type(err).__name__}: {err}"
+                result = Result(part.name, part.title, "failed", reason)
             if isinstance(part, Wheels) and result.status == "failed":
                 _unzip_wheels(ctx, result)
             if isinstance(part, Environment) and result.details:
