@@ -1,8 +1,9 @@
 """Shared fixtures: every backend available in this run, and host-data helpers.
 
 NumPy and array-api-strict (default device and ``Device("device1")``, which catches arrays created
-on the wrong device) always run; PyTorch and JAX run when importable and CuPy when a CUDA GPU is
-usable. Unavailable backends are skipped with the reason.
+on the wrong device) always run; PyTorch and JAX run when importable, and CuPy, ``torch:cuda`` and
+``jax:gpu`` (the ``gpu`` marker: ``-m gpu`` runs only them) when a CUDA GPU is usable.
+Unavailable backends are skipped with the reason.
 
 Tests that need PyTorch (the oracle comparisons, the torch backend, the benchmarks against torch)
 carry the ``torch`` marker: the torch backend's parameters get it here, the others are marked
@@ -47,6 +48,7 @@ BACKENDS = [
     _backend_param("jax"),
     _backend_param("torch:cuda", pytest.mark.gpu, pytest.mark.torch),
     _backend_param("cupy", pytest.mark.gpu),
+    _backend_param("jax:gpu", pytest.mark.gpu),
 ]
 
 

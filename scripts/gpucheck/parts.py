@@ -1,0 +1,296 @@
+"""The parts of the GPU check, in the order they run.
+
+Each :class:`Part` says what it needs (``Context.missing`` turns an unmet need into a skip
+reason), the command it runs (:meth:`Part.command`, the exact argv the dry run prints) and what
+to lift from its output into the report (:meth:`Part.digest`). Weights share out the time budget
+(runner.Budget): the test suite gets the most.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runner import Result, probe_result
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent  # the repository (scripts/gpucheck/ -> .)
+
+
+class Skip(Exception):
+    """A part cannot run here; the message is the reason."""
+
+
+@dataclass
+class Context:
+    """What every part's command needs to know."""
+
+    outdir: Path
+    work: Path  # scratch space outside OUTDIR (run folders, installed wheels)
+    python: str = sys.executable
+    wheels: Path | None = None
+    facts: dict = field(default_factory=dict)  # the environment probe's RESULT
+    probed: bool = False  # whether the environment probe ran and reported
+    pytest_maxfail: int = 1
+    pytest_workers: int = 0
+
+    # ------------------------------------------------------------------ what the machine has
+    def has(self, name: str) -> bool | None:
+        """The environment probe's answer for ``name`` (None before it ran)."""
+        if not self.probed:
+            return None
+        return bool(self.facts.get(name))
+
+    def missing(self, needs: tuple[str, ...]) -> str:
+        """The reason the first unmet need gives, or ""."""
+        for need in needs:
+            why = _NEEDS[need](self)
+            if why:
+                return why
+        return ""
+
+    def dataset_flags(self) -> list[str]:
+        """``--dataset`` for the image/classification runs: the digits when scikit-learn can
+        load them, else a synthetic 8x8 image set written into the scratch folder."""
+        if self.facts.get("sklearn") or (not self.probed and _importable("sklearn")):
+            return []  # the default: digits
+        return ["--dataset", str(self.work / "data" / "synthetic_digits.npz")]
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _no_gpu_reason(ctx: Context) -> str:
+    if ctx.probed:
+        return f"no usable CUDA GPU: {ctx.facts.get('gpu_reason') or 'the environment probe found none'}"
+    return "no usable CUDA GPU: no nvidia-smi on PATH and CuPy is not installed"
+
+
+def _need_nnx(ctx: Context) -> str:
+    if ctx.has("array_api_compat") is False:
+        return (
+            "array-api-compat is not importable, so nnx cannot be imported; carry its wheel "
+            "with --wheels DIR (docs/benchmarks.md, 'Running the GPU check')"
+        )
+    return ""
+
+
+def _need_cupy(ctx: Context) -> str:
+    usable = ctx.has("cupy_usable")
+    if usable is None:  # the probe did not report: guess cheaply
+        return "" if shutil.which("nvidia-smi") or _importable("cupy") else _no_gpu_reason(ctx)
+    if not usable:
+        return f"CuPy cannot use a GPU here ({ctx.facts.get('cupy_reason', 'unknown')})"
+    return ""
+
+
+def _need_any_gpu(ctx: Context) -> str:
+    if not ctx.probed:
+        return _need_cupy(ctx)
+    if ctx.has("cupy_usable") or ctx.has("torch_cuda") or ctx.has("jax_gpu"):
+        return ""
+    return _no_gpu_reason(ctx)
+
+
+def _need_mpi(ctx: Context) -> str:
+    if shutil.which("mpiexec") is None:
+        return "mpiexec is not on PATH (install an MPI library, e.g. MPICH or Open MPI)"
+    if ctx.has("mpi4py") is False or (not ctx.probed and not _importable("mpi4py")):
+        return "mpi4py is not importable (pip install mpi4py)"
+    if ctx.has("nccl") is False:
+        return f"CuPy has no NCCL here ({ctx.facts.get('nccl_reason', 'cupy.cuda.nccl failed')})"
+    return ""
+
+
+_NEEDS = {"nnx": _need_nnx, "cupy": _need_cupy, "gpu": _need_any_gpu, "mpi": _need_mpi}
+
+
+# --------------------------------------------------------------------------------- the parts
+
+
+class Part:
+    name = ""
+    title = ""
+    weight = 1.0
+    needs: tuple[str, ...] = ()
+    unsupported = ""  # a part that cannot run anywhere yet: the reason
+
+    def command(self, ctx: Context) -> list[str]:
+        raise NotImplementedError
+
+    def digest(self, ctx: Context, result: Result, output: str) -> None:
+        """Fill ``result.highlights`` and ``result.details`` from the output."""
+        result.details.update(probe_result(output))
+
+
+class Wheels(Part):
+    name, title, weight = "wheels", "Install the carried wheels (--wheels)", 0.5
+
+    def command(self, ctx: Context) -> list[str]:
+        if ctx.wheels is None:
+            raise Skip("no --wheels DIR given (the libraries already installed are used)")
+        found = sorted(str(p) for p in Path(ctx.wheels).glob("*.whl"))
+        if not found:
+            raise Skip(f"no *.whl files in {ctx.wheels}")
+        return [
+            ctx.python, "-m", "pip", "install", "--no-index", "--no-deps", "--target",
+            str(ctx.work / "site"), *found,
+        ]  # fmt: skip
+
+
+class Environment(Part):
+    name, title, weight = "environment", "nvidia-smi, library versions", 2.0
+
+    def command(self, ctx: Context) -> list[str]:
+        return [ctx.python, str(HERE / "probe_env.py")]
+
+    def digest(self, ctx: Context, result: Result, output: str) -> None:
+        super().digest(ctx, result, output)
+        result.highlights = [line for line in output.splitlines() if line.startswith("  ")][:30]
+
+
+class Pytest(Part):
+    name, title, weight, needs = "pytest", "Test suite on the GPU backends (-m gpu)", 8.0, ("gpu",)
+
+    def command(self, ctx: Context) -> list[str]:
+        stop = ["-x"] if ctx.pytest_maxfail <= 1 else [f"--maxfail={ctx.pytest_maxfail}"]
+        # addopts (pyproject) holds -n auto, which fails where pytest-xdist is missing; one
+        # process by default (under xdist a collection error would stop the run at once)
+        workers = ["-n", str(ctx.pytest_workers)] if ctx.pytest_workers > 0 else []
+        return [
+            ctx.python, "-m", "pytest", "-m", "gpu", *stop, "-q", "-p", "no:cacheprovider",
+            "-o", "addopts=-ra --strict-markers", *workers, "--durations=5",
+            "-p", "gpucheck.pytest_collect", "--continue-on-collection-errors", "tests",
+        ]  # fmt: skip
+
+    def digest(self, ctx: Context, result: Result, output: str) -> None:
+        summary = [
+            line
+            for line in output.splitlines()
+            if re.match(r"^(=+ .*(passed|failed|skipped|error).* =+|FAILED |ERROR |!+ )", line)
+        ]
+        result.highlights = summary[-20:]
+
+
+class Train(Part):
+    needs = ("nnx", "cupy")
+
+    def __init__(self, name: str, title: str, weight: float, flags: list[str], data: bool):
+        self.name, self.title, self.weight = name, title, weight
+        self.flags, self.data = flags, data
+
+    def command(self, ctx: Context) -> list[str]:
+        data = ctx.dataset_flags() if self.data else []
+        out = ["--out", str(ctx.work / "runs" / self.name), "--overwrite"]
+        return [ctx.python, str(ROOT / "scripts" / "train.py"), *self.flags, *data, *out]
+
+    def digest(self, ctx: Context, result: Result, output: str) -> None:
+        keep = re.compile(r"accuracy|bits/char|per epoch|trained on|nnx: held-out")
+        result.highlights = [line for line in output.splitlines() if keep.search(line)][-8:]
+        summary = ctx.work / "runs" / self.name / "summary.json"
+        if summary.is_file():
+            try:
+                result.details["summary"] = json.loads(summary.read_text())
+            except ValueError:
+                pass
+
+
+class BenchMLP(Part):
+    name, title, weight, needs = (
+        "bench_mlp",
+        "MLP benchmark vs torch CUDA eager",
+        3.0,
+        ("nnx", "cupy"),
+    )
+
+    def command(self, ctx: Context) -> list[str]:
+        return [
+            ctx.python, str(ROOT / "scripts" / "bench.py"), "--device", "gpu",
+            "--batch-sizes", "128,1024", "--samples", "30000", "--repeats", "3",
+            "--json", str(ctx.outdir / "bench_mlp.json"),
+        ]  # fmt: skip
+
+    def digest(self, ctx: Context, result: Result, output: str) -> None:
+        lines = output.splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("machine:")), 0)
+        result.highlights = lines[start:][:30]
+        path = ctx.outdir / "bench_mlp.json"
+        if path.is_file():
+            result.details["json"] = path.name
+
+
+class Unsupported(Part):
+    weight = 0.0  # takes no time
+
+    def __init__(self, name: str, title: str, why: str):
+        self.name, self.title, self.unsupported = name, title, why
+
+    def command(self, ctx: Context) -> list[str]:
+        raise Skip(self.unsupported)
+
+
+class Probe(Part):
+    def __init__(self, name: str, title: str, weight: float, script: str, needs: tuple[str, ...]):
+        self.name, self.title, self.weight, self.script, self.needs = (
+            name,
+            title,
+            weight,
+            script,
+            needs,
+        )
+
+    def command(self, ctx: Context) -> list[str]:
+        return [ctx.python, str(HERE / self.script)]
+
+    def digest(self, ctx: Context, result: Result, output: str) -> None:
+        super().digest(ctx, result, output)
+        result.highlights = [line for line in output.splitlines() if line.startswith("  ")][-20:]
+
+
+class Nccl(Probe):
+    def command(self, ctx: Context) -> list[str]:
+        return ["mpiexec", "-n", "1", ctx.python, str(HERE / self.script)]
+
+
+_NOT_ON_GPU = (
+    "not supported: scripts/bench.py {flag} times nnx and torch on the CPU only (it takes no "
+    "--device); run the train parts for {what} on the GPU instead"
+)
+
+
+def all_parts() -> list[Part]:
+    """Every part, in the order they run."""
+    return [
+        Wheels(),
+        Environment(),
+        Pytest(),
+        Train("train_mlp", "Train the MLP preset on the GPU", 1.0,
+              ["--device", "gpu", "--epochs", "5"], data=True),
+        Train("train_cnn", "Train the cnn preset on the GPU", 1.2,
+              ["--device", "gpu", "--model", "cnn", "--epochs", "3"], data=True),
+        Train("train_transformer", "Train the transformer preset on the GPU", 1.2,
+              ["--device", "gpu", "--model", "transformer", "--epochs", "2",
+               "--steps-per-epoch", "100"], data=False),
+        BenchMLP(),
+        Unsupported("bench_cnn", "LeNet and ResNet benchmark on the GPU",
+                    _NOT_ON_GPU.format(flag="--cnn", what="the cnn preset")),
+        Unsupported("bench_sequence", "Transformer block and LSTM benchmark on the GPU",
+                    _NOT_ON_GPU.format(flag="--sequence", what="the transformer preset")),
+        Train("mixed16", "Mixed precision (mixed16) on CuPy", 1.0,
+              ["--device", "gpu", "--precision", "mixed16", "--epochs", "3"], data=True),
+        Probe("sync", "Hidden host syncs in a training step (cupyx.allow_synchronize(False))",
+              0.8, "probe_sync.py", ("nnx", "cupy")),
+        Probe("memory", "GPU memory growth over 50 steps", 0.8, "probe_memory.py",
+              ("nnx", "gpu")),
+        Nccl("nccl", "NCCL allreduce under mpiexec -n 1", 0.6, "probe_nccl.py",
+             ("nnx", "cupy", "mpi")),
+    ]  # fmt: skip

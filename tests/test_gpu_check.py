@@ -1,0 +1,128 @@
+"""scripts/gpu_check.py without a GPU: the dry run lists every part with the command it would
+run, and a real run on a machine without a GPU skips the GPU parts with a reason and still
+writes both reports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "gpu_check.py"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from gpucheck.__main__ import main  # noqa: E402
+from gpucheck.parts import Context, all_parts  # noqa: E402
+
+PARTS = [p.name for p in all_parts()]
+GPU_PARTS = {
+    "pytest", "train_mlp", "train_cnn", "train_transformer", "bench_mlp", "mixed16", "sync",
+    "memory", "nccl",
+}  # fmt: skip
+
+
+def read_reports(outdir: Path) -> dict:
+    data = json.loads((outdir / "gpu_report.json").read_text())
+    md = (outdir / "gpu_report.md").read_text()
+    assert [p["name"] for p in data["parts"]] == PARTS
+    for i, name in enumerate(PARTS, 1):
+        assert f"## {i}. {name}:" in md
+    for part in data["parts"]:
+        assert part["status"] in ("ok", "failed", "skipped")
+        assert part["status"] == "ok" or part["reason"], part
+    return data
+
+
+def test_dry_run_lists_every_part_with_its_command(tmp_path, capsys):
+    assert main([str(tmp_path / "out"), "--dry-run"]) == 0
+    data = read_reports(tmp_path / "out")
+    assert data["dry_run"] is True
+    parts = {p["name"]: p for p in data["parts"]}
+    assert all(p["status"] == "skipped" for p in parts.values())
+    for name in GPU_PARTS | {"environment"}:
+        assert parts[name]["reason"] == f"dry run; would run: {parts[name]['command']}"
+    assert "--device gpu" in parts["train_mlp"]["command"]
+    assert "--model transformer" in parts["train_transformer"]["command"]
+    assert "--precision mixed16" in parts["mixed16"]["command"]
+    assert "--batch-sizes 128,1024" in parts["bench_mlp"]["command"]
+    assert " -m gpu -x " in parts["pytest"]["command"]
+    assert parts["nccl"]["command"].startswith("mpiexec -n 1 ")
+    assert parts["wheels"]["reason"].startswith("no --wheels DIR given")
+    assert parts["bench_cnn"]["reason"].startswith("not supported:")
+    assert "gpu_report.md" in capsys.readouterr().out
+
+
+def test_wheels_are_installed_with_pip_offline(tmp_path):
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "array_api_strict-2.6.1-py3-none-any.whl").write_bytes(b"")
+    assert main([str(tmp_path / "out"), "--dry-run", "--wheels", str(tmp_path / "w")]) == 0
+    wheels = json.loads((tmp_path / "out" / "gpu_report.json").read_text())["parts"][0]
+    assert " -m pip install --no-index --no-deps --target " in wheels["command"]
+    assert wheels["command"].endswith("array_api_strict-2.6.1-py3-none-any.whl")
+
+
+def test_without_scikit_learn_the_training_parts_get_synthetic_data(tmp_path):
+    ctx = Context(tmp_path, tmp_path / "work", facts={"sklearn": False}, probed=True)
+    assert ctx.dataset_flags() == ["--dataset", str(tmp_path / "work/data/synthetic_digits.npz")]
+    ctx.facts["sklearn"] = "1.5"
+    assert ctx.dataset_flags() == []
+
+
+def test_unknown_part_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--only", "pytest,nope"])
+    assert "unknown part(s) nope" in capsys.readouterr().err
+
+
+# the no-GPU runs below would run the GPU parts for real on a machine that may have a GPU
+MAYBE_GPU = pytest.mark.skipif(
+    shutil.which("nvidia-smi") is not None or importlib.util.find_spec("cupy") is not None,
+    reason="this machine may have a GPU (nvidia-smi or CuPy); these tests check the no-GPU path",
+)
+
+
+def run_script(out: Path, *flags: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=out.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    return {p["name"]: p for p in read_reports(out)["parts"]}
+
+
+@MAYBE_GPU
+def test_without_a_gpu_the_gpu_parts_are_skipped_with_a_reason(tmp_path):
+    """The real script on this machine, without the (slow) environment probe: every part that
+    needs a GPU is skipped saying why, and the report is written."""
+    parts = run_script(tmp_path / "out", "--only", ",".join(sorted(GPU_PARTS)))
+    assert parts["environment"]["reason"] == "not in --only"
+    for name in GPU_PARTS:
+        assert parts[name]["status"] == "skipped", parts[name]
+        assert "no usable CUDA GPU" in parts[name]["reason"], parts[name]
+
+
+@MAYBE_GPU
+@pytest.mark.slow
+def test_a_tiny_budget_times_parts_out_and_still_writes_the_report(tmp_path):
+    """Every part, with a budget too small for the environment probe on a loaded machine: it
+    ends ok or timed out (interrupted, its output kept), the GPU parts are skipped, and the
+    report is written."""
+    parts = run_script(tmp_path / "out", "--budget-s", "28")
+    env = parts["environment"]
+    assert env["status"] in ("ok", "failed"), env
+    if env["status"] == "failed":
+        assert env["reason"].startswith("timed out after"), env
+    for name in GPU_PARTS:
+        part = parts[name]
+        assert part["status"] == "skipped", part
+        assert "GPU" in part["reason"] or "CuPy" in part["reason"] or "budget" in part["reason"]
+    assert (tmp_path / "out" / "logs" / "environment.log").is_file()
