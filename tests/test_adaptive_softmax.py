@@ -214,3 +214,9 @@ def test_save_and_load_round_trip(tmp_path):
     x = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
     np.testing.assert_array_equal(loaded.log_prob(x), asm.log_prob(x))
     assert loaded.cutoffs == asm.cutoffs and loaded.state_dict().keys() == asm.state_dict().keys()
+
+
+@pytest.mark.parametrize("div_value", [0.0, -1.0, float("nan"), float("inf")])
+def test_div_value_must_be_a_finite_positive_number(div_value):
+    with pytest.raises(ValueError, match="AdaptiveLogSoftmaxWithLoss: div_value must be a finite"):
+        nnx.AdaptiveLogSoftmaxWithLoss(8, 10, [4], div_value=div_value)

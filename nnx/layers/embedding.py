@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import Backend, device, get_backend, namespace, scatter_add_rows, to_numpy
+from ..backend import (
+    Backend,
+    device,
+    get_backend,
+    is_tracer,
+    namespace,
+    scatter_add_rows,
+    to_numpy,
+)
 from ..core.checks import (
     check_floating,
     check_grad,
@@ -117,7 +125,8 @@ class Embedding(Module):
             )
         check_same_device(ids, w, "Embedding", "ids")
         flat = xp.reshape(ids, (-1,))
-        if self.check_indices and flat.shape[0] > 0:
+        # (inside jax.jit the ids are placeholders with no values to read: unchecked there)
+        if self.check_indices and flat.shape[0] > 0 and not is_tracer(flat):
             lo, hi = int(to_numpy(xp.min(flat))), int(to_numpy(xp.max(flat)))
             if lo < 0 or hi >= self.num_embeddings:
                 raise ValueError(

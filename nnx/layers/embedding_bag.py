@@ -7,7 +7,15 @@ import math
 import numbers
 from typing import Any
 
-from ..backend import Backend, device, get_backend, namespace, scatter_add_rows, to_numpy
+from ..backend import (
+    Backend,
+    device,
+    get_backend,
+    is_tracer,
+    namespace,
+    scatter_add_rows,
+    to_numpy,
+)
 from ..core.checks import (
     check_grad,
     check_same_device,
@@ -261,7 +269,8 @@ class EmbeddingBag(Module):
             check_same_device(per_sample_weights, w, "EmbeddingBag", "per_sample_weights")
         ids2, valid, where, source = self._bags(xp, input, offsets)
         flat_all = xp.reshape(input, (-1,))
-        if self.check_indices and flat_all.shape[0] > 0:
+        # (inside jax.jit the ids are placeholders with no values to read: unchecked there)
+        if self.check_indices and flat_all.shape[0] > 0 and not is_tracer(flat_all):
             lo, hi = int(to_numpy(xp.min(flat_all))), int(to_numpy(xp.max(flat_all)))
             if lo < 0 or hi >= self.num_embeddings:
                 raise ValueError(

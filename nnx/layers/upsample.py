@@ -1,10 +1,11 @@
 """Upsampling (resizing) of the spatial axes, as ``torch.nn.Upsample`` in every mode.
 
 Every mode is separable: output position ``i`` along one spatial axis is a fixed combination of
-input positions along that axis, ``y = A x`` with a small ``(out, in)`` matrix ``A`` built on the
-host from PyTorch's source-index rule. Forward applies one matrix per spatial axis (``nearest``
-modes gather with ``take`` instead); backward applies the transposes, ``dx = A^T g``, which adds
-every output gradient back into the inputs it came from.
+at most four input positions along that axis (the taps), ``y = A x`` with a sparse ``(out, in)``
+matrix ``A`` given by PyTorch's source-index rule. Forward is one ``take`` per tap, weighted and
+summed; backward applies the transpose, ``dx = A^T g``, adding every output gradient back into
+its sources: by the library's scatter-add where it has one (NumPy, PyTorch, CuPy), else as a
+product with ``A`` built on the device from the taps (JAX, array-api-strict).
 
 Source coordinate of output ``i`` (``scale = 1 / scale_factor`` when a scale factor is given,
 else ``in / out``; with ``align_corners`` it is ``(in - 1) / (out - 1)``):
@@ -24,7 +25,7 @@ import math
 import numbers
 from typing import Any
 
-from ..backend import device, namespace
+from ..backend import device, namespace, scatter_add_rows
 from ..core.checks import check_floating, check_grad, require_forward
 from ..core.module import Module
 from ._spatial import int_tuple
@@ -61,31 +62,34 @@ def _cubic(t: float) -> list[float]:
     return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
-def axis_matrix(
+def axis_taps(
     mode: str, size: int, out: int, factor: float | None, align_corners: bool
-) -> list[list[float]]:
-    """The ``(out, size)`` interpolation matrix of one axis (rows: outputs), as nested lists."""
+) -> list[tuple[list[int], list[float]]]:
+    """The taps of one axis: for each tap ``k`` (1 for the nearest modes, 2 linear, 4 bicubic)
+    the source index and the weight of every output position, as host lists of length ``out``.
+    The ``(out, size)`` matrix is ``sum_k one_hot(index_k) * weight_k``."""
     scale = _scale(size, out, factor, align_corners)
-    rows = [[0.0] * size for _ in range(out)]
+    ntaps = 1 if mode in ("nearest", "nearest-exact") else 4 if mode == "bicubic" else 2
+    taps: list[tuple[list[int], list[float]]] = [([0] * out, [0.0] * out) for _ in range(ntaps)]
     for i in range(out):
-        row = rows[i]
-        if mode in ("nearest", "nearest-exact"):
+        if ntaps == 1:
             offset = 0.5 if mode == "nearest-exact" else 0.0
-            row[min(int(math.floor((i + offset) * scale)), size - 1)] = 1.0
+            taps[0][0][i] = min(int(math.floor((i + offset) * scale)), size - 1)
+            taps[0][1][i] = 1.0
             continue
         s = i * scale if align_corners else (i + 0.5) * scale - 0.5
-        if mode == "bicubic":
+        if ntaps == 4:
             base = math.floor(s)
             for k, w in enumerate(_cubic(s - base)):
-                row[min(max(base - 1 + k, 0), size - 1)] += w
+                taps[k][0][i] = min(max(base - 1 + k, 0), size - 1)
+                taps[k][1][i] = w
             continue
         s = max(s, 0.0)
         lo = min(int(math.floor(s)), size - 1)
-        hi = min(lo + 1, size - 1)
         t = s - lo
-        row[lo] += 1.0 - t
-        row[hi] += t
-    return rows
+        taps[0][0][i], taps[0][1][i] = lo, 1.0 - t
+        taps[1][0][i], taps[1][1][i] = min(lo + 1, size - 1), t
+    return taps
 
 
 def _positive_factors(value: Any) -> bool:
@@ -184,51 +188,69 @@ class Upsample(Module):
             plan.append((s, o, None if self.recompute_scale_factor else float(k)))
         return plan
 
-    def _matrices(self, plan: list, xp: Any, like: Any) -> list[Any]:
-        corners = bool(self.align_corners)
-        return [
-            xp.asarray(
-                axis_matrix(self.mode, s, o, k, corners), dtype=like.dtype, device=device(like)
-            )
-            for s, o, k in plan
-        ]
-
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
         check_floating(xp, x, type(self).__name__)
         plan = self._plan(x)
-        mats = self._matrices(plan, xp, x)
-        y = x
-        for axis, (a, (s, o, k)) in enumerate(zip(mats, plan, strict=True), start=2):
-            if self.mode in ("nearest", "nearest-exact"):  # a gather: one source per output
-                offset = 0.5 if self.mode == "nearest-exact" else 0.0
-                scale = _scale(s, o, k, False)
-                index = [min(int(math.floor((i + offset) * scale)), s - 1) for i in range(o)]
-                y = xp.take(y, xp.asarray(index, device=device(x)), axis=axis)
-            else:
-                y = _along(xp, y, a, axis)
-        self._saved = (tuple(x.shape), tuple(y.shape), mats)
+        corners, dev = bool(self.align_corners), device(x)
+        y, axes = x, []
+        for axis, (s, o, k) in enumerate(plan, start=2):
+            taps = [
+                (
+                    xp.asarray(index, device=dev),
+                    xp.asarray(weight, dtype=x.dtype, device=dev),
+                )
+                for index, weight in axis_taps(self.mode, s, o, k, corners)
+            ]
+            axes.append((axis, s, o, taps))
+            shape = [1] * y.ndim
+            shape[axis] = o
+            out = None
+            for index, weight in taps:  # y = sum_k take(y, index_k) * weight_k along the axis
+                term = xp.take(y, index, axis=axis)
+                if len(taps) > 1:
+                    term = term * xp.reshape(weight, tuple(shape))
+                out = term if out is None else out + term
+            y = out
+        self._saved = (tuple(x.shape), tuple(y.shape), axes)
         return y
 
     def backward(self, grad_out: Any) -> Any:
-        in_shape, out_shape, mats = require_forward(self._saved, type(self).__name__)
+        in_shape, out_shape, axes = require_forward(self._saved, type(self).__name__)
         check_grad(grad_out, out_shape, type(self).__name__)
         xp = namespace(grad_out)
         g = grad_out
-        for axis, a in enumerate(mats, start=2):
-            g = _along(xp, g, xp.matrix_transpose(a), axis)
+        for axis, size, out, taps in reversed(axes):
+            g = _adjoint(xp, g, axis, size, out, taps)
         return g
 
 
-def _along(xp: Any, x: Any, a: Any, axis: int) -> Any:
-    """``a`` (``(out, in)``) applied along ``axis`` of ``x``."""
-    last = x.ndim - 1
-    if axis == last:
-        return x @ xp.matrix_transpose(a)
-    order = [*range(axis), *range(axis + 1, x.ndim), axis]
-    moved = xp.permute_dims(x, tuple(order)) @ xp.matrix_transpose(a)
-    back = [*range(axis), last, *range(axis, last)]
-    return xp.permute_dims(moved, tuple(back))
+def _adjoint(xp: Any, g: Any, axis: int, size: int, out: int, taps: list) -> Any:
+    """The transpose of one axis' interpolation: every output gradient added back into its
+    sources with its weight. By the library's scatter-add where it has one (linear in the
+    output's size), else as a product with the ``(out, size)`` matrix built from the taps."""
+    order = (axis, *[i for i in range(g.ndim) if i != axis])
+    moved = xp.permute_dims(g, order)
+    rest = tuple(moved.shape[1:])
+    rows = xp.reshape(moved, (out, -1))
+    total = None
+    for index, weight in taps:
+        part = scatter_add_rows(index, rows * xp.reshape(weight, (out, 1)), size)
+        if part is None:
+            total = None
+            break
+        total = part if total is None else total + part
+    if total is None:
+        columns = xp.reshape(xp.arange(size, device=device(g)), (1, size))
+        a = None
+        for index, weight in taps:
+            term = xp.astype(xp.reshape(index, (out, 1)) == columns, g.dtype)
+            term = term * xp.reshape(weight, (out, 1))
+            a = term if a is None else a + term
+        total = xp.matrix_transpose(a) @ rows
+    back = xp.reshape(total, (size, *rest))
+    inverse = tuple(sorted(range(g.ndim), key=lambda i: order[i]))
+    return xp.permute_dims(back, inverse)
 
 
 class UpsamplingNearest2d(Upsample):

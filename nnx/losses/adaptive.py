@@ -5,6 +5,7 @@ network, with its negative log-likelihood loss."""
 from __future__ import annotations
 
 import bisect
+import math
 import numbers
 from typing import Any, NamedTuple
 
@@ -102,8 +103,13 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         self.in_features = positive_int(in_features, "in_features", _WHO)
         self.n_classes = positive_int(n_classes, "n_classes", _WHO)
         cut = _check_cutoffs(cutoffs, self.n_classes)
-        if isinstance(div_value, bool) or not isinstance(div_value, numbers.Real):
-            raise ValueError(f"{_WHO}: div_value must be a number, got {div_value!r}")
+        if (
+            isinstance(div_value, bool)
+            or not isinstance(div_value, numbers.Real)
+            or not math.isfinite(div_value)
+            or div_value <= 0
+        ):
+            raise ValueError(f"{_WHO}: div_value must be a finite number > 0, got {div_value!r}")
         self.div_value = float(div_value)
         self.head_bias = bool(head_bias)
         self.cutoffs = [*cut, self.n_classes]

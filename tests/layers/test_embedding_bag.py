@@ -265,3 +265,22 @@ def test_a_given_weight_is_used_and_checked():
 def test_float_ids_are_refused():
     with pytest.raises(TypeError, match="EmbeddingBag: input must be an integer array"):
         nnx.EmbeddingBag(7, 3)(np.ones((2, 3)))
+
+
+@pytest.mark.skipif(not nnx.backend.backend_available("jax")[0], reason="JAX not installed")
+def test_embedding_layers_train_under_nnx_compile_with_their_default_index_check():
+    """The ids' range is read back to the host eagerly; inside jax.jit it cannot be, and the
+    compiled step runs without it instead of failing on a placeholder."""
+    from nnx.optim import SGD
+
+    be = nnx.get_backend("jax")
+    for layer in (nnx.EmbeddingBag(10, 3, mode="sum", rng=0), nnx.Embedding(10, 3, rng=0)):
+        model = nnx.Sequential(
+            layer, nnx.Flatten(), nnx.Linear(6 if isinstance(layer, nnx.Embedding) else 3, 2, rng=1)
+        ).to(be)
+        ids = be.asarray(np.array([[1, 2], [3, 9]]))
+        step = nnx.compile(model, nnx.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1))
+        loss, _ = step(ids, be.asarray(np.array([0, 1])))
+        assert np.isfinite(float(nnx.to_numpy(loss)))
+    with pytest.raises(ValueError, match=r"EmbeddingBag: ids must lie in \[0, 9\]"):
+        nnx.EmbeddingBag(10, 3, mode="sum", rng=0)(np.array([[1, 12]]))
