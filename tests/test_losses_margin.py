@@ -611,6 +611,11 @@ def _sixteen_bit_cases():
         "hinge": (nnx.HingeEmbeddingLoss(), [np.abs(big), np.sign(big)]),
         "ranking": (nnx.MarginRankingLoss(margin=1.0), [big, big[::-1], np.sign(big)]),
         "triplet": (nnx.TripletMarginLoss(margin=5.0), [big, big[::-1], big[:, ::-1]]),
+        "triplet-distance": (
+            nnx.TripletMarginWithDistanceLoss(margin=5.0),
+            [big, big[::-1], big[:, ::-1]],
+        ),
+        "cosine": (nnx.CosineEmbeddingLoss(margin=0.1), [big, big[::-1], np.sign(big[:, 0])]),
     }
 
 

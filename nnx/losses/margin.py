@@ -91,7 +91,7 @@ class MultiMarginLoss(_LabelLoss):
 
     >>> import numpy as np, nnx
     >>> loss = nnx.MultiMarginLoss()
-    >>> float(loss(np.array([[0.1, 0.2, 0.4, 0.8]]), np.array([3])))
+    >>> round(float(loss(np.array([[0.1, 0.2, 0.4, 0.8]]), np.array([3]))), 6)
     0.325
     """
 
@@ -182,7 +182,7 @@ class MultiLabelMarginLoss(_LabelLoss):
 
     >>> import numpy as np, nnx
     >>> loss = nnx.MultiLabelMarginLoss()
-    >>> float(loss(np.array([[0.1, 0.2, 0.4, 0.8]]), np.array([[3, 0, -1, 1]])))
+    >>> round(float(loss(np.array([[0.1, 0.2, 0.4, 0.8]]), np.array([[3, 0, -1, 1]]))), 6)
     0.85
     """
 
