@@ -24,7 +24,7 @@ class LastStep(nnx.Module):
 
 
 def test_last_step_gradient_reaches_only_the_last_step():
-    rnn = nnx.GRU(3, 4, rng=0, dtype="float64")
+    rnn = nnx.GRU(3, 4, batch_first=True, rng=0, dtype="float64")
     model = nnx.Sequential(rnn, LastStep(), nnx.Linear(4, 2, rng=1, dtype="float64"))
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     assert nnx.gradcheck(model, x).ok  # LastStep's backward is right through the whole stack
@@ -36,7 +36,7 @@ def test_recurrent_classifier_learns_sorted_sequences(cell):
     x, y = sorted_sequences(1500, length=6, vocab_size=vocab, seed=0)
     x_test, y_test = sorted_sequences(500, length=6, vocab_size=vocab, seed=1)
     one_hot = np.eye(vocab, dtype=np.float32)
-    rnn = getattr(nnx, cell)(vocab, 16, rng=0)
+    rnn = getattr(nnx, cell)(vocab, 16, batch_first=True, rng=0)
     model = nnx.Sequential(rnn, LastStep(), nnx.Linear(16, 2, rng=1))
     trainer = nnx.Trainer(
         model,

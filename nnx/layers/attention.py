@@ -81,10 +81,11 @@ class MultiheadAttention(Module):
         embed_dim, num_heads: ``embed_dim`` must be divisible by ``num_heads``.
         dropout: dropout probability on the attention weights (training mode only).
         bias: biases in the four projections.
-        batch_first: inputs ``(N, L, E)`` (default) or ``(L, N, E)``.
+        batch_first: inputs ``(L, N, E)`` (default, as PyTorch) or ``(N, L, E)`` (True).
         rng, dtype, device: initialization seed and parameter placement.
 
-    Shapes: ``query (N, L, E)``, ``key``/``value`` ``(N, S, E)``; ``attn_mask`` ``(L, S)`` or
+    Shapes: ``query (L, N, E)``, ``key``/``value`` ``(S, N, E)`` (``(N, L, E)``, ``(N, S, E)``
+    with ``batch_first=True``); ``attn_mask`` ``(L, S)`` or
     ``(N * num_heads, L, S)``; ``key_padding_mask`` ``(N, S)``; both boolean (True = masked out)
     or floating (added to the scores). ``is_causal=True`` adds the causal mask (also without an
     ``attn_mask``, unlike PyTorch where it is only a hint about the given mask).
@@ -101,7 +102,7 @@ class MultiheadAttention(Module):
         num_heads: int,
         dropout: float = 0.0,
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         rng: Seed = None,
         dtype: Any = "float32",
         device: str | Backend = "cpu",

@@ -92,10 +92,9 @@ class TransformerEncoderLayer(Module):
         rng, dtype, device: initialization seed and parameter placement.
 
     ``forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)``; shapes
-    ``(N, L, d_model)`` (``(L, N, d_model)`` with ``batch_first=False``) or unbatched
+    ``(L, N, d_model)`` (``(N, L, d_model)`` with ``batch_first=True``) or unbatched
     ``(L, d_model)``; masks as :class:`MultiheadAttention` takes them (``(S,)`` key padding for
-    an unbatched input). ``batch_first`` defaults to True here (PyTorch: False), as for every
-    nnx sequence layer.
+    an unbatched input). ``batch_first`` defaults to False, as in PyTorch.
     """
 
     _shape = None
@@ -108,7 +107,7 @@ class TransformerEncoderLayer(Module):
         dropout: float = 0.1,
         activation: str | Module = "relu",
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
         rng: Seed = None,

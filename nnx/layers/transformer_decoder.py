@@ -46,20 +46,23 @@ class TransformerDecoderLayer(Module):
         d_model, nhead, dim_feedforward, dropout: as in PyTorch (``dropout=0.1`` by default).
         activation: ``"relu"``, ``"gelu"`` (exact erf form) or an nnx activation module.
         layer_norm_eps, norm_first, bias: as in PyTorch.
-        batch_first: ``(N, L, E)`` inputs (default, as every nnx sequence layer; PyTorch's
-            default is False) or ``(L, N, E)``.
+        batch_first: ``(L, N, E)`` inputs (False, the default, as in PyTorch) or ``(N, L, E)``
+            (True).
         rng, dtype, device: initialization seed and parameter placement.
 
     ``forward(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
     memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)``: ``tgt``
-    ``(N, T, E)``, ``memory`` ``(N, S, E)`` (or both unbatched, ``(T, E)`` and ``(S, E)``);
+    ``(T, N, E)``, ``memory`` ``(S, N, E)`` (``(N, T, E)``, ``(N, S, E)`` with
+    ``batch_first=True``; or both unbatched, ``(T, E)`` and ``(S, E)``);
     ``tgt_mask`` ``(T, T)`` or ``(N * nhead, T, T)``, ``memory_mask`` ``(T, S)`` or
     ``(N * nhead, T, S)``, key padding masks ``(N, T)`` and ``(N, S)``; boolean (True = masked
     out) or floating (added to the scores). ``*_is_causal=True`` adds the causal mask (see
-    :class:`MultiheadAttention`). Output ``(N, T, E)``.
+    :class:`MultiheadAttention`). Output shaped as ``tgt``.
 
     >>> import numpy as np, nnx
-    >>> layer = nnx.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0, rng=0)
+    >>> layer = nnx.TransformerDecoderLayer(
+    ...     8, 2, dim_feedforward=16, dropout=0.0, batch_first=True, rng=0
+    ... )
     >>> tgt, memory = np.ones((2, 3, 8), np.float32), np.ones((2, 5, 8), np.float32)
     >>> layer(tgt, memory, tgt_is_causal=True).shape
     (2, 3, 8)
@@ -77,7 +80,7 @@ class TransformerDecoderLayer(Module):
         dropout: float = 0.1,
         activation: str | Module = "relu",
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
         *,

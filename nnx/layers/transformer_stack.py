@@ -191,13 +191,13 @@ class Transformer(Module):
 
     ``forward(src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
     src_key_padding_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None,
-    src_is_causal=None, tgt_is_causal=None, memory_is_causal=False)``: ``src`` ``(N, S, E)``,
-    ``tgt`` ``(N, T, E)`` (``(S, N, E)``, ``(T, N, E)`` with ``batch_first=False``, or unbatched
+    src_is_causal=None, tgt_is_causal=None, memory_is_causal=False)``: ``src`` ``(S, N, E)``,
+    ``tgt`` ``(T, N, E)`` (``(N, S, E)``, ``(N, T, E)`` with ``batch_first=True``, or unbatched
     ``(S, E)``, ``(T, E)``), output shaped as ``tgt``. ``src_mask`` ``(S, S)``, ``tgt_mask``
     ``(T, T)``, ``memory_mask`` ``(T, S)`` (or per head ``(N * nhead, ., .)``), key padding
     masks ``(N, S)``, ``(N, T)``, ``(N, S)``. :meth:`generate_square_subsequent_mask` makes the
-    causal ``tgt_mask``. ``batch_first`` defaults to True (PyTorch: False), as for every nnx
-    sequence layer.
+    causal ``tgt_mask``. ``batch_first`` defaults to False, as in PyTorch; it is passed to the
+    encoder and decoder layers built here.
     """
 
     _shape = None
@@ -214,7 +214,7 @@ class Transformer(Module):
         custom_encoder: Module | None = None,
         custom_decoder: Module | None = None,
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
         *,

@@ -45,7 +45,9 @@ class LSTMLanguageModel(Module):
         self.window = window  # the training window length: the context generate() keeps
         rng = np.random.default_rng(seed)
         self.embed = Embedding(vocab_size, embedding_dim, rng=rng)
-        self.lstm = LSTM(embedding_dim, hidden_size, num_layers=num_layers, rng=rng)
+        self.lstm = LSTM(
+            embedding_dim, hidden_size, num_layers=num_layers, batch_first=True, rng=rng
+        )
         self.head = Linear(hidden_size, vocab_size, rng=rng)
 
     def forward(self, ids: Any) -> Any:

@@ -59,6 +59,7 @@ class CausalTransformerLM(Module):
                 dim_feedforward,
                 dropout=dropout,
                 activation="relu",
+                batch_first=True,
                 norm_first=True,
                 rng=rng,
             )

@@ -47,7 +47,7 @@ def _sequence_case(
     if name == "transformer":
         shape = (cfg["batch"], cfg["seq"], cfg["d_model"])
         mine = nnx.TransformerEncoderLayer(
-            cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, rng=0
+            cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True, rng=0
         )
         ref = torch.nn.TransformerEncoderLayer(
             cfg["d_model"], cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True
@@ -58,7 +58,7 @@ def _sequence_case(
         ref = torch.nn.RNN(cfg["input"], cfg["hidden"], batch_first=True)
     else:
         shape = (cfg["batch"], cfg["seq"], cfg["input"])
-        mine = nnx.LSTM(cfg["input"], cfg["hidden"], rng=0)
+        mine = nnx.LSTM(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
         ref = torch.nn.LSTM(cfg["input"], cfg["hidden"], batch_first=True)
     x = rng.standard_normal(shape, dtype=np.float32)
     out_shape = shape if name == "transformer" else (*shape[:2], cfg["hidden"])
@@ -136,7 +136,9 @@ def _decoder_case(
     figure, as it varies less on a shared machine."""
     rng = np.random.default_rng(0)
     d, n = cfg["d_model"], cfg["batch"]
-    mine = nnx.TransformerDecoderLayer(d, cfg["heads"], cfg["ff"], dropout=0.0, rng=0)
+    mine = nnx.TransformerDecoderLayer(
+        d, cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True, rng=0
+    )
     ref = torch.nn.TransformerDecoderLayer(
         d, cfg["heads"], cfg["ff"], dropout=0.0, batch_first=True
     )

@@ -43,6 +43,7 @@ class Flat(nnx.Module):
 
 
 def _check(backend, cls, wrt="x", **opts):
+    opts.setdefault("batch_first", True)
     rnn = cls(2, 2, rng=0, **opts)
     d = 2 if opts.get("bidirectional") else 1
     layers = opts.get("num_layers", 1)
@@ -146,7 +147,7 @@ def test_matches_pytorch(kind, config, length):
 @pytest.mark.torch
 def test_zero_initial_state_and_output_gradient_only():
     torch = pytest.importorskip("torch")
-    rnn = nnx.LSTM(3, 4, rng=0, dtype="float64")
+    rnn = nnx.LSTM(3, 4, batch_first=True, rng=0, dtype="float64")
     ref = torch.nn.LSTM(3, 4, batch_first=True, dtype=torch.float64)
     _copy(torch, rnn, ref)
     x = host_normal((2, 5, 3))
@@ -158,7 +159,7 @@ def test_zero_initial_state_and_output_gradient_only():
 
 
 def test_float32_and_strict_device(backend):
-    rnn = nnx.GRU(2, 3, rng=0, device=backend)
+    rnn = nnx.GRU(2, 3, batch_first=True, rng=0, device=backend)
     out, h = rnn(backend.asarray(host_normal((2, 4, 2)), dtype="float32"))
     assert out.dtype == backend.xp.float32 and tuple(h.shape) == (1, 2, 3)
     dx = rnn.backward(out)
@@ -166,7 +167,7 @@ def test_float32_and_strict_device(backend):
 
 
 def test_bad_input():
-    lstm = nnx.LSTM(3, 4, rng=0)
+    lstm = nnx.LSTM(3, 4, batch_first=True, rng=0)
     x = np.ones((2, 5, 3), dtype=np.float32)
     with pytest.raises(
         ValueError,
@@ -182,7 +183,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
         nnx.GRU(3, 0)
     with pytest.raises(nnx.BackwardBeforeForwardError):
-        nnx.GRU(3, 2).backward(np.ones((1, 1, 2)))
+        nnx.GRU(3, 2, batch_first=True).backward(np.ones((1, 1, 2)))
     out, _ = lstm(x)
     with pytest.raises(ValueError, match=r"gradient has shape \(2, 5, 3\)"):
         lstm.backward(np.ones((2, 5, 3), dtype=np.float32))

@@ -286,7 +286,7 @@ def test_attention_gradients_more_masks(mask):
 
 @pytest.mark.parametrize("mask", EVERY_BACKEND)
 def test_attention_gradients(backend, mask):
-    mha = nnx.MultiheadAttention(E, H, rng=0)
+    mha = nnx.MultiheadAttention(E, H, batch_first=True, rng=0)
     _randomize(mha)
     masks = {k: (_to(backend, v) if k != "is_causal" else v) for k, v in MASKS[mask].items()}
     if mask == "none":  # query, key, value of one length, stacked
@@ -321,7 +321,7 @@ class CrossQKV(nnx.Module):
 
 
 def test_attention_dropout_gradients(backend):
-    mha = nnx.MultiheadAttention(E, H, dropout=0.4, rng=0)
+    mha = nnx.MultiheadAttention(E, H, dropout=0.4, batch_first=True, rng=0)
     result = nnx.gradcheck(QKV(mha, reseed=3), backend.asarray(host_normal((3, N, L, E), seed=7)))
     assert _attention_ok(result), str(result)
 
@@ -333,7 +333,7 @@ def test_attention_batch_second_gradients(backend):
 
 
 def test_fully_masked_row_gives_no_nan(backend):
-    mha = nnx.MultiheadAttention(E, H, rng=0, dtype="float64", device=backend)
+    mha = nnx.MultiheadAttention(E, H, batch_first=True, rng=0, dtype="float64", device=backend)
     _randomize(mha)
     x = backend.asarray(host_normal((N, S, E), seed=9))
     mask = backend.asarray(MASKS["all-masked"]["key_padding_mask"])
@@ -381,7 +381,7 @@ def _torch_mask(torch, spec, length, src):
 @pytest.mark.parametrize("mask", [m for m in MASKS if m != "all-masked"])
 def test_attention_matches_pytorch(mask, bias, average):
     torch = pytest.importorskip("torch")
-    mha = nnx.MultiheadAttention(E, H, bias=bias, rng=1, dtype="float64")
+    mha = nnx.MultiheadAttention(E, H, bias=bias, batch_first=True, rng=1, dtype="float64")
     _randomize(mha)
     ref = _torch_mha(torch, mha, bias=bias)
     length = L
@@ -434,7 +434,7 @@ def test_attention_batch_second_matches_pytorch():
 
 
 def test_attention_bad_input():
-    mha = nnx.MultiheadAttention(E, H, rng=0)
+    mha = nnx.MultiheadAttention(E, H, batch_first=True, rng=0)
     x = np.ones((N, L, E), dtype=np.float32)
     with pytest.raises(ValueError, match=r"embed_dim \(5\) must be divisible by num_heads \(2\)"):
         nnx.MultiheadAttention(5, 2)
@@ -456,7 +456,7 @@ def test_attention_bad_input():
     with pytest.raises(ValueError, match="query length 3 and key/value length 0"):
         mha(x, empty, empty)
     with pytest.raises(nnx.BackwardBeforeForwardError):
-        nnx.MultiheadAttention(E, H).backward(x)
+        nnx.MultiheadAttention(E, H, batch_first=True).backward(x)
 
 
 # ------------------------------------------------------------------ Transformer encoder layer
@@ -477,7 +477,7 @@ def test_encoder_layer_gradients_more(name):
 @pytest.mark.parametrize("name", ["post-relu", "pre-gelu"])
 def test_encoder_layer_gradients(backend, name):
     layer = nnx.TransformerEncoderLayer(
-        4, 2, dim_feedforward=4, dropout=0.0, rng=0, **ENCODERS[name]
+        4, 2, dim_feedforward=4, dropout=0.0, rng=0, **{"batch_first": True, **ENCODERS[name]}
     )
     _randomize(layer)
     padding = backend.asarray(np.array([[False, False, True], [False, False, False]]))
@@ -508,6 +508,7 @@ def _copy_encoder(torch, layer, ref):
 def test_encoder_layer_matches_pytorch(name):
     torch = pytest.importorskip("torch")
     opts = ENCODERS[name]
+    opts = {"batch_first": True, **opts}
     layer = nnx.TransformerEncoderLayer(
         8, 2, dim_feedforward=12, dropout=0.0, rng=0, dtype="float64", **opts
     )

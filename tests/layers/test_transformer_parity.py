@@ -84,6 +84,7 @@ def _layouts(opts, *shapes):
 
 
 def _decoder_pair(torch, opts, dropout=0.0):
+    opts = {"batch_first": True, **opts}
     mine = _randomize(nnx.TransformerDecoderLayer(E, H, FF, dropout, rng=0, **opts))
     theirs = torch.nn.TransformerDecoderLayer(E, H, FF, dropout, **{"batch_first": True, **opts})
     return mine, theirs
@@ -156,6 +157,7 @@ def test_memory_is_causal_matches_torch_with_its_mask():
 
 
 def _encoder_pair(torch, opts, layers=2, norm=True):
+    opts = {"batch_first": True, **opts}
     layer = nnx.TransformerEncoderLayer(E, H, FF, 0.0, rng=0, **opts)
     mine = nnx.TransformerEncoder(layer, layers, nnx.LayerNorm(E) if norm else None)
     _randomize(mine)
@@ -195,6 +197,7 @@ def test_encoder_stack_variants_match_torch():
 
 
 def _decoder_stack_pair(torch, opts, layers=2):
+    opts = {"batch_first": True, **opts}
     layer = nnx.TransformerDecoderLayer(E, H, FF, 0.0, rng=0, **opts)
     mine = _randomize(nnx.TransformerDecoder(layer, layers, nnx.LayerNorm(E)))
     tlayer = torch.nn.TransformerDecoderLayer(E, H, FF, 0.0, **{"batch_first": True, **opts})
@@ -212,6 +215,7 @@ def test_decoder_stack_matches_torch(backend):
 
 
 def _transformer_pair(torch, opts, dropout=0.0):
+    opts = {"batch_first": True, **opts}
     kw = {"num_encoder_layers": 2, "num_decoder_layers": 2, "dim_feedforward": FF, **opts}
     mine = _randomize(nnx.Transformer(E, H, dropout=dropout, rng=0, **kw))
     with warnings.catch_warnings():  # PyTorch's notes on its inference fast path
@@ -350,7 +354,9 @@ def _ok(result):
 
 def _decoder_gradients(backend, norm_first=False):
     """d_model 3 with 3 heads, one sample: few parameters, so few finite differences."""
-    layer = nnx.TransformerDecoderLayer(3, 3, 2, 0.0, norm_first=norm_first, rng=0)
+    layer = nnx.TransformerDecoderLayer(
+        3, 3, 2, 0.0, batch_first=True, norm_first=norm_first, rng=0
+    )
     masks = {
         "tgt_key_padding_mask": backend.asarray(np.array([[False, True]])),
         "memory_mask": backend.asarray(np.array([[False, True, False], [True, False, False]])),
@@ -374,7 +380,9 @@ def test_decoder_layer_gradients_every_backend(backend, norm_first):
 
 @pytest.mark.slow
 def test_transformer_gradients():
-    model = nnx.Transformer(E, H, 1, 1, 2, 0.0, activation="gelu", norm_first=True, rng=0)
+    model = nnx.Transformer(
+        E, H, 1, 1, 2, 0.0, activation="gelu", batch_first=True, norm_first=True, rng=0
+    )
     result = nnx.gradcheck(_randomize(model), (host_normal((1, 3, E), 21), host_normal((1, 2, E))))
     assert _ok(result), str(result)
 
@@ -383,7 +391,7 @@ def test_transformer_gradients():
 
 
 def test_stack_copies_the_layer_and_reseeds_its_dropout():
-    layer = nnx.TransformerEncoderLayer(E, H, FF, 0.5, rng=0)
+    layer = nnx.TransformerEncoderLayer(E, H, FF, 0.5, batch_first=True, rng=0)
     stack = nnx.TransformerEncoder(layer, 3)
     names = [n for n, _ in stack.named_parameters()]
     assert names[0] == "layers.0.self_attn.q_proj.weight" and "layers.2.norm2.bias" in names
@@ -397,7 +405,7 @@ def test_stack_copies_the_layer_and_reseeds_its_dropout():
 
 
 def test_transformer_reset_gives_distinct_layers():
-    model = nnx.Transformer(8, 2, 2, 1, 16, rng=0)
+    model = nnx.Transformer(8, 2, 2, 1, 16, batch_first=True, rng=0)
     first, second = (nnx.to_numpy(m.linear1.weight.value) for m in model.encoder.layers)
     assert not np.array_equal(first, second)
     assert abs(float(np.abs(first).max()) - np.sqrt(6 / 24)) < 0.05  # Xavier-uniform bound
@@ -408,7 +416,7 @@ def test_transformer_reset_gives_distinct_layers():
 
 
 def test_errors():
-    layer = nnx.TransformerDecoderLayer(E, H, FF, rng=0)
+    layer = nnx.TransformerDecoderLayer(E, H, FF, batch_first=True, rng=0)
     tgt, mem = np.ones((N, T, E), np.float32), np.ones((N, S, E), np.float32)
     with pytest.raises(
         ValueError,
@@ -432,7 +440,7 @@ def test_errors():
     with pytest.raises(ValueError, match=r"embed_dim \(4\) must be divisible by num_heads \(3\)"):
         nnx.TransformerDecoderLayer(E, 3)
     with pytest.raises(nnx.BackwardBeforeForwardError):
-        nnx.TransformerDecoderLayer(E, H).backward(tgt)
+        nnx.TransformerDecoderLayer(E, H, batch_first=True).backward(tgt)
     with pytest.raises(
         ValueError, match=r"TransformerEncoder: num_layers must be an integer >= 0, got -1"
     ):
@@ -447,7 +455,7 @@ def test_errors():
         TypeError, match="Transformer: custom_decoder must be an nnx Module or None"
     ):
         nnx.Transformer(E, H, custom_decoder=print)
-    model = nnx.Transformer(E, H, 1, 1, FF, rng=0)
+    model = nnx.Transformer(E, H, 1, 1, FF, batch_first=True, rng=0)
     with pytest.raises(ValueError, match=r"Transformer: src and tgt must have the same batch size"):
         model(np.ones((3, S, E), np.float32), tgt)
     with pytest.raises(ValueError, match="the feature size of src and tgt must be d_model = 4"):
@@ -460,7 +468,7 @@ def test_errors():
 def test_a_transformer_larger_than_the_slack_saves_and_loads(tmp_path):
     """load_model lets a rebuilt model draw at most twice the stored numbers (plus a slack):
     the copies of the layers and the Xavier redraw must stay within it."""
-    model = nnx.Transformer(256, 4, 2, 2, 1024, rng=0)
+    model = nnx.Transformer(256, 4, 2, 2, 1024, batch_first=True, rng=0)
     path = nnx.save_model(tmp_path / "t.npz", model)
     loaded = nnx.load_model(path)
     src = host_normal((1, 3, 256)).astype(np.float32)
@@ -476,7 +484,7 @@ def test_transformer_with_custom_encoder_and_decoder_matches_torch():
     torch = pytest.importorskip("torch")
     enc, tenc = _encoder_pair(torch, {}, layers=1, norm=False)
     dec, tdec = _decoder_stack_pair(torch, {"activation": "gelu"}, layers=1)
-    mine = nnx.Transformer(E, H, custom_encoder=enc, custom_decoder=dec, rng=0)
+    mine = nnx.Transformer(E, H, custom_encoder=enc, custom_decoder=dec, batch_first=True, rng=0)
     _randomize(mine)
     theirs = torch.nn.Transformer(E, H, custom_encoder=tenc, custom_decoder=tdec, batch_first=True)
     kwargs = {"tgt_mask": _causal(T), "tgt_is_causal": True}

@@ -52,7 +52,7 @@ class _Recurrent(Module):
 
     GATES = 0
     STATES = 1
-    BATCH_FIRST = True  # the class's default, for repr
+    BATCH_FIRST = False  # the classes' default (PyTorch's), for repr
     _cache = None
 
     def __init__(

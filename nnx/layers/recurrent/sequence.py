@@ -2,8 +2,8 @@
 parameter names (see ``base.py``) with nnx's ``(in, out)`` weights; their steps live in
 ``steps.py``, shared with the cells.
 
-Inputs are ``(N, T, in)`` (``(T, N, in)`` with ``batch_first=False``) or one unbatched sequence
-``(T, in)``; states ``(num_layers * num_directions, N, H)`` (``(num_layers * num_directions, H)``
+Inputs are ``(T, N, in)`` (``(N, T, in)`` with ``batch_first=True``; PyTorch's default
+``batch_first=False``) or one unbatched sequence ``(T, in)``; states ``(num_layers * num_directions, N, H)`` (``(num_layers * num_directions, H)``
 unbatched).
 """
 
@@ -67,7 +67,6 @@ class RNN(_Recurrent):
 
     GATES = 1
     STATES = 1
-    BATCH_FIRST = False
 
     def __init__(
         self,
@@ -131,15 +130,17 @@ class LSTM(_Recurrent):
         dc_{t-1} = dc * f,   dh_{t-1} = da W_hh^T,   dx_t = da W_ih^T
         dW_ih += x_t^T da,   dW_hh += h_{t-1}^T da,   db_ih = db_hh += sum(da)
 
-    ``forward(x, hx=None)`` returns ``(output, (h_n, c_n))``; ``output`` is ``(N, T, D*H)``
-    (both directions concatenated), ``hx = (h_0, c_0)`` defaults to zeros.
+    ``forward(x, hx=None)`` returns ``(output, (h_n, c_n))``; ``output`` is ``(T, N, D*H)``
+    (``(N, T, D*H)`` with ``batch_first=True``; both directions concatenated),
+    ``hx = (h_0, c_0)`` defaults to zeros.
     ``backward(grad_output, grad_h_n=None, grad_c_n=None)`` returns ``dL/dx`` and leaves the
     initial states' gradients in ``grad_hx = [dh_0, dc_0]``.
 
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as in
-            PyTorch (``batch_first=True`` by default here); ``dropout`` acts on the outputs of
-            every layer but the last in training mode, drawn as in :class:`RNN`.
+            PyTorch (``batch_first=False`` by default: time first, ``(T, N, in)``);
+            ``dropout`` acts on the outputs of every layer but the last in training mode,
+            drawn as in :class:`RNN`.
         rng, dtype, device: initial values ``U(-1/sqrt(H), 1/sqrt(H))`` and placement.
     """
 
@@ -152,7 +153,7 @@ class LSTM(_Recurrent):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
         rng: Seed = None,
@@ -212,7 +213,7 @@ class GRU(_Recurrent):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
         rng: Seed = None,

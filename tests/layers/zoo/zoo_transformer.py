@@ -41,12 +41,16 @@ class ZooTransformerOnInput(nnx.Module):
 
 
 def _encoder():
-    layer = nnx.TransformerEncoderLayer(4, 2, 6, dropout=0.1, norm_first=True, rng=0)
+    layer = nnx.TransformerEncoderLayer(
+        4, 2, 6, dropout=0.1, batch_first=True, norm_first=True, rng=0
+    )
     return nnx.TransformerEncoder(layer, 2, nnx.LayerNorm(4))
 
 
 def _decoder():
-    layer = nnx.TransformerDecoderLayer(4, 2, 6, dropout=0.1, activation="gelu", rng=0)
+    layer = nnx.TransformerDecoderLayer(
+        4, 2, 6, dropout=0.1, activation="gelu", batch_first=True, rng=0
+    )
     return ZooDecoderOnInput(nnx.TransformerDecoder(layer, 2, nnx.LayerNorm(4)))
 
 
@@ -61,7 +65,9 @@ EXAMPLES = {
     "decoder": (_decoder, (2, 3, 4)),
     "encoder": (_encoder, (2, 3, 4)),
     "transformer": (
-        lambda: ZooTransformerOnInput(nnx.Transformer(4, 2, 1, 1, 6, dropout=0.1, rng=2)),
+        lambda: ZooTransformerOnInput(
+            nnx.Transformer(4, 2, 1, 1, 6, dropout=0.1, batch_first=True, rng=2)
+        ),
         (2, 3, 4),
     ),
 }
