@@ -47,12 +47,16 @@ def alternated(names: Sequence[str], rep: int) -> list[str]:
 
 
 def limit_threads(n: int | None) -> None:
-    """Both contenders on ``n`` threads: torch's intra-op pool and NumPy's BLAS."""
+    """Every contender on ``n`` threads: NumPy's BLAS and, when PyTorch is installed, torch's
+    intra-op pool (the loader benchmark runs without PyTorch)."""
     if not n:
         return
-    import torch
-
-    torch.set_num_threads(n)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
