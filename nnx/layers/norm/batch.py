@@ -56,26 +56,22 @@ def _channel_mean(xp: Any, a: Any, axes: tuple[int, ...], m: int, b: Any = None)
     return xp.mean(a if b is None else a * b, axis=axes)
 
 
-@lazy_input("num_features", axis=1)
-class _BatchNorm(Module):
-    """Shared code of BatchNorm1d/2d/3d (they differ only in the accepted ranks)."""
+class _NormBase(Module):
+    """What the batch and instance norms share, as PyTorch's ``_NormBase``: the checked
+    arguments, ``weight``/``bias`` (when ``affine``; ``bias=False`` keeps ``weight`` alone) and
+    the running buffers (when ``track_running_stats``)."""
 
-    ranks: tuple[int, ...] = ()
-    layout = ""
-    _cache = None
-
-    def __init__(
+    def _setup(
         self,
         num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        *,
-        bias: bool = True,
-        dtype: Any = "float32",
-        device: str | Backend = "cpu",
-    ):
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        track_running_stats: bool,
+        bias: bool,
+        dtype: Any,
+        device: str | Backend,
+    ) -> None:
         who = type(self).__name__
         self.num_features = positive_int(num_features, "num_features", who)
         self.eps = real_in_range(eps, "eps", who, low=0.0)
@@ -96,6 +92,7 @@ class _BatchNorm(Module):
         if self.track_running_stats:
             self.running_mean = Buffer(backend.asarray([0.0] * c, dtype=dtype), "running_mean")
             self.running_var = Buffer(backend.asarray([1.0] * c, dtype=dtype), "running_var")
+            # (the instance norms keep it too, as PyTorch, but never count)
             self.num_batches_tracked = Buffer(
                 backend.asarray(0, dtype="int64"), "num_batches_tracked"
             )
@@ -110,6 +107,29 @@ class _BatchNorm(Module):
 
     def _who(self) -> str:
         return f"{type(self).__name__}({self.num_features})"
+
+
+@lazy_input("num_features", axis=1)
+class _BatchNorm(_NormBase):
+    """Shared code of BatchNorm1d/2d/3d (they differ only in the accepted ranks)."""
+
+    ranks: tuple[int, ...] = ()
+    layout = ""
+    _cache = None
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        bias: bool = True,
+        dtype: Any = "float32",
+        device: str | Backend = "cpu",
+    ):
+        self._setup(num_features, eps, momentum, affine, track_running_stats, bias, dtype, device)
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, no batches tracked."""

@@ -17,22 +17,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...backend import Backend, get_backend, namespace
+from ...backend import Backend, namespace
 from ...core.checks import (
     check_floating,
     check_grad,
     check_same_device,
     check_same_dtype,
-    positive_int,
-    real_in_range,
     require_forward,
 )
 from ...core.lazy import lazy_input
-from ...core.module import Buffer, Module, Parameter
+from .batch import _NormBase
 
 
 @lazy_input("num_features", axis=1)
-class _InstanceNorm(Module):
+class _InstanceNorm(_NormBase):
     """Shared code of InstanceNorm1d/2d/3d: ``spatial`` is the number of spatial axes."""
 
     spatial = 0
@@ -51,41 +49,7 @@ class _InstanceNorm(Module):
         dtype: Any = "float32",
         device: str | Backend = "cpu",
     ):
-        who = type(self).__name__
-        self.num_features = positive_int(num_features, "num_features", who)
-        self.eps = real_in_range(eps, "eps", who, low=0.0)
-        if self.eps <= 0:
-            raise ValueError(f"{who}: eps must be a finite number > 0, got {eps!r}")
-        self.momentum = (
-            None if momentum is None else real_in_range(momentum, "momentum", who, 0.0, 1.0)
-        )
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
-        backend = get_backend(device)
-        c = self.num_features
-        if self.affine:
-            self.weight = Parameter(backend.asarray([1.0] * c, dtype=dtype), "weight")
-            self.bias = Parameter(backend.asarray([0.0] * c, dtype=dtype), "bias") if bias else None
-        else:
-            self.weight = self.bias = None
-        if self.track_running_stats:
-            self.running_mean = Buffer(backend.asarray([0.0] * c, dtype=dtype), "running_mean")
-            self.running_var = Buffer(backend.asarray([1.0] * c, dtype=dtype), "running_var")
-            # PyTorch keeps the buffer (every _NormBase has it) but instance_norm never counts
-            self.num_batches_tracked = Buffer(
-                backend.asarray(0, dtype="int64"), "num_batches_tracked"
-            )
-        else:
-            self.running_mean = self.running_var = self.num_batches_tracked = None
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
-        )
-
-    def _who(self) -> str:
-        return f"{type(self).__name__}({self.num_features})"
+        self._setup(num_features, eps, momentum, affine, track_running_stats, bias, dtype, device)
 
     def _check(self, xp: Any, x: Any) -> bool:
         """Validate ``x``; True when it is unbatched (``(C, *spatial)``)."""
