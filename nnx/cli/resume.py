@@ -144,8 +144,7 @@ def apply_resume_changes(changes: dict[str, Any], optimizer: Any, schedule: Any)
     if "lr" in changes:
         lr = changes["lr"]["to"]
         if schedule is not None:  # the schedule scales its base rate from the resumed step on
-            schedule.base_lr = lr
-            optimizer.lr = schedule.lr_at(schedule.last_step)
+            schedule.rebase(lr)
         else:
             optimizer.lr = lr
     for name in ("momentum", "weight_decay"):
