@@ -37,6 +37,7 @@ from .training.callbacks import (
 )
 from .training.compile import CompiledStep, compile
 from .training.history import History
+from .training.lr_find import LRFindResult, lr_find
 from .training.plots import save_curves
 from .training.trainer import NonFiniteLossError, Trainer
 
@@ -57,6 +58,7 @@ __all__ = [
     "History",
     "Input",
     "JSONLinesLogger",
+    "LRFindResult",
     "LRScheduler",
     "ModelCheckpoint",
     "ModelFileError",
@@ -84,6 +86,7 @@ __all__ = [
     "gradcheck",
     "load_checkpoint",
     "load_model",
+    "lr_find",
     "metrics",
     "models",
     "module_config",
