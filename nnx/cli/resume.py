@@ -22,6 +22,11 @@ FIXED_ON_RESUME = (
     "loss",
     "optimizer",
     "schedule",
+    "plateau_patience",
+    "plateau_factor",
+    "min_lr",
+    "restart_epochs",
+    "restart_mult",
     "sync_batchnorm",
     "random_crop",
     "hflip",
@@ -62,6 +67,11 @@ def resume_changes(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str
             raise ConfigError(
                 f"{flag} cannot change when resuming (the run used {shown}); "
                 f"start a new run (another --out) to change it"
+            )
+        if name == "epochs" and settings["schedule"] == "onecycle":
+            raise ConfigError(
+                f"--epochs cannot change when resuming a --schedule onecycle run: its cycle was "
+                f"planned over {before} epochs; resume with --epochs {before}"
             )
         changes[name] = {"from": before, "to": after}
     return changes
