@@ -143,3 +143,15 @@ def test_plot_writes_a_png(tmp_path):
     found = nnx.lr_find(model, nnx.CrossEntropyLoss(), opt, (X, Y), num_iter=30)
     path = found.plot(tmp_path / "lr_find.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_restores_exactly_on_every_backend(backend):
+    model = _model().to(backend)
+    opt = Adam(model.parameters(), lr=0.01)
+    trainer = nnx.Trainer(model, nnx.CrossEntropyLoss(), opt, device=backend, progress=False)
+    trainer.fit((X, Y), epochs=1, batch_size=64)
+    before = _everything(model, opt)
+    found = nnx.lr_find(model, nnx.CrossEntropyLoss(), opt, (X, Y), num_iter=15, batch_size=32)
+    assert len(found.lrs) == 15 and found.suggestion in found.lrs
+    _assert_bitwise_equal(_everything(model, opt), before)
+    assert nnx.backend_of(next(model.parameters()).value).name == backend.name
