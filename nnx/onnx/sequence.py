@@ -1,0 +1,196 @@
+"""ONNX converters of the sequence layers: multi-head attention and the Transformer encoder
+(composed of ``MatMul``, ``Softmax``, ``LayerNormalization``...), and ``RNN``, ``LSTM``, ``GRU``
+(ONNX's ``RNN``, ``LSTM``, ``GRU`` operators, one per stacked layer).
+
+Gate orders differ: nnx (as PyTorch) stacks the LSTM gates ``i, f, g, o`` and the GRU gates
+``r, z, n`` along the columns of ``(in, gates * H)`` weights; ONNX wants ``i, o, f, c`` and
+``z, r, h`` along the rows of ``(gates * H, in)`` weights, so the blocks are reordered and
+transposed. nnx's GRU applies ``r`` after the hidden product and its bias (PyTorch's form),
+which is ONNX's ``linear_before_reset=1``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..layers.attention import MultiheadAttention
+from ..layers.recurrent.sequence import GRU, LSTM, RNN
+from ..layers.transformer import TransformerEncoderLayer
+from ..layers.transformer_stack import TransformerEncoder
+from .activations import const
+from .export import Exporter, Tensor, UnsupportedLayerError, register_converter
+from .layers import linear
+
+
+def _refuse(m: Any, path: str, why: str) -> UnsupportedLayerError:
+    return UnsupportedLayerError(
+        f"export_onnx: {type(m).__name__} at '{path}' cannot be exported: {why}"
+    )
+
+
+def _ndim(x: Tensor, default: int = 3) -> int:
+    return default if x.value is None else x.ndim
+
+
+def attention(ctx: Exporter, m: MultiheadAttention, q: Any, k: Any, v: Any, path: str,
+              like: Tensor) -> str:  # fmt: skip
+    """Batch-first ``(N, L, E)`` query, key, value -> ``(N, L, E)``:
+    ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d)) V_h)``."""
+    h, d = m.num_heads, m.head_dim
+
+    def heads(t: Any, proj: Any, name: str, perm: list[int]) -> str:
+        y = linear(ctx, proj, t, f"{path}.{name}")
+        y = ctx.op("Reshape", [y, ctx.ints([0, 0, h, d])])  # 0: keep N and L as they come
+        return ctx.op("Transpose", [y], perm=perm)
+
+    qh = heads(q, m.q_proj, "q_proj", [0, 2, 1, 3])  # (N, H, L, d)
+    qh = ctx.op("Mul", [qh, const(ctx, like, 1.0 / math.sqrt(d))])
+    kt = heads(k, m.k_proj, "k_proj", [0, 2, 3, 1])  # (N, H, d, S)
+    vh = heads(v, m.v_proj, "v_proj", [0, 2, 1, 3])  # (N, H, S, d)
+    a = ctx.op("Softmax", [ctx.op("MatMul", [qh, kt], hint="scores")], axis=-1)
+    o = ctx.op("Transpose", [ctx.op("MatMul", [a, vh])], perm=[0, 2, 1, 3])
+    o = ctx.op("Reshape", [o, ctx.ints([0, 0, m.embed_dim])])
+    return linear(ctx, m.out_proj, o, f"{path}.out_proj")
+
+
+@register_converter(MultiheadAttention)
+def _mha(ctx, m, inputs, path):
+    if len(inputs) != 3:
+        raise _refuse(m, path, "only (query, key, value) are exported, not attention masks")
+    swapped: dict[str, str] = {}
+
+    def batch_first(t: Tensor) -> str:
+        if m.batch_first:
+            return t.name
+        if t.name not in swapped:  # self-attention: one transpose for the three uses
+            swapped[t.name] = ctx.op("Transpose", [t], perm=[1, 0, 2])
+        return swapped[t.name]
+
+    q, k, v = (batch_first(t) for t in inputs)
+    y = attention(ctx, m, q, k, v, path, inputs[0])
+    return y if m.batch_first else ctx.op("Transpose", [y], perm=[1, 0, 2])
+
+
+def _sub(ctx: Exporter, module: Any, x: str, path: str) -> str:
+    return ctx.convert(module, [Tensor(x)], path).name
+
+
+def encoder_layer(ctx: Exporter, m: TransformerEncoderLayer, x: str, path: str,
+                  like: Tensor) -> str:  # fmt: skip
+    """Batch-first ``(N, L, E)`` -> the same; dropouts are the identity in evaluation."""
+
+    def sa(t: str) -> str:
+        return attention(ctx, m.self_attn, t, t, t, f"{path}.self_attn", like)
+
+    def ff(t: str) -> str:
+        a = _sub(ctx, m.activation, linear(ctx, m.linear1, t, f"{path}.linear1"),
+                 f"{path}.activation")  # fmt: skip
+        return linear(ctx, m.linear2, a, f"{path}.linear2")
+
+    n1, n2 = f"{path}.norm1", f"{path}.norm2"
+    if m.norm_first:
+        h = ctx.op("Add", [x, sa(_sub(ctx, m.norm1, x, n1))])
+        return ctx.op("Add", [h, ff(_sub(ctx, m.norm2, h, n2))])
+    h = _sub(ctx, m.norm1, ctx.op("Add", [x, sa(x)]), n1)
+    return _sub(ctx, m.norm2, ctx.op("Add", [h, ff(h)]), n2)
+
+
+@register_converter(TransformerEncoderLayer)
+def _encoder_layer(ctx, m, inputs, path):
+    if len(inputs) != 1:
+        raise _refuse(m, path, "only the source sequence is exported, not masks")
+    x = inputs[0]
+    nd = _ndim(x)
+    if nd == 2:  # unbatched (L, E): a batch of one
+        y = encoder_layer(ctx, m, ctx.op("Unsqueeze", [x, ctx.ints([0], "axes")]), path, x)
+        return ctx.op("Squeeze", [y, ctx.ints([0], "axes")])
+    if m.batch_first:
+        return encoder_layer(ctx, m, x.name, path, x)
+    y = encoder_layer(ctx, m, ctx.op("Transpose", [x], perm=[1, 0, 2]), path, x)
+    return ctx.op("Transpose", [y], perm=[1, 0, 2])
+
+
+@register_converter(TransformerEncoder)
+def _encoder(ctx, m, inputs, path):
+    if len(inputs) != 1:
+        raise _refuse(m, path, "only the source sequence is exported, not masks")
+    x = inputs[0]
+    for i, layer in enumerate(m.layers):
+        x = ctx.convert(layer, [x], f"{path}.layers.{i}")
+    if m.norm is not None:
+        x = ctx.convert(m.norm, [x], f"{path}.norm")
+    return ctx.op("Identity", [x])
+
+
+# ---------------------------------------------------------------------------- recurrent
+_GATE_ORDER = {RNN: [0], LSTM: [0, 3, 1, 2], GRU: [1, 0, 2]}  # nnx blocks in ONNX's order
+_OP = {RNN: "RNN", LSTM: "LSTM", GRU: "GRU"}
+
+
+def _onnx_weight(w: np.ndarray, order: list[int], hidden: int) -> np.ndarray:
+    """nnx ``(in, G*H)`` columns ``[gate blocks]`` -> ONNX ``(G*H, in)`` rows, reordered."""
+    blocks = [w[..., g * hidden : (g + 1) * hidden] for g in order]
+    return np.concatenate(blocks, axis=-1).T if w.ndim == 2 else np.concatenate(blocks, axis=-1)
+
+
+def _stack(params: list[Any], which: int, order: list[int], hidden: int) -> np.ndarray:
+    """Parameter ``which`` (weight_ih, weight_hh, bias_ih, bias_hh) of every direction in ONNX's
+    layout, stacked along a leading direction axis."""
+    return np.stack([_onnx_weight(to_numpy(p[which].value), order, hidden) for p in params])
+
+
+@register_converter(RNN, LSTM, GRU)
+def _recurrent(ctx, m, inputs, path):
+    """One ONNX recurrent node per stacked layer (both directions in one node)."""
+    if len(inputs) != 1:
+        raise _refuse(m, path, "initial states (hx) are not exported; they start at zero")
+    cls = type(m)
+    x = inputs[0]
+    nd = _ndim(x)
+    hid, dirs, order = m.hidden_size, m.num_directions, _GATE_ORDER[cls]
+    if nd == 2:  # unbatched (T, in): a batch of one
+        seq = ctx.op("Unsqueeze", [x, ctx.ints([1], "axes")])
+    elif m.batch_first:
+        seq = ctx.op("Transpose", [x], perm=[1, 0, 2])
+    else:
+        seq = x.name
+    attrs: dict[str, Any] = {"hidden_size": hid}
+    attrs["direction"] = "bidirectional" if dirs == 2 else "forward"
+    if cls is GRU:
+        attrs["linear_before_reset"] = 1
+    if cls is RNN:
+        attrs["activations"] = ["Relu" if m.nonlinearity == "relu" else "Tanh"] * dirs
+    finals: list[list[str]] = [[] for _ in range(m.STATES)]
+    for k in range(m.num_layers):
+        params = [m._params(k, s) for s in m._suffixes()]
+        key = f"{path}.l{k}"
+
+        w = ctx.const(_stack(params, 0, order, hid), f"{key}.W", (id(params[0][0]), "W"))
+        r = ctx.const(_stack(params, 1, order, hid), f"{key}.R", (id(params[0][0]), "R"))
+        b = None
+        if m.bias:
+            bias = np.concatenate(
+                [_stack(params, 2, order, hid), _stack(params, 3, order, hid)], -1
+            )
+            b = ctx.const(bias, f"{key}.B", (id(params[0][0]), "B"))
+        n_out = 3 if cls is LSTM else 2
+        outs = ctx.op(_OP[cls], [seq, w, r, b], outputs=n_out, hint=key, **attrs)
+        # Y (T, D, N, H) -> (T, N, D*H): the directions side by side, as nnx concatenates them
+        y = ctx.op("Transpose", [outs[0]], perm=[0, 2, 1, 3])
+        seq = ctx.op("Reshape", [y, ctx.ints([0, 0, dirs * hid])])
+        for f, state in zip(finals, outs[1:], strict=True):
+            f.append(state)
+    states = [f[0] if len(f) == 1 else ctx.op("Concat", f, axis=0) for f in finals]
+    if nd == 2:
+        one = ctx.ints([1], "axes")
+        out = ctx.op("Squeeze", [seq, one])
+        states = [ctx.op("Squeeze", [s, one]) for s in states]
+    elif m.batch_first:
+        out = ctx.op("Transpose", [seq], perm=[1, 0, 2])
+    else:
+        out = ctx.op("Identity", [seq])
+    return (out, tuple(states)) if cls is LSTM else (out, states[0])
