@@ -323,11 +323,13 @@ def _value_info(ctx: Exporter, name: str, value: Any, batch_axis: int | None) ->
     return ctx.helper.make_tensor_value_info(name, elem, shape)
 
 
-def _flatten_outputs(out: Any, names: list[str] | None) -> list[tuple[str, Tensor]]:
+def _flatten_outputs(out: Any, prefix: str = "output") -> list[tuple[str, Tensor]]:
+    """Output names: ``output`` for one array, ``output_0``... for a tuple (nested tuples are
+    flattened in order), a dict's keys (``key_0``... for a tuple under a key)."""
     if isinstance(out, Tensor):
-        return [("output", out)]
+        return [(prefix, out)]
     if isinstance(out, dict):
-        return [(k, v) for k, v in out.items()]
+        return [pair for k, v in out.items() for pair in _flatten_outputs(v, k)]
     flat: list[Tensor] = []
 
     def walk(x: Any) -> None:
@@ -338,7 +340,7 @@ def _flatten_outputs(out: Any, names: list[str] | None) -> list[tuple[str, Tenso
                 walk(v)
 
     walk(out)
-    return [(f"output_{i}", t) for i, t in enumerate(flat)]
+    return [(f"{prefix}_{i}", t) for i, t in enumerate(flat)]
 
 
 def export_onnx(
@@ -383,7 +385,7 @@ def export_onnx(
     graph_inputs = [_value_info(ctx, t.name, t.value, batch_axis) for t in inputs]
     graph_outputs = []
     input_names = set(names)
-    for out_name, t in _flatten_outputs(out, None):
+    for out_name, t in _flatten_outputs(out):
         if out_name in ctx._used or out_name in input_names:
             out_name = ctx.fresh(out_name)
         ctx._used.add(out_name)
