@@ -132,6 +132,14 @@ SPATIAL = [
     (nnx.BatchNorm1d(4), X1),
     (nnx.BatchNorm1d(4, affine=False), _x(6, 4)),
     (nnx.BatchNorm2d(4, track_running_stats=False), X2),
+    (nnx.SyncBatchNorm(4), X2),
+    (nnx.InstanceNorm2d(4), X2),
+    (nnx.InstanceNorm1d(4, affine=True, track_running_stats=True), X1),
+    (nnx.InstanceNorm3d(4, affine=True), X3),
+    (nnx.GroupNorm(2, 4), X2),
+    (nnx.GroupNorm(4, 4, affine=False), X1),
+    (nnx.LocalResponseNorm(2, alpha=0.1, beta=0.7, k=1.5), X2),
+    (nnx.LocalResponseNorm(3), X1),
     (nnx.LayerNorm((9, 8)), X2),
     (nnx.LayerNorm(8, elementwise_affine=False), X2),
     (nnx.RMSNorm(8), X2),
@@ -230,6 +238,16 @@ def test_embedding_lstm_language_model_graph(tmp_path):
     session = _session(path)
     assert [i.name for i in session.get_inputs()] == ["ids"]
     assert [o.name for o in session.get_outputs()] == ["logits", "state_0", "state_1"]
+    # the axes that follow the batch are left free in the file, the others are the example's
+    assert session.get_inputs()[0].shape == ["N", 7]
+    assert [o.shape for o in session.get_outputs()] == [["N", 7, 12], [1, "N", 6], [1, "N", 6]]
+
+
+def test_batch_axis_none_keeps_every_size(tmp_path):
+    model = nnx.Sequential(nnx.Linear(4, 2, rng=0))
+    session = _session(export_onnx(model, _x(3, 4), tmp_path / "m.onnx", batch_axis=None))
+    assert session.get_inputs()[0].shape == [3, 4]
+    assert session.get_outputs()[0].shape == [3, 2]
 
 
 # ---------------------------------------------------------------------------- graphs, containers

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import namespace, to_numpy
 from ..core.containers import Add, Concat, Parallel, Residual
 from ..core.graph import Graph, _split
 from ..core.module import Module, Sequential
@@ -312,15 +312,52 @@ def _example_inputs(model: Module, example_input: Any) -> tuple[list[str], list[
     return names, arrays
 
 
-def _value_info(ctx: Exporter, name: str, value: Any, batch_axis: int | None) -> Any:
+def _value_info(ctx: Exporter, name: str, value: Any, free: Any) -> Any:
+    """A declared input or output: dtype and shape, the ``free`` axes left open (``N`` where the
+    axis is the batch itself); ``free`` None: every axis open."""
     host = to_numpy(value)
     if host.dtype.kind not in "fiub":
         raise OnnxExportError(f"export_onnx: {name!r} has dtype {host.dtype}, not a number")
     elem = ctx.helper.np_dtype_to_tensor_dtype(host.dtype)
-    shape: list[Any] = list(host.shape)
-    if batch_axis is not None and host.ndim > batch_axis:
-        shape[batch_axis] = "N"
+    shape: list[Any] = [None] * host.ndim if free is None else list(host.shape)
+    for axis, label in (free or {}).items():
+        shape[axis] = label
     return ctx.helper.make_tensor_value_info(name, elem, shape)
+
+
+def _free_output_axes(model: Module, arrays: list[Any], batch_axis: int, outs: list[Any],
+                      batch: int) -> list[Any]:  # fmt: skip
+    """Which output axes follow the batch size: the model runs again on inputs one sample
+    longer along ``batch_axis``; an axis that grows with them is left open in the file (``N``
+    where it equals the batch). Where that second run fails, every output axis is left open."""
+    grown = []
+    for a in arrays:
+        if a.ndim > batch_axis:
+            xp = namespace(a)
+            first = a[(slice(None),) * batch_axis + (slice(0, 1), ...)]
+            a = xp.concat([a, first], axis=batch_axis)
+        grown.append(a)
+    try:
+        again = [to_numpy(v) for v in _flat_arrays(model(*grown))]
+    except Exception:  # noqa: BLE001 (a model whose sizes are tied to the example's batch)
+        return [None] * len(outs)
+    result = []
+    for before, after in zip(outs, again, strict=True):
+        before = to_numpy(before)
+        result.append({
+            axis: "N" if n == batch else None
+            for axis, (n, m) in enumerate(zip(before.shape, after.shape, strict=True))
+            if n != m
+        })  # fmt: skip
+    return result
+
+
+def _flat_arrays(out: Any) -> list[Any]:
+    if isinstance(out, dict):
+        return [a for v in out.values() for a in _flat_arrays(v)]
+    if isinstance(out, tuple):
+        return [a for v in out for a in _flat_arrays(v)]
+    return [out]
 
 
 def _flatten_outputs(out: Any, prefix: str = "output") -> list[tuple[str, Tensor]]:
@@ -370,6 +407,12 @@ def export_onnx(
         raise TypeError(f"export_onnx: model must be an nnx.Module, got {type(model).__name__}")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < OPSET:
         raise OnnxExportError(f"export_onnx: opset must be an integer >= {OPSET}, got {opset!r}")
+    if batch_axis is not None and (
+        isinstance(batch_axis, bool) or not isinstance(batch_axis, int) or batch_axis < 0
+    ):
+        raise OnnxExportError(
+            f"export_onnx: batch_axis must be a non-negative integer or None, got {batch_axis!r}"
+        )
     names, arrays = _example_inputs(model, example_input)
     ctx = Exporter(onnx, opset)
     for n in names:
@@ -378,19 +421,27 @@ def export_onnx(
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        out = ctx.convert(model, inputs, "")
+        outs = _flatten_outputs(ctx.convert(model, inputs, ""))
+        values = [t.value for _, t in outs]
+        if batch_axis is None:
+            free_in, free_out = [{} for _ in arrays], [{} for _ in outs]
+        else:
+            free_in = [{batch_axis: "N"} if a.ndim > batch_axis else {} for a in arrays]
+            batch = next((int(a.shape[batch_axis]) for a in arrays if a.ndim > batch_axis), -1)
+            free_out = _free_output_axes(model, arrays, batch_axis, values, batch)
     finally:
         for m, mode in modes:
             m.training = mode
-    graph_inputs = [_value_info(ctx, t.name, t.value, batch_axis) for t in inputs]
+    graph_inputs = [
+        _value_info(ctx, t.name, t.value, f) for t, f in zip(inputs, free_in, strict=True)
+    ]
     graph_outputs = []
-    input_names = set(names)
-    for out_name, t in _flatten_outputs(out):
-        if out_name in ctx._used or out_name in input_names:
+    for (out_name, t), free in zip(outs, free_out, strict=True):
+        if out_name in ctx._used:
             out_name = ctx.fresh(out_name)
         ctx._used.add(out_name)
         ctx.nodes.append(ctx.helper.make_node("Identity", [t.name], [out_name]))
-        graph_outputs.append(_value_info(ctx, out_name, t.value, batch_axis))
+        graph_outputs.append(_value_info(ctx, out_name, t.value, free))
     graph = ctx.helper.make_graph(
         ctx.nodes, type(model).__name__, graph_inputs, graph_outputs, ctx.initializers
     )

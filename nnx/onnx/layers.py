@@ -10,7 +10,11 @@ from ..layers import dropout as drop
 from ..layers.embedding import Embedding
 from ..layers.linear import Linear
 from ..layers.norm.batch import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from ..layers.norm.group import GroupNorm
+from ..layers.norm.instance import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from ..layers.norm.layer import LayerNorm, RMSNorm
+from ..layers.norm.local_response import LocalResponseNorm
+from ..layers.norm.sync import SyncBatchNorm
 from ..layers.shape import Flatten, Identity, Unflatten
 from ..layers.transformer import PositionalEmbedding, SinusoidalPositionalEncoding
 from .activations import const, dtype_of
@@ -86,28 +90,96 @@ def _pos_sinusoid(ctx, m, inputs, path):
 
 
 # ---------------------------------------------------------------------------- normalization
-@register_converter(BatchNorm1d, BatchNorm2d, BatchNorm3d)
-def _batch_norm(ctx, m, inputs, path):
-    """Evaluation: ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias``
-    (ONNX ``BatchNormalization``); without running statistics the batch's own, as nnx does."""
-    x = inputs[0]
-    c = m.num_features
-    dtype = dtype_of(x)
-    ones, zeros = np.ones(c, dtype), np.zeros(c, dtype)
-    scale = ctx.param(m.weight, f"{path}.weight") if m.weight is not None else ctx.const(ones)
-    bias = ctx.param(m.bias, f"{path}.bias") if m.bias is not None else ctx.const(zeros)
-    if m.track_running_stats:
-        mean = ctx.param(m.running_mean, f"{path}.running_mean")
-        var = ctx.param(m.running_var, f"{path}.running_var")
-        return ctx.op("BatchNormalization", [x, scale, bias, mean, var], epsilon=m.eps)
-    axes = [0, *range(2, x.ndim)]
-    shape = ctx.ints([c] + [1] * (x.ndim - 2))
+def standardize(ctx: Exporter, x: Any, axes: list[int], eps: float, like: Tensor) -> str:
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance), as nnx's norms."""
     centred = ctx.op("Sub", [x, ctx.reduce_mean(x, axes)])
     var = ctx.reduce_mean(ctx.op("Mul", [centred, centred]), axes)
-    invstd = ctx.op("Reciprocal", [ctx.op("Sqrt", [ctx.op("Add", [var, const(ctx, x, m.eps)])])])
-    y = ctx.op("Mul", [centred, invstd])
-    y = ctx.op("Mul", [y, ctx.op("Reshape", [scale, shape])])
-    return ctx.op("Add", [y, ctx.op("Reshape", [bias, shape])])
+    invstd = ctx.op("Reciprocal", [ctx.op("Sqrt", [ctx.op("Add", [var, const(ctx, like, eps)])])])
+    return ctx.op("Mul", [centred, invstd])
+
+
+def channel_affine(ctx: Exporter, y: str, m: Any, ndim: int, path: str) -> str:
+    """``y * weight + bias`` with the ``(C,)`` parameters over axis 1 of ``ndim`` axes."""
+    shape = (-1,) + (1,) * (ndim - 2)
+    if getattr(m, "weight", None) is not None:
+        w = ctx.param(m.weight, f"{path}.weight", lambda v: v.reshape(shape), tag=str(shape))
+        y = ctx.op("Mul", [y, w])
+    if getattr(m, "bias", None) is not None:
+        b = ctx.param(m.bias, f"{path}.bias", lambda v: v.reshape(shape), tag=str(shape))
+        y = ctx.op("Add", [y, b])
+    return y
+
+
+def _running_norm(ctx: Exporter, m: Any, x: Any, like: Tensor, path: str) -> str:
+    """``(x - running_mean) / sqrt(running_var + eps) * weight + bias`` (ONNX
+    ``BatchNormalization`` in inference mode)."""
+    c, dtype = m.num_features, dtype_of(like)
+    if m.weight is not None:
+        scale = ctx.param(m.weight, f"{path}.weight")
+    else:
+        scale = ctx.const(np.ones(c, dtype), f"{path}.ones")
+    if m.bias is not None:
+        bias = ctx.param(m.bias, f"{path}.bias")
+    else:
+        bias = ctx.const(np.zeros(c, dtype), f"{path}.zeros")
+    mean = ctx.param(m.running_mean, f"{path}.running_mean")
+    var = ctx.param(m.running_var, f"{path}.running_var")
+    return ctx.op("BatchNormalization", [x, scale, bias, mean, var], epsilon=m.eps, hint=path)
+
+
+@register_converter(BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm)
+def _batch_norm(ctx, m, inputs, path):
+    """Evaluation: the running statistics; without them the batch's own, as nnx does."""
+    x = inputs[0]
+    if m.track_running_stats:
+        return _running_norm(ctx, m, x, x, path)
+    y = standardize(ctx, x, [0, *range(2, x.ndim)], m.eps, x)
+    return channel_affine(ctx, y, m, x.ndim, path)
+
+
+@register_converter(InstanceNorm1d, InstanceNorm2d, InstanceNorm3d)
+def _instance_norm(ctx, m, inputs, path):
+    """Each sample's channels over their own positions; the running statistics instead when
+    the layer tracks them (evaluation)."""
+    x = inputs[0]
+    unbatched = x.ndim == m.spatial + 1
+    xb = ctx.op("Unsqueeze", [x, ctx.ints([0], "axes")]) if unbatched else x.name
+    rank = m.spatial + 2
+    if m.track_running_stats:
+        y = _running_norm(ctx, m, xb, x, path)
+    else:
+        y = standardize(ctx, xb, list(range(2, rank)), m.eps, x)
+        y = channel_affine(ctx, y, m if m.affine else None, rank, path)
+    return ctx.op("Squeeze", [y, ctx.ints([0], "axes")]) if unbatched else y
+
+
+@register_converter(GroupNorm)
+def _group_norm(ctx, m, inputs, path):
+    """``(N, C, *) -> (N, G, C/G * prod(*))``, standardized along the last axis, back, affine."""
+    x = inputs[0]
+    grouped = ctx.op("Reshape", [x, ctx.ints([0, m.num_groups, -1])])
+    y = standardize(ctx, grouped, [2], m.eps, x)
+    y = ctx.op("Reshape", [y, ctx.ints([0, *x.shape[1:]])])
+    return channel_affine(ctx, y, m if m.affine else None, x.ndim, path)
+
+
+@register_converter(LocalResponseNorm)
+def _local_response_norm(ctx, m, inputs, path):
+    """``y_c = x_c / (k + alpha/size * sum of x_j^2 over c's window)^beta``: the window sums as a
+    ``(C, C)`` 0/1 matrix product (nnx's windows; ONNX's ``LRN`` centres even sizes the other
+    way)."""
+    x = inputs[0]
+    c = x.shape[1]
+    j = np.arange(c)
+    window = (j[None, :] >= j[:, None] - m.size // 2) & (
+        j[None, :] <= j[:, None] + (m.size - 1) // 2
+    )
+    x3 = ctx.op("Reshape", [x, ctx.ints([0, c, -1])])
+    sums = ctx.op("MatMul", [ctx.const(window.astype(dtype_of(x)), f"{path}.window"),
+                             ctx.op("Mul", [x3, x3])])  # fmt: skip
+    d = ctx.op("Add", [ctx.op("Mul", [sums, const(ctx, x, m.alpha / m.size)]), const(ctx, x, m.k)])
+    y = ctx.op("Mul", [x3, ctx.op("Pow", [d, const(ctx, x, -m.beta)])])
+    return ctx.op("Reshape", [y, ctx.ints([0, *x.shape[1:]])])
 
 
 @register_converter(LayerNorm)
