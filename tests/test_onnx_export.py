@@ -250,6 +250,22 @@ def test_batch_axis_none_keeps_every_size(tmp_path):
     assert session.get_outputs()[0].shape == [3, 2]
 
 
+@pytest.mark.parametrize("name", ["mlp", "cnn", "transformer", "lstm"])
+def test_presets_export(name, tmp_path):
+    """The training command's models (nnx.models presets), the language models fed whole-number
+    float ids as the Trainer hands them over."""
+    from nnx.models import get_preset
+
+    kw = {"transformer": {"d_model": 16, "nhead": 2, "dim_feedforward": 32}}.get(name, {})
+    shape = {"mlp": (12,), "cnn": (1, 8, 8)}.get(name, (10,))
+    model = _randomize(get_preset(name)(shape, 7, **kw))
+    if name in ("transformer", "lstm"):
+        x = np.random.default_rng(0).integers(0, 7, (3, *shape)).astype(np.float32)
+    else:
+        x = _x(3, *shape)
+    roundtrip(model, (x,), tmp_path, others=[(x[:2],)])
+
+
 # ---------------------------------------------------------------------------- graphs, containers
 def test_graph_with_two_inputs_skip_connection_and_named_outputs(tmp_path):
     pixels, side = nnx.Input("pixels"), nnx.Input("side")

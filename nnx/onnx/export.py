@@ -450,7 +450,8 @@ def export_onnx(
         opset_imports=[ctx.helper.make_opsetid("", opset)],
         producer_name="nnx",
     )
-    proto.ir_version = min(proto.ir_version, 8)
+    # the oldest IR version that carries this opset, so that older runtimes read the file
+    proto.ir_version = ctx.helper.find_min_ir_version_for(list(proto.opset_import))
     onnx.checker.check_model(proto)
     target = Path(path)
     with atomic_write(target) as f:

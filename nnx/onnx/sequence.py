@@ -21,8 +21,10 @@ from ..layers.attention import MultiheadAttention
 from ..layers.recurrent.sequence import GRU, LSTM, RNN
 from ..layers.transformer import TransformerEncoderLayer
 from ..layers.transformer_stack import TransformerEncoder
-from .activations import const
-from .export import Exporter, Tensor, UnsupportedLayerError, register_converter
+from ..models.lstm import LSTMLanguageModel
+from ..models.transformer import CausalTransformerLM
+from .activations import const, dtype_of
+from .export import Exporter, Tensor, UnsupportedLayerError, _join, register_converter
 from .layers import linear
 
 
@@ -37,9 +39,10 @@ def _ndim(x: Tensor, default: int = 3) -> int:
 
 
 def attention(ctx: Exporter, m: MultiheadAttention, q: Any, k: Any, v: Any, path: str,
-              like: Tensor) -> str:  # fmt: skip
+              like: Tensor, causal_length: int = 0) -> str:  # fmt: skip
     """Batch-first ``(N, L, E)`` query, key, value -> ``(N, L, E)``:
-    ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d)) V_h)``."""
+    ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d) + M) V_h)``; ``M`` is the causal mask
+    (``-inf`` above the diagonal) of ``causal_length`` positions, or nothing for 0."""
     h, d = m.num_heads, m.head_dim
 
     def heads(t: Any, proj: Any, name: str, perm: list[int]) -> str:
@@ -51,7 +54,12 @@ def attention(ctx: Exporter, m: MultiheadAttention, q: Any, k: Any, v: Any, path
     qh = ctx.op("Mul", [qh, const(ctx, like, 1.0 / math.sqrt(d))])
     kt = heads(k, m.k_proj, "k_proj", [0, 2, 3, 1])  # (N, H, d, S)
     vh = heads(v, m.v_proj, "v_proj", [0, 2, 1, 3])  # (N, H, S, d)
-    a = ctx.op("Softmax", [ctx.op("MatMul", [qh, kt], hint="scores")], axis=-1)
+    scores = ctx.op("MatMul", [qh, kt], hint="scores")
+    if causal_length:
+        i = np.arange(causal_length)
+        mask = np.where(i[None, :] > i[:, None], -np.inf, 0.0).astype(dtype_of(like))
+        scores = ctx.op("Add", [scores, ctx.const(mask, "causal_mask", ("causal", causal_length))])
+    a = ctx.op("Softmax", [scores], axis=-1)
     o = ctx.op("Transpose", [ctx.op("MatMul", [a, vh])], perm=[0, 2, 1, 3])
     o = ctx.op("Reshape", [o, ctx.ints([0, 0, m.embed_dim])])
     return linear(ctx, m.out_proj, o, f"{path}.out_proj")
@@ -80,11 +88,11 @@ def _sub(ctx: Exporter, module: Any, x: str, path: str) -> str:
 
 
 def encoder_layer(ctx: Exporter, m: TransformerEncoderLayer, x: str, path: str,
-                  like: Tensor) -> str:  # fmt: skip
+                  like: Tensor, causal_length: int = 0) -> str:  # fmt: skip
     """Batch-first ``(N, L, E)`` -> the same; dropouts are the identity in evaluation."""
 
     def sa(t: str) -> str:
-        return attention(ctx, m.self_attn, t, t, t, f"{path}.self_attn", like)
+        return attention(ctx, m.self_attn, t, t, t, f"{path}.self_attn", like, causal_length)
 
     def ff(t: str) -> str:
         a = _sub(ctx, m.activation, linear(ctx, m.linear1, t, f"{path}.linear1"),
@@ -124,6 +132,35 @@ def _encoder(ctx, m, inputs, path):
     if m.norm is not None:
         x = ctx.convert(m.norm, [x], f"{path}.norm")
     return ctx.op("Identity", [x])
+
+
+def _ids(ctx: Exporter, x: Tensor) -> str:
+    """Token ids as int64 (the presets accept whole numbers in a floating dtype, as nnx's
+    ``as_ids``)."""
+    return x.name if dtype_of(x).kind in "iu" else ctx.op("Cast", [x], to=7)  # 7: INT64
+
+
+@register_converter(CausalTransformerLM)
+def _causal_lm(ctx, m, inputs, path):
+    """The ``transformer`` preset: ids ``(N, T)`` -> logits ``(N, V, T)``, every block causal
+    (the mask is built for the example's ``T``)."""
+    x = inputs[0]
+    length = x.shape[-1]
+    h = ctx.convert(m.embed, [Tensor(_ids(ctx, x))], _join(path, "embed")).name
+    h = ctx.op("Add", [h, ctx.param(m.pos.weight, "pos", lambda w: w[:length], tag=str(length))])
+    like = Tensor(h, m.embed.weight.value)  # the constants take the weights' dtype, not the ids'
+    for i, block in enumerate(m._blocks):
+        h = encoder_layer(ctx, block, h, _join(path, f"block{i}"), like, causal_length=length)
+    h = ctx.convert(m.norm, [Tensor(h)], _join(path, "norm")).name
+    return ctx.op("Transpose", [linear(ctx, m.head, h, _join(path, "head"))], perm=[0, 2, 1])
+
+
+@register_converter(LSTMLanguageModel)
+def _lstm_lm(ctx, m, inputs, path):
+    """The ``lstm`` preset: ids ``(N, T)`` -> logits ``(N, V, T)``."""
+    h = ctx.convert(m.embed, [Tensor(_ids(ctx, inputs[0]))], _join(path, "embed"))
+    out = ctx.convert(m.lstm, [Tensor(h.name, None)], _join(path, "lstm"))[0].name
+    return ctx.op("Transpose", [linear(ctx, m.head, out, _join(path, "head"))], perm=[0, 2, 1])
 
 
 # ---------------------------------------------------------------------------- recurrent
