@@ -148,6 +148,11 @@ SPATIAL = [
     (nnx.Flatten(1, 2), X2),
     (nnx.Unflatten(1, (2, -1)), X2),
     (nnx.Dropout2d(0.5), X2),
+    (nnx.PixelShuffle(2), X2),
+    (nnx.PixelUnshuffle(2), _x(2, 3, 4, 6)),
+    (nnx.ChannelShuffle(2), X2),
+    (nnx.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, rng=0), X2),
+    (nnx.ConvTranspose1d(4, 4, 3, stride=3, dilation=2, groups=2, rng=0), X1),
 ]
 
 

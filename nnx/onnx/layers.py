@@ -15,7 +15,14 @@ from ..layers.norm.instance import InstanceNorm1d, InstanceNorm2d, InstanceNorm3
 from ..layers.norm.layer import LayerNorm, RMSNorm
 from ..layers.norm.local_response import LocalResponseNorm
 from ..layers.norm.sync import SyncBatchNorm
-from ..layers.shape import Flatten, Identity, Unflatten
+from ..layers.shape import (
+    ChannelShuffle,
+    Flatten,
+    Identity,
+    PixelShuffle,
+    PixelUnshuffle,
+    Unflatten,
+)
 from ..layers.transformer import PositionalEmbedding, SinusoidalPositionalEncoding
 from .activations import const, dtype_of
 from .export import Exporter, Tensor, register_converter
@@ -66,6 +73,17 @@ def _unflatten(ctx, m, inputs, path):
     sizes = [int(s) for s in m.forward(x.value).shape[axis : axis + len(m.unflattened_size)]]
     target = [0] * axis + sizes + list(x.shape[axis + 1 :])  # 0: the free batch axis stays free
     return ctx.op("Reshape", [x, ctx.ints(target)])
+
+
+@register_converter(PixelShuffle, PixelUnshuffle, ChannelShuffle)
+def _permutation(ctx, m, inputs, path):
+    """nnx's own plan: reshape, transpose, reshape (the leading batch axis kept free)."""
+    x = inputs[0]
+    split, order, out = (list(v) for v in m._plan(x.shape))
+    if split[0] == out[0] == x.shape[0] and order[0] == 0:
+        split[0] = out[0] = 0  # 0: copy the input's axis 0
+    y = ctx.op("Transpose", [ctx.op("Reshape", [x, ctx.ints(split)])], perm=list(order))
+    return ctx.op("Reshape", [y, ctx.ints(out)])
 
 
 @register_converter(Embedding)

@@ -16,6 +16,7 @@ from ..backend import namespace, to_numpy
 from ..layers import padding as padl
 from ..layers import pool, pool_adaptive
 from ..layers.conv import Conv1d, Conv2d, Conv3d
+from ..layers.conv_transpose import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .activations import dtype_of
 from .export import Exporter, Tensor, UnsupportedLayerError, register_converter
 
@@ -60,6 +61,27 @@ def _conv(ctx, m, inputs, path):
     if m.bias is not None:
         args.append(ctx.param(m.bias, f"{path}.bias"))
     return ctx.op("Conv", args, hint=path or "conv", **attrs)
+
+
+@register_converter(ConvTranspose1d, ConvTranspose2d, ConvTranspose3d)
+def _conv_transpose(ctx, m, inputs, path):
+    """ONNX ``ConvTranspose`` (weight ``(in, out / groups, *kernel)`` as nnx's and PyTorch's)."""
+    if len(inputs) != 1:
+        raise _refuse(m, path, "output_size is not exported (give output_padding instead)")
+    args = [inputs[0], ctx.param(m.weight, f"{path}.weight")]
+    if m.bias is not None:
+        args.append(ctx.param(m.bias, f"{path}.bias"))
+    return ctx.op(
+        "ConvTranspose",
+        args,
+        hint=path or "conv_transpose",
+        kernel_shape=list(m.kernel_size),
+        strides=list(m.stride),
+        dilations=list(m.dilation),
+        group=m.groups,
+        pads=list(m.padding) * 2,
+        output_padding=list(m.output_padding),
+    )
 
 
 def _geometry(m: Any, x: Tensor) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
