@@ -17,6 +17,7 @@ from ..layers import padding as padl
 from ..layers import pool, pool_adaptive
 from ..layers.conv import Conv1d, Conv2d, Conv3d
 from ..layers.conv_transpose import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
+from ..layers.upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d, axis_taps
 from .activations import dtype_of
 from .export import Exporter, Tensor, UnsupportedLayerError, register_converter
 
@@ -177,6 +178,29 @@ def _adaptive_max(ctx, m, inputs, path):
         )
     kernel = [s // o for s, o in zip(sizes, out, strict=True)]
     return ctx.op("MaxPool", [x], kernel_shape=kernel, strides=kernel)
+
+
+@register_converter(Upsample, UpsamplingNearest2d, UpsamplingBilinear2d)
+def _upsample(ctx, m, inputs, path):
+    """nnx's taps along each spatial axis (every mode is separable): ``y = sum_k
+    gather(y, index_k) * weight_k``, the indices and weights computed for the example's sizes
+    by nnx's own rule (``axis_taps``), so every mode and ``align_corners`` match exactly."""
+    x = inputs[0]
+    dtype = dtype_of(x)
+    y: Any = x
+    for axis, (size, out, factor) in enumerate(m._plan(x.value), start=2):
+        shape = (out,) + (1,) * (x.ndim - 1 - axis)
+        total = None
+        taps = axis_taps(m.mode, size, out, factor, bool(m.align_corners))
+        for k, (index, weight) in enumerate(taps):
+            hint = f"{path}.axis{axis}.tap{k}"
+            term = ctx.op("Gather", [y, ctx.const(np.asarray(index, np.int64), hint)], axis=axis)
+            if len(taps) > 1:
+                w = np.asarray(weight, dtype=np.float64).astype(dtype).reshape(shape)
+                term = ctx.op("Mul", [term, ctx.const(w, f"{hint}.weight")])
+            total = term if total is None else ctx.op("Add", [total, term])
+        y = total
+    return y
 
 
 _PADS = (
