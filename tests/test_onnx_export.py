@@ -351,6 +351,19 @@ def test_unsupported_option_is_refused_in_one_line(tmp_path):
         export_onnx(model, _x(1, 2, 5), tmp_path / "m.onnx")
 
 
+def test_a_wrong_example_input_gets_the_layers_own_message(tmp_path):
+    model = nnx.Sequential(nnx.Linear(3, 2, rng=0), nnx.MaxPool2d(2))
+    with pytest.raises(ValueError, match=r"MaxPool2d.*expected input of shape \(N, C, H, W\)"):
+        export_onnx(model, _x(2, 3), tmp_path / "m.onnx")
+
+
+def test_graph_nested_in_a_sequential(tmp_path):
+    x = nnx.Input("x")
+    inner = nnx.Graph(x, nnx.Add()(x, nnx.Tanh()(nnx.Linear(4, 4, rng=1)(x))))
+    model = nnx.Sequential(nnx.Linear(3, 4, rng=0), inner, nnx.Softmax())
+    roundtrip(_randomize(model), (_x(5, 3),), tmp_path, others=[(_x(1, 3),)])
+
+
 def test_graph_inputs_are_checked(tmp_path):
     x = nnx.Input("x")
     model = nnx.Graph(x, nnx.ReLU()(x))

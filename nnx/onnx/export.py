@@ -172,9 +172,10 @@ class Exporter:
                 f"export_onnx: {type(module).__name__} at {_where(path)} has no ONNX converter "
                 "(docs/onnx.md lists the supported layers; nnx.onnx.register_converter adds one)"
             )
-        names = fn(self, module, inputs, path)
+        # nnx's forward first: its checks name a wrong example input before any converter
+        # reads the input's sizes
         value = module.forward(*values) if known else None
-        return _pair(names, value)
+        return _pair(fn(self, module, inputs, path), value)
 
 
 def _where(path: str) -> str:
@@ -254,6 +255,11 @@ _CONTAINERS: dict[type, Callable[..., Any]] = {
 
 
 def _graph(ctx: Exporter, model: Graph, inputs: list[Tensor], path: str) -> Any:
+    if len(inputs) != len(model.inputs):
+        raise OnnxExportError(
+            f"export_onnx: the Graph at {_where(path)} takes {len(model.inputs)} inputs "
+            f"{list(model.inputs)}, got {len(inputs)}"
+        )
     values: dict[str, Any] = dict(zip(model.inputs, inputs, strict=True))
 
     def lookup(ref: str) -> Any:
