@@ -238,6 +238,18 @@ def test_recurrent_unbatched_and_relu_rnn(tmp_path):
     roundtrip(_randomize(model), (S2,), tmp_path)
 
 
+def test_tied_embedding_and_standardize(tmp_path):
+    emb = nnx.Embedding(11, 6, rng=0)
+    ids = nnx.Input("ids")
+    norm = nnx.Standardize((5, 6)).set_statistics(_x(5, 6, seed=3), 1 + np.abs(_x(5, 6, seed=4)))
+    h = norm(emb(ids))
+    model = nnx.Graph(ids, nnx.TiedLinear(emb, bias=True)(nnx.Tanh()(h)))
+    tokens = np.random.default_rng(0).integers(0, 11, (3, 5))
+    path = roundtrip(_randomize(model), (tokens,), tmp_path)
+    weights = [t for t in onnx.load(str(path)).graph.initializer if tuple(t.dims) == (11, 6)]
+    assert len(weights) == 1  # the tied weight is stored once
+
+
 def test_embedding_lstm_language_model_graph(tmp_path):
     """Integer ids in (Gather), LSTM, a Linear head on the outputs: a char-RNN in one file."""
     ids = nnx.Input("ids")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..layers import dropout as drop
-from ..layers.embedding import Embedding
+from ..layers.embedding import Embedding, TiedLinear
 from ..layers.linear import Linear
 from ..layers.norm.batch import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from ..layers.norm.group import GroupNorm
@@ -23,6 +23,7 @@ from ..layers.shape import (
     PixelUnshuffle,
     Unflatten,
 )
+from ..layers.standardize import Standardize
 from ..layers.transformer import PositionalEmbedding, SinusoidalPositionalEncoding
 from .activations import const, dtype_of
 from .export import Exporter, Tensor, register_converter
@@ -89,6 +90,22 @@ def _permutation(ctx, m, inputs, path):
 @register_converter(Embedding)
 def _embedding(ctx, m, inputs, path):  # y[..., :] = weight[ids[...], :]
     return ctx.op("Gather", [ctx.param(m.weight, f"{path}.weight"), inputs[0]], axis=0)
+
+
+@register_converter(TiedLinear)
+def _tied_linear(ctx, m, inputs, path):
+    """``y = x @ E^T + b`` with the embedding's ``E`` stored once (``Transpose`` of it)."""
+    w = ctx.op("Transpose", [ctx.param(m.weight, f"{path}.weight")], perm=[1, 0])
+    y = ctx.op("MatMul", [inputs[0], w])
+    return y if m.bias is None else ctx.op("Add", [y, ctx.param(m.bias, f"{path}.bias")])
+
+
+@register_converter(Standardize)
+def _standardize(ctx, m, inputs, path):  # y = (x - mean) / std, the statistics in x's dtype
+    x = inputs[0]
+    mean = ctx.param(m.mean, f"{path}.mean", lambda v: v.astype(dtype_of(x)), tag="cast")
+    std = ctx.param(m.std, f"{path}.std", lambda v: v.astype(dtype_of(x)), tag="cast")
+    return ctx.op("Div", [ctx.op("Sub", [x, mean]), std])
 
 
 def _positions(ctx: Exporter, x: Tensor, path: str, key: Any) -> str:
