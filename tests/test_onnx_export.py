@@ -267,6 +267,28 @@ def test_embedding_lstm_language_model_graph(tmp_path):
     assert [o.shape for o in session.get_outputs()] == [["N", 7, 12], [1, "N", 6], [1, "N", 6]]
 
 
+@pytest.mark.parametrize("opset", [17, 18, 21])
+def test_newer_opsets(opset, tmp_path):
+    """ReduceMean takes its axes as an input from opset 18 on; the IR version follows."""
+    model = nnx.Sequential(
+        nnx.Conv1d(4, 4, 3, padding=1, rng=0), nnx.GroupNorm(2, 4), nnx.RMSNorm(6), nnx.GLU(),
+        nnx.LayerNorm(3),
+    )  # fmt: skip
+    x = _x(2, 4, 6)
+    path = export_onnx(_randomize(model), x, tmp_path / "m.onnx", opset=opset)
+    assert onnx.load(str(path)).opset_import[0].version == opset
+    assert _rel_err(_session(path).run(None, {"input": x})[0], model.eval()(x)) <= TOL
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [({"opset": 16}, "opset must be an integer >= 17"), ({"batch_axis": -1}, "batch_axis")],
+)
+def test_bad_options_are_refused(kw, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        export_onnx(nnx.Sequential(nnx.ReLU()), _x(2, 2), tmp_path / "m.onnx", **kw)
+
+
 def test_batch_axis_none_keeps_every_size(tmp_path):
     model = nnx.Sequential(nnx.Linear(4, 2, rng=0))
     session = _session(export_onnx(model, _x(3, 4), tmp_path / "m.onnx", batch_axis=None))
