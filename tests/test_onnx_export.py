@@ -33,7 +33,9 @@ def _rel_err(got, want):
 
 
 def _session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # the suite runs in parallel
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def roundtrip(model, inputs, tmp_path, *, others=()):
