@@ -206,6 +206,35 @@ def test_multihead_attention_matches_nnx(batch_first, tmp_path):
     roundtrip(model, (S3,), tmp_path, others=[(_x(4, 3, 8, seed=3, scale=1.0),)])
 
 
+def _masks(n, length, heads=0, seed=0):
+    """A boolean attention mask with one fully masked row (nnx gives it zero weights) and a
+    key padding mask; with ``heads`` a floating ``(N * heads, L, L)`` mask instead."""
+    rng = np.random.default_rng(seed)
+    if heads:
+        attn = rng.standard_normal((n * heads, length, length)).astype(np.float32)
+    else:
+        attn = rng.random((length, length)) < 0.3
+        attn[1, :] = True
+    return attn, rng.random((n, length)) < 0.25
+
+
+@pytest.mark.parametrize("heads", [0, 2], ids=["bool-mask", "float-per-head-mask"])
+def test_multihead_attention_with_masks(heads, tmp_path):
+    x, mask, padding = nnx.Input("x"), nnx.Input("mask"), nnx.Input("padding")
+    mha = nnx.MultiheadAttention(8, 2, batch_first=True, rng=0)
+    model = _randomize(nnx.Graph([x, mask, padding], mha(x, x, x, mask, padding)))
+    seq = _x(3, 5, 8, scale=1.0)
+    roundtrip(model, (seq, *_masks(3, 5, heads)), tmp_path)
+
+
+def test_transformer_encoder_with_masks(tmp_path):
+    x, mask, padding = nnx.Input("x"), nnx.Input("mask"), nnx.Input("padding")
+    layer = nnx.TransformerEncoderLayer(8, 2, 16, batch_first=True, rng=0)
+    encoder = nnx.TransformerEncoder(layer, 2)
+    model = _randomize(nnx.Graph([x, mask, padding], encoder(x, mask, padding)))
+    roundtrip(model, (_x(3, 5, 8, scale=1.0), *_masks(3, 5, seed=1)), tmp_path)
+
+
 @pytest.mark.parametrize(
     "kw",
     [{}, {"batch_first": True, "norm_first": True}, {"activation": "gelu", "norm_first": True}],

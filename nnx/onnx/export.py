@@ -151,12 +151,16 @@ class Exporter:
         self.nodes.append(self.helper.make_node(op_type, names, outs, name=node_name, **attrs))
         return outs[0] if outputs == 1 else outs
 
-    def reduce_mean(self, x: Any, axes: Any) -> str:
-        """``ReduceMean`` keeping the axes (their list is an attribute before opset 18)."""
+    def reduce(self, op_type: str, x: Any, axes: Any) -> str:
+        """``ReduceMean``, ``ReduceMax``, ``ReduceSum`` over ``axes``, keeping them (the axes are
+        an attribute before opset 18, ``ReduceSum``'s before 13)."""
         axes = [int(a) for a in axes]
-        if self.opset < 18:
-            return self.op("ReduceMean", [x], axes=axes, keepdims=1)
-        return self.op("ReduceMean", [x, self.ints(axes, "axes")], keepdims=1)
+        if self.opset < 18 and op_type != "ReduceSum":
+            return self.op(op_type, [x], axes=axes, keepdims=1)
+        return self.op(op_type, [x, self.ints(axes, "axes")], keepdims=1)
+
+    def reduce_mean(self, x: Any, axes: Any) -> str:
+        return self.reduce("ReduceMean", x, axes)
 
     def convert(self, module: Module, inputs: list[Tensor], path: str) -> Any:
         """Convert ``module`` applied to ``inputs``; returns its outputs as :class:`Tensor` s

@@ -38,11 +38,57 @@ def _ndim(x: Tensor, default: int = 3) -> int:
     return default if x.value is None else x.ndim
 
 
+def attention_mask(ctx: Exporter, m: MultiheadAttention, attn_mask: Tensor | None,
+                   key_padding: Tensor | None, like: Tensor) -> str | None:  # fmt: skip
+    """The additive mask broadcastable to ``(N, H, L, S)``, as nnx builds it: a boolean mask
+    (True = masked out) as ``-inf``/0, a floating one as it is; ``attn_mask`` ``(L, S)`` or
+    ``(N * H, L, S)``, ``key_padding`` ``(N, S)`` (``(S,)`` for an unbatched input)."""
+    dtype = dtype_of(like)
+
+    def additive(t: Tensor) -> str:
+        if dtype_of(t).kind == "b":
+            return ctx.op(
+                "Where", [t, ctx.scalar(-np.inf, dtype.name), ctx.scalar(0.0, dtype.name)]
+            )
+        return t.name if dtype_of(t) == dtype else ctx.op("Cast", [t], to=_onnx_type(ctx, dtype))
+
+    total = None
+    if attn_mask is not None:
+        total = additive(attn_mask)
+        if attn_mask.ndim == 3:
+            shape = [-1, m.num_heads, *attn_mask.shape[1:]]
+            total = ctx.op("Reshape", [total, ctx.ints(shape)])
+    if key_padding is not None:
+        kp = additive(key_padding)
+        if key_padding.ndim == 1:
+            kp = ctx.op("Unsqueeze", [kp, ctx.ints([0], "axes")])
+        kp = ctx.op("Unsqueeze", [kp, ctx.ints([1, 2], "axes")])  # (N, 1, 1, S)
+        total = kp if total is None else ctx.op("Add", [total, kp])
+    return total
+
+
+def _onnx_type(ctx: Exporter, dtype: Any) -> int:
+    return ctx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def masked_softmax(ctx: Exporter, scores: str, like: Tensor) -> str:
+    """Softmax over the last axis where a row that is entirely ``-inf`` gets all-zero weights
+    instead of NaN (nnx's ``masked_softmax``)."""
+    zero, one = const(ctx, like, 0.0), const(ctx, like, 1.0)
+    top = ctx.reduce("ReduceMax", scores, [-1])
+    top = ctx.op("Where", [ctx.op("Equal", [top, const(ctx, like, -np.inf)]), zero, top])
+    e = ctx.op("Exp", [ctx.op("Sub", [scores, top])])
+    total = ctx.reduce("ReduceSum", e, [-1])
+    total = ctx.op("Where", [ctx.op("Equal", [total, zero]), one, total])
+    return ctx.op("Div", [e, total])
+
+
 def attention(ctx: Exporter, m: MultiheadAttention, q: Any, k: Any, v: Any, path: str,
-              like: Tensor, causal_length: int = 0) -> str:  # fmt: skip
+              like: Tensor, causal_length: int = 0, mask: str | None = None) -> str:  # fmt: skip
     """Batch-first ``(N, L, E)`` query, key, value -> ``(N, L, E)``:
-    ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d) + M) V_h)``; ``M`` is the causal mask
-    (``-inf`` above the diagonal) of ``causal_length`` positions, or nothing for 0."""
+    ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d) + M) V_h)``; ``M`` is the additive
+    ``mask`` (:func:`attention_mask`) and the causal mask (``-inf`` above the diagonal) of
+    ``causal_length`` positions (none for 0)."""
     h, d = m.num_heads, m.head_dim
 
     def heads(t: Any, proj: Any, name: str, perm: list[int]) -> str:
@@ -55,20 +101,33 @@ def attention(ctx: Exporter, m: MultiheadAttention, q: Any, k: Any, v: Any, path
     kt = heads(k, m.k_proj, "k_proj", [0, 2, 3, 1])  # (N, H, d, S)
     vh = heads(v, m.v_proj, "v_proj", [0, 2, 1, 3])  # (N, H, S, d)
     scores = ctx.op("MatMul", [qh, kt], hint="scores")
+    if mask is not None:
+        scores = ctx.op("Add", [scores, mask])
     if causal_length:
         i = np.arange(causal_length)
-        mask = np.where(i[None, :] > i[:, None], -np.inf, 0.0).astype(dtype_of(like))
-        scores = ctx.op("Add", [scores, ctx.const(mask, "causal_mask", ("causal", causal_length))])
-    a = ctx.op("Softmax", [scores], axis=-1)
+        causal = np.where(i[None, :] > i[:, None], -np.inf, 0.0).astype(dtype_of(like))
+        scores = ctx.op(
+            "Add", [scores, ctx.const(causal, "causal_mask", ("causal", causal_length))]
+        )
+    # a user's mask may mask out whole rows: nnx gives them zero weights, ONNX's Softmax NaN
+    a = ctx.op("Softmax", [scores], axis=-1) if mask is None else masked_softmax(ctx, scores, like)
     o = ctx.op("Transpose", [ctx.op("MatMul", [a, vh])], perm=[0, 2, 1, 3])
     o = ctx.op("Reshape", [o, ctx.ints([0, 0, m.embed_dim])])
     return linear(ctx, m.out_proj, o, f"{path}.out_proj")
 
 
+def _masks(inputs: list[Tensor], first: int) -> tuple[Tensor | None, Tensor | None]:
+    """The optional mask inputs at positions ``first`` (attention mask) and ``first + 1``
+    (key padding mask) of a Graph call."""
+    rest = list(inputs[first:]) + [None, None]
+    return rest[0], rest[1]
+
+
 @register_converter(MultiheadAttention)
 def _mha(ctx, m, inputs, path):
-    if len(inputs) != 3:
-        raise _refuse(m, path, "only (query, key, value) are exported, not attention masks")
+    """``(query, key, value[, attn_mask[, key_padding_mask]])`` (masks as nnx takes them)."""
+    if not 3 <= len(inputs) <= 5:
+        raise _refuse(m, path, "it takes query, key, value and at most two masks")
     swapped: dict[str, str] = {}
 
     def batch_first(t: Tensor) -> str:
@@ -78,8 +137,9 @@ def _mha(ctx, m, inputs, path):
             swapped[t.name] = ctx.op("Transpose", [t], perm=[1, 0, 2])
         return swapped[t.name]
 
-    q, k, v = (batch_first(t) for t in inputs)
-    y = attention(ctx, m, q, k, v, path, inputs[0])
+    q, k, v = (batch_first(t) for t in inputs[:3])
+    mask = attention_mask(ctx, m, *_masks(inputs, 3), inputs[0])
+    y = attention(ctx, m, q, k, v, path, inputs[0], mask=mask)
     return y if m.batch_first else ctx.op("Transpose", [y], perm=[1, 0, 2])
 
 
@@ -88,11 +148,11 @@ def _sub(ctx: Exporter, module: Any, x: str, path: str) -> str:
 
 
 def encoder_layer(ctx: Exporter, m: TransformerEncoderLayer, x: str, path: str,
-                  like: Tensor, causal_length: int = 0) -> str:  # fmt: skip
+                  like: Tensor, causal_length: int = 0, mask: str | None = None) -> str:  # fmt: skip
     """Batch-first ``(N, L, E)`` -> the same; dropouts are the identity in evaluation."""
 
     def sa(t: str) -> str:
-        return attention(ctx, m.self_attn, t, t, t, f"{path}.self_attn", like, causal_length)
+        return attention(ctx, m.self_attn, t, t, t, f"{path}.self_attn", like, causal_length, mask)
 
     def ff(t: str) -> str:
         a = _sub(ctx, m.activation, linear(ctx, m.linear1, t, f"{path}.linear1"),
@@ -109,26 +169,29 @@ def encoder_layer(ctx: Exporter, m: TransformerEncoderLayer, x: str, path: str,
 
 @register_converter(TransformerEncoderLayer)
 def _encoder_layer(ctx, m, inputs, path):
-    if len(inputs) != 1:
-        raise _refuse(m, path, "only the source sequence is exported, not masks")
+    """``(src[, src_mask[, src_key_padding_mask]])``, batched or unbatched ``(L, E)``."""
+    if not 1 <= len(inputs) <= 3:
+        raise _refuse(m, path, "it takes the source and at most two masks")
     x = inputs[0]
-    nd = _ndim(x)
-    if nd == 2:  # unbatched (L, E): a batch of one
-        y = encoder_layer(ctx, m, ctx.op("Unsqueeze", [x, ctx.ints([0], "axes")]), path, x)
+    mask = attention_mask(ctx, m.self_attn, *_masks(inputs, 1), x)
+    if _ndim(x) == 2:  # unbatched (L, E): a batch of one
+        x1 = ctx.op("Unsqueeze", [x, ctx.ints([0], "axes")])
+        y = encoder_layer(ctx, m, x1, path, x, mask=mask)
         return ctx.op("Squeeze", [y, ctx.ints([0], "axes")])
     if m.batch_first:
-        return encoder_layer(ctx, m, x.name, path, x)
-    y = encoder_layer(ctx, m, ctx.op("Transpose", [x], perm=[1, 0, 2]), path, x)
+        return encoder_layer(ctx, m, x.name, path, x, mask=mask)
+    y = encoder_layer(ctx, m, ctx.op("Transpose", [x], perm=[1, 0, 2]), path, x, mask=mask)
     return ctx.op("Transpose", [y], perm=[1, 0, 2])
 
 
 @register_converter(TransformerEncoder)
 def _encoder(ctx, m, inputs, path):
-    if len(inputs) != 1:
-        raise _refuse(m, path, "only the source sequence is exported, not masks")
-    x = inputs[0]
+    """``(src[, mask[, src_key_padding_mask]])``: every layer with the same masks."""
+    if not 1 <= len(inputs) <= 3:
+        raise _refuse(m, path, "it takes the source and at most two masks")
+    x, masks = inputs[0], list(inputs[1:])
     for i, layer in enumerate(m.layers):
-        x = ctx.convert(layer, [x], f"{path}.layers.{i}")
+        x = ctx.convert(layer, [x, *masks], f"{path}.layers.{i}")
     if m.norm is not None:
         x = ctx.convert(m.norm, [x], f"{path}.norm")
     return ctx.op("Identity", [x])
