@@ -38,10 +38,11 @@ def _session(path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def roundtrip(model, inputs, tmp_path, *, others=()):
+def roundtrip(model, inputs, tmp_path, *, others=(), **kw):
     """Export ``model`` on ``inputs`` (a tuple), then compare onnxruntime with nnx's eval forward
     on those inputs and on each tuple in ``others`` (other batch sizes)."""
-    path = export_onnx(model, inputs if len(inputs) > 1 else inputs[0], tmp_path / "m.onnx")
+    example = inputs if len(inputs) > 1 else inputs[0]
+    path = export_onnx(model, example, tmp_path / "m.onnx", **kw)
     session = _session(path)
     model.eval()
     for xs in (inputs, *others):
@@ -235,6 +236,40 @@ def test_transformer_encoder_with_masks(tmp_path):
     roundtrip(model, (_x(3, 5, 8, scale=1.0), *_masks(3, 5, seed=1)), tmp_path)
 
 
+def test_transformer_decoder_layer_time_major(tmp_path):
+    tgt, memory = nnx.Input("tgt"), nnx.Input("memory")
+    layer = nnx.TransformerDecoderLayer(8, 2, 16, activation="gelu", rng=0)
+    model = _randomize(nnx.Graph([tgt, memory], layer(tgt, memory)))
+    x = (_x(4, 3, 8, scale=1.0), _x(6, 3, 8, seed=1, scale=1.0))
+    path = roundtrip(model, x, tmp_path, others=[(x[0][:, :1], x[1][:, :1])], batch_axis=1)
+    shapes = [i.shape for i in _session(path).get_inputs()]
+    assert shapes == [[4, "tgt_1", 8], [6, "memory_1", 8]]  # one name per input
+
+
+def test_transformer_decoder_unbatched(tmp_path):
+    tgt, memory = nnx.Input("tgt"), nnx.Input("memory")
+    layer = nnx.TransformerDecoderLayer(8, 2, 16, norm_first=True, rng=0)
+    decoder = nnx.TransformerDecoder(layer, 2, norm=nnx.LayerNorm(8))
+    model = _randomize(nnx.Graph([tgt, memory], decoder(tgt, memory)))
+    roundtrip(model, (S2, _x(6, 8, seed=2, scale=1.0)), tmp_path, batch_axis=None)
+
+
+def test_encoder_decoder_transformer_with_masks(tmp_path):
+    names = ["src", "tgt", "src_mask", "tgt_mask", "memory_mask", "src_padding"]
+    src, tgt, *masks = (nnx.Input(n) for n in names)
+    transformer = nnx.Transformer(8, 2, 1, 2, 16, batch_first=True, rng=0)
+    model = _randomize(nnx.Graph([src, tgt, *masks], transformer(src, tgt, *masks)))
+    rng = np.random.default_rng(3)
+    x = (
+        _x(3, 6, 8, scale=1.0), _x(3, 4, 8, seed=1, scale=1.0), np.zeros((6, 6), np.float32),
+        nnx.to_numpy(nnx.Transformer.generate_square_subsequent_mask(4)),
+        rng.random((4, 6)) < 0.3, rng.random((3, 6)) < 0.3,
+    )  # fmt: skip
+    small = (x[0][:1], x[1][:1], *x[2:5], x[5][:1])
+    axes = {"src": 0, "tgt": 0, "src_padding": 0}
+    roundtrip(model, x, tmp_path, others=[small], batch_axis=axes)
+
+
 @pytest.mark.parametrize(
     "kw",
     [{}, {"batch_first": True, "norm_first": True}, {"activation": "gelu", "norm_first": True}],
@@ -313,7 +348,11 @@ def test_newer_opsets(opset, tmp_path):
 
 @pytest.mark.parametrize(
     "kw, message",
-    [({"opset": 16}, "opset must be an integer >= 17"), ({"batch_axis": -1}, "batch_axis")],
+    [
+        ({"opset": 16}, "opset must be an integer >= 17"),
+        ({"batch_axis": -1}, "batch_axis must be a non-negative integer"),
+        ({"batch_axis": {"x": 0}}, r"batch_axis names \['x'\], inputs are \['input'\]"),
+    ],
 )
 def test_bad_options_are_refused(kw, message, tmp_path):
     with pytest.raises(ValueError, match=message):

@@ -3,10 +3,11 @@
 ``onnx`` is an optional dependency (``pip install 'nnx-trainer[onnx]'``), imported only when a
 model is exported. Converters live by layer family: ``activations``, ``layers`` (linear,
 shape, dropout, embedding, normalization), ``spatial`` (convolution, pooling, padding) and
-``sequence`` (attention, Transformer encoder, RNN/LSTM/GRU).
+``sequence`` (attention, Transformer encoder, RNN/LSTM/GRU, the language-model presets) and
+``transformer`` (Transformer decoder, encoder-decoder Transformer).
 """
 
-from . import activations, layers, sequence, spatial  # noqa: F401  (they register converters)
+from . import activations, layers, sequence, spatial, transformer  # noqa: F401 (converters)
 from .export import (
     Exporter,
     OnnxExportError,

@@ -335,17 +335,40 @@ def _value_info(ctx: Exporter, name: str, value: Any, free: Any) -> Any:
     return ctx.helper.make_tensor_value_info(name, elem, shape)
 
 
-def _free_output_axes(model: Module, arrays: list[Any], batch_axis: int, outs: list[Any],
-                      batch: int) -> list[Any]:  # fmt: skip
+def _batch_axes(names: list[str], arrays: list[Any], batch_axis: Any) -> list[int | None]:
+    """Each input's free axis: ``batch_axis`` for every input (None: none), or a dict by input
+    name (an input left out has none)."""
+
+    def check(axis: Any, what: str) -> int | None:
+        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int) or axis < 0):
+            raise OnnxExportError(
+                f"export_onnx: {what} must be a non-negative integer or None, got {axis!r}"
+            )
+        return axis
+
+    if isinstance(batch_axis, Mapping):
+        unknown = sorted(set(batch_axis) - set(names))
+        if unknown:
+            raise OnnxExportError(f"export_onnx: batch_axis names {unknown}, inputs are {names}")
+        axes = [check(batch_axis.get(n), f"batch_axis[{n!r}]") for n in names]
+    else:
+        axes = [check(batch_axis, "batch_axis")] * len(names)
+    return [
+        a if a is not None and arr.ndim > a else None for a, arr in zip(axes, arrays, strict=True)
+    ]
+
+
+def _free_output_axes(model: Module, arrays: list[Any], axes: list[int | None],
+                      outs: list[Any], label: str | None) -> list[Any]:  # fmt: skip
     """Which output axes follow the batch size: the model runs again on inputs one sample
-    longer along ``batch_axis``; an axis that grows with them is left open in the file (``N``
-    where it equals the batch). Where that second run fails, every output axis is left open."""
-    grown = []
-    for a in arrays:
-        if a.ndim > batch_axis:
-            xp = namespace(a)
-            first = a[(slice(None),) * batch_axis + (slice(0, 1), ...)]
-            a = xp.concat([a, first], axis=batch_axis)
+    longer along their free axes; an axis that grows by one with them is left open in the file
+    (named ``label``). Where that second run fails, every output axis is left open."""
+    grown, batch = [], -1
+    for a, axis in zip(arrays, axes, strict=True):
+        if axis is not None:
+            batch = int(a.shape[axis])
+            first = a[(slice(None),) * axis + (slice(0, 1), ...)]
+            a = namespace(a).concat([a, first], axis=axis)
         grown.append(a)
     try:
         again = [to_numpy(v) for v in _flat_arrays(model(*grown))]
@@ -355,7 +378,7 @@ def _free_output_axes(model: Module, arrays: list[Any], batch_axis: int, outs: l
     for before, after in zip(outs, again, strict=True):
         before = to_numpy(before)
         result.append({
-            axis: "N" if n == batch else None
+            axis: label if (n, m) == (batch, batch + 1) else None
             for axis, (n, m) in enumerate(zip(before.shape, after.shape, strict=True))
             if n != m
         })  # fmt: skip
@@ -396,7 +419,7 @@ def export_onnx(
     path: str | os.PathLike[str],
     *,
     opset: int = OPSET,
-    batch_axis: int | None = 0,
+    batch_axis: int | None | Mapping[str, int | None] = 0,
 ) -> Path:
     """Write ``model`` as an ONNX file at ``path`` and return the path.
 
@@ -404,8 +427,13 @@ def export_onnx(
     :class:`~nnx.Graph` also a dict by input name): the model runs once on it in evaluation
     mode to learn the static sizes, and the file computes what ``model`` computes in
     evaluation mode (dropout is the identity, batch norms use their running statistics); each
-    module's mode is put back afterwards. Axis ``batch_axis`` of every input and output is
-    left free in the file (``N``; None keeps the example's sizes everywhere).
+    module's mode is put back afterwards.
+
+    Axis ``batch_axis`` of every input is left free in the file (None keeps the example's
+    sizes; a dict by input name gives each input its own axis, or None). A model with one input
+    names that axis ``N``; with several, each input's free axis gets its own name
+    (``<input>_<axis>``), since they need not agree (a sequence and its mask). The output axes
+    that follow it are found by running the model once more on inputs one sample longer.
 
     The file's inputs are named after a Graph's inputs (else ``input``, or ``input_0``,
     ``input_1``...), its outputs after a Graph's dict outputs (else ``output`` or
@@ -417,13 +445,9 @@ def export_onnx(
         raise TypeError(f"export_onnx: model must be an nnx.Module, got {type(model).__name__}")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < OPSET:
         raise OnnxExportError(f"export_onnx: opset must be an integer >= {OPSET}, got {opset!r}")
-    if batch_axis is not None and (
-        isinstance(batch_axis, bool) or not isinstance(batch_axis, int) or batch_axis < 0
-    ):
-        raise OnnxExportError(
-            f"export_onnx: batch_axis must be a non-negative integer or None, got {batch_axis!r}"
-        )
     names, arrays = _example_inputs(model, example_input)
+    axes = _batch_axes(names, arrays, batch_axis)
+    label = "N" if len(names) == 1 else None
     ctx = Exporter(onnx, opset)
     for n in names:
         ctx._used.add(n)
@@ -433,12 +457,13 @@ def export_onnx(
     try:
         outs = _flatten_outputs(ctx.convert(model, inputs, ""))
         values = [t.value for _, t in outs]
-        if batch_axis is None:
-            free_in, free_out = [{} for _ in arrays], [{} for _ in outs]
+        free_in = [
+            {} if a is None else {a: label or f"{n}_{a}"} for n, a in zip(names, axes, strict=True)
+        ]
+        if all(a is None for a in axes):
+            free_out: list[Any] = [{} for _ in outs]
         else:
-            free_in = [{batch_axis: "N"} if a.ndim > batch_axis else {} for a in arrays]
-            batch = next((int(a.shape[batch_axis]) for a in arrays if a.ndim > batch_axis), -1)
-            free_out = _free_output_axes(model, arrays, batch_axis, values, batch)
+            free_out = _free_output_axes(model, arrays, axes, values, label)
     finally:
         for m, mode in modes:
             m.training = mode
