@@ -50,8 +50,8 @@ def roundtrip(model, inputs, tmp_path, *, others=(), **kw):
         feeds = {i.name: nnx.to_numpy(x) for i, x in zip(session.get_inputs(), xs, strict=True)}
         got = session.run(None, feeds)
         assert len(got) == len(want)
-        for g, w in zip(got, want, strict=True):
-            assert _rel_err(g, w) <= TOL
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert _rel_err(g, w) <= TOL, f"output {i} ({session.get_outputs()[i].name})"
     return path
 
 
@@ -81,9 +81,18 @@ ACTIVATIONS = [
 ]  # fmt: skip
 
 
+def test_every_activation_matches_nnx(tmp_path):
+    """All of them side by side in one file (output i is ACTIVATIONS[i]); the slow test below
+    exports each alone. (N, 3, 4): per-channel PReLU sees 3 channels, GLU halves the last axis."""
+    model = _randomize(
+        nnx.Sequential(nnx.Linear(4, 4, rng=1), nnx.Parallel(*ACTIVATIONS, merge=None))
+    )
+    roundtrip(model, (_x(5, 3, 4),), tmp_path, others=[(_x(2, 3, 4, seed=1),)])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: repr(a))
-def test_activation_matches_nnx(act, tmp_path):
-    # (N, 3, 4): per-channel PReLU sees 3 channels, GLU halves the last axis
+def test_activation_alone_matches_nnx(act, tmp_path):
     model = _randomize(nnx.Sequential(nnx.Linear(4, 4, rng=1), act))
     roundtrip(model, (_x(5, 3, 4),), tmp_path, others=[(_x(2, 3, 4, seed=1),)])
 
@@ -166,11 +175,25 @@ SPATIAL = [
 ]
 
 
+EXAMPLES = list({id(x): x for _, x in SPATIAL}.values())  # each example input once
+
+
+@pytest.mark.parametrize("x", EXAMPLES, ids=lambda x: str(x.shape))
+def test_spatial_layers_match_nnx(x, tmp_path):
+    """Every SPATIAL case of this input shape side by side in one file; the slow test below
+    exports each alone. A batch of one as well: the batch axis is free."""
+    layers = [layer for layer, example in SPATIAL if example is x]
+    assert layers
+    model = _randomize(nnx.Parallel(*layers, merge=None))
+    roundtrip(model, (x,), tmp_path, others=[(x[:1],)])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("layer, x", SPATIAL, ids=lambda v: repr(v) if isinstance(v, nnx.Module)
                          else "x")  # fmt: skip
-def test_spatial_layer_matches_nnx(layer, x, tmp_path):
+def test_spatial_layer_alone_matches_nnx(layer, x, tmp_path):
     model = _randomize(nnx.Sequential(layer))
-    roundtrip(model, (x,), tmp_path, others=[(x[:1],)])  # a batch of one: the batch axis is free
+    roundtrip(model, (x,), tmp_path, others=[(x[:1],)])
 
 
 def test_a_small_cnn_matches_nnx(tmp_path):
