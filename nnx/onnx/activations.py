@@ -51,11 +51,6 @@ def gelu(ctx: Exporter, x: Tensor, approximate: str) -> str:
     return ctx.op("Mul", [ctx.op("Mul", [x, half]), ctx.op("Add", [e, const(ctx, x, 1.0)])])
 
 
-def activation(ctx: Exporter, module: Any, x: Tensor, path: str) -> Tensor:
-    """A sub-module activation (a Transformer's feed-forward one) applied to ``x``."""
-    return ctx.convert(module, [x], path)
-
-
 @register_converter(act.ReLU)
 def _relu(ctx, m, inputs, path):
     return ctx.op("Relu", inputs)

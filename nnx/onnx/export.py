@@ -90,10 +90,6 @@ def _pair(names: Any, value: Any) -> Any:
     return tuple(_pair(n, v) for n, v in zip(names, value, strict=True))
 
 
-def _values(x: Any) -> Any:
-    return x.value if isinstance(x, Tensor) else tuple(_values(v) for v in x)
-
-
 class Exporter:
     """What converters build with: :meth:`op` adds a node, :meth:`const` an initializer,
     :meth:`convert` converts a sub-module (running its nnx forward alongside for the sizes)."""
@@ -180,6 +176,13 @@ class Exporter:
         # reads the input's sizes
         value = module.forward(*values) if known else None
         return _pair(fn(self, module, inputs, path), value)
+
+
+def refuse(module: Module, path: str, why: str) -> UnsupportedLayerError:
+    """The error for a module whose options ONNX (or this exporter) cannot express."""
+    return UnsupportedLayerError(
+        f"export_onnx: {type(module).__name__} at {_where(path)} cannot be exported: {why}"
+    )
 
 
 def _where(path: str) -> str:

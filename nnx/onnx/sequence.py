@@ -24,14 +24,8 @@ from ..layers.transformer_stack import TransformerEncoder
 from ..models.lstm import LSTMLanguageModel
 from ..models.transformer import CausalTransformerLM
 from .activations import const, dtype_of
-from .export import Exporter, Tensor, UnsupportedLayerError, _join, register_converter
+from .export import Exporter, Tensor, _join, refuse, register_converter
 from .layers import linear
-
-
-def _refuse(m: Any, path: str, why: str) -> UnsupportedLayerError:
-    return UnsupportedLayerError(
-        f"export_onnx: {type(m).__name__} at '{path}' cannot be exported: {why}"
-    )
 
 
 def _ndim(x: Tensor, default: int = 3) -> int:
@@ -127,7 +121,7 @@ def _masks(inputs: list[Tensor], first: int) -> tuple[Tensor | None, Tensor | No
 def _mha(ctx, m, inputs, path):
     """``(query, key, value[, attn_mask[, key_padding_mask]])`` (masks as nnx takes them)."""
     if not 3 <= len(inputs) <= 5:
-        raise _refuse(m, path, "it takes query, key, value and at most two masks")
+        raise refuse(m, path, "it takes query, key, value and at most two masks")
     swapped: dict[str, str] = {}
 
     def batch_first(t: Tensor) -> str:
@@ -171,7 +165,7 @@ def encoder_layer(ctx: Exporter, m: TransformerEncoderLayer, x: str, path: str,
 def _encoder_layer(ctx, m, inputs, path):
     """``(src[, src_mask[, src_key_padding_mask]])``, batched or unbatched ``(L, E)``."""
     if not 1 <= len(inputs) <= 3:
-        raise _refuse(m, path, "it takes the source and at most two masks")
+        raise refuse(m, path, "it takes the source and at most two masks")
     x = inputs[0]
     mask = attention_mask(ctx, m.self_attn, *_masks(inputs, 1), x)
     if _ndim(x) == 2:  # unbatched (L, E): a batch of one
@@ -188,7 +182,7 @@ def _encoder_layer(ctx, m, inputs, path):
 def _encoder(ctx, m, inputs, path):
     """``(src[, mask[, src_key_padding_mask]])``: every layer with the same masks."""
     if not 1 <= len(inputs) <= 3:
-        raise _refuse(m, path, "it takes the source and at most two masks")
+        raise refuse(m, path, "it takes the source and at most two masks")
     x, masks = inputs[0], list(inputs[1:])
     for i, layer in enumerate(m.layers):
         x = ctx.convert(layer, [x, *masks], f"{path}.layers.{i}")
@@ -247,7 +241,7 @@ def _stack(params: list[Any], which: int, order: list[int], hidden: int) -> np.n
 def _recurrent(ctx, m, inputs, path):
     """One ONNX recurrent node per stacked layer (both directions in one node)."""
     if len(inputs) != 1:
-        raise _refuse(m, path, "initial states (hx) are not exported; they start at zero")
+        raise refuse(m, path, "initial states (hx) are not exported; they start at zero")
     cls = type(m)
     x = inputs[0]
     nd = _ndim(x)

@@ -19,7 +19,7 @@ from ..layers.conv import Conv1d, Conv2d, Conv3d
 from ..layers.conv_transpose import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from ..layers.upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d, axis_taps
 from .activations import dtype_of
-from .export import Exporter, Tensor, UnsupportedLayerError, register_converter
+from .export import Exporter, Tensor, refuse, register_converter
 
 _PAD_MODES = {"constant": "constant", "zeros": "constant", "reflect": "reflect",
               "replicate": "edge"}  # fmt: skip
@@ -33,12 +33,6 @@ def pad(ctx: Exporter, x: Any, pads: list[tuple[int, int]], mode: str, lead: int
     if value is not None and value != 0.0 and like is not None:
         args.append(ctx.scalar(value, dtype_of(like).name))
     return ctx.op("Pad", args, mode=_PAD_MODES[mode])
-
-
-def _refuse(m: Any, path: str, why: str) -> UnsupportedLayerError:
-    return UnsupportedLayerError(
-        f"export_onnx: {type(m).__name__} at '{path}' cannot be exported: {why}"
-    )
 
 
 @register_converter(Conv1d, Conv2d, Conv3d)
@@ -57,7 +51,7 @@ def _conv(ctx, m, inputs, path):
     elif m.padding_mode in _PAD_MODES:
         x = pad(ctx, x, pads, m.padding_mode, 2)
     else:
-        raise _refuse(m, path, f"padding_mode={m.padding_mode!r} has no ONNX opset-17 Pad mode")
+        raise refuse(m, path, f"padding_mode={m.padding_mode!r} has no ONNX opset-17 Pad mode")
     args = [x, ctx.param(m.weight, f"{path}.weight")]
     if m.bias is not None:
         args.append(ctx.param(m.bias, f"{path}.bias"))
@@ -68,7 +62,7 @@ def _conv(ctx, m, inputs, path):
 def _conv_transpose(ctx, m, inputs, path):
     """ONNX ``ConvTranspose`` (weight ``(in, out / groups, *kernel)`` as nnx's and PyTorch's)."""
     if len(inputs) != 1:
-        raise _refuse(m, path, "output_size is not exported (give output_padding instead)")
+        raise refuse(m, path, "output_size is not exported (give output_padding instead)")
     args = [inputs[0], ctx.param(m.weight, f"{path}.weight")]
     if m.bias is not None:
         args.append(ctx.param(m.bias, f"{path}.bias"))
@@ -93,7 +87,7 @@ def _geometry(m: Any, x: Tensor) -> tuple[tuple[int, ...], tuple[tuple[int, int]
 def _max_pool(ctx, m, inputs, path):
     """ONNX ``MaxPool`` over nnx's windows (its padding, ``-inf``, given explicitly)."""
     if m.return_indices:
-        raise _refuse(m, path, "return_indices=True (the indices are PyTorch's, not ONNX's)")
+        raise refuse(m, path, "return_indices=True (the indices are PyTorch's, not ONNX's)")
     x = inputs[0]
     _, pads = _geometry(m, x)
     return ctx.op(
@@ -170,10 +164,10 @@ def _adaptive_max(ctx, m, inputs, path):
     """ONNX ``MaxPool`` when every output size divides its input size (equal windows)."""
     x = inputs[0]
     if getattr(m, "return_indices", False):
-        raise _refuse(m, path, "return_indices=True")
+        raise refuse(m, path, "return_indices=True")
     sizes, out = m._sizes(x.value, namespace(x.value))
     if any(s % o for s, o in zip(sizes, out, strict=True)):
-        raise _refuse(
+        raise refuse(
             m, path, f"output sizes {out} do not divide the input sizes {sizes} (unequal windows)"
         )
     kernel = [s // o for s, o in zip(sizes, out, strict=True)]
@@ -216,5 +210,5 @@ def _pad_layer(ctx, m, inputs, path):
     x = inputs[0]
     pads = m._pads()
     if any(lo < 0 or hi < 0 for lo, hi in pads) and m.mode != "constant":
-        raise _refuse(m, path, "negative padding (cropping) in reflect or replicate mode")
+        raise refuse(m, path, "negative padding (cropping) in reflect or replicate mode")
     return pad(ctx, x, list(pads), m.mode, x.ndim - m.nd, value=m.value, like=x)

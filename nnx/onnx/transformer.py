@@ -14,9 +14,9 @@ from typing import Any
 
 from ..layers.transformer_decoder import TransformerDecoderLayer
 from ..layers.transformer_stack import Transformer, TransformerDecoder
-from .export import Exporter, Tensor, register_converter
+from .export import Exporter, Tensor, refuse, register_converter
 from .layers import linear
-from .sequence import _refuse, _sub, attention, attention_mask
+from .sequence import _sub, attention, attention_mask
 
 
 def _given(items: list[Any]) -> list[Any]:
@@ -59,7 +59,7 @@ def _decoder_layer(ctx, m, inputs, path):
     """``(tgt, memory[, tgt_mask[, memory_mask[, tgt_key_padding_mask[,
     memory_key_padding_mask]]]])``, batched or unbatched ``(T, E)``, ``(S, E)``."""
     if not 2 <= len(inputs) <= 6:
-        raise _refuse(m, path, "it takes tgt, memory and at most four masks")
+        raise refuse(m, path, "it takes tgt, memory and at most four masks")
     tgt, mem = inputs[:2]
     tgt_mask, mem_mask, tgt_pad, mem_pad = (list(inputs[2:]) + [None] * 4)[:4]
     sa_mask = attention_mask(ctx, m.self_attn, tgt_mask, tgt_pad, tgt)
@@ -82,7 +82,7 @@ def _decoder_layer(ctx, m, inputs, path):
 def _decoder(ctx, m, inputs, path):
     """Every layer with the same memory and masks, then ``norm``."""
     if not 2 <= len(inputs) <= 6:
-        raise _refuse(m, path, "it takes tgt, memory and at most four masks")
+        raise refuse(m, path, "it takes tgt, memory and at most four masks")
     x, rest = inputs[0], list(inputs[1:])
     for i, layer in enumerate(m.layers):
         x = ctx.convert(layer, [x, *rest], f"{path}.layers.{i}")
@@ -97,7 +97,7 @@ def _transformer(ctx, m, inputs, path):
     ``decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
     memory_key_padding_mask)``."""
     if not 2 <= len(inputs) <= 8:
-        raise _refuse(m, path, "it takes src, tgt and at most six masks")
+        raise refuse(m, path, "it takes src, tgt and at most six masks")
     src, tgt = inputs[:2]
     src_mask, tgt_mask, mem_mask, src_pad, tgt_pad, mem_pad = (list(inputs[2:]) + [None] * 6)[:6]
     where = f"{path}.encoder" if path else "encoder"
