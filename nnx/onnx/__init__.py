@@ -8,14 +8,8 @@ shape, dropout, embedding, normalization), ``spatial`` (convolution, pooling, pa
 """
 
 from . import activations, layers, sequence, spatial, transformer  # noqa: F401 (converters)
-from .export import (
-    Exporter,
-    OnnxExportError,
-    Tensor,
-    UnsupportedLayerError,
-    export_onnx,
-    register_converter,
-)
+from .export import Exporter, OnnxExportError, Tensor, UnsupportedLayerError, register_converter
+from .write import export_onnx
 
 __all__ = [
     "Exporter",
