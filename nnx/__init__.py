@@ -25,6 +25,7 @@ from .io.model_file import load_model, module_config, save_model
 from .io.registry import ModelFileError, registered_modules
 from .layers import *  # noqa: F403  every name of nnx.layers.__all__ (the layer classes)
 from .losses import *  # noqa: F403  every name of nnx.losses.__all__ (the loss classes)
+from .onnx import export_onnx
 from .training import callbacks
 from .training.callbacks import (
     Callback,
@@ -82,6 +83,7 @@ __all__ = [
     "compile",
     "data",
     "datasets",
+    "export_onnx",
     "get_backend",
     "gradcheck",
     "load_checkpoint",
