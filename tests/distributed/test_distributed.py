@@ -125,6 +125,21 @@ def test_gradient_accumulation_on_ranks_matches_one_process(tmp_path, ranks):
     assert max(np.abs(got[k] - v).max() for k, v in plain.items()) > 1e-3
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_classification_metrics_on_ranks_match_one_process(tmp_path, ranks):
+    # F1 and precision from confusion matrices summed over the ranks, AUROC from every rank's
+    # scores gathered: each epoch's values equal one process's
+    options = mpi_worker.OPTIONS["metrics"]
+    done = mpirun(ranks, WORKER, "metrics", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_matches_one_process(tmp_path, **options)
+    records = json.loads((tmp_path / "history.json").read_text())
+    for mine, theirs in zip(records, one_process(**options)[1], strict=True):
+        for name in options["metrics"]:
+            for key in (f"train_{name}", f"val_{name}"):
+                assert mine[key] == pytest.approx(theirs[key], abs=1e-12), key
+
+
 def test_mixed_precision_on_ranks_matches_one_process(tmp_path):
     # float16 compute, float32 masters: the allreduce sums float32 unscaled gradients, so two
     # ranks take the steps one process takes, to float16 rounding (each rank's loss gradient,
