@@ -436,6 +436,9 @@ METRICS = (
     "auroc",
 )
 
+# the metrics of regression outputs (the rest take class logits)
+REGRESSION_METRICS = ("mae", "mse")
+
 
 def get_metric(spec: str | Metric) -> Metric:
     """A fresh metric from a name in :data:`METRICS` (or a :class:`Metric`, returned as is)."""

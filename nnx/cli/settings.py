@@ -72,6 +72,30 @@ def _hidden(value: Any) -> list[int]:
     return sizes
 
 
+def _metrics(value: Any, flag: str) -> list[str]:
+    """Metric names, comma-separated or a list, each one :func:`nnx.metrics.get_metric` knows."""
+    from ..metrics import get_metric
+
+    if isinstance(value, str):
+        names = [p.strip().lower() for p in value.split(",") if p.strip()]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = [v.strip().lower() for v in value]
+    else:
+        raise ConfigError(
+            f"{flag} must be comma-separated metric names such as accuracy,f1, got {value!r}"
+        )
+    if not names:
+        raise ConfigError(f"{flag} needs at least one metric name, such as accuracy")
+    for name in names:
+        try:
+            get_metric(name)
+        except ValueError as err:
+            raise ConfigError(f"{flag}: {err}") from None
+    if len(set(names)) < len(names):
+        raise ConfigError(f"{flag} names a metric twice: {value!r}")
+    return names
+
+
 def _number(kind: type, low: float | None = None, high: float | None = None, strict_low=False):
     def convert(value: Any, flag: str) -> Any:
         if isinstance(value, bool):
@@ -201,6 +225,14 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "hinge loss of a linear SVM), multimargin_squared (its square); regression: mse (the "
         "default), l1, huber, smooth_l1 (kept on resume)",
     ),
+    "metrics": (
+        None,
+        _optional(_metrics),
+        "metrics per epoch, comma-separated, in history.csv and summary.json: accuracy, "
+        "topK_accuracy, precision, recall, f1 (macro; also _micro, _weighted, _macro), auroc for "
+        "classifiers; mae, mse for regression (default: accuracy, or mae)",
+    ),
+    "log_loss": (False, _flag, "curves.png: the loss on a logarithmic axis"),
     "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
     "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
     "optimizer": ("adam", _choice(OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),

@@ -414,15 +414,21 @@ class Trainer:
         return sum_over_ranks(self.world, self.backend, self.dtype, weighted, sizes, metrics, what)
 
     # ------------------------------------------------------------------ inference
-    def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
-        """Mean loss and every metric over ``data``, in evaluation mode (dropout off)."""
-        return self._evaluate(evaluate_loader(self, data, batch_size))
+    def evaluate(
+        self, data: Data, batch_size: int = 256, metrics: Sequence[str | Metric] | None = None
+    ) -> dict[str, Any]:
+        """Mean loss and every metric over ``data``, in evaluation mode (dropout off).
+        ``metrics``: these (names or Metric objects) instead of the Trainer's, e.g. with a
+        :class:`~nnx.metrics.ConfusionMatrix` (its value is a NumPy array)."""
+        chosen = None if metrics is None else [get_metric(m) for m in metrics]
+        return self._evaluate(evaluate_loader(self, data, batch_size), chosen)
 
-    def _evaluate(self, loader: Any) -> dict[str, float]:
+    def _evaluate(self, loader: Any, chosen: list[Metric] | None = None) -> dict[str, Any]:
         """Mean loss and metrics over the batches of ``loader`` (this rank's, summed over ranks)."""
         was_training = self.model.training
         self.model.eval()
-        metrics = [copy.copy(m) for m in self.metrics]  # the training metrics keep their sums
+        chosen = self.metrics if chosen is None else chosen
+        metrics = [copy.copy(m) for m in chosen]  # the training metrics keep their sums
         for m in metrics:
             m.reset()
         losses, sizes = [], []

@@ -12,7 +12,8 @@ Scenarios (what tests/distributed/test_distributed.py checks afterwards):
   accumulate  :func:`problem` with gradient accumulation over 3 batches (a short last group of
          one batch of 1 sample); rank 0 writes OUT/params.npz and history.json
   metrics  :func:`problem` with the confusion-matrix metrics (summed) and AUROC (gathered);
-         rank 0 writes OUT/params.npz and history.json
+         rank 0 writes OUT/params.npz, history.json and evaluate.json (the metrics of
+         ``evaluate`` on 2 rows)
   mixed  :func:`problem` in float32 trained in float16 mixed precision; rank 0 writes
          OUT/params.npz and history.json
   mismatch-data / mismatch-lr / mismatch-count  rank 1 holds other data of the same shape, another
@@ -244,6 +245,10 @@ def main(scenario: str, out: Path) -> None:
         if world.rank == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if scenario == "metrics":  # 2 rows: with 3 ranks, one holds none and sends zeros
+        few = trainer.evaluate((first_rows(x, 2), y[:2]))
+        if world.rank == 0:
+            (out / "evaluate.json").write_text(json.dumps(few))
     if world.rank == 0:
         np.savez(out / "params.npz", **model.state_dict())
         (out / "history.json").write_text(json.dumps(trainer.history.records))

@@ -138,6 +138,15 @@ def test_classification_metrics_on_ranks_match_one_process(tmp_path, ranks):
         for name in options["metrics"]:
             for key in (f"train_{name}", f"val_{name}"):
                 assert mine[key] == pytest.approx(theirs[key], abs=1e-12), key
+    import nnx
+
+    trainer = nnx.Trainer(*mpi_worker.problem()[1:], device="cpu", progress=False, **options)
+    trainer.model.load_state_dict(dict(np.load(tmp_path / "params.npz")))
+    (x, y), _, _, _ = mpi_worker.problem()
+    expected = trainer.evaluate((x[:2], y[:2]))
+    assert json.loads((tmp_path / "evaluate.json").read_text()) == pytest.approx(
+        expected, abs=1e-12
+    )
 
 
 def test_mixed_precision_on_ranks_matches_one_process(tmp_path):
