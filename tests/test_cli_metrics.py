@@ -52,11 +52,13 @@ def test_metrics_become_columns_keys_and_pictures(tmp_path, capsys):
     assert config["settings"]["metrics"] == ["accuracy", "f1", "auroc"]
 
 
-def test_without_accuracy_best_npz_follows_the_validation_loss(tmp_path, capsys):
+def test_classifiers_always_measure_accuracy_for_best_npz(tmp_path, capsys):
     out = tmp_path / "r"
     assert _main(capsys, *FAST, "--metrics", "F1_Micro", "--out", out)[0] == 0
     rows = list(csv.DictReader((out / "history.csv").read_text().splitlines()))
-    assert "val_f1_micro" in rows[0] and "val_accuracy" not in rows[0]
+    assert list(rows[0])[2:4] == ["train_accuracy", "train_f1_micro"]
+    # single-label classes: micro F1 is the accuracy
+    assert float(rows[-1]["val_f1_micro"]) == pytest.approx(float(rows[-1]["val_accuracy"]))
     assert (out / "best.npz").is_file()
 
 
@@ -71,6 +73,10 @@ def test_bad_metric_names_are_one_line(tmp_path, capsys):
     )  # fmt: skip
     _one_line(capsys, "names a metric twice", *FAST, "--metrics", "f1,f1", "--out", tmp_path / "c")
     assert not (tmp_path / "b").exists()  # refused before the run folder was made
+    _one_line(
+        capsys, "--metrics applies to the data-set runs; the lstm language model measures",
+        "--model", "lstm", "--metrics", "f1", "--out", tmp_path / "d",
+    )  # fmt: skip
 
 
 def test_best_epoch_follows_the_monitor_direction():

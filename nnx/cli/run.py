@@ -82,9 +82,7 @@ def run(
     batches = optimizer_steps(-(-len(train) // settings["batch_size"]), settings)
     schedule = make_schedule(settings, optimizer, batches, split + "loss")
     classification = data.task == "classification"
-    monitor = ("val_" if val is not None else "train_") + (
-        "accuracy" if "accuracy" in metrics else "loss"
-    )
+    monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
     trainer = nnx.Trainer(
         model,
         make_loss(settings["loss"]),
@@ -176,8 +174,12 @@ def claim_out(
 
 
 def run_metrics(settings: dict[str, Any], classification: bool) -> tuple[str, ...]:
-    """The --metrics names (default accuracy, or mae for regression), checked against the task."""
+    """The --metrics names (default accuracy, or mae for regression), checked against the task.
+    Classifiers always measure accuracy (first), which best.npz follows, also on a resume that
+    changes --metrics."""
     names = settings["metrics"] or (["accuracy"] if classification else ["mae"])
+    if classification and "accuracy" not in names:
+        names = ["accuracy", *names]
     regression = [n for n in names if n in REGRESSION_METRICS]
     wrong = [n for n in names if n not in REGRESSION_METRICS] if not classification else regression
     if wrong:
@@ -343,8 +345,7 @@ def _silent(line: str) -> None:
 
 
 def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say: Say) -> None:
-    known = [k[len("test_") :] for k in summary if k.startswith("test_") and k != "test_loss"]
-    metric = "accuracy" if "accuracy" in known else (known[0] if known else "mae")
+    metric = "accuracy" if "test_accuracy" in summary else "mae"
 
     def row(split: str) -> str:
         loss, value = summary.get(f"{split}_loss"), summary.get(f"{split}_{metric}")

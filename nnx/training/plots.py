@@ -43,6 +43,21 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
     return target
 
 
+def _plain_log_ticks(ax: Any, values: list[float]) -> None:
+    """Label a log axis with plain numbers (0.3, 2.3135; not 3e-01 or 2.3 x 10^0), with as many
+    digits as the data's range needs, at 1, 2, 3 and 5 per decade (more for a narrow range)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    low, high = min(values), max(values)
+    spread = (high - low) / high if high > 0 else 1.0
+    digits = 2 + max(0, math.ceil(-math.log10(spread))) if spread > 0 else 3
+    label = FuncFormatter(lambda v, _: f"{v:.{digits}g}")
+    ax.yaxis.set_major_formatter(label)
+    ax.yaxis.set_minor_formatter(label)
+    if high / low > 3:
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 3.0, 5.0)))
+
+
 def best_epoch(history: History, monitor: str, mode: str = "auto") -> int | None:
     """The epoch (its ``epoch`` value) with the best ``monitor`` value, the first of equals:
     the highest for accuracy, precision, recall, F1 and AUROC (``mode="auto"``), else the
@@ -110,6 +125,8 @@ def save_curves(
             losses = [v for k in ("train_loss", "val_loss") if k in keys for v in history[k]]
             positive = all(v is None or v > 0 for v in losses)
             ax.set_yscale("log" if positive else "symlog")
+            if positive:
+                _plain_log_ticks(ax, [v for v in losses if v is not None])
         ax.set_title(name + (" (log scale)" if name == "loss" and log_loss else ""))
     if show_lr:
         ax = axes[-1]
@@ -125,11 +142,13 @@ def save_curves(
             if name is not None and monitor == f"{monitor.split('_')[0]}_{name}":
                 value = history.records[epochs.index(best)][monitor]
                 ax.plot([best], [value], "*", color="tab:red", markersize=11)
+                last = best == max(e for e in epochs if e is not None)
                 ax.annotate(
                     f"{value:.4g}",
                     (best, value),
                     textcoords="offset points",
-                    xytext=(6, -12),
+                    xytext=(-6, -12) if last else (6, -12),
+                    ha="right" if last else "left",
                     color="tab:red",
                     fontsize="small",
                 )
