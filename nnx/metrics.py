@@ -440,6 +440,26 @@ METRICS = (
 REGRESSION_METRICS = ("mae", "mse")
 
 
+def metric_names(value: Any) -> list[str]:
+    """Metric names from ``"accuracy,f1"`` or a list of strings (lower-cased), each one that
+    :func:`get_metric` knows, none twice; ValueError with a one-line reason otherwise."""
+    if isinstance(value, str):
+        names = [p.strip().lower() for p in value.split(",") if p.strip()]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = [v.strip().lower() for v in value]
+    else:
+        raise ValueError(
+            f"expected comma-separated metric names such as accuracy,f1, got {value!r}"
+        )
+    if not names:
+        raise ValueError("needs at least one metric name, such as accuracy")
+    for name in names:
+        get_metric(name)
+    if len(set(names)) < len(names):
+        raise ValueError(f"names a metric twice: {value!r}")
+    return names
+
+
 def get_metric(spec: str | Metric) -> Metric:
     """A fresh metric from a name in :data:`METRICS` (or a :class:`Metric`, returned as is)."""
     if isinstance(spec, Metric):

@@ -73,27 +73,12 @@ def _hidden(value: Any) -> list[int]:
 
 
 def _metrics(value: Any, flag: str) -> list[str]:
-    """Metric names, comma-separated or a list, each one :func:`nnx.metrics.get_metric` knows."""
-    from ..metrics import get_metric
+    from ..metrics import metric_names
 
-    if isinstance(value, str):
-        names = [p.strip().lower() for p in value.split(",") if p.strip()]
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        names = [v.strip().lower() for v in value]
-    else:
-        raise ConfigError(
-            f"{flag} must be comma-separated metric names such as accuracy,f1, got {value!r}"
-        )
-    if not names:
-        raise ConfigError(f"{flag} needs at least one metric name, such as accuracy")
-    for name in names:
-        try:
-            get_metric(name)
-        except ValueError as err:
-            raise ConfigError(f"{flag}: {err}") from None
-    if len(set(names)) < len(names):
-        raise ConfigError(f"{flag} names a metric twice: {value!r}")
-    return names
+    try:
+        return metric_names(value)
+    except ValueError as err:
+        raise ConfigError(f"{flag}: {err}") from None
 
 
 def _number(kind: type, low: float | None = None, high: float | None = None, strict_low=False):
@@ -228,9 +213,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "metrics": (
         None,
         _optional(_metrics),
-        "metrics per epoch, comma-separated, in history.csv and summary.json: accuracy, "
-        "topK_accuracy, precision, recall, f1 (macro; also _micro, _weighted, _macro), auroc for "
-        "classifiers; mae, mse for regression (default: accuracy, or mae)",
+        "metrics, comma-separated: accuracy, topK_accuracy, precision, recall, f1 (+ _micro, "
+        "_weighted, _macro), auroc; regression: mae, mse (default: accuracy, or mae)",
     ),
     "log_loss": (False, _flag, "curves.png: the loss on a logarithmic axis"),
     "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),

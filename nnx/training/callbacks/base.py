@@ -95,6 +95,8 @@ def better(mode: str, value: float, best: float | None, min_delta: float) -> boo
 
 
 def resolve_mode(mode: str, monitor: str, who: str) -> str:
+    """``"min"`` or ``"max"``; ``"auto"``: higher is better for accuracy, precision, recall, F1
+    and AUROC (by the monitor's name), lower for everything else (losses, errors)."""
     if mode == "auto":
         higher = ("accuracy", "precision", "recall", "f1", "auroc")
         return "max" if any(word in monitor for word in higher) else "min"
