@@ -103,6 +103,11 @@ def host_state(state: Any) -> Any:
     return float(host) if host.ndim == 0 else host
 
 
+def _positive(xp: Any, target: Any, n: int, dtype: Any) -> Any:
+    """The ``(n,)`` booleans ``target > 0.5`` of 0/1 targets, floating or integer."""
+    return xp.astype(xp.reshape(target, (n,)), dtype) > 0.5
+
+
 def _class_labels(xp: Any, pred: Any, target: Any) -> Any:
     """Integer labels from integer targets or one-hot / probability rows."""
     if xp.isdtype(target.dtype, "integral"):
@@ -128,7 +133,7 @@ class Accuracy(Metric):
             correct = predicted == xp.astype(labels, predicted.dtype)
         else:
             predicted = xp.reshape(pred, (n,)) > 0
-            correct = predicted == (xp.reshape(target, (n,)) > 0.5)
+            correct = predicted == _positive(xp, target, n, pred.dtype)
         return xp.sum(xp.astype(correct, pred.dtype)), n
 
 
@@ -225,7 +230,7 @@ def _predictions_and_labels(xp: Any, pred: Any, target: Any) -> tuple[Any, Any, 
             f"predictions {tuple(pred.shape)} and targets {tuple(target.shape)}"
         )
     predicted = xp.astype(xp.reshape(pred, (n,)) > 0, xp.int32)
-    labels = xp.astype(xp.reshape(target, (n,)) > 0.5, xp.int32)
+    labels = xp.astype(_positive(xp, target, n, pred.dtype), xp.int32)
     return predicted, labels, 2
 
 
@@ -407,7 +412,7 @@ class AUROC(Metric):
             scores = e / xp.sum(e, axis=1, keepdims=True)
         else:
             _predictions_and_labels(xp, pred, target)  # the shape checks
-            labels = xp.reshape(target, (n,)) > 0.5
+            labels = _positive(xp, target, n, pred.dtype)
             scores = xp.reshape(pred, (n, 1))
         return xp.concat([scores, xp.astype(labels, pred.dtype)[:, None]], axis=1), n
 

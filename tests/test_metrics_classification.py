@@ -85,6 +85,8 @@ def test_plain_names_are_macro_for_logits_and_positive_class_for_one_logit(porta
         assert got == pytest.approx(fn(target[:, 0], logit[:, 0] > 0)), name
         macro = _feed(get_metric(f"{name}_macro"), portable, logit, target).compute()
         assert macro == pytest.approx(fn(target[:, 0], logit[:, 0] > 0, average="macro")), name
+        integer = _feed(get_metric(name), portable, logit, target[:, 0].astype(np.int64))
+        assert integer.compute() == got, name  # 0/1 integer targets, (N,) against (N, 1)
 
 
 def _softmax(z):
@@ -98,6 +100,7 @@ def test_auroc_binary_with_ties(portable):
     y = (logit + rng.normal(size=200) > 0).astype(np.int64)
     m = _feed(AUROC(), portable, logit[:, None], y[:, None].astype(float), batch=64)
     assert m.compute() == pytest.approx(metrics.roc_auc_score(y, logit), abs=1e-12)
+    assert _feed(AUROC(), portable, logit, y).compute() == m.compute()  # integer targets (N,)
     assert len(m.parts) == 1 and portable.owns(m.parts[0])  # concatenated once, on the device
 
 
