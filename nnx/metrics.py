@@ -309,15 +309,21 @@ class PrecisionRecallF1(ConfusionMatrix):
             )
         self.kind, self.average = kind, average
         self.name = kind if average is None else f"{kind}_{average}"
-        self.binary = False
         super().__init__()
 
     def batch_stats(self, xp: Any, pred: Any, target: Any) -> tuple[Any, int]:
-        self.binary = not (pred.ndim == 2 and pred.shape[1] > 1)
-        return super().batch_stats(xp, pred, target)
+        # the state: the flattened matrix and a count of one-logit batches, so that every
+        # rank, one without samples too, knows after the sum whether the output was binary
+        matrix, n = super().batch_stats(xp, pred, target)
+        binary = 0.0 if pred.ndim == 2 and pred.shape[1] > 1 else 1.0
+        flag = xp.full((1,), binary, dtype=pred.dtype, device=device(pred))
+        return xp.concat([xp.reshape(matrix, (-1,)), flag]), n
 
     def value(self, total: Any) -> float:
-        cm = self.matrix(total)
+        flat = np.asarray(total, dtype=np.float64).reshape(-1)
+        if flat.size <= 1:
+            return float("nan")
+        cm, binary = self.matrix(flat[:-1]), flat[-1] > 0
         if cm.size == 0:
             return float("nan")
         tp = np.diag(cm)
@@ -336,7 +342,7 @@ class PrecisionRecallF1(ConfusionMatrix):
         score = {"precision": precision, "recall": recall, "f1": f1}[self.kind]
         if self.average == "micro":
             return float(score[0])
-        if self.average is None and self.binary:
+        if self.average is None and binary:
             return float(score[1])
         if self.average == "weighted":
             return float(np.dot(score, actual) / actual.sum()) if actual.sum() else 0.0

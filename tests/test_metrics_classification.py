@@ -134,7 +134,7 @@ def test_one_transfer_returns_array_states_and_scalars():
         _feed(m, backend, z, y)
     losses, states = to_host([backend.asarray(1.5), backend.asarray(2.5)], ms)
     assert losses.tolist() == [1.5, 2.5]
-    assert isinstance(states[0], float) and states[1].shape == (4, 4) and states[2].shape == (97, 5)
+    assert isinstance(states[0], float) and states[1].shape == (17,) and states[2].shape == (97, 5)
     assert [m.value(s) for m, s in zip(ms, states, strict=True)] == [m.compute() for m in ms]
 
 
@@ -145,3 +145,51 @@ def test_bad_input_is_one_line():
         F1().update(np.zeros((4, 1)), np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"logits \(N, C\)"):
         AUROC().update(np.zeros((4, 2, 2)), np.zeros(4))
+
+
+class _Recorder:
+    """A one-rank world that records what it was asked to sum or gather."""
+
+    size, rank = 1, 0
+
+    def __init__(self, other=None):
+        self.sent, self.other = {}, other
+
+    def allreduce_counts(self, counts, what):
+        self.sent["counts"] = list(counts)
+        return [
+            a + b
+            for a, b in zip(
+                counts, (self.other or {}).get("counts", [0] * len(counts)), strict=True
+            )
+        ]
+
+    def allreduce_sum(self, array, what, scratch=False):
+        host = np.asarray(array, dtype=np.float64)
+        self.sent["sum"] = host.copy()
+        return host + (self.other["sum"] if self.other else 0.0)
+
+    def allgather(self, array, what):
+        self.sent["rows"] = array
+        return [self.other["rows"], array] if self.other else [array]
+
+
+def test_a_rank_without_samples_sends_zeros_of_the_right_size():
+    import nnx
+    from nnx.training.totals import sum_over_ranks
+
+    backend = nnx.get_backend("numpy")
+    rng = np.random.default_rng(7)
+    logit, y = rng.normal(size=(40, 1)), rng.integers(0, 2, (40, 1)).astype(float)
+    names = ("f1", "precision_macro", "auroc", "accuracy")
+    full = [_feed(get_metric(n), backend, logit, y) for n in names]
+    alone = [m.compute() for m in full]
+    busy = _Recorder()
+    sum_over_ranks(busy, backend, np.float64, [np.asarray(3.0)], [40], full, "test")
+    idle = _Recorder(other=busy.sent)  # rank 1: no batch at all, every state None
+    empty = [get_metric(n) for n in names]
+    _, counts, host = sum_over_ranks(idle, backend, np.float64, [np.asarray(0.0)], [0], empty, "t")
+    assert counts == [40] and idle.sent["sum"].shape == busy.sent["sum"].shape
+    # the empty rank computes what the busy one does: binary F1, not macro, and the AUROC
+    assert [m.value(h) for m, h in zip(empty, host, strict=True)] == pytest.approx(alone)
+    assert alone[0] == pytest.approx(metrics.f1_score(y[:, 0], logit[:, 0] > 0))

@@ -125,12 +125,12 @@ def test_gradient_accumulation_on_ranks_matches_one_process(tmp_path, ranks):
     assert max(np.abs(got[k] - v).max() for k, v in plain.items()) > 1e-3
 
 
-@pytest.mark.parametrize("ranks", [2, 3])
-def test_classification_metrics_on_ranks_match_one_process(tmp_path, ranks):
+def test_classification_metrics_on_ranks_match_one_process(tmp_path):
     # F1 and precision from confusion matrices summed over the ranks, AUROC from every rank's
-    # scores gathered: each epoch's values equal one process's
+    # scores gathered: each epoch's values equal one process's; uneven shards (3/3/2), and in
+    # the last evaluate (2 rows) a rank with nothing, which sends zeros of the matrix's size
     options = mpi_worker.OPTIONS["metrics"]
-    done = mpirun(ranks, WORKER, "metrics", tmp_path)
+    done = mpirun(3, WORKER, "metrics", tmp_path)
     assert done.returncode == 0, done.stderr
     assert_matches_one_process(tmp_path, **options)
     records = json.loads((tmp_path / "history.json").read_text())
