@@ -324,16 +324,10 @@ class PrecisionRecallF1(ConfusionMatrix):
         if flat.size <= 1:
             return float("nan")
         cm, binary = self.matrix(flat[:-1]), flat[-1] > 0
-        if cm.size == 0:
-            return float("nan")
         tp = np.diag(cm)
         predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
-        if self.average == "micro":
-            tp, predicted, actual = (
-                tp.sum(keepdims=True),
-                predicted.sum(keepdims=True),
-                actual.sum(keepdims=True),
-            )
+        if self.average == "micro":  # counts pooled over the classes
+            tp, predicted, actual = (a.sum(keepdims=True) for a in (tp, predicted, actual))
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(predicted > 0, tp / predicted, 0.0)
             recall = np.where(actual > 0, tp / actual, 0.0)
