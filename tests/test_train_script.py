@@ -49,6 +49,7 @@ def test_default_dataset_run_writes_every_output(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "best.npz",
         "config.json",
+        "confusion.png",
         "curves.png",
         "history.csv",
         "last.npz",

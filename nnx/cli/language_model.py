@@ -44,6 +44,7 @@ from .run import (
     run_callbacks,
     run_config,
     run_summary,
+    save_run_curves,
 )
 from .runfolder import write_json, write_text
 from .settings import ConfigError
@@ -56,6 +57,11 @@ def run_language_model(
 ) -> dict[str, Any]:
     """Train ``settings["model"]`` on the text and write config.json, checkpoints, history.csv,
     curves.png, sample.txt and summary.json into the run folder; returns the summary."""
+    if settings.get("metrics") is not None:
+        raise ConfigError(
+            f"--metrics applies to the data-set runs; the {settings['model']} language model "
+            f"measures bits_per_char"
+        )
     changes, previous_resumes = resume_changes(settings, resume, context)
     backend = nnx.get_backend(settings["device"])
     try:
@@ -126,7 +132,7 @@ def run_language_model(
         outputs=str(out),
     )
     write_json(out / "summary.json", summary)
-    nnx.save_curves(trainer.history, out / "curves.png")
+    save_run_curves(settings, trainer.history, out, "val_bits_per_char")
     say(
         f"nnx: held-out {held_bits:.3f} bits/char, bigram baseline {baseline:.3f} bits/char "
         f"({summary['seconds']:.0f} s, {trainer.epoch} epochs"

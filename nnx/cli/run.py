@@ -19,7 +19,9 @@ import nnx
 from ..data import ArrayDataset, train_val_split
 from ..datasets import load_dataset
 from ..datasets.files import is_data_file, load_file
+from ..metrics import REGRESSION_METRICS, ConfusionMatrix
 from ..training import callbacks as cbs
+from ..training.plots import save_confusion
 from .factories import (
     check_model_fits,
     loss_name,
@@ -65,6 +67,7 @@ def run(
         say = _silent
     data = load_data(settings)
     settings["loss"] = loss_name(settings, data.task)  # config.json records the one used
+    metrics = run_metrics(settings, data.task == "classification")
     check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
     augment = make_augment(settings, tuple(data.train[0].shape[1:]), data.name)
     if world is not None and rank0:
@@ -85,7 +88,7 @@ def run(
         make_loss(settings["loss"]),
         optimizer,
         device=backend,
-        metrics=("accuracy",) if classification else ("mae",),
+        metrics=metrics,
         callbacks=run_callbacks(settings, out, monitor),
         seed=settings["seed"],
         schedule=schedule,
@@ -108,13 +111,20 @@ def run(
     started = time.perf_counter()
     history = trainer.fit(train, val, epochs=settings["epochs"], batch_size=settings["batch_size"])
     summary = run_summary(settings, trainer, history, time.perf_counter() - started, data.name)
-    for key, value in trainer.evaluate(test).items():
+    extra = [ConfusionMatrix()] if classification else []
+    tested = trainer.evaluate(test, metrics=[*trainer.metrics, *extra])
+    confusion = tested.pop("confusion_matrix", None)
+    for key, value in tested.items():
         summary[f"test_{key}"] = value
     summary["outputs"] = str(out)
     if rank0:
         write_json(out / "summary.json", summary)
-        curves = nnx.save_curves(history, out / "curves.png")
-        _print_summary(summary, out, curves, say)
+        curves = save_run_curves(settings, history, out, monitor)
+        pictures = [curves] if curves else []
+        if confusion is not None:
+            title = f"{out.name}: test set, {len(test)} samples"
+            pictures.append(save_confusion(confusion, out / "confusion.png", title=title))
+        _print_summary(summary, out, [p for p in pictures if p], say)
     return 0
 
 
@@ -161,6 +171,37 @@ def claim_out(
         out = out_folder(settings, resume)
     context["out"] = out
     return out
+
+
+def run_metrics(settings: dict[str, Any], classification: bool) -> tuple[str, ...]:
+    """The --metrics names (default accuracy, or mae for regression), checked against the task.
+    Classifiers always measure accuracy (first), which best.npz follows, also on a resume that
+    changes --metrics."""
+    names = settings["metrics"] or (["accuracy"] if classification else ["mae"])
+    if classification and "accuracy" not in names:
+        names = ["accuracy", *names]
+    regression = [n for n in names if n in REGRESSION_METRICS]
+    wrong = [n for n in names if n not in REGRESSION_METRICS] if not classification else regression
+    if wrong:
+        task = "classification" if classification else "regression"
+        fit = "any but mae, mse" if classification else "mae, mse"
+        raise ConfigError(
+            f"--metrics {','.join(wrong)} does not fit the {task} data set {settings['dataset']!r}; "
+            f"choose {fit}"
+        )
+    return tuple(names)
+
+
+def save_run_curves(settings: dict[str, Any], history: Any, out: Path, monitor: str) -> Any:
+    """curves.png of a run: titled with its folder's name, the best epoch by ``monitor``
+    marked, the loss on a log axis with --log-loss."""
+    return nnx.save_curves(
+        history,
+        out / "curves.png",
+        monitor=monitor,
+        log_loss=settings.get("log_loss", False),
+        title=out.name,
+    )
 
 
 def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any]:
@@ -303,7 +344,7 @@ def _silent(line: str) -> None:
     """``say`` of ranks other than 0."""
 
 
-def _print_summary(summary: dict[str, Any], out: Path, curves: Path | None, say: Say) -> None:
+def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say: Say) -> None:
     metric = "accuracy" if "test_accuracy" in summary else "mae"
 
     def row(split: str) -> str:
@@ -322,7 +363,8 @@ def _print_summary(summary: dict[str, Any], out: Path, curves: Path | None, say:
         say(
             f"  {summary['seconds_per_epoch']:.3f} s per epoch, {summary['samples_per_s']:,.0f} samples/s"
         )
-    files = "config.json, history.csv, summary.json, last.npz, best.npz" + (
-        ", curves.png" if curves else ""
+    files = ", ".join(
+        ["config.json", "history.csv", "summary.json", "last.npz", "best.npz"]
+        + [p.name for p in pictures]
     )
     say(f"  outputs in {out}: {files}")

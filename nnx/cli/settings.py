@@ -72,6 +72,15 @@ def _hidden(value: Any) -> list[int]:
     return sizes
 
 
+def _metrics(value: Any, flag: str) -> list[str]:
+    from ..metrics import metric_names
+
+    try:
+        return metric_names(value)
+    except ValueError as err:
+        raise ConfigError(f"{flag}: {err}") from None
+
+
 def _number(kind: type, low: float | None = None, high: float | None = None, strict_low=False):
     def convert(value: Any, flag: str) -> Any:
         if isinstance(value, bool):
@@ -201,6 +210,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "hinge loss of a linear SVM), multimargin_squared (its square); regression: mse (the "
         "default), l1, huber, smooth_l1 (kept on resume)",
     ),
+    "metrics": (
+        None,
+        _optional(_metrics),
+        "metrics, comma-separated: accuracy, topK_accuracy, precision, recall, f1 (+ _micro, "
+        "_weighted, _macro), auroc; regression: mae, mse (default: accuracy, or mae)",
+    ),
+    "log_loss": (False, _flag, "curves.png: the loss on a logarithmic axis"),
     "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
     "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
     "optimizer": ("adam", _choice(OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
