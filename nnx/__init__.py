@@ -23,6 +23,7 @@ from .io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .io.errors import NnxFileError
 from .io.model_file import load_model, module_config, save_model
 from .io.registry import ModelFileError, registered_modules
+from .io.torch_weights import load_torch_state_dict, save_torch_weights, torch_state_dict
 from .layers import *  # noqa: F403  every name of nnx.layers.__all__ (the layer classes)
 from .losses import *  # noqa: F403  every name of nnx.losses.__all__ (the loss classes)
 from .training import callbacks
@@ -84,6 +85,7 @@ __all__ = [
     "gradcheck",
     "load_checkpoint",
     "load_model",
+    "load_torch_state_dict",
     "metrics",
     "models",
     "module_config",
@@ -94,9 +96,11 @@ __all__ = [
     "save_checkpoint",
     "save_curves",
     "save_model",
+    "save_torch_weights",
     "special",
     "summary",
     "to_numpy",
+    "torch_state_dict",
 ]
 __all__ += layers.__all__  # every layer class
 __all__ += losses.__all__  # every loss class
