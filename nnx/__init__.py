@@ -35,6 +35,7 @@ from .training.callbacks import (
     LRScheduler,
     ModelCheckpoint,
     ProgressBar,
+    TensorBoardLogger,
 )
 from .training.compile import CompiledStep, compile
 from .training.history import History
@@ -73,6 +74,7 @@ __all__ = [
     "ProgressBar",
     "Residual",
     "Sequential",
+    "TensorBoardLogger",
     "Trainer",
     "UnbuiltModuleError",
     "augment",
