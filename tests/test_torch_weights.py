@@ -231,7 +231,9 @@ def test_safetensors_round_trip_without_torch(tmp_path, monkeypatch):
     assert nnx.load_torch_state_dict(b, str(path)) == ([], [])
     x = np.random.default_rng(1).standard_normal((3, 4)).astype("float32")
     np.testing.assert_array_equal(nnx.to_numpy(a(x)), nnx.to_numpy(b(x)))
-    with pytest.raises(ImportError, match=r"needs PyTorch .*save it as \.safetensors"):
+    with pytest.raises(
+        ImportError, match=r"w\.pt' is a PyTorch file \(use \.safetensors .*\) and needs PyTorch"
+    ):
         nnx.load_torch_state_dict(b, tmp_path / "w.pt")
 
 
@@ -280,7 +282,7 @@ def test_mismatches_named_in_one_line():
     with pytest.raises(ValueError, match=r"'0\.weight' has shape \(4, 6\), .* needs \(6, 4\)"):
         nnx.load_torch_state_dict(b, bad)
     bad["0.weight"] = "text"
-    with pytest.raises(ValueError, match=r"'0\.weight'"):
+    with pytest.raises(TypeError, match=r"'0\.weight' has dtype <U4, not a number type"):
         nnx.load_torch_state_dict(b, bad)
 
 

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import import_torch, to_numpy
 from ..core.module import Buffer, Module, Parameter
 from ..layers.attention import MultiheadAttention
 from ..layers.linear import Linear
@@ -264,14 +264,16 @@ def load_torch_state_dict(
         if e.name not in state_dict:
             continue
         value = _tensor_to_numpy(e.name, state_dict[e.name])
+        if value.dtype.kind not in "fiub":
+            raise TypeError(
+                f"PyTorch state dict entry {e.name!r} has dtype {value.dtype}, not a number type"
+            )
         expected = e.pack([np.empty(s.shape, dtype=np.int8) for s in e.sources]).shape
         if tuple(value.shape) != tuple(expected):
             raise ValueError(
                 f"PyTorch state dict entry {e.name!r} has shape {tuple(value.shape)}, "
                 f"but {type(model).__name__} needs {tuple(expected)}"
             )
-        if value.dtype.kind not in "fiub":
-            raise TypeError(f"PyTorch state dict entry {e.name!r} has dtype {value.dtype}")
         for source, part in zip(e.sources, e.unpack(value), strict=True):
             state[current[id(source)][0]] = part
     model.load_state_dict(state)
@@ -299,14 +301,9 @@ def _import_safetensors(path: Path) -> Any:
 
 
 def _import_torch(path: Path) -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(
-            f"{str(path)!r} is a PyTorch file and needs PyTorch (pip install torch); "
-            "save it as .safetensors to use it without PyTorch"
-        ) from None
-    return torch
+    return import_torch(
+        f"{str(path)!r} is a PyTorch file (use .safetensors to do without PyTorch) and"
+    )
 
 
 def _read_weights(path: str | os.PathLike) -> Mapping[str, Any]:
