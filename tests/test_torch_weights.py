@@ -305,3 +305,13 @@ def test_files_refused_in_one_line(tmp_path):
         nnx.load_torch_state_dict(b, [1, 2])
     with pytest.raises(nnx.UnbuiltModuleError):
         nnx.torch_state_dict(nnx.Sequential(nnx.Linear(None, 3)))
+
+
+def test_checkpoint_dict_gets_a_hint_and_long_lists_are_cut():
+    a, b = _pair()
+    with pytest.raises(ValueError, match=r"'model' holds a mapping: pass state_dict\['model'\]"):
+        nnx.load_torch_state_dict(b, {"model": nnx.torch_state_dict(a), "epoch": 3})
+    many = nnx.Sequential(*[nnx.Linear(2, 2) for _ in range(10)])
+    with pytest.raises(ValueError, match=r"missing keys \['0\.weight', .*, \.\.\. 8 more\]") as e:
+        nnx.load_torch_state_dict(many, {})
+    _one_line(e)

@@ -226,6 +226,12 @@ def _tensor_to_numpy(name: str, value: Any) -> np.ndarray:
     return host
 
 
+def _few(keys: list[str], shown: int = 12) -> str:
+    """A list of keys for a one-line message: the first ``shown``, then how many more."""
+    more = len(keys) - shown
+    return str(keys[:shown])[:-1] + (f", ... {more} more]" if more > 0 else "]")
+
+
 def load_torch_state_dict(
     model: Module, state_dict: Mapping[str, Any] | str | os.PathLike, strict: bool = True
 ) -> TorchLoadResult:
@@ -254,9 +260,11 @@ def load_torch_state_dict(
     missing = [e.name for e in entries if e.name not in state_dict]
     unexpected = [str(k) for k in state_dict if k not in names]
     if strict and (missing or unexpected):
+        nested = [k for k in unexpected if isinstance(state_dict[k], Mapping)]
+        hint = f"; {nested[0]!r} holds a mapping: pass state_dict[{nested[0]!r}]" if nested else ""
         raise ValueError(
             f"PyTorch state dict does not fit {type(model).__name__}: "
-            f"missing keys {missing}, unexpected keys {unexpected}"
+            f"missing keys {_few(missing)}, unexpected keys {_few(unexpected)}{hint}"
         )
     current = {id(item): (name, item) for name, item in model._state_entries().items()}
     state = model.state_dict()  # everything not in the file keeps its value
