@@ -39,6 +39,7 @@ from .training.callbacks import (
 )
 from .training.compile import CompiledStep, compile
 from .training.history import History
+from .training.lr_find import LRFindResult, lr_find
 from .training.plots import save_curves
 from .training.trainer import NonFiniteLossError, Trainer
 
@@ -59,6 +60,7 @@ __all__ = [
     "History",
     "Input",
     "JSONLinesLogger",
+    "LRFindResult",
     "LRScheduler",
     "ModelCheckpoint",
     "ModelFileError",
@@ -88,6 +90,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_torch_state_dict",
+    "lr_find",
     "metrics",
     "models",
     "module_config",

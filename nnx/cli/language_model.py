@@ -28,7 +28,13 @@ from ..datasets.text import CharacterText, read_text
 from ..metrics import BitsPerCharacter
 from ..models import generate
 from ..training.trainer import NonFiniteLossError
-from .factories import make_model, make_optimizer, make_schedule
+from .factories import (
+    make_model,
+    make_optimizer,
+    make_schedule,
+    optimizer_steps,
+    schedule_interval,
+)
 from .resume import model_from_checkpoint
 from .run import (
     Say,
@@ -73,7 +79,10 @@ def run_language_model(
         metrics=(BitsPerCharacter(),),
         callbacks=run_callbacks(settings, out, "val_bits_per_char"),
         seed=settings["seed"],
-        schedule=make_schedule(settings, optimizer),
+        schedule=make_schedule(
+            settings, optimizer, optimizer_steps(settings["steps_per_epoch"], settings)
+        ),
+        schedule_interval=schedule_interval(settings),
         clip_norm=settings["clip_norm"],
         accumulate=settings["accumulate"],
         progress=False,

@@ -28,7 +28,10 @@ from .factories import (
     make_model,
     make_optimizer,
     make_schedule,
+    optimizer_steps,
+    schedule_interval,
 )
+from .lr_range import run_lr_find
 from .resume import (
     apply_resume_changes,
     check_resume,
@@ -70,7 +73,11 @@ def run(
     train, val, test = prepare_splits(data, settings, backend)
     model = classifier_model(settings, data, train.x, resume, context, backend, say)
     optimizer = make_optimizer(settings, model.parameters())
-    schedule = make_schedule(settings, optimizer)
+    if settings["find_lr"]:
+        return run_lr_find(settings, model, make_loss(settings["loss"]), optimizer, train, out, say)
+    split = "val_" if val is not None else "train_"
+    batches = optimizer_steps(-(-len(train) // settings["batch_size"]), settings)
+    schedule = make_schedule(settings, optimizer, batches, split + "loss")
     classification = data.task == "classification"
     monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
     trainer = nnx.Trainer(
@@ -82,6 +89,7 @@ def run(
         callbacks=run_callbacks(settings, out, monitor),
         seed=settings["seed"],
         schedule=schedule,
+        schedule_interval=schedule_interval(settings),
         clip_norm=settings["clip_norm"],
         accumulate=settings["accumulate"],
         progress=False,

@@ -19,7 +19,25 @@ from ..models.mlp import ACTIVATIONS as MLP_ACTIVATIONS
 DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
 ACTIVATIONS = tuple(MLP_ACTIVATIONS)  # relu, leaky_relu, tanh, sigmoid, gelu, relu6, prelu, ...
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
+SCHEDULES = (
+    "none",
+    "step",
+    "exponential",
+    "cosine",
+    "warmup",
+    "inverse-time",
+    "plateau",
+    "onecycle",
+    "cosine-restarts",
+)
+# The options of one schedule each: refused with any other --schedule (nnx.cli.factories).
+SCHEDULE_OPTIONS = {
+    "plateau_patience": ("plateau",),
+    "plateau_factor": ("plateau",),
+    "min_lr": ("plateau", "cosine-restarts"),
+    "restart_epochs": ("cosine-restarts",),
+    "restart_mult": ("cosine-restarts",),
+}
 DTYPES = ("float32", "float64")
 PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.training.precision.PRECISIONS
 # --loss: the losses that fit the command's tasks (single-label classification on logits,
@@ -202,7 +220,37 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _choice(SCHEDULES),
         "learning-rate schedule per epoch: "
         "step (x0.1 every third of the run), exponential (x0.95 per epoch), cosine "
-        "(to 0 at the last epoch), warmup (linear over 5 epochs), inverse-time (1/(1+0.1 t)), none",
+        "(to 0 at the last epoch), warmup (linear over 5 epochs), inverse-time (1/(1+0.1 t)), "
+        "plateau (x--plateau-factor after --plateau-patience epochs without a better validation "
+        "loss), onecycle (1cycle per batch, --lr the peak, momentum/beta1 cycled), "
+        "cosine-restarts (cosine to --min-lr over --restart-epochs, restarting), none",
+    ),
+    "plateau_patience": (
+        5,
+        _number(int, 0),
+        "--schedule plateau: epochs without a better loss (validation, else training) before "
+        "the rate is cut",
+    ),
+    "plateau_factor": (
+        0.1,
+        _number(float, 0.0, 1.0, strict_low=True),
+        "--schedule plateau: the factor each cut multiplies the rate by",
+    ),
+    "min_lr": (
+        0.0,
+        _number(float, 0.0),
+        "--schedule plateau: the rate is never cut below it; cosine-restarts: the rate at the "
+        "end of each cycle",
+    ),
+    "restart_epochs": (
+        10,
+        _number(int, 0, strict_low=True),
+        "--schedule cosine-restarts: epochs of the first cycle",
+    ),
+    "restart_mult": (
+        1,
+        _number(int, 0, strict_low=True),
+        "--schedule cosine-restarts: each cycle is this many times longer than the one before",
     ),
     "clip_norm": (
         None,
@@ -251,6 +299,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "float16, bfloat16 (torch, jax, cupy), mixed16 (bfloat16 where available, else float16)",
     ),
     "jit": (False, _flag, "compile each training step with jax.jit (--device jax only)"),
+    "find_lr": (
+        False,
+        _flag,
+        "run the learning-rate range test on the training split instead of training: write "
+        "lr_find.png and lr_find.json to the output folder, print the suggested --lr, and exit",
+    ),
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
@@ -403,12 +457,38 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["distributed"] = launched_by_mpi()
     if settings["model"] in LM_PRESETS:
         check_language_model(settings)
+    check_schedule_options(settings)
+    if settings["find_lr"] and resume is not None:
+        raise ConfigError("--find-lr tests a fresh model; it does not apply with --resume")
     if settings["jit"] and settings["device"].split(":")[0] != "jax":
         raise ConfigError(
             f"--jit: jit=True compiles the step with jax.jit and needs a JAX backend "
             f"(--device jax or jax:gpu), not --device {settings['device']}"
         )
     return settings, resume
+
+
+def check_schedule_options(settings: dict[str, Any]) -> None:
+    """Refuse a schedule option given with a --schedule it does not belong to, and the
+    combinations a schedule cannot honour."""
+    kind = settings["schedule"]
+    for name, kinds in SCHEDULE_OPTIONS.items():
+        if kind not in kinds and settings[name] != SETTINGS[name][0]:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} applies to --schedule {' or '.join(kinds)}, not {kind}"
+            )
+    if kind == "onecycle" and settings["momentum"] is not None:
+        raise ConfigError(
+            "--momentum does not apply with --schedule onecycle, which cycles the momentum "
+            "between 0.95 and 0.85"
+        )
+    if kind == "onecycle" and settings["jit"]:
+        raise ConfigError(
+            "--schedule onecycle changes the momentum every step, which --jit fixes when it "
+            "traces the step; use another schedule with --jit"
+        )
+    if settings["find_lr"] and settings["distributed"]:
+        raise ConfigError("--find-lr runs in one process; launch it without MPI")
 
 
 # The character-level language models (--model transformer/lstm) train on --text through the
@@ -427,6 +507,7 @@ LM_REFUSED = (
     "jit",
     "distributed",
     "sync_batchnorm",
+    "find_lr",
 )
 
 
