@@ -23,6 +23,7 @@ from .io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .io.errors import NnxFileError
 from .io.model_file import load_model, module_config, save_model
 from .io.registry import ModelFileError, registered_modules
+from .io.torch_weights import load_torch_state_dict, save_torch_weights, torch_state_dict
 from .layers import *  # noqa: F403  every name of nnx.layers.__all__ (the layer classes)
 from .losses import *  # noqa: F403  every name of nnx.losses.__all__ (the loss classes)
 from .onnx import export_onnx
@@ -35,6 +36,7 @@ from .training.callbacks import (
     LRScheduler,
     ModelCheckpoint,
     ProgressBar,
+    TensorBoardLogger,
 )
 from .training.compile import CompiledStep, compile
 from .training.history import History
@@ -75,6 +77,7 @@ __all__ = [
     "ProgressBar",
     "Residual",
     "Sequential",
+    "TensorBoardLogger",
     "Trainer",
     "UnbuiltModuleError",
     "augment",
@@ -88,6 +91,7 @@ __all__ = [
     "gradcheck",
     "load_checkpoint",
     "load_model",
+    "load_torch_state_dict",
     "lr_find",
     "metrics",
     "models",
@@ -99,9 +103,11 @@ __all__ = [
     "save_checkpoint",
     "save_curves",
     "save_model",
+    "save_torch_weights",
     "special",
     "summary",
     "to_numpy",
+    "torch_state_dict",
 ]
 __all__ += layers.__all__  # every layer class
 __all__ += losses.__all__  # every loss class

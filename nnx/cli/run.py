@@ -205,13 +205,16 @@ def save_run_curves(settings: dict[str, Any], history: Any, out: Path, monitor: 
 
 
 def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any]:
-    """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping, progress."""
+    """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping,
+    tensorboard/ (``--tensorboard``), progress."""
     callbacks: list[Any] = [
         cbs.ModelCheckpoint(out, monitor=monitor),
         cbs.CSVLogger(out / "history.csv"),
     ]
     if settings["early_stopping"] is not None:
         callbacks.append(cbs.EarlyStopping("val_loss", patience=settings["early_stopping"]))
+    if settings.get("tensorboard"):
+        callbacks.append(cbs.TensorBoardLogger(out / "tensorboard"))
     callbacks.append(cbs.ProgressBar(quiet=settings["quiet"]))
     return callbacks
 

@@ -324,6 +324,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
     "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+    "tensorboard": (
+        False,
+        _flag,
+        "write TensorBoard event files (each epoch's losses, metrics and learning rate) into "
+        "the run folder's tensorboard/ (needs the tensorboard extra: tensorboardX)",
+    ),
     "distributed": (
         False,
         _flag,
@@ -448,6 +454,14 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
+    if settings["tensorboard"]:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise ConfigError(
+                "--tensorboard needs the tensorboardX package: "
+                "pip install 'nnx-trainer[tensorboard]' (or pip install tensorboardX)"
+            )
     if settings["precision"] != "float32" and settings["dtype"] != "float32":
         raise ConfigError(
             f"--precision {settings['precision']} keeps float32 master weights; it needs "
