@@ -296,6 +296,14 @@ class Module:
         """The arguments shown inside this module's parentheses in ``repr``."""
         return ""
 
+    def summary(self, input_shape: Any, *, dtype: Any = None) -> None:
+        """Print the table of :func:`nnx.summary` (layers, output shapes, parameter counts) for
+        samples of ``input_shape``, as Keras' ``model.summary()`` does; returns None, so a REPL
+        shows the table once. ``nnx.summary(model, input_shape)`` returns it as a string."""
+        from .summary import summary
+
+        print(summary(self, input_shape, dtype=dtype))
+
     def __repr__(self) -> str:
         children = list(self.named_children())
         if not children:
