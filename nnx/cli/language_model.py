@@ -41,6 +41,7 @@ from .run import (
 )
 from .runfolder import write_json, write_text
 from .settings import ConfigError
+from .threads import set_threads
 
 SAMPLE_CHARS = 400
 
@@ -52,6 +53,7 @@ def run_language_model(
     curves.png, sample.txt and summary.json into the run folder; returns the summary."""
     changes, previous_resumes = resume_changes(settings, resume, context)
     backend = nnx.get_backend(settings["device"])
+    set_threads(settings["threads"])  # after the backend: torch is imported by then
     try:
         text, source = read_text(settings["text"])
     except DatasetError as err:

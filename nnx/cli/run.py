@@ -40,6 +40,7 @@ from .resume import (
 from .resume import resume_changes as _resume_changes
 from .runfolder import lock_out, out_folder, prepare_out, refuse_used_out, write_json
 from .settings import ConfigError, stored_config
+from .threads import set_threads
 
 Say = Callable[[str], None]
 
@@ -57,6 +58,7 @@ def run(
     world, device = start_distributed(settings, context)
     rank0 = world is None or world.rank == 0
     backend = nnx.get_backend(device)  # a missing GPU fails here, before any work
+    set_threads(settings["threads"])  # after the backend: torch is imported by then
     if world is not None and not rank0:
         world.barrier()  # rank 0 downloads the data set first, the others then read its copy
         say = _silent
@@ -95,6 +97,7 @@ def run(
         splits = {"train": len(train), "val": 0 if val is None else len(val), "test": len(test)}
         config = run_config(settings, trainer, resume, changes, previous_resumes)
         config["dataset"] = {"name": data.name, "task": data.task, **splits}
+        config["dataset"].update(prediction_record(data))
         config["ranks"] = trainer.world_size
         write_json(out / "config.json", _ordered(config))
     started = time.perf_counter()
@@ -226,6 +229,18 @@ def run_summary(
 
 
 # ---------------------------------------------------------------------------- data sets
+
+
+def prediction_record(data: Any) -> dict[str, Any]:
+    """What nnx-predict reads back from config.json's ``dataset``: the class count, and for a
+    .csv the feature columns, the label column and the original class names."""
+    record: dict[str, Any] = {"outputs": data.num_outputs}
+    if data.feature_names is not None:
+        record["features"] = list(data.feature_names)
+        record["label_column"] = data.label_name
+    if data.class_names is not None:
+        record["classes"] = list(data.class_names)
+    return record
 
 
 def load_data(settings: dict[str, Any]) -> Any:
