@@ -162,3 +162,18 @@ def test_script_is_a_shim_of_the_command():
         timeout=120,
     )
     assert done.returncode == 0 and done.stdout.strip() == f"nnx {nnx.__version__}"
+
+
+def test_summary_throughput_rate_and_time_agree():
+    from nnx.cli.run import throughput
+
+    records = [
+        {"seconds": 3.0, "samples_per_s": 100.0},  # 300 samples, 2.5 s of it compiling
+        {"seconds": 0.5, "samples_per_s": 600.0},  # 300 samples
+    ]
+    eager = throughput(records, None)
+    assert eager["train_seconds"] == 3.5 and eager["seconds_per_epoch"] == 1.75
+    assert eager["samples_per_s"] == pytest.approx(600 / 3.5)
+    jit = throughput(records, 2.5)
+    assert jit["compile_seconds"] == 2.5 and jit["train_seconds"] == pytest.approx(1.0)
+    assert jit["samples_per_s"] == pytest.approx(600.0)  # 600 samples in 1 s, compile apart

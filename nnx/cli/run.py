@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import nnx
 
 from ..data import ArrayDataset, train_val_split
@@ -223,9 +221,35 @@ def run_summary(
     if len(history):
         last = history.last
         summary.update({k: v for k, v in last.items() if k.startswith(("train_", "val_"))})
-        summary["seconds_per_epoch"] = float(np.mean([r["seconds"] for r in history.records]))
-        summary["samples_per_s"] = float(np.mean([r["samples_per_s"] for r in history.records]))
+        summary.update(throughput(history.records, compile_seconds(trainer)))
     return summary
+
+
+def compile_seconds(trainer: Any) -> float | None:
+    """Seconds the ``--jit`` step spent in its compiling first calls (None without jit)."""
+    step = getattr(trainer, "train_step", None)
+    while step is not None:
+        if hasattr(step, "compile_seconds"):
+            return float(step.compile_seconds)
+        step = getattr(step, "inner", None)
+    return None
+
+
+def throughput(records: list[dict[str, Any]], compiling: float | None) -> dict[str, Any]:
+    """The training time and rate of the run's epochs, in agreement: ``samples_per_s`` is the
+    samples trained divided by ``train_seconds``, their training time (validation excluded)
+    less the ``compile_seconds`` of ``--jit``'s first calls, reported apart;
+    ``seconds_per_epoch`` is ``train_seconds`` over the epochs."""
+    seconds = sum(float(r["seconds"]) for r in records)
+    samples = sum(float(r["seconds"]) * float(r["samples_per_s"]) for r in records)
+    out: dict[str, Any] = {}
+    if compiling is not None:
+        out["compile_seconds"] = compiling
+        seconds = max(seconds - compiling, 0.0)
+    out["train_seconds"] = seconds
+    out["seconds_per_epoch"] = seconds / len(records)
+    out["samples_per_s"] = samples / seconds if seconds > 0 else math.inf
+    return out
 
 
 # ---------------------------------------------------------------------------- data sets
@@ -327,7 +351,13 @@ def _print_summary(summary: dict[str, Any], out: Path, curves: Path | None, say:
         say(row(split))
     if "seconds_per_epoch" in summary:
         say(
-            f"  {summary['seconds_per_epoch']:.3f} s per epoch, {summary['samples_per_s']:,.0f} samples/s"
+            f"  training {summary['train_seconds']:.2f} s ({summary['seconds_per_epoch']:.3f} s "
+            f"per epoch, {summary['samples_per_s']:,.0f} samples/s)"
+            + (
+                f"; jit compiling {summary['compile_seconds']:.2f} s apart"
+                if "compile_seconds" in summary
+                else ""
+            )
         )
     files = "config.json, history.csv, summary.json, last.npz, best.npz" + (
         ", curves.png" if curves else ""
