@@ -259,7 +259,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     ),
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
-    "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+    "quiet": (
+        False,
+        _flag,
+        "print only one line per epoch: no progress bar, model table or summary (errors still "
+        "print)",
+    ),
     "distributed": (
         False,
         _flag,
