@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_of, get_backend
-from .module import Buffer, Module, Parameter
+from .module import Buffer, Module, Parameter, set_summary_table
 
 _BATCH = 2  # a batch of two: a batch axis of 1 could hide broadcasting mistakes
 
@@ -136,6 +136,9 @@ def summary(
     if print_fn is not None:
         print_fn(table)
     return table
+
+
+set_summary_table(summary)
 
 
 def _recording(module: Module, outputs: dict[int, Any]) -> Any:
