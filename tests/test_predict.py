@@ -105,6 +105,7 @@ def test_regression_run_writes_predictions(tmp_path, capsys):
     args = ["--dataset", tmp_path / "line.csv", "--label-column", "y", "--device", "cpu"]
     args += ["--epochs", "1", "--hidden", "4", "--out", tmp_path / "run", "--quiet"]
     assert train_main([str(a) for a in args]) == 0
+    capsys.readouterr()  # the training's epoch line
     _write_csv(tmp_path / "new.csv", ["x"], [[0.25], [0.5]])
     status, out, err = _predict(capsys, tmp_path / "run", "--input", tmp_path / "new.csv")
     assert status == 0, err
