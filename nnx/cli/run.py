@@ -165,7 +165,9 @@ def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any
     if settings["early_stopping"] is not None:
         callbacks.append(cbs.EarlyStopping("val_loss", patience=settings["early_stopping"]))
     # one plain line per epoch on stdout (screen and log), also under --quiet
-    callbacks.append(cbs.ProgressBar(quiet=settings["quiet"], lines=True))
+    callbacks.append(
+        cbs.ProgressBar(quiet=settings["quiet"], lines=True, epochs=settings["epochs"])
+    )
     return callbacks
 
 

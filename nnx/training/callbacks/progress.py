@@ -12,6 +12,7 @@ ABBREVIATIONS = {
     "accuracy": "acc",
     "top_k_accuracy": "topk",
     "bits_per_character": "bpc",
+    "bits_per_char": "bpc",
     "perplexity": "ppl",
 }
 MIN_BAR = 20  # columns the bar itself keeps, whatever the metrics
@@ -53,7 +54,9 @@ class ProgressBar(Callback):
     ``lines`` prints :func:`epoch_line` after each epoch to ``line_stream`` (default stdout),
     above the bar, so they stay on screen and in a log: True always (even when quiet, which
     then prints only these lines), False never, None (the default) only while the bar is shown.
-    ``ncols`` fixes the width (default: the terminal's, followed as it changes).
+    ``ncols`` fixes the width (default: the terminal's, followed as it changes). ``epochs`` is
+    the run's number of epochs shown (default: the fit's; a caller that fits one epoch at a
+    time passes the whole run's).
     """
 
     order = 5
@@ -67,12 +70,14 @@ class ProgressBar(Callback):
         lines: bool | None = None,
         line_stream: Any = None,
         ncols: int | None = None,
+        epochs: int | None = None,
     ):
         self.quiet = bool(quiet)
         self.stream = stream
         self.lines = lines
         self.line_stream = line_stream
         self.ncols = ncols
+        self.epochs = epochs
         self._bar: Any = None
 
     def on_fit_begin(self, trainer: TrainerLike) -> None:
@@ -95,12 +100,15 @@ class ProgressBar(Callback):
             "[{elapsed}<{remaining}]{postfix}",
         )
 
+    def _epochs(self, trainer: TrainerLike) -> int:
+        return self.epochs if self.epochs is not None else trainer.target_epochs
+
     def _shown(self) -> bool:
         return self._bar is not None and not self._bar.disable
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int) -> None:
         if self._bar is not None:
-            self._bar.set_description(f"epoch {epoch + 1}/{trainer.target_epochs}", refresh=False)
+            self._bar.set_description(f"epoch {epoch + 1}/{self._epochs(trainer)}", refresh=False)
 
     def on_batch_end(self, trainer: TrainerLike, batch: int) -> None:
         if self._bar is not None:
@@ -108,7 +116,7 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
         if self.lines or (self.lines is None and self._shown()):
-            line = epoch_line(epoch + 1, trainer.target_epochs, logs)
+            line = epoch_line(epoch + 1, self._epochs(trainer), logs)
             out = self.line_stream or sys.stdout
             if self._shown():
                 self._bar.write(line, file=out)  # clears the bar, prints, redraws it below
