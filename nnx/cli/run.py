@@ -365,4 +365,5 @@ def _print_summary(summary: dict[str, Any], out: Path, curves: Path | None, say:
     files = "config.json, history.csv, summary.json, last.npz, best.npz" + (
         ", curves.png" if curves else ""
     )
-    say(f"  outputs in {out}: {files}")
+    say(f"  outputs in {out}:")  # the files on a line of their own: 80 columns
+    say(f"    {files}")
