@@ -48,6 +48,7 @@ from .run import (
 )
 from .runfolder import write_json, write_text
 from .settings import ConfigError
+from .threads import set_threads
 
 SAMPLE_CHARS = 400
 
@@ -64,6 +65,7 @@ def run_language_model(
         )
     changes, previous_resumes = resume_changes(settings, resume, context)
     backend = nnx.get_backend(settings["device"])
+    set_threads(settings["threads"])  # after the backend: torch is imported by then
     try:
         text, source = read_text(settings["text"])
     except DatasetError as err:
@@ -156,14 +158,8 @@ def train_epochs(
     while trainer.epoch < settings["epochs"]:
         epoch = trainer.epoch
         windows = corpus.train_windows(epoch, count, settings["seq_len"], trainer.seed)
+        # the progress callback prints the epoch's line (train loss, val loss and bpc, time)
         trainer.fit(windows, held, epochs=epoch + 1, batch_size=settings["batch_size"])
-        if trainer.epoch > epoch:
-            logs = trainer.history.last
-            say(
-                f"epoch {trainer.epoch}: train {logs['train_bits_per_char']:.3f} bits/char, "
-                f"held-out {logs['val_bits_per_char']:.3f} "
-                f"({time.perf_counter() - started:.0f} s)"
-            )
         if trainer.stop_training:
             break
 

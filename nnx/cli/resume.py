@@ -50,7 +50,7 @@ def resume_changes(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str
     """The settings that differ from the resumed run's; refuse those a resume cannot honour."""
     changes = {}
     for name in SETTINGS:
-        if name in ("out", "overwrite", "quiet", "distributed") or name not in stored:
+        if name in ("out", "overwrite", "quiet", "distributed", "threads") or name not in stored:
             continue
         try:
             before = SETTINGS[name][1](stored[name], "--" + name.replace("_", "-"))

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import nnx
 
 from ..data import ArrayDataset, train_val_split
@@ -45,6 +43,7 @@ from .resume import (
 from .resume import resume_changes as _resume_changes
 from .runfolder import lock_out, out_folder, prepare_out, refuse_used_out, write_json
 from .settings import ConfigError, stored_config
+from .threads import set_threads
 
 Say = Callable[[str], None]
 
@@ -62,6 +61,7 @@ def run(
     world, device = start_distributed(settings, context)
     rank0 = world is None or world.rank == 0
     backend = nnx.get_backend(device)  # a missing GPU fails here, before any work
+    set_threads(settings["threads"])  # after the backend: torch is imported by then
     if world is not None and not rank0:
         world.barrier()  # rank 0 downloads the data set first, the others then read its copy
         say = _silent
@@ -106,6 +106,7 @@ def run(
         splits = {"train": len(train), "val": 0 if val is None else len(val), "test": len(test)}
         config = run_config(settings, trainer, resume, changes, previous_resumes)
         config["dataset"] = {"name": data.name, "task": data.task, **splits}
+        config["dataset"].update(prediction_record(data))
         config["ranks"] = trainer.world_size
         write_json(out / "config.json", _ordered(config))
     started = time.perf_counter()
@@ -215,7 +216,10 @@ def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any
         callbacks.append(cbs.EarlyStopping("val_loss", patience=settings["early_stopping"]))
     if settings.get("tensorboard"):
         callbacks.append(cbs.TensorBoardLogger(out / "tensorboard"))
-    callbacks.append(cbs.ProgressBar(quiet=settings["quiet"]))
+    # one plain line per epoch on stdout (screen and log), also under --quiet
+    callbacks.append(
+        cbs.ProgressBar(quiet=settings["quiet"], lines=True, epochs=settings["epochs"])
+    )
     return callbacks
 
 
@@ -272,12 +276,50 @@ def run_summary(
     if len(history):
         last = history.last
         summary.update({k: v for k, v in last.items() if k.startswith(("train_", "val_"))})
-        summary["seconds_per_epoch"] = float(np.mean([r["seconds"] for r in history.records]))
-        summary["samples_per_s"] = float(np.mean([r["samples_per_s"] for r in history.records]))
+        summary.update(throughput(history.records, compile_seconds(trainer)))
     return summary
 
 
+def compile_seconds(trainer: Any) -> float | None:
+    """Seconds the ``--jit`` step spent in its compiling first calls (None without jit)."""
+    step = getattr(trainer, "train_step", None)
+    while step is not None:
+        if hasattr(step, "compile_seconds"):
+            return float(step.compile_seconds)
+        step = getattr(step, "inner", None)
+    return None
+
+
+def throughput(records: list[dict[str, Any]], compiling: float | None) -> dict[str, Any]:
+    """The training time and rate of the run's epochs, in agreement: ``samples_per_s`` is the
+    samples trained divided by ``train_seconds``, their training time (validation excluded)
+    less the ``compile_seconds`` of ``--jit``'s first calls, reported apart;
+    ``seconds_per_epoch`` is ``train_seconds`` over the epochs."""
+    seconds = sum(float(r["seconds"]) for r in records)
+    samples = sum(float(r["seconds"]) * float(r["samples_per_s"]) for r in records)
+    out: dict[str, Any] = {}
+    if compiling is not None:
+        out["compile_seconds"] = compiling
+        seconds = max(seconds - compiling, 0.0)
+    out["train_seconds"] = seconds
+    out["seconds_per_epoch"] = seconds / len(records)
+    out["samples_per_s"] = samples / seconds if seconds > 0 else math.inf
+    return out
+
+
 # ---------------------------------------------------------------------------- data sets
+
+
+def prediction_record(data: Any) -> dict[str, Any]:
+    """What nnx-predict reads back from config.json's ``dataset``: the class count, and for a
+    .csv the feature columns, the label column and the original class names."""
+    record: dict[str, Any] = {"outputs": data.num_outputs}
+    if data.feature_names is not None:
+        record["features"] = list(data.feature_names)
+        record["label_column"] = data.label_name
+    if data.class_names is not None:
+        record["classes"] = list(data.class_names)
+    return record
 
 
 def load_data(settings: dict[str, Any]) -> Any:
@@ -364,10 +406,17 @@ def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say
         say(row(split))
     if "seconds_per_epoch" in summary:
         say(
-            f"  {summary['seconds_per_epoch']:.3f} s per epoch, {summary['samples_per_s']:,.0f} samples/s"
+            f"  training {summary['train_seconds']:.2f} s ({summary['seconds_per_epoch']:.3f} s "
+            f"per epoch, {summary['samples_per_s']:,.0f} samples/s)"
+            + (
+                f"; jit compiling {summary['compile_seconds']:.2f} s apart"
+                if "compile_seconds" in summary
+                else ""
+            )
         )
     files = ", ".join(
         ["config.json", "history.csv", "summary.json", "last.npz", "best.npz"]
         + [p.name for p in pictures]
     )
-    say(f"  outputs in {out}: {files}")
+    say(f"  outputs in {out}:")  # the files on a line of their own: 80 columns
+    say(f"    {files}")

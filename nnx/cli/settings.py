@@ -321,9 +321,20 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "run the learning-rate range test on the training split instead of training: write "
         "lr_find.png and lr_find.json to the output folder, print the suggested --lr, and exit",
     ),
+    "threads": (
+        None,
+        _optional(_number(int, 0, strict_low=True)),
+        "threads for NumPy's BLAS and PyTorch (default: their own, every core); fewer on a "
+        "machine busy with other jobs (not kept on resume)",
+    ),
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
-    "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+    "quiet": (
+        False,
+        _flag,
+        "print only one line per epoch: no progress bar, model table or summary (errors still "
+        "print)",
+    ),
     "tensorboard": (
         False,
         _flag,
@@ -352,6 +363,7 @@ METAVARS = {
     "data_dir": "DIR",
     "accumulate": "K",
     "random_crop": "PADDING",
+    "threads": "N",
 }
 
 
@@ -422,6 +434,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         stored.pop("out", None)
         stored.pop("overwrite", None)
         stored.pop("distributed", None)  # the new launch decides, with any number of ranks
+        stored.pop("threads", None)  # a setting of the machine it runs on, not of the run
         where = str(resume.parent / "config.json")
         layers.append((where, _normalise_keys(stored, where)))
     if "config" in given:

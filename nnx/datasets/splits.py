@@ -21,6 +21,12 @@ class DatasetSplits:
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int | None = None
     image_shape: tuple[int, ...] | None = None
+    # a .csv file's: the label names behind class indices 0..K-1 (None for integer labels),
+    # the feature columns in order and the label column, kept so that predictions read the
+    # same columns and report the original names (nnx-predict)
+    class_names: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    label_name: str | None = None
 
     def images(self) -> DatasetSplits:
         """The same data with each sample as an image ``image_shape`` (``(C, H, W)``) instead of
