@@ -20,6 +20,7 @@ from ..datasets.files import is_data_file, load_file
 from ..metrics import REGRESSION_METRICS, ConfusionMatrix
 from ..training import callbacks as cbs
 from ..training.plots import save_confusion
+from .config_files import stored_config
 from .factories import (
     check_model_fits,
     loss_name,
@@ -42,7 +43,7 @@ from .resume import (
 )
 from .resume import resume_changes as _resume_changes
 from .runfolder import lock_out, out_folder, prepare_out, refuse_used_out, write_json
-from .settings import ConfigError, stored_config
+from .settings import ConfigError
 from .threads import set_threads
 
 Say = Callable[[str], None]

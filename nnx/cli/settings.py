@@ -1,5 +1,5 @@
 """The training command's settings: the SETTINGS table (every flag, its default, converter and
-help), the converters, config files, and :func:`resolve_settings`, which layers defaults < the
+help; the converters are in :mod:`.converters`), config files, and :func:`resolve_settings`, which layers defaults < the
 resumed run's ``config.json`` < ``--config FILE`` (TOML or JSON) < command-line flags and checks
 the result. Every problem is a :class:`ConfigError` whose one-line message names the flag.
 """
@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..models import PRESETS
 from ..models.mlp import ACTIVATIONS as MLP_ACTIVATIONS
+from .config_files import _read_capped, check_resume_file, stored_config
+from .converters import (
+    ConfigError,
+    _choice,
+    _flag,
+    _hidden,
+    _metrics,
+    _number,
+    _optional,
+    _path,
+    _text,
+)
 
 DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
 ACTIVATIONS = tuple(MLP_ACTIVATIONS)  # relu, leaky_relu, tanh, sigmoid, gelu, relu6, prelu, ...
@@ -48,76 +59,6 @@ LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
 
 
-class ConfigError(ValueError):
-    """A setting is wrong; the message names it."""
-
-
-def _hidden(value: Any) -> list[int]:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",")] if value.strip() else []
-        try:
-            sizes = [int(p) for p in parts]
-        except ValueError:
-            raise ConfigError(
-                f"--hidden must be comma-separated positive integers such as 128,64, got {value!r}"
-            ) from None
-    elif isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        sizes = list(value)
-    else:
-        raise ConfigError(f"--hidden must be a list of layer sizes such as 128,64, got {value!r}")
-    if any(s <= 0 for s in sizes):
-        raise ConfigError(f"--hidden sizes must be positive, got {value!r}")
-    return sizes
-
-
-def _metrics(value: Any, flag: str) -> list[str]:
-    from ..metrics import metric_names
-
-    try:
-        return metric_names(value)
-    except ValueError as err:
-        raise ConfigError(f"{flag}: {err}") from None
-
-
-def _number(kind: type, low: float | None = None, high: float | None = None, strict_low=False):
-    def convert(value: Any, flag: str) -> Any:
-        if isinstance(value, bool):
-            raise ConfigError(f"{flag} must be a number, got {value!r}")
-        try:
-            number = kind(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(
-                f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-            ) from None
-        if kind is float and not math.isfinite(number):
-            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
-        if kind is int and isinstance(value, float) and value != number:
-            raise ConfigError(f"{flag} must be an integer, got {value!r}")
-        if low is not None and (number <= low if strict_low else number < low):
-            bound = f"> {low}" if strict_low else f">= {low}"
-            raise ConfigError(f"{flag} must be {bound}, got {value!r}")
-        if high is not None and number >= high:
-            raise ConfigError(f"{flag} must be < {high}, got {value!r}")
-        return number
-
-    return convert
-
-
-def _choice(options: tuple[str, ...]):
-    """Match case-insensitively, with ``_`` and ``-`` interchangeable; return the listed spelling."""
-    canonical = {o.replace("_", "-"): o for o in options}
-
-    def convert(value: Any, flag: str) -> str:
-        found = canonical.get(str(value).strip().lower().replace("_", "-"))
-        if found is None:
-            raise ConfigError(f"unknown {flag[2:]} {value!r}; choose one of {', '.join(options)}")
-        return found
-
-    return convert
-
-
 def _dataset(value: Any, flag: str) -> str:
     """A built-in data set's name, or the absolute path of the user's .npz/.csv file (absolute,
     so that config.json still finds it from another folder on --resume)."""
@@ -128,28 +69,6 @@ def _dataset(value: Any, flag: str) -> str:
     return _choice(DATASETS)(value, flag)
 
 
-def _text(value: Any, flag: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{flag} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _path(value: Any, flag: str) -> str:
-    """An absolute path, so that config.json still finds the file from another folder."""
-    return str(Path(_text(value, flag)).expanduser().resolve())
-
-
-def _optional(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    return lambda value, flag: None if value is None else convert(value, flag)
-
-
-def _flag(value: Any, flag: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"{flag} must be true or false, got {value!r}")
-
-
-# name -> (default, converter, help)
 SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "device": (
         "auto",
@@ -367,31 +286,6 @@ METAVARS = {
 }
 
 
-MAX_CONFIG_BYTES = 1 << 20  # settings fit in far less; a bigger file is a mistake
-
-
-def _read_capped(path: Path, what: str) -> str:
-    """The UTF-8 text of a regular file of at most MAX_CONFIG_BYTES, or a ConfigError."""
-    try:
-        if not path.is_file():
-            kind = "a folder" if path.is_dir() else "not a regular file"
-            if not path.exists():
-                raise ConfigError(f"{what} {path} does not exist")
-            raise ConfigError(f"{what} {path} is {kind}")
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"{what} {path} is not UTF-8 text (byte {err.start}: {data[err.start]:#04x})"
-        ) from None
-
-
 def read_config_file(path: str) -> dict[str, Any]:
     p = Path(path)
     text = _read_capped(p, "config file")
@@ -556,42 +450,3 @@ def check_language_model(settings: dict[str, Any]) -> None:
 
 
 # Settings of the classifier path that the language-model presets (--model transformer/lstm)
-
-
-def check_resume_file(resume: Path) -> None:
-    """Refuse, naming what is wrong, a --resume that is not an nnx checkpoint file: missing, a
-    folder, a special file, another program's file (a PyTorch ``.pt``)."""
-    from ..io.checkpoint import CheckpointError, read_record
-
-    if not resume.is_file():
-        if resume.is_dir():
-            raise ConfigError(
-                f"--resume {resume} is a folder; give its checkpoint, e.g. --resume "
-                f"{resume / 'last.npz'}"
-            )
-        if resume.exists():
-            raise ConfigError(f"--resume {resume} is not a regular file")
-        raise ConfigError(f"--resume: checkpoint {resume} does not exist")
-    try:
-        read_record(resume)
-    except CheckpointError as err:
-        raise ConfigError(f"--resume {resume} is not an nnx checkpoint ({err})") from None
-
-
-def stored_config(resume: Path) -> dict[str, Any]:
-    """The ``config.json`` this command wrote beside checkpoint ``resume`` (ConfigError if none)."""
-    saved = resume.parent / "config.json"
-    if not saved.is_file():
-        raise ConfigError(
-            f"--resume: no config.json beside {resume}, so the run's data settings are unknown; "
-            f"resume from the run folder the checkpoint was written in"
-        )
-    try:
-        config = json.loads(_read_capped(saved, "config.json"))
-        if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
-            raise ValueError
-    except ValueError:
-        raise ConfigError(
-            f"--resume: {saved} is not a config.json written by this command"
-        ) from None
-    return config
