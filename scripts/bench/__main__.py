@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="--cnn: also nnx on torch tensors and nnx compiled on JAX (native kernels)",
     )
+    p.add_argument(
+        "--with-torch",
+        action="store_true",
+        help="--jax: also PyTorch eager on the same batches (CPU time ratios against it)",
+    )
     p.add_argument("--cnn-probe", help=argparse.SUPPRESS)
     p.add_argument(
         "--jax",
