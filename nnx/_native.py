@@ -109,8 +109,10 @@ def conv_backward(lib, saved, w, g, stride, dilation, groups, need_input, need_b
     lax, jnp = lib.lax, lib.numpy
     db = jnp.sum(g, axis=(0, *range(2, 2 + nd))) if need_bias else None
     dw = _jax_weight_grad(lax, x, g, w.shape, stride, pads, dilation, groups)
-    dx = _jax_input_grad(lax, jnp, g, w, x.shape, stride, pads, dilation, groups)
-    return (dx if need_input else None), dw, db
+    dx = None
+    if need_input:
+        dx = _jax_input_grad(lax, jnp, g, w, x.shape, stride, pads, dilation, groups)
+    return dx, dw, db
 
 
 def _dilated(size: int, factor: int) -> int:
