@@ -336,7 +336,7 @@ class _ConvNd(Module):
                 sizes, kernel, stride, self._pads, dilation, strict=True
             )
         )
-        lib = _native.library(x, w)
+        lib = _native.conv_library(x, w)
         self._native = None
         if lib is not None:
             return self._native_forward(lib, x, xp)
