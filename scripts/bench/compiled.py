@@ -117,11 +117,12 @@ def run_jax(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_jax_compiled_vs_numpy": median["jax compiled"] / median["numpy eager"],
             "ratio_jax_compiled_vs_jax_eager": median["jax compiled"] / median["jax eager"],
         }
+        row["first_losses"] = first
         if "torch eager" in median:
             torch_cpu = median_cpu["torch eager"]
             row["cpu_ratio_jax_compiled_vs_torch"] = median_cpu["jax compiled"] / torch_cpu
             row["cpu_ratio_numpy_vs_torch"] = median_cpu["numpy eager"] / torch_cpu
-            row["first_losses_torch"] = first["torch eager"]
+
         print(f"bench: batch {batch_size} done", file=sys.stderr)
     results["load_average_after"] = list(os.getloadavg())
     return results
@@ -142,7 +143,11 @@ def print_jax_table(results: dict[str, Any]) -> None:
             f"{row['ratio_jax_compiled_vs_numpy']:>15.2f} {row['ratio_jax_compiled_vs_jax_eager']:>13.2f} "
             f"{row['loss_difference_compiled_vs_numpy']:>10.1e}"
         )
-        cpu = ", ".join(f"{k} {row[k]['cpu_seconds']:.3f}" for k in row if isinstance(row[k], dict))
+        cpu = ", ".join(
+            f"{k} {row[k]['cpu_seconds']:.3f}"
+            for k in row
+            if isinstance(row[k], dict) and "cpu_seconds" in row[k]
+        )
         print(f"{'':>6} CPU s: {cpu}")
         if "cpu_ratio_jax_compiled_vs_torch" in row:
             print(
