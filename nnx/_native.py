@@ -70,6 +70,7 @@ def conv_forward(lib, x, w, b, stride, pads, dilation, groups) -> tuple[Any, Any
     padded by ``pads = ((lo, hi), ...)``, and ``w`` ``(O, C/G, *kernel)``; also what
     :func:`conv_backward` needs (the input as the kernel saw it and its crop)."""
     calls["conv_forward"] += 1
+    # the saved tuple's first entry is the input itself (nnx.compile forgets a traced one)
     if is_torch(lib):
         f = lib.nn.functional
         nd = w.ndim - 2

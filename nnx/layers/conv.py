@@ -206,6 +206,7 @@ class _ConvNd(Module):
     nd = 2
     _x_shape = None
     _native = None
+    _native_saved = None
 
     def __init__(
         self,
@@ -367,14 +368,15 @@ class _ConvNd(Module):
         b = None if self.bias is None else self.bias.value
         args = (self.stride, pads, self.dilation, self.groups)
         y, saved = _native.conv_forward(lib, x, self.weight.value, b, *args)
-        self._native, self._xpad = (lib, saved), None
+        # flat attributes: nnx.compile drops the traced input after its trace
+        self._native, self._native_saved, self._xpad = lib, saved, None
         self._out_shape = tuple(y.shape)
         return y
 
     def _native_backward(self, grad_out: Any, need_input_grad: bool) -> Any:
-        lib, saved = self._native
+        saved = require_forward(self._native_saved, self._who())
         dx, dw, db = _native.conv_backward(
-            lib, saved, self.weight.value, grad_out, self.stride, self.dilation, self.groups,
+            self._native, saved, self.weight.value, grad_out, self.stride, self.dilation, self.groups,
             need_input_grad, self.bias is not None,
         )  # fmt: skip
         self.weight.accumulate(dw)

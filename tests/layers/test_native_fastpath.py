@@ -193,6 +193,8 @@ def test_compiled_jax_step_traces_the_native_kernels():
             values = [float(nnx.to_numpy(step(be.asarray(x), be.asarray(y, dtype="int32"))[0]))]
             values += [float(nnx.to_numpy(step(be.asarray(x), be.asarray(y, dtype="int32"))[0]))]
             assert _native.calls["conv_backward"] - before == 2  # traced once, both conv layers
+            with pytest.raises(nnx.BackwardBeforeForwardError):  # the traced input is dropped
+                m[0].backward(be.asarray(np.ones((4, 3, 6, 6), np.float32)))
         else:
             values = []
             for _ in range(2):
