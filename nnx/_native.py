@@ -13,6 +13,9 @@ backward (no autodiff: the backward calls the library's *gradient kernels* direc
   with the flipped kernel whose channel axes are exchanged per group; the weight gradient: the
   input convolved with the output gradient, batch and channel axes exchanged, with
   ``batch_group_count`` for groups). ``nnx.compile`` traces them like any other array call.
+  Average pooling sums its windows with ``lax.reduce_window`` (backward: the adjoint window sum);
+  max pooling keeps the portable code (no public kernel for its backward with the
+  first-maximum tie-break).
 
 Only tensors of these libraries take this path (:func:`library`); NumPy keeps
 :mod:`nnx._fastconv`, everything else the portable code, and inside
@@ -241,3 +244,31 @@ def avg_pool_backward(torch, g, x, kernel, stride, padding, ceil_mode, include_p
     back = aten.avg_pool3d_backward if nd == 3 else aten.avg_pool2d_backward
     dx = back(_as_2d(g, nd), _as_2d(x, nd), k, s, p, ceil_mode, include_pad, divisor)
     return dx[:, :, 0] if nd == 1 else dx
+
+
+# --------------------------------------------------------------------------- pooling (JAX)
+
+
+def jax_window_sum(jax, x, kernel, stride, pads):
+    """Sums over the windows of ``x`` ``(N, C, *spatial)`` zero-padded by ``pads``
+    (``lax.reduce_window``): average pooling's numerator."""
+    calls["window_sum"] += 1
+    lead = ((0, 0), (0, 0))
+    return jax.lax.reduce_window(
+        x, 0.0, jax.lax.add, (1, 1, *kernel), (1, 1, *stride), (*lead, *map(tuple, pads))
+    )
+
+
+def jax_window_sum_backward(jax, g, size, kernel, stride, pads):
+    """The adjoint of :func:`jax_window_sum`: each input position receives the sum of the ``g``
+    of every window over it, a window sum (stride 1) of ``g`` dilated by the stride and padded by
+    ``k - 1`` less the forward's padding (a negative padding crops), so that the result has the
+    input's ``size``."""
+    calls["window_sum_backward"] += 1
+    config = [(0, 0, 0), (0, 0, 0)]
+    for n, k, s, (lo, _), o in zip(size, kernel, stride, pads, g.shape[2:], strict=True):
+        low = k - 1 - lo
+        config.append((low, n + k - 1 - low - ((o - 1) * s + 1), s - 1))
+    gpad = jax.lax.pad(g, jax.numpy.zeros((), g.dtype), config)
+    ones = (1,) * (len(kernel) + 2)
+    return jax.lax.reduce_window(gpad, 0.0, jax.lax.add, (1, 1, *kernel), ones, "VALID")

@@ -282,7 +282,12 @@ class _AvgPool(_Pool):
             y = _native.avg_pool_forward(self._native, x, *self._torch_args())
             self._native_x, self._x_shape, self._out_shape = x, tuple(x.shape), tuple(y.shape)
             return y
-        self._native = self._native_x = None
+        self._native_x = None
+        if self._native is not None:  # JAX: lax.reduce_window
+            total = _native.jax_window_sum(self._native, x, self.kernel_size, self.stride, pads)
+            self._div, self._native_pads = self._divisor(xp, x, pads, out), pads
+            self._x_shape, self._out_shape = tuple(x.shape), tuple(total.shape)
+            return total / self._div
         xpad = pad(x, xp, pads)
         total = None
         for sl in window_slices(self.kernel_size, self.stride, self.dilation, out):
@@ -297,12 +302,15 @@ class _AvgPool(_Pool):
     def backward(self, grad_out: Any) -> Any:
         require_forward(self._x_shape, self._who())
         self._check_grad(grad_out)
-        if self._native is not None:
+        if self._native is not None and _native.is_torch(self._native):
             return _native.avg_pool_backward(
                 self._native, grad_out, self._native_x, *self._torch_args()
             )
-        xp = namespace(grad_out)
         g = grad_out / self._div
+        if self._native is not None:
+            geometry = (self.kernel_size, self.stride, self._native_pads)
+            return _native.jax_window_sum_backward(self._native, g, self._x_shape[2:], *geometry)
+        xp = namespace(grad_out)
         padded, _, pads = self._padded
         pieces = [g] * math.prod(self.kernel_size)
         dx = col2im(pieces, xp, padded, self.kernel_size, self.stride, self.dilation)

@@ -1,5 +1,5 @@
 """The native fast paths (nnx/_native.py: PyTorch's and JAX's own convolution and pooling
-kernels, forward and gradient) equal the portable path, run when they should, and stop inside
+kernels, forward and gradient; JAX's window sums for average pooling) equal the portable path, run when they should, and stop inside
 ``_fastconv.portable_only()``."""
 
 import contextlib
@@ -147,6 +147,18 @@ def test_native_convolution_equals_portable_path(spec, name):
 def test_torch_pooling_equals_portable_path(name):
     make, shape = POOLS[name]
     _assert_same(*_both_paths(make, shape, nnx.get_backend("torch")))
+
+
+@pytest.mark.slow  # eager JAX runs the portable side slowly (seconds per case)
+@pytest.mark.parametrize(
+    "name", [k for k in _cases(POOLS) if "avg" in k.values[0]] + _cases({"slow:lp": None})
+)
+def test_jax_average_pooling_equals_portable_path(name):
+    pytest.importorskip("jax")
+    make, shape = POOLS.get(name) or (lambda: nnx.LPPool2d(2, 3, stride=2), (2, 2, 7, 7))
+    be = nnx.get_backend("jax")
+    with nnx.backend.float64_scope(be):
+        _assert_same(*_both_paths(make, shape, be))
 
 
 @pytest.mark.torch
