@@ -47,10 +47,14 @@ def alternated(names: Sequence[str], rep: int) -> list[str]:
 
 
 def limit_threads(n: int | None) -> None:
-    """Every contender on ``n`` threads: NumPy's BLAS and, when PyTorch is installed, torch's
+    """Every contender on ``n`` threads: NumPy's BLAS, XLA's CPU pool (one thread: Eigen's
+    multi-threading off, when JAX is not started yet) and, when PyTorch is installed, torch's
     intra-op pool (the loader benchmark runs without PyTorch)."""
     if not n:
         return
+    if "jax" not in sys.modules:  # XLA's CPU thread pool, read when JAX starts
+        flags = f"--xla_cpu_multi_thread_eigen={'false' if n == 1 else 'true'}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     try:
         import torch
     except ImportError:
