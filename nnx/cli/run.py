@@ -158,7 +158,7 @@ def claim_out(
 def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any]:
     """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping, progress."""
     callbacks: list[Any] = [
-        cbs.ModelCheckpoint(out, monitor=monitor),
+        cbs.ModelCheckpoint(out, monitor=monitor, every_n_steps=settings.get("checkpoint_every")),
         cbs.CSVLogger(out / "history.csv"),
     ]
     if settings["early_stopping"] is not None:
@@ -173,7 +173,8 @@ def resume_trainer(trainer: Any, resume: Path | None, changes: dict[str, Any], s
         return
     trainer.load_checkpoint(resume)
     apply_resume_changes(changes, trainer.optimizer, trainer.schedule)
-    say(f"resuming {resume} after epoch {trainer.epoch}")
+    batch = "" if trainer._resume_at is None else f", batch {trainer._resume_at['batch']}"
+    say(f"resuming {resume} after epoch {trainer.epoch}{batch}")
     for name, change in changes.items():
         say(f"  {name.replace('_', ' ')}: {change['from']} -> {change['to']}")
 

@@ -129,13 +129,15 @@ def start_epoch(trainer: Any, loader: Any) -> EpochProgress:
     the metrics, the loader (from the next batch on) and the step (accumulation groups)."""
     from .accumulate import Accumulate
 
-    resume, trainer._resume_at = trainer._resume_at, None
+    resume = trainer._resume_at
+    if resume is not None:  # kept when refused: a fit with the right data can still continue it
+        check_resume_position(trainer, resume, loader)
+    trainer._resume_at = None
     if resume is None:
         progress = EpochProgress(trainer.epoch, trainer.optimizer.lr, trainer.step, loader)
         for m in trainer.metrics:
             m.reset()
     else:
-        check_resume_position(trainer, resume, loader)
         progress = EpochProgress.restore(resume, loader, trainer)
     known = hasattr(loader, "dataset")  # a DataLoader knows its batches ahead, a stream not
     if known:
