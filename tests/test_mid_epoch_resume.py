@@ -175,3 +175,47 @@ def test_dataloader_starts_an_epoch_at_a_batch():
     assert [y.tolist() for _, y in loader] == whole[4:]
     with pytest.raises(ValueError, match=r"start must be a batch in \[0, 6\]"):
         loader.set_epoch(1, start=7)
+
+
+FAST = ["--dataset", "vertical", "--device", "cpu", "--hidden", "16", "--quiet", "--epochs", "2"]
+
+
+def _history(folder):
+    import csv
+
+    rows = list(csv.DictReader((folder / "history.csv").read_text().splitlines()))
+    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in rows]
+
+
+def test_cli_checkpoint_every_and_resume_continue_the_epoch_exactly(tmp_path, monkeypatch, capsys):
+    import nnx.cli.run as run
+    from nnx.cli.main import main
+    from nnx.io.checkpoint import read_checkpoint
+
+    class StopInSecondEpoch(Callback):
+        order = 20
+
+        def on_batch_end(self, trainer, batch):
+            if trainer.epoch == 1 and batch == 4:
+                raise KeyboardInterrupt
+
+    assert main([*FAST, "--out", str(tmp_path / "straight")], prog="train.py") == 0
+    plain = run.run_callbacks
+    monkeypatch.setattr(run, "run_callbacks", lambda *a: [*plain(*a), StopInSecondEpoch()])
+    split = tmp_path / "split"
+    status = main([*FAST, "--checkpoint-every", "2", "--out", str(split)], prog="train.py")
+    err = capsys.readouterr().err
+    assert status == 130 and "of epoch 2 is saved in" in err, err
+    position = read_record(split / "last.npz")["position"]
+    assert position["epoch"] == 1 and 0 < position["batch"] <= 5
+    monkeypatch.setattr(run, "run_callbacks", plain)
+    resume = ["--resume", str(split / "last.npz"), "--quiet"]
+    assert main([*resume, "--batch-size", "16"], prog="train.py") != 0
+    err = capsys.readouterr().err
+    assert "--batch-size 16: the checkpoint" in err and len(err.strip().splitlines()) == 1, err
+    assert main(resume, prog="train.py") == 0, capsys.readouterr().err
+    assert _history(split) == _history(tmp_path / "straight")
+    _, a = read_checkpoint(tmp_path / "straight" / "last.npz")
+    _, b = read_checkpoint(split / "last.npz")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

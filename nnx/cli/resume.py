@@ -176,6 +176,18 @@ def checkpoint_epoch(path: Path) -> int | None:
     return epoch if isinstance(epoch, int) else None
 
 
+def checkpoint_batch(path: Path) -> int | None:
+    """The batches a mid-epoch checkpoint (``--checkpoint-every``) completed of its epoch, None
+    for one taken at an epoch's end or one that cannot be read."""
+    from ..io.checkpoint import CheckpointError, read_record
+
+    try:
+        position = read_record(path).get("position")
+    except CheckpointError:
+        return None
+    return position.get("batch") if isinstance(position, dict) else None
+
+
 def refuse_older_checkpoint(out: Path, resume: Path, overwrite: bool) -> None:
     """Resuming from an older checkpoint must not overwrite a newer last.npz / history.csv."""
     if overwrite:
