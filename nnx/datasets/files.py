@@ -38,6 +38,9 @@ from .errors import DataFileError
 from .splits import DatasetSplits
 
 FILE_SUFFIXES = (".npz", ".csv")
+# an .npz file larger than this is memory-mapped, not read whole (the command's --dataset)
+STREAM_BYTES = 1 << 30
+CHUNK_BYTES = 64 << 20  # rows checked at a time when a mapped file is checked
 TEST_FRACTION = 0.2
 MAX_CLASSES = 100_000  # integer labels beyond this are surely not class indices
 
@@ -48,12 +51,20 @@ def is_data_file(name: str) -> bool:
 
 
 def load_file(
-    path: str | os.PathLike, label_column: str | int | None = None, seed: int = 0
+    path: str | os.PathLike,
+    label_column: str | int | None = None,
+    seed: int = 0,
+    stream_bytes: int | None = None,
 ) -> DatasetSplits:
-    """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``."""
+    """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``.
+
+    An ``.npz`` larger than ``stream_bytes`` (None: never) is memory-mapped instead
+    (:func:`map_npz`): nothing is loaded whole, and the checks read it once, in chunks."""
     p = Path(path)
     suffix = p.suffix.lower()
     classes = None
+    if suffix == ".npz" and stream_bytes is not None and _size(p) > stream_bytes:
+        return map_npz(p, seed)
     if suffix == ".npz":
         if label_column is not None:
             raise DataFileError(f"{p}: label_column applies to .csv files, not .npz")
@@ -82,9 +93,7 @@ def load_file(
             raise DataFileError(
                 f"{p}: needs at least 2 samples to hold out a test set, got {len(x_train)}"
             )
-        order = np.random.default_rng(seed).permutation(len(x_train))
-        n_test = max(1, int(round(TEST_FRACTION * len(x_train))))
-        test_rows, train_rows = order[:n_test], order[n_test:]
+        train_rows, test_rows = _held_out(len(x_train), seed)
         x_test, y_test = x_train[test_rows], y_train[test_rows]
         x_train, y_train = x_train[train_rows], y_train[train_rows]
     name = p.name
@@ -100,6 +109,70 @@ def load_file(
             name, "classification", (x_train, y_train), (x_test, y_test), num_classes
         )
     return DatasetSplits(name, "regression", (x_train, y_train), (x_test, y_test))
+
+
+def _size(p: Path) -> int:
+    open_regular(p, "data file", DataFileError).close()  # missing, a folder, ...: says so
+    return p.stat().st_size
+
+
+def _held_out(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train rows, test rows)``: a seeded 20% held out, in the order of a permutation."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(TEST_FRACTION * n)))
+    return order[n_test:], order[:n_test]
+
+
+def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
+    """The ``.npz`` data file at ``path`` as memory maps (stored uncompressed, ``np.savez``),
+    checked in chunks as :func:`load_file` checks arrays; without ``x_test`` the held-out rows
+    are ``DatasetSplits.rows`` (the same rows and order as :func:`load_file`)."""
+    p = Path(path)
+    huge = 1 << 62  # mapping allocates nothing: no cap on the declared sizes
+    with NpzReader(p, "data file", DataFileError, huge, huge) as reader:
+        names = set(reader.keys())
+        if not {"x_train", "y_train"} <= names or ("x_test" in names) != ("y_test" in names):
+            raise DataFileError(
+                f"{p}: expected arrays x_train, y_train and optionally x_test, y_test; found "
+                f"{sorted(names) or 'none'}"
+            )
+        arrays = {key: reader.memmap(key, kinds="biuf") for key in sorted(names)}
+    kinds = {}
+    for split in ("train", "test"):
+        if f"x_{split}" in arrays:
+            x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+            if y.shape[:1] != x.shape[:1] or x.shape[0] == 0:
+                raise DataFileError(
+                    f"{p}: x_{split} has {x.shape[0]} samples but y_{split} has shape {y.shape}"
+                )
+            step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
+            for start in range(0, len(x), step):  # NaN/inf and labels, a chunk at a time
+                _check_pair(p, split, x[start : start + step], y[start : start + step])
+            kinds[split] = y.dtype.kind
+    x, y = arrays["x_train"], arrays["y_train"]
+    if "x_test" in arrays:
+        test, rows = (arrays["x_test"], arrays["y_test"]), None
+        if kinds["test"] != kinds["train"] or test[0].shape[1:] != x.shape[1:]:
+            raise DataFileError(f"{p}: x_test/y_test do not match x_train/y_train")
+    else:
+        if len(x) < 2:
+            raise DataFileError(f"{p}: needs at least 2 samples to hold out a test set")
+        test, rows = (x, y), _held_out(len(x), seed)
+    if kinds["train"] == "f":  # targets (n,) as (n, 1), still mapped
+        y, test = (
+            (y.reshape(-1, 1) if y.ndim == 1 else y),
+            (test[0], test[1].reshape(len(test[1]), -1)),
+        )
+        return DatasetSplits(p.name, "regression", (x, y), test, rows=rows)
+    top = max(_max_label(y), _max_label(test[1]))
+    if top < 1:
+        raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
+    return DatasetSplits(p.name, "classification", (x, y), test, top + 1, rows=rows)
+
+
+def _max_label(y: np.ndarray) -> int:
+    step = CHUNK_BYTES // max(1, y.itemsize)
+    return max(int(y[i : i + step].max()) for i in range(0, len(y), step))
 
 
 def _read_npz(p: Path):

@@ -21,6 +21,9 @@ class DatasetSplits:
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int | None = None
     image_shape: tuple[int, ...] | None = None
+    # a streamed file (memory maps) without a test split: train and test are the same arrays,
+    # and these are the rows of each (the training rows in the order an in-memory load has)
+    rows: tuple[np.ndarray, np.ndarray] | None = None
 
     def images(self) -> DatasetSplits:
         """The same data with each sample as an image ``image_shape`` (``(C, H, W)``) instead of
