@@ -58,12 +58,19 @@ def load_file(
 ) -> DatasetSplits:
     """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``.
 
-    An ``.npz`` larger than ``stream_bytes`` (None: never) is memory-mapped instead
-    (:func:`map_npz`): nothing is loaded whole, and the checks read it once, in chunks."""
+    A file larger than ``stream_bytes`` (None: never) is memory-mapped instead: an ``.npz``
+    in place (:func:`map_npz`), a ``.csv`` after a conversion in chunks into the cache
+    (:func:`nnx.datasets.csv_stream.map_csv`); nothing is loaded whole, and the checks read it
+    in chunks."""
     p = Path(path)
     suffix = p.suffix.lower()
     classes = None
-    if suffix == ".npz" and stream_bytes is not None and _size(p) > stream_bytes:
+    if stream_bytes is not None and suffix in FILE_SUFFIXES and _size(p) > stream_bytes:
+        if suffix == ".csv":  # converted once into the cache, in chunks, then mapped
+            from .csv_stream import map_csv
+            from .download import cache_dir
+
+            return map_csv(p, label_column, seed, cache_dir())
         return map_npz(p, seed)
     if suffix == ".npz":
         if label_column is not None:
@@ -140,15 +147,8 @@ def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
     kinds = {}
     for split in ("train", "test"):
         if f"x_{split}" in arrays:
-            x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-            if y.shape[:1] != x.shape[:1] or x.shape[0] == 0:
-                raise DataFileError(
-                    f"{p}: x_{split} has {x.shape[0]} samples but y_{split} has shape {y.shape}"
-                )
-            step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
-            for start in range(0, len(x), step):  # NaN/inf and labels, a chunk at a time
-                _check_pair(p, split, x[start : start + step], y[start : start + step])
-            kinds[split] = y.dtype.kind
+            _check_mapped(p, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
+            kinds[split] = arrays[f"y_{split}"].dtype.kind
     x, y = arrays["x_train"], arrays["y_train"]
     if "x_test" in arrays:
         test, rows = (arrays["x_test"], arrays["y_test"]), None
@@ -168,6 +168,17 @@ def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
     if top < 1:
         raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
     return DatasetSplits(p.name, "classification", (x, y), test, top + 1, rows=rows)
+
+
+def _check_mapped(p: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """The checks of :func:`_check_pair` on memory maps, a chunk of rows at a time."""
+    if y.shape[:1] != x.shape[:1] or x.shape[0] == 0:
+        raise DataFileError(
+            f"{p}: x_{split} has {x.shape[0]} samples but y_{split} has shape {y.shape}"
+        )
+    step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
+    for start in range(0, len(x), step):  # NaN/inf and labels, a chunk at a time
+        _check_pair(p, split, x[start : start + step], y[start : start + step])
 
 
 def _max_label(y: np.ndarray) -> int:

@@ -76,3 +76,51 @@ def test_the_command_trains_on_a_streamed_file_as_on_the_file_loaded_whole(
     )
     for key in ("train_loss", "val_loss", "test_loss", "test_accuracy"):  # statistics: to rounding
         assert mapped[key] == pytest.approx(whole[key], rel=1e-5), key
+
+
+def _csv(path, labels, x):
+    with open(path, "w") as f:
+        f.write("a,b,label,c\n")
+        for row, label in zip(x, labels, strict=True):
+            f.write(f"{row[0]},{row[1]},{label},{row[2]}\n")
+
+
+@pytest.mark.parametrize("kind", ["integers", "names", "regression"])
+def test_a_large_csv_is_converted_in_chunks_once_and_mapped(tmp_path, monkeypatch, kind):
+    from nnx.datasets import csv_stream
+
+    monkeypatch.setenv("NNX_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(csv_stream, "CHUNK_ROWS", 7)
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    labels = {
+        "integers": [str(i % 3) for i in range(50)],
+        "names": [("cat", "dog", "ant")[i % 3] for i in range(50)],
+        "regression": [f"{v:.3f}" for v in np.random.default_rng(1).normal(size=50)],
+    }[kind]
+    _csv(tmp_path / "d.csv", labels, x)
+    whole = load_file(tmp_path / "d.csv", "label", seed=2)
+    converted = []
+    plain = csv_stream._convert
+    monkeypatch.setattr(csv_stream, "_convert", lambda *a: converted.append(1) or plain(*a))
+    for _ in range(2):  # the second load maps the first one's conversion
+        mapped = load_file(tmp_path / "d.csv", "label", seed=2, stream_bytes=0)
+    assert converted == [1] and isinstance(mapped.train[0], np.memmap)
+    train_rows, test_rows = mapped.rows
+    np.testing.assert_array_equal(mapped.train[0][train_rows], whole.train[0])
+    np.testing.assert_array_equal(mapped.train[1][train_rows], whole.train[1])
+    np.testing.assert_array_equal(mapped.test[1][test_rows], whole.test[1])
+    assert (mapped.task, mapped.num_classes) == (whole.task, whole.num_classes)
+
+
+def test_a_streamed_csv_names_the_bad_line_as_a_whole_read_does(tmp_path, monkeypatch):
+    from nnx.datasets import csv_stream
+
+    monkeypatch.setenv("NNX_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(csv_stream, "CHUNK_ROWS", 4)
+    (tmp_path / "bad.csv").write_text(
+        "a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20)) + "x,1\n"
+    )
+    for stream_bytes in (None, 0):
+        with pytest.raises(DataFileError, match="line 22, column 'a' is 'x', not a number"):
+            load_file(tmp_path / "bad.csv", "label", stream_bytes=stream_bytes)
+    assert not list((tmp_path / "cache" / "csv").iterdir())  # no half conversion left
