@@ -179,6 +179,7 @@ class Trainer:
         self._resumed_from: tuple[str, int] | None = None
         self._progress: Any = None  # the epoch under way (nnx.training.position)
         self._resume_at: dict[str, Any] | None = None  # a mid-epoch position loaded, to continue
+        self.mid_epoch_refusal: str | None = None  # why fit's checkpoints cannot stop mid-epoch
         self.target_epochs = 0
         self.batches_per_epoch = 0
 
