@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_numpy
+from ..data import DataLoader
 
 LOADER_KEYS = ("batches", "batch_size", "shuffle", "drop_last", "seed", "samples")
 
@@ -117,7 +118,7 @@ class EpochProgress:
 def mid_epoch_refusal(trainer: Any, loader: Any) -> str | None:
     """Why checkpoints of this fit cannot stop mid-epoch (``ModelCheckpoint(every_n_steps)``
     refuses with it), or None when they can."""
-    if not hasattr(loader, "dataset"):
+    if not isinstance(loader, DataLoader):
         return "an iterable of batches has no sampler state to resume from"
     if trainer.world is not None:
         return "distributed training resumes at epoch ends only"
@@ -139,7 +140,7 @@ def start_epoch(trainer: Any, loader: Any) -> EpochProgress:
             m.reset()
     else:
         progress = EpochProgress.restore(resume, loader, trainer)
-    known = hasattr(loader, "dataset")  # a DataLoader knows its batches ahead, a stream not
+    known = isinstance(loader, DataLoader)  # it knows its batches ahead, a stream does not
     if known:
         loader.set_epoch(progress.epoch, start=progress.batch)
     else:
@@ -209,8 +210,6 @@ class EpochPosition:
 
 def check_resume_position(trainer: Any, position: dict[str, Any], loader: Any) -> None:
     """Refuse, in one line, to continue ``position`` in a ``fit`` that cannot do it exactly."""
-    from ..data import DataLoader
-
     where = f"the checkpoint stopped mid-epoch (epoch {position['epoch'] + 1}, after batch " + (
         f"{position['batch']})"
     )
