@@ -33,13 +33,15 @@ LOADER_KEYS = ("batches", "batch_size", "shuffle", "drop_last", "seed", "samples
 
 
 def reseed_modules(model: Any, seed: int, epoch: int, batch: int) -> None:
-    """Give every module with a ``reseed(seed)`` method (dropout, fractional pooling) the seed of
-    ``(seed, epoch, batch, its position)``: its random numbers then depend on the batch alone,
-    so a run resumed at any batch draws the same ones."""
-    for i, m in enumerate(model.modules()):
-        reseed = getattr(m, "reseed", None)
-        if callable(reseed):
-            reseed(int(np.random.SeedSequence([seed, epoch, batch, i]).generate_state(1)[0]))
+    """Give every module with a ``reseed(seed)`` method (dropout, fractional pooling) a seed
+    drawn from ``(seed, epoch, batch)`` (the ``k``-th such module the ``k``-th number): its
+    random numbers then depend on the batch alone, so a run resumed at any batch draws the
+    same ones."""
+    reseeds = [r for r in (getattr(m, "reseed", None) for m in model.modules()) if callable(r)]
+    if reseeds:
+        seeds = np.random.SeedSequence([seed, epoch, batch]).generate_state(len(reseeds))
+        for reseed, value in zip(reseeds, seeds, strict=True):
+            reseed(int(value))
 
 
 def loader_identity(loader: Any) -> dict[str, Any]:
