@@ -202,8 +202,16 @@ class EpochPosition:
                 f"has {len(names)} ({', '.join(names) or 'none'})"
             )
         for saved in metrics:
-            if not isinstance(saved, dict) or not _is_count(saved.get("count")):
+            if (
+                not isinstance(saved, dict)
+                or not _is_count(saved.get("count"))
+                or not (saved.get("total") is None or isinstance(saved["total"], np.ndarray))
+            ):
                 raise ValueError(f"a metric's running total is malformed: {saved!r}")
+        for key in ("lr", "seconds"):
+            value = state.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"position {key} must be a number, got {value!r}")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.check_state_dict(state)
