@@ -25,6 +25,7 @@ import numpy as np
 
 from ..io.npz import open_regular
 from .errors import DataFileError
+from .file_checks import MAX_CLASSES, check_mapped, held_out, label_index, max_label
 from .splits import DatasetSplits
 
 CHUNK_ROWS = 65536
@@ -77,14 +78,12 @@ class _Labels:
 
 
 def _convert(p: Path, label_column: Any, folder: Path) -> dict[str, Any]:
-    from .files import MAX_CLASSES, _label_index
-
     rows = _rows(p)
     first = next(rows, None)
     if first is None:
         raise DataFileError(f"{p}: needs a header row and at least one data row")
     header = [cell.strip() for cell in first[1]]
-    column = _label_index(p, header, label_column)
+    column = label_index(p, header, label_column)
     features = [i for i in range(len(header)) if i != column]
     if not features:
         raise DataFileError(f"{p}: no feature columns besides the label column")
@@ -159,8 +158,6 @@ def map_csv(
     """The ``.csv`` at ``path`` as memory maps converted into ``cache`` (see the module
     docstring), checked as :func:`~nnx.datasets.files.load_file` checks it, with a seeded 20%
     of the rows held out as the test set (``DatasetSplits.rows``)."""
-    from .files import _check_mapped, _held_out, _max_label
-
     p = Path(path)
     if label_column is None:
         raise DataFileError(
@@ -186,14 +183,14 @@ def map_csv(
     y = np.memmap(folder / meta["targets"], meta["dtype"], "r", shape=(n,))
     if meta["dtype"] == "float32":
         y = y.reshape(n, 1)
-    _check_mapped(p, "train", x, y)
+    check_mapped(p, "train", x, y)
     if n < 2:
         raise DataFileError(f"{p}: needs at least 2 samples to hold out a test set, got {n}")
-    rows = _held_out(n, seed)
+    rows = held_out(n, seed)
     if meta["dtype"] == "float32":
         return DatasetSplits(p.name, "regression", (x, y), (x, y), rows=rows)
     classes = meta["classes"]
-    count = len(classes) if classes is not None else _max_label(y) + 1  # y: checked >= 0
+    count = len(classes) if classes is not None else max_label(y) + 1  # y: checked >= 0
     if count < 2:
         raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
     return DatasetSplits(p.name, "classification", (x, y), (x, y), count, rows=rows)

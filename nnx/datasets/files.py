@@ -35,14 +35,12 @@ import numpy as np
 
 from ..io.npz import NpzReader, open_regular
 from .errors import DataFileError
+from .file_checks import check_mapped, check_pair, held_out, label_index, max_label
 from .splits import DatasetSplits
 
 FILE_SUFFIXES = (".npz", ".csv")
 # an .npz file larger than this is memory-mapped, not read whole (the command's --dataset)
 STREAM_BYTES = 1 << 30
-CHUNK_BYTES = 64 << 20  # rows checked at a time when a mapped file is checked
-TEST_FRACTION = 0.2
-MAX_CLASSES = 100_000  # integer labels beyond this are surely not class indices
 
 
 def is_data_file(name: str) -> bool:
@@ -82,9 +80,9 @@ def load_file(
     else:
         open_regular(p, "data file", DataFileError).close()  # a missing file says so first
         raise DataFileError(f"data file {p} must end in .npz or .csv, not {p.suffix or 'nothing'}")
-    x_train, y_train = _check_pair(p, "train", x_train, y_train)
+    x_train, y_train = check_pair(p, "train", x_train, y_train)
     if test is not None:
-        x_test, y_test = _check_pair(p, "test", *test)
+        x_test, y_test = check_pair(p, "test", *test)
         if x_test.shape[1:] != x_train.shape[1:]:
             raise DataFileError(
                 f"{p}: x_test samples have shape {x_test.shape[1:]}, x_train samples "
@@ -100,7 +98,7 @@ def load_file(
             raise DataFileError(
                 f"{p}: needs at least 2 samples to hold out a test set, got {len(x_train)}"
             )
-        train_rows, test_rows = _held_out(len(x_train), seed)
+        train_rows, test_rows = held_out(len(x_train), seed)
         x_test, y_test = x_train[test_rows], y_train[test_rows]
         x_train, y_train = x_train[train_rows], y_train[train_rows]
     name = p.name
@@ -123,13 +121,6 @@ def _size(p: Path) -> int:
     return p.stat().st_size
 
 
-def _held_out(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train rows, test rows)``: a seeded 20% held out, in the order of a permutation."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_test = max(1, int(round(TEST_FRACTION * n)))
-    return order[n_test:], order[:n_test]
-
-
 def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
     """The ``.npz`` data file at ``path`` as memory maps (stored uncompressed, ``np.savez``),
     checked in chunks as :func:`load_file` checks arrays; without ``x_test`` the held-out rows
@@ -147,7 +138,7 @@ def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
     kinds = {}
     for split in ("train", "test"):
         if f"x_{split}" in arrays:
-            _check_mapped(p, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
+            check_mapped(p, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
             kinds[split] = arrays[f"y_{split}"].dtype.kind
     x, y = arrays["x_train"], arrays["y_train"]
     if "x_test" in arrays:
@@ -157,33 +148,17 @@ def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
     else:
         if len(x) < 2:
             raise DataFileError(f"{p}: needs at least 2 samples to hold out a test set")
-        test, rows = (x, y), _held_out(len(x), seed)
+        test, rows = (x, y), held_out(len(x), seed)
     if kinds["train"] == "f":  # targets (n,) as (n, 1), still mapped
         y, test = (
             (y.reshape(-1, 1) if y.ndim == 1 else y),
             (test[0], test[1].reshape(len(test[1]), -1)),
         )
         return DatasetSplits(p.name, "regression", (x, y), test, rows=rows)
-    top = max(_max_label(y), _max_label(test[1]))
+    top = max(max_label(y), max_label(test[1]))
     if top < 1:
         raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
     return DatasetSplits(p.name, "classification", (x, y), test, top + 1, rows=rows)
-
-
-def _check_mapped(p: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
-    """The checks of :func:`_check_pair` on memory maps, a chunk of rows at a time."""
-    if y.shape[:1] != x.shape[:1] or x.shape[0] == 0:
-        raise DataFileError(
-            f"{p}: x_{split} has {x.shape[0]} samples but y_{split} has shape {y.shape}"
-        )
-    step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
-    for start in range(0, len(x), step):  # NaN/inf and labels, a chunk at a time
-        _check_pair(p, split, x[start : start + step], y[start : start + step])
-
-
-def _max_label(y: np.ndarray) -> int:
-    step = CHUNK_BYTES // max(1, y.itemsize)
-    return max(int(y[i : i + step].max()) for i in range(0, len(y), step))
 
 
 def _read_npz(p: Path):
@@ -208,46 +183,6 @@ def _read_npz(p: Path):
     return arrays["x_train"], arrays["y_train"], test
 
 
-def _check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray):
-    xn, yn = f"x_{split}", f"y_{split}"
-    if x.dtype.kind not in "biuf":
-        raise DataFileError(f"{p}: {xn} must be numbers, got dtype {x.dtype}")
-    if x.ndim < 2 or x.shape[0] == 0 or 0 in x.shape:
-        raise DataFileError(
-            f"{p}: {xn} must have shape (samples, features...) with no empty axis, got {x.shape}"
-        )
-    x = x.astype(np.float32) if x.dtype.kind != "f" else x
-    if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise DataFileError(
-            f"{p}: {xn} has NaN or infinite values (first at index {tuple(int(i) for i in bad)})"
-        )
-    if y.shape[:1] != x.shape[:1]:
-        raise DataFileError(f"{p}: {xn} has {x.shape[0]} samples but {yn} has shape {y.shape}")
-    if y.dtype.kind in "iu":
-        if y.ndim != 1:
-            raise DataFileError(
-                f"{p}: integer labels {yn} must have shape (samples,), got {y.shape}"
-            )
-        if y.min() < 0 or y.max() >= MAX_CLASSES:
-            value = int(y.min()) if y.min() < 0 else int(y.max())
-            raise DataFileError(
-                f"{p}: {yn} holds label {value}; class labels must be integers 0..K-1"
-            )
-        return x, y.astype(np.int64)
-    if y.dtype.kind == "f":
-        if y.ndim not in (1, 2):
-            raise DataFileError(
-                f"{p}: regression targets {yn} must have shape (samples,) or (samples, k), got {y.shape}"
-            )
-        if not np.isfinite(y).all():
-            raise DataFileError(f"{p}: {yn} has NaN or infinite values")
-        return x, (y.reshape(-1, 1) if y.ndim == 1 else y).astype(np.float32)
-    raise DataFileError(
-        f"{p}: {yn} must be integer class labels or floating regression targets, got dtype {y.dtype}"
-    )
-
-
 def _read_csv(p: Path, label_column: str | int | None):
     if label_column is None:
         raise DataFileError(
@@ -263,7 +198,7 @@ def _read_csv(p: Path, label_column: str | int | None):
     if len(rows) < 2:
         raise DataFileError(f"{p}: needs a header row and at least one data row")
     header = [cell.strip() for cell in rows[0]]
-    column = _label_index(p, header, label_column)
+    column = label_index(p, header, label_column)
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
@@ -297,17 +232,3 @@ def _read_csv(p: Path, label_column: str | int | None):
     if all(v.lstrip("+-").isdigit() for v in labels):
         return x.astype(np.float32), values.astype(np.int64), None
     return x.astype(np.float32), values.astype(np.float32), None
-
-
-def _label_index(p: Path, header: list[str], label_column: str | int) -> int:
-    if label_column in header:
-        return header.index(label_column)
-    try:
-        index = int(label_column)
-    except (TypeError, ValueError):
-        raise DataFileError(
-            f"{p}: no column {label_column!r}; the header has {', '.join(header)}"
-        ) from None
-    if not -len(header) <= index < len(header):
-        raise DataFileError(f"{p}: column index {index} is out of range for {len(header)} columns")
-    return index % len(header)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from nnx.datasets import files
+from nnx.datasets import file_checks, files
 from nnx.datasets.errors import DataFileError
 from nnx.datasets.files import load_file
 
@@ -34,7 +34,7 @@ def test_a_large_npz_is_memory_mapped_with_the_same_held_out_rows(tmp_path):
 
 
 def test_a_mapped_file_is_checked_in_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "CHUNK_BYTES", 64)  # 4 rows of 4 float32 features per chunk
+    monkeypatch.setattr(file_checks, "CHUNK_BYTES", 64)  # 4 rows of 4 float32 features per chunk
     x, y = _features(40)
     x[37, 2] = np.nan
     np.savez(tmp_path / "nan.npz", x_train=x, y_train=y)
