@@ -23,8 +23,10 @@ from .io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .io.errors import NnxFileError
 from .io.model_file import load_model, module_config, save_model
 from .io.registry import ModelFileError, registered_modules
+from .io.torch_weights import load_torch_state_dict, save_torch_weights, torch_state_dict
 from .layers import *  # noqa: F403  every name of nnx.layers.__all__ (the layer classes)
 from .losses import *  # noqa: F403  every name of nnx.losses.__all__ (the loss classes)
+from .onnx import export_onnx
 from .training import callbacks
 from .training.callbacks import (
     Callback,
@@ -34,9 +36,11 @@ from .training.callbacks import (
     LRScheduler,
     ModelCheckpoint,
     ProgressBar,
+    TensorBoardLogger,
 )
 from .training.compile import CompiledStep, compile
 from .training.history import History
+from .training.lr_find import LRFindResult, lr_find
 from .training.plots import save_curves
 from .training.trainer import NonFiniteLossError, Trainer
 
@@ -57,6 +61,7 @@ __all__ = [
     "History",
     "Input",
     "JSONLinesLogger",
+    "LRFindResult",
     "LRScheduler",
     "ModelCheckpoint",
     "ModelFileError",
@@ -72,6 +77,7 @@ __all__ = [
     "ProgressBar",
     "Residual",
     "Sequential",
+    "TensorBoardLogger",
     "Trainer",
     "UnbuiltModuleError",
     "augment",
@@ -80,10 +86,13 @@ __all__ = [
     "compile",
     "data",
     "datasets",
+    "export_onnx",
     "get_backend",
     "gradcheck",
     "load_checkpoint",
     "load_model",
+    "load_torch_state_dict",
+    "lr_find",
     "metrics",
     "models",
     "module_config",
@@ -94,9 +103,11 @@ __all__ = [
     "save_checkpoint",
     "save_curves",
     "save_model",
+    "save_torch_weights",
     "special",
     "summary",
     "to_numpy",
+    "torch_state_dict",
 ]
 __all__ += layers.__all__  # every layer class
 __all__ += losses.__all__  # every loss class

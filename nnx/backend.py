@@ -588,3 +588,15 @@ def nccl_allreduce_sum(comm: Any, array: Any) -> Any:
         buf.data.ptr, buf.data.ptr, buf.size, kinds[buf.dtype], nccl.NCCL_SUM, stream.ptr
     )
     return buf
+
+
+def import_torch(needed_for: str) -> Any:
+    """PyTorch, imported only when asked (reading a ``.pt`` weights file, say); an ImportError
+    of one line, naming ``needed_for``, when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"{needed_for} needs PyTorch, which is not installed: pip install torch"
+        ) from None
+    return torch

@@ -191,6 +191,12 @@ class World:
             self._guarded(what, self.comm.Allreduce, self.MPI.IN_PLACE, host)
         return [int(c) for c in host]
 
+    def allgather(self, array: np.ndarray, what: str = "allgather") -> list[np.ndarray]:
+        """Every rank's host ``array``, in rank order (the arrays may differ in length)."""
+        if self.size == 1:
+            return [array]
+        return list(self._guarded(what, self.comm.allgather, np.ascontiguousarray(array)))
+
     def agree(self, facts: dict[str, Any], what: str = "start-up check") -> None:
         """Check that every rank holds the same ``facts`` (name -> a small JSON-able value: a
         setting, a data shape, a hash); else raise :class:`RankMismatchError` on every rank,

@@ -197,7 +197,8 @@ def test_a_locked_run_folder_is_refused_and_a_stale_lock_is_not(tmp_path, capsys
     (out / ".last.npz.x1y2.tmp").write_bytes(b"PK half written")
     assert _main(capsys, *FAST, "--epochs", 1, "--out", out)[0] == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "best.npz", "config.json", "curves.png", "history.csv", "last.npz", "summary.json",
+        "best.npz", "config.json", "confusion.png", "curves.png", "history.csv", "last.npz",
+        "summary.json",
     ]  # fmt: skip
 
 

@@ -29,6 +29,9 @@ def test_binary_accuracy_thresholds_logits_at_zero(backend):
         backend.asarray([[1.0], [1.0], [0.0], [0.0]]),
     )
     assert acc.compute() == 0.5
+    integer = Accuracy()  # 0/1 integer targets (array-api-strict refused `int > 0.5`)
+    integer.update(backend.asarray([2.0, -1.0, 0.5, -3.0]), backend.asarray([1, 1, 0, 0]))
+    assert integer.compute() == 0.5
 
 
 @pytest.mark.parametrize("k, expected", [(1, 0.5), (2, 0.75), (3, 1.0)])
@@ -50,7 +53,7 @@ def test_regression_metrics(backend):
 def test_get_metric():
     assert isinstance(get_metric("accuracy"), Accuracy)
     assert get_metric("top5_accuracy").k == 5
-    with pytest.raises(ValueError, match="unknown metric 'f1'"):
-        get_metric("f1")
+    with pytest.raises(ValueError, match="unknown metric 'f2'; choose from accuracy, .*auroc"):
+        get_metric("f2")
     with pytest.raises(ValueError, match="positive integer"):
         TopKAccuracy(0)

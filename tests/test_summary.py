@@ -66,3 +66,14 @@ def test_bad_use_is_a_clear_error():
     assert "forward" not in vars(model[0])
     with pytest.raises(TypeError, match="must be an nnx.Module"):
         nnx.summary(np.zeros(3), (3,))
+
+
+def test_summary_returns_and_module_summary_prints(capsys):
+    """nnx.summary returns the table without printing; Module.summary prints it, returns None
+    (Keras' habits), so a REPL shows the table once either way."""
+    model = nnx.Sequential(nnx.Linear(3, 2, rng=0), nnx.ReLU())
+    table = nnx.summary(model, (3,))
+    assert capsys.readouterr().out == ""
+    assert model.summary((3,)) is None
+    assert capsys.readouterr().out == table + "\n"
+    assert "Total params: 8" in table

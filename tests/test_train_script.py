@@ -49,6 +49,7 @@ def test_default_dataset_run_writes_every_output(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "best.npz",
         "config.json",
+        "confusion.png",
         "curves.png",
         "history.csv",
         "last.npz",
@@ -72,7 +73,10 @@ def test_default_dataset_run_writes_every_output(tmp_path):
 def test_module_entry_point_and_quiet(tmp_path):
     done = _run(*FAST, "--epochs", "2", "--out", tmp_path / "r", "--quiet", module=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "" and (tmp_path / "r" / "last.npz").is_file()
+    lines = done.stdout.splitlines()  # --quiet: only one plain line per epoch
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("train loss" in line and "val acc" in line for line in lines)
+    assert (tmp_path / "r" / "last.npz").is_file()
 
 
 def test_gpu_without_a_gpu_is_a_one_line_error(tmp_path):

@@ -324,7 +324,7 @@ def test_progress_bar_shows_epochs_and_metrics(monkeypatch):
     bar = cbs.ProgressBar(stream=stream)
     _trainer(callbacks=[bar]).fit(train, test, epochs=2, batch_size=32)
     text = stream.getvalue()
-    assert "epoch 2/2" in text and "val_accuracy" in text and "16/16" in text
+    assert "epoch 2/2" in text and "val acc" in text and "16/16" in text
     assert bar._bar is None  # closed at the end
 
 
@@ -453,3 +453,50 @@ def test_ctrl_c_during_epoch_end_callbacks_never_leaves_the_log_ahead_of_last_np
     with open(tmp_path / "history.csv") as f:
         logged = len(list(csv.DictReader(f)))
     assert logged <= saved
+
+
+class _Terminal:
+    """A fake 80-column terminal: what tqdm writes, with isatty() True so the bar is drawn."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_fits_80_columns_with_a_20_column_bar_and_epoch_lines():
+    import re
+
+    train, test = _vertical()
+    screen, log = _Terminal(), _Terminal()
+    bar = cbs.ProgressBar(stream=screen, line_stream=log, ncols=80)
+    _trainer(callbacks=[bar]).fit(train, test, epochs=12, batch_size=8)
+    frames = [f for f in re.split(r"[\r\n]", screen.buffer.getvalue()) if "%|" in f]
+    assert frames and any("val acc" in f for f in frames)  # abbreviated metrics shown
+    for frame in frames:
+        frame = frame.replace("\x1b[A", "")
+        assert len(frame) <= 80, frame
+        drawn = frame.split("|")[1]  # the bar between the two pipes
+        assert len(drawn) >= 20, frame
+    lines = log.buffer.getvalue().splitlines()
+    assert [line.split("  ")[0] for line in lines] == [f"epoch {i}/12" for i in range(1, 13)]
+    assert all(len(line) <= 80 and "val loss" in line and line.endswith("s") for line in lines)
+
+
+def test_epoch_lines_alone_when_quiet_and_none_by_default_off_a_terminal(capsys):
+    train, test = _vertical()
+    _trainer(callbacks=[cbs.ProgressBar(quiet=True, lines=True)]).fit(train, test, epochs=2)
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.startswith("epoch 1/2  train loss ")
+    assert len(out.out.splitlines()) == 2
+    _trainer(callbacks=[cbs.ProgressBar()]).fit(train, test, epochs=1)  # not a TTY: silent
+    assert capsys.readouterr() == ("", "")

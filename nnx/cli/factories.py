@@ -128,11 +128,44 @@ def make_optimizer(settings: dict[str, Any], params: Any) -> Any:
     return cls(params, lr=lr, **kw)
 
 
-def make_schedule(settings: dict[str, Any], optimizer: Any) -> Any:
-    """The ``--schedule`` (stepped per epoch) on ``optimizer``, or None."""
+def make_schedule(
+    settings: dict[str, Any],
+    optimizer: Any,
+    steps_per_epoch: int | None = None,
+    monitor: str = "val_loss",
+) -> Any:
+    """The ``--schedule`` on ``optimizer``, or None. ``onecycle`` plans its cycle over
+    ``--epochs`` of ``steps_per_epoch`` optimizer steps; ``plateau`` follows ``monitor``."""
     epochs, kind = settings["epochs"], settings["schedule"]
     if kind == "none":
         return None
+    if kind == "plateau":
+        return optim.ReduceLROnPlateau(
+            optimizer,
+            monitor=monitor,
+            factor=settings["plateau_factor"],
+            patience=settings["plateau_patience"],
+            min_lr=settings["min_lr"],
+        )
+    if kind == "onecycle":
+        if steps_per_epoch is None:
+            raise ConfigError("--schedule onecycle needs the number of batches per epoch")
+        try:
+            return optim.OneCycleLR(
+                optimizer,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                cycle_momentum=settings["optimizer"] != "adagrad",  # adagrad has no momentum
+            )
+        except ValueError as err:
+            raise ConfigError(f"--schedule onecycle: {err}") from None
+    if kind == "cosine-restarts":
+        return optim.CosineAnnealingWarmRestarts(
+            optimizer,
+            t_0=settings["restart_epochs"],
+            t_mult=settings["restart_mult"],
+            eta_min=settings["min_lr"],
+        )
     if kind == "step":
         return optim.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
     if kind == "exponential":
@@ -142,6 +175,16 @@ def make_schedule(settings: dict[str, Any], optimizer: Any) -> Any:
     if kind == "warmup":
         return optim.LinearWarmup(optimizer, warmup_steps=min(5, epochs))
     return optim.InverseTimeDecay(optimizer, decay=0.1)
+
+
+def schedule_interval(settings: dict[str, Any]) -> str:
+    """How often the ``--schedule`` steps: onecycle per optimizer step, the others per epoch."""
+    return "batch" if settings["schedule"] == "onecycle" else "epoch"
+
+
+def optimizer_steps(batches: int, settings: dict[str, Any]) -> int:
+    """Optimizer steps in an epoch of ``batches`` mini-batches (one per --accumulate group)."""
+    return -(-batches // settings["accumulate"])
 
 
 def loss_name(settings: dict[str, Any], task: str) -> str:

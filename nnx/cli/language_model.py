@@ -28,7 +28,13 @@ from ..datasets.text import CharacterText, read_text
 from ..metrics import BitsPerCharacter
 from ..models import generate
 from ..training.trainer import NonFiniteLossError
-from .factories import make_model, make_optimizer, make_schedule
+from .factories import (
+    make_model,
+    make_optimizer,
+    make_schedule,
+    optimizer_steps,
+    schedule_interval,
+)
 from .resume import model_from_checkpoint
 from .run import (
     Say,
@@ -38,9 +44,11 @@ from .run import (
     run_callbacks,
     run_config,
     run_summary,
+    save_run_curves,
 )
 from .runfolder import write_json, write_text
 from .settings import ConfigError
+from .threads import set_threads
 
 SAMPLE_CHARS = 400
 
@@ -50,8 +58,14 @@ def run_language_model(
 ) -> dict[str, Any]:
     """Train ``settings["model"]`` on the text and write config.json, checkpoints, history.csv,
     curves.png, sample.txt and summary.json into the run folder; returns the summary."""
+    if settings.get("metrics") is not None:
+        raise ConfigError(
+            f"--metrics applies to the data-set runs; the {settings['model']} language model "
+            f"measures bits_per_char"
+        )
     changes, previous_resumes = resume_changes(settings, resume, context)
     backend = nnx.get_backend(settings["device"])
+    set_threads(settings["threads"])  # after the backend: torch is imported by then
     try:
         text, source = read_text(settings["text"])
     except DatasetError as err:
@@ -73,7 +87,10 @@ def run_language_model(
         metrics=(BitsPerCharacter(),),
         callbacks=run_callbacks(settings, out, "val_bits_per_char"),
         seed=settings["seed"],
-        schedule=make_schedule(settings, optimizer),
+        schedule=make_schedule(
+            settings, optimizer, optimizer_steps(settings["steps_per_epoch"], settings)
+        ),
+        schedule_interval=schedule_interval(settings),
         clip_norm=settings["clip_norm"],
         accumulate=settings["accumulate"],
         progress=False,
@@ -117,7 +134,7 @@ def run_language_model(
         outputs=str(out),
     )
     write_json(out / "summary.json", summary)
-    nnx.save_curves(trainer.history, out / "curves.png")
+    save_run_curves(settings, trainer.history, out, "val_bits_per_char")
     say(
         f"nnx: held-out {held_bits:.3f} bits/char, bigram baseline {baseline:.3f} bits/char "
         f"({summary['seconds']:.0f} s, {trainer.epoch} epochs"
@@ -141,14 +158,8 @@ def train_epochs(
     while trainer.epoch < settings["epochs"]:
         epoch = trainer.epoch
         windows = corpus.train_windows(epoch, count, settings["seq_len"], trainer.seed)
+        # the progress callback prints the epoch's line (train loss, val loss and bpc, time)
         trainer.fit(windows, held, epochs=epoch + 1, batch_size=settings["batch_size"])
-        if trainer.epoch > epoch:
-            logs = trainer.history.last
-            say(
-                f"epoch {trainer.epoch}: train {logs['train_bits_per_char']:.3f} bits/char, "
-                f"held-out {logs['val_bits_per_char']:.3f} "
-                f"({time.perf_counter() - started:.0f} s)"
-            )
         if trainer.stop_training:
             break
 

@@ -22,6 +22,11 @@ FIXED_ON_RESUME = (
     "loss",
     "optimizer",
     "schedule",
+    "plateau_patience",
+    "plateau_factor",
+    "min_lr",
+    "restart_epochs",
+    "restart_mult",
     "sync_batchnorm",
     "random_crop",
     "hflip",
@@ -45,7 +50,7 @@ def resume_changes(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str
     """The settings that differ from the resumed run's; refuse those a resume cannot honour."""
     changes = {}
     for name in SETTINGS:
-        if name in ("out", "overwrite", "quiet", "distributed") or name not in stored:
+        if name in ("out", "overwrite", "quiet", "distributed", "threads") or name not in stored:
             continue
         try:
             before = SETTINGS[name][1](stored[name], "--" + name.replace("_", "-"))
@@ -62,6 +67,11 @@ def resume_changes(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str
             raise ConfigError(
                 f"{flag} cannot change when resuming (the run used {shown}); "
                 f"start a new run (another --out) to change it"
+            )
+        if name == "epochs" and settings["schedule"] == "onecycle":
+            raise ConfigError(
+                f"--epochs cannot change when resuming a --schedule onecycle run: its cycle was "
+                f"planned over {before} epochs; resume with --epochs {before}"
             )
         changes[name] = {"from": before, "to": after}
     return changes
@@ -156,8 +166,7 @@ def apply_resume_changes(changes: dict[str, Any], optimizer: Any, schedule: Any)
     if "lr" in changes:
         lr = changes["lr"]["to"]
         if schedule is not None:  # the schedule scales its base rate from the resumed step on
-            schedule.base_lr = lr
-            optimizer.lr = schedule.lr_at(schedule.last_step)
+            schedule.rebase(lr)
         else:
             optimizer.lr = lr
     for name in ("momentum", "weight_decay"):

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import nnx
 
 from ..data import ArrayDataset, train_val_split
@@ -22,7 +20,10 @@ from ..data.statistics import fit_standardize
 from ..data.subset import Subset
 from ..datasets import files, load_dataset
 from ..datasets.files import is_data_file, load_file
+from ..metrics import REGRESSION_METRICS, ConfusionMatrix
 from ..training import callbacks as cbs
+from ..training.plots import save_confusion
+from .config_files import stored_config
 from .factories import (
     check_model_fits,
     loss_name,
@@ -31,7 +32,10 @@ from .factories import (
     make_model,
     make_optimizer,
     make_schedule,
+    optimizer_steps,
+    schedule_interval,
 )
+from .lr_range import run_lr_find
 from .resume import (
     apply_resume_changes,
     check_resume,
@@ -42,7 +46,8 @@ from .resume import (
 )
 from .resume import resume_changes as _resume_changes
 from .runfolder import lock_out, out_folder, prepare_out, refuse_used_out, write_json
-from .settings import ConfigError, stored_config
+from .settings import ConfigError
+from .threads import set_threads
 
 Say = Callable[[str], None]
 
@@ -60,11 +65,13 @@ def run(
     world, device = start_distributed(settings, context)
     rank0 = world is None or world.rank == 0
     backend = nnx.get_backend(device)  # a missing GPU fails here, before any work
+    set_threads(settings["threads"])  # after the backend: torch is imported by then
     if world is not None and not rank0:
         world.barrier()  # rank 0 downloads the data set first, the others then read its copy
         say = _silent
     data = load_data(settings)
     settings["loss"] = loss_name(settings, data.task)  # config.json records the one used
+    metrics = run_metrics(settings, data.task == "classification")
     check_model_fits(settings, math.prod(data.train[0].shape[1:]), data.num_outputs)
     augment = make_augment(settings, tuple(data.train[0].shape[1:]), data.name)
     if world is not None and rank0:
@@ -73,7 +80,11 @@ def run(
     train, val, test = prepare_splits(data, settings, backend)
     model = classifier_model(settings, data, train, resume, context, backend, say)
     optimizer = make_optimizer(settings, model.parameters())
-    schedule = make_schedule(settings, optimizer)
+    if settings["find_lr"]:
+        return run_lr_find(settings, model, make_loss(settings["loss"]), optimizer, train, out, say)
+    split = "val_" if val is not None else "train_"
+    batches = optimizer_steps(-(-len(train) // settings["batch_size"]), settings)
+    schedule = make_schedule(settings, optimizer, batches, split + "loss")
     classification = data.task == "classification"
     monitor = ("val_" if val is not None else "train_") + ("accuracy" if classification else "loss")
     trainer = nnx.Trainer(
@@ -81,10 +92,11 @@ def run(
         make_loss(settings["loss"]),
         optimizer,
         device=backend,
-        metrics=("accuracy",) if classification else ("mae",),
+        metrics=metrics,
         callbacks=run_callbacks(settings, out, monitor),
         seed=settings["seed"],
         schedule=schedule,
+        schedule_interval=schedule_interval(settings),
         clip_norm=settings["clip_norm"],
         accumulate=settings["accumulate"],
         progress=False,
@@ -98,18 +110,26 @@ def run(
         splits = {"train": len(train), "val": 0 if val is None else len(val), "test": len(test)}
         config = run_config(settings, trainer, resume, changes, previous_resumes)
         config["dataset"] = {"name": data.name, "task": data.task, **splits}
+        config["dataset"].update(prediction_record(data))
         config["ranks"] = trainer.world_size
         write_json(out / "config.json", _ordered(config))
     started = time.perf_counter()
     history = trainer.fit(train, val, epochs=settings["epochs"], batch_size=settings["batch_size"])
     summary = run_summary(settings, trainer, history, time.perf_counter() - started, data.name)
-    for key, value in trainer.evaluate(test).items():
+    extra = [ConfusionMatrix()] if classification else []
+    tested = trainer.evaluate(test, metrics=[*trainer.metrics, *extra])
+    confusion = tested.pop("confusion_matrix", None)
+    for key, value in tested.items():
         summary[f"test_{key}"] = value
     summary["outputs"] = str(out)
     if rank0:
         write_json(out / "summary.json", summary)
-        curves = nnx.save_curves(history, out / "curves.png")
-        _print_summary(summary, out, curves, say)
+        curves = save_run_curves(settings, history, out, monitor)
+        pictures = [curves] if curves else []
+        if confusion is not None:
+            title = f"{out.name}: test set, {len(test)} samples"
+            pictures.append(save_confusion(confusion, out / "confusion.png", title=title))
+        _print_summary(summary, out, [p for p in pictures if p], say)
     return 0
 
 
@@ -158,15 +178,52 @@ def claim_out(
     return out
 
 
+def run_metrics(settings: dict[str, Any], classification: bool) -> tuple[str, ...]:
+    """The --metrics names (default accuracy, or mae for regression), checked against the task.
+    Classifiers always measure accuracy (first), which best.npz follows, also on a resume that
+    changes --metrics."""
+    names = settings["metrics"] or (["accuracy"] if classification else ["mae"])
+    if classification and "accuracy" not in names:
+        names = ["accuracy", *names]
+    regression = [n for n in names if n in REGRESSION_METRICS]
+    wrong = [n for n in names if n not in REGRESSION_METRICS] if not classification else regression
+    if wrong:
+        task = "classification" if classification else "regression"
+        fit = "any but mae, mse" if classification else "mae, mse"
+        raise ConfigError(
+            f"--metrics {','.join(wrong)} does not fit the {task} data set {settings['dataset']!r}; "
+            f"choose {fit}"
+        )
+    return tuple(names)
+
+
+def save_run_curves(settings: dict[str, Any], history: Any, out: Path, monitor: str) -> Any:
+    """curves.png of a run: titled with its folder's name, the best epoch by ``monitor``
+    marked, the loss on a log axis with --log-loss."""
+    return nnx.save_curves(
+        history,
+        out / "curves.png",
+        monitor=monitor,
+        log_loss=settings.get("log_loss", False),
+        title=out.name,
+    )
+
+
 def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any]:
-    """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping, progress."""
+    """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping,
+    tensorboard/ (``--tensorboard``), progress."""
     callbacks: list[Any] = [
         cbs.ModelCheckpoint(out, monitor=monitor, every_n_steps=settings.get("checkpoint_every")),
         cbs.CSVLogger(out / "history.csv"),
     ]
     if settings["early_stopping"] is not None:
         callbacks.append(cbs.EarlyStopping("val_loss", patience=settings["early_stopping"]))
-    callbacks.append(cbs.ProgressBar(quiet=settings["quiet"]))
+    if settings.get("tensorboard"):
+        callbacks.append(cbs.TensorBoardLogger(out / "tensorboard"))
+    # one plain line per epoch on stdout (screen and log), also under --quiet
+    callbacks.append(
+        cbs.ProgressBar(quiet=settings["quiet"], lines=True, epochs=settings["epochs"])
+    )
     return callbacks
 
 
@@ -224,12 +281,50 @@ def run_summary(
     if len(history):
         last = history.last
         summary.update({k: v for k, v in last.items() if k.startswith(("train_", "val_"))})
-        summary["seconds_per_epoch"] = float(np.mean([r["seconds"] for r in history.records]))
-        summary["samples_per_s"] = float(np.mean([r["samples_per_s"] for r in history.records]))
+        summary.update(throughput(history.records, compile_seconds(trainer)))
     return summary
 
 
+def compile_seconds(trainer: Any) -> float | None:
+    """Seconds the ``--jit`` step spent in its compiling first calls (None without jit)."""
+    step = getattr(trainer, "train_step", None)
+    while step is not None:
+        if hasattr(step, "compile_seconds"):
+            return float(step.compile_seconds)
+        step = getattr(step, "inner", None)
+    return None
+
+
+def throughput(records: list[dict[str, Any]], compiling: float | None) -> dict[str, Any]:
+    """The training time and rate of the run's epochs, in agreement: ``samples_per_s`` is the
+    samples trained divided by ``train_seconds``, their training time (validation excluded)
+    less the ``compile_seconds`` of ``--jit``'s first calls, reported apart;
+    ``seconds_per_epoch`` is ``train_seconds`` over the epochs."""
+    seconds = sum(float(r["seconds"]) for r in records)
+    samples = sum(float(r["seconds"]) * float(r["samples_per_s"]) for r in records)
+    out: dict[str, Any] = {}
+    if compiling is not None:
+        out["compile_seconds"] = compiling
+        seconds = max(seconds - compiling, 0.0)
+    out["train_seconds"] = seconds
+    out["seconds_per_epoch"] = seconds / len(records)
+    out["samples_per_s"] = samples / seconds if seconds > 0 else math.inf
+    return out
+
+
 # ---------------------------------------------------------------------------- data sets
+
+
+def prediction_record(data: Any) -> dict[str, Any]:
+    """What nnx-predict reads back from config.json's ``dataset``: the class count, and for a
+    .csv the feature columns, the label column and the original class names."""
+    record: dict[str, Any] = {"outputs": data.num_outputs}
+    if data.feature_names is not None:
+        record["features"] = list(data.feature_names)
+        record["label_column"] = data.label_name
+    if data.class_names is not None:
+        record["classes"] = list(data.class_names)
+    return record
 
 
 def load_data(settings: dict[str, Any]) -> Any:
@@ -321,7 +416,7 @@ def _silent(line: str) -> None:
     """``say`` of ranks other than 0."""
 
 
-def _print_summary(summary: dict[str, Any], out: Path, curves: Path | None, say: Say) -> None:
+def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say: Say) -> None:
     metric = "accuracy" if "test_accuracy" in summary else "mae"
 
     def row(split: str) -> str:
@@ -338,9 +433,17 @@ def _print_summary(summary: dict[str, Any], out: Path, curves: Path | None, say:
         say(row(split))
     if "seconds_per_epoch" in summary:
         say(
-            f"  {summary['seconds_per_epoch']:.3f} s per epoch, {summary['samples_per_s']:,.0f} samples/s"
+            f"  training {summary['train_seconds']:.2f} s ({summary['seconds_per_epoch']:.3f} s "
+            f"per epoch, {summary['samples_per_s']:,.0f} samples/s)"
+            + (
+                f"; jit compiling {summary['compile_seconds']:.2f} s apart"
+                if "compile_seconds" in summary
+                else ""
+            )
         )
-    files = "config.json, history.csv, summary.json, last.npz, best.npz" + (
-        ", curves.png" if curves else ""
+    files = ", ".join(
+        ["config.json", "history.csv", "summary.json", "last.npz", "best.npz"]
+        + [p.name for p in pictures]
     )
-    say(f"  outputs in {out}: {files}")
+    say(f"  outputs in {out}:")  # the files on a line of their own: 80 columns
+    say(f"    {files}")

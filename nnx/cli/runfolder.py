@@ -49,6 +49,7 @@ OUTPUT_NAMES = (
     "last.npz",
     "best.npz",
     "curves.png",
+    "confusion.png",
     "sample.txt",
 )
 _TEMP = re.compile(r"\.(" + "|".join(map(re.escape, OUTPUT_NAMES)) + r")\.[A-Za-z0-9_]{1,16}\.tmp")

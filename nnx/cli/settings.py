@@ -1,5 +1,5 @@
 """The training command's settings: the SETTINGS table (every flag, its default, converter and
-help), the converters, config files, and :func:`resolve_settings`, which layers defaults < the
+help; the converters are in :mod:`.converters`), config files, and :func:`resolve_settings`, which layers defaults < the
 resumed run's ``config.json`` < ``--config FILE`` (TOML or JSON) < command-line flags and checks
 the result. Every problem is a :class:`ConfigError` whose one-line message names the flag.
 """
@@ -8,18 +8,47 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..models import PRESETS
 from ..models.mlp import ACTIVATIONS as MLP_ACTIVATIONS
+from .config_files import _read_capped, check_resume_file, stored_config
+from .converters import (
+    ConfigError,
+    _choice,
+    _flag,
+    _hidden,
+    _metrics,
+    _number,
+    _optional,
+    _path,
+    _text,
+)
 
 DATASETS = ("digits", "spiral", "vertical", "sine", "mnist", "fashion-mnist", "cifar10")
 ACTIVATIONS = tuple(MLP_ACTIVATIONS)  # relu, leaky_relu, tanh, sigmoid, gelu, relu6, prelu, ...
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULES = ("none", "step", "exponential", "cosine", "warmup", "inverse-time")
+SCHEDULES = (
+    "none",
+    "step",
+    "exponential",
+    "cosine",
+    "warmup",
+    "inverse-time",
+    "plateau",
+    "onecycle",
+    "cosine-restarts",
+)
+# The options of one schedule each: refused with any other --schedule (nnx.cli.factories).
+SCHEDULE_OPTIONS = {
+    "plateau_patience": ("plateau",),
+    "plateau_factor": ("plateau",),
+    "min_lr": ("plateau", "cosine-restarts"),
+    "restart_epochs": ("cosine-restarts",),
+    "restart_mult": ("cosine-restarts",),
+}
 DTYPES = ("float32", "float64")
 PRECISIONS = ("float32", "float16", "bfloat16", "mixed16")  # nnx.training.precision.PRECISIONS
 # --loss: the losses that fit the command's tasks (single-label classification on logits,
@@ -28,67 +57,6 @@ CLASSIFICATION_LOSSES = ("cross_entropy", "multimargin", "multimargin_squared")
 REGRESSION_LOSSES = ("mse", "l1", "huber", "smooth_l1")
 LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
-
-
-class ConfigError(ValueError):
-    """A setting is wrong; the message names it."""
-
-
-def _hidden(value: Any) -> list[int]:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",")] if value.strip() else []
-        try:
-            sizes = [int(p) for p in parts]
-        except ValueError:
-            raise ConfigError(
-                f"--hidden must be comma-separated positive integers such as 128,64, got {value!r}"
-            ) from None
-    elif isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        sizes = list(value)
-    else:
-        raise ConfigError(f"--hidden must be a list of layer sizes such as 128,64, got {value!r}")
-    if any(s <= 0 for s in sizes):
-        raise ConfigError(f"--hidden sizes must be positive, got {value!r}")
-    return sizes
-
-
-def _number(kind: type, low: float | None = None, high: float | None = None, strict_low=False):
-    def convert(value: Any, flag: str) -> Any:
-        if isinstance(value, bool):
-            raise ConfigError(f"{flag} must be a number, got {value!r}")
-        try:
-            number = kind(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(
-                f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-            ) from None
-        if kind is float and not math.isfinite(number):
-            raise ConfigError(f"{flag} must be a finite number, got {value!r}")
-        if kind is int and isinstance(value, float) and value != number:
-            raise ConfigError(f"{flag} must be an integer, got {value!r}")
-        if low is not None and (number <= low if strict_low else number < low):
-            bound = f"> {low}" if strict_low else f">= {low}"
-            raise ConfigError(f"{flag} must be {bound}, got {value!r}")
-        if high is not None and number >= high:
-            raise ConfigError(f"{flag} must be < {high}, got {value!r}")
-        return number
-
-    return convert
-
-
-def _choice(options: tuple[str, ...]):
-    """Match case-insensitively, with ``_`` and ``-`` interchangeable; return the listed spelling."""
-    canonical = {o.replace("_", "-"): o for o in options}
-
-    def convert(value: Any, flag: str) -> str:
-        found = canonical.get(str(value).strip().lower().replace("_", "-"))
-        if found is None:
-            raise ConfigError(f"unknown {flag[2:]} {value!r}; choose one of {', '.join(options)}")
-        return found
-
-    return convert
 
 
 def _dataset(value: Any, flag: str) -> str:
@@ -101,28 +69,6 @@ def _dataset(value: Any, flag: str) -> str:
     return _choice(DATASETS)(value, flag)
 
 
-def _text(value: Any, flag: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{flag} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _path(value: Any, flag: str) -> str:
-    """An absolute path, so that config.json still finds the file from another folder."""
-    return str(Path(_text(value, flag)).expanduser().resolve())
-
-
-def _optional(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    return lambda value, flag: None if value is None else convert(value, flag)
-
-
-def _flag(value: Any, flag: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"{flag} must be true or false, got {value!r}")
-
-
-# name -> (default, converter, help)
 SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     "device": (
         "auto",
@@ -183,6 +129,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "hinge loss of a linear SVM), multimargin_squared (its square); regression: mse (the "
         "default), l1, huber, smooth_l1 (kept on resume)",
     ),
+    "metrics": (
+        None,
+        _optional(_metrics),
+        "metrics, comma-separated: accuracy, topK_accuracy, precision, recall, f1 (+ _micro, "
+        "_weighted, _macro), auroc; regression: mae, mse (default: accuracy, or mae)",
+    ),
+    "log_loss": (False, _flag, "curves.png: the loss on a logarithmic axis"),
     "epochs": (30, _number(int, 0, strict_low=True), "total number of epochs"),
     "batch_size": (32, _number(int, 0, strict_low=True), "samples per optimizer step"),
     "optimizer": ("adam", _choice(OPTIMIZERS), "optimizer: " + ", ".join(OPTIMIZERS)),
@@ -202,7 +155,37 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _choice(SCHEDULES),
         "learning-rate schedule per epoch: "
         "step (x0.1 every third of the run), exponential (x0.95 per epoch), cosine "
-        "(to 0 at the last epoch), warmup (linear over 5 epochs), inverse-time (1/(1+0.1 t)), none",
+        "(to 0 at the last epoch), warmup (linear over 5 epochs), inverse-time (1/(1+0.1 t)), "
+        "plateau (x--plateau-factor after --plateau-patience epochs without a better validation "
+        "loss), onecycle (1cycle per batch, --lr the peak, momentum/beta1 cycled), "
+        "cosine-restarts (cosine to --min-lr over --restart-epochs, restarting), none",
+    ),
+    "plateau_patience": (
+        5,
+        _number(int, 0),
+        "--schedule plateau: epochs without a better loss (validation, else training) before "
+        "the rate is cut",
+    ),
+    "plateau_factor": (
+        0.1,
+        _number(float, 0.0, 1.0, strict_low=True),
+        "--schedule plateau: the factor each cut multiplies the rate by",
+    ),
+    "min_lr": (
+        0.0,
+        _number(float, 0.0),
+        "--schedule plateau: the rate is never cut below it; cosine-restarts: the rate at the "
+        "end of each cycle",
+    ),
+    "restart_epochs": (
+        10,
+        _number(int, 0, strict_low=True),
+        "--schedule cosine-restarts: epochs of the first cycle",
+    ),
+    "restart_mult": (
+        1,
+        _number(int, 0, strict_low=True),
+        "--schedule cosine-restarts: each cycle is this many times longer than the one before",
     ),
     "clip_norm": (
         None,
@@ -257,9 +240,32 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "float16, bfloat16 (torch, jax, cupy), mixed16 (bfloat16 where available, else float16)",
     ),
     "jit": (False, _flag, "compile each training step with jax.jit (--device jax only)"),
+    "find_lr": (
+        False,
+        _flag,
+        "run the learning-rate range test on the training split instead of training: write "
+        "lr_find.png and lr_find.json to the output folder, print the suggested --lr, and exit",
+    ),
+    "threads": (
+        None,
+        _optional(_number(int, 0, strict_low=True)),
+        "threads for NumPy's BLAS and PyTorch (default: their own, every core); fewer on a "
+        "machine busy with other jobs (not kept on resume)",
+    ),
     "out": (None, _optional(_text), "output folder (default: runs/<timestamp>)"),
     "overwrite": (False, _flag, "allow writing into a non-empty --out folder"),
-    "quiet": (False, _flag, "no progress bar and no summary (errors still print)"),
+    "quiet": (
+        False,
+        _flag,
+        "print only one line per epoch: no progress bar, model table or summary (errors still "
+        "print)",
+    ),
+    "tensorboard": (
+        False,
+        _flag,
+        "write TensorBoard event files (each epoch's losses, metrics and learning rate) into "
+        "the run folder's tensorboard/ (needs the tensorboard extra: tensorboardX)",
+    ),
     "distributed": (
         False,
         _flag,
@@ -283,32 +289,8 @@ METAVARS = {
     "data_dir": "DIR",
     "accumulate": "K",
     "random_crop": "PADDING",
+    "threads": "N",
 }
-
-
-MAX_CONFIG_BYTES = 1 << 20  # settings fit in far less; a bigger file is a mistake
-
-
-def _read_capped(path: Path, what: str) -> str:
-    """The UTF-8 text of a regular file of at most MAX_CONFIG_BYTES, or a ConfigError."""
-    try:
-        if not path.is_file():
-            kind = "a folder" if path.is_dir() else "not a regular file"
-            if not path.exists():
-                raise ConfigError(f"{what} {path} does not exist")
-            raise ConfigError(f"{what} {path} is {kind}")
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"{what} {path} is not UTF-8 text (byte {err.start}: {data[err.start]:#04x})"
-        ) from None
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -353,6 +335,7 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         stored.pop("out", None)
         stored.pop("overwrite", None)
         stored.pop("distributed", None)  # the new launch decides, with any number of ranks
+        stored.pop("threads", None)  # a setting of the machine it runs on, not of the run
         where = str(resume.parent / "config.json")
         layers.append((where, _normalise_keys(stored, where)))
     if "config" in given:
@@ -385,6 +368,14 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
+    if settings["tensorboard"]:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise ConfigError(
+                "--tensorboard needs the tensorboardX package: "
+                "pip install 'nnx-trainer[tensorboard]' (or pip install tensorboardX)"
+            )
     if settings["precision"] != "float32" and settings["dtype"] != "float32":
         raise ConfigError(
             f"--precision {settings['precision']} keeps float32 master weights; it needs "
@@ -396,12 +387,38 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         settings["distributed"] = launched_by_mpi()
     if settings["model"] in LM_PRESETS:
         check_language_model(settings)
+    check_schedule_options(settings)
+    if settings["find_lr"] and resume is not None:
+        raise ConfigError("--find-lr tests a fresh model; it does not apply with --resume")
     if settings["jit"] and settings["device"].split(":")[0] != "jax":
         raise ConfigError(
             f"--jit: jit=True compiles the step with jax.jit and needs a JAX backend "
             f"(--device jax or jax:gpu), not --device {settings['device']}"
         )
     return settings, resume
+
+
+def check_schedule_options(settings: dict[str, Any]) -> None:
+    """Refuse a schedule option given with a --schedule it does not belong to, and the
+    combinations a schedule cannot honour."""
+    kind = settings["schedule"]
+    for name, kinds in SCHEDULE_OPTIONS.items():
+        if kind not in kinds and settings[name] != SETTINGS[name][0]:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} applies to --schedule {' or '.join(kinds)}, not {kind}"
+            )
+    if kind == "onecycle" and settings["momentum"] is not None:
+        raise ConfigError(
+            "--momentum does not apply with --schedule onecycle, which cycles the momentum "
+            "between 0.95 and 0.85"
+        )
+    if kind == "onecycle" and settings["jit"]:
+        raise ConfigError(
+            "--schedule onecycle changes the momentum every step, which --jit fixes when it "
+            "traces the step; use another schedule with --jit"
+        )
+    if settings["find_lr"] and settings["distributed"]:
+        raise ConfigError("--find-lr runs in one process; launch it without MPI")
 
 
 # The character-level language models (--model transformer/lstm) train on --text through the
@@ -420,6 +437,7 @@ LM_REFUSED = (
     "jit",
     "distributed",
     "sync_batchnorm",
+    "find_lr",
 )
 
 
@@ -439,42 +457,3 @@ def check_language_model(settings: dict[str, Any]) -> None:
 
 
 # Settings of the classifier path that the language-model presets (--model transformer/lstm)
-
-
-def check_resume_file(resume: Path) -> None:
-    """Refuse, naming what is wrong, a --resume that is not an nnx checkpoint file: missing, a
-    folder, a special file, another program's file (a PyTorch ``.pt``)."""
-    from ..io.checkpoint import CheckpointError, read_record
-
-    if not resume.is_file():
-        if resume.is_dir():
-            raise ConfigError(
-                f"--resume {resume} is a folder; give its checkpoint, e.g. --resume "
-                f"{resume / 'last.npz'}"
-            )
-        if resume.exists():
-            raise ConfigError(f"--resume {resume} is not a regular file")
-        raise ConfigError(f"--resume: checkpoint {resume} does not exist")
-    try:
-        read_record(resume)
-    except CheckpointError as err:
-        raise ConfigError(f"--resume {resume} is not an nnx checkpoint ({err})") from None
-
-
-def stored_config(resume: Path) -> dict[str, Any]:
-    """The ``config.json`` this command wrote beside checkpoint ``resume`` (ConfigError if none)."""
-    saved = resume.parent / "config.json"
-    if not saved.is_file():
-        raise ConfigError(
-            f"--resume: no config.json beside {resume}, so the run's data settings are unknown; "
-            f"resume from the run folder the checkpoint was written in"
-        )
-    try:
-        config = json.loads(_read_capped(saved, "config.json"))
-        if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
-            raise ValueError
-    except ValueError:
-        raise ConfigError(
-            f"--resume: {saved} is not a config.json written by this command"
-        ) from None
-    return config

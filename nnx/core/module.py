@@ -296,6 +296,14 @@ class Module:
         """The arguments shown inside this module's parentheses in ``repr``."""
         return ""
 
+    def summary(self, input_shape: Any, *, dtype: Any = None) -> None:
+        """Print the table of :func:`nnx.summary` (layers, output shapes, parameter counts) for
+        samples of ``input_shape``, as Keras' ``model.summary()`` does; returns None, so a REPL
+        shows the table once. ``nnx.summary(model, input_shape)`` returns it as a string."""
+        if _SUMMARY_TABLE is None:  # pragma: no cover - nnx imports nnx.core.summary
+            raise RuntimeError("Module.summary needs nnx.core.summary; import nnx first")
+        print(_SUMMARY_TABLE(self, input_shape, dtype=dtype))
+
     def __repr__(self) -> str:
         children = list(self.named_children())
         if not children:
@@ -306,6 +314,17 @@ class Module:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
+
+
+# nnx.core.summary.summary, which imports this module and so registers itself here
+# (set_summary_table) rather than being imported by it: no import cycle.
+_SUMMARY_TABLE: Any = None
+
+
+def set_summary_table(table: Any) -> None:
+    """Let :meth:`Module.summary` print the tables of ``table`` (``nnx.summary``)."""
+    global _SUMMARY_TABLE
+    _SUMMARY_TABLE = table
 
 
 M = TypeVar("M", bound=type)

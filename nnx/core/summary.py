@@ -2,11 +2,14 @@
 
 Like Keras' ``model.summary()`` or torchinfo: one forward pass on zeros of the given input shape
 (in evaluation mode, on the model's own backend and dtype) records every module's output shape.
+``nnx.summary(model, shape)`` returns the table as a string (pass ``print_fn=print`` to print it
+as well); ``model.summary(shape)`` prints it and returns None, as Keras' does, so a REPL shows the
+table once either way.
 
 >>> import nnx
 >>> model = nnx.Sequential(nnx.Flatten(), nnx.Linear(64, 32, rng=0), nnx.ReLU(),
 ...                        nnx.Linear(32, 10, rng=1))
->>> _ = nnx.summary(model, (1, 8, 8))
+>>> model.summary((1, 8, 8))
 Layer (type)    Output shape   Params     Size
 ----------------------------------------------
 Sequential      (N, 10)             -        -
@@ -29,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_of, get_backend
-from .module import Buffer, Module, Parameter
+from .module import Buffer, Module, Parameter, set_summary_table
 
 _BATCH = 2  # a batch of two: a batch axis of 1 could hide broadcasting mistakes
 
@@ -39,9 +42,9 @@ def summary(
     input_shape: Sequence[int] | Sequence[Sequence[int]],
     *,
     dtype: Any = None,
-    print_fn: Callable[[str], Any] | None = print,
+    print_fn: Callable[[str], Any] | None = None,
 ) -> str:
-    """Print (with ``print_fn``; None prints nothing) and return a table of ``model``'s modules.
+    """Return a table of ``model``'s modules (and pass it to ``print_fn`` too, when given).
 
     Args:
         model: any module.
@@ -49,7 +52,8 @@ def summary(
             ``(1, 28, 28)``); a list of shapes for a model taking several inputs.
         dtype: the input dtype (default: the dtype of the model's first floating parameter, else
             float32); ``"int64"`` for models that take token indices.
-        print_fn: called with the table (``print`` by default).
+        print_fn: called with the table (default None: only returned; ``Module.summary``
+            prints it).
 
     Each row is a module (sub-modules indented under their container) with its output shape
     (``N`` is the batch axis), its own parameter count and their size in bytes; modules not
@@ -132,6 +136,9 @@ def summary(
     if print_fn is not None:
         print_fn(table)
     return table
+
+
+set_summary_table(summary)
 
 
 def _recording(module: Module, outputs: dict[int, Any]) -> Any:

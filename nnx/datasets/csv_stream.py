@@ -127,6 +127,7 @@ def _convert(p: Path, label_column: Any, folder: Path) -> dict[str, Any]:
     if n == 0:
         raise DataFileError(f"{p}: needs a header row and at least one data row")
     meta: dict[str, Any] = {"rows": n, "features": len(features), "classes": None}
+    meta.update(feature_names=[header[i] for i in features], label_name=header[column])
     numbers = np.memmap(folder / "numbers.f64", np.float64, "r", shape=(n,))
     if not labels.numeric:
         if labels.names is None:
@@ -187,10 +188,17 @@ def map_csv(
     if n < 2:
         raise DataFileError(f"{p}: needs at least 2 samples to hold out a test set, got {n}")
     rows = held_out(n, seed)
+    names: dict[str, Any] = {  # for nnx-predict, as a whole read records them
+        "feature_names": tuple(meta["feature_names"]),
+        "label_name": meta["label_name"],
+        "rows": rows,
+    }
     if meta["dtype"] == "float32":
-        return DatasetSplits(p.name, "regression", (x, y), (x, y), rows=rows)
+        return DatasetSplits(p.name, "regression", (x, y), (x, y), **names)
     classes = meta["classes"]
+    if classes is not None:
+        names["class_names"] = tuple(classes)
     count = len(classes) if classes is not None else max_label(y) + 1  # y: checked >= 0
     if count < 2:
         raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
-    return DatasetSplits(p.name, "classification", (x, y), (x, y), count, rows=rows)
+    return DatasetSplits(p.name, "classification", (x, y), (x, y), count, **names)

@@ -30,6 +30,7 @@ import csv
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from .file_checks import check_mapped, check_pair, held_out, label_index, max_la
 from .splits import DatasetSplits
 
 FILE_SUFFIXES = (".npz", ".csv")
-# an .npz file larger than this is memory-mapped, not read whole (the command's --dataset)
+# a file larger than this is streamed, not read whole (the command's --dataset)
 STREAM_BYTES = 1 << 30
 
 
@@ -70,12 +71,16 @@ def load_file(
 
             return map_csv(p, label_column, seed, cache_dir())
         return map_npz(p, seed)
+    names: dict[str, Any] = {}
     if suffix == ".npz":
         if label_column is not None:
             raise DataFileError(f"{p}: label_column applies to .csv files, not .npz")
         x_train, y_train, test = _read_npz(p)
     elif suffix == ".csv":
-        x_train, y_train, classes = _read_csv(p, label_column)
+        x_train, y_train, classes, features, label = _read_csv(p, label_column)
+        names = {"feature_names": features, "label_name": label}
+        if classes is not None:
+            names["class_names"] = tuple(classes)
         test = None
     else:
         open_regular(p, "data file", DataFileError).close()  # a missing file says so first
@@ -111,9 +116,9 @@ def load_file(
                 f"{p}: classification needs at least 2 classes, the labels are all 0"
             )
         return DatasetSplits(
-            name, "classification", (x_train, y_train), (x_test, y_test), num_classes
+            name, "classification", (x_train, y_train), (x_test, y_test), num_classes, **names
         )
-    return DatasetSplits(name, "regression", (x_train, y_train), (x_test, y_test))
+    return DatasetSplits(name, "regression", (x_train, y_train), (x_test, y_test), **names)
 
 
 def _size(p: Path) -> int:
@@ -184,10 +189,38 @@ def _read_npz(p: Path):
 
 
 def _read_csv(p: Path, label_column: str | int | None):
+    """``(x, y, class names or None, feature column names, label column name)``."""
     if label_column is None:
         raise DataFileError(
             f"{p}: a .csv needs label_column: a column name from its header or a 0-based index"
         )
+    header, body = _csv_rows(p)
+    column = label_index(p, header, label_column)
+    features = [i for i in range(len(header)) if i != column]
+    if not features:
+        raise DataFileError(f"{p}: no feature columns besides the label column")
+    x = _csv_numbers(p, header, body, features)
+    names = tuple(header[i] for i in features)
+    labels = [row[column].strip() for row in body]
+    if any(not v for v in labels):
+        line = next(r + 2 for r, v in enumerate(labels) if not v)
+        raise DataFileError(f"{p}: line {line} has no label in column {header[column]!r}")
+    try:
+        values = np.array([float(v) for v in labels])
+    except ValueError:  # names: classes in sorted order
+        classes = sorted(set(labels))
+        index = {name: i for i, name in enumerate(classes)}
+        y = np.array([index[v] for v in labels], dtype=np.int64)
+        return x, y, classes, names, header[column]
+    if not np.isfinite(values).all():
+        raise DataFileError(f"{p}: column {header[column]!r} has NaN or infinite labels")
+    if all(v.lstrip("+-").isdigit() for v in labels):
+        return x, values.astype(np.int64), None, names, header[column]
+    return x, values.astype(np.float32), None, names, header[column]
+
+
+def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
+    """The header (stripped) and the data rows of a .csv, every row as long as the header."""
     try:
         with io.TextIOWrapper(
             open_regular(p, "data file", DataFileError), encoding="utf-8-sig", newline=""
@@ -198,37 +231,58 @@ def _read_csv(p: Path, label_column: str | int | None):
     if len(rows) < 2:
         raise DataFileError(f"{p}: needs a header row and at least one data row")
     header = [cell.strip() for cell in rows[0]]
-    column = label_index(p, header, label_column)
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise DataFileError(
                 f"{p}: line {number} has {len(row)} columns, the header {len(header)}"
             )
-    features = [i for i in range(len(header)) if i != column]
-    if not features:
-        raise DataFileError(f"{p}: no feature columns besides the label column")
-    x = np.empty((len(body), len(features)), dtype=np.float64)
+    return header, body
+
+
+def _csv_numbers(p: Path, header: list[str], body: list[list[str]], columns: list[int]):
+    """The ``columns`` of every row as float32 numbers (an empty or non-numeric cell is named)."""
+    x = np.empty((len(body), len(columns)), dtype=np.float64)
     for r, row in enumerate(body):
-        for c, i in enumerate(features):
+        for c, i in enumerate(columns):
             cell = row[i].strip()
             try:
                 x[r, c] = float(cell)
             except ValueError:
                 what = "is empty" if not cell else f"is {cell!r}, not a number"
                 raise DataFileError(f"{p}: line {r + 2}, column {header[i]!r} {what}") from None
-    labels = [row[column].strip() for row in body]
-    if any(not v for v in labels):
-        line = next(r + 2 for r, v in enumerate(labels) if not v)
-        raise DataFileError(f"{p}: line {line} has no label in column {header[column]!r}")
-    try:
-        values = np.array([float(v) for v in labels])
-    except ValueError:  # names: classes in sorted order
-        classes = sorted(set(labels))
-        index = {name: i for i, name in enumerate(classes)}
-        return x.astype(np.float32), np.array([index[v] for v in labels], dtype=np.int64), classes
-    if not np.isfinite(values).all():
-        raise DataFileError(f"{p}: column {header[column]!r} has NaN or infinite labels")
-    if all(v.lstrip("+-").isdigit() for v in labels):
-        return x.astype(np.float32), values.astype(np.int64), None
-    return x.astype(np.float32), values.astype(np.float32), None
+    return x.astype(np.float32)
+
+
+def read_csv_features(
+    path: str | os.PathLike,
+    feature_names: tuple[str, ...] | list[str] | None = None,
+    label_name: str | None = None,
+) -> np.ndarray:
+    """The feature matrix of a .csv to predict on, read like a training .csv (a header row,
+    one sample per row).
+
+    With ``feature_names`` (the training file's feature columns) the columns are picked by
+    name, in the training order, and the label column ``label_name`` is ignored when present;
+    a missing feature column or any other extra column is a :class:`DataFileError`. Without
+    them every column is a feature.
+    """
+    p = Path(path)
+    header, body = _csv_rows(p)
+    if feature_names is None:
+        return _csv_numbers(p, header, body, list(range(len(header))))
+    missing = [name for name in feature_names if name not in header]
+    if missing:
+        raise DataFileError(
+            f"{p}: no column {', '.join(map(repr, missing[:3]))}"
+            + (", ..." if len(missing) > 3 else "")
+            + f"; the model was trained on the columns {', '.join(feature_names)}"
+        )
+    extra = [h for h in header if h not in feature_names and h != label_name]
+    if extra:
+        raise DataFileError(
+            f"{p}: column {extra[0]!r} was not a feature of the training data; the model "
+            f"reads {', '.join(feature_names)}"
+            + (f" (and ignores the label column {label_name!r})" if label_name else "")
+        )
+    return _csv_numbers(p, header, body, [header.index(name) for name in feature_names])

@@ -21,6 +21,12 @@ class DatasetSplits:
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int | None = None
     image_shape: tuple[int, ...] | None = None
+    # a .csv file's: the label names behind class indices 0..K-1 (None for integer labels),
+    # the feature columns in order and the label column, kept so that predictions read the
+    # same columns and report the original names (nnx-predict)
+    class_names: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    label_name: str | None = None
     # a streamed file (memory maps) without a test split: train and test are the same arrays,
     # and these are the rows of each (the training rows in the order an in-memory load has)
     rows: tuple[np.ndarray, np.ndarray] | None = None

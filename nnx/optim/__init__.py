@@ -6,9 +6,12 @@ from .base import Optimizer
 from .clip import clip_grad_norm, clip_grad_value
 from .schedules import (
     CosineAnnealingLR,
+    CosineAnnealingWarmRestarts,
     ExponentialLR,
     InverseTimeDecay,
     LinearWarmup,
+    OneCycleLR,
+    ReduceLROnPlateau,
     Schedule,
     StepLR,
 )
@@ -20,11 +23,14 @@ __all__ = [
     "Adam",
     "AdamW",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
     "ExponentialLR",
     "InverseTimeDecay",
     "LinearWarmup",
+    "OneCycleLR",
     "Optimizer",
     "RMSprop",
+    "ReduceLROnPlateau",
     "Schedule",
     "StepLR",
     "clip_grad_norm",

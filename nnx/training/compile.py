@@ -33,6 +33,7 @@ random numbers (dropout draws from ``jax.random`` on JAX, so it is traced).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..backend import Generator, backend_of, is_tracer, jit
@@ -92,6 +93,7 @@ class Compiled(StepBase):
         self.eager = EagerStep(model, loss, optimizer, clip_norm)  # the code that is traced
         self.backend = backend_of(params[0].value)
         self.traces = 0  # how often jax.jit traced a program (a new shape or mode traces again)
+        self.compile_seconds = 0.0  # wall time of the calls that traced and compiled
         self._stepped: dict[Any, list[bool]] = {}  # per program: which parameters it steps
         self._program = jit(self._pure, static_argnums=(0,))
 
@@ -142,7 +144,10 @@ class Compiled(StepBase):
         mode = tuple(m.training for m in self.model.modules())
         traces = self.traces
         static = (*phase, mode)
+        started = time.perf_counter()
         out = self._program(static, values, grads, arrays, steps, buffers, keys, opt.lr, args)
+        if self.traces != traces:  # this call traced and compiled a program (its first call)
+            self.compile_seconds += time.perf_counter() - started
         new_values, new_grads, new_arrays, new_buffers, new_keys, result = out
         for p, v in zip(opt.params, new_values, strict=True):
             p.value = v

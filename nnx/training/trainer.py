@@ -408,15 +408,16 @@ class Trainer:
         return sum_over_ranks(self.world, self.backend, self.dtype, weighted, sizes, metrics, what)
 
     # ------------------------------------------------------------------ inference
-    def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
-        """Mean loss and every metric over ``data``, in evaluation mode (dropout off)."""
-        return self._evaluate(evaluate_loader(self, data, batch_size))
+    def evaluate(self, data: Data, batch_size: int = 256, metrics: Any = None) -> dict[str, Any]:
+        """Mean loss and every metric over ``data``, in evaluation mode (dropout off); ``metrics``
+        (names or Metric objects, e.g. a ConfusionMatrix) instead of the Trainer's when given."""
+        return self._evaluate(evaluate_loader(self, data, batch_size), metrics)
 
-    def _evaluate(self, loader: Any) -> dict[str, float]:
+    def _evaluate(self, loader: Any, chosen: Any = None) -> dict[str, Any]:
         """Mean loss and metrics over the batches of ``loader`` (this rank's, summed over ranks)."""
         was_training = self.model.training
         self.model.eval()
-        metrics = [copy.copy(m) for m in self.metrics]  # the training metrics keep their sums
+        metrics = [copy.copy(get_metric(m)) for m in (self.metrics if chosen is None else chosen)]
         for m in metrics:
             m.reset()
         losses, sizes = [], []

@@ -110,6 +110,8 @@ def test_a_large_csv_is_converted_in_chunks_once_and_mapped(tmp_path, monkeypatc
     np.testing.assert_array_equal(mapped.train[1][train_rows], whole.train[1])
     np.testing.assert_array_equal(mapped.test[1][test_rows], whole.test[1])
     assert (mapped.task, mapped.num_classes) == (whole.task, whole.num_classes)
+    names = ("class_names", "feature_names", "label_name")
+    assert [getattr(mapped, k) for k in names] == [getattr(whole, k) for k in names]
 
 
 def test_a_streamed_csv_names_the_bad_line_as_a_whole_read_does(tmp_path, monkeypatch):

@@ -205,10 +205,11 @@ def test_version_flag_and_console_script(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
-    assert declared == {"nnx-train": "nnx.cli.main:cli"}
+    assert declared == {"nnx-train": "nnx.cli.main:cli", "nnx-predict": "nnx.cli.predict:cli"}
     from nnx.cli.main import cli
+    from nnx.cli.predict import cli as predict_cli
 
-    assert callable(cli)
+    assert callable(cli) and callable(predict_cli)
     origin = json.loads(distribution("nnx-trainer").read_text("direct_url.json") or "{}")
     if origin.get("url") != root.as_uri():  # installed from another checkout: its own metadata
         pytest.skip(f"nnx-trainer is installed from {origin.get('url')}, not this checkout")

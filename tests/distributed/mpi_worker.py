@@ -11,6 +11,9 @@ Scenarios (what tests/distributed/test_distributed.py checks afterwards):
          history.json
   accumulate  :func:`problem` with gradient accumulation over 3 batches (a short last group of
          one batch of 1 sample); rank 0 writes OUT/params.npz and history.json
+  metrics  :func:`problem` with the confusion-matrix metrics (summed) and AUROC (gathered);
+         rank 0 writes OUT/params.npz, history.json and evaluate.json (the metrics of
+         ``evaluate`` on 2 rows)
   mixed  :func:`problem` in float32 trained in float16 mixed precision; rank 0 writes
          OUT/params.npz and history.json
   mismatch-data / mismatch-lr / mismatch-count  rank 1 holds other data of the same shape, another
@@ -131,7 +134,11 @@ PROBLEMS = {
     "mixed": mixed_problem,
 }
 # Trainer options of a scenario (its one-process reference takes the same)
-OPTIONS = {"accumulate": {"accumulate": 3}, "mixed": {"precision": "float16"}}
+OPTIONS = {
+    "accumulate": {"accumulate": 3},
+    "mixed": {"precision": "float16"},
+    "metrics": {"metrics": ("accuracy", "f1", "f1_micro", "precision_weighted", "auroc")},
+}
 
 
 def first_rows(data, n):
@@ -225,13 +232,12 @@ def main(scenario: str, out: Path) -> None:
         loss,
         optimizer,
         device="cpu",
-        metrics=("accuracy",),
         callbacks=callbacks,
         seed=7,
         progress=False,
         distributed=True,
         augment=augmentation() if scenario == "augment" else None,
-        **OPTIONS.get(scenario, {}),
+        **{"metrics": ("accuracy",), **OPTIONS.get(scenario, {})},
     )
     try:
         trainer.fit((x, y), val=(first_rows(x, 13), y[:13]), epochs=EPOCHS, batch_size=BATCH)
@@ -239,6 +245,10 @@ def main(scenario: str, out: Path) -> None:
         if world.rank == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if scenario == "metrics":  # 2 rows: with 3 ranks, one holds none and sends zeros
+        few = trainer.evaluate((first_rows(x, 2), y[:2]))
+        if world.rank == 0:
+            (out / "evaluate.json").write_text(json.dumps(few))
     if world.rank == 0:
         np.savez(out / "params.npz", **model.state_dict())
         (out / "history.json").write_text(json.dumps(trainer.history.records))

@@ -125,6 +125,30 @@ def test_gradient_accumulation_on_ranks_matches_one_process(tmp_path, ranks):
     assert max(np.abs(got[k] - v).max() for k, v in plain.items()) > 1e-3
 
 
+def test_classification_metrics_on_ranks_match_one_process(tmp_path):
+    # F1 and precision from confusion matrices summed over the ranks, AUROC from every rank's
+    # scores gathered: each epoch's values equal one process's; uneven shards (3/3/2), and in
+    # the last evaluate (2 rows) a rank with nothing, which sends zeros of the matrix's size
+    options = mpi_worker.OPTIONS["metrics"]
+    done = mpirun(3, WORKER, "metrics", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_matches_one_process(tmp_path, **options)
+    records = json.loads((tmp_path / "history.json").read_text())
+    for mine, theirs in zip(records, one_process(**options)[1], strict=True):
+        for name in options["metrics"]:
+            for key in (f"train_{name}", f"val_{name}"):
+                assert mine[key] == pytest.approx(theirs[key], abs=1e-12), key
+    import nnx
+
+    trainer = nnx.Trainer(*mpi_worker.problem()[1:], device="cpu", progress=False, **options)
+    trainer.model.load_state_dict(dict(np.load(tmp_path / "params.npz")))
+    (x, y), _, _, _ = mpi_worker.problem()
+    expected = trainer.evaluate((x[:2], y[:2]))
+    assert json.loads((tmp_path / "evaluate.json").read_text()) == pytest.approx(
+        expected, abs=1e-12
+    )
+
+
 def test_mixed_precision_on_ranks_matches_one_process(tmp_path):
     # float16 compute, float32 masters: the allreduce sums float32 unscaled gradients, so two
     # ranks take the steps one process takes, to float16 rounding (each rank's loss gradient,
@@ -208,7 +232,8 @@ def test_command_line_resume_with_other_ranks_equals_one_straight_run(tmp_path):
     # resumed on 3 ranks, detected from the MPI environment (no --distributed)
     done = mpirun(3, "scripts/train.py", "--resume", run / "last.npz", "--epochs", "4")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == ""  # --quiet, and nothing from the other ranks
+    # --quiet: one line per epoch, and nothing from the other ranks
+    assert [line.split("  ")[0] for line in done.stdout.splitlines()] == ["epoch 3/4", "epoch 4/4"]
     assert main([*CLI, "--epochs", "4", "--out", str(straight)]) == 0
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in straight.iterdir())
     config = json.loads((run / "config.json").read_text())

@@ -89,8 +89,7 @@ def test_gradients_options(cls, opts):
 
 
 def _copy(torch, rnn, ref):
-    for name, p in rnn.named_parameters():
-        getattr(ref, name).data = torch.tensor(nnx.to_numpy(p.value).T.copy())
+    ref.load_state_dict({k: torch.tensor(v) for k, v in nnx.torch_state_dict(rnn).items()})
 
 
 CONFIGS = [

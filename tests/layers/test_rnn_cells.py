@@ -48,9 +48,9 @@ class Joined(nnx.Module):
 
 
 def torch_joined(tmodule):
-    """The PyTorch twin of :class:`Joined`: the same flat output, with the parameters held under
-    the same names (``rnn.weight_ih_l0``) in nnx's ``(in, out)`` layout (transposed on use), so
-    the oracle's name matching copies values and compares gradients directly."""
+    """The PyTorch twin of :class:`Joined`: the same flat output, the torch module held as
+    ``rnn`` so its names (``rnn.weight_ih_l0``) are the ones nnx's mapping gives :class:`Joined`
+    (:func:`nnx.torch_state_dict`: the matrices transposed to PyTorch's layout)."""
     import torch
 
     sequence = isinstance(tmodule, torch.nn.RNNBase)
@@ -58,20 +58,11 @@ def torch_joined(tmodule):
     class Twin(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = torch.nn.Module()
-            for name, p in tmodule.named_parameters():
-                value = p.detach().T.clone() if p.ndim == 2 else p.detach().clone()
-                self.rnn.register_parameter(name, torch.nn.Parameter(value))
-            self.inner = [tmodule]  # not a child: its own parameters are replaced on every call
-
-        def train(self, mode=True):
-            self.inner[0].train(mode)
-            return super().train(mode)
+            self.rnn = tmodule
 
         def forward(self, x, *states):
-            params = {n: p.T if p.ndim == 2 else p for n, p in self.rnn.named_parameters()}
             hx = None if not states else states[0] if len(states) == 1 else tuple(states)
-            result = torch.func.functional_call(self.inner[0], params, (x, hx))
+            result = self.rnn(x, hx)
             if sequence:
                 out, final = result
                 parts = [out, *(final if isinstance(final, tuple) else (final,))]
@@ -277,8 +268,7 @@ def test_time_loop_matches_pytorch_autograd(backend, name):
     lstm = name == "LSTMCell"
     cell = getattr(nnx, name)(3, 4, rng=0, dtype="float64", device=be)
     tcell = getattr(torch.nn, name)(3, 4, dtype=torch.float64)
-    for n, p in cell.named_parameters():
-        getattr(tcell, n).data = torch.tensor(nnx.to_numpy(p.value).T.copy())
+    tcell.load_state_dict({k: torch.tensor(v) for k, v in nnx.torch_state_dict(cell).items()})
     steps = 4
     xs, gs, gcs = (
         host_normal((steps, 2, 3), 1),

@@ -351,13 +351,7 @@ def _torch_mha(torch, mha, bias=True, batch_first=True):
     ref = torch.nn.MultiheadAttention(
         mha.embed_dim, mha.num_heads, bias=bias, batch_first=batch_first, dtype=torch.float64
     )
-    w = [nnx.to_numpy(p.weight.value).T for p in (mha.q_proj, mha.k_proj, mha.v_proj)]
-    ref.in_proj_weight.data = torch.tensor(np.concatenate(w, axis=0))
-    ref.out_proj.weight.data = torch.tensor(nnx.to_numpy(mha.out_proj.weight.value).T)
-    if bias:
-        b = [nnx.to_numpy(p.bias.value) for p in (mha.q_proj, mha.k_proj, mha.v_proj)]
-        ref.in_proj_bias.data = torch.tensor(np.concatenate(b))
-        ref.out_proj.bias.data = torch.tensor(nnx.to_numpy(mha.out_proj.bias.value))
+    ref.load_state_dict({k: torch.tensor(v) for k, v in nnx.torch_state_dict(mha).items()})
     return ref
 
 
@@ -489,18 +483,7 @@ def test_encoder_layer_gradients(backend, name):
 
 
 def _copy_encoder(torch, layer, ref):
-    mha = layer.self_attn
-    ref.self_attn.load_state_dict(
-        _torch_mha(torch, mha, bias=mha.q_proj.bias is not None).state_dict()
-    )
-    for name in ("linear1", "linear2"):
-        mine, theirs = getattr(layer, name), getattr(ref, name)
-        theirs.weight.data = torch.tensor(nnx.to_numpy(mine.weight.value).T)
-        if mine.bias is not None:
-            theirs.bias.data = torch.tensor(nnx.to_numpy(mine.bias.value))
-    for name in ("norm1", "norm2"):
-        for pname, p in getattr(layer, name).named_parameters():
-            getattr(getattr(ref, name), pname).data = torch.tensor(nnx.to_numpy(p.value))
+    ref.load_state_dict({k: torch.tensor(v) for k, v in nnx.torch_state_dict(layer).items()})
 
 
 @pytest.mark.torch

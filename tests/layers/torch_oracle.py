@@ -17,86 +17,21 @@ from typing import Any
 import numpy as np
 
 import nnx
+from nnx.io.torch_weights import torch_gradients
 
 
 def copy_into_torch(module, tmodule):
-    """Give the torch module the nnx module's parameter and buffer values (matched by name,
-    in PyTorch's names and layout: see :func:`torch_layout`)."""
+    """Give the torch module the nnx module's parameter and buffer values, in PyTorch's names
+    and layout: the library's own mapping, :func:`nnx.torch_state_dict`, so every comparison
+    here tests that mapping too."""
     import torch
 
-    tparams = dict(tmodule.named_parameters())
-    tbuffers = dict(tmodule.named_buffers())
-    for name, value in torch_layout(module).items():
-        tparams[name].data = torch.tensor(value)
-    for name, b in module.named_buffers():
-        tbuffers[name].data = torch.tensor(np.array(nnx.to_numpy(b.value)))
-
-
-def _torch_value(p, which: str) -> np.ndarray:
-    value = getattr(p, which)
-    if value is None:  # a parameter that got no gradient
-        return np.zeros(p.shape)
-    return np.array(nnx.to_numpy(value))
-
-
-def _linear_layout(path, m, which):
-    """``nnx.Linear`` keeps its weight ``(in, out)``; ``torch.nn.Linear`` ``(out, in)``."""
-    out = {f"{path}weight": _torch_value(m.weight, which).T}
-    if m.bias is not None:
-        out[f"{path}bias"] = _torch_value(m.bias, which)
-    return out, [m.weight, m.bias]
-
-
-def _attention_layout(path, m, which):
-    """nnx's ``MultiheadAttention`` has four Linear projections; PyTorch stacks the query, key
-    and value weights ``(out, in)`` into one ``in_proj_weight`` ``(3E, E)`` (and biases into
-    ``in_proj_bias``) beside ``out_proj``."""
-    projections = (m.q_proj, m.k_proj, m.v_proj)
-    out = {
-        f"{path}in_proj_weight": np.concatenate(
-            [_torch_value(p.weight, which).T for p in projections]
-        )
+    tstate = {
+        **dict(tmodule.named_parameters(remove_duplicate=False)),
+        **dict(tmodule.named_buffers(remove_duplicate=False)),
     }
-    if m.q_proj.bias is not None:
-        out[f"{path}in_proj_bias"] = np.concatenate(
-            [_torch_value(p.bias, which) for p in projections]
-        )
-    linear, covered = _linear_layout(f"{path}out_proj.", m.out_proj, which)
-    out.update(linear)
-    return out, covered + [p.weight for p in projections] + [p.bias for p in projections]
-
-
-def _layouts():
-    """nnx module class -> function ``(path prefix, module, "value" | "grad") -> (entries under
-    PyTorch's names, the nnx parameters they cover)`` for modules whose parameters differ from
-    PyTorch's in name or layout."""
-    return {nnx.Linear: _linear_layout, nnx.MultiheadAttention: _attention_layout}
-
-
-def torch_layout(module, which: str = "value") -> dict[str, np.ndarray]:
-    """The nnx module's parameter values (``which="value"``) or gradients (``"grad"``, zeros
-    where None) as host arrays under PyTorch's parameter names and in PyTorch's layout.
-
-    Parameters of ``Linear`` are transposed, and ``MultiheadAttention``'s projections stacked
-    into ``in_proj_weight``/``in_proj_bias`` (:func:`_layouts`); every other parameter keeps its
-    name and layout (convolutions, normalization).
-    """
-    layouts = _layouts()
-    out: dict[str, np.ndarray] = {}
-    covered: set[int] = set()
-    for path, m in module.named_modules():
-        rule = layouts.get(type(m))
-        if rule is None:
-            continue
-        entries, params = rule(f"{path}." if path else "", m, which)
-        if any(id(p) in covered for p in params if p is not None):
-            continue  # already part of an enclosing module's entries
-        out.update(entries)
-        covered.update(id(p) for p in params if p is not None)
-    for name, p in module.named_parameters():
-        if id(p) not in covered:
-            out[name] = _torch_value(p, which)
-    return out
+    for name, value in nnx.torch_state_dict(module).items():
+        tstate[name].data = torch.tensor(value)
 
 
 @contextlib.contextmanager
@@ -190,7 +125,7 @@ def compare(
                     err_msg=f"input {i} grad, step {step}",
                 )
             tparams = dict(tmodule.named_parameters())
-            for name, grad in torch_layout(module, "grad").items():
+            for name, grad in torch_gradients(module).items():
                 tgrad = tparams[name].grad
                 expected = np.zeros(grad.shape) if tgrad is None else tgrad.numpy()
                 np.testing.assert_allclose(

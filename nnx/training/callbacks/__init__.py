@@ -5,7 +5,8 @@ Override any of ``on_fit_begin``, ``on_epoch_begin``, ``on_batch_end``, ``on_epo
 implements ``state_dict``/``load_state_dict`` (saved in the Trainer's checkpoints).
 
 One module per job: :mod:`.base` (``Callback``, ``TrainerLike``), :mod:`.progress`,
-:mod:`.checkpoint`, :mod:`.logging` (CSV and JSON lines), :mod:`.early_stopping`, :mod:`.lr`.
+:mod:`.checkpoint`, :mod:`.logging` (CSV and JSON lines), :mod:`.tensorboard`,
+:mod:`.early_stopping`, :mod:`.lr`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .early_stopping import EarlyStopping
 from .logging import CSVLogger, JSONLinesLogger
 from .lr import LRScheduler
 from .progress import ProgressBar
+from .tensorboard import TensorBoardLogger
 
 __all__ = [
     "CSVLogger",
@@ -27,6 +29,7 @@ __all__ = [
     "LRScheduler",
     "ModelCheckpoint",
     "ProgressBar",
+    "TensorBoardLogger",
     "TrainerLike",
     "standard_callbacks",
 ]

@@ -95,8 +95,11 @@ def better(mode: str, value: float, best: float | None, min_delta: float) -> boo
 
 
 def resolve_mode(mode: str, monitor: str, who: str) -> str:
+    """``"min"`` or ``"max"``; ``"auto"``: higher is better for accuracy, precision, recall, F1
+    and AUROC (by the monitor's name), lower for everything else (losses, errors)."""
     if mode == "auto":
-        return "max" if "accuracy" in monitor else "min"
+        higher = ("accuracy", "precision", "recall", "f1", "auroc")
+        return "max" if any(word in monitor for word in higher) else "min"
     if mode not in ("min", "max"):
         raise ValueError(f"{who}: mode must be 'auto', 'min' or 'max', got {mode!r}")
     return mode

@@ -7,19 +7,77 @@ from typing import Any
 
 from .base import Callback, TrainerLike
 
+# Short names for the bar and the epoch lines, so that both fit an 80-column terminal.
+ABBREVIATIONS = {
+    "accuracy": "acc",
+    "top_k_accuracy": "topk",
+    "bits_per_character": "bpc",
+    "bits_per_char": "bpc",
+    "perplexity": "ppl",
+}
+MIN_BAR = 20  # columns the bar itself keeps, whatever the metrics
+
+
+def short_name(key: str) -> str:
+    """``val_accuracy`` -> ``val acc``: a log key as the bar and the epoch lines show it."""
+    split, _, name = key.partition("_")
+    if split not in ("train", "val"):
+        split, name = "", key
+    name = ABBREVIATIONS.get(name, name.replace("_", " "))
+    return f"{split} {name}".strip()
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
+    """One plain line per epoch: ``epoch 3/30  train loss 0.4123  val loss 0.4410  val acc
+    0.9125  0.41s`` (the training loss, the validation loss and metrics, the epoch's time)."""
+    parts = [f"epoch {epoch}/{epochs}"]
+    keys = ["train_loss"] + [k for k in logs if k.startswith("val_")]
+    if not any(k.startswith("val_") for k in logs):  # no validation: the training metrics
+        keys += [k for k in logs if k.startswith("train_") and k != "train_loss"]
+    for key in keys:
+        value = logs.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{short_name(key)} {value:.4f}")
+    if isinstance(logs.get("seconds"), (int, float)):
+        parts.append(f"{logs['seconds']:.2f}s")
+    return "  ".join(parts)
+
 
 class ProgressBar(Callback):
-    """A tqdm bar over the batches of all epochs, showing the last epoch's loss and metrics.
+    """A tqdm bar over the batches of all epochs, and one plain line per epoch.
 
-    Quiet when ``quiet=True`` or when the stream is not a terminal (logs and CI stay clean).
+    The bar shows the last epoch's loss and metrics by short names (``val acc``), cut to what
+    fits: the bar itself keeps at least :data:`MIN_BAR` columns, so it stays usable in an
+    80-column terminal. It is off when ``quiet=True`` or when the stream is not a terminal
+    (logs and CI stay clean).
+
+    ``lines`` prints :func:`epoch_line` after each epoch to ``line_stream`` (default stdout),
+    above the bar, so they stay on screen and in a log: True always (even when quiet, which
+    then prints only these lines), False never, None (the default) only while the bar is shown.
+    ``ncols`` fixes the width (default: the terminal's, followed as it changes). ``epochs`` is
+    the run's number of epochs shown (default: the fit's; a caller that fits one epoch at a
+    time passes the whole run's).
     """
 
     order = 5
     rank_zero_only = True
 
-    def __init__(self, quiet: bool = False, stream: Any = None):
+    def __init__(
+        self,
+        quiet: bool = False,
+        stream: Any = None,
+        *,
+        lines: bool | None = None,
+        line_stream: Any = None,
+        ncols: int | None = None,
+        epochs: int | None = None,
+    ):
         self.quiet = bool(quiet)
         self.stream = stream
+        self.lines = lines
+        self.line_stream = line_stream
+        self.ncols = ncols
+        self.epochs = epochs
         self._bar: Any = None
 
     def on_fit_begin(self, trainer: TrainerLike) -> None:
@@ -34,26 +92,65 @@ class ProgressBar(Callback):
             unit="batch",
             file=stream,
             disable=True if self.quiet else None,  # None: off when not a TTY
-            dynamic_ncols=True,
+            dynamic_ncols=self.ncols is None,
+            ncols=self.ncols,
             leave=True,
+            # no rate: the epoch lines give the time; the counts keep their own width
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+            "[{elapsed}<{remaining}]{postfix}",
         )
+
+    def _epochs(self, trainer: TrainerLike) -> int:
+        return self.epochs if self.epochs is not None else trainer.target_epochs
+
+    def _shown(self) -> bool:
+        return self._bar is not None and not self._bar.disable
 
     def on_epoch_begin(self, trainer: TrainerLike, epoch: int) -> None:
         if self._bar is not None:
-            self._bar.set_description(f"epoch {epoch + 1}/{trainer.target_epochs}")
+            self._bar.set_description(f"epoch {epoch + 1}/{self._epochs(trainer)}", refresh=False)
 
     def on_batch_end(self, trainer: TrainerLike, batch: int) -> None:
         if self._bar is not None:
             self._bar.update(1)
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
-        if self._bar is not None:
-            shown = {
-                k: f"{v:.4g}"
+        if self.lines or (self.lines is None and self._shown()):
+            line = epoch_line(epoch + 1, self._epochs(trainer), logs)
+            out = self.line_stream or sys.stdout
+            if self._shown():
+                self._bar.write(line, file=out)  # clears the bar, prints, redraws it below
+            else:
+                out.write(line + "\n")
+            out.flush()
+        if self._shown():
+            self._bar.set_postfix_str(self._postfix(logs), refresh=True)
+
+    def _postfix(self, logs: dict[str, Any]) -> str:
+        """The last epoch's values, most telling first, as many as leave the bar its
+        :data:`MIN_BAR` columns (measured on the bar's own rendering at its full count)."""
+        order = sorted(
+            (
+                k
                 for k, v in logs.items()
-                if k.endswith(("loss", "accuracy", "mae", "mse")) and isinstance(v, float)
-            }
-            self._bar.set_postfix(shown, refresh=True)
+                if isinstance(v, float) and k.startswith(("train_", "val_"))
+            ),
+            key=lambda k: (not k.startswith("val_"), k.endswith("loss")),
+        )
+        frame = dict(self._bar.format_dict)
+        frame["ncols"] = frame.get("ncols") or 80
+        frame["n"] = frame.get("total") or frame["n"]  # the widest count it will show
+        chosen = ""
+        parts: list[str] = []
+        for key in order:
+            parts.append(f"{short_name(key)} {logs[key]:.3g}")
+            frame["postfix"] = " ".join(parts)
+            drawn = self._bar.format_meter(**frame).split("|")
+            # 2 columns spare: the times may grow (an hour adds digits)
+            if len(drawn) < 3 or len(drawn[1]) < MIN_BAR + 2:
+                break
+            chosen = frame["postfix"]
+        return chosen
 
     def on_fit_end(self, trainer: TrainerLike) -> None:
         self.close()
