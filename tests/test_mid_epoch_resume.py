@@ -37,7 +37,7 @@ class StopAt(Callback):
             raise KeyboardInterrupt
 
 
-def trainer(callbacks=(), accumulate=1, schedule=False, device="numpy"):
+def trainer(callbacks=(), accumulate=1, schedule=False, device="numpy", metrics=("accuracy",)):
     model = nnx.Sequential(
         nnx.Linear(4, 8, rng=0), nnx.ReLU(), nnx.Dropout(0.3, rng=1), nnx.Linear(8, 3, rng=2)
     )
@@ -48,6 +48,7 @@ def trainer(callbacks=(), accumulate=1, schedule=False, device="numpy"):
         nnx.CrossEntropyLoss(),
         opt,
         device=device,
+        metrics=metrics,
         callbacks=list(callbacks),
         progress=False,
         seed=3,
@@ -121,6 +122,22 @@ def test_stop_mid_epoch_and_resume_is_exact_on_other_backends(tmp_path, device):
     for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert np.array_equal(nnx.to_numpy(a.value), nnx.to_numpy(b.value))
     assert exact(resumed.history) == exact(straight.history)
+
+
+def test_resume_keeps_the_running_state_of_every_metric(tmp_path):
+    metrics = ("accuracy", "f1", "auroc")  # a 0-d total, a vector total, gathered rows
+    straight = trainer(metrics=metrics)
+    straight.fit((X, Y), epochs=2, batch_size=8)
+    stopped = trainer([ModelCheckpoint(tmp_path, every_n_steps=3), StopAt(10)], metrics=metrics)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit((X, Y), epochs=2, batch_size=8)
+    resumed = trainer(metrics=metrics)
+    resumed.load_checkpoint(tmp_path / "last.npz")
+    resumed.fit((X, Y), epochs=2, batch_size=8)
+    assert exact(resumed.history) == exact(straight.history)
+    other = trainer(metrics=("accuracy", "auroc", "f1"))
+    with pytest.raises(CheckpointError, match="for metric 'f1' where this Trainer has 'auroc'"):
+        other.load_checkpoint(tmp_path / "last.npz")
 
 
 def test_resume_with_accumulation_batch_schedule_and_validation(tmp_path):

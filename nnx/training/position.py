@@ -89,7 +89,9 @@ class EpochProgress:
         totals = []
         for m in metrics:
             total = None if m.total is None else np.asarray(to_numpy(m.total))
-            totals.append({"count": int(m.count), "total": total})
+            rows = m.state() if getattr(m, "gather", False) else None  # AUROC's rows so far
+            rows = None if rows is None else np.asarray(to_numpy(rows))
+            totals.append({"name": m.name, "count": int(m.count), "total": total, "rows": rows})
         return {
             "epoch": self.epoch,
             "batch": self.batch,
@@ -112,8 +114,9 @@ class EpochProgress:
         progress.seconds = float(state["seconds"])
         for m, saved in zip(trainer.metrics, state["metrics"], strict=True):
             m.count = saved["count"]
-            total = saved["total"]
+            total, rows = saved["total"], saved.get("rows")
             m.total = None if total is None else trainer.backend.asarray(total)
+            m.parts = [] if rows is None else [trainer.backend.asarray(rows)]
         return progress
 
 
@@ -201,13 +204,19 @@ class EpochPosition:
                 f"the epoch's running totals are for {len(metrics or [])} metrics, this Trainer "
                 f"has {len(names)} ({', '.join(names) or 'none'})"
             )
-        for saved in metrics:
+        for saved, m in zip(metrics, self.trainer.metrics, strict=True):
             if (
                 not isinstance(saved, dict)
                 or not _is_count(saved.get("count"))
                 or not (saved.get("total") is None or isinstance(saved["total"], np.ndarray))
+                or not (saved.get("rows") is None or isinstance(saved["rows"], np.ndarray))
             ):
                 raise ValueError(f"a metric's running total is malformed: {saved!r}")
+            if saved.get("name") != m.name:
+                raise ValueError(
+                    f"the epoch's running totals are for metric {saved.get('name')!r} where this "
+                    f"Trainer has {m.name!r}"
+                )
         for key in ("lr", "seconds"):
             value = state.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
