@@ -15,7 +15,10 @@ from typing import Any
 import nnx
 
 from ..data import ArrayDataset, train_val_split
-from ..datasets import load_dataset
+from ..data.gather import is_lazy
+from ..data.statistics import fit_standardize
+from ..data.subset import Subset
+from ..datasets import files, load_dataset
 from ..datasets.files import is_data_file, load_file
 from ..metrics import REGRESSION_METRICS, ConfusionMatrix
 from ..training import callbacks as cbs
@@ -75,7 +78,7 @@ def run(
         world.barrier()
     out = claim_out(settings, resume, context, rank0)
     train, val, test = prepare_splits(data, settings, backend)
-    model = classifier_model(settings, data, train.x, resume, context, backend, say)
+    model = classifier_model(settings, data, train, resume, context, backend, say)
     optimizer = make_optimizer(settings, model.parameters())
     if settings["find_lr"]:
         return run_lr_find(settings, model, make_loss(settings["loss"]), optimizer, train, out, say)
@@ -210,7 +213,7 @@ def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any
     """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping,
     tensorboard/ (``--tensorboard``), progress."""
     callbacks: list[Any] = [
-        cbs.ModelCheckpoint(out, monitor=monitor),
+        cbs.ModelCheckpoint(out, monitor=monitor, every_n_steps=settings.get("checkpoint_every")),
         cbs.CSVLogger(out / "history.csv"),
     ]
     if settings["early_stopping"] is not None:
@@ -230,7 +233,8 @@ def resume_trainer(trainer: Any, resume: Path | None, changes: dict[str, Any], s
         return
     trainer.load_checkpoint(resume)
     apply_resume_changes(changes, trainer.optimizer, trainer.schedule)
-    say(f"resuming {resume} after epoch {trainer.epoch}")
+    batch = "" if trainer._resume_at is None else f", batch {trainer._resume_at['batch']}"
+    say(f"resuming {resume} after epoch {trainer.epoch}{batch}")
     for name, change in changes.items():
         say(f"  {name.replace('_', ' ')}: {change['from']} -> {change['to']}")
 
@@ -324,16 +328,35 @@ def prediction_record(data: Any) -> dict[str, Any]:
 
 
 def load_data(settings: dict[str, Any]) -> Any:
-    """The data set: the user's .npz/.csv (checked) or a built-in one, image-shaped samples
-    ``(C, H, W)`` for image sets (the mlp preset flattens them)."""
+    """The data set: the user's .npz/.csv (checked; an .npz over ``files.STREAM_BYTES``
+    memory-mapped) or a built-in one, image-shaped samples ``(C, H, W)`` for image sets (the mlp
+    preset flattens them)."""
     if is_data_file(settings["dataset"]):
-        return load_file(settings["dataset"], settings["label_column"], seed=settings["seed"])
+        return load_file(
+            settings["dataset"],
+            settings["label_column"],
+            seed=settings["seed"],
+            stream_bytes=files.STREAM_BYTES,
+        )
     return load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
 
 
 def prepare_splits(data: Any, settings: dict[str, Any], backend: Any) -> tuple[Any, Any, Any]:
     """``(train, val or None, test)`` on the backend, raw: the model standardizes its inputs
-    (:func:`nnx.cli.resume.standardized`), so its files carry the statistics."""
+    (:func:`nnx.cli.resume.standardized`), so its files carry the statistics. Memory-mapped
+    data stays in its file: the splits are views of it (:class:`~nnx.data.subset.Subset`),
+    read a batch at a time."""
+    if is_lazy(data.train[0]):
+        full = ArrayDataset(*data.train)
+        if data.rows is None:
+            return (
+                *train_val_split(full, settings["val_fraction"], seed=settings["seed"]),
+                ArrayDataset(*data.test),
+            )
+        train, val = train_val_split(
+            Subset(full, data.rows[0]), settings["val_fraction"], seed=settings["seed"]
+        )
+        return train, val, Subset(full, data.rows[1])
     full = ArrayDataset(*data.train).to(backend, dtype=settings["dtype"])
     train, val = train_val_split(full, settings["val_fraction"], seed=settings["seed"])
     test = ArrayDataset(*data.test).to(backend, dtype=settings["dtype"])
@@ -343,14 +366,14 @@ def prepare_splits(data: Any, settings: dict[str, Any], backend: Any) -> tuple[A
 def classifier_model(
     settings: dict[str, Any],
     data: Any,
-    train_x: Any,
+    train: Any,
     resume: Path | None,
     context: dict[str, Any],
     backend: Any,
     say: Say,
 ) -> Any:
     """The model on the backend behind an :class:`nnx.Standardize` fitted on the training
-    split ``train_x``: on a resume rebuilt from the checkpoint (statistics included, checked
+    split ``train`` (in one streaming pass when it is read from a file per batch): on a resume rebuilt from the checkpoint (statistics included, checked
     against the settings), else built from the settings; BatchNorms synchronised for
     --sync-batchnorm."""
     shape = tuple(data.train[0].shape[1:])
@@ -366,7 +389,10 @@ def classifier_model(
     else:
         model = standardized(make_model(settings, shape, data.num_outputs), shape)
         model = model.to(backend, dtype=settings["dtype"])
-        model[0].fit(train_x)  # the training split's statistics, saved with the model
+        if isinstance(train, ArrayDataset) and not is_lazy(train.x):
+            model[0].fit(train.x)  # the training split's statistics, saved with the model
+        else:
+            fit_standardize(model[0], train)
     if settings["sync_batchnorm"]:
         norms = (nnx.BatchNorm1d, nnx.BatchNorm2d, nnx.SyncBatchNorm)
         if not any(isinstance(m, norms) for m in model.modules()):

@@ -221,6 +221,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         _optional(_number(int, 0, strict_low=True)),
         "stop after PATIENCE epochs without a better validation loss",
     ),
+    "checkpoint_every": (
+        None,
+        _optional(_number(int, 0, strict_low=True)),
+        "also write last.npz after every STEPS optimizer steps inside an epoch (a mid-epoch "
+        "checkpoint: --resume continues with the next batch, exactly)",
+    ),
     "seed": (
         0,
         _number(int, 0),
@@ -278,6 +284,7 @@ METAVARS = {
     "model": "NAME",
     "hidden": "SIZES",
     "early_stopping": "PATIENCE",
+    "checkpoint_every": "STEPS",
     "out": "DIR",
     "data_dir": "DIR",
     "accumulate": "K",

@@ -95,6 +95,7 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
         self.epoch = 0
+        self.start = 0
         self.world_size = positive_int(world_size, "world_size", "DataLoader")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < self.world_size:
             raise ValueError(
@@ -111,9 +112,16 @@ class DataLoader:
         n, b = len(self.dataset), self.batch_size
         return n // b if self.drop_last else math.ceil(n / b)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the order of epoch ``epoch`` for the next iteration."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Use the order of epoch ``epoch`` for the next iterations, beginning at batch ``start``
+        (a resume in the middle of an epoch: the batches are those of a whole epoch's
+        iteration from ``start`` on)."""
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= len(self):
+            raise ValueError(
+                f"DataLoader: start must be a batch in [0, {len(self)}], got {start!r}"
+            )
         self.epoch = int(epoch)
+        self.start = start
 
     def permutation(self, epoch: int) -> np.ndarray:
         """The sample order of ``epoch`` (host int64 indices)."""
@@ -153,7 +161,7 @@ class DataLoader:
         """Batches read on the host: rows of memory maps, or samples of a map-style dataset."""
         order = self.permutation(self.epoch) if self.shuffle else None
         data = self.dataset
-        for batch in range(len(self)):
+        for batch in range(self.start, len(self)):
             start, end, idx = self._indices(batch, order)
             if isinstance(data, Subset) and isinstance(data.dataset, ArrayDataset):
                 rows = data.indices[start:end] if idx is None else data.indices[idx]
@@ -196,7 +204,7 @@ class DataLoader:
         order = None
         if self.shuffle:
             order = backend_of(first_x).asarray(self.permutation(self.epoch))  # one copy per epoch
-        for batch in range(len(self)):
+        for batch in range(self.start, len(self)):
             first, last, _ = self.batch_rows(batch)
             start, end = batch * self.batch_size + first, batch * self.batch_size + last
             if order is not None:
