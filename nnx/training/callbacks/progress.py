@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .base import Callback, TrainerLike
+from .base import ClosingCallback, TrainerLike
 
 # Short names for the bar and the epoch lines, so that both fit an 80-column terminal.
 ABBREVIATIONS = {
@@ -43,7 +43,7 @@ def epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-class ProgressBar(Callback):
+class ProgressBar(ClosingCallback):
     """A tqdm bar over the batches of all epochs, and one plain line per epoch.
 
     The bar shows the last epoch's loss and metrics by short names (``val acc``), cut to what
@@ -151,15 +151,6 @@ class ProgressBar(Callback):
                 break
             chosen = frame["postfix"]
         return chosen
-
-    def on_fit_end(self, trainer: TrainerLike) -> None:
-        self.close()
-
-    def on_interrupt(self, trainer: TrainerLike) -> None:
-        self.close()
-
-    def on_error(self, trainer: TrainerLike, error: BaseException) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._bar is not None:
