@@ -69,13 +69,26 @@ def dtype_name(dtype: Any) -> str:
 
 
 _NARROW = ("float16", "bfloat16")
+_IS_NARROW: dict[Any, bool] = {}
+
+
+def is_narrow(dtype: Any) -> bool:
+    """Whether ``dtype`` is a 16-bit float (float16, bfloat16), remembered per dtype."""
+    key = (type(dtype), dtype)
+    try:
+        return _IS_NARROW[key]
+    except KeyError:
+        result = _IS_NARROW[key] = dtype_name(dtype) in _NARROW
+        return result
+    except TypeError:  # an unhashable dtype
+        return dtype_name(dtype) in _NARROW
 
 
 def widened(xp: Any, x: Any) -> Any:
     """``x`` in float32 when it is a 16-bit float (float16, bfloat16), else ``x`` itself: sums,
     counts and means over many elements accumulate in at least float32 (a float16 sum passes
     its largest value, 65504, at 65,505 ones)."""
-    return xp.astype(x, xp.float32) if dtype_name(x.dtype) in _NARROW else x
+    return xp.astype(x, xp.float32) if is_narrow(x.dtype) else x
 
 
 def equals_int(xp: Any, labels: Any, value: int) -> Any:
@@ -91,9 +104,24 @@ def equals_int(xp: Any, labels: Any, value: int) -> Any:
 def indexable_labels(xp: Any, labels: Any, num_classes: int) -> Any:
     """Integer ``labels`` in a dtype that holds every class index ``0 .. num_classes - 1``
     (``uint8`` labels of 300 classes compare against ``arange(300)`` in int32)."""
-    if num_classes - 1 <= xp.iinfo(labels.dtype).max:
+    if num_classes - 1 <= _largest_int(xp, labels.dtype):
         return labels
     return xp.astype(labels, xp.int32 if num_classes <= 2**31 else xp.int64)
+
+
+_LARGEST_INT: dict[Any, int] = {}
+
+
+def _largest_int(xp: Any, dtype: Any) -> int:
+    """``xp.iinfo(dtype).max``, remembered per dtype."""
+    key = (type(dtype), dtype)
+    try:
+        return _LARGEST_INT[key]
+    except KeyError:
+        result = _LARGEST_INT[key] = int(xp.iinfo(dtype).max)
+        return result
+    except TypeError:  # an unhashable dtype
+        return int(xp.iinfo(dtype).max)
 
 
 _FLOATING: dict[Any, bool] = {}
@@ -109,6 +137,21 @@ def _is_floating(xp: Any, dtype: Any) -> bool:
         return result
     except TypeError:  # an unhashable dtype
         return bool(xp.isdtype(dtype, "real floating"))
+
+
+_KINDS: dict[Any, bool] = {}
+
+
+def is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered per dtype and kind (losses ask on every call)."""
+    key = (type(dtype), dtype, kind)
+    try:
+        return _KINDS[key]
+    except KeyError:
+        result = _KINDS[key] = bool(xp.isdtype(dtype, kind))
+        return result
+    except TypeError:  # an unhashable dtype
+        return bool(xp.isdtype(dtype, kind))
 
 
 def check_floating(xp: Any, x: Any, who: str, what: str = "input") -> None:
