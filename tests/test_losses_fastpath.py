@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import nnx
+from nnx.data import ArrayDataset, DataLoader
 from tests.conftest import host_normal
 
 N, C = 7, 5
@@ -71,3 +72,31 @@ def test_shortcut_still_refuses_a_bad_label(backend, bad):
     with_ignored[0] = -100  # an ignored label beside the bad one: the bad one is still named
     with pytest.raises(ValueError, match=message):
         _run(nnx.CrossEntropyLoss(), backend, host_normal((N, C)), with_ignored)
+
+
+def test_batches_of_a_loader_are_not_read_back_but_user_batches_are(monkeypatch):
+    from nnx.losses import classification
+
+    labels = np.arange(12) % C
+    loader = DataLoader(ArrayDataset(host_normal((12, C)), labels), batch_size=4)
+    reads = []
+    real = classification.to_numpy
+    monkeypatch.setattr(classification, "to_numpy", lambda a: reads.append(a) or real(a))
+    loss = nnx.CrossEntropyLoss()
+    for xb, yb in loader:  # the loader read the labels' range once, for the epoch
+        loss(xb, yb)
+    assert reads == []
+    loss(host_normal((4, C)), labels[:4])  # a batch of the user's own: read and checked
+    assert len(reads) == 2
+
+
+def test_a_bad_label_in_a_loader_or_a_user_batch_is_still_refused():
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, C])  # the last label is out of range
+    data = ArrayDataset(host_normal((8, C)), labels)
+    loss = nnx.CrossEntropyLoss()
+    message = r"class labels must lie in \[0, 4\] for 5 classes .*, got labels from 0 to 5"
+    with pytest.raises(ValueError, match=message):
+        for xb, yb in DataLoader(data, batch_size=4, shuffle=False):
+            loss(xb, yb)
+    with pytest.raises(ValueError, match=message):
+        loss(host_normal((8, C)), labels)

@@ -1,13 +1,16 @@
 """Input checks shared by layers and losses: clear errors instead of deep library tracebacks.
 
 Each check is a few attribute reads (shape, dtype, device); none touches array data, so none
-forces a host/device synchronisation.
+forces a host/device synchronisation. The label ranges a DataLoader records
+(:func:`remember_label_range`) let a loss skip reading its labels back.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import weakref
+from collections import deque
 from typing import Any
 
 from ..backend import device, same_device
@@ -215,3 +218,28 @@ def require_forward(cached: Any, who: str) -> Any:
     if cached is None:
         raise BackwardBeforeForwardError(f"{who}.backward called before forward: run forward first")
     return cached
+
+
+# Label arrays whose smallest and largest values are known without reading them: batches a
+# DataLoader cut from labels it range-checked once for the epoch. A loss that finds its labels
+# here need not read them back (two reductions and, on a GPU, a device synchronisation per
+# batch); any other array, such as a batch the user made, is checked as it comes. Weak
+# references to the last few batches only (those in flight), so nothing is kept alive.
+_KNOWN_RANGES: deque[tuple[Any, int, int]] = deque(maxlen=16)
+
+
+def remember_label_range(labels: Any, lo: int, hi: int) -> None:
+    """Record that ``labels`` (a fresh batch nobody else has written to) lies in ``[lo, hi]``."""
+    try:
+        ref = weakref.ref(labels)
+    except TypeError:  # an array type without weak references: the loss checks it itself
+        return
+    _KNOWN_RANGES.append((ref, lo, hi))
+
+
+def known_label_range(labels: Any) -> tuple[int, int] | None:
+    """``(lo, hi)`` recorded by :func:`remember_label_range` for this very array, else None."""
+    for ref, lo, hi in reversed(tuple(_KNOWN_RANGES)):  # a copy: a prefetch thread may append
+        if ref() is labels:
+            return lo, hi
+    return None

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Backend, backend_of, get_backend, namespace
-from ..core.checks import positive_int
+from ..backend import Backend, backend_of, get_backend, namespace, to_numpy
+from ..core.checks import is_dtype, positive_int, remember_label_range
 from ..core.structure import first_leaf, map_structure
 from .dataset import ArrayDataset
 from .gather import collate as default_collate
@@ -193,6 +193,12 @@ class DataLoader:
         first_x = first_leaf(x)
         xp = namespace(first_x)
         plain = not any(isinstance(v, (tuple, list, Mapping)) for v in (x, y))
+        # Integer labels: their range is read once per epoch and recorded for every batch cut
+        # from them, so that the loss need not read each batch back (see known_label_range)
+        labels = plain and y is not None and y.shape[0] > 0 and is_dtype(xp, y.dtype, "integral")
+        if labels:
+            ends = to_numpy(xp.stack([xp.min(y), xp.max(y)]))
+            lo, hi = int(ends[0]), int(ends[1])
         order = None
         if self.shuffle:
             order = backend_of(first_x).asarray(self.permutation(self.epoch))  # one copy per epoch
@@ -202,7 +208,10 @@ class DataLoader:
             if order is not None:
                 idx = order[start:end]  # the standard wants in-bounds slices
                 if plain:  # one array each: the common case, without the structure walk
-                    yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
+                    yb = None if y is None else xp.take(y, idx, axis=0)
+                    if labels:
+                        remember_label_range(yb, lo, hi)
+                    yield xp.take(x, idx, axis=0), yb
                     continue
 
                 def cut(a: Any, idx: Any = idx) -> Any:
@@ -210,7 +219,10 @@ class DataLoader:
 
             else:
                 if plain:
-                    yield x[start:end, ...], (None if y is None else y[start:end, ...])
+                    yb = None if y is None else y[start:end, ...]
+                    if labels:
+                        remember_label_range(yb, lo, hi)
+                    yield x[start:end, ...], yb
                     continue
 
                 def cut(a: Any, s: int = start, e: int = end) -> Any:

@@ -18,6 +18,7 @@ from ..core.checks import (
     indexable_labels,
     is_dtype,
     is_narrow,
+    known_label_range,
     real_in_range,
 )
 from .base import REDUCTIONS, Loss
@@ -302,7 +303,11 @@ class CrossEntropyLoss(_ClassLoss):
         target = indexable_labels(xp, target, c)
         every_row = False  # whether every label is known to lie in [0, C)
         if self.check_labels:
-            lo, hi = int(to_numpy(xp.min(target))), int(to_numpy(xp.max(target)))
+            known = known_label_range(target)  # cut by a DataLoader from checked labels
+            if known is not None:
+                lo, hi = known
+            else:
+                lo, hi = int(to_numpy(xp.min(target))), int(to_numpy(xp.max(target)))
             every_row = lo >= 0 and hi < c
             if not every_row:  # ignored labels, or a bad one: the full check says which
                 self._check_label_range(xp, target, equals_int(xp, target, self.ignore_index), c)
