@@ -75,19 +75,24 @@ def test_shortcut_still_refuses_a_bad_label(backend, bad):
 
 
 def test_batches_of_a_loader_are_not_read_back_but_user_batches_are(monkeypatch):
+    from nnx.core import checks
     from nnx.losses import classification
 
     labels = np.arange(12) % C
     loader = DataLoader(ArrayDataset(host_normal((12, C)), labels), batch_size=4)
-    reads = []
-    real = classification.to_numpy
-    monkeypatch.setattr(classification, "to_numpy", lambda a: reads.append(a) or real(a))
+    reads = {"loss": 0, "data set": 0}
+    for module, name in ((classification, "loss"), (checks, "data set")):
+        real = module.to_numpy
+        counted = lambda a, real=real, name=name: reads.update({name: reads[name] + 1}) or real(a)  # noqa: E731
+        monkeypatch.setattr(module, "to_numpy", counted)
     loss = nnx.CrossEntropyLoss()
-    for xb, yb in loader:  # the loader read the labels' range once, for the epoch
-        loss(xb, yb)
-    assert reads == []
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        for xb, yb in loader:
+            loss(xb, yb)
+    assert reads == {"loss": 0, "data set": 1}  # the labels' range, read once for both epochs
     loss(host_normal((4, C)), labels[:4])  # a batch of the user's own: read and checked
-    assert len(reads) == 2
+    assert reads == {"loss": 2, "data set": 1}
 
 
 def test_a_bad_label_in_a_loader_or_a_user_batch_is_still_refused():

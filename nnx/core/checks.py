@@ -13,7 +13,7 @@ import weakref
 from collections import deque
 from typing import Any
 
-from ..backend import device, same_device
+from ..backend import device, namespace, same_device, to_numpy
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -221,25 +221,44 @@ def require_forward(cached: Any, who: str) -> Any:
 
 
 # Label arrays whose smallest and largest values are known without reading them: batches a
-# DataLoader cut from labels it range-checked once for the epoch. A loss that finds its labels
-# here need not read them back (two reductions and, on a GPU, a device synchronisation per
-# batch); any other array, such as a batch the user made, is checked as it comes. Weak
-# references to the last few batches only (those in flight), so nothing is kept alive.
-_KNOWN_RANGES: deque[tuple[Any, int, int]] = deque(maxlen=16)
+# DataLoader cut from a data set's labels, whose range is read once per data set (on the first
+# request: nothing is read when no loss asks, as under the Trainer, which checks the labels
+# itself). A loss that finds its labels here need not read them back (two reductions and, on a
+# GPU, a device synchronisation per batch); any other array, such as a batch the user made, is
+# checked as it comes. Weak references to the last few batches only (those in flight).
+class LabelRange:
+    """The smallest and largest value of the integer array ``labels``, read on first request."""
+
+    __slots__ = ("labels", "_range")
+
+    def __init__(self, labels: Any):
+        self.labels = labels
+        self._range: tuple[int, int] | None = None
+
+    def get(self) -> tuple[int, int]:
+        if self._range is None:
+            xp = namespace(self.labels)
+            ends = to_numpy(xp.stack([xp.min(self.labels), xp.max(self.labels)]))
+            self._range = (int(ends[0]), int(ends[1]))
+        return self._range
 
 
-def remember_label_range(labels: Any, lo: int, hi: int) -> None:
-    """Record that ``labels`` (a fresh batch nobody else has written to) lies in ``[lo, hi]``."""
+_KNOWN_RANGES: deque[tuple[Any, LabelRange]] = deque(maxlen=16)
+
+
+def remember_label_range(batch: Any, source: LabelRange) -> None:
+    """Record that ``batch`` (fresh labels cut from ``source.labels``) lies in its range."""
     try:
-        ref = weakref.ref(labels)
+        ref = weakref.ref(batch)
     except TypeError:  # an array type without weak references: the loss checks it itself
         return
-    _KNOWN_RANGES.append((ref, lo, hi))
+    _KNOWN_RANGES.append((ref, source))
 
 
 def known_label_range(labels: Any) -> tuple[int, int] | None:
-    """``(lo, hi)`` recorded by :func:`remember_label_range` for this very array, else None."""
-    for ref, lo, hi in reversed(tuple(_KNOWN_RANGES)):  # a copy: a prefetch thread may append
+    """``(lo, hi)`` of the data set this very array was cut from
+    (:func:`remember_label_range`), else None."""
+    for ref, source in reversed(tuple(_KNOWN_RANGES)):  # a copy: a prefetch thread may append
         if ref() is labels:
-            return lo, hi
+            return source.get()
     return None
