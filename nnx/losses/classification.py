@@ -200,8 +200,10 @@ class CrossEntropyLoss(_ClassLoss):
             ``(N, d1, ...)``).
         label_smoothing: ``eps`` in ``[0, 1]``.
         check_labels: check that integer labels lie in ``[0, C)``. This reads two numbers back
-            to the host (a device synchronisation on a GPU); turn it off in tight GPU loops once
-            the data is known to be valid.
+            to the host (a device synchronisation on a GPU), except for batches a
+            :class:`~nnx.data.DataLoader` cut from an in-memory data set, whose labels' range
+            it reads once per data set; turn it off in tight GPU loops over other data once the
+            data is known to be valid.
 
     Differences from PyTorch: a mean over a batch whose labels are all ignored is 0 with a zero
     gradient, not NaN.
