@@ -319,7 +319,7 @@ class CrossEntropyLoss(_ClassLoss):
         shifted, e, total = _shifted_exp(xp, pred)
         # -sum_c T log p with T one-hot: the target class's log p (0 in ignored rows)
         log_p = shifted - xp.log(total)
-        per_sample = -xp.sum(xp.where(hit, log_p, xp.zeros_like(log_p)), axis=1)
+        per_sample = -xp.sum(xp.where(hit, log_p, 0.0), axis=1)
         if every_row:
             grad = e / total - t
             count = float(math.prod(pred.shape) // c)
@@ -347,9 +347,9 @@ def _shifted_exp(xp: Any, pred: Any) -> tuple[Any, Any, Any]:
     ``pred - row_max`` overflows (with a NumPy warning) where a logit lies more than the largest
     float below its row's maximum: such logits are clamped to that floor, then made ``-inf``."""
     row_max = xp.max(pred, axis=1, keepdims=True)
-    floor = xp.where(row_max > 0.0, row_max, xp.zeros_like(row_max)) - _largest(xp, pred.dtype)
-    shifted = xp.maximum(pred, floor) - row_max
-    shifted = xp.where(pred < floor, xp.full_like(shifted, -math.inf), shifted)
+    # max(row_max, 0): a NaN row max gives a NaN floor, and then NaN values, as it should
+    floor = xp.maximum(row_max, 0.0) - _largest(xp, pred.dtype)
+    shifted = xp.where(pred < floor, -math.inf, xp.maximum(pred, floor) - row_max)
     e = xp.exp(shifted)
     return shifted, e, xp.sum(e, axis=1, keepdims=True)
 
