@@ -171,7 +171,7 @@ def check_same_dtype(
 ) -> None:
     """Raise TypeError when ``x`` and ``ref`` differ in dtype (no silent promotion), or are
     arrays of different libraries (a NumPy input to a model on array-api-strict or torch)."""
-    if _library(x) != _library(ref):
+    if type(x) is not type(ref) and _library(x) != _library(ref):
         raise TypeError(
             f"{who}: the {what} is a {_library(x)} array but the {ref_what} are {_library(ref)} "
             f"arrays; convert the {what} with nnx.get_backend(...).asarray(...) or move the "
