@@ -105,3 +105,26 @@ def test_a_bad_label_in_a_loader_or_a_user_batch_is_still_refused():
             loss(xb, yb)
     with pytest.raises(ValueError, match=message):
         loss(host_normal((8, C)), labels)
+
+
+def test_weighted_and_nll_losses_use_the_loaders_label_range_too(monkeypatch):
+    from nnx.losses import classification
+
+    loader = DataLoader(ArrayDataset(host_normal((8, C)), np.arange(8) % C), batch_size=4)
+    reads = []  # reads of labels (the class weights are converted once, a float read)
+    real = classification.to_numpy
+
+    def counted(a):
+        if np.asarray(real(a)).dtype.kind in "iu":
+            reads.append(a)
+        return real(a)
+
+    monkeypatch.setattr(classification, "to_numpy", counted)
+    weighted = nnx.CrossEntropyLoss(weight=np.linspace(0.5, 1.5, C), label_smoothing=0.1)
+    for xb, yb in loader:
+        weighted(xb, yb)
+        nnx.NLLLoss()(xb, yb)
+    assert reads == []
+    bad = np.array([0, 1, 2, C])
+    with pytest.raises(ValueError, match="got labels from 0 to 5"):
+        nnx.NLLLoss()(host_normal((4, C)), bad)

@@ -110,10 +110,11 @@ class _ClassLoss(Loss):
         (zero rows for ignored labels), ``keep`` of shape ``(N, 1, d1, ...)`` (1 unless ignored)."""
         c = pred.shape[1]
         self._check_label_shape(pred, target)
+        known = known_label_range(target) if self.check_labels else None
         target = indexable_labels(xp, target, c)
         ignored = equals_int(xp, target, self.ignore_index)
-        if self.check_labels:
-            self._check_label_range(xp, target, ignored, c)
+        if self.check_labels and (known is None or known[0] < 0 or known[1] >= c):
+            self._check_label_range(xp, target, ignored, c)  # a read unless the range is known
         classes = xp.arange(c, dtype=target.dtype, device=device(pred))
         labels = xp.expand_dims(target, axis=1)
         keep = xp.astype(xp.logical_not(xp.expand_dims(ignored, axis=1)), pred.dtype)
