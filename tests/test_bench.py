@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
 def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -24,10 +24,14 @@ def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
     results = json.loads(out.read_text())
     assert results["loss_difference_nnx_vs_reference"] <= 1e-5
     assert results["matmul_ceiling_gflops"] > 0
+    assert results["threads"] == 1 and results["blas_threads"] in (1, None)
+    assert len(results["load_average_before"]) == len(results["load_average_after"]) == 3
     for row in results["batches"].values():
         assert row["ratio_nnx_vs_reference"] > 0 and row["ratio_trainer_vs_nnx"] > 0
+        assert row["cpu_ratio_readme_vs_reference"] > 0 and row["readme"]["cpu_seconds"] > 0
         assert row["nnx"]["samples_per_s"] > 0
     assert "nnx/reference" in done.stdout and "matmul ceiling" in done.stdout
+    assert "CPU  nnx/reference" in done.stdout and "threads: 1" in done.stdout
 
 
 def test_a_backend_without_a_hand_written_reference_is_refused():

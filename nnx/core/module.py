@@ -181,8 +181,19 @@ class Module:
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient."""
-        for _, p in self._named_members(Parameter, "", unbuilt_ok=True):
-            p.grad = None
+        # the walk of named_modules without the names: it runs on every training step
+        seen: set[int] = set()
+        stack: list[Any] = [self]
+        while stack:
+            module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            for value in vars(module).values():
+                if isinstance(value, Parameter):
+                    value.grad = None
+                elif isinstance(value, Module):
+                    stack.append(value)
 
     def build(self, *inputs: Any, **kwargs: Any) -> Module:
         """Run one forward pass on example inputs in evaluation mode (each module's mode is put

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, backend_of, get_backend, namespace
-from ..core.checks import positive_int
+from ..core.checks import LabelRange, is_dtype, positive_int, remember_label_range
 from ..core.structure import first_leaf, map_structure
 from .dataset import ArrayDataset
 from .gather import collate as default_collate
@@ -102,6 +102,7 @@ class DataLoader:
                 f"DataLoader: rank must be an integer in [0, {self.world_size - 1}], got {rank!r}"
             )
         self.rank = rank
+        self._label_range: LabelRange | None = None  # the labels' range, read on first use
         if self.drop_last and len(dataset) < self.batch_size:
             raise ValueError(
                 f"DataLoader: drop_last with batch_size {self.batch_size} and only "
@@ -201,6 +202,11 @@ class DataLoader:
         first_x = first_leaf(x)
         xp = namespace(first_x)
         plain = not any(isinstance(v, (tuple, list, Mapping)) for v in (x, y))
+        # Integer labels: every batch cut from them is recorded with their range (read once per
+        # data set, when a loss first asks), so the loss need not read each batch back
+        labels = plain and y is not None and y.shape[0] > 0 and is_dtype(xp, y.dtype, "integral")
+        if labels and getattr(self._label_range, "labels", None) is not y:
+            self._label_range = LabelRange(y)
         order = None
         if self.shuffle:
             order = backend_of(first_x).asarray(self.permutation(self.epoch))  # one copy per epoch
@@ -210,7 +216,10 @@ class DataLoader:
             if order is not None:
                 idx = order[start:end]  # the standard wants in-bounds slices
                 if plain:  # one array each: the common case, without the structure walk
-                    yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
+                    yb = None if y is None else xp.take(y, idx, axis=0)
+                    if labels:
+                        remember_label_range(yb, self._label_range)
+                    yield xp.take(x, idx, axis=0), yb
                     continue
 
                 def cut(a: Any, idx: Any = idx) -> Any:
@@ -218,7 +227,10 @@ class DataLoader:
 
             else:
                 if plain:
-                    yield x[start:end, ...], (None if y is None else y[start:end, ...])
+                    yb = None if y is None else y[start:end, ...]
+                    if labels:
+                        remember_label_range(yb, self._label_range)
+                    yield x[start:end, ...], yb
                     continue
 
                 def cut(a: Any, s: int = start, e: int = end) -> Any:

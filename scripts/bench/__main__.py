@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads",
         type=int,
-        help="--cnn, --sequence: limit torch and NumPy's BLAS to this many threads (threadpoolctl)",
+        help="limit torch and NumPy's BLAS to this many threads (threadpoolctl); the MLP, --cnn "
+        "and --sequence workloads",
     )
     p.add_argument(
         "--cnn-native",

@@ -71,6 +71,30 @@ def limit_threads(n: int | None) -> None:
     threadpool_limits(n)
 
 
+class Timer:
+    """Wall and process CPU time of a ``with`` block: ``wall`` and ``cpu`` in seconds.
+
+    CPU time (``time.process_time``: every thread of this process) is the work done; with one
+    thread per library (``--threads 1``) it hardly moves with the load of a shared machine,
+    while the wall time does."""
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages (``uptime``), or [] where the OS has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return []
+
+
 def blas_threads() -> int | None:
     """NumPy's BLAS thread count (threadpoolctl), or None when it cannot be read."""
     try:
