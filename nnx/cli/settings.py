@@ -60,7 +60,7 @@ DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagra
 
 
 def _dataset(value: Any, flag: str) -> str:
-    """A built-in data set's name, or the absolute path of the user's .npz/.csv file (absolute,
+    """A built-in data set's name, or the absolute path of the user's .npz/.csv/.npy file (absolute,
     so that config.json still finds it from another folder on --resume)."""
     from nnx.datasets.files import is_data_file
 
@@ -80,12 +80,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
         "digits",
         _dataset,
         "data set: " + ", ".join(DATASETS) + ", or the path of your own .npz (x_train, y_train, "
-        "optional x_test, y_test) or .csv (with --label-column)",
+        "optional x_test, y_test), .csv or .npy (both with --label-column)",
     ),
     "label_column": (
         None,
         _optional(_text),
-        "the label column of a .csv --dataset: a name from its header or a 0-based index",
+        "the label column of a .csv --dataset (a name from its header or a 0-based index) or of "
+        "a .npy (a 0-based index, -1 for the last column)",
     ),
     "data_dir": (
         None,
@@ -360,8 +361,10 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         "cifar10",
     ):
         raise ConfigError("--data-dir applies to --dataset mnist, fashion-mnist or cifar10")
-    if settings["label_column"] is not None and not settings["dataset"].lower().endswith(".csv"):
-        raise ConfigError("--label-column applies to a .csv --dataset")
+    if settings["label_column"] is not None and not settings["dataset"].lower().endswith(
+        (".csv", ".npy")
+    ):
+        raise ConfigError("--label-column applies to a .csv or .npy --dataset")
     if settings["momentum"] is not None and settings["optimizer"] not in ("sgd", "rmsprop"):
         raise ConfigError(f"--momentum applies to sgd and rmsprop, not {settings['optimizer']}")
     if settings["lr"] is None:

@@ -62,7 +62,8 @@ def gather_rows(a: Any, idx: np.ndarray) -> np.ndarray:
     order = np.argsort(idx, kind="stable")
     out = np.empty((idx.size, *a.shape[1:]), dtype=a.dtype)
     where = _file_rows(a) if hasattr(os, "preadv") else None
-    if where is None or a.strides[0] != a[:1].nbytes:
+    size = a[:1].nbytes  # bytes of one row; a column slice's rows are `stride` bytes apart
+    if where is None or a.strides[0] < size:
         out[order] = a[idx[order]]  # sorted index reads: sequential in the file
         return out
     name, first, stride = where
@@ -71,18 +72,23 @@ def gather_rows(a: Any, idx: np.ndarray) -> np.ndarray:
     if rows[0] < 0 or rows[-1] >= a.shape[0]:
         raise IndexError(f"gather_rows: indices out of range for {a.shape[0]} rows")
     flat = ordered.reshape(idx.size, -1).view(np.uint8).reshape(idx.size, -1)
+    # rows with gaps (a column slice of a mapped matrix) are read whole, gaps included
+    buffer = flat if stride == size else np.empty((idx.size, stride), dtype=np.uint8)
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows
     fd = os.open(name, os.O_RDONLY)
     try:
         for lo, hi in zip(
             np.concatenate([[0], breaks]), np.concatenate([breaks, [rows.size]]), strict=True
         ):
-            want = int(hi - lo) * stride
-            got = os.preadv(fd, [memoryview(flat[lo:hi]).cast("B")], first + int(rows[lo]) * stride)
+            want = int(hi - lo - 1) * stride + size  # not past the last row's own bytes
+            view = memoryview(buffer[lo:hi]).cast("B")[:want]
+            got = os.preadv(fd, [view], first + int(rows[lo]) * stride)
             if got != want:
                 raise OSError(f"gather_rows: short read of {name} ({got} of {want} bytes)")
     finally:
         os.close(fd)
+    if buffer is not flat:
+        flat[...] = buffer[:, :size]
     out[order] = ordered
     return out
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.gather import gather_rows
 from .errors import DataFileError
 
 TEST_FRACTION = 0.2
@@ -29,8 +30,10 @@ def check_mapped(p: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
             f"{p}: x_{split} has {x.shape[0]} samples but y_{split} has shape {y.shape}"
         )
     step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
-    for start in range(0, len(x), step):  # NaN/inf and labels, a chunk at a time
-        check_pair(p, split, x[start : start + step], y[start : start + step])
+    for start in range(0, len(x), step):  # NaN/inf and labels, a chunk at a time, read with
+        # pread (gather_rows), not through the mapping: nothing of the file is left resident
+        rows = np.arange(start, min(start + step, len(x)))
+        check_pair(p, split, gather_rows(x, rows), gather_rows(y, rows), first=start)
 
 
 def max_label(y: np.ndarray) -> int:
@@ -38,7 +41,9 @@ def max_label(y: np.ndarray) -> int:
     return max(int(y[i : i + step].max()) for i in range(0, len(y), step))
 
 
-def check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray):
+def check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray, first: int = 0):
+    """``(x, y)`` checked and converted (float32 features; int64 labels or float32 targets of
+    shape ``(n, k)``); ``first``: the index of ``x[0]`` in the file, for messages."""
     xn, yn = f"x_{split}", f"y_{split}"
     if x.dtype.kind not in "biuf":
         raise DataFileError(f"{p}: {xn} must be numbers, got dtype {x.dtype}")
@@ -49,6 +54,7 @@ def check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray):
     x = x.astype(np.float32) if x.dtype.kind != "f" else x
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
+        bad[0] += first
         raise DataFileError(
             f"{p}: {xn} has NaN or infinite values (first at index {tuple(int(i) for i in bad)})"
         )

@@ -1,4 +1,5 @@
-"""The user's own data: an ``.npz`` or ``.csv`` file, checked the way the built-in sets are.
+"""The user's own data: an ``.npz``, ``.csv`` or ``.npy`` file, checked the way the built-in sets
+are.
 
 * ``.npz``: arrays ``x_train`` and ``y_train``, and optionally ``x_test`` and ``y_test`` (both or
   neither). ``x`` holds one sample per row of any shape (``(n, features)``, ``(n, 1, 28, 28)``).
@@ -8,8 +9,12 @@
   from the header, or a 0-based index) holds the target and every other column a numeric
   feature. Integer labels are class indices; labels that are not numbers (``cat``, ``dog``)
   become classes in sorted order; other numbers make a regression task.
+* ``.npy``: one 2-D numeric array, one sample per row; ``label_column`` (a 0-based index,
+  negative from the end: ``-1`` is the last column) holds the target and every other column a
+  feature. Labels that are all whole numbers (any integer dtype, or floats such as ``3.0``) are
+  class indices, as a ``.csv``'s integer labels; other numbers make a regression task.
 
-Without a test split (every ``.csv``, an ``.npz`` without ``x_test``) a seeded 20% of the rows is
+Without a test split (every ``.csv`` and ``.npy``, an ``.npz`` without ``x_test``) a seeded 20% of the rows is
 held out as the test set. Every problem raises :class:`DataFileError` (both a
 :class:`DatasetError` and an :class:`~nnx.NnxFileError`) with a one-line message naming the file
 and what is wrong: shapes, dtypes, NaN or infinite values, labels out of range. The ``.npz`` is
@@ -34,12 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from ..data.gather import gather_rows
 from ..io.npz import NpzReader, open_regular
+from . import file_checks
 from .errors import DataFileError
 from .file_checks import check_mapped, check_pair, held_out, label_index, max_label
 from .splits import DatasetSplits
 
-FILE_SUFFIXES = (".npz", ".csv")
+FILE_SUFFIXES = (".npz", ".csv", ".npy")
 # a file larger than this is streamed, not read whole (the command's --dataset)
 STREAM_BYTES = 1 << 30
 
@@ -55,10 +62,11 @@ def load_file(
     seed: int = 0,
     stream_bytes: int | None = None,
 ) -> DatasetSplits:
-    """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``.
+    """Load and check the user's ``.npz``, ``.csv`` or ``.npy`` file; returns a
+    ``DatasetSplits``.
 
     A file larger than ``stream_bytes`` (None: never) is memory-mapped instead: an ``.npz``
-    in place (:func:`map_npz`), a ``.csv`` after a conversion in chunks into the cache
+    or ``.npy`` in place (:func:`map_npz`, :func:`map_npy`), a ``.csv`` after a conversion in chunks into the cache
     (:func:`nnx.datasets.csv_stream.map_csv`); nothing is loaded whole, and the checks read it
     in chunks."""
     p = Path(path)
@@ -70,6 +78,8 @@ def load_file(
             from .download import cache_dir
 
             return map_csv(p, label_column, seed, cache_dir())
+        if suffix == ".npy":
+            return map_npy(p, label_column, seed)
         return map_npz(p, seed)
     names: dict[str, Any] = {}
     if suffix == ".npz":
@@ -82,9 +92,14 @@ def load_file(
         if classes is not None:
             names["class_names"] = tuple(classes)
         test = None
+    elif suffix == ".npy":
+        x_train, y_train = _read_npy(p, label_column)
+        test = None
     else:
         open_regular(p, "data file", DataFileError).close()  # a missing file says so first
-        raise DataFileError(f"data file {p} must end in .npz or .csv, not {p.suffix or 'nothing'}")
+        raise DataFileError(
+            f"data file {p} must end in .npz, .csv or .npy, not {p.suffix or 'nothing'}"
+        )
     x_train, y_train = check_pair(p, "train", x_train, y_train)
     if test is not None:
         x_test, y_test = check_pair(p, "test", *test)
@@ -164,6 +179,107 @@ def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
     if top < 1:
         raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
     return DatasetSplits(p.name, "classification", (x, y), test, top + 1, rows=rows)
+
+
+def _open_npy(p: Path, label_column: str | int | None) -> tuple[np.ndarray, int]:
+    """The ``.npy`` at ``p`` memory-mapped, its header checked first (no pickle: a 2-D array of
+    numbers), and its label column as an index ``0..columns-1``."""
+    if label_column is None:
+        raise DataFileError(
+            f"{p}: a .npy needs label_column: a 0-based column index (-1: the last column)"
+        )
+    try:
+        column = int(label_column)
+    except (TypeError, ValueError):
+        raise DataFileError(
+            f"{p}: a .npy has no column names: label_column must be a 0-based index "
+            f"(-1: the last column), not {label_column!r}"
+        ) from None
+    with open_regular(p, "data file", DataFileError) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0}
+            read[(2, 0)] = read[(3, 0)] = np.lib.format.read_array_header_2_0
+            if version not in read:
+                raise ValueError(f"format version {version} is not supported")
+            shape, _, dtype = read[version](f)
+        except (ValueError, OSError, SyntaxError) as err:
+            raise DataFileError(f"{p}: not a readable .npy array ({err})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise DataFileError(f"{p}: a .npy data file must hold numbers, got dtype {dtype}")
+    if len(shape) != 2 or 0 in shape:
+        raise DataFileError(
+            f"{p}: a .npy data file must be a 2-D array (samples, columns) with no empty axis, "
+            f"got shape {shape}"
+        )
+    if shape[1] < 2:
+        raise DataFileError(f"{p}: no feature columns besides the label column")
+    if not -shape[1] <= column < shape[1]:
+        raise DataFileError(f"{p}: column index {column} is out of range for {shape[1]} columns")
+    try:
+        array = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise DataFileError(f"{p}: not a readable .npy array ({err})") from None
+    return array, column % shape[1]
+
+
+def _npy_labels(p: Path, array: np.ndarray, column: int) -> np.ndarray:
+    """The label column, read once a chunk of rows at a time: int64 class indices when every
+    label is a whole number (below 2**53 in size), else float32 regression targets (NaN and
+    inf refused). Rows are read with ``pread`` (:func:`~nnx.data.gather.gather_rows`), not
+    through the mapping, so the pass leaves nothing of the file resident."""
+    step = max(1, file_checks.CHUNK_BYTES // max(1, array[:1].nbytes))
+    y = np.empty(len(array), dtype=array.dtype)
+    for start in range(0, len(array), step):
+        rows = np.arange(start, min(start + step, len(array)))
+        y[start : start + step] = gather_rows(array, rows)[:, column]
+    if y.dtype.kind in "biu":
+        return y.astype(np.int64)
+    whole = True
+    for start in range(0, len(y), step):
+        chunk = y[start : start + step]
+        if not np.isfinite(chunk).all():
+            raise DataFileError(f"{p}: column {column} has NaN or infinite labels")
+        whole = whole and bool(((chunk == np.round(chunk)) & (np.abs(chunk) < 2**53)).all())
+    return y.astype(np.int64 if whole else np.float32)
+
+
+def _read_npy(p: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of a ``.npy`` read whole (a small file: the features are a copy)."""
+    array, column = _open_npy(p, label_column)
+    y = _npy_labels(p, array, column)
+    return np.delete(np.asarray(array), column, axis=1), y
+
+
+def map_npy(
+    path: str | os.PathLike, label_column: str | int | None, seed: int = 0
+) -> DatasetSplits:
+    """The ``.npy`` data file at ``path`` memory-mapped (see :func:`load_file`): the features a
+    view of the file (the columns before or after the label column, which must be the first
+    or the last), the labels read once in chunks into memory, the checks made in chunks; the
+    held-out rows are ``DatasetSplits.rows`` (the same rows and order as :func:`load_file`)."""
+    p = Path(path)
+    array, column = _open_npy(p, label_column)
+    columns = array.shape[1]
+    if column not in (0, columns - 1):
+        raise DataFileError(
+            f"{p}: is memory-mapped (over {STREAM_BYTES} bytes), so its label column must be "
+            f"the first or the last, not column {column} of {columns}"
+        )
+    x = array[:, 1:] if column == 0 else array[:, :-1]  # a view: nothing is copied
+    y = _npy_labels(p, array, column)
+    if y.dtype.kind == "f":
+        y = y.reshape(-1, 1)
+    check_mapped(p, "train", x, y)
+    if len(x) < 2:
+        raise DataFileError(f"{p}: needs at least 2 samples to hold out a test set, got {len(x)}")
+    rows = held_out(len(x), seed)
+    if y.dtype.kind == "f":
+        return DatasetSplits(p.name, "regression", (x, y), (x, y), rows=rows)
+    top = max_label(y)
+    if top < 1:
+        raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
+    return DatasetSplits(p.name, "classification", (x, y), (x, y), top + 1, rows=rows)
 
 
 def _read_npz(p: Path):

@@ -25,6 +25,23 @@ def test_gather_rows_reads_sorted_and_returns_in_order(tmp_path):
         gather_rows(mm, np.array([20]))
 
 
+def test_gather_rows_reads_column_slices_of_a_memmap_with_pread(tmp_path, monkeypatch):
+    import os
+
+    a = np.arange(60, dtype=np.float32).reshape(12, 5)
+    np.save(tmp_path / "a.npy", a)
+    mm = np.load(tmp_path / "a.npy", mmap_mode="r")
+    reads = []
+    plain = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda *args: reads.append(1) or plain(*args))
+    idx = np.array([11, 0, 3, 4, 5, 11])  # the last row: a read must stop at its own bytes
+    for view in (mm[:, 1:], mm[:, :-1], mm[:, 2:3], mm[::2, 1:]):
+        reads.clear()
+        rows = idx[idx < len(view)]
+        np.testing.assert_array_equal(gather_rows(view, rows), np.asarray(view)[rows])
+        assert reads  # read from the file, not through the mapping
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's RssFile")
 def test_gathering_a_memmap_does_not_leave_the_file_resident(tmp_path):
     def rss_file_kb():

@@ -133,7 +133,7 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         load_file(tmp_path / "none.npz")
     (tmp_path / "d.txt").write_text("1,2")
-    with pytest.raises(DatasetError, match="must end in .npz or .csv"):
+    with pytest.raises(DatasetError, match="must end in .npz, .csv or .npy"):
         load_file(tmp_path / "d.txt")
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DatasetError, match="is not an nnx .npz file \\(not a zip archive\\)"):
@@ -185,7 +185,7 @@ def test_the_command_trains_on_the_users_npz_and_csv(tmp_path):
     _one_line_error(_run("--dataset", "gone.npz", *fast, cwd=tmp_path), "gone.npz does not exist")
     _one_line_error(
         _run("--dataset", "digits", "--label-column", "y", *fast, cwd=tmp_path),
-        "--label-column applies to a .csv --dataset",
+        "--label-column applies to a .csv or .npy --dataset",
     )
     np.savez(tmp_path / "nan.npz", x_train=np.where(x > 4, np.nan, x), y_train=y)
     _one_line_error(
