@@ -1,8 +1,8 @@
 """The training command's entry point: ``python -m nnx.cli``, ``python scripts/train.py`` and the
 ``nnx-train`` console script all call :func:`main`.
 
-Trains a model on a built-in data set (default: scikit-learn's 8x8 digits), the user's .npz or
-.csv, or, with the language-model presets, a text, with a progress bar, per-epoch history,
+Trains a model on a built-in data set (default: scikit-learn's 8x8 digits), the user's .npz,
+.csv or .npy, or, with the language-model presets, a text, with a progress bar, per-epoch history,
 checkpoints, curves and a summary. Settings come from, in increasing priority: built-in
 defaults, the ``config.json`` of the run being resumed, ``--config FILE`` (TOML or JSON) and
 command-line flags (:mod:`nnx.cli.settings`). Every problem a user can cause ends with a one-line

@@ -328,7 +328,7 @@ def prediction_record(data: Any) -> dict[str, Any]:
 
 
 def load_data(settings: dict[str, Any]) -> Any:
-    """The data set: the user's .npz/.csv (checked; an .npz over ``files.STREAM_BYTES``
+    """The data set: the user's .npz/.csv/.npy (checked; one over ``files.STREAM_BYTES``
     memory-mapped) or a built-in one, image-shaped samples ``(C, H, W)`` for image sets (the mlp
     preset flattens them)."""
     if is_data_file(settings["dataset"]):
