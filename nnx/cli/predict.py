@@ -195,9 +195,23 @@ def read_inputs(path: Path, config: dict[str, Any]) -> np.ndarray:
             raise PredictError(f"{path} is not a readable .npy array ({err})") from None
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf":
             raise PredictError(f"{path} must hold numbers, got dtype {getattr(x, 'dtype', '?')}")
+        x = _without_label(x, config)
     if x.ndim < 1 or x.shape[0] == 0:
         raise PredictError(f"{path} holds no samples (shape {x.shape})")
     return x
+
+
+def _without_label(x: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+    """A ``.npy`` as wide as the training ``.npy`` without its label column, which is ignored
+    as a ``.csv``'s is (a view when it is the first or the last column)."""
+    column, columns = config.get("label_column"), config.get("columns")
+    if not isinstance(column, int) or not isinstance(columns, int):
+        return x
+    if x.ndim != 2 or x.shape[1] != columns or not 0 <= column < columns:
+        return x
+    if column in (0, columns - 1):
+        return x[:, 1:] if column == 0 else x[:, :-1]
+    return np.delete(x, column, axis=1)
 
 
 def _sample_shape(model: Any) -> tuple[int, ...] | None:

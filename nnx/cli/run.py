@@ -324,6 +324,8 @@ def prediction_record(data: Any) -> dict[str, Any]:
         record["label_column"] = data.label_name
     if data.class_names is not None:
         record["classes"] = list(data.class_names)
+    if data.label_column is not None:  # a .npy: its label column, dropped from a .npy to predict
+        record.update(label_column=data.label_column, columns=data.num_features + 1)
     return record
 
 

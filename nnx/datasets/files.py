@@ -93,7 +93,8 @@ def load_file(
             names["class_names"] = tuple(classes)
         test = None
     elif suffix == ".npy":
-        x_train, y_train = _read_npy(p, label_column)
+        x_train, y_train, column = _read_npy(p, label_column)
+        names = {"label_column": column}
         test = None
     else:
         open_regular(p, "data file", DataFileError).close()  # a missing file says so first
@@ -244,11 +245,11 @@ def _npy_labels(p: Path, array: np.ndarray, column: int) -> np.ndarray:
     return y.astype(np.int64 if whole else np.float32)
 
 
-def _read_npy(p: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` of a ``.npy`` read whole (a small file: the features are a copy)."""
+def _read_npy(p: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(x, y, label column)`` of a ``.npy`` read whole (a small file: x is a copy)."""
     array, column = _open_npy(p, label_column)
     y = _npy_labels(p, array, column)
-    return np.delete(np.asarray(array), column, axis=1), y
+    return np.delete(np.asarray(array), column, axis=1), y, column
 
 
 def map_npy(
@@ -275,11 +276,13 @@ def map_npy(
         raise DataFileError(f"{p}: needs at least 2 samples to hold out a test set, got {len(x)}")
     rows = held_out(len(x), seed)
     if y.dtype.kind == "f":
-        return DatasetSplits(p.name, "regression", (x, y), (x, y), rows=rows)
+        return DatasetSplits(p.name, "regression", (x, y), (x, y), rows=rows, label_column=column)
     top = max_label(y)
     if top < 1:
         raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
-    return DatasetSplits(p.name, "classification", (x, y), (x, y), top + 1, rows=rows)
+    return DatasetSplits(
+        p.name, "classification", (x, y), (x, y), top + 1, rows=rows, label_column=column
+    )
 
 
 def _read_npz(p: Path):

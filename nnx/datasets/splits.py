@@ -27,6 +27,8 @@ class DatasetSplits:
     class_names: tuple[str, ...] | None = None
     feature_names: tuple[str, ...] | None = None
     label_name: str | None = None
+    # a .npy file's label column (an index 0..features), so that nnx-predict can drop it
+    label_column: int | None = None
     # a streamed file (memory maps) without a test split: train and test are the same arrays,
     # and these are the rows of each (the training rows in the order an in-memory load has)
     rows: tuple[np.ndarray, np.ndarray] | None = None

@@ -48,7 +48,7 @@ def test_a_npy_is_read_whole_or_mapped_with_the_same_splits(tmp_path, label, kin
     assert (whole.task, mapped.task) == (task, task)
     assert whole.num_classes == mapped.num_classes == (None if kind == "regression" else 3)
     assert whole.train[1].dtype == (np.float32 if kind == "regression" else np.int64)
-    assert whole.train[0].shape[1] == 4
+    assert whole.train[0].shape[1] == 4 and whole.label_column == mapped.label_column == at
 
 
 def test_the_command_trains_on_a_mapped_npy_as_on_the_file_read_whole(
@@ -78,6 +78,25 @@ def test_the_command_trains_on_a_mapped_npy_as_on_the_file_read_whole(
     )
     for key in ("train_loss", "val_loss", "test_loss", "test_accuracy"):  # statistics: to rounding
         assert mapped[key] == pytest.approx(whole[key], rel=1e-5), key
+
+
+def test_nnx_predict_reads_the_training_npy_without_its_label_column(tmp_path, capsys):
+    from nnx.cli.main import main
+    from nnx.cli.predict import main as predict
+
+    a, _ = _matrix(60, label="first")
+    np.save(tmp_path / "d.npy", a)
+    np.save(tmp_path / "x.npy", a[:, 1:])
+    args = ["--device", "cpu", "--quiet", "--dataset", str(tmp_path / "d.npy"), "--epochs", "1"]
+    assert main([*args, "--label-column", "0", "--out", str(tmp_path / "r")], prog="t") == 0
+    record = json.loads((tmp_path / "r" / "config.json").read_text())["dataset"]
+    assert (record["label_column"], record["columns"]) == (0, 5)
+    capsys.readouterr()
+    outputs = []
+    for name in ("d.npy", "x.npy"):  # the label column, when present, is ignored
+        assert predict([str(tmp_path / "r"), "--input", str(tmp_path / name)], prog="p") == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 61
 
 
 def _one_line(path, column, message, stream):
