@@ -67,7 +67,8 @@ def gather_rows(a: Any, idx: np.ndarray) -> np.ndarray:
         out[order] = a[idx[order]]  # sorted index reads: sequential in the file
         return out
     name, first, stride = where
-    ordered = np.empty_like(out)
+    ascending = bool((np.diff(idx) >= 0).all())  # already in file order (a chunk of rows)
+    ordered = out if ascending else np.empty_like(out)
     rows = idx[order]
     if rows[0] < 0 or rows[-1] >= a.shape[0]:
         raise IndexError(f"gather_rows: indices out of range for {a.shape[0]} rows")
@@ -89,7 +90,8 @@ def gather_rows(a: Any, idx: np.ndarray) -> np.ndarray:
         os.close(fd)
     if buffer is not flat:
         flat[...] = buffer[:, :size]
-    out[order] = ordered
+    if not ascending:
+        out[order] = ordered
     return out
 
 
