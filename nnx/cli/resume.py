@@ -78,7 +78,8 @@ def resume_changes(settings: dict[str, Any], stored: dict[str, Any]) -> dict[str
 
 
 def input_files(settings: dict[str, Any]) -> dict[str, str]:
-    """The user's files a run reads its data from, by flag: ``--dataset`` (.npz/.csv), ``--text``."""
+    """The user's files a run reads its data from, by flag: ``--dataset`` (.npz/.csv/.npy),
+    ``--text``."""
     from ..datasets.files import is_data_file
 
     files = {}
