@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _fastpool
 from ..backend import device, namespace
 from ..core.checks import check_floating, check_grad, require_forward
 from ..core.module import Module
@@ -134,9 +135,11 @@ class _MaxPool(_Pool):
         xp = namespace(grad_out)
         padded, _, pads = self._padded
         kernel, arg = self.kernel_size, self._argmax
-        zero = xp.zeros((), dtype=grad_out.dtype, device=device(grad_out))
-        pieces = [xp.where(arg == k, grad_out, zero) for k in range(math.prod(kernel))]
-        dx = col2im(pieces, xp, padded, kernel, self.stride, self.dilation)
+        dx = _fastpool.max_pool_backward(grad_out, arg, kernel, self.stride, self.dilation, padded)
+        if dx is None:
+            zero = xp.zeros((), dtype=grad_out.dtype, device=device(grad_out))
+            pieces = [xp.where(arg == k, grad_out, zero) for k in range(math.prod(kernel))]
+            dx = col2im(pieces, xp, padded, kernel, self.stride, self.dilation)
         return pad_backward(dx, xp, self._x_shape, pads)
 
 

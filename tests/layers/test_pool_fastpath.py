@@ -1,0 +1,60 @@
+"""The NumPy fast path of max pooling's backward (nnx/_fastpool.py) equals the portable path."""
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import _fastconv, _fastpool
+from tests.conftest import host_normal
+
+# (layer, input shape, whether the fast path applies): tiling windows with leftover rows and
+# columns, padding, ceil_mode, 1-d and 3-d; overlapping and dilated windows take the portable path
+CASES = {
+    "2x2": (lambda: nnx.MaxPool2d(2), (3, 2, 8, 6), True),
+    "2x2-leftover": (lambda: nnx.MaxPool2d(2), (2, 3, 7, 9), True),
+    "3x2-padding": (lambda: nnx.MaxPool2d((3, 2), padding=1), (2, 2, 7, 6), True),
+    "2x2-ceil": (lambda: nnx.MaxPool2d(2, ceil_mode=True), (2, 2, 7, 5), True),
+    "1d": (lambda: nnx.MaxPool1d(3), (2, 3, 10), True),
+    "3d": (lambda: nnx.MaxPool3d(2, return_indices=True), (2, 2, 4, 5, 6), True),
+    "overlapping": (lambda: nnx.MaxPool2d(3, stride=2), (2, 2, 7, 7), False),
+    "dilated": (lambda: nnx.MaxPool2d(2, dilation=2, stride=2), (2, 2, 8, 8), False),
+}
+
+
+def _grads(layer, x, g):
+    y = layer(x)
+    y = y[0] if isinstance(y, tuple) else y
+    return y, layer.backward(g)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("name", CASES)
+def test_max_pool_backward_fast_path_equals_portable(name, ties, monkeypatch):
+    make, shape, applies = CASES[name]
+    layer = make()
+    x = host_normal(shape, seed=1).astype(np.float32)
+    if ties:  # few distinct values: the first maximum of each window must get the gradient
+        x = np.round(x)
+    y = layer(x)
+    g = host_normal((y[0] if isinstance(y, tuple) else y).shape, seed=2).astype(np.float32)
+    ran = []
+    original = _fastpool.max_pool_backward
+    monkeypatch.setattr(
+        _fastpool, "max_pool_backward", lambda *a: ran.append(r := original(*a)) or r
+    )
+    fast = _grads(layer, x, g)
+    assert (ran[-1] is not None) == applies, "fast path ran where it should not, or vice versa"
+    with _fastconv.portable_only():
+        ran.clear()
+        portable = _grads(layer, x, g)
+        assert ran[-1] is None, "the fast path ran inside portable_only()"
+    for a, b in zip(fast, portable, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_max_pool_backward_fast_path_only_for_numpy():
+    strict = nnx.get_backend("strict")
+    g = strict.asarray(np.ones((1, 1, 2, 2), np.float32))
+    arg = strict.asarray(np.zeros((1, 1, 2, 2), np.int32))
+    assert _fastpool.max_pool_backward(g, arg, (2, 2), (2, 2), (1, 1), (4, 4)) is None
