@@ -1,5 +1,16 @@
-"""NumPy fast path of max pooling's backward for non-overlapping windows (stride equal to the
-kernel, no dilation: ``MaxPool2d(2)`` and the like).
+"""NumPy fast paths of max pooling for windows that tile the input (stride equal to the kernel,
+no dilation: ``MaxPool2d(2)`` and the like): the forward (:func:`max_pool_forward`) and the
+backward (:func:`max_pool_backward`).
+
+Forward: the portable loop keeps a running maximum with ``where(window > best, window, best)``
+and the winning offset with a second ``where``, over every offset of the whole kernel. Here the
+maximum is taken one axis at a time, last axis first, with ``np.maximum`` (several times faster
+than ``where`` in NumPy); ``>`` still picks the offsets, and the last-axis-first order keeps the
+row-major first maximum, PyTorch's and the portable tie-break. ``np.maximum`` propagates NaN
+where the portable rule lets a NaN win only at the window's first offset, so an output with any
+NaN sends the call back to the portable path (one ``isnan`` over the output). Offsets are int8
+(kernels of up to 127 entries). Measured (CPU time, one thread, float32, batch 128, 2x2):
+6 channels at 28x28 4.1 -> 1.5 ms, 16 channels at 10x10 1.5 -> 0.8 ms.
 
 Why: the portable backward (:meth:`nnx.layers.pool._MaxPool.backward`) builds one masked copy
 of the output gradient per kernel offset and adds each into a zeroed input-sized array at a
@@ -18,6 +29,7 @@ whose code imports no array library.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -33,7 +45,7 @@ def max_pool_backward(grad_out: Any, arg: Any, kernel, stride, dilation, padded)
     portable col2im."""
     if not applies(grad_out, arg):
         return None
-    if tuple(stride) != tuple(kernel) or any(d != 1 for d in dilation):
+    if not _tiles(kernel, stride, dilation):
         return None
     n, c, *out = grad_out.shape
     covered = tuple(o * k for o, k in zip(out, kernel, strict=True))
@@ -61,3 +73,37 @@ def max_pool_backward(grad_out: Any, arg: Any, kernel, stride, dilation, padded)
         )
         tiles[key] = np.where(arg == k, grad_out, zero)
     return dx
+
+
+def _tiles(kernel, stride, dilation) -> bool:
+    return tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation)
+
+
+def max_pool_forward(xpad: Any, kernel, stride, dilation, out) -> tuple[Any, Any] | None:
+    """``(y, arg)`` of the ``-inf``-padded input ``xpad`` ``(N, C, *padded)``: the window
+    maxima and their row-major kernel offsets (the first reaching the maximum), both
+    ``(N, C, *out)``; ``None`` where this path does not apply (not NumPy, windows that do not
+    tile, more than 127 kernel entries, or a NaN in the output)."""
+    if not applies(xpad) or not _tiles(kernel, stride, dilation) or math.prod(kernel) > 127:
+        return None
+    cur, flat, step = xpad, None, 1
+    for axis in reversed(range(len(kernel))):
+        k, o = kernel[axis], out[axis]
+
+        def part(a, p, axis=axis, k=k, o=o):
+            key = [slice(None)] * a.ndim
+            key[axis + 2] = slice(p, p + k * (o - 1) + 1, k)
+            return a[tuple(key)]
+
+        best = part(cur, 0)
+        off = part(flat, 0) if flat is not None else np.zeros(best.shape, dtype=np.int8)
+        for p in range(1, k):
+            v = part(cur, p)
+            better = v > best
+            best = np.maximum(best, v)
+            won = part(flat, p) + np.int8(p * step) if flat is not None else np.int8(p)
+            off = np.where(better, won, off)
+        cur, flat, step = best, off, step * k
+    if np.isnan(cur).any():
+        return None
+    return cur, flat

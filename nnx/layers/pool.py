@@ -110,8 +110,10 @@ class _MaxPool(_Pool):
         out, pads = self._geometry(x, xp)
         kernel, stride, dilation = self.kernel_size, self.stride, self.dilation
         xpad = pad(x, xp, pads, "constant", value=-math.inf)
-        best = arg = None
-        for k, sl in enumerate(window_slices(kernel, stride, dilation, out)):
+        fast = _fastpool.max_pool_forward(xpad, kernel, stride, dilation, out)  # NumPy only
+        best, arg = fast if fast is not None else (None, None)
+        slices = window_slices(kernel, stride, dilation, out) if fast is None else ()
+        for k, sl in enumerate(slices):
             window = xpad[(slice(None), slice(None), *sl)]
             if best is None:
                 best = window

@@ -1,4 +1,4 @@
-"""The NumPy fast path of max pooling's backward (nnx/_fastpool.py) equals the portable path."""
+"""The NumPy fast paths of max pooling (nnx/_fastpool.py) equal the portable path."""
 
 import numpy as np
 import pytest
@@ -23,34 +23,53 @@ CASES = {
 
 def _grads(layer, x, g):
     y = layer(x)
-    y = y[0] if isinstance(y, tuple) else y
-    return y, layer.backward(g)
+    outputs = list(y) if isinstance(y, tuple) else [y]  # with the indices of return_indices
+    return [*outputs, layer.backward(g)]
 
 
-@pytest.mark.parametrize("ties", [False, True])
+def _spy(monkeypatch, name):
+    """Record what ``_fastpool.<name>`` returns (None: it did not apply)."""
+    results = []
+    original = getattr(_fastpool, name)
+    monkeypatch.setattr(_fastpool, name, lambda *a: results.append(r := original(*a)) or r)
+    return results
+
+
+@pytest.mark.parametrize("values", ["normal", "ties", "nan", "inf"])
 @pytest.mark.parametrize("name", CASES)
-def test_max_pool_backward_fast_path_equals_portable(name, ties, monkeypatch):
+def test_max_pool_fast_path_equals_portable(name, values, monkeypatch):
     make, shape, applies = CASES[name]
     layer = make()
     x = host_normal(shape, seed=1).astype(np.float32)
-    if ties:  # few distinct values: the first maximum of each window must get the gradient
+    if values == "ties":  # few distinct values: the first maximum of each window wins
         x = np.round(x)
+    elif values == "nan":  # the portable rule: a NaN wins only at a window's first offset
+        x.reshape(-1)[::7] = np.nan
+    elif values == "inf":
+        x.reshape(-1)[::5] = -np.inf
+        x.reshape(-1)[::11] = np.inf
     y = layer(x)
     g = host_normal((y[0] if isinstance(y, tuple) else y).shape, seed=2).astype(np.float32)
-    ran = []
-    original = _fastpool.max_pool_backward
-    monkeypatch.setattr(
-        _fastpool, "max_pool_backward", lambda *a: ran.append(r := original(*a)) or r
+    forward, backward = (
+        _spy(monkeypatch, "max_pool_forward"),
+        _spy(monkeypatch, "max_pool_backward"),
     )
     fast = _grads(layer, x, g)
-    assert (ran[-1] is not None) == applies, "fast path ran where it should not, or vice versa"
+    assert (forward[-1] is not None) == (applies and values != "nan")
+    assert (backward[-1] is not None) == applies
     with _fastconv.portable_only():
-        ran.clear()
+        forward.clear(), backward.clear()
         portable = _grads(layer, x, g)
-        assert ran[-1] is None, "the fast path ran inside portable_only()"
+        assert forward[-1] is None and backward[-1] is None, "fast path inside portable_only()"
     for a, b in zip(fast, portable, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # NaN where NaN
+
+
+def test_max_pool_forward_fast_path_only_for_numpy():
+    strict = nnx.get_backend("strict")
+    x = strict.asarray(np.ones((1, 1, 4, 4), np.float32))
+    assert _fastpool.max_pool_forward(x, (2, 2), (2, 2), (1, 1), (2, 2)) is None
 
 
 def test_max_pool_backward_fast_path_only_for_numpy():
