@@ -51,7 +51,15 @@ def max_pool_backward(grad_out: Any, arg: Any, kernel, stride, dilation, padded)
     n, c, *out = grad_out.shape
     covered = tuple(o * k for o, k in zip(out, kernel, strict=True))
     full = covered == tuple(padded)
-    dx = (np.empty if full else np.zeros)((n, c, *padded), dtype=grad_out.dtype)
+    make = np.empty if full else np.zeros
+    # dx, g and the offsets in one memory layout, that of the offsets (the input's): reading and
+    # writing across layouts measured 1.7-2x slower in LeNet's step
+    if np.moveaxis(arg, 1, 0).flags.c_contiguous:  # channel-major, as after a convolution
+        grad_out = np.moveaxis(np.ascontiguousarray(np.moveaxis(grad_out, 1, 0)), 0, 1)
+        dx = np.moveaxis(make((c, n, *padded), dtype=grad_out.dtype), 0, 1)
+    else:
+        grad_out = np.ascontiguousarray(grad_out)
+        dx = make((n, c, *padded), dtype=grad_out.dtype)
     # (N, C, o0, k0, o1, k1, ...) view of the covered part: window i, offset p at i*k + p
     s = dx.strides
     tiles = as_strided(

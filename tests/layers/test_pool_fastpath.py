@@ -80,3 +80,18 @@ def test_max_pool_backward_fast_path_only_for_numpy():
     g = strict.asarray(np.ones((1, 1, 2, 2), np.float32))
     arg = strict.asarray(np.zeros((1, 1, 2, 2), np.int32))
     assert _fastpool.max_pool_backward(g, arg, (2, 2), (2, 2), (1, 1), (4, 4)) is None
+
+
+@pytest.mark.parametrize("g_layout", ["batch-major", "channel-major"])
+def test_max_pool_fast_path_channel_major_input(g_layout):
+    """A convolution's output lies channel by channel in memory; the gradient may not."""
+    x = np.moveaxis(host_normal((3, 2, 6, 8), seed=3).astype(np.float32), 0, 1)  # (N, C, H, W)
+    layer = nnx.MaxPool2d(2)
+    g = host_normal((2, 3, 3, 4), seed=4).astype(np.float32)
+    if g_layout == "channel-major":
+        g = np.moveaxis(np.ascontiguousarray(np.moveaxis(g, 1, 0)), 0, 1)
+    fast = _grads(layer, x, g)
+    with _fastconv.portable_only():
+        portable = _grads(layer, x, g)
+    for a, b in zip(fast, portable, strict=True):
+        np.testing.assert_array_equal(a, b)
