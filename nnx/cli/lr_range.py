@@ -15,7 +15,8 @@ from .runfolder import write_json
 
 RULE = (
     "steepest descent: the learning rate at the minimum of numpy.gradient of the smoothed loss "
-    "(EMA beta 0.98, bias-corrected), leaving out the first 10 and last 1 points"
+    "(EMA beta 0.98, bias-corrected), leaving out the first 10 and last 1 points and those "
+    "past the minimum"
 )
 
 
