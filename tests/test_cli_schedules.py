@@ -133,3 +133,11 @@ def test_find_lr_writes_the_curve_and_the_suggestion_and_does_not_train(tmp_path
         assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     status, _, err = _main(capsys, "--find-lr", "--resume", tmp_path / "nothing.npz")
     assert status != 0 and "Traceback" not in err
+
+
+def test_find_lr_prints_its_suggestion_with_quiet(tmp_path, capsys):
+    # --quiet drops the model table, not the one result of the command
+    status, said, err = _main(capsys, *FAST, "--find-lr", "--out", tmp_path / "q")
+    found = json.loads((tmp_path / "q" / "lr_find.json").read_text())
+    assert status == 0 and f"--lr {found['suggestion']:.3g}" in said, said + err
+    assert "Layer (type)" not in said
