@@ -133,6 +133,11 @@ def test_regression_run_writes_predictions(tmp_path, capsys):
             "column 'd' was not a feature",
         ),
         (lambda d: np.save(d / "x.npy", np.ones((2, 3))), ["--output", "p.txt"], "end in .csv"),
+        (
+            lambda d: _write_csv(d / "x.csv", ["a", "b", "c", "a"], [[1, 2, 3, 9]]),
+            [],
+            "names column 'a' more than once",
+        ),
         (lambda d: np.save(d / "x.npy", np.ones((2, 3))), ["--batch-size", "0"], "--batch-size"),
     ],
 )
