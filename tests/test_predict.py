@@ -168,6 +168,14 @@ def test_script_is_a_shim_of_the_command():
         timeout=120,
     )
     assert done.returncode == 0 and done.stdout.strip() == f"nnx {nnx.__version__}"
+    # python -m nnx.cli.predict ran the module and exited 0 without doing anything
+    done = subprocess.run(
+        [sys.executable, "-m", "nnx.cli.predict", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"nnx {nnx.__version__}"
 
 
 def test_summary_throughput_rate_and_time_agree():

@@ -271,3 +271,7 @@ def predictions_csv(outputs: np.ndarray, config: dict[str, Any]) -> str:
         named = [names[label]] if names else []
         writer.writerow([int(label), *named, *(f"{p:.6f}" for p in row)])
     return buffer.getvalue()
+
+
+if __name__ == "__main__":  # python -m nnx.cli.predict, as python -m nnx.cli trains
+    sys.exit(main(prog="python -m nnx.cli.predict"))
