@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,17 +330,32 @@ def _read_weights(path: str | os.PathLike) -> Mapping[str, Any]:
     try:
         loaded = reader.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NnxFileError(
-            f"{str(path)!r} is not a PyTorch weights file torch.load(weights_only=True) "
-            f"can read: {first}"
-        ) from None
+        raise NnxFileError(_torch_load_failure(path, e)) from None
     if not isinstance(loaded, Mapping):
         raise NnxFileError(
             f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict "
             "(save model.state_dict(), not the model)"
         )
     return loaded
+
+
+def _torch_load_failure(path: Path, e: Exception) -> str:
+    """One line for a ``torch.load(weights_only=True)`` failure. PyTorch's own message is a
+    paragraph with terminal escapes and advice to load with ``weights_only=False``; the
+    reason sits after ``WeightsUnpickler error:``."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    reason = text.split("WeightsUnpickler error:", 1)[-1].strip()
+    reason = reason.splitlines()[0].strip() if reason else type(e).__name__
+    found = re.match(r"Unsupported global: GLOBAL (\S+)", reason)
+    if found:  # torch.save(model) pickles the module's class, not just tensors
+        return (
+            f"{str(path)!r} holds pickled Python objects ({found.group(1)}), not only tensors, "
+            "so torch.load(weights_only=True) does not read it: save model.state_dict() instead"
+        )
+    return (
+        f"{str(path)!r} is not a PyTorch weights file torch.load(weights_only=True) can read: "
+        f"{reason[:200]}"
+    )
 
 
 def save_torch_weights(model: Module, path: str | os.PathLike) -> Path:
