@@ -286,6 +286,10 @@ def test_mismatches_named_in_one_line():
     bad["0.weight"] = bad["0.weight"].T  # nnx's own layout: not PyTorch's
     with pytest.raises(ValueError, match=r"'0\.weight' has shape \(4, 6\), .* needs \(6, 4\)"):
         nnx.load_torch_state_dict(b, bad)
+    bad["0.weight"] = np.full((6, 4), np.nan, np.float32)  # was loaded silently
+    with pytest.raises(ValueError, match=r"'0\.weight' has NaN or infinite values"):
+        nnx.load_torch_state_dict(b, bad)
+    np.testing.assert_array_equal(nnx.to_numpy(b[0].weight.value), a.state_dict()["0.weight"])
     bad["0.weight"] = "text"
     with pytest.raises(TypeError, match=r"'0\.weight' has dtype <U4, not a number type"):
         nnx.load_torch_state_dict(b, bad)

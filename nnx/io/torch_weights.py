@@ -247,7 +247,8 @@ def load_torch_state_dict(
     With ``strict=True`` (the default, like PyTorch) every name must match: a ValueError lists
     the missing and unexpected keys. With ``strict=False`` the matching entries are loaded and
     the rest reported in the returned :class:`TorchLoadResult`. A shape that differs is always
-    a ValueError naming the key; nothing is changed unless every loaded entry fits.
+    a ValueError naming the key, and so is a NaN or infinite value; nothing is changed unless
+    every loaded entry fits.
     """
     if isinstance(state_dict, (str, os.PathLike)):
         state_dict = _read_weights(state_dict)
@@ -277,6 +278,8 @@ def load_torch_state_dict(
             raise TypeError(
                 f"PyTorch state dict entry {e.name!r} has dtype {value.dtype}, not a number type"
             )
+        if value.dtype.kind == "f" and not np.isfinite(value).all():  # never a silent NaN model
+            raise ValueError(f"PyTorch state dict entry {e.name!r} has NaN or infinite values")
         expected = e.pack([np.empty(s.shape, dtype=np.int8) for s in e.sources]).shape
         if tuple(value.shape) != tuple(expected):
             raise ValueError(
