@@ -57,6 +57,13 @@ def test_tuple_outputs_and_several_inputs():
     assert "(N, 2), (N, 3)" in table
 
 
+def test_the_batch_axis_is_found_wherever_it_is():
+    # an LSTM's states are (layers, N, hidden): the batch axis was shown as its size, 2, and a
+    # first axis of 2 layers as N
+    table = nnx.summary(nnx.LSTM(3, 4, num_layers=2, batch_first=True, rng=0), (5, 3))
+    assert "(N, 5, 4), (2, N, 4), (2, N, 4)" in table, table
+
+
 def test_bad_use_is_a_clear_error():
     model = nnx.Sequential(nnx.Linear(4, 2, rng=0))
     with pytest.raises(ValueError, match="input_shape must be the shape of one sample"):
