@@ -52,6 +52,28 @@ def test_metrics_become_columns_keys_and_pictures(tmp_path, capsys):
     assert config["settings"]["metrics"] == ["accuracy", "f1", "auroc"]
 
 
+def test_the_printed_summary_shows_every_metric_in_80_columns(tmp_path):
+    # it showed accuracy alone (f1 and auroc only in summary.json), and the file list of a run
+    # with confusion.png was 81 columns
+    from nnx.cli.run import _print_summary
+
+    summary = {"backend": "numpy", "device": "cpu", "dataset": "digits", "epochs": 2,
+               "stopped_early": False, "train_seconds": 0.1, "seconds_per_epoch": 0.05,
+               "samples_per_s": 1e4}  # fmt: skip
+    for i, split in enumerate(("train", "val", "test")):
+        summary.update({f"{split}_loss": 0.5, f"{split}_accuracy": 0.9, f"{split}_f1": 0.8 + i,
+                        f"{split}_auroc": 0.95, f"{split}_precision_weighted": 0.7})  # fmt: skip
+    said: list[str] = []
+    pictures = [tmp_path / "curves.png", tmp_path / "confusion.png"]
+    _print_summary(summary, tmp_path / "run-with-a-name", pictures, said.append)
+    lines = "\n".join(said).splitlines()
+    assert all(len(line) <= 80 for line in lines if "outputs in" not in line), lines
+    text = " ".join("\n".join(said).split())
+    for i, split in enumerate(("train", "val", "test")):
+        assert f"{split} loss 0.5000 accuracy 0.9000 f1 {0.8 + i:.4f} auroc 0.9500" in text, text
+    assert "precision_weighted 0.7000" in text and "curves.png, confusion.png" in text
+
+
 def test_classifiers_always_measure_accuracy_for_best_npz(tmp_path, capsys):
     out = tmp_path / "r"
     assert _main(capsys, *FAST, "--metrics", "F1_Micro", "--out", out)[0] == 0
