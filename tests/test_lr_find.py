@@ -117,6 +117,15 @@ def test_a_fall_after_a_spike_is_not_suggested():
     assert suggestion is None and "did not fall" in note
 
 
+def test_a_nan_first_loss_is_an_error_not_a_divergence():
+    # NaN data returned an empty result whose note said to lower start_lr or raise num_iter
+    model = _model()
+    opt = SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"first batch is nan at the starting rate 1e-07"):
+        nnx.lr_find(model, nnx.CrossEntropyLoss(), opt, (np.full_like(X, np.nan), Y), num_iter=20)
+    assert opt.lr == 0.1  # restored all the same
+
+
 def test_divergence_stops_the_test_early():
     model = _model()
     opt = SGD(model.parameters(), lr=0.1)

@@ -193,6 +193,11 @@ def _ramp(
             step.begin_batch(loader.batch_rows(batch))
             value = float(to_numpy(step(xb, yb)[0]))
             if not math.isfinite(value):
+                if i == 0:  # at the smallest rate: not a divergence but the data or the model
+                    raise ValueError(
+                        f"lr_find: the loss of the first batch is {value} at the starting rate "
+                        f"{start_lr:g}; check the data (NaN or infinite values) and the model"
+                    )
                 done = diverged = True
                 break
             avg = beta * avg + (1.0 - beta) * value
