@@ -150,6 +150,17 @@ def test_bad_inputs_are_one_line(pets_run, tmp_path, capsys, make_input, extra, 
     assert message.format(d=tmp_path) in err, err
 
 
+def test_a_language_model_is_refused(tmp_path, capsys):
+    # its (N, V, T) logits came out as "probabilities" over V * T columns, for ids cast from
+    # whatever numbers the input held
+    from nnx.models import build_model
+
+    nnx.save_model(tmp_path / "lm.npz", build_model("lstm", (8,), 3, hidden_size=4, vocab="abc"))
+    np.save(tmp_path / "x.npy", np.array([[0.0], [0.5], [1.0]]))
+    status, out, err = _predict(capsys, tmp_path / "lm.npz", "--input", tmp_path / "x.npy")
+    assert status == 2 and out == "" and "is a character language model" in err, err
+
+
 def test_missing_model_and_folder_without_one(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.ones((2, 3)))
     status, _, err = _predict(capsys, tmp_path / "nope", "--input", tmp_path / "x.npy")
