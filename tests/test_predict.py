@@ -139,6 +139,11 @@ def test_regression_run_writes_predictions(tmp_path, capsys):
             "names column 'a' more than once",
         ),
         (lambda d: np.save(d / "x.npy", np.ones((2, 3))), ["--batch-size", "0"], "--batch-size"),
+        (
+            lambda d: np.save(d / "x.npy", np.ones((2, 3))),
+            ["--output", "/proc/p.csv"],  # the message named .p.csv.XXXXXXXX.tmp
+            "--output /proc/p.csv: cannot write it",
+        ),
     ],
 )
 def test_bad_inputs_are_one_line(pets_run, tmp_path, capsys, make_input, extra, message):

@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None, prog: str = "predict.py") -> int:
         else:
             from .runfolder import write_text
 
-            write_text(Path(args.output), text)
+            try:
+                write_text(Path(args.output), text)
+            except OSError as err:  # named by the atomic write's temporary file otherwise
+                raise PredictError(
+                    f"--output {args.output}: cannot write it ({err.strerror or err})"
+                ) from None
     except BackendUnavailableError as err:  # the API names backends; here they are --device
         return _fail(prog, str(err).replace("use backend ", "use --device "))
     except (PredictError, NnxFileError, DatasetError) as err:
