@@ -103,6 +103,12 @@ def test_schedule_options_are_refused_where_they_do_not_apply(capsys):
             "cycles the momentum",
         ),
         (("--schedule", "plateau", "--plateau-factor", 1.0), "--plateau-factor must be < 1.0"),
+        # cosine-restarts annealed from --lr 0.001 up to 0.5 and back, each cycle
+        (
+            ("--schedule", "cosine-restarts", "--min-lr", 0.5),
+            "--min-lr 0.5 must be below the learning rate 0.001 (--lr) for --schedule cosine-r",
+        ),
+        (("--schedule", "plateau", "--lr", 0.1, "--min-lr", 0.1), "--min-lr 0.1 must be below"),
     ]
     for args, message in cases:
         status, _, err = _main(capsys, *FAST, *args)

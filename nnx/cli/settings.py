@@ -359,6 +359,11 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         raise ConfigError(f"--momentum applies to sgd and rmsprop, not {settings['optimizer']}")
     if settings["lr"] is None:
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
+    if settings["schedule"] in SCHEDULE_OPTIONS["min_lr"] and settings["min_lr"] >= settings["lr"]:
+        raise ConfigError(  # cosine-restarts annealed up to it, plateau never cut
+            f"--min-lr {settings['min_lr']:g} must be below the learning rate "
+            f"{settings['lr']:g} (--lr) for --schedule {settings['schedule']}"
+        )
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
     if settings["tensorboard"]:
