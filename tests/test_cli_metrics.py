@@ -74,6 +74,26 @@ def test_the_printed_summary_shows_every_metric_in_80_columns(tmp_path):
     assert "precision_weighted 0.7000" in text and "curves.png, confusion.png" in text
 
 
+def test_confusion_png_names_the_classes_of_a_csv(tmp_path, capsys, monkeypatch):
+    # a .csv with labels cat/dog drew its confusion matrix with ticks 0 and 1
+    from nnx.cli import run as cli_run
+
+    drawn = {}
+    monkeypatch.setattr(
+        cli_run, "save_confusion", lambda m, p, labels=None, title=None: drawn.update(labels=labels)
+    )
+    rng = np.random.default_rng(0)
+    lines = ["a,b,kind"] + [
+        f"{v:.3f},{-v:.3f},{'dog' if v > 0 else 'cat'}" for v in rng.normal(size=40)
+    ]
+    (tmp_path / "pets.csv").write_text("\n".join(lines) + "\n")
+    args = ["--dataset", tmp_path / "pets.csv", "--label-column", "kind", "--device", "cpu"]
+    status, _, err = _main(capsys, *args, "--hidden", 4, "--epochs", 1, "--quiet", "--out",
+                           tmp_path / "r")  # fmt: skip
+    assert status == 0, err
+    assert drawn["labels"] == ["cat", "dog"]
+
+
 def test_classifiers_always_measure_accuracy_for_best_npz(tmp_path, capsys):
     out = tmp_path / "r"
     assert _main(capsys, *FAST, "--metrics", "F1_Micro", "--out", out)[0] == 0

@@ -125,7 +125,10 @@ def run(
         pictures = [curves] if curves else []
         if confusion is not None:
             title = f"{out.name}: test set, {len(test)} samples"
-            pictures.append(save_confusion(confusion, out / "confusion.png", title=title))
+            names = data.class_names  # a .csv's own labels (setosa...), else the indices
+            pictures.append(
+                save_confusion(confusion, out / "confusion.png", names and list(names), title)
+            )
         _print_summary(summary, out, [p for p in pictures if p], say)
     return 0
 

@@ -205,7 +205,9 @@ def save_confusion(
                     color="white" if share[i, j] > 0.5 else "black",
                 )
     ticks = range(c) if c <= 30 else range(0, c, max(1, c // 20))
-    ax.set_xticks(list(ticks), [labels[i] for i in ticks])
+    wide = max(len(labels[i]) for i in ticks) > 3  # names (setosa...) would overlap level
+    ax.set_xticks(list(ticks), [labels[i] for i in ticks], rotation=45 if wide else 0,
+                  ha="right" if wide else "center", rotation_mode="anchor")  # fmt: skip
     ax.set_yticks(list(ticks), [labels[i] for i in ticks])
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
