@@ -39,7 +39,7 @@ _BATCH = 2  # a batch of two: a batch axis of 1 could hide broadcasting mistakes
 
 def summary(
     model: Module,
-    input_shape: Sequence[int] | Sequence[Sequence[int]],
+    input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
     *,
     dtype: Any = None,
     print_fn: Callable[[str], Any] | None = None,
@@ -49,7 +49,9 @@ def summary(
     Args:
         model: any module.
         input_shape: the shape of one sample, without the batch axis (``(64,)``,
-            ``(1, 28, 28)``); a list of shapes for a model taking several inputs.
+            ``(1, 28, 28)``); a list of shapes for a model taking several inputs. None: the
+            shape the model's first layer fixes, a ``Standardize`` or a ``Linear`` (a model of
+            the training command's starts with ``Standardize``); else a ValueError asks for it.
         dtype: the input dtype (default: the dtype of the model's first floating parameter, else
             float32); ``"int64"`` for models that take token indices.
         print_fn: called with the table (default None: only returned; ``Module.summary``
@@ -63,7 +65,7 @@ def summary(
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary: model must be an nnx.Module, got {type(model).__name__}")
-    shapes = _input_shapes(input_shape)
+    shapes = _input_shapes(_own_input_shape(model) if input_shape is None else input_shape)
     params = list(model.parameters())
     backend = backend_of(params[0].value) if params else get_backend("cpu")
     if dtype is None:
@@ -183,6 +185,27 @@ def _input_shapes(input_shape: Any) -> list[tuple[int, ...]]:
     ):
         return [one(s) for s in input_shape]
     return [one(input_shape)]
+
+
+def _own_input_shape(model: Module) -> tuple[int, ...]:
+    """The sample shape fixed by the first layer of ``model`` (``Sequential`` entered): a
+    ``Standardize``'s ``shape`` or a ``Linear``'s ``in_features`` (duck-typed: the layers
+    package is above this one)."""
+    from .module import Sequential
+
+    first: Any = model
+    while isinstance(first, Sequential) and len(first) > 0:
+        first = first[0]
+    name = type(first).__name__
+    shape = getattr(first, "shape", None)
+    if name == "Standardize" and isinstance(shape, tuple):
+        return tuple(int(d) for d in shape)
+    if name == "Linear" and isinstance(getattr(first, "in_features", None), int):
+        return (first.in_features,)
+    raise ValueError(
+        f"summary: give input_shape, the shape of one sample such as (64,) or (1, 28, 28): "
+        f"the first layer, {name}, does not fix it"
+    )
 
 
 def _show_input(shapes: list[tuple[int, ...]]) -> str:
