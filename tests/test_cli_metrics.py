@@ -150,6 +150,21 @@ def test_curves_with_every_option_and_confusion_without_matplotlib(tmp_path, cap
     assert "matplotlib is not installed" in caplog.text and not (tmp_path / "n.png").exists()
 
 
+def test_curves_panels_follow_the_metrics_order(tmp_path, monkeypatch):
+    # --metrics accuracy,f1,auroc drew accuracy, auroc, f1 (sorted by name)
+    pytest.importorskip("matplotlib")
+    from nnx.training import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "train_f1": 0.4,
+             "train_auroc": 0.6, "val_loss": 1.0, "val_accuracy": 0.5, "val_f1": 0.4,
+             "val_auroc": 0.6} for e in (1, 2)]  # fmt: skip
+    nnx.save_curves(History(rows), tmp_path / "c.png")
+    titles = [ax.get_title() for ax in drawn[0].axes if ax.get_title()]
+    assert titles[:4] == ["loss", "accuracy", "f1", "auroc"], titles
+
+
 def test_evaluate_with_a_confusion_matrix():
     metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)

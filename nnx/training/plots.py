@@ -99,9 +99,12 @@ def save_curves(
     from matplotlib.ticker import MaxNLocator
 
     keys = history.keys()
-    names = ["loss"] + sorted(
-        {k[len("train_") :] for k in keys if k.startswith("train_") and k != "train_loss"}
-        | {k[len("val_") :] for k in keys if k.startswith("val_") and k != "val_loss"}
+    names = ["loss"] + list(  # in the history's order: --metrics accuracy,f1,auroc as given
+        dict.fromkeys(
+            k.partition("_")[2]
+            for k in keys
+            if k.startswith(("train_", "val_")) and k not in ("train_loss", "val_loss")
+        )
     )
     lrs = [v for v in history["lr"] if v is not None] if "lr" in keys else []
     show_lr = len(set(lrs)) > 1
