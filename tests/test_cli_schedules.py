@@ -141,6 +141,14 @@ def test_find_lr_writes_the_curve_and_the_suggestion_and_does_not_train(tmp_path
     assert status != 0 and "Traceback" not in err
 
 
+def test_find_lr_refuses_training_flags_it_would_ignore(tmp_path, capsys):
+    # --schedule onecycle, --metrics, --tensorboard... were accepted and had no effect
+    for args in (("--schedule", "onecycle"), ("--metrics", "f1"), ("--clip-norm", 1)):
+        status, _, err = _main(capsys, *FAST, "--find-lr", *args, "--out", tmp_path / "f")
+        assert status == 2 and f"{args[0]} does not apply with --find-lr" in err, err
+        assert not (tmp_path / "f").exists()
+
+
 def test_find_lr_prints_its_suggestion_with_quiet(tmp_path, capsys):
     # --quiet drops the model table, not the one result of the command
     status, said, err = _main(capsys, *FAST, "--find-lr", "--out", tmp_path / "q")

@@ -417,6 +417,19 @@ def check_schedule_options(settings: dict[str, Any]) -> None:
         )
     if settings["find_lr"] and settings["distributed"]:
         raise ConfigError("--find-lr runs in one process; launch it without MPI")
+    for name in FIND_LR_IGNORES if settings["find_lr"] else ():
+        if settings[name] != SETTINGS[name][0]:  # it was silently ignored
+            raise ConfigError(
+                f"--{name.replace('_', '-')} does not apply with --find-lr, which runs plain "
+                "steps at a growing rate and does not train; give it when training"
+            )
+
+
+# Training settings that the range test (plain steps, no epochs) does not use.
+FIND_LR_IGNORES = (
+    "schedule", "metrics", "tensorboard", "early_stopping", "clip_norm", "accumulate",
+    "precision", "log_loss",
+)  # fmt: skip
 
 
 # The character-level language models (--model transformer/lstm) train on --text through the
