@@ -45,7 +45,8 @@ def applies(*arrays: Any) -> bool:
 
 @contextlib.contextmanager
 def portable_only() -> Iterator[None]:
-    """Within the block NumPy arrays take the portable path (tests compare the two)."""
+    """Within the block NumPy arrays take the portable path (tests compare the two), and so do
+    PyTorch tensors and JAX arrays, which otherwise take :mod:`nnx._native`'s kernels."""
     global _enabled
     saved, _enabled = _enabled, False
     try:

@@ -338,6 +338,23 @@ def is_tracer(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def native_library(x: Any) -> Any:
+    """The library module behind ``x`` where nnx has native kernels for it (``torch`` for a
+    PyTorch tensor, ``jax`` for a JAX array, traced ones included); ``None`` for anything else.
+    :mod:`nnx._native` reaches the libraries' convolution and pooling kernels through it."""
+    if type(x) is np.ndarray:
+        return None
+    if array_api_compat.is_torch_array(x):
+        import torch
+
+        return torch
+    if array_api_compat.is_jax_array(x):
+        import jax
+
+        return jax
+    return None
+
+
 def jit(fn: Any, static_argnums: tuple[int, ...] = ()) -> Any:
     """``jax.jit(fn)``: ``fn`` is traced once per argument structure and compiled by XLA."""
     try:

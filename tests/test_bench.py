@@ -1,6 +1,7 @@
 """scripts/bench.py (the package scripts/bench/): smoke tests only (benchmarks are never timed
 tests)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
 def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -23,10 +24,14 @@ def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
     results = json.loads(out.read_text())
     assert results["loss_difference_nnx_vs_reference"] <= 1e-5
     assert results["matmul_ceiling_gflops"] > 0
+    assert results["threads"] == 1 and results["blas_threads"] in (1, None)
+    assert len(results["load_average_before"]) == len(results["load_average_after"]) == 3
     for row in results["batches"].values():
         assert row["ratio_nnx_vs_reference"] > 0 and row["ratio_trainer_vs_nnx"] > 0
+        assert row["cpu_ratio_readme_vs_reference"] > 0 and row["readme"]["cpu_seconds"] > 0
         assert row["nnx"]["samples_per_s"] > 0
     assert "nnx/reference" in done.stdout and "matmul ceiling" in done.stdout
+    assert "CPU  nnx/reference" in done.stdout and "threads: 1" in done.stdout
 
 
 def test_a_backend_without_a_hand_written_reference_is_refused():
@@ -83,6 +88,26 @@ def test_cnn_workload_option_runs_only_that_workload(tmp_path):
     assert list(json.loads(out.read_text())["workloads"]) == ["lenet"]
 
 
+@pytest.mark.torch
+def test_cnn_native_contenders_start_from_torchs_loss(tmp_path):
+    """--cnn-native: nnx on torch tensors and nnx compiled on JAX (native kernels) run LeNet
+    from torch's weights to torch's first loss (the run fails otherwise)."""
+    pytest.importorskip("jax")
+    out = tmp_path / "cnn.json"
+    args = ["--cnn", "--cnn-native", "--quick", "--threads", "1", "--no-memory"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--cnn-workload", "lenet", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["workloads"]["lenet"]
+    for name in ("nnx-torch", "nnx-jax-compiled"):
+        assert abs(row["first_loss"][name] - row["first_loss"]["torch"]) < 1e-4
+        assert row[f"cpu_ratio_{name}_vs_torch"] > 0
+
+
 def test_jax_comparison_smoke_run(tmp_path):
     """--jax: nnx on NumPy, JAX eager and JAX compiled run the same steps (a smoke test)."""
     import pytest
@@ -91,6 +116,8 @@ def test_jax_comparison_smoke_run(tmp_path):
     out = tmp_path / "jax.json"
     args = ["--jax", "--samples", "128", "--features", "8", "--hidden", "8", "--batch-sizes", "32"]
     args += ["--repeats", "1", "--warmup-batches", "1", "--json", str(out)]
+    with_torch = importlib.util.find_spec("torch") is not None
+    args += ["--with-torch"] * with_torch
     done = subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
     )
@@ -98,6 +125,11 @@ def test_jax_comparison_smoke_run(tmp_path):
     row = json.loads(out.read_text())["batches"]["32"]
     assert row["loss_difference_compiled_vs_numpy"] <= 1e-4
     assert row["jax compiled"]["samples_per_s"] > 0 and row["ratio_jax_compiled_vs_jax_eager"] > 0
+    if with_torch:  # the same batches: torch's first losses are the compiled step's
+        assert row["cpu_ratio_jax_compiled_vs_torch"] > 0
+        first = row["first_losses"]
+        pairs = zip(first["torch eager"], first["jax compiled"], strict=True)
+        assert max(abs(a - b) for a, b in pairs) < 1e-4
 
 
 def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):

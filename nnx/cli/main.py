@@ -22,7 +22,7 @@ from typing import Any
 import nnx
 
 from .language_model import run_language_model
-from .resume import MODEL_SETTINGS, checkpoint_epoch
+from .resume import MODEL_SETTINGS, checkpoint_batch, checkpoint_epoch
 from .run import run
 from .settings import (
     LM_PRESETS,
@@ -126,7 +126,13 @@ def _interrupted(prog: str, signum: int, out: Path | None) -> int:
 
     last = out / "last.npz" if out is not None else None
     epoch = checkpoint_epoch(last) if last is not None and last.is_file() else None
-    if epoch:
+    batch = checkpoint_batch(last) if epoch is not None else None
+    if epoch is not None and batch:  # --checkpoint-every: a checkpoint inside an epoch
+        where = (
+            f"the state after batch {batch} of epoch {epoch + 1} is saved in {last}; "
+            f"continue with --resume {last}"
+        )
+    elif epoch:
         where = (
             f"the last completed epoch is saved in {last} (epoch {epoch}); "
             f"continue with --resume {last}"

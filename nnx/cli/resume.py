@@ -115,7 +115,9 @@ def check_resume(
 ) -> None:
     """Refuse a resume that would not continue the run config.json describes: an input file
     that differs from the one the run read (unless ``--allow-changed-data``), a checkpoint whose
-    seed is not the run's, or ``--epochs`` the checkpoint has already reached."""
+    seed is not the run's, a mid-epoch checkpoint (``--checkpoint-every``) resumed with another
+    ``--batch-size``, or ``--epochs`` the checkpoint has already reached. (The Trainer refuses
+    what else would keep a mid-epoch checkpoint from continuing exactly.)"""
     from ..io.checkpoint import CheckpointError, read_record
 
     recorded = stored.get("inputs") if isinstance(stored.get("inputs"), dict) else {}
@@ -141,6 +143,16 @@ def check_resume(
         raise ConfigError(
             f"--resume {resume}: the checkpoint was trained with seed {seed}, but the run's "
             f"config.json says {settings['seed']}; was the checkpoint copied from another run?"
+        )
+    position = record.get("position")
+    loader = position.get("loader") if isinstance(position, dict) else None
+    if isinstance(loader, dict) and loader.get("batch_size") != settings["batch_size"]:
+        raise ConfigError(
+            f"--batch-size {settings['batch_size']}: the checkpoint {resume} stopped in the "
+            f"middle of epoch {position.get('epoch', 0) + 1} (after batch {position.get('batch')}) "
+            f"with batch size "
+            f"{loader.get('batch_size')}; resume it with --batch-size {loader.get('batch_size')}, "
+            f"or from a checkpoint taken at an epoch's end"
         )
     if isinstance(epoch, int) and settings["epochs"] <= epoch:
         raise ConfigError(
@@ -171,6 +183,18 @@ def checkpoint_epoch(path: Path) -> int | None:
     except CheckpointError:
         return None
     return epoch if isinstance(epoch, int) else None
+
+
+def checkpoint_batch(path: Path) -> int | None:
+    """The batches a mid-epoch checkpoint (``--checkpoint-every``) completed of its epoch, None
+    for one taken at an epoch's end or one that cannot be read."""
+    from ..io.checkpoint import CheckpointError, read_record
+
+    try:
+        position = read_record(path).get("position")
+    except CheckpointError:
+        return None
+    return position.get("batch") if isinstance(position, dict) else None
 
 
 def refuse_older_checkpoint(out: Path, resume: Path, overwrite: bool) -> None:

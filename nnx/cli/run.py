@@ -15,7 +15,10 @@ from typing import Any
 import nnx
 
 from ..data import ArrayDataset, train_val_split
-from ..datasets import load_dataset
+from ..data.gather import is_lazy
+from ..data.statistics import fit_standardize
+from ..data.subset import Subset
+from ..datasets import files, load_dataset
 from ..datasets.files import is_data_file, load_file
 from ..metrics import REGRESSION_METRICS, ConfusionMatrix
 from ..training import callbacks as cbs
@@ -75,7 +78,7 @@ def run(
         world.barrier()
     out = claim_out(settings, resume, context, rank0)
     train, val, test = prepare_splits(data, settings, backend)
-    model = classifier_model(settings, data, train.x, resume, context, backend, say)
+    model = classifier_model(settings, data, train, resume, context, backend, say)
     optimizer = make_optimizer(settings, model.parameters())
     if settings["find_lr"]:
         return run_lr_find(settings, model, make_loss(settings["loss"]), optimizer, train, out, say)
@@ -125,7 +128,10 @@ def run(
         pictures = [curves] if curves else []
         if confusion is not None:
             title = f"{out.name}: test set, {len(test)} samples"
-            pictures.append(save_confusion(confusion, out / "confusion.png", title=title))
+            names = data.class_names  # a .csv's own labels (setosa...), else the indices
+            pictures.append(
+                save_confusion(confusion, out / "confusion.png", names and list(names), title)
+            )
         _print_summary(summary, out, [p for p in pictures if p], say)
     return 0
 
@@ -210,7 +216,7 @@ def run_callbacks(settings: dict[str, Any], out: Path, monitor: str) -> list[Any
     """Checkpoints (last.npz, best.npz by ``monitor``), history.csv, early stopping,
     tensorboard/ (``--tensorboard``), progress."""
     callbacks: list[Any] = [
-        cbs.ModelCheckpoint(out, monitor=monitor),
+        cbs.ModelCheckpoint(out, monitor=monitor, every_n_steps=settings.get("checkpoint_every")),
         cbs.CSVLogger(out / "history.csv"),
     ]
     if settings["early_stopping"] is not None:
@@ -230,7 +236,8 @@ def resume_trainer(trainer: Any, resume: Path | None, changes: dict[str, Any], s
         return
     trainer.load_checkpoint(resume)
     apply_resume_changes(changes, trainer.optimizer, trainer.schedule)
-    say(f"resuming {resume} after epoch {trainer.epoch}")
+    batch = "" if trainer._resume_at is None else f", batch {trainer._resume_at['batch']}"
+    say(f"resuming {resume} after epoch {trainer.epoch}{batch}")
     for name, change in changes.items():
         say(f"  {name.replace('_', ' ')}: {change['from']} -> {change['to']}")
 
@@ -324,16 +331,35 @@ def prediction_record(data: Any) -> dict[str, Any]:
 
 
 def load_data(settings: dict[str, Any]) -> Any:
-    """The data set: the user's .npz/.csv (checked) or a built-in one, image-shaped samples
-    ``(C, H, W)`` for image sets (the mlp preset flattens them)."""
+    """The data set: the user's .npz/.csv (checked; an .npz over ``files.STREAM_BYTES``
+    memory-mapped) or a built-in one, image-shaped samples ``(C, H, W)`` for image sets (the mlp
+    preset flattens them)."""
     if is_data_file(settings["dataset"]):
-        return load_file(settings["dataset"], settings["label_column"], seed=settings["seed"])
+        return load_file(
+            settings["dataset"],
+            settings["label_column"],
+            seed=settings["seed"],
+            stream_bytes=files.STREAM_BYTES,
+        )
     return load_dataset(settings["dataset"], settings["data_dir"], seed=settings["seed"]).images()
 
 
 def prepare_splits(data: Any, settings: dict[str, Any], backend: Any) -> tuple[Any, Any, Any]:
     """``(train, val or None, test)`` on the backend, raw: the model standardizes its inputs
-    (:func:`nnx.cli.resume.standardized`), so its files carry the statistics."""
+    (:func:`nnx.cli.resume.standardized`), so its files carry the statistics. Memory-mapped
+    data stays in its file: the splits are views of it (:class:`~nnx.data.subset.Subset`),
+    read a batch at a time."""
+    if is_lazy(data.train[0]):
+        full = ArrayDataset(*data.train)
+        if data.rows is None:
+            return (
+                *train_val_split(full, settings["val_fraction"], seed=settings["seed"]),
+                ArrayDataset(*data.test),
+            )
+        train, val = train_val_split(
+            Subset(full, data.rows[0]), settings["val_fraction"], seed=settings["seed"]
+        )
+        return train, val, Subset(full, data.rows[1])
     full = ArrayDataset(*data.train).to(backend, dtype=settings["dtype"])
     train, val = train_val_split(full, settings["val_fraction"], seed=settings["seed"])
     test = ArrayDataset(*data.test).to(backend, dtype=settings["dtype"])
@@ -343,14 +369,14 @@ def prepare_splits(data: Any, settings: dict[str, Any], backend: Any) -> tuple[A
 def classifier_model(
     settings: dict[str, Any],
     data: Any,
-    train_x: Any,
+    train: Any,
     resume: Path | None,
     context: dict[str, Any],
     backend: Any,
     say: Say,
 ) -> Any:
     """The model on the backend behind an :class:`nnx.Standardize` fitted on the training
-    split ``train_x``: on a resume rebuilt from the checkpoint (statistics included, checked
+    split ``train`` (in one streaming pass when it is read from a file per batch): on a resume rebuilt from the checkpoint (statistics included, checked
     against the settings), else built from the settings; BatchNorms synchronised for
     --sync-batchnorm."""
     shape = tuple(data.train[0].shape[1:])
@@ -366,7 +392,10 @@ def classifier_model(
     else:
         model = standardized(make_model(settings, shape, data.num_outputs), shape)
         model = model.to(backend, dtype=settings["dtype"])
-        model[0].fit(train_x)  # the training split's statistics, saved with the model
+        if isinstance(train, ArrayDataset) and not is_lazy(train.x):
+            model[0].fit(train.x)  # the training split's statistics, saved with the model
+        else:
+            fit_standardize(model[0], train)
     if settings["sync_batchnorm"]:
         norms = (nnx.BatchNorm1d, nnx.BatchNorm2d, nnx.SyncBatchNorm)
         if not any(isinstance(m, norms) for m in model.modules()):
@@ -390,14 +419,36 @@ def _silent(line: str) -> None:
     """``say`` of ranks other than 0."""
 
 
+def _fit(items: list[str], first: str, indent: str, sep: str, width: int = 80) -> str:
+    """``items`` joined by ``sep`` after ``first``, broken between items onto lines that start
+    with ``indent`` so that each fits ``width`` columns (an item wider than that alone)."""
+    lines = [first + items[0]]
+    for item in items[1:]:
+        if len(lines[-1]) + len(sep) + len(item) <= width:
+            lines[-1] += sep + item
+        else:
+            lines.append(indent + item)
+    return "\n".join(lines)
+
+
 def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say: Say) -> None:
     metric = "accuracy" if "test_accuracy" in summary else "mae"
+    # every --metrics name too (f1, auroc...), not only the first: those with a val_/test_ value
+    names = [metric] + [
+        k.partition("_")[2]
+        for k in summary
+        if k.startswith(("val_", "test_")) and k.partition("_")[2] not in ("loss", metric)
+    ]
+    names = list(dict.fromkeys(names))
 
     def row(split: str) -> str:
-        loss, value = summary.get(f"{split}_loss"), summary.get(f"{split}_{metric}")
+        loss = summary.get(f"{split}_loss")
         if loss is None:
             return f"  {split:<5}  -"
-        return f"  {split:<5}  loss {loss:.4f}   {metric} {value:.4f}"
+        items = [f"loss {loss:.4f}"] + [
+            f"{n} {summary[f'{split}_{n}']:.4f}" for n in names if f"{split}_{n}" in summary
+        ]
+        return _fit(items, f"  {split:<5}  ", " " * 9, "   ")
 
     say(
         f"nnx: trained on {summary['backend']} ({summary['device']}), dataset {summary['dataset']}, "
@@ -420,4 +471,4 @@ def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say
         + [p.name for p in pictures]
     )
     say(f"  outputs in {out}:")  # the files on a line of their own: 80 columns
-    say(f"    {files}")
+    say(_fit(files.split(" "), "    ", "    ", " "))

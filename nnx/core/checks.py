@@ -1,16 +1,19 @@
 """Input checks shared by layers and losses: clear errors instead of deep library tracebacks.
 
 Each check is a few attribute reads (shape, dtype, device); none touches array data, so none
-forces a host/device synchronisation.
+forces a host/device synchronisation. The label ranges a DataLoader records
+(:func:`remember_label_range`) let a loss skip reading its labels back.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import weakref
+from collections import deque
 from typing import Any
 
-from ..backend import device, same_device
+from ..backend import device, namespace, same_device, to_numpy
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -69,13 +72,26 @@ def dtype_name(dtype: Any) -> str:
 
 
 _NARROW = ("float16", "bfloat16")
+_IS_NARROW: dict[Any, bool] = {}
+
+
+def is_narrow(dtype: Any) -> bool:
+    """Whether ``dtype`` is a 16-bit float (float16, bfloat16), remembered per dtype."""
+    key = (type(dtype), dtype)
+    try:
+        return _IS_NARROW[key]
+    except KeyError:
+        result = _IS_NARROW[key] = dtype_name(dtype) in _NARROW
+        return result
+    except TypeError:  # an unhashable dtype
+        return dtype_name(dtype) in _NARROW
 
 
 def widened(xp: Any, x: Any) -> Any:
     """``x`` in float32 when it is a 16-bit float (float16, bfloat16), else ``x`` itself: sums,
     counts and means over many elements accumulate in at least float32 (a float16 sum passes
     its largest value, 65504, at 65,505 ones)."""
-    return xp.astype(x, xp.float32) if dtype_name(x.dtype) in _NARROW else x
+    return xp.astype(x, xp.float32) if is_narrow(x.dtype) else x
 
 
 def equals_int(xp: Any, labels: Any, value: int) -> Any:
@@ -91,9 +107,24 @@ def equals_int(xp: Any, labels: Any, value: int) -> Any:
 def indexable_labels(xp: Any, labels: Any, num_classes: int) -> Any:
     """Integer ``labels`` in a dtype that holds every class index ``0 .. num_classes - 1``
     (``uint8`` labels of 300 classes compare against ``arange(300)`` in int32)."""
-    if num_classes - 1 <= xp.iinfo(labels.dtype).max:
+    if num_classes - 1 <= _largest_int(xp, labels.dtype):
         return labels
     return xp.astype(labels, xp.int32 if num_classes <= 2**31 else xp.int64)
+
+
+_LARGEST_INT: dict[Any, int] = {}
+
+
+def _largest_int(xp: Any, dtype: Any) -> int:
+    """``xp.iinfo(dtype).max``, remembered per dtype."""
+    key = (type(dtype), dtype)
+    try:
+        return _LARGEST_INT[key]
+    except KeyError:
+        result = _LARGEST_INT[key] = int(xp.iinfo(dtype).max)
+        return result
+    except TypeError:  # an unhashable dtype
+        return int(xp.iinfo(dtype).max)
 
 
 _FLOATING: dict[Any, bool] = {}
@@ -111,6 +142,21 @@ def _is_floating(xp: Any, dtype: Any) -> bool:
         return bool(xp.isdtype(dtype, "real floating"))
 
 
+_KINDS: dict[Any, bool] = {}
+
+
+def is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered per dtype and kind (losses ask on every call)."""
+    key = (type(dtype), dtype, kind)
+    try:
+        return _KINDS[key]
+    except KeyError:
+        result = _KINDS[key] = bool(xp.isdtype(dtype, kind))
+        return result
+    except TypeError:  # an unhashable dtype
+        return bool(xp.isdtype(dtype, kind))
+
+
 def check_floating(xp: Any, x: Any, who: str, what: str = "input") -> None:
     """Raise TypeError unless ``x`` has a real floating dtype."""
     if not _is_floating(xp, x.dtype):
@@ -125,7 +171,7 @@ def check_same_dtype(
 ) -> None:
     """Raise TypeError when ``x`` and ``ref`` differ in dtype (no silent promotion), or are
     arrays of different libraries (a NumPy input to a model on array-api-strict or torch)."""
-    if _library(x) != _library(ref):
+    if type(x) is not type(ref) and _library(x) != _library(ref):
         raise TypeError(
             f"{who}: the {what} is a {_library(x)} array but the {ref_what} are {_library(ref)} "
             f"arrays; convert the {what} with nnx.get_backend(...).asarray(...) or move the "
@@ -172,3 +218,47 @@ def require_forward(cached: Any, who: str) -> Any:
     if cached is None:
         raise BackwardBeforeForwardError(f"{who}.backward called before forward: run forward first")
     return cached
+
+
+# Label arrays whose smallest and largest values are known without reading them: batches a
+# DataLoader cut from a data set's labels, whose range is read once per data set (on the first
+# request: nothing is read when no loss asks, as under the Trainer, which checks the labels
+# itself). A loss that finds its labels here need not read them back (two reductions and, on a
+# GPU, a device synchronisation per batch); any other array, such as a batch the user made, is
+# checked as it comes. Weak references to the last few batches only (those in flight).
+class LabelRange:
+    """The smallest and largest value of the integer array ``labels``, read on first request."""
+
+    __slots__ = ("labels", "_range")
+
+    def __init__(self, labels: Any):
+        self.labels = labels
+        self._range: tuple[int, int] | None = None
+
+    def get(self) -> tuple[int, int]:
+        if self._range is None:
+            xp = namespace(self.labels)
+            ends = to_numpy(xp.stack([xp.min(self.labels), xp.max(self.labels)]))
+            self._range = (int(ends[0]), int(ends[1]))
+        return self._range
+
+
+_KNOWN_RANGES: deque[tuple[Any, LabelRange]] = deque(maxlen=16)
+
+
+def remember_label_range(batch: Any, source: LabelRange) -> None:
+    """Record that ``batch`` (fresh labels cut from ``source.labels``) lies in its range."""
+    try:
+        ref = weakref.ref(batch)
+    except TypeError:  # an array type without weak references: the loss checks it itself
+        return
+    _KNOWN_RANGES.append((ref, source))
+
+
+def known_label_range(labels: Any) -> tuple[int, int] | None:
+    """``(lo, hi)`` of the data set this very array was cut from
+    (:func:`remember_label_range`), else None."""
+    for ref, source in reversed(tuple(_KNOWN_RANGES)):  # a copy: a prefetch thread may append
+        if ref() is labels:
+            return source.get()
+    return None

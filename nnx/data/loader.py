@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, backend_of, get_backend, namespace
-from ..core.checks import positive_int
+from ..core.checks import LabelRange, is_dtype, positive_int, remember_label_range
 from ..core.structure import first_leaf, map_structure
 from .dataset import ArrayDataset
 from .gather import collate as default_collate
@@ -95,12 +95,14 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
         self.epoch = 0
+        self.start = 0
         self.world_size = positive_int(world_size, "world_size", "DataLoader")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < self.world_size:
             raise ValueError(
                 f"DataLoader: rank must be an integer in [0, {self.world_size - 1}], got {rank!r}"
             )
         self.rank = rank
+        self._label_range: LabelRange | None = None  # the labels' range, read on first use
         if self.drop_last and len(dataset) < self.batch_size:
             raise ValueError(
                 f"DataLoader: drop_last with batch_size {self.batch_size} and only "
@@ -111,9 +113,16 @@ class DataLoader:
         n, b = len(self.dataset), self.batch_size
         return n // b if self.drop_last else math.ceil(n / b)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the order of epoch ``epoch`` for the next iteration."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Use the order of epoch ``epoch`` for the next iterations, beginning at batch ``start``
+        (a resume in the middle of an epoch: the batches are those of a whole epoch's
+        iteration from ``start`` on)."""
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= len(self):
+            raise ValueError(
+                f"DataLoader: start must be a batch in [0, {len(self)}], got {start!r}"
+            )
         self.epoch = int(epoch)
+        self.start = start
 
     def permutation(self, epoch: int) -> np.ndarray:
         """The sample order of ``epoch`` (host int64 indices)."""
@@ -153,7 +162,7 @@ class DataLoader:
         """Batches read on the host: rows of memory maps, or samples of a map-style dataset."""
         order = self.permutation(self.epoch) if self.shuffle else None
         data = self.dataset
-        for batch in range(len(self)):
+        for batch in range(self.start, len(self)):
             start, end, idx = self._indices(batch, order)
             if isinstance(data, Subset) and isinstance(data.dataset, ArrayDataset):
                 rows = data.indices[start:end] if idx is None else data.indices[idx]
@@ -193,16 +202,24 @@ class DataLoader:
         first_x = first_leaf(x)
         xp = namespace(first_x)
         plain = not any(isinstance(v, (tuple, list, Mapping)) for v in (x, y))
+        # Integer labels: every batch cut from them is recorded with their range (read once per
+        # data set, when a loss first asks), so the loss need not read each batch back
+        labels = plain and y is not None and y.shape[0] > 0 and is_dtype(xp, y.dtype, "integral")
+        if labels and getattr(self._label_range, "labels", None) is not y:
+            self._label_range = LabelRange(y)
         order = None
         if self.shuffle:
             order = backend_of(first_x).asarray(self.permutation(self.epoch))  # one copy per epoch
-        for batch in range(len(self)):
+        for batch in range(self.start, len(self)):
             first, last, _ = self.batch_rows(batch)
             start, end = batch * self.batch_size + first, batch * self.batch_size + last
             if order is not None:
                 idx = order[start:end]  # the standard wants in-bounds slices
                 if plain:  # one array each: the common case, without the structure walk
-                    yield xp.take(x, idx, axis=0), (None if y is None else xp.take(y, idx, axis=0))
+                    yb = None if y is None else xp.take(y, idx, axis=0)
+                    if labels:
+                        remember_label_range(yb, self._label_range)
+                    yield xp.take(x, idx, axis=0), yb
                     continue
 
                 def cut(a: Any, idx: Any = idx) -> Any:
@@ -210,7 +227,10 @@ class DataLoader:
 
             else:
                 if plain:
-                    yield x[start:end, ...], (None if y is None else y[start:end, ...])
+                    yb = None if y is None else y[start:end, ...]
+                    if labels:
+                        remember_label_range(yb, self._label_range)
+                    yield x[start:end, ...], yb
                     continue
 
                 def cut(a: Any, s: int = start, e: int = end) -> Any:

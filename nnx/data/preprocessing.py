@@ -15,12 +15,14 @@ from .subset import Subset
 
 
 def train_val_split(
-    dataset: ArrayDataset, val_fraction: float, seed: int = 0
-) -> tuple[ArrayDataset, ArrayDataset | None]:
+    dataset: ArrayDataset | Subset, val_fraction: float, seed: int = 0
+) -> tuple[Any, Any]:
     """Split off a random ``val_fraction`` of the samples as a validation set (seeded).
 
     Returns ``(train, None)`` for ``val_fraction == 0``. Over memory-mapped arrays the two
-    parts are :class:`~nnx.data.subset.Subset` views: nothing is read until batches are.
+    parts are :class:`~nnx.data.subset.Subset` views: nothing is read until batches are. A
+    Subset of an ArrayDataset splits into Subsets of that dataset (the same samples, in the
+    same order, as splitting the Subset's rows copied into arrays).
 
     >>> import numpy as np
     >>> train, val = train_val_split(ArrayDataset(np.arange(10.0), np.arange(10)), 0.2, seed=0)
@@ -38,6 +40,9 @@ def train_val_split(
         )
     order = np.random.default_rng(seed).permutation(n)
     train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
+    if isinstance(dataset, Subset) and isinstance(dataset.dataset, ArrayDataset):
+        rows = dataset.indices
+        return Subset(dataset.dataset, rows[train_idx]), Subset(dataset.dataset, rows[val_idx])
     if is_lazy(dataset.x) or (dataset.y is not None and is_lazy(dataset.y)):
         return Subset(dataset, train_idx), Subset(dataset, val_idx)  # nothing read
     xp = namespace(dataset.x)

@@ -36,11 +36,12 @@ import numpy as np
 
 from ..io.npz import NpzReader, open_regular
 from .errors import DataFileError
+from .file_checks import check_mapped, check_pair, held_out, label_index, max_label
 from .splits import DatasetSplits
 
 FILE_SUFFIXES = (".npz", ".csv")
-TEST_FRACTION = 0.2
-MAX_CLASSES = 100_000  # integer labels beyond this are surely not class indices
+# a file larger than this is streamed, not read whole (the command's --dataset)
+STREAM_BYTES = 1 << 30
 
 
 def is_data_file(name: str) -> bool:
@@ -49,12 +50,27 @@ def is_data_file(name: str) -> bool:
 
 
 def load_file(
-    path: str | os.PathLike, label_column: str | int | None = None, seed: int = 0
+    path: str | os.PathLike,
+    label_column: str | int | None = None,
+    seed: int = 0,
+    stream_bytes: int | None = None,
 ) -> DatasetSplits:
-    """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``."""
+    """Load and check the user's ``.npz`` or ``.csv`` file; returns a ``DatasetSplits``.
+
+    A file larger than ``stream_bytes`` (None: never) is memory-mapped instead: an ``.npz``
+    in place (:func:`map_npz`), a ``.csv`` after a conversion in chunks into the cache
+    (:func:`nnx.datasets.csv_stream.map_csv`); nothing is loaded whole, and the checks read it
+    in chunks."""
     p = Path(path)
     suffix = p.suffix.lower()
     classes = None
+    if stream_bytes is not None and suffix in FILE_SUFFIXES and _size(p) > stream_bytes:
+        if suffix == ".csv":  # converted once into the cache, in chunks, then mapped
+            from .csv_stream import map_csv
+            from .download import cache_dir
+
+            return map_csv(p, label_column, seed, cache_dir())
+        return map_npz(p, seed)
     names: dict[str, Any] = {}
     if suffix == ".npz":
         if label_column is not None:
@@ -69,9 +85,9 @@ def load_file(
     else:
         open_regular(p, "data file", DataFileError).close()  # a missing file says so first
         raise DataFileError(f"data file {p} must end in .npz or .csv, not {p.suffix or 'nothing'}")
-    x_train, y_train = _check_pair(p, "train", x_train, y_train)
+    x_train, y_train = check_pair(p, "train", x_train, y_train)
     if test is not None:
-        x_test, y_test = _check_pair(p, "test", *test)
+        x_test, y_test = check_pair(p, "test", *test)
         if x_test.shape[1:] != x_train.shape[1:]:
             raise DataFileError(
                 f"{p}: x_test samples have shape {x_test.shape[1:]}, x_train samples "
@@ -87,9 +103,7 @@ def load_file(
             raise DataFileError(
                 f"{p}: needs at least 2 samples to hold out a test set, got {len(x_train)}"
             )
-        order = np.random.default_rng(seed).permutation(len(x_train))
-        n_test = max(1, int(round(TEST_FRACTION * len(x_train))))
-        test_rows, train_rows = order[:n_test], order[n_test:]
+        train_rows, test_rows = held_out(len(x_train), seed)
         x_test, y_test = x_train[test_rows], y_train[test_rows]
         x_train, y_train = x_train[train_rows], y_train[train_rows]
     name = p.name
@@ -105,6 +119,51 @@ def load_file(
             name, "classification", (x_train, y_train), (x_test, y_test), num_classes, **names
         )
     return DatasetSplits(name, "regression", (x_train, y_train), (x_test, y_test), **names)
+
+
+def _size(p: Path) -> int:
+    open_regular(p, "data file", DataFileError).close()  # missing, a folder, ...: says so
+    return p.stat().st_size
+
+
+def map_npz(path: str | os.PathLike, seed: int = 0) -> DatasetSplits:
+    """The ``.npz`` data file at ``path`` as memory maps (stored uncompressed, ``np.savez``),
+    checked in chunks as :func:`load_file` checks arrays; without ``x_test`` the held-out rows
+    are ``DatasetSplits.rows`` (the same rows and order as :func:`load_file`)."""
+    p = Path(path)
+    huge = 1 << 62  # mapping allocates nothing: no cap on the declared sizes
+    with NpzReader(p, "data file", DataFileError, huge, huge) as reader:
+        names = set(reader.keys())
+        if not {"x_train", "y_train"} <= names or ("x_test" in names) != ("y_test" in names):
+            raise DataFileError(
+                f"{p}: expected arrays x_train, y_train and optionally x_test, y_test; found "
+                f"{sorted(names) or 'none'}"
+            )
+        arrays = {key: reader.memmap(key, kinds="biuf") for key in sorted(names)}
+    kinds = {}
+    for split in ("train", "test"):
+        if f"x_{split}" in arrays:
+            check_mapped(p, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
+            kinds[split] = arrays[f"y_{split}"].dtype.kind
+    x, y = arrays["x_train"], arrays["y_train"]
+    if "x_test" in arrays:
+        test, rows = (arrays["x_test"], arrays["y_test"]), None
+        if kinds["test"] != kinds["train"] or test[0].shape[1:] != x.shape[1:]:
+            raise DataFileError(f"{p}: x_test/y_test do not match x_train/y_train")
+    else:
+        if len(x) < 2:
+            raise DataFileError(f"{p}: needs at least 2 samples to hold out a test set")
+        test, rows = (x, y), held_out(len(x), seed)
+    if kinds["train"] == "f":  # targets (n,) as (n, 1), still mapped
+        y, test = (
+            (y.reshape(-1, 1) if y.ndim == 1 else y),
+            (test[0], test[1].reshape(len(test[1]), -1)),
+        )
+        return DatasetSplits(p.name, "regression", (x, y), test, rows=rows)
+    top = max(max_label(y), max_label(test[1]))
+    if top < 1:
+        raise DataFileError(f"{p}: classification needs at least 2 classes, the labels are all 0")
+    return DatasetSplits(p.name, "classification", (x, y), test, top + 1, rows=rows)
 
 
 def _read_npz(p: Path):
@@ -129,46 +188,6 @@ def _read_npz(p: Path):
     return arrays["x_train"], arrays["y_train"], test
 
 
-def _check_pair(p: Path, split: str, x: np.ndarray, y: np.ndarray):
-    xn, yn = f"x_{split}", f"y_{split}"
-    if x.dtype.kind not in "biuf":
-        raise DataFileError(f"{p}: {xn} must be numbers, got dtype {x.dtype}")
-    if x.ndim < 2 or x.shape[0] == 0 or 0 in x.shape:
-        raise DataFileError(
-            f"{p}: {xn} must have shape (samples, features...) with no empty axis, got {x.shape}"
-        )
-    x = x.astype(np.float32) if x.dtype.kind != "f" else x
-    if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise DataFileError(
-            f"{p}: {xn} has NaN or infinite values (first at index {tuple(int(i) for i in bad)})"
-        )
-    if y.shape[:1] != x.shape[:1]:
-        raise DataFileError(f"{p}: {xn} has {x.shape[0]} samples but {yn} has shape {y.shape}")
-    if y.dtype.kind in "iu":
-        if y.ndim != 1:
-            raise DataFileError(
-                f"{p}: integer labels {yn} must have shape (samples,), got {y.shape}"
-            )
-        if y.min() < 0 or y.max() >= MAX_CLASSES:
-            value = int(y.min()) if y.min() < 0 else int(y.max())
-            raise DataFileError(
-                f"{p}: {yn} holds label {value}; class labels must be integers 0..K-1"
-            )
-        return x, y.astype(np.int64)
-    if y.dtype.kind == "f":
-        if y.ndim not in (1, 2):
-            raise DataFileError(
-                f"{p}: regression targets {yn} must have shape (samples,) or (samples, k), got {y.shape}"
-            )
-        if not np.isfinite(y).all():
-            raise DataFileError(f"{p}: {yn} has NaN or infinite values")
-        return x, (y.reshape(-1, 1) if y.ndim == 1 else y).astype(np.float32)
-    raise DataFileError(
-        f"{p}: {yn} must be integer class labels or floating regression targets, got dtype {y.dtype}"
-    )
-
-
 def _read_csv(p: Path, label_column: str | int | None):
     """``(x, y, class names or None, feature column names, label column name)``."""
     if label_column is None:
@@ -176,7 +195,7 @@ def _read_csv(p: Path, label_column: str | int | None):
             f"{p}: a .csv needs label_column: a column name from its header or a 0-based index"
         )
     header, body = _csv_rows(p)
-    column = _label_index(p, header, label_column)
+    column = label_index(p, header, label_column)
     features = [i for i in range(len(header)) if i != column]
     if not features:
         raise DataFileError(f"{p}: no feature columns besides the label column")
@@ -212,6 +231,9 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
     if len(rows) < 2:
         raise DataFileError(f"{p}: needs a header row and at least one data row")
     header = [cell.strip() for cell in rows[0]]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:  # columns are picked by name: which one would be meant?
+        raise DataFileError(f"{p}: the header names column {twice[0]!r} more than once")
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
@@ -267,17 +289,3 @@ def read_csv_features(
             + (f" (and ignores the label column {label_name!r})" if label_name else "")
         )
     return _csv_numbers(p, header, body, [header.index(name) for name in feature_names])
-
-
-def _label_index(p: Path, header: list[str], label_column: str | int) -> int:
-    if label_column in header:
-        return header.index(label_column)
-    try:
-        index = int(label_column)
-    except (TypeError, ValueError):
-        raise DataFileError(
-            f"{p}: no column {label_column!r}; the header has {', '.join(header)}"
-        ) from None
-    if not -len(header) <= index < len(header):
-        raise DataFileError(f"{p}: column index {index} is out of range for {len(header)} columns")
-    return index % len(header)

@@ -27,6 +27,9 @@ class DatasetSplits:
     class_names: tuple[str, ...] | None = None
     feature_names: tuple[str, ...] | None = None
     label_name: str | None = None
+    # a streamed file (memory maps) without a test split: train and test are the same arrays,
+    # and these are the rows of each (the training rows in the order an in-memory load has)
+    rows: tuple[np.ndarray, np.ndarray] | None = None
 
     def images(self) -> DatasetSplits:
         """The same data with each sample as an image ``image_shape`` (``(C, H, W)``) instead of

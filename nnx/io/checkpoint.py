@@ -318,7 +318,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint's record without reading its arrays: the extra entries saved with it, plus
     the Trainer's ``counters`` (epoch, step, seed) and ``history`` (a list of epoch records)
-    when it holds them."""
+    when it holds them, and ``position`` (epoch, batch, loader) for a mid-epoch checkpoint."""
     with _reader(path) as reader:
         meta = _read_meta(reader)
     record = dict(meta.get("record", {}))
@@ -328,6 +328,9 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     history = meta["components"].get("history")
     if isinstance(history, dict) and "records" in history:
         record["history"] = history["records"]
+    position = meta["components"].get("position")  # a mid-epoch checkpoint: where it stopped
+    if isinstance(position, dict):
+        record["position"] = {k: position.get(k) for k in ("epoch", "batch", "loader")}
     return record
 
 

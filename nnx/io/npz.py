@@ -311,6 +311,26 @@ class NpzReader:
         array = np.frombuffer(data, dtype=header.dtype)
         return array.reshape(header.shape, order="F" if header.fortran else "C").copy()
 
+    def memmap(self, key: str, kinds: str = "fiub") -> np.memmap:
+        """Member ``key`` memory-mapped read-only, nothing read (for data larger than memory):
+        it must be stored uncompressed (``np.savez``, not ``np.savez_compressed``). The header
+        is checked as for :meth:`read`; the CRC cannot be, without reading the whole member."""
+        header = self.header(key, kinds)
+        info = self.members[key]
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise self._fail(
+                f"entry {key!r} is compressed, so it cannot be memory-mapped; save the file with "
+                f"np.savez (uncompressed) to stream it"
+            )
+        self.handle.seek(info.header_offset)
+        local = self.handle.read(30)  # the member's local header: its name and extra lengths
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise self._corrupt(key, EOFError())
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+        start += int.from_bytes(local[28:30], "little") + header.offset
+        order = "F" if header.fortran else "C"
+        return np.memmap(self.path, header.dtype, "r", start, header.shape, order)
+
     def read_finite(
         self, key: str, shape: tuple[int, ...] | None = None, kinds: str = "fiub"
     ) -> np.ndarray:

@@ -12,7 +12,9 @@ Backward: ``db = sum g``, ``dW = g @ cols^T`` summed over the batch, and
 the padding's adjoint; for stride 1 the input gradient is instead a convolution of the padded
 ``g`` with the flipped kernel. ``ConvTranspose2d`` is the same maps with forward and backward
 exchanged. The 1-d layers run the 2-d code with an ``H`` axis of size 1. On NumPy arrays the
-products take the fast path of :mod:`nnx._fastconv` (tested equal to this portable code).
+products take the fast path of :mod:`nnx._fastconv`; on PyTorch tensors and JAX arrays the
+convolutions (forward and both gradients) run the library's own kernels (:mod:`nnx._native`);
+both are tested equal to this portable code.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _fastconv
+from .. import _fastconv, _native
 from ..backend import Backend, get_backend, namespace
 from ..core.checks import (
     check_floating,
@@ -203,6 +205,8 @@ class _ConvNd(Module):
 
     nd = 2
     _x_shape = None
+    _native = None
+    _native_saved = None
 
     def __init__(
         self,
@@ -333,6 +337,10 @@ class _ConvNd(Module):
                 sizes, kernel, stride, self._pads, dilation, strict=True
             )
         )
+        lib = _native.conv_library(x, w)
+        self._native = None
+        if lib is not None:
+            return self._native_forward(lib, x, xp)
         # padded straight into (C, N, H, W) memory, so the gathered slices stack contiguously
         d = x2.ndim - 2
         swap = (1, 0, *range(2, 2 + d))  # (N, C, ...) <-> (C, N, ...)
@@ -351,10 +359,42 @@ class _ConvNd(Module):
         self._out_shape = tuple(y.shape)
         return y
 
+    def _native_forward(self, lib: Any, x: Any, xp: Any) -> Any:
+        """The forward by the library's kernel (:mod:`nnx._native`); zero padding is the
+        kernel's own, the other modes pad first (and their adjoint runs after its backward)."""
+        pads, self._x_shape = self._pads[-self.nd :], tuple(x.shape)
+        if self.padding_mode != "zeros":
+            x, pads = pad(x, xp, pads, self.padding_mode), ((0, 0),) * self.nd
+        b = None if self.bias is None else self.bias.value
+        args = (self.stride, pads, self.dilation, self.groups)
+        y, saved = _native.conv_forward(lib, x, self.weight.value, b, *args)
+        # flat attributes: nnx.compile drops the traced input after its trace
+        self._native, self._native_saved, self._xpad = lib, saved, None
+        self._out_shape = tuple(y.shape)
+        return y
+
+    def _native_backward(self, grad_out: Any, need_input_grad: bool) -> Any:
+        saved = require_forward(self._native_saved, self._who())
+        dx, dw, db = _native.conv_backward(
+            self._native, saved, self.weight.value, grad_out, self.stride, self.dilation, self.groups,
+            need_input_grad, self.bias is not None,
+        )  # fmt: skip
+        self.weight.accumulate(dw)
+        if db is not None:
+            self.bias.accumulate(db)
+        if dx is None or self.padding_mode == "zeros":
+            return dx
+        return pad_backward(
+            dx, namespace(dx), self._x_shape, self._pads[-self.nd :], self.padding_mode
+        )
+
     def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
         """Parameter gradients into ``.grad``; returns ``dL/dx`` (None when ``need_input_grad``
         is False: the first layer of a network skips the col2im)."""
         require_forward(self._x_shape, self._who())
+        if self._native is not None:
+            check_grad(grad_out, self._out_shape, self._who())
+            return self._native_backward(grad_out, need_input_grad)
         padded, stride, dilation, shape2 = self._geometry
         xp = namespace(grad_out)
         check_grad(grad_out, self._out_shape, self._who())

@@ -52,7 +52,7 @@ class Dropout(Module):
 
     def reseed(self, seed: int) -> None:
         """Restart the mask sequence from ``seed`` (masks then repeat exactly). The Trainer
-        calls it on every module that has it at the start of each epoch."""
+        calls it on every module that has it before each batch."""
         self.seed = int(seed)
         self._generator = None
 
@@ -137,7 +137,7 @@ class Dropout2d(_ChannelDropout):
     ``1 / (1 - p)``; in evaluation mode ``y = x``. Backward multiplies by the same mask.
 
     A subclass of :class:`Dropout`, so it draws its masks the same way and the Trainer reseeds it
-    each epoch like every dropout layer. (PyTorch reads a 3-D input as ``(N, C, L)`` with a
+    each batch like every dropout layer. (PyTorch reads a 3-D input as ``(N, C, L)`` with a
     warning; nnx asks for 4-D input and offers :class:`Dropout1d` for that case.)
 
     >>> import numpy as np, nnx

@@ -4,7 +4,8 @@ Windows are read as strided slices of the (padded) input, one slice per kernel o
 :mod:`nnx.layers._spatial`), so no window array of ``kernel`` times the output is ever stacked:
 max pooling keeps a running maximum and the offset where it was first reached (PyTorch's
 tie-break), average pooling a running sum. Backward sends the gradient back through the same
-slices (col2im). The code is the same for 1, 2 and 3 spatial axes.
+slices (col2im). The code is the same for 1, 2 and 3 spatial axes. On PyTorch tensors both
+run PyTorch's pooling kernels and their gradient kernels instead (:mod:`nnx._native`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _fastpool
+from .. import _fastpool, _native
 from ..backend import device, namespace
 from ..core.checks import check_floating, check_grad, require_forward
 from ..core.module import Module
@@ -25,6 +26,7 @@ class _Pool(Module):
 
     nd = 2
     _x_shape = None
+    _native = None
 
     def _setup(self, kernel_size, stride, padding, dilation, ceil_mode):
         who = type(self).__name__
@@ -109,6 +111,13 @@ class _MaxPool(_Pool):
         xp = namespace(x)
         out, pads = self._geometry(x, xp)
         kernel, stride, dilation = self.kernel_size, self.stride, self.dilation
+        self._native = _native.library(x)
+        if self._native is not None and _native.is_torch(self._native):
+            geometry = (kernel, stride, self.padding, dilation, self.ceil_mode)
+            y, self._argmax = _native.max_pool_forward(self._native, x, *geometry)
+            self._native_x, self._x_shape, self._out_shape = x, tuple(x.shape), tuple(y.shape)
+            return (y, self._argmax) if self.return_indices else y
+        self._native = self._native_x = None
         xpad = pad(x, xp, pads, "constant", value=-math.inf)
         fast = _fastpool.max_pool_forward(xpad, kernel, stride, dilation, out)  # NumPy only
         best, arg = fast if fast is not None else (None, None)
@@ -134,6 +143,11 @@ class _MaxPool(_Pool):
     def backward(self, grad_out: Any) -> Any:
         require_forward(self._x_shape, self._who())
         self._check_grad(grad_out)
+        if self._native is not None:
+            geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
+            return _native.max_pool_backward(
+                self._native, grad_out, self._native_x, self._argmax, *geometry, self.ceil_mode
+            )
         xp = namespace(grad_out)
         padded, _, pads = self._padded
         kernel, arg = self.kernel_size, self._argmax
@@ -238,6 +252,10 @@ class _AvgPool(_Pool):
             text += f", divisor_override={self.divisor_override}"
         return text
 
+    def _torch_args(self) -> tuple:
+        geometry = (self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        return (*geometry, self.count_include_pad, self.divisor_override)
+
     def _divisor(self, xp, x, pads, out):
         """Per-output divisor (``out``-shaped): the window's size clipped to the padded input
         (or to the input itself without ``count_include_pad``), PyTorch's rule."""
@@ -263,6 +281,17 @@ class _AvgPool(_Pool):
     def forward(self, x: Any) -> Any:
         xp = namespace(x)
         out, pads = self._geometry(x, xp)
+        self._native = _native.library(x)
+        if self._native is not None and _native.is_torch(self._native):
+            y = _native.avg_pool_forward(self._native, x, *self._torch_args())
+            self._native_x, self._x_shape, self._out_shape = x, tuple(x.shape), tuple(y.shape)
+            return y
+        self._native_x = None
+        if self._native is not None:  # JAX: lax.reduce_window
+            total = _native.jax_window_sum(self._native, x, self.kernel_size, self.stride, pads)
+            self._div, self._native_pads = self._divisor(xp, x, pads, out), pads
+            self._x_shape, self._out_shape = tuple(x.shape), tuple(total.shape)
+            return total / self._div
         xpad = pad(x, xp, pads)
         total = None
         for sl in window_slices(self.kernel_size, self.stride, self.dilation, out):
@@ -277,8 +306,15 @@ class _AvgPool(_Pool):
     def backward(self, grad_out: Any) -> Any:
         require_forward(self._x_shape, self._who())
         self._check_grad(grad_out)
-        xp = namespace(grad_out)
+        if self._native is not None and _native.is_torch(self._native):
+            return _native.avg_pool_backward(
+                self._native, grad_out, self._native_x, *self._torch_args()
+            )
         g = grad_out / self._div
+        if self._native is not None:
+            geometry = (self.kernel_size, self.stride, self._native_pads)
+            return _native.jax_window_sum_backward(self._native, g, self._x_shape[2:], *geometry)
+        xp = namespace(grad_out)
         padded, _, pads = self._padded
         pieces = [g] * math.prod(self.kernel_size)
         dx = col2im(pieces, xp, padded, self.kernel_size, self.stride, self.dilation)

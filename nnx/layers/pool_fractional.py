@@ -116,7 +116,7 @@ class _FractionalMaxPool(Module):
 
     def reseed(self, seed: int) -> None:
         """Restart the sample sequence from ``seed`` (as ``Dropout.reseed``; the Trainer calls it
-        at the start of each epoch, so a resumed run draws the same windows)."""
+        before each batch, so a resumed run draws the same windows)."""
         self.seed = int(seed)
         self._generator = None
 

@@ -69,6 +69,15 @@ class Accumulate(StepWrapper):
         self._index = 0
         super().begin_epoch(sizes)
 
+    def seek(self, batch: int) -> None:
+        """Continue the epoch at mini-batch ``batch`` (a resume), which must start a group."""
+        if batch % self.k and (self._plan is None or batch != len(self._plan)):
+            raise ValueError(
+                f"Accumulate: batch {batch} is inside a group of {self.k}; an epoch can only "
+                f"continue at a group's first batch"
+            )
+        self._index = batch
+
     def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
         i = self._index
         if self._plan is None:

@@ -57,9 +57,13 @@ class Counters:
 
 
 def check_components(states: dict[str, Any]) -> None:
-    """Checks across components: the history holds one record per completed epoch."""
+    """Checks across components: the history holds one record per completed epoch, and a
+    mid-epoch position is inside the epoch after the completed ones."""
+    epoch = states.get("counters", {}).get("epoch", 0)
+    position = states.get("position")
+    if position is not None and position.get("epoch") != epoch:
+        raise ValueError(f"its position is in epoch {position.get('epoch')} but it claims {epoch}")
     if "history" in states:
-        epoch = states.get("counters", {}).get("epoch", 0)
         records = states["history"].get("records", [])
         if len(records) != epoch:
             raise ValueError(f"its history has {len(records)} epochs but it claims epoch {epoch}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,6 +44,7 @@ from .data_checks import (
 from .data_parallel import DataParallel
 from .history import History
 from .make_step import make_step
+from .position import EpochPosition, mid_epoch_refusal, reseed_modules, start_epoch
 from .precision import MixedPrecision
 from .sources import evaluate_loader, is_in_memory, make_loader, predict_loader, slice_loader
 from .state import Counters, check_components, keyed_callbacks
@@ -177,6 +177,9 @@ class Trainer:
         self.step = 0  # completed optimizer steps
         self.stop_training = False
         self._resumed_from: tuple[str, int] | None = None
+        self._progress: Any = None  # the epoch under way (nnx.training.position)
+        self._resume_at: dict[str, Any] | None = None  # a mid-epoch position loaded, to continue
+        self.mid_epoch_refusal: str | None = None  # why fit's checkpoints cannot stop mid-epoch
         self.target_epochs = 0
         self.batches_per_epoch = 0
 
@@ -266,6 +269,9 @@ class Trainer:
         known = loader.known_length() if isinstance(loader, BatchStream) else len(loader)
         self.batches_per_epoch = known or 0
         self.stop_training = False
+        self.mid_epoch_refusal = mid_epoch_refusal(
+            self, loader
+        )  # None: checkpoints may stop mid-epoch
         if self.epoch >= self.target_epochs:
             return self.history
         # Labels were range-checked once above; the loss need not read them back every batch.
@@ -311,6 +317,7 @@ class Trainer:
                 self.world.notify_failure(err)  # the others print it and stop instead of waiting
             raise
         finally:
+            self._progress = None
             if check_labels is not None:
                 self.loss.check_labels = check_labels
         for cb in self.callbacks:
@@ -327,31 +334,17 @@ class Trainer:
             return f"The last good checkpoint is {self._resumed_from[0]} (epoch {self._resumed_from[1]})"
         return "No checkpoint was written"
 
-    def _reseed(self, epoch: int) -> None:
-        """Give every module with a ``reseed(seed)`` method (dropout) the seed of ``(seed,
-        epoch, its position)``: its random numbers then repeat exactly, after a resume too."""
-        for i, m in enumerate(self.model.modules()):
-            reseed = getattr(m, "reseed", None)
-            if callable(reseed):
-                reseed(int(np.random.SeedSequence([self.seed, epoch, i]).generate_state(1)[0]))
-
     def _train_epoch(self, loader: DataLoader) -> dict[str, Any]:
         epoch, step = self.epoch, self.train_step
         for cb in self.callbacks:
             cb.on_epoch_begin(self, epoch)
-        lr = self.optimizer.lr
         self.model.train()
-        self._reseed(epoch)
-        loader.set_epoch(epoch)
-        for m in self.metrics:
-            m.reset()
-        first_step = self.step
-        known = not isinstance(loader, BatchStream)
-        step.begin_epoch([loader.batch_rows(b)[2] for b in range(len(loader))] if known else [])
-        losses, sizes = [], []
-        start = time.perf_counter()
+        # metrics, loader and step at the epoch's start, or where a mid-epoch checkpoint stopped
+        self._progress = progress = start_epoch(self, loader)
+        losses, sizes = progress.losses, progress.sizes
         batches = iter(loader)
-        for batch, (xb, yb) in enumerate(batches):
+        for batch, (xb, yb) in enumerate(batches, progress.batch):
+            reseed_modules(self.model, self.seed, epoch, batch)  # dropout: (seed, epoch, batch)
             if self.augment is not None and not self._augment_checked:
                 check_augment(self.augment, ArrayDataset(xb))  # a stream: its first batch
                 self._augment_checked = True
@@ -376,6 +369,7 @@ class Trainer:
         step.end_epoch()
         if self.world is None:
             loss_values, metric_totals = to_host(losses, self.metrics)  # the epoch's one sync
+            loss_values = np.concatenate([progress.done, loss_values])  # + batches before a resume
         else:  # every batch's loss over the whole global batch, summed on the device
             loss_values, sizes, metric_totals = self._sum_over_ranks(
                 [
@@ -386,14 +380,14 @@ class Trainer:
                 self.metrics,
                 "the epoch's loss and metric sums",
             )
-        seconds = time.perf_counter() - start
+        seconds, self._progress = progress.elapsed(), None
         bad = np.flatnonzero(~np.isfinite(loss_values))
         if bad.size:
             first = int(bad[0])
             raise NonFiniteLossError(
                 f"training loss became {loss_values[first]} at epoch {epoch + 1}, batch "
-                f"{first + 1} of {len(losses)} (optimizer step "
-                f"{first_step + first // self.accumulate + 1}); {divergence_advice(self)}"
+                f"{first + 1} of {len(sizes)} (optimizer step "
+                f"{progress.first_step + first // self.accumulate + 1}); {divergence_advice(self)}"
             )
         n = sum(sizes)
         logs: dict[str, Any] = {
@@ -402,7 +396,7 @@ class Trainer:
         }
         for m, total in zip(self.metrics, metric_totals, strict=True):
             logs[f"train_{m.name}"] = m.value(total)
-        logs["lr"] = lr
+        logs["lr"] = progress.lr
         logs["seconds"] = seconds
         logs["samples_per_s"] = n / seconds if seconds > 0 else math.inf
         return logs
@@ -475,6 +469,7 @@ class Trainer:
             "loss_scaler": None if self.mixed_precision is None else self.mixed_precision.scaler,
             "counters": Counters(self),
             "history": self.history,
+            "position": EpochPosition(self),
         }
         components.update(keyed_callbacks(self.callbacks))
         return components
@@ -496,4 +491,5 @@ class Trainer:
         optional = set(components) - {"model", "optimizer", "schedule"}
         record = load_state(path, components, optional, check_components)
         self._resumed_from = (str(path), self.epoch)
+        self._resume_at = components["position"].loaded  # None: at an epoch's end
         return {**record, **components["counters"].state_dict(), "history": self.history.records}

@@ -80,7 +80,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads",
         type=int,
-        help="--cnn, --sequence: limit torch and NumPy's BLAS to this many threads (threadpoolctl)",
+        help="limit torch and NumPy's BLAS to this many threads (threadpoolctl); the MLP, --cnn "
+        "and --sequence workloads",
+    )
+    p.add_argument(
+        "--cnn-native",
+        action="store_true",
+        help="--cnn: also nnx on torch tensors and nnx compiled on JAX (native kernels)",
+    )
+    p.add_argument(
+        "--with-torch",
+        action="store_true",
+        help="--jax: also PyTorch eager on the same batches (CPU time ratios against it)",
     )
     p.add_argument("--cnn-probe", help=argparse.SUPPRESS)
     p.add_argument(

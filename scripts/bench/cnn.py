@@ -4,6 +4,8 @@
     python scripts/bench.py --cnn --quick         # tiny smoke run: same initial loss as torch
     python scripts/bench.py --cnn --cnn-workload resnet --threads 1   # one workload
     python scripts/bench.py --cnn --cnn-workload conv3d --threads 1   # the 3-d net (not default)
+    python scripts/bench.py --cnn --cnn-native --cnn-workload lenet --threads 1
+        # also nnx on torch tensors and nnx compiled on JAX (the native kernels of nnx._native)
 
 Workloads (SGD with momentum 0.9, batch 128, synthetic float32 images):
 
@@ -38,7 +40,15 @@ import numpy as np
 import nnx
 from nnx.optim import SGD
 
-from .measure import alternated, limit_threads, reset_peak_rss, run_probe, status_kb, write_json
+from .measure import (
+    alternated,
+    limit_threads,
+    reset_peak_rss,
+    rotated,
+    run_probe,
+    status_kb,
+    write_json,
+)
 
 MOMENTUM = 0.9
 SHAPES = {"lenet": (1, 28, 28), "resnet": (3, 32, 32), "conv3d": (1, 8, 16, 16)}
@@ -208,6 +218,44 @@ class NnxSteps:
         return float(value)
 
 
+class NnxTorchSteps(NnxSteps):
+    """nnx on PyTorch tensors (CPU): its convolutions and poolings run PyTorch's kernels and
+    their gradient kernels inside nnx's explicit backward (nnx._native)."""
+
+    def __init__(self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int):
+        super().__init__(name, x, y, lr, batch)
+        be = nnx.get_backend("torch")
+        self.model.to(be)
+        self.opt = SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
+        self.x, self.y = be.asarray(x), be.asarray(y)
+
+
+class NnxJaxCompiledSteps(NnxSteps):
+    """nnx on JAX (CPU), each step compiled by ``nnx.compile``: the convolutions are
+    ``lax.conv_general_dilated`` calls inside the traced explicit backward (nnx._native)."""
+
+    def __init__(self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int):
+        super().__init__(name, x, y, lr, batch)
+        be = nnx.get_backend("jax")
+        self.model.to(be)
+        self.opt = SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
+        self.step = nnx.compile(self.model, self.loss, self.opt)
+        n = len(x)
+        # every batch the loop takes, made once: slicing a JAX array is a dispatch of its own
+        starts = sorted({(i * batch) % (n - batch + 1) for i in range(n)})
+        self.batches = {
+            lo: (be.asarray(x[lo : lo + batch]), be.asarray(y[lo : lo + batch].astype(np.int32)))
+            for lo in starts
+        }
+
+    def run(self, steps: int) -> float:
+        n, b = len(self.x), self.batch
+        value = None
+        for i in range(steps):
+            value = self.step(*self.batches[(i * b) % (n - b + 1)])[0]
+        return float(nnx.to_numpy(value))  # waits for JAX's asynchronous dispatch
+
+
 class TorchSteps:
     def __init__(self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int):
         import torch
@@ -232,7 +280,13 @@ class TorchSteps:
         return float(value.detach())
 
 
-CONTENDERS = {"nnx": NnxSteps, "torch": TorchSteps}
+CONTENDERS = {
+    "nnx": NnxSteps,
+    "torch": TorchSteps,
+    "nnx-torch": NnxTorchSteps,  # only with --cnn-native
+    "nnx-jax-compiled": NnxJaxCompiledSteps,  # only with --cnn-native
+}
+NATIVE = ("nnx-torch", "nnx-jax-compiled")
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -268,13 +322,16 @@ def measure_memory(workload: str, contender: str, args) -> dict | None:
 
 def run_workload(name: str, args) -> dict[str, Any]:
     x, y = make_data(name, args.cnn_batch * 4)
-    runners = {k: cls(name, x, y, args.lr, args.cnn_batch) for k, cls in CONTENDERS.items()}
+    names = [k for k in CONTENDERS if k not in NATIVE or args.cnn_native]
+    runners = {k: CONTENDERS[k](name, x, y, args.lr, args.cnn_batch) for k in names}
     first = {k: r.run(1) for k, r in runners.items()}  # warm-up, and the same first loss
+    for r in runners.values():  # a compiled step traces again once the momentum buffers exist
+        r.run(2)
     times: dict[str, list[float]] = {k: [] for k in runners}
     cpu: dict[str, list[float]] = {k: [] for k in runners}
     order = list(runners)
     for rep in range(args.repeats):
-        for k in alternated(order, rep):
+        for k in alternated(order, rep) if len(order) == 2 else rotated(order, rep):
             time.sleep(args.pause)
             start, start_cpu = time.perf_counter(), time.process_time()
             runners[k].run(args.cnn_steps)
@@ -291,6 +348,9 @@ def run_workload(name: str, args) -> dict[str, Any]:
         }
     result["ratio_nnx_vs_torch"] = result["nnx"]["step_ms"] / result["torch"]["step_ms"]
     result["cpu_ratio_nnx_vs_torch"] = result["nnx"]["cpu_ms"] / result["torch"]["cpu_ms"]
+    for k in NATIVE:
+        if k in result:
+            result[f"cpu_ratio_{k}_vs_torch"] = result[k]["cpu_ms"] / result["torch"]["cpu_ms"]
     if not args.no_memory:
         for k in runners:
             result[k]["memory"] = measure_memory(name, k, args)
@@ -327,12 +387,15 @@ def main_cnn(args) -> int:
     status = 0
     for name in args.cnn_workload or ("lenet", "resnet"):
         r = results["workloads"][name] = run_workload(name, args)
-        a, b = r["first_loss"]["nnx"], r["first_loss"]["torch"]
-        if abs(a - b) > 1e-4 * max(1.0, abs(b)):
-            print(
-                f"bench.py: error: {name}: first loss nnx {a:.6f} vs torch {b:.6f}", file=sys.stderr
-            )
-            status = 1
+        b = r["first_loss"]["torch"]
+        for k in (k for k in r["first_loss"] if k != "torch"):
+            a = r["first_loss"][k]
+            if abs(a - b) > 1e-4 * max(1.0, abs(b)):
+                print(
+                    f"bench.py: error: {name}: first loss {k} {a:.6f} vs torch {b:.6f}",
+                    file=sys.stderr,
+                )
+                status = 1
     print(
         f"CNN workloads, batch {args.cnn_batch}, SGD momentum {MOMENTUM}, "
         f"median of {args.repeats} x {args.cnn_steps} steps; load {os.getloadavg()[0]:.1f}"
@@ -352,5 +415,12 @@ def main_cnn(args) -> int:
             f"{r['nnx']['cpu_ms']:>8.1f}/{r['torch']['cpu_ms']:<8.1f} "
             f"{r['cpu_ratio_nnx_vs_torch']:10.2f} {peak:>20s} {growth:>20s}"
         )
+        for k in NATIVE:
+            if k in r:
+                print(
+                    f"{'':10s} {k}: {r[k]['step_ms']:.1f} ms/step, CPU {r[k]['cpu_ms']:.1f} ms, "
+                    f"CPU ratio vs torch {r[f'cpu_ratio_{k}_vs_torch']:.2f}, "
+                    f"first loss {r['first_loss'][k]:.6f}"
+                )
     write_json(args.json, results)
     return status

@@ -1,6 +1,8 @@
-"""nnx on NumPy, on JAX eager and on JAX compiled by ``nnx.compile`` (``jax.jit``): the MLP
-workload of :mod:`bench.mlp` (same data, initial weights and SGD-with-momentum steps), so the
-three differ only in the array library and in compiling the step.
+"""nnx on NumPy, on JAX eager and on JAX compiled by ``nnx.compile`` (``jax.jit``), and PyTorch
+eager as the yardstick: the MLP workload of :mod:`bench.mlp` (same data, initial weights and
+SGD-with-momentum steps), so the nnx three differ only in the array library and in compiling
+the step. Wall time and this process's CPU time are both reported; with ``--threads 1`` (which
+also keeps XLA and torch to one thread) the CPU time is the work done, steady on a busy machine.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import numpy as np
 
 import nnx
 
-from .measure import command_line, machine_description, rotated, write_json
-from .mlp import MOMENTUM, NnxLoop, initial_weights, layer_sizes, make_data
+from .measure import command_line, limit_threads, machine_description, rotated, write_json
+from .mlp import MOMENTUM, NnxLoop, Torch, initial_weights, layer_sizes, make_data
 
 
 class NnxCompiled(NnxLoop):
@@ -31,6 +33,19 @@ class NnxCompiled(NnxLoop):
 
     def train_step(self, xb: Any, yb: Any) -> Any:
         return self.step(xb, yb)[0]
+
+
+class TorchDropLast(Torch):
+    """PyTorch eager (:class:`bench.mlp.Torch`) on the same batches, the last partial batch of an
+    epoch dropped like the nnx contenders'."""
+
+    def __init__(self, backend, x, y, weights, lr, batch_size, seed=0):
+        super().__init__(backend, x, y.astype(np.int64), weights, lr, batch_size, seed)
+
+    def run_epoch(self, max_batches: int | None = None) -> list[Any]:
+        full = len(self.x) // self.batch_size
+        limit = full if max_batches is None else min(full, max_batches)
+        return super().run_epoch(limit)
 
 
 def run_jax(args: argparse.Namespace) -> dict[str, Any]:
@@ -50,6 +65,8 @@ def run_jax(args: argparse.Namespace) -> dict[str, Any]:
         "jax eager": (NnxLoop, jax_backend),
         "jax compiled": (NnxCompiled, jax_backend),
     }
+    if args.with_torch:
+        kinds["torch eager"] = (TorchDropLast, numpy_backend)
     results: dict[str, Any] = {
         "machine": machine_description(numpy_backend),
         "command": command_line(),
@@ -61,7 +78,8 @@ def run_jax(args: argparse.Namespace) -> dict[str, Any]:
         contenders = {}
         for name, (make, backend) in kinds.items():
             c = make(backend, x, y, weights, args.lr, batch_size)
-            c.loader.drop_last = True
+            if hasattr(c, "loader"):
+                c.loader.drop_last = True
             contenders[name] = c
         first = {
             k: [float(nnx.to_numpy(v)) for v in c.run_epoch(max_batches=3)]
@@ -73,17 +91,25 @@ def run_jax(args: argparse.Namespace) -> dict[str, Any]:
         for c in contenders.values():
             c.run_epoch(max_batches=args.warmup_batches)
         times: dict[str, list[float]] = {k: [] for k in kinds}
+        cpu: dict[str, list[float]] = {k: [] for k in kinds}
         names = list(kinds)
         for rep in range(args.repeats):
             for k in rotated(names, rep):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 losses = contenders[k].run_epoch()
                 float(nnx.to_numpy(losses[-1]))  # waits for JAX's asynchronous dispatch
                 times[k].append(time.perf_counter() - start)
+                cpu[k].append(time.process_time() - start_cpu)
         median = {k: statistics.median(t) for k, t in times.items()}
-        results["batches"][str(batch_size)] = {
+        median_cpu = {k: statistics.median(t) for k, t in cpu.items()}
+        row = results["batches"][str(batch_size)] = {
             **{
-                k: {"seconds": median[k], "samples_per_s": n / median[k], "all_seconds": times[k]}
+                k: {
+                    "seconds": median[k],
+                    "cpu_seconds": median_cpu[k],
+                    "samples_per_s": n / median[k],
+                    "all_seconds": times[k],
+                }
                 for k in names
             },
             "loss_difference_compiled_vs_numpy": difference,
@@ -91,6 +117,12 @@ def run_jax(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_jax_compiled_vs_numpy": median["jax compiled"] / median["numpy eager"],
             "ratio_jax_compiled_vs_jax_eager": median["jax compiled"] / median["jax eager"],
         }
+        row["first_losses"] = first
+        if "torch eager" in median:
+            torch_cpu = median_cpu["torch eager"]
+            row["cpu_ratio_jax_compiled_vs_torch"] = median_cpu["jax compiled"] / torch_cpu
+            row["cpu_ratio_numpy_vs_torch"] = median_cpu["numpy eager"] / torch_cpu
+
         print(f"bench: batch {batch_size} done", file=sys.stderr)
     results["load_average_after"] = list(os.getloadavg())
     return results
@@ -111,11 +143,24 @@ def print_jax_table(results: dict[str, Any]) -> None:
             f"{row['ratio_jax_compiled_vs_numpy']:>15.2f} {row['ratio_jax_compiled_vs_jax_eager']:>13.2f} "
             f"{row['loss_difference_compiled_vs_numpy']:>10.1e}"
         )
+        cpu = ", ".join(
+            f"{k} {row[k]['cpu_seconds']:.3f}"
+            for k in row
+            if isinstance(row[k], dict) and "cpu_seconds" in row[k]
+        )
+        print(f"{'':>6} CPU s: {cpu}")
+        if "cpu_ratio_jax_compiled_vs_torch" in row:
+            print(
+                f"{'':>6} CPU ratio jax compiled / torch eager "
+                f"{row['cpu_ratio_jax_compiled_vs_torch']:.2f}, numpy eager / torch eager "
+                f"{row['cpu_ratio_numpy_vs_torch']:.2f}"
+            )
 
 
 def main_jax(args: argparse.Namespace) -> int:
     """The comparison; exit status 1 when the compiled and NumPy losses differ by over 1e-4,
     2 when JAX cannot be used."""
+    limit_threads(args.threads)  # before JAX starts: XLA reads its thread flags then
     ok, why = nnx.backend.backend_available("jax")
     if not ok:
         print(f"bench.py: error: {why}", file=sys.stderr)

@@ -47,10 +47,14 @@ def alternated(names: Sequence[str], rep: int) -> list[str]:
 
 
 def limit_threads(n: int | None) -> None:
-    """Every contender on ``n`` threads: NumPy's BLAS and, when PyTorch is installed, torch's
+    """Every contender on ``n`` threads: NumPy's BLAS, XLA's CPU pool (one thread: Eigen's
+    multi-threading off, when JAX is not started yet) and, when PyTorch is installed, torch's
     intra-op pool (the loader benchmark runs without PyTorch)."""
     if not n:
         return
+    if "jax" not in sys.modules:  # XLA's CPU thread pool, read when JAX starts
+        flags = f"--xla_cpu_multi_thread_eigen={'false' if n == 1 else 'true'}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     try:
         import torch
     except ImportError:
@@ -65,6 +69,30 @@ def limit_threads(n: int | None) -> None:
         )
         return
     threadpool_limits(n)
+
+
+class Timer:
+    """Wall and process CPU time of a ``with`` block: ``wall`` and ``cpu`` in seconds.
+
+    CPU time (``time.process_time``: every thread of this process) is the work done; with one
+    thread per library (``--threads 1``) it hardly moves with the load of a shared machine,
+    while the wall time does."""
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages (``uptime``), or [] where the OS has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return []
 
 
 def blas_threads() -> int | None:

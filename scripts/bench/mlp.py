@@ -4,7 +4,9 @@ An MLP (default 784-512-256-10) with ReLU, softmax cross-entropy and SGD with mo
 synthetic float32 samples, one shuffled epoch per measurement. The contenders (nnx's own loop,
 the README loop, Trainer.fit, the reference, torch) start from the same weights, see the same
 batches in the same order, run interleaved after a warm-up in an order that rotates every
-repetition, and the median is reported with ratios against the reference and against torch.
+repetition, and the median is reported with ratios against the reference and against torch,
+in wall time and in process CPU time (``--threads 1``: one BLAS and one torch thread, so the
+CPU time is the work done and the CPU-time ratios hold on a loaded machine).
 GFLOP/s counts 6 x parameters x samples per epoch (forward 2, backward 4 flops per weight and
 sample); the matrix-multiply ceiling is the best float32 GEMM rate measured in the same run.
 Peak memory is measured per contender in a fresh subprocess: RSS, and on a GPU also the
@@ -26,8 +28,12 @@ from nnx.data import ArrayDataset, DataLoader
 from nnx.optim import SGD
 
 from .measure import (
+    Timer,
+    blas_threads,
     can_measure_memory,
     command_line,
+    limit_threads,
+    load_average,
     machine_description,
     reset_peak_rss,
     rotated,
@@ -117,6 +123,10 @@ class ReadmeLoop(NnxLoop):
     the data), then the optimizer step."""
 
     name = "nnx README loop"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.loss = nnx.CrossEntropyLoss()  # as in README.md: label checks on
 
     def train_step(self, xb: Any, yb: Any) -> Any:
         model, loss_fn, optimizer = self.model, self.loss, self.optimizer
@@ -252,6 +262,15 @@ class Torch:
         return losses
 
 
+# The ratios every row reports (wall and CPU time): key -> (numerator, denominator).
+RATIOS = {
+    "nnx_vs_reference": ("nnx", "reference"),
+    "readme_vs_reference": ("readme", "reference"),
+    "trainer_vs_nnx": ("trainer", "nnx"),
+    "nnx_vs_torch": ("nnx", "torch"),
+    "readme_vs_torch": ("readme", "torch"),
+}
+
 CONTENDERS = {
     "nnx": NnxLoop,
     "readme": ReadmeLoop,
@@ -288,15 +307,16 @@ def sync_torch(contender) -> None:
 # ---------------------------------------------------------------------------- measurements
 
 
-def timed_epoch(contender, backend) -> float:
+def timed_epoch(contender, backend) -> Timer:
+    """One epoch of ``contender``: its wall and process CPU time (``.wall``, ``.cpu``)."""
     synchronize(backend)
     sync_torch(contender)
-    start = time.perf_counter()
-    losses = contender.run_epoch()
-    _ = float(nnx.to_numpy(losses[-1])) if not isinstance(losses[-1], float) else losses[-1]
-    synchronize(backend)
-    sync_torch(contender)
-    return time.perf_counter() - start
+    with Timer() as timer:
+        losses = contender.run_epoch()
+        _ = float(nnx.to_numpy(losses[-1])) if not isinstance(losses[-1], float) else losses[-1]
+        synchronize(backend)
+        sync_torch(contender)
+    return timer
 
 
 def matmul_ceiling(backend, size: int = 2048, repeats: int = 5) -> float:
@@ -320,6 +340,7 @@ def n_parameters(sizes: list[int]) -> int:
 
 def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
     """Run in a subprocess: one contender's peak memory over three epochs, and its growth."""
+    limit_threads(args.threads)
     backend = nnx.get_backend(args.device)
     x, y = make_data(args.samples, args.features, args.classes)
     weights = initial_weights(layer_sizes(args))
@@ -371,6 +392,8 @@ def measure_memory(args: argparse.Namespace, name: str) -> dict[str, Any] | None
     flags = ["--probe", name, "--probe-batch", str(args.memory_batch), "--device", args.device]
     flags += ["--samples", str(args.samples), "--features", str(args.features)]
     flags += ["--classes", str(args.classes), "--hidden", ",".join(map(str, args.hidden))]
+    if args.threads:
+        flags += ["--threads", str(args.threads)]
     return run_probe(flags, f"for {name}")
 
 
@@ -415,6 +438,9 @@ def run(args: argparse.Namespace, backend: nnx.Backend) -> dict[str, Any]:
         "backend": backend.name,
         "loss_difference_nnx_vs_reference": check_same_loss(backend, args),
         "matmul_ceiling_gflops": matmul_ceiling(backend),
+        "threads": args.threads,
+        "blas_threads": blas_threads(),
+        "load_average_before": load_average(),
         "batches": {},
     }
     for batch_size in args.batch_sizes:
@@ -422,31 +448,37 @@ def run(args: argparse.Namespace, backend: nnx.Backend) -> dict[str, Any]:
         for c in contenders.values():  # warm-up: caches, BLAS threads, CUDA kernels
             c.run_epoch(max_batches=args.warmup_batches)
         times: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
         for rep in range(args.repeats):
             # interleaved, and the order rotates every repetition: what ran just before a
             # contender (torch's spinning worker threads, a cache another one just filled)
             # then falls on every contender alike
             for n in rotated(names, rep):
-                times[n].append(timed_epoch(contenders[n], backend))
+                timer = timed_epoch(contenders[n], backend)
+                times[n].append(timer.wall)
+                cpu[n].append(timer.cpu)
         median = {n: statistics.median(t) for n, t in times.items()}
+        median_cpu = {n: statistics.median(t) for n, t in cpu.items()}
         row: dict[str, Any] = {}
         for n in names:
             row[n] = {
                 "seconds": median[n],
+                "cpu_seconds": median_cpu[n],
                 "samples_per_s": args.samples / median[n],
                 "gflops": flops_per_epoch / median[n] / 1e9,
                 "all_seconds": times[n],
+                "all_cpu_seconds": cpu[n],
             }
-        row["ratio_nnx_vs_reference"] = median["nnx"] / median["reference"]
-        row["ratio_readme_vs_reference"] = median["readme"] / median["reference"]
-        row["ratio_trainer_vs_nnx"] = median["trainer"] / median["nnx"]
-        if "torch" in median:
-            row["ratio_nnx_vs_torch"] = median["nnx"] / median["torch"]
+        for key, (a, b) in RATIOS.items():
+            if a in median and b in median:
+                row[f"ratio_{key}"] = median[a] / median[b]
+                row[f"cpu_ratio_{key}"] = median_cpu[a] / median_cpu[b]
         row["nnx_fraction_of_matmul_ceiling"] = (
             row["nnx"]["gflops"] / results["matmul_ceiling_gflops"]
         )
         results["batches"][str(batch_size)] = row
         print(f"bench: batch {batch_size} done", file=sys.stderr)
+    results["load_average_after"] = load_average()
     if not args.no_memory:
         results["memory_batch"] = args.memory_batch
         results["memory"] = {n: measure_memory(args, n) for n in names}
@@ -467,7 +499,16 @@ def print_table(results: dict[str, Any]) -> None:
         f"float32 matmul ceiling: {results['matmul_ceiling_gflops']:.1f} GFLOP/s; "
         f"loss difference nnx vs reference: {results['loss_difference_nnx_vs_reference']:.2e}"
     )
-    header = f"{'batch':>6} {'contender':<16} {'s/epoch':>9} {'samples/s':>11} {'GFLOP/s':>8}"
+    before, after = results["load_average_before"], results.get("load_average_after") or []
+    print(
+        f"threads: {results['threads'] or 'library defaults'} (BLAS {results['blas_threads']}); "
+        f"1-minute load average {before[0] if before else '-'} before, "
+        f"{after[0] if after else '-'} after"
+    )
+    header = (
+        f"{'batch':>6} {'contender':<16} {'s/epoch':>9} {'CPU s':>8} {'samples/s':>11} "
+        f"{'GFLOP/s':>8}"
+    )
     print(header)
     for batch, row in results["batches"].items():
         for name in ("nnx", "readme", "trainer", "reference", "torch"):
@@ -475,19 +516,27 @@ def print_table(results: dict[str, Any]) -> None:
                 r = row[name]
                 label = CONTENDERS[name].name
                 print(
-                    f"{batch:>6} {label:<16} {r['seconds']:>9.3f} {r['samples_per_s']:>11,.0f} {r['gflops']:>8.1f}"
+                    f"{batch:>6} {label:<16} {r['seconds']:>9.3f} {r['cpu_seconds']:>8.3f} "
+                    f"{r['samples_per_s']:>11,.0f} {r['gflops']:>8.1f}"
                 )
-        ratios = [
-            f"nnx/reference {row['ratio_nnx_vs_reference']:.3f}",
-            f"README loop/reference {row['ratio_readme_vs_reference']:.3f}",
-            f"Trainer.fit/nnx {row['ratio_trainer_vs_nnx']:.3f}",
-        ]
-        if "ratio_nnx_vs_torch" in row:
-            ratios.append(f"nnx/torch {row['ratio_nnx_vs_torch']:.3f}")
-        ratios.append(
-            f"nnx at {100 * row['nnx_fraction_of_matmul_ceiling']:.0f}% of the matmul ceiling"
+        labels = {
+            "nnx_vs_reference": "nnx/reference",
+            "readme_vs_reference": "README loop/reference",
+            "trainer_vs_nnx": "Trainer.fit/nnx",
+            "nnx_vs_torch": "nnx/torch",
+            "readme_vs_torch": "README loop/torch",
+        }
+        for kind, prefix in (("wall", "ratio_"), ("CPU", "cpu_ratio_")):
+            ratios = [
+                f"{label} {row[prefix + key]:.3f}"
+                for key, label in labels.items()
+                if prefix + key in row
+            ]
+            print(f"{'':>6} {kind:<4} " + ", ".join(ratios))
+        print(
+            f"{'':>6} nnx at {100 * row['nnx_fraction_of_matmul_ceiling']:.0f}% of the matmul "
+            "ceiling"
         )
-        print(f"{'':>6} " + ", ".join(ratios))
     if results.get("memory"):
         print(
             f"peak RSS above the data (model, optimizer state, steps), batch {results['memory_batch']}, 3 epochs, one fresh process each:"
@@ -520,6 +569,7 @@ def main_mlp(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    limit_threads(args.threads)
     results = run(args, backend)
     print_table(results)
     write_json(args.json, results)

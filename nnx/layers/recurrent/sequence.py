@@ -53,7 +53,7 @@ class RNN(_Recurrent):
             batch_first (False: time first, as in PyTorch), dropout, bidirectional: as in
             PyTorch; ``dropout`` acts on the outputs of every layer but the last in training
             mode, drawn by a :class:`nnx.Dropout` child, ``dropout_layer`` (seeded from ``rng``;
-            ``dropout_layer.reseed(seed)`` restarts its masks, as the Trainer does each epoch).
+            ``dropout_layer.reseed(seed)`` restarts its masks, as the Trainer does before each batch).
         rng, dtype, device: initial values ``U(-1/sqrt(H), 1/sqrt(H))`` and placement.
 
     >>> import numpy as np, nnx

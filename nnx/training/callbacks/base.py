@@ -70,6 +70,22 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class ClosingCallback(Callback):
+    """A callback that holds something to release (a progress bar, an open event file):
+    :meth:`close` runs when ``fit`` ends, on Ctrl-C and on an error, and may run twice."""
+
+    def close(self) -> None: ...
+
+    def on_fit_end(self, trainer: TrainerLike) -> None:
+        self.close()
+
+    def on_interrupt(self, trainer: TrainerLike) -> None:
+        self.close()
+
+    def on_error(self, trainer: TrainerLike, error: BaseException) -> None:
+        self.close()
+
+
 def check_optional_number(state: dict[str, Any], key: str) -> None:
     value = state.get(key)
     if value is not None and (

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...core.checks import positive_int
 from ...io.checkpoint import write_checkpoint
 from .base import Callback, TrainerLike, better, check_optional_number, resolve_mode
 
@@ -13,8 +14,13 @@ from .base import Callback, TrainerLike, better, check_optional_number, resolve_
 class ModelCheckpoint(Callback):
     """Write ``last.npz`` after every epoch and ``best.npz`` whenever ``monitor`` improves.
 
-    Both are full Trainer checkpoints (resume from either). On Ctrl-C, ``last.npz`` is written
-    with the state at the end of the last completed epoch, so resuming from it is exact.
+    Both are full Trainer checkpoints (resume from either). With ``every_n_steps=N``,
+    ``last.npz`` is also written after every ``N``-th optimizer step inside an epoch (a
+    mid-epoch checkpoint: resuming from it continues with the next batch, see
+    :mod:`nnx.training.position`); it needs data with a sampler (arrays, a dataset or a
+    DataLoader) and one process, and refuses otherwise when ``fit`` starts. On Ctrl-C,
+    ``last.npz`` is written with the state of the last checkpoint this callback took (the last
+    completed epoch, or the last mid-epoch one), so resuming from it is exact.
     """
 
     order = 10
@@ -27,12 +33,16 @@ class ModelCheckpoint(Callback):
         mode: str = "auto",
         save_last: bool = True,
         save_best: bool = True,
+        every_n_steps: int | None = None,
     ):
         self.folder = Path(folder)
         self.monitor = monitor
         self.mode = resolve_mode(mode, monitor, "ModelCheckpoint")
         self.save_last = bool(save_last)
         self.save_best = bool(save_best)
+        if every_n_steps is not None:
+            every_n_steps = positive_int(every_n_steps, "every_n_steps", "ModelCheckpoint")
+        self.every_n_steps = every_n_steps
         self.best: float | None = None
         self._boundary: dict[str, Any] | None = None
         # (path, epoch) of the newest checkpoint this fit wrote; every one holds finite state
@@ -47,8 +57,22 @@ class ModelCheckpoint(Callback):
         return self.folder / "best.npz"
 
     def on_fit_begin(self, trainer: TrainerLike) -> None:
+        refusal = getattr(trainer, "mid_epoch_refusal", None)
+        if self.every_n_steps is not None and refusal is not None:
+            raise ValueError(f"ModelCheckpoint(every_n_steps={self.every_n_steps}): {refusal}")
         self.last_good = None
         self._boundary = trainer.checkpoint_arrays()
+
+    def on_batch_end(self, trainer: TrainerLike, batch: int) -> None:
+        n = self.every_n_steps
+        if n is None or not trainer.stepped or trainer.step % n:
+            return
+        if batch + 1 >= trainer.batches_per_epoch:  # the epoch's end writes it anyway
+            return
+        self._boundary = trainer.checkpoint_arrays()
+        if self.save_last:
+            write_checkpoint(self.last_path, self._boundary)
+            self.last_good = (self.last_path, trainer.epoch)
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
         value = logs.get(self.monitor)

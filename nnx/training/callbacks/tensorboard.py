@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import to_numpy
-from .base import Callback, TrainerLike
+from .base import ClosingCallback, TrainerLike
 
 _HINT = "pip install 'nnx-trainer[tensorboard]' (or pip install tensorboardX)"
 
@@ -33,7 +33,7 @@ def scalar_tag(key: str) -> str:
     return key if key == "lr" else f"time/{key}"
 
 
-class TensorBoardLogger(Callback):
+class TensorBoardLogger(ClosingCallback):
     """Write TensorBoard event files into ``log_dir``: every number of each epoch's history row
     (loss and metrics of training and validation, the learning rate, the epoch's time) as a
     scalar at step = epoch (1, 2, ...), and every ``histogram_freq`` epochs (0: never) a
@@ -103,12 +103,3 @@ class TensorBoardLogger(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-
-    def on_fit_end(self, trainer: TrainerLike) -> None:
-        self.close()
-
-    def on_interrupt(self, trainer: TrainerLike) -> None:
-        self.close()
-
-    def on_error(self, trainer: TrainerLike, error: BaseException) -> None:
-        self.close()

@@ -1,0 +1,220 @@
+"""The native fast paths (nnx/_native.py: PyTorch's and JAX's own convolution and pooling
+kernels, forward and gradient; JAX's window sums for average pooling) equal the portable path, run when they should, and stop inside
+``_fastconv.portable_only()``."""
+
+import contextlib
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import _fastconv, _native
+from tests.conftest import _backend_param, host_normal
+
+NATIVE = [
+    _backend_param("torch", pytest.mark.torch),
+    _backend_param("jax"),
+    _backend_param("torch:cuda", pytest.mark.gpu, pytest.mark.torch),
+    _backend_param("jax:gpu", pytest.mark.gpu),
+]
+
+# (constructor, input shape); the first ones run by default, the rest under -m slow
+CONVS = {
+    "stride2-dilation-groups": (
+        lambda: nnx.Conv2d(4, 6, 3, stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2),
+        (2, 4, 11, 10),
+    ),
+    "same-even-kernel-reflect": (  # asymmetric "same" padding, a padding mode padded first
+        lambda: nnx.Conv2d(2, 4, (4, 2), padding="same", padding_mode="reflect"),
+        (2, 2, 7, 6),
+    ),
+    "conv1d-same-dilation-groups": (
+        lambda: nnx.Conv1d(4, 2, 3, padding="same", dilation=2, groups=2, bias=False),
+        (2, 4, 10),
+    ),
+    "conv3d-stride2": (lambda: nnx.Conv3d(2, 3, 3, stride=2, padding=1), (2, 2, 5, 6, 5)),
+    "slow:plain": (lambda: nnx.Conv2d(3, 4, 3), (3, 3, 7, 6)),
+    "slow:padding-beyond-kernel": (lambda: nnx.Conv2d(2, 3, 2, padding=3), (2, 2, 4, 5)),
+    "slow:pointwise-stride2": (lambda: nnx.Conv2d(3, 4, 1, stride=2), (3, 3, 7, 7)),
+    "slow:5x5-pad2": (lambda: nnx.Conv2d(1, 3, 5, padding=2), (2, 1, 9, 9)),
+    "slow:groups-circular": (
+        lambda: nnx.Conv2d(4, 6, 3, padding=2, padding_mode="circular", groups=2),
+        (2, 4, 5, 7),
+    ),
+    "slow:depthwise-replicate": (
+        lambda: nnx.Conv2d(3, 3, (3, 2), padding=1, padding_mode="replicate", groups=3),
+        (2, 3, 6, 5),
+    ),
+    "slow:stride-leaves-a-border": (lambda: nnx.Conv2d(2, 2, 3, stride=3), (2, 2, 8, 10)),
+    "slow:conv1d-stride2": (lambda: nnx.Conv1d(2, 4, 3, stride=2, padding=1), (3, 2, 9)),
+    "slow:conv3d-groups-dilation": (
+        lambda: nnx.Conv3d(4, 2, 2, dilation=(1, 2, 1), groups=2, padding=(1, 0, 1)),
+        (1, 4, 4, 5, 4),
+    ),
+    "slow:zero-batch": (lambda: nnx.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
+}
+
+POOLS = {
+    "max-ceil-pad": (lambda: nnx.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (2, 3, 9, 8)),
+    "max1d-indices": (
+        lambda: nnx.MaxPool1d(3, stride=2, padding=1, ceil_mode=True, return_indices=True),
+        (2, 3, 10),
+    ),
+    "avg-exclude-pad": (
+        lambda: nnx.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        (2, 3, 9, 8),
+    ),
+    "slow:max-dilation": (lambda: nnx.MaxPool2d((3, 2), stride=1, dilation=(2, 1)), (2, 2, 9, 8)),
+    "slow:max3d": (lambda: nnx.MaxPool3d(2, stride=1, padding=1, dilation=2), (1, 2, 5, 6, 5)),
+    "slow:avg-divisor": (
+        lambda: nnx.AvgPool2d(3, stride=2, padding=1, divisor_override=5),
+        (2, 3, 9, 8),
+    ),
+    "slow:avg1d": (lambda: nnx.AvgPool1d(3, stride=2, padding=1, ceil_mode=True), (2, 3, 10)),
+    "slow:avg3d": (lambda: nnx.AvgPool3d(2, stride=1, padding=1), (1, 2, 5, 6, 5)),
+}
+
+
+def _cases(table):
+    return [
+        pytest.param(
+            k, id=k.removeprefix("slow:"), marks=[pytest.mark.slow] * k.startswith("slow:")
+        )
+        for k in table
+    ]
+
+
+def _run(layer, x, seed=2):
+    """Forward and backward: every output, the input gradient and the parameter gradients."""
+    layer.zero_grad()
+    out = layer(x)
+    outs = list(out) if isinstance(out, tuple) else [out]
+    g = nnx.backend.backend_of(x).asarray(host_normal(tuple(outs[0].shape), seed=seed))
+    dx = layer.backward(g)
+    return [nnx.to_numpy(a) for a in [*outs, dx, *(p.grad for p in layer.parameters())]]
+
+
+def _both_paths(make, shape, be, data=None, native_runs=True):
+    """The layer's results on the native path and on the portable path (the same layer, so
+    the same weights); asserts the native kernels ran in the first (where ``native_runs``) and
+    not in the second."""
+    x = be.asarray(host_normal(shape, seed=1) if data is None else data)
+    layer = make().to(dtype="float64").to(be)
+    results, counts = [], []
+    for native in (True, False):
+        before = sum(_native.calls.values())
+        with contextlib.nullcontext() if native else _fastconv.portable_only():
+            results.append(_run(layer, x))
+        counts.append(sum(_native.calls.values()) - before)
+    assert (counts[0] >= 2 if native_runs else counts[0] == 0) and counts[1] == 0, counts
+    return results
+
+
+def _assert_same(native, portable):
+    assert len(native) == len(portable)
+    for a, b in zip(native, portable, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _conv_cases():
+    """Every case on every native backend; by default only the torch ones and one JAX case
+    (eager JAX compiles each small operation of the portable path: seconds per case)."""
+    cheap_on_jax = "conv1d-same-dilation-groups"
+    for spec in NATIVE:
+        for case in _cases(CONVS):
+            (name,) = case.values
+            slow = name.startswith("slow:") or ("jax" in spec.id and name != cheap_on_jax)
+            marks = [*spec.marks, *[pytest.mark.slow] * slow]
+            yield pytest.param(spec.values[0], name, id=f"{case.id}-{spec.id}", marks=marks)
+
+
+@pytest.mark.parametrize(("spec", "name"), list(_conv_cases()))
+def test_native_convolution_equals_portable_path(spec, name):
+    be = nnx.get_backend(spec)
+    make, shape = CONVS[name]
+    # JAX keeps the portable code where each group has one input channel (nnx._native)
+    one_channel = make().weight.value.shape[1] == 1
+    with nnx.backend.float64_scope(be):
+        native, portable = _both_paths(
+            make, shape, be, native_runs=be.name == "torch" or not one_channel
+        )
+    _assert_same(native, portable)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", _cases(POOLS))
+def test_torch_pooling_equals_portable_path(name):
+    make, shape = POOLS[name]
+    _assert_same(*_both_paths(make, shape, nnx.get_backend("torch")))
+
+
+@pytest.mark.slow  # eager JAX runs the portable side slowly (seconds per case)
+@pytest.mark.parametrize(
+    "name", [k for k in _cases(POOLS) if "avg" in k.values[0]] + _cases({"slow:lp": None})
+)
+def test_jax_average_pooling_equals_portable_path(name):
+    pytest.importorskip("jax")
+    make, shape = POOLS.get(name) or (lambda: nnx.LPPool2d(2, 3, stride=2), (2, 2, 7, 7))
+    be = nnx.get_backend("jax")
+    with nnx.backend.float64_scope(be):
+        _assert_same(*_both_paths(make, shape, be))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("make", [lambda: nnx.MaxPool2d(2, stride=1), lambda: nnx.MaxPool1d(3)])
+def test_torch_max_pooling_ties_go_to_the_first_maximum(make):
+    # integer-valued data: many windows hold their maximum twice; both paths pick the first
+    data = np.round(host_normal((2, 2, 6, 6), seed=3))
+    data = data[:, :, 0] if make().nd == 1 else data
+    _assert_same(*_both_paths(make, data.shape, nnx.get_backend("torch"), data))
+
+
+def test_arrays_of_other_libraries_or_mixed_ones_take_the_portable_path():
+    assert _native.library(np.zeros(2)) is None
+    torch = pytest.importorskip("torch")
+    assert _native.library(torch.zeros(2)) is torch
+    assert _native.library(torch.zeros(2), np.zeros(2)) is None
+    with _fastconv.portable_only():
+        assert _native.library(torch.zeros(2)) is None
+
+
+def test_compiled_jax_step_traces_the_native_kernels():
+    """nnx.compile's step on JAX runs lax convolutions inside the traced explicit backward and
+    gives the same loss and weights as eager NumPy."""
+    pytest.importorskip("jax")
+
+    def model():
+        return nnx.Sequential(
+            nnx.Conv2d(2, 3, 3, padding=1, rng=0),
+            nnx.ReLU(),
+            nnx.MaxPool2d(2),
+            nnx.Conv2d(3, 2, 3, stride=2, rng=1),
+            nnx.Flatten(),
+            nnx.Linear(2, 2, rng=2),
+        )
+
+    x, y = host_normal((4, 2, 6, 6), seed=1).astype(np.float32), np.arange(4) % 2
+    results = []
+    for be in (nnx.get_backend("numpy"), nnx.get_backend("jax")):
+        m, loss = model().to(be), nnx.CrossEntropyLoss()
+        opt = nnx.optim.SGD(m.parameters(), lr=0.1)
+        before = _native.calls["conv_backward"]
+        if be.name == "jax":
+            step = nnx.compile(m, loss, opt)
+            values = [float(nnx.to_numpy(step(be.asarray(x), be.asarray(y, dtype="int32"))[0]))]
+            values += [float(nnx.to_numpy(step(be.asarray(x), be.asarray(y, dtype="int32"))[0]))]
+            assert _native.calls["conv_backward"] - before == 2  # traced once, both conv layers
+            with pytest.raises(nnx.BackwardBeforeForwardError):  # the traced input is dropped
+                m[0].backward(be.asarray(np.ones((4, 3, 6, 6), np.float32)))
+        else:
+            values = []
+            for _ in range(2):
+                opt.zero_grad()
+                values.append(float(loss(m(x), y)))
+                m.backward(loss.backward(), need_input_grad=False)
+                opt.step()
+        results.append((values, [nnx.to_numpy(p.value) for p in m.parameters()]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
