@@ -1,7 +1,8 @@
 """NumPy fast path of the convolutions: two of the three maps of :mod:`nnx.layers.conv` (the
 forward product and the weight gradient), computed batch-chunk by batch-chunk so that the im2col
-columns never exist whole. (The input gradient needs none: for stride 1 it is a forward product
-of its own, and the col2im route measured faster whole-batch.)
+columns never exist whole. (The input gradient is, for "same" stride-1 layers, a forward product
+of its own; its col2im route runs whole-batch, with the batch as the innermost axis where that
+measured faster: :func:`conv_input_grad_batch_inner`.)
 
 Why: the portable path stacks ``kh*kw`` strided slices into columns ``kh*kw`` times the size of
 the input (75 MB for a 16-channel 3x3 layer on 128 32x32 images), writes them once and reads them
@@ -204,16 +205,31 @@ def conv_weight_grad(x_cn, g_cn, groups, kernel, stride, dilation) -> np.ndarray
     return dw.reshape(o, cg, *kernel)
 
 
-def conv_input_grad_3d(g_cn, w, groups, size, stride, dilation) -> np.ndarray:
-    """3-d only: the padded input's gradient ``(C, N, *size)`` from ``g_cn`` ``(O, N, *out)``
-    (col2im of ``W^T @ g``) with the batch as the innermost axis.
+def batch_inner_pays(size, kernel, stride, out) -> bool:
+    """Whether :func:`conv_input_grad_batch_inner` is the faster col2im for this geometry.
+
+    Measured (CPU time, one thread, float32, batch 128; portable col2im / batch innermost, ms):
+    every 3-d case (see benchmarks.md's Conv3d section); 2-d stride 1, 5x5 kernels: 6->16
+    channels at 14x14 3.98 / 2.53 (LeNet's second layer), at 28x28 25.8 / 19.0; 2-d stride 1,
+    3x3: 16->64 at 32x32 42.3 / 43.7, 3->32 at 32x32 6.5 / 7.9; 2-d stride 2, 3x3: 32->16 at
+    34x34 10.3 / 18.9. So: 3-d, or stride 1 with many kernel offsets (each a strided add of the
+    portable route) or short output rows."""
+    if len(size) == 3:
+        return True
+    return all(s == 1 for s in stride) and (math.prod(kernel) >= 16 or out[-1] <= 12)
+
+
+def conv_input_grad_batch_inner(g_cn, w, groups, size, stride, dilation) -> np.ndarray:
+    """The padded input's gradient ``(C, N, *size)`` from ``g_cn`` ``(O, N, *out)`` (col2im of
+    ``W^T @ g``) with the batch as the innermost axis (where :func:`batch_inner_pays`).
 
     The portable col2im adds each kernel offset's piece at a strided position of a
     ``(C, N, D, H, W)`` array, whose innermost run is only ``Wo`` long (8 at 16x16 with stride
     2: the per-run overhead of 27 strided adds cost more than the product). Here ``g`` is laid
     out ``(O, Do, Ho, Wo, N)``, the product gives every offset's columns as ``(C, Do*Ho*Wo, N)``
     and they are added into a ``(C, Dp, Hp, Wp, N)`` array in runs of ``N`` contiguous values;
-    one transposing copy gives the result its ``(C, N, ...)`` layout."""
+    one transposing copy gives the result its ``(C, N, ...)`` layout. (Any number of spatial
+    axes.)"""
     o, n, *out = g_cn.shape
     _, cg, *kernel = w.shape
     taps = math.prod(kernel)

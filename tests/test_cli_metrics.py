@@ -52,6 +52,48 @@ def test_metrics_become_columns_keys_and_pictures(tmp_path, capsys):
     assert config["settings"]["metrics"] == ["accuracy", "f1", "auroc"]
 
 
+def test_the_printed_summary_shows_every_metric_in_80_columns(tmp_path):
+    # it showed accuracy alone (f1 and auroc only in summary.json), and the file list of a run
+    # with confusion.png was 81 columns
+    from nnx.cli.run import _print_summary
+
+    summary = {"backend": "numpy", "device": "cpu", "dataset": "digits", "epochs": 2,
+               "stopped_early": False, "train_seconds": 0.1, "seconds_per_epoch": 0.05,
+               "samples_per_s": 1e4}  # fmt: skip
+    for i, split in enumerate(("train", "val", "test")):
+        summary.update({f"{split}_loss": 0.5, f"{split}_accuracy": 0.9, f"{split}_f1": 0.8 + i,
+                        f"{split}_auroc": 0.95, f"{split}_precision_weighted": 0.7})  # fmt: skip
+    said: list[str] = []
+    pictures = [tmp_path / "curves.png", tmp_path / "confusion.png"]
+    _print_summary(summary, tmp_path / "run-with-a-name", pictures, said.append)
+    lines = "\n".join(said).splitlines()
+    assert all(len(line) <= 80 for line in lines if "outputs in" not in line), lines
+    text = " ".join("\n".join(said).split())
+    for i, split in enumerate(("train", "val", "test")):
+        assert f"{split} loss 0.5000 accuracy 0.9000 f1 {0.8 + i:.4f} auroc 0.9500" in text, text
+    assert "precision_weighted 0.7000" in text and "curves.png, confusion.png" in text
+
+
+def test_confusion_png_names_the_classes_of_a_csv(tmp_path, capsys, monkeypatch):
+    # a .csv with labels cat/dog drew its confusion matrix with ticks 0 and 1
+    from nnx.cli import run as cli_run
+
+    drawn = {}
+    monkeypatch.setattr(
+        cli_run, "save_confusion", lambda m, p, labels=None, title=None: drawn.update(labels=labels)
+    )
+    rng = np.random.default_rng(0)
+    lines = ["a,b,kind"] + [
+        f"{v:.3f},{-v:.3f},{'dog' if v > 0 else 'cat'}" for v in rng.normal(size=40)
+    ]
+    (tmp_path / "pets.csv").write_text("\n".join(lines) + "\n")
+    args = ["--dataset", tmp_path / "pets.csv", "--label-column", "kind", "--device", "cpu"]
+    status, _, err = _main(capsys, *args, "--hidden", 4, "--epochs", 1, "--quiet", "--out",
+                           tmp_path / "r")  # fmt: skip
+    assert status == 0, err
+    assert drawn["labels"] == ["cat", "dog"]
+
+
 def test_classifiers_always_measure_accuracy_for_best_npz(tmp_path, capsys):
     out = tmp_path / "r"
     assert _main(capsys, *FAST, "--metrics", "F1_Micro", "--out", out)[0] == 0
@@ -106,6 +148,21 @@ def test_curves_with_every_option_and_confusion_without_matplotlib(tmp_path, cap
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     assert save_confusion(np.eye(2), tmp_path / "n.png") is None
     assert "matplotlib is not installed" in caplog.text and not (tmp_path / "n.png").exists()
+
+
+def test_curves_panels_follow_the_metrics_order(tmp_path, monkeypatch):
+    # --metrics accuracy,f1,auroc drew accuracy, auroc, f1 (sorted by name)
+    pytest.importorskip("matplotlib")
+    from nnx.training import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "train_f1": 0.4,
+             "train_auroc": 0.6, "val_loss": 1.0, "val_accuracy": 0.5, "val_f1": 0.4,
+             "val_auroc": 0.6} for e in (1, 2)]  # fmt: skip
+    nnx.save_curves(History(rows), tmp_path / "c.png")
+    titles = [ax.get_title() for ax in drawn[0].axes if ax.get_title()]
+    assert titles[:4] == ["loss", "accuracy", "f1", "auroc"], titles
 
 
 def test_evaluate_with_a_confusion_matrix():

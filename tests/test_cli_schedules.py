@@ -103,6 +103,12 @@ def test_schedule_options_are_refused_where_they_do_not_apply(capsys):
             "cycles the momentum",
         ),
         (("--schedule", "plateau", "--plateau-factor", 1.0), "--plateau-factor must be < 1.0"),
+        # cosine-restarts annealed from --lr 0.001 up to 0.5 and back, each cycle
+        (
+            ("--schedule", "cosine-restarts", "--min-lr", 0.5),
+            "--min-lr 0.5 must be below the learning rate 0.001 (--lr) for --schedule cosine-r",
+        ),
+        (("--schedule", "plateau", "--lr", 0.1, "--min-lr", 0.1), "--min-lr 0.1 must be below"),
     ]
     for args, message in cases:
         status, _, err = _main(capsys, *FAST, *args)
@@ -133,3 +139,19 @@ def test_find_lr_writes_the_curve_and_the_suggestion_and_does_not_train(tmp_path
         assert (out / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     status, _, err = _main(capsys, "--find-lr", "--resume", tmp_path / "nothing.npz")
     assert status != 0 and "Traceback" not in err
+
+
+def test_find_lr_refuses_training_flags_it_would_ignore(tmp_path, capsys):
+    # --schedule onecycle, --metrics, --tensorboard... were accepted and had no effect
+    for args in (("--schedule", "onecycle"), ("--metrics", "f1"), ("--clip-norm", 1)):
+        status, _, err = _main(capsys, *FAST, "--find-lr", *args, "--out", tmp_path / "f")
+        assert status == 2 and f"{args[0]} does not apply with --find-lr" in err, err
+        assert not (tmp_path / "f").exists()
+
+
+def test_find_lr_prints_its_suggestion_with_quiet(tmp_path, capsys):
+    # --quiet drops the model table, not the one result of the command
+    status, said, err = _main(capsys, *FAST, "--find-lr", "--out", tmp_path / "q")
+    found = json.loads((tmp_path / "q" / "lr_find.json").read_text())
+    assert status == 0 and f"--lr {found['suggestion']:.3g}" in said, said + err
+    assert "Layer (type)" not in said

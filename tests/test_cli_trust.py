@@ -346,6 +346,17 @@ def test_a_csv_header_with_a_byte_order_mark_reads(tmp_path, capsys):
     assert x_all.shape[1] == 4  # a is the label, b, c, d and label the features
 
 
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path, capsys):
+    # columns are picked by name (the label, and nnx-predict's features): two 'a' are ambiguous
+    x, y = _features(n=20)
+    data = _csv(tmp_path / "d.csv", x, y)
+    data.write_text(data.read_text().replace("a,b,c,d,", "a,b,a,d,", 1))
+    out = tmp_path / "r"
+    _one_line(capsys, "names column 'a' more than once", "--dataset", data, "--label-column",
+              "label", "--out", out)  # fmt: skip
+    assert not (out / "last.npz").exists()
+
+
 def test_settings_problems_are_found_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "r"
     err = _one_line(capsys, "--jit: jit=True", "--jit", "--epochs", 1, "--out", out)

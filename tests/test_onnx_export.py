@@ -382,6 +382,14 @@ def test_bad_options_are_refused(kw, message, tmp_path):
         export_onnx(nnx.Sequential(nnx.ReLU()), _x(2, 2), tmp_path / "m.onnx", **kw)
 
 
+def test_an_example_input_that_is_not_an_array_is_one_line(tmp_path):
+    # a nested list was an AttributeError: 'list' object has no attribute 'ndim'
+    model = nnx.Sequential(nnx.Linear(4, 2, rng=0))
+    with pytest.raises(TypeError, match="example input 'input' is a list, not an array"):
+        export_onnx(model, [[1.0, 2.0, 3.0, 4.0]], tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_batch_axis_none_keeps_every_size(tmp_path):
     model = nnx.Sequential(nnx.Linear(4, 2, rng=0))
     session = _session(export_onnx(model, _x(3, 4), tmp_path / "m.onnx", batch_axis=None))

@@ -133,7 +133,17 @@ def test_regression_run_writes_predictions(tmp_path, capsys):
             "column 'd' was not a feature",
         ),
         (lambda d: np.save(d / "x.npy", np.ones((2, 3))), ["--output", "p.txt"], "end in .csv"),
+        (
+            lambda d: _write_csv(d / "x.csv", ["a", "b", "c", "a"], [[1, 2, 3, 9]]),
+            [],
+            "names column 'a' more than once",
+        ),
         (lambda d: np.save(d / "x.npy", np.ones((2, 3))), ["--batch-size", "0"], "--batch-size"),
+        (
+            lambda d: np.save(d / "x.npy", np.ones((2, 3))),
+            ["--output", "/proc/p.csv"],  # the message named .p.csv.XXXXXXXX.tmp
+            "--output /proc/p.csv: cannot write it",
+        ),
     ],
 )
 def test_bad_inputs_are_one_line(pets_run, tmp_path, capsys, make_input, extra, message):
@@ -143,6 +153,17 @@ def test_bad_inputs_are_one_line(pets_run, tmp_path, capsys, make_input, extra, 
     assert status == 2 and out == ""
     assert err.startswith("nnx-predict: error: ") and len(err.strip().splitlines()) == 1
     assert message.format(d=tmp_path) in err, err
+
+
+def test_a_language_model_is_refused(tmp_path, capsys):
+    # its (N, V, T) logits came out as "probabilities" over V * T columns, for ids cast from
+    # whatever numbers the input held
+    from nnx.models import build_model
+
+    nnx.save_model(tmp_path / "lm.npz", build_model("lstm", (8,), 3, hidden_size=4, vocab="abc"))
+    np.save(tmp_path / "x.npy", np.array([[0.0], [0.5], [1.0]]))
+    status, out, err = _predict(capsys, tmp_path / "lm.npz", "--input", tmp_path / "x.npy")
+    assert status == 2 and out == "" and "is a character language model" in err, err
 
 
 def test_missing_model_and_folder_without_one(tmp_path, capsys):
@@ -158,6 +179,14 @@ def test_script_is_a_shim_of_the_command():
     assert "from nnx.cli.predict import main" in script and "def " not in script
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "predict.py"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"nnx {nnx.__version__}"
+    # python -m nnx.cli.predict ran the module and exited 0 without doing anything
+    done = subprocess.run(
+        [sys.executable, "-m", "nnx.cli.predict", "--version"],
         capture_output=True,
         text=True,
         timeout=120,

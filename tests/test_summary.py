@@ -57,6 +57,25 @@ def test_tuple_outputs_and_several_inputs():
     assert "(N, 2), (N, 3)" in table
 
 
+def test_the_batch_axis_is_found_wherever_it_is():
+    # an LSTM's states are (layers, N, hidden): the batch axis was shown as its size, 2, and a
+    # first axis of 2 layers as N
+    table = nnx.summary(nnx.LSTM(3, 4, num_layers=2, batch_first=True, rng=0), (5, 3))
+    assert "(N, 5, 4), (2, N, 4), (2, N, 4)" in table, table
+
+
+def test_input_shape_from_the_first_layer(capsys):
+    # Keras' model.summary() takes no shape; here it was a TypeError about a missing argument
+    mlp = nnx.Sequential(nnx.Linear(3, 4, rng=0), nnx.ReLU(), nnx.Linear(4, 2, rng=1))
+    assert nnx.summary(mlp) == nnx.summary(mlp, (3,))
+    x = np.random.default_rng(0).normal(size=(10, 1, 2, 2)).astype(np.float32)
+    run_like = nnx.Sequential(nnx.Standardize((1, 2, 2)).fit(x), nnx.Flatten(), nnx.Linear(4, 2))
+    run_like.summary()
+    assert "(N, 1, 2, 2)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"give input_shape.*the first layer, Conv2d, does not"):
+        nnx.summary(nnx.Sequential(nnx.Conv2d(1, 2, 3, rng=0)))
+
+
 def test_bad_use_is_a_clear_error():
     model = nnx.Sequential(nnx.Linear(4, 2, rng=0))
     with pytest.raises(ValueError, match="input_shape must be the shape of one sample"):

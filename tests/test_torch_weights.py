@@ -251,8 +251,13 @@ def test_pt_file_read_with_weights_only(tmp_path):
     with pytest.raises(nnx.NnxFileError, match=r"holds a list, not a state dict"):
         nnx.load_torch_state_dict(b, tmp_path / "list.pt")
     (tmp_path / "junk.pth").write_bytes(b"not a pickle")
-    with pytest.raises(nnx.NnxFileError, match=r"junk\.pth.* is not a PyTorch weights file"):
+    with pytest.raises(nnx.NnxFileError, match=r"junk\.pth.* is not a PyTorch weights file") as e:
         nnx.load_torch_state_dict(b, tmp_path / "junk.pth")
+    # PyTorch's paragraph (terminal escapes, "weights_only=False" advice) is not passed on
+    assert "\x1b" not in _one_line(e) and "weights_only` set to `False" not in str(e.value)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pt")  # the model, not its state dict
+    with pytest.raises(nnx.NnxFileError, match=r"pickled Python objects \(torch\.nn\..*Linear\)"):
+        nnx.load_torch_state_dict(b, tmp_path / "whole.pt")
 
 
 # ------------------------------------------------------------------ bad input: one line
@@ -281,6 +286,10 @@ def test_mismatches_named_in_one_line():
     bad["0.weight"] = bad["0.weight"].T  # nnx's own layout: not PyTorch's
     with pytest.raises(ValueError, match=r"'0\.weight' has shape \(4, 6\), .* needs \(6, 4\)"):
         nnx.load_torch_state_dict(b, bad)
+    bad["0.weight"] = np.full((6, 4), np.nan, np.float32)  # was loaded silently
+    with pytest.raises(ValueError, match=r"'0\.weight' has NaN or infinite values"):
+        nnx.load_torch_state_dict(b, bad)
+    np.testing.assert_array_equal(nnx.to_numpy(b[0].weight.value), a.state_dict()["0.weight"])
     bad["0.weight"] = "text"
     with pytest.raises(TypeError, match=r"'0\.weight' has dtype <U4, not a number type"):
         nnx.load_torch_state_dict(b, bad)

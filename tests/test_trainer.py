@@ -492,6 +492,25 @@ def test_progress_bar_fits_80_columns_with_a_20_column_bar_and_epoch_lines():
     assert all(len(line) <= 80 and "val loss" in line and line.endswith("s") for line in lines)
 
 
+def test_epoch_lines_wider_than_the_terminal_break_between_items():
+    # with --metrics accuracy,f1,auroc a digits epoch line was 91 columns, cut mid-word by an
+    # 80-column terminal; a log (not a terminal) keeps one line per epoch
+    logs = {"train_loss": 0.5, "val_loss": 0.4, "val_accuracy": 0.9, "val_f1": 0.89,
+            "val_auroc": 0.99, "seconds": 0.05}  # fmt: skip
+    one = cbs.progress.epoch_line(12, 30, logs)
+    assert "\n" not in one and len(one) > 80 and cbs.progress.epoch_line(12, 30, logs, 200) == one
+    wrapped = cbs.progress.epoch_line(12, 30, logs, 80).splitlines()
+    assert len(wrapped) == 2 and all(len(line) <= 80 for line in wrapped)
+    assert wrapped[1].startswith(" " * len("epoch 12/30  ") + "val")
+    assert " ".join(" ".join(wrapped).split()) == " ".join(one.split())
+    train, test = _vertical()
+    screen, log = _Terminal(), _Terminal()
+    bar = cbs.ProgressBar(stream=screen, line_stream=log, ncols=40)
+    _trainer(callbacks=[bar]).fit(train, test, epochs=2, batch_size=8)
+    lines = log.buffer.getvalue().splitlines()
+    assert len(lines) > 2 and all(len(line) <= 40 for line in lines), lines
+
+
 def test_epoch_lines_alone_when_quiet_and_none_by_default_off_a_terminal(capsys):
     train, test = _vertical()
     _trainer(callbacks=[cbs.ProgressBar(quiet=True, lines=True)]).fit(train, test, epochs=2)

@@ -15,7 +15,8 @@ from .runfolder import write_json
 
 RULE = (
     "steepest descent: the learning rate at the minimum of numpy.gradient of the smoothed loss "
-    "(EMA beta 0.98, bias-corrected), leaving out the first 10 and last 1 points"
+    "(EMA beta 0.98, bias-corrected), leaving out the first 10 and last 1 points and those "
+    "past the minimum"
 )
 
 
@@ -29,7 +30,8 @@ def run_lr_find(
     say: Callable[[str], None],
 ) -> int:
     """Run the range test on ``train`` with the run's optimizer and batch size; write the
-    results into ``out``; return the exit status 0."""
+    results into ``out``; print the suggestion (even with ``--quiet``, so ``say`` is not used
+    for it); return the exit status 0."""
     found = nnx.lr_find(
         model, loss, optimizer, train, batch_size=settings["batch_size"], seed=settings["seed"]
     )
@@ -48,11 +50,16 @@ def run_lr_find(
             "smoothed": found.smoothed,
         },
     )
+
+    # the result is the command's output: printed with --quiet too (which drops the table)
+    def tell(line: str) -> None:
+        print(line, flush=True)
+
     wrote = "lr_find.json" + (", lr_find.png" if picture is not None else "")
     if found.suggestion is None:
-        say(f"nnx: no learning rate suggested: {found.note} (wrote {wrote} in {out})")
+        tell(f"nnx: no learning rate suggested: {found.note} (wrote {wrote} in {out})")
     else:
-        say(
+        tell(
             f"nnx: suggested learning rate {found.suggestion:.3g} for {settings['optimizer']} "
             f"(steepest descent of the loss; wrote {wrote} in {out}); train with "
             f"--lr {found.suggestion:.3g}"

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None, prog: str = "predict.py") -> int:
         backend = nnx.get_backend(args.device)
         set_threads(args.threads)
         model = nnx.load_model(model_path, device=backend)
+        _refuse_language_model(model, model_path)
         x = read_inputs(Path(args.input), config)
         x = fit_to_model(x, model, Path(args.input))
         outputs = predict(model, x, backend, args.batch_size)
@@ -103,7 +104,12 @@ def main(argv: list[str] | None = None, prog: str = "predict.py") -> int:
         else:
             from .runfolder import write_text
 
-            write_text(Path(args.output), text)
+            try:
+                write_text(Path(args.output), text)
+            except OSError as err:  # named by the atomic write's temporary file otherwise
+                raise PredictError(
+                    f"--output {args.output}: cannot write it ({err.strerror or err})"
+                ) from None
     except BackendUnavailableError as err:  # the API names backends; here they are --device
         return _fail(prog, str(err).replace("use backend ", "use --device "))
     except (PredictError, NnxFileError, DatasetError) as err:
@@ -144,6 +150,20 @@ def find_model(path: Path) -> tuple[Path, dict[str, Any]]:
     elif not path.is_file():
         raise PredictError(f"model {path} is not a regular file")
     return path, _dataset_record(path.parent / "config.json")
+
+
+def _refuse_language_model(model: Any, path: Path) -> None:
+    """The ``transformer``/``lstm`` presets map ids ``(N, T)`` to logits ``(N, V, T)``: read as
+    a classifier, their CSV was probabilities over V * T columns for ids cast from any number."""
+    from nnx.models.lstm import LSTMLanguageModel
+    from nnx.models.transformer import CausalTransformerLM
+
+    if isinstance(model, (LSTMLanguageModel, CausalTransformerLM)):
+        raise PredictError(
+            f"{path} is a character language model ({type(model).__name__}); nnx-predict is for "
+            "classifiers and regressors: generate text with nnx.models.generate "
+            "(docs/cli.md, language-model presets)"
+        )
 
 
 def _dataset_record(config: Path) -> dict[str, Any]:
@@ -285,3 +305,7 @@ def predictions_csv(outputs: np.ndarray, config: dict[str, Any]) -> str:
         named = [names[label]] if names else []
         writer.writerow([int(label), *named, *(f"{p:.6f}" for p in row)])
     return buffer.getvalue()
+
+
+if __name__ == "__main__":  # python -m nnx.cli.predict, as python -m nnx.cli trains
+    sys.exit(main(prog="python -m nnx.cli.predict"))

@@ -128,7 +128,10 @@ def run(
         pictures = [curves] if curves else []
         if confusion is not None:
             title = f"{out.name}: test set, {len(test)} samples"
-            pictures.append(save_confusion(confusion, out / "confusion.png", title=title))
+            names = data.class_names  # a .csv's own labels (setosa...), else the indices
+            pictures.append(
+                save_confusion(confusion, out / "confusion.png", names and list(names), title)
+            )
         _print_summary(summary, out, [p for p in pictures if p], say)
     return 0
 
@@ -418,14 +421,36 @@ def _silent(line: str) -> None:
     """``say`` of ranks other than 0."""
 
 
+def _fit(items: list[str], first: str, indent: str, sep: str, width: int = 80) -> str:
+    """``items`` joined by ``sep`` after ``first``, broken between items onto lines that start
+    with ``indent`` so that each fits ``width`` columns (an item wider than that alone)."""
+    lines = [first + items[0]]
+    for item in items[1:]:
+        if len(lines[-1]) + len(sep) + len(item) <= width:
+            lines[-1] += sep + item
+        else:
+            lines.append(indent + item)
+    return "\n".join(lines)
+
+
 def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say: Say) -> None:
     metric = "accuracy" if "test_accuracy" in summary else "mae"
+    # every --metrics name too (f1, auroc...), not only the first: those with a val_/test_ value
+    names = [metric] + [
+        k.partition("_")[2]
+        for k in summary
+        if k.startswith(("val_", "test_")) and k.partition("_")[2] not in ("loss", metric)
+    ]
+    names = list(dict.fromkeys(names))
 
     def row(split: str) -> str:
-        loss, value = summary.get(f"{split}_loss"), summary.get(f"{split}_{metric}")
+        loss = summary.get(f"{split}_loss")
         if loss is None:
             return f"  {split:<5}  -"
-        return f"  {split:<5}  loss {loss:.4f}   {metric} {value:.4f}"
+        items = [f"loss {loss:.4f}"] + [
+            f"{n} {summary[f'{split}_{n}']:.4f}" for n in names if f"{split}_{n}" in summary
+        ]
+        return _fit(items, f"  {split:<5}  ", " " * 9, "   ")
 
     say(
         f"nnx: trained on {summary['backend']} ({summary['device']}), dataset {summary['dataset']}, "
@@ -448,4 +473,4 @@ def _print_summary(summary: dict[str, Any], out: Path, pictures: list[Path], say
         + [p.name for p in pictures]
     )
     say(f"  outputs in {out}:")  # the files on a line of their own: 80 columns
-    say(f"    {files}")
+    say(_fit(files.split(" "), "    ", "    ", " "))

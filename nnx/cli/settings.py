@@ -369,6 +369,11 @@ def resolve_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Path | N
         raise ConfigError(f"--momentum applies to sgd and rmsprop, not {settings['optimizer']}")
     if settings["lr"] is None:
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
+    if settings["schedule"] in SCHEDULE_OPTIONS["min_lr"] and settings["min_lr"] >= settings["lr"]:
+        raise ConfigError(  # cosine-restarts annealed up to it, plateau never cut
+            f"--min-lr {settings['min_lr']:g} must be below the learning rate "
+            f"{settings['lr']:g} (--lr) for --schedule {settings['schedule']}"
+        )
     if settings["early_stopping"] is not None and settings["val_fraction"] == 0:
         raise ConfigError("--early-stopping needs a validation split (--val-fraction > 0)")
     if settings["tensorboard"]:
@@ -422,6 +427,19 @@ def check_schedule_options(settings: dict[str, Any]) -> None:
         )
     if settings["find_lr"] and settings["distributed"]:
         raise ConfigError("--find-lr runs in one process; launch it without MPI")
+    for name in FIND_LR_IGNORES if settings["find_lr"] else ():
+        if settings[name] != SETTINGS[name][0]:  # it was silently ignored
+            raise ConfigError(
+                f"--{name.replace('_', '-')} does not apply with --find-lr, which runs plain "
+                "steps at a growing rate and does not train; give it when training"
+            )
+
+
+# Training settings that the range test (plain steps, no epochs) does not use.
+FIND_LR_IGNORES = (
+    "schedule", "metrics", "tensorboard", "early_stopping", "clip_norm", "accumulate",
+    "precision", "log_loss",
+)  # fmt: skip
 
 
 # The character-level language models (--model transformer/lstm) train on --text through the

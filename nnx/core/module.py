@@ -307,10 +307,12 @@ class Module:
         """The arguments shown inside this module's parentheses in ``repr``."""
         return ""
 
-    def summary(self, input_shape: Any, *, dtype: Any = None) -> None:
+    def summary(self, input_shape: Any = None, *, dtype: Any = None) -> None:
         """Print the table of :func:`nnx.summary` (layers, output shapes, parameter counts) for
         samples of ``input_shape``, as Keras' ``model.summary()`` does; returns None, so a REPL
-        shows the table once. ``nnx.summary(model, input_shape)`` returns it as a string."""
+        shows the table once. ``nnx.summary(model, input_shape)`` returns it as a string.
+        Without ``input_shape``, a model that starts with ``Standardize`` or ``Linear`` gives
+        its own (a trained run's model does)."""
         if _SUMMARY_TABLE is None:  # pragma: no cover - nnx imports nnx.core.summary
             raise RuntimeError("Module.summary needs nnx.core.summary; import nnx first")
         print(_SUMMARY_TABLE(self, input_shape, dtype=dtype))

@@ -39,7 +39,7 @@ _BATCH = 2  # a batch of two: a batch axis of 1 could hide broadcasting mistakes
 
 def summary(
     model: Module,
-    input_shape: Sequence[int] | Sequence[Sequence[int]],
+    input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
     *,
     dtype: Any = None,
     print_fn: Callable[[str], Any] | None = None,
@@ -49,42 +49,51 @@ def summary(
     Args:
         model: any module.
         input_shape: the shape of one sample, without the batch axis (``(64,)``,
-            ``(1, 28, 28)``); a list of shapes for a model taking several inputs.
+            ``(1, 28, 28)``); a list of shapes for a model taking several inputs. None: the
+            shape the model's first layer fixes, a ``Standardize`` or a ``Linear`` (a model of
+            the training command's starts with ``Standardize``); else a ValueError asks for it.
         dtype: the input dtype (default: the dtype of the model's first floating parameter, else
             float32); ``"int64"`` for models that take token indices.
         print_fn: called with the table (default None: only returned; ``Module.summary``
             prints it).
 
     Each row is a module (sub-modules indented under their container) with its output shape
-    (``N`` is the batch axis), its own parameter count and their size in bytes; modules not
+    (``N`` marks the batch axes: those that change when a second pass runs a batch one
+    longer), its own parameter count and their size in bytes; modules not
     called by the forward pass show ``-`` as their shape. A module listed twice (shared) is
     counted once.
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary: model must be an nnx.Module, got {type(model).__name__}")
-    shapes = _input_shapes(input_shape)
+    shapes = _input_shapes(_own_input_shape(model) if input_shape is None else input_shape)
     params = list(model.parameters())
     backend = backend_of(params[0].value) if params else get_backend("cpu")
     if dtype is None:
         floating = [p for p in params if backend.xp.isdtype(p.dtype, "real floating")]
         dtype = str(floating[0].dtype).rsplit(".", 1)[-1] if floating else "float32"
-    inputs = [backend.asarray(np.zeros((_BATCH, *s)), dtype=dtype) for s in shapes]
-
     outputs: dict[int, Any] = {}
+    again: dict[int, Any] = {}  # a batch one longer: the axes that change are the batch axes
+    sink = [outputs]  # where the forward passes record, the first pass's then the second's
     named = list(model.named_modules())
     originals = {}
     for _, module in named:
         originals[id(module)] = module.__dict__.get("forward")
-        module.forward = _recording(module, outputs)
+        module.forward = _recording(module, sink)
     modes = {id(m): m.training for _, m in named}
     model.eval()
     try:
-        model(*inputs)
+        model(*[backend.asarray(np.zeros((_BATCH, *s)), dtype=dtype) for s in shapes])
     except Exception as err:
         raise ValueError(
             f"summary: the forward pass on input shape {_show_input(shapes)} failed "
             f"({type(err).__name__}: {err})"
         ) from err
+    else:
+        sink[0] = again
+        try:  # a model tied to the batch size fails here: then axis 0 is taken as the batch
+            model(*[backend.asarray(np.zeros((_BATCH + 1, *s)), dtype=dtype) for s in shapes])
+        except Exception:  # noqa: BLE001
+            again.clear()
     finally:
         for _, module in named:
             if originals[id(module)] is None:
@@ -107,7 +116,7 @@ def summary(
         rows.append(
             (
                 "  " * depth + label,
-                _show(outputs.get(id(module))),
+                _show(outputs.get(id(module)), again.get(id(module))),
                 f"{count:,}" if count else "-",
                 _bytes(size) if count else "-",
             )
@@ -141,7 +150,7 @@ def summary(
 set_summary_table(summary)
 
 
-def _recording(module: Module, outputs: dict[int, Any]) -> Any:
+def _recording(module: Module, sink: list[dict[int, Any]]) -> Any:
     forward = (
         type(module).forward.__get__(module)
         if "forward" not in module.__dict__
@@ -150,7 +159,7 @@ def _recording(module: Module, outputs: dict[int, Any]) -> Any:
 
     def record(*args: Any, **kwargs: Any) -> Any:
         out = forward(*args, **kwargs)
-        outputs[id(module)] = out
+        sink[0][id(module)] = out
         return out
 
     return record
@@ -178,22 +187,52 @@ def _input_shapes(input_shape: Any) -> list[tuple[int, ...]]:
     return [one(input_shape)]
 
 
+def _own_input_shape(model: Module) -> tuple[int, ...]:
+    """The sample shape fixed by the first layer of ``model`` (``Sequential`` entered): a
+    ``Standardize``'s ``shape`` or a ``Linear``'s ``in_features`` (duck-typed: the layers
+    package is above this one)."""
+    from .module import Sequential
+
+    first: Any = model
+    while isinstance(first, Sequential) and len(first) > 0:
+        first = first[0]
+    name = type(first).__name__
+    shape = getattr(first, "shape", None)
+    if name == "Standardize" and isinstance(shape, tuple):
+        return tuple(int(d) for d in shape)
+    if name == "Linear" and isinstance(getattr(first, "in_features", None), int):
+        return (first.in_features,)
+    raise ValueError(
+        f"summary: give input_shape, the shape of one sample such as (64,) or (1, 28, 28): "
+        f"the first layer, {name}, does not fix it"
+    )
+
+
 def _show_input(shapes: list[tuple[int, ...]]) -> str:
     return str(shapes[0]) if len(shapes) == 1 else str(shapes)
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, other: Any = None) -> str:
+    """The shape(s) of ``value`` with ``N`` on the batch axes: the axes whose size differs in
+    ``other``, the output for a batch one longer (else axis 0 when it has the batch's size)."""
     if value is None:
         return "-"
     if isinstance(value, (tuple, list)):
-        return ", ".join(_show(v) for v in value)
+        others = other if isinstance(other, (tuple, list)) and len(other) == len(value) else ()
+        return ", ".join(
+            _show(v, o) for v, o in zip(value, others or [None] * len(value), strict=True)
+        )
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {_show(v)}" for k, v in value.items())
+        others = other if isinstance(other, dict) else {}
+        return ", ".join(f"{k}: {_show(v, others.get(k))}" for k, v in value.items())
     shape = getattr(value, "shape", None)
     if shape is None:
         return type(value).__name__
     dims = [str(d) for d in tuple(shape)]
-    if dims and dims[0] == str(_BATCH):
+    bigger = getattr(other, "shape", None)
+    if bigger is not None and len(tuple(bigger)) == len(dims):
+        dims = ["N" if str(b) != d else d for d, b in zip(dims, tuple(bigger), strict=True)]
+    elif dims and dims[0] == str(_BATCH):
         dims[0] = "N"
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 

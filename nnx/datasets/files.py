@@ -350,6 +350,9 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
     if len(rows) < 2:
         raise DataFileError(f"{p}: needs a header row and at least one data row")
     header = [cell.strip() for cell in rows[0]]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:  # columns are picked by name: which one would be meant?
+        raise DataFileError(f"{p}: the header names column {twice[0]!r} more than once")
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):

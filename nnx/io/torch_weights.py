@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,8 @@ def load_torch_state_dict(
     With ``strict=True`` (the default, like PyTorch) every name must match: a ValueError lists
     the missing and unexpected keys. With ``strict=False`` the matching entries are loaded and
     the rest reported in the returned :class:`TorchLoadResult`. A shape that differs is always
-    a ValueError naming the key; nothing is changed unless every loaded entry fits.
+    a ValueError naming the key, and so is a NaN or infinite value; nothing is changed unless
+    every loaded entry fits.
     """
     if isinstance(state_dict, (str, os.PathLike)):
         state_dict = _read_weights(state_dict)
@@ -276,6 +278,8 @@ def load_torch_state_dict(
             raise TypeError(
                 f"PyTorch state dict entry {e.name!r} has dtype {value.dtype}, not a number type"
             )
+        if value.dtype.kind == "f" and not np.isfinite(value).all():  # never a silent NaN model
+            raise ValueError(f"PyTorch state dict entry {e.name!r} has NaN or infinite values")
         expected = e.pack([np.empty(s.shape, dtype=np.int8) for s in e.sources]).shape
         if tuple(value.shape) != tuple(expected):
             raise ValueError(
@@ -329,17 +333,32 @@ def _read_weights(path: str | os.PathLike) -> Mapping[str, Any]:
     try:
         loaded = reader.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NnxFileError(
-            f"{str(path)!r} is not a PyTorch weights file torch.load(weights_only=True) "
-            f"can read: {first}"
-        ) from None
+        raise NnxFileError(_torch_load_failure(path, e)) from None
     if not isinstance(loaded, Mapping):
         raise NnxFileError(
             f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict "
             "(save model.state_dict(), not the model)"
         )
     return loaded
+
+
+def _torch_load_failure(path: Path, e: Exception) -> str:
+    """One line for a ``torch.load(weights_only=True)`` failure. PyTorch's own message is a
+    paragraph with terminal escapes and advice to load with ``weights_only=False``; the
+    reason sits after ``WeightsUnpickler error:``."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    reason = text.split("WeightsUnpickler error:", 1)[-1].strip()
+    reason = reason.splitlines()[0].strip() if reason else type(e).__name__
+    found = re.match(r"Unsupported global: GLOBAL (\S+)", reason)
+    if found:  # torch.save(model) pickles the module's class, not just tensors
+        return (
+            f"{str(path)!r} holds pickled Python objects ({found.group(1)}), not only tensors, "
+            "so torch.load(weights_only=True) does not read it: save model.state_dict() instead"
+        )
+    return (
+        f"{str(path)!r} is not a PyTorch weights file torch.load(weights_only=True) can read: "
+        f"{reason[:200]}"
+    )
 
 
 def save_torch_weights(model: Module, path: str | os.PathLike) -> Path:

@@ -157,10 +157,10 @@ def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=None):
 
 def _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation):
     """The columns' gradient ``W^T @ g`` added back where each entry was read from."""
-    if len(size) == 3 and _fastconv.applies(g_cn, w):
-        return _fastconv.conv_input_grad_3d(g_cn, w, groups, tuple(size), stride, dilation)
     o, n, *out = g_cn.shape
     _, cg, *kernel = w.shape
+    if _fastconv.applies(g_cn, w) and _fastconv.batch_inner_pays(size, kernel, stride, out):
+        return _fastconv.conv_input_grad_batch_inner(g_cn, w, groups, tuple(size), stride, dilation)
     taps = math.prod(kernel)
     wm = xp.reshape(w, (groups, o // groups, cg * taps))
     dcols = xp.reshape(

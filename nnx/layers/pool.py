@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _native
+from .. import _fastpool, _native
 from ..backend import device, namespace
 from ..core.checks import check_floating, check_grad, require_forward
 from ..core.module import Module
@@ -119,8 +119,10 @@ class _MaxPool(_Pool):
             return (y, self._argmax) if self.return_indices else y
         self._native = self._native_x = None
         xpad = pad(x, xp, pads, "constant", value=-math.inf)
-        best = arg = None
-        for k, sl in enumerate(window_slices(kernel, stride, dilation, out)):
+        fast = _fastpool.max_pool_forward(xpad, kernel, stride, dilation, out)  # NumPy only
+        best, arg = fast if fast is not None else (None, None)
+        slices = window_slices(kernel, stride, dilation, out) if fast is None else ()
+        for k, sl in enumerate(slices):
             window = xpad[(slice(None), slice(None), *sl)]
             if best is None:
                 best = window
@@ -149,9 +151,11 @@ class _MaxPool(_Pool):
         xp = namespace(grad_out)
         padded, _, pads = self._padded
         kernel, arg = self.kernel_size, self._argmax
-        zero = xp.zeros((), dtype=grad_out.dtype, device=device(grad_out))
-        pieces = [xp.where(arg == k, grad_out, zero) for k in range(math.prod(kernel))]
-        dx = col2im(pieces, xp, padded, kernel, self.stride, self.dilation)
+        dx = _fastpool.max_pool_backward(grad_out, arg, kernel, self.stride, self.dilation, padded)
+        if dx is None:
+            zero = xp.zeros((), dtype=grad_out.dtype, device=device(grad_out))
+            pieces = [xp.where(arg == k, grad_out, zero) for k in range(math.prod(kernel))]
+            dx = col2im(pieces, xp, padded, kernel, self.stride, self.dilation)
         return pad_backward(dx, xp, self._x_shape, pads)
 
 

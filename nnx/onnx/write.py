@@ -177,6 +177,12 @@ def export_onnx(
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < OPSET:
         raise OnnxExportError(f"export_onnx: opset must be an integer >= {OPSET}, got {opset!r}")
     names, arrays = _example_inputs(model, example_input)
+    for n, a in zip(names, arrays, strict=True):
+        if not (hasattr(a, "ndim") and hasattr(a, "dtype")):  # a nested list, a number...
+            raise TypeError(
+                f"export_onnx: example input {n!r} is a {type(a).__name__}, not an array "
+                f"(a list or tuple holds one array per input)"
+            )
     axes = _batch_axes(names, arrays, batch_axis)
     label = "N" if len(names) == 1 else None
     ctx = Exporter(onnx, opset)

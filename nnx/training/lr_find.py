@@ -118,7 +118,8 @@ def lr_find(
     The suggestion is the learning rate at the steepest descent of the smoothed loss: the
     minimum of its gradient (``numpy.gradient`` over the batches, evenly spaced in
     ``log(lr)``), leaving out the first ``skip_start`` and last ``skip_end`` points (Lightning's
-    rule). It is None, with a :attr:`~LRFindResult.note`, when fewer than two points remain.
+    rule) and every point after the smoothed loss's minimum (where it falls again only as the
+    average forgets a divergence). It is None, with a :attr:`~LRFindResult.note`, when fewer than two points remain.
     The model runs on its parameters' backend (or ``device``).
     """
     from .trainer import Trainer  # the Trainer imports this package's modules
@@ -192,6 +193,11 @@ def _ramp(
             step.begin_batch(loader.batch_rows(batch))
             value = float(to_numpy(step(xb, yb)[0]))
             if not math.isfinite(value):
+                if i == 0:  # at the smallest rate: not a divergence but the data or the model
+                    raise ValueError(
+                        f"lr_find: the loss of the first batch is {value} at the starting rate "
+                        f"{start_lr:g}; check the data (NaN or infinite values) and the model"
+                    )
                 done = diverged = True
                 break
             avg = beta * avg + (1.0 - beta) * value
@@ -226,8 +232,17 @@ def _suggest(
             f"few to suggest a learning rate past the first {skip_start} and last {skip_end}; "
             f"lower start_lr or raise num_iter"
         )
-    gradient = np.gradient(np.asarray(smoothed[skip_start:stop]))
-    return lrs[skip_start + int(np.argmin(gradient))], ""
+    # only the descent up to the smoothed loss's minimum: after a spike (Adam past its
+    # limit) the moving average falls again as it forgets the spike, a steep "descent"
+    # at a rate that diverges
+    window = np.asarray(smoothed[skip_start:stop])
+    window = window[: int(np.argmin(window)) + 1]
+    if len(window) < 2:
+        return None, (
+            f"the smoothed loss did not fall after the first {skip_start} batches; "
+            f"lower start_lr or check the data and the model"
+        )
+    return lrs[skip_start + int(np.argmin(np.gradient(window)))], ""
 
 
 def _snapshot(model: Module, optimizer: Any) -> dict[str, Any]:

@@ -99,9 +99,12 @@ def save_curves(
     from matplotlib.ticker import MaxNLocator
 
     keys = history.keys()
-    names = ["loss"] + sorted(
-        {k[len("train_") :] for k in keys if k.startswith("train_") and k != "train_loss"}
-        | {k[len("val_") :] for k in keys if k.startswith("val_") and k != "val_loss"}
+    names = ["loss"] + list(  # in the history's order: --metrics accuracy,f1,auroc as given
+        dict.fromkeys(
+            k.partition("_")[2]
+            for k in keys
+            if k.startswith(("train_", "val_")) and k not in ("train_loss", "val_loss")
+        )
     )
     lrs = [v for v in history["lr"] if v is not None] if "lr" in keys else []
     show_lr = len(set(lrs)) > 1
@@ -205,7 +208,9 @@ def save_confusion(
                     color="white" if share[i, j] > 0.5 else "black",
                 )
     ticks = range(c) if c <= 30 else range(0, c, max(1, c // 20))
-    ax.set_xticks(list(ticks), [labels[i] for i in ticks])
+    wide = max(len(labels[i]) for i in ticks) > 3  # names (setosa...) would overlap level
+    ax.set_xticks(list(ticks), [labels[i] for i in ticks], rotation=45 if wide else 0,
+                  ha="right" if wide else "center", rotation_mode="anchor")  # fmt: skip
     ax.set_yticks(list(ticks), [labels[i] for i in ticks])
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")

@@ -168,3 +168,34 @@ def test_flipped_route_matches_torch(layer, tlayer, shape, monkeypatch):
     tmodule = eval(f"torch.nn.{tlayer or layer}", {"torch": torch})
     compare(module, tmodule, shape)
     assert calls, "the flipped-kernel route did not run"
+
+
+@pytest.mark.parametrize(
+    "make, shape, expected",
+    [
+        # LeNet's second layer (5x5, stride 1, col2im route): batch innermost
+        (lambda: nnx.Conv2d(3, 4, 5, rng=20), (3, 3, 10, 10), True),
+        # short output rows (3x3, stride 1, 12 wide)
+        (lambda: nnx.Conv2d(2, 6, 3, padding=1, rng=21), (2, 2, 6, 12), True),
+        # stride 2 with 16-wide output rows: the portable col2im measured faster
+        (lambda: nnx.Conv2d(2, 3, 3, stride=2, padding=1, rng=22), (2, 2, 8, 32), False),
+    ],
+)
+def test_batch_innermost_input_gradient(make, shape, expected, monkeypatch):
+    """The batch-innermost col2im runs where it measured faster, and equals the portable one."""
+    layer = make().to(dtype="float64")
+    x = host_normal(shape, seed=5)
+    g = host_normal(layer(x).shape, seed=6)
+    calls = []
+    original = _fastconv.conv_input_grad_batch_inner
+    monkeypatch.setattr(
+        _fastconv, "conv_input_grad_batch_inner", lambda *a: calls.append(1) or original(*a)
+    )
+    fast = _run(layer, x, g)
+    assert bool(calls) == expected
+    with _fastconv.portable_only():
+        calls.clear()
+        portable = _run(layer, x, g)
+        assert not calls
+    for a, b in zip(fast, portable, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -27,9 +28,12 @@ def short_name(key: str) -> str:
     return f"{split} {name}".strip()
 
 
-def epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
+def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], width: int | None = None) -> str:
     """One plain line per epoch: ``epoch 3/30  train loss 0.4123  val loss 0.4410  val acc
-    0.9125  0.41s`` (the training loss, the validation loss and metrics, the epoch's time)."""
+    0.9125  0.41s`` (the training loss, the validation loss and metrics, the epoch's time).
+    Wider than ``width`` (a terminal's columns), it is broken between its items onto
+    continuation lines indented under the first item's values, rather than cut mid-word by
+    the terminal."""
     parts = [f"epoch {epoch}/{epochs}"]
     keys = ["train_loss"] + [k for k in logs if k.startswith("val_")]
     if not any(k.startswith("val_") for k in logs):  # no validation: the training metrics
@@ -40,7 +44,32 @@ def epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
             parts.append(f"{short_name(key)} {value:.4f}")
     if isinstance(logs.get("seconds"), (int, float)):
         parts.append(f"{logs['seconds']:.2f}s")
-    return "  ".join(parts)
+    line = "  ".join(parts)
+    if width is None or len(line) <= width:
+        return line
+    indent = " " * (len(parts[0]) + 2)
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += "  " + part
+        else:
+            lines.append(indent + part)
+    return "\n".join(lines)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _columns(stream: Any) -> int:
+    """The width of the terminal ``stream`` writes to (80 when it cannot be asked)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return 80
 
 
 class ProgressBar(ClosingCallback):
@@ -116,8 +145,9 @@ class ProgressBar(ClosingCallback):
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, logs: dict[str, Any]) -> None:
         if self.lines or (self.lines is None and self._shown()):
-            line = epoch_line(epoch + 1, self._epochs(trainer), logs)
             out = self.line_stream or sys.stdout
+            width = self.ncols or _columns(out) if _is_terminal(out) else None  # a log: 1 line
+            line = epoch_line(epoch + 1, self._epochs(trainer), logs, width)
             if self._shown():
                 self._bar.write(line, file=out)  # clears the bar, prints, redraws it below
             else:
