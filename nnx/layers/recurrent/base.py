@@ -60,6 +60,9 @@ class _Recurrent(Module):
 
     GATES = 0
     STATES = 1
+    # the step adds b_hh to h_{t-1} W_hh before it meets gi (RNN, LSTM): b_ih goes there too,
+    # which saves a pass over the (N, T, G*H) input part (not the GRU: b_hn sits inside r *)
+    FOLD_BIAS = False
     BATCH_FIRST = False  # the classes' default (PyTorch's), for repr
     _cache = None
 
@@ -177,7 +180,9 @@ class _Recurrent(Module):
                 gi = xp.reshape(
                     xp.reshape(inp, (n_t, inp.shape[-1])) @ w_ih.value, (*inp.shape[:2], -1)
                 )
-                if b_ih is not None:
+                if b_ih is not None and self.FOLD_BIAS:
+                    b_hh = b_ih.value + b_hh  # added to the step's (N, G*H) product instead
+                elif b_ih is not None:
                     gi = gi + b_ih.value
                 index = k * self.num_directions + d
                 carry = [s[index, ...] for s in states]

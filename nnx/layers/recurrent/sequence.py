@@ -67,6 +67,7 @@ class RNN(_Recurrent):
 
     GATES = 1
     STATES = 1
+    FOLD_BIAS = True
 
     def __init__(
         self,
@@ -146,6 +147,7 @@ class LSTM(_Recurrent):
 
     GATES = 4
     STATES = 2
+    FOLD_BIAS = True
 
     def __init__(
         self,
