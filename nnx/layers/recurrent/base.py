@@ -14,6 +14,7 @@ import math
 import warnings
 from typing import Any
 
+from ... import _fastconv, _fastrnn
 from ...backend import Backend, device, get_backend, namespace, one_blas_thread
 from ...core.checks import (
     check_floating,
@@ -187,15 +188,23 @@ class _Recurrent(Module):
                 index = k * self.num_directions + d
                 carry = [s[index, ...] for s in states]
                 order = range(t_len - 1, -1, -1) if d == 1 else range(t_len)
-                hs: list[Any] = [None] * t_len
-                steps: list[Any] = [None] * t_len
-                with one_blas_thread(x):  # T small products in a row (see one_blas_thread)
-                    for t in order:
-                        carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh.value, b_hh)
-                        hs[t] = carry[0]
+                steps: Any
+                if self.GATES == 4 and _fastconv.applies(gi, w_hh.value, *carry):
+                    with one_blas_thread(x):  # NumPy's in-place loop (nnx/_fastrnn.py)
+                        out, carry, steps = _fastrnn.lstm_forward(
+                            gi, carry, w_hh.value, b_hh, reverse=d == 1
+                        )
+                else:
+                    hs: list[Any] = [None] * t_len
+                    steps = [None] * t_len
+                    with one_blas_thread(x):  # T small products in a row (see one_blas_thread)
+                        for t in order:
+                            carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh.value, b_hh)
+                            hs[t] = carry[0]
+                    out = xp.stack(hs, axis=1)
                 for f, c in zip(finals, carry, strict=True):
                     f.append(c)
-                outs.append(xp.stack(hs, axis=1))
+                outs.append(out)
                 layer_caches.append((inp, steps, order))
             caches.append(layer_caches)
             inp = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
@@ -279,23 +288,30 @@ class _Recurrent(Module):
                     else:
                         carry.append(g[index, ...])
                 d_y = g_out[..., d * h : (d + 1) * h] if self.num_directions > 1 else g_out
-                d_gi: list[Any] = [None] * t_len
-                d_gh: list[Any] = [None] * t_len
-                h_prev: list[Any] = [None] * t_len
                 w_back = _rows_transposed(xp, w_hh.value)
-                with one_blas_thread(g_out):
-                    for t in reversed(list(order)):
-                        carry[0] = carry[0] + d_y[:, t, :]
-                        carry, d_gi[t], d_gh[t] = self._step_backward(xp, steps[t], carry, w_back)
-                        h_prev[t] = steps[t][0]
+                if isinstance(steps, _fastrnn.LSTMCache):
+                    with one_blas_thread(g_out):
+                        carry, gi, hp = _fastrnn.lstm_backward(steps, carry, d_y, w_back)
+                    gh, same = gi, True
+                else:
+                    d_gi: list[Any] = [None] * t_len
+                    d_gh: list[Any] = [None] * t_len
+                    h_prev: list[Any] = [None] * t_len
+                    with one_blas_thread(g_out):
+                        for t in reversed(list(order)):
+                            carry[0] = carry[0] + d_y[:, t, :]
+                            carry, d_gi[t], d_gh[t] = self._step_backward(
+                                xp, steps[t], carry, w_back
+                            )
+                            h_prev[t] = steps[t][0]
+                    # the weight gradients of all time steps in one matmul each; the RNN and
+                    # the LSTM have d_gh = d_gi (the same arrays): stacked and summed once
+                    gi = xp.reshape(xp.stack(d_gi, axis=1), (n * t_len, -1))
+                    same = all(a is b for a, b in zip(d_gi, d_gh, strict=True))
+                    gh = gi if same else xp.reshape(xp.stack(d_gh, axis=1), (n * t_len, -1))
+                    hp = xp.reshape(xp.stack(h_prev, axis=1), (n * t_len, h))
                 for grads, c in zip(init_grads, carry, strict=True):
                     grads[index] = c
-                # the weight gradients of all time steps in one matmul each; the RNN and the
-                # LSTM have d_gh = d_gi (the same arrays): stacked and summed once
-                gi = xp.reshape(xp.stack(d_gi, axis=1), (n * t_len, -1))
-                same = all(a is b for a, b in zip(d_gi, d_gh, strict=True))
-                gh = gi if same else xp.reshape(xp.stack(d_gh, axis=1), (n * t_len, -1))
-                hp = xp.reshape(xp.stack(h_prev, axis=1), (n * t_len, h))
                 x2 = xp.reshape(inp, (n * t_len, inp.shape[-1]))
                 w_ih.accumulate(x2.T @ gi)
                 w_hh.accumulate(hp.T @ gh)

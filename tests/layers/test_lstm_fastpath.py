@@ -1,0 +1,80 @@
+"""The NumPy fast path of the LSTM time loop (nnx/_fastrnn.py) gives what the portable steps
+(nnx/layers/recurrent/steps.py) give: outputs, final states, input and initial-state gradients
+and every parameter gradient, in both directions, stacked, with given states and gradients."""
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import _fastconv, _fastrnn
+
+# (constructor keywords, input shape, given initial states, given final-state gradients)
+CASES = {
+    "plain": (dict(), (5, 3, 4), False, False),
+    "no-bias-batch-first": (dict(bias=False, batch_first=True), (3, 6, 4), False, True),
+    "bidirectional-stacked": (
+        dict(num_layers=2, bidirectional=True),
+        (4, 2, 4),
+        True,
+        True,
+    ),
+    "dropout-train": (dict(num_layers=2, dropout=0.5), (6, 3, 4), False, False),
+    "unbatched": (dict(num_layers=2), (7, 4), True, True),
+    "one-step": (dict(bidirectional=True), (1, 2, 4), False, True),
+}
+
+
+def _run(kw, shape, with_hx, with_grads, dtype):
+    rng = np.random.default_rng(3)
+    m = nnx.LSTM(4, 5, rng=1, dtype=dtype, **kw)
+    x = rng.standard_normal(shape).astype(dtype)
+    hx = None
+    lead = m.num_layers * m.num_directions
+    state = (lead, 5) if len(shape) == 2 else (lead, shape[0 if kw.get("batch_first") else 1], 5)
+    if with_hx:
+        hx = tuple(rng.standard_normal(state).astype(dtype) for _ in range(2))
+    if "dropout" in kw:
+        m.dropout_layer.reseed(7)
+    out, (h_n, c_n) = m(x, hx)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    gh, gc = (rng.standard_normal(state).astype(dtype) for _ in range(2))
+    dx = m.backward(g, gh if with_grads else None, gc if with_grads else None)
+    grads = {name: p.grad for name, p in m.named_parameters()}
+    return [out, h_n, c_n, dx, *m.grad_hx], grads
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_path_equals_portable(case, dtype):
+    kw, shape, with_hx, with_grads = CASES[case]
+    before = _fastrnn.runs
+    fast, fast_grads = _run(kw, shape, with_hx, with_grads, dtype)
+    assert _fastrnn.runs > before  # the fast loop ran
+    with _fastconv.portable_only():
+        ran = _fastrnn.runs
+        slow, slow_grads = _run(kw, shape, with_hx, with_grads, dtype)
+        assert _fastrnn.runs == ran  # and the portable one here
+    # the same operations in the same order: equal up to the BLAS products' rounding
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, **tol)
+    assert fast_grads.keys() == slow_grads.keys()
+    for name in fast_grads:
+        np.testing.assert_allclose(fast_grads[name], slow_grads[name], **tol, err_msg=name)
+
+
+def test_fast_path_leaves_given_arrays_alone():
+    """The in-place loop writes only into its own arrays, never into h_0, c_0 or gradients."""
+    rng = np.random.default_rng(0)
+    m = nnx.LSTM(3, 4, rng=0)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    hx = tuple(rng.standard_normal((1, 2, 4)).astype(np.float32) for _ in range(2))
+    copies = [a.copy() for a in (x, *hx)]
+    out, (h_n, c_n) = m(x, hx)
+    g, gh, gc = np.ones_like(out), np.ones_like(h_n), np.ones_like(c_n)
+    m.backward(g, gh, gc)
+    for a, b in zip((x, *hx), copies, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a in (g, gh, gc):
+        np.testing.assert_array_equal(a, np.ones_like(a))
