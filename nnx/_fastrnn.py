@@ -1,7 +1,8 @@
-"""NumPy fast path of the LSTM time loop (:class:`nnx.LSTM`'s forward and backward through time):
-the same operations, in the same order, as :func:`nnx.layers.recurrent.steps.lstm_step` and
-:func:`~nnx.layers.recurrent.steps.lstm_step_backward`, written in place into arrays made once
-per call.
+"""NumPy fast path of the LSTM and Elman RNN time loops (forward and backward through time of
+:class:`nnx.LSTM` and :class:`nnx.RNN`): the same operations, in the same order, as
+:func:`nnx.layers.recurrent.steps.lstm_step`, :func:`~nnx.layers.recurrent.steps.rnn_step` and
+their backward steps, written in place into arrays made once per call. (The GRU takes the
+portable steps.)
 
 Why: at the benchmark size (hidden 256, batch 64, 64 steps) one step's gate math is about twenty
 NumPy operations on ``(64, 256)`` arrays, each allocating its result, and the portable loop then
@@ -13,7 +14,7 @@ weight-gradient products read: no per-step allocations, no stacking.
 
 Only NumPy arrays take this path (:func:`nnx._fastconv.applies`, switched off for tests by
 :func:`nnx._fastconv.portable_only`); tests check both paths agree
-(``tests/layers/test_lstm_fastpath.py``). It lives outside ``nnx/layers/``, whose code imports no
+(``tests/layers/test_recurrent_fastpath.py``). It lives outside ``nnx/layers/``, whose code imports no
 array library (``tests/test_portability.py``).
 """
 
@@ -149,10 +150,95 @@ def lstm_backward(
         v *= t1
         np.matmul(da, wt, out=dh)
         dc *= f
-    # h_{t-1} of every step in (N, T) order: the initial state, then the outputs shifted by one
-    first = cache.h0[:, None, :]
+    return [dh, dc], das.reshape(n * t_len, g4), _h_prev(out, cache.h0, order)
+
+
+@dataclass
+class RNNCache:
+    """What the Elman RNN's backward needs: the output ``h`` ``(N, T, H)``, ``h0``, the order
+    of the steps and the nonlinearity."""
+
+    out: np.ndarray
+    h0: np.ndarray
+    order: list[int]
+    relu: bool
+
+
+def _h_prev(out: np.ndarray, h0: np.ndarray, order: list[int]) -> np.ndarray:
+    """``h_{t-1}`` of every step ``(N*T, H)`` in ``(N, T)`` order: the initial state, then the
+    outputs shifted by one (towards the end for the reverse direction)."""
+    n, t_len, hs = out.shape
+    first = h0[:, None, :]
     if order[0] == 0:
         hp = np.concatenate([first, out[:, :-1, :]], axis=1)
     else:
         hp = np.concatenate([out[:, 1:, :], first], axis=1)
-    return [dh, dc], das.reshape(n * t_len, g4), hp.reshape(n * t_len, hs)
+    return hp.reshape(n * t_len, hs)
+
+
+def rnn_forward(
+    gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool, relu: bool
+) -> tuple[np.ndarray, list[np.ndarray], RNNCache]:
+    """All steps of one direction of the Elman RNN: ``h_t = act(gi_t + (h_{t-1} W_hh + b))``
+    written into the ``(N, T, H)`` output."""
+    global runs
+    runs += 1
+    n, t_len, hs = gi.shape
+    (h0,) = carry
+    order = list(range(t_len - 1, -1, -1)) if reverse else list(range(t_len))
+    out = np.empty((n, t_len, hs), gi.dtype)
+    a = np.empty((n, hs), gi.dtype)
+    for k, t in enumerate(order):
+        p = _prev(order, k)
+        np.matmul(h0 if p is None else out[:, p, :], w_hh, out=a)
+        if b_hh is not None:
+            a += b_hh
+        a += gi[:, t, :]
+        if relu:
+            np.maximum(a, 0.0, out=out[:, t, :])
+        else:
+            np.tanh(a, out=out[:, t, :])
+    return out, [out[:, order[-1], :]], RNNCache(out, h0, order, relu)
+
+
+def rnn_backward(
+    cache: RNNCache, carry: list[np.ndarray], d_y: np.ndarray, w_back: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Backward through time of :func:`rnn_forward`; returns as :func:`lstm_backward` does."""
+    out, order = cache.out, cache.order
+    n, t_len, hs = out.shape
+    dt = out.dtype
+    wt = w_back.T
+    dh = np.array(carry[0], dtype=dt, copy=True)
+    das = np.empty((n, t_len, hs), dt)
+    t1 = np.empty((n, hs), dt)
+    for k in range(t_len - 1, -1, -1):
+        t = order[k]
+        dh += d_y[:, t, :]
+        h, da = out[:, t, :], das[:, t, :]
+        if cache.relu:  # dh [h > 0]
+            np.greater(h, 0.0, out=t1)
+        else:  # dh (1 - h^2)
+            np.multiply(h, h, out=t1)
+            np.subtract(1.0, t1, out=t1)
+        np.multiply(dh, t1, out=da)
+        np.matmul(da, wt, out=dh)
+    return [dh], das.reshape(n * t_len, hs), _h_prev(out, cache.h0, order)
+
+
+def forward(
+    kind: str, gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool
+) -> tuple[np.ndarray, list[np.ndarray], LSTMCache | RNNCache]:
+    """One direction's time loop: ``kind`` is ``"lstm"``, ``"tanh"`` or ``"relu"`` (the RNN)."""
+    if kind == "lstm":
+        return lstm_forward(gi, carry, w_hh, b_hh, reverse)
+    return rnn_forward(gi, carry, w_hh, b_hh, reverse, relu=kind == "relu")
+
+
+def backward(
+    cache: LSTMCache | RNNCache, carry: list[np.ndarray], d_y: np.ndarray, w_back: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The backward through time of :func:`forward`'s loop."""
+    if isinstance(cache, LSTMCache):
+        return lstm_backward(cache, carry, d_y, w_back)
+    return rnn_backward(cache, carry, d_y, w_back)

@@ -113,6 +113,10 @@ class _Recurrent(Module):
         if 0.0 < self.dropout < 1.0:
             self.dropout_layer = Dropout(self.dropout, rng=host)
 
+    def _fast_kind(self) -> str | None:
+        """Which loop of ``nnx/_fastrnn.py`` runs this layer on NumPy arrays (None: none)."""
+        return None
+
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
 
@@ -189,10 +193,11 @@ class _Recurrent(Module):
                 carry = [s[index, ...] for s in states]
                 order = range(t_len - 1, -1, -1) if d == 1 else range(t_len)
                 steps: Any
-                if self.GATES == 4 and _fastconv.applies(gi, w_hh.value, *carry):
+                fast = self._fast_kind()
+                if fast is not None and _fastconv.applies(gi, w_hh.value, *carry):
                     with one_blas_thread(x):  # NumPy's in-place loop (nnx/_fastrnn.py)
-                        out, carry, steps = _fastrnn.lstm_forward(
-                            gi, carry, w_hh.value, b_hh, reverse=d == 1
+                        out, carry, steps = _fastrnn.forward(
+                            fast, gi, carry, w_hh.value, b_hh, reverse=d == 1
                         )
                 else:
                     hs: list[Any] = [None] * t_len
@@ -289,9 +294,9 @@ class _Recurrent(Module):
                         carry.append(g[index, ...])
                 d_y = g_out[..., d * h : (d + 1) * h] if self.num_directions > 1 else g_out
                 w_back = _rows_transposed(xp, w_hh.value)
-                if isinstance(steps, _fastrnn.LSTMCache):
+                if isinstance(steps, (_fastrnn.LSTMCache, _fastrnn.RNNCache)):
                     with one_blas_thread(g_out):
-                        carry, gi, hp = _fastrnn.lstm_backward(steps, carry, d_y, w_back)
+                        carry, gi, hp = _fastrnn.backward(steps, carry, d_y, w_back)
                     gh, same = gi, True
                 else:
                     d_gi: list[Any] = [None] * t_len

@@ -99,6 +99,9 @@ class RNN(_Recurrent):
             device,
         )
 
+    def _fast_kind(self) -> str:
+        return self.nonlinearity
+
     def _step(self, xp: Any, gi: Any, carry: list[Any], w_hh: Any, b_hh: Any) -> Any:
         return rnn_step(xp, gi, carry, w_hh, b_hh, self.nonlinearity == "relu")
 
@@ -177,6 +180,9 @@ class LSTM(_Recurrent):
 
     _step = staticmethod(lstm_step)
     _step_backward = staticmethod(lstm_step_backward)
+
+    def _fast_kind(self) -> str:
+        return "lstm"
 
     def forward(self, x: Any, hx: Any = None) -> tuple[Any, tuple[Any, Any]]:
         out, (h_n, c_n) = self._forward(x, hx)

@@ -1,6 +1,7 @@
-"""The NumPy fast path of the LSTM time loop (nnx/_fastrnn.py) gives what the portable steps
-(nnx/layers/recurrent/steps.py) give: outputs, final states, input and initial-state gradients
-and every parameter gradient, in both directions, stacked, with given states and gradients."""
+"""The NumPy fast path of the LSTM and RNN time loops (nnx/_fastrnn.py) gives what the portable
+steps (nnx/layers/recurrent/steps.py) give: outputs, final states, input and initial-state
+gradients and every parameter gradient, in both directions, stacked, with given states and
+gradients."""
 
 import numpy as np
 import pytest
@@ -21,26 +22,39 @@ CASES = {
     "dropout-train": (dict(num_layers=2, dropout=0.5), (6, 3, 4), False, False),
     "unbatched": (dict(num_layers=2), (7, 4), True, True),
     "one-step": (dict(bidirectional=True), (1, 2, 4), False, True),
+    "rnn-tanh": (dict(kind="rnn"), (5, 3, 4), False, False),
+    "rnn-relu-bidirectional-stacked": (
+        dict(kind="rnn", nonlinearity="relu", num_layers=2, bidirectional=True),
+        (4, 2, 4),
+        True,
+        True,
+    ),
+    "rnn-unbatched-no-bias": (dict(kind="rnn", bias=False), (6, 4), True, True),
 }
 
 
 def _run(kw, shape, with_hx, with_grads, dtype):
     rng = np.random.default_rng(3)
-    m = nnx.LSTM(4, 5, rng=1, dtype=dtype, **kw)
+    kw = dict(kw)
+    lstm = kw.pop("kind", "lstm") == "lstm"
+    m = (nnx.LSTM if lstm else nnx.RNN)(4, 5, rng=1, dtype=dtype, **kw)
+    n_states = 2 if lstm else 1
     x = rng.standard_normal(shape).astype(dtype)
     hx = None
     lead = m.num_layers * m.num_directions
     state = (lead, 5) if len(shape) == 2 else (lead, shape[0 if kw.get("batch_first") else 1], 5)
     if with_hx:
-        hx = tuple(rng.standard_normal(state).astype(dtype) for _ in range(2))
+        hx = tuple(rng.standard_normal(state).astype(dtype) for _ in range(n_states))
+        hx = hx if lstm else hx[0]
     if "dropout" in kw:
         m.dropout_layer.reseed(7)
-    out, (h_n, c_n) = m(x, hx)
+    out, finals = m(x, hx)
+    finals = list(finals) if lstm else [finals]
     g = rng.standard_normal(out.shape).astype(dtype)
-    gh, gc = (rng.standard_normal(state).astype(dtype) for _ in range(2))
-    dx = m.backward(g, gh if with_grads else None, gc if with_grads else None)
+    grads = [rng.standard_normal(state).astype(dtype) for _ in range(n_states)]
+    dx = m.backward(g, *(grads if with_grads else [None] * n_states))
     grads = {name: p.grad for name, p in m.named_parameters()}
-    return [out, h_n, c_n, dx, *m.grad_hx], grads
+    return [out, *finals, dx, *m.grad_hx], grads
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
