@@ -94,7 +94,8 @@ def lstm_forward(
         np.multiply(o, tcs[t], out=out[:, t, :])
     last = order[-1]
     cache = LSTMCache(gates, cs, tcs, out, h0, c0, order)
-    return out, [out[:, last, :], cs[last]], cache
+    # the caller gets copies: changing them in place must not change the backward
+    return out.copy(), [out[:, last, :].copy(), cs[last].copy()], cache
 
 
 def lstm_backward(
@@ -198,7 +199,7 @@ def rnn_forward(
             np.maximum(a, 0.0, out=out[:, t, :])
         else:
             np.tanh(a, out=out[:, t, :])
-    return out, [out[:, order[-1], :]], RNNCache(out, h0, order, relu)
+    return out.copy(), [out[:, order[-1], :].copy()], RNNCache(out, h0, order, relu)
 
 
 def rnn_backward(

@@ -92,3 +92,22 @@ def test_fast_path_leaves_given_arrays_alone():
         np.testing.assert_array_equal(a, b)
     for a in (g, gh, gc):
         np.testing.assert_array_equal(a, np.ones_like(a))
+
+
+@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.RNN])
+def test_changing_the_output_in_place_leaves_the_backward_alone(layer):
+    """The fast loop keeps its own h_t for the backward: the output it returns is a copy."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    g = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    grads = []
+    for touch in (False, True):
+        m = layer(3, 4, rng=0)
+        out, finals = m(x)
+        if touch:
+            out *= 3.0
+            for f in finals if isinstance(finals, tuple) else (finals,):
+                f *= 3.0
+        grads.append([m.backward(g), *(p.grad for p in m.parameters())])
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_array_equal(a, b)
