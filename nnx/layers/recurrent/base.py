@@ -323,7 +323,8 @@ class _Recurrent(Module):
                 if b_ih is not None:
                     db = xp.sum(gi, axis=0)
                     b_ih.accumulate(db)
-                    b_hh.accumulate(db if same else xp.sum(gh, axis=0))
+                    # its own array (a user's in-place change of one grad must not reach both)
+                    b_hh.accumulate(xp.asarray(db, copy=True) if same else xp.sum(gh, axis=0))
                 term = xp.reshape(gi @ w_ih.value.T, (n, t_len, inp.shape[-1]))
                 d_inp = term if d_inp is None else d_inp + term
             if k > 0 and self._masks[k - 1] is not None:
