@@ -14,6 +14,7 @@ import math
 import warnings
 from typing import Any
 
+from ... import _fastconv, _fastrnn
 from ...backend import Backend, device, get_backend, namespace, one_blas_thread
 from ...core.checks import (
     check_floating,
@@ -46,12 +47,23 @@ def init_uniform(
         setattr(module, name, Parameter(backend.asarray(value, dtype=dtype), name))
 
 
+def _rows_transposed(xp: Any, w: Any) -> Any:
+    """``w`` ``(H, G*H)`` as a view whose ``.T`` is a row-major ``(G*H, H)`` copy: the step
+    backward's ``da @ w.T`` then multiplies by a contiguous matrix (NumPy's BLAS call on the
+    strided transpose took 40% longer at H = 256), and the copy is made once per backward."""
+    flat = xp.reshape(w.T, (w.shape[1] * w.shape[0],))
+    return xp.reshape(flat, (w.shape[1], w.shape[0])).T
+
+
 class _Recurrent(Module):
     """Parameters, shape checks, the layer/direction loops; subclasses give one cell's step
     forward (``_step``) and the matching step backward (``_step_backward``)."""
 
     GATES = 0
     STATES = 1
+    # the step adds b_hh to h_{t-1} W_hh before it meets gi (RNN, LSTM): b_ih goes there too,
+    # which saves a pass over the (N, T, G*H) input part (not the GRU: b_hn sits inside r *)
+    FOLD_BIAS = False
     BATCH_FIRST = False  # the classes' default (PyTorch's), for repr
     _cache = None
 
@@ -100,6 +112,10 @@ class _Recurrent(Module):
         # this one the same values as without it, and p = 1 needs no random numbers
         if 0.0 < self.dropout < 1.0:
             self.dropout_layer = Dropout(self.dropout, rng=host)
+
+    def _fast_kind(self) -> str | None:
+        """Which loop of ``nnx/_fastrnn.py`` runs this layer on NumPy arrays (None: none)."""
+        return None
 
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
@@ -169,20 +185,31 @@ class _Recurrent(Module):
                 gi = xp.reshape(
                     xp.reshape(inp, (n_t, inp.shape[-1])) @ w_ih.value, (*inp.shape[:2], -1)
                 )
-                if b_ih is not None:
+                if b_ih is not None and self.FOLD_BIAS:
+                    b_hh = b_ih.value + b_hh  # added to the step's (N, G*H) product instead
+                elif b_ih is not None:
                     gi = gi + b_ih.value
                 index = k * self.num_directions + d
                 carry = [s[index, ...] for s in states]
                 order = range(t_len - 1, -1, -1) if d == 1 else range(t_len)
-                hs: list[Any] = [None] * t_len
-                steps: list[Any] = [None] * t_len
-                with one_blas_thread(x):  # T small products in a row (see one_blas_thread)
-                    for t in order:
-                        carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh.value, b_hh)
-                        hs[t] = carry[0]
+                steps: Any
+                fast = self._fast_kind()
+                if fast is not None and _fastconv.applies(gi, w_hh.value, *carry):
+                    with one_blas_thread(x):  # NumPy's in-place loop (nnx/_fastrnn.py)
+                        out, carry, steps = _fastrnn.forward(
+                            fast, gi, carry, w_hh.value, b_hh, reverse=d == 1
+                        )
+                else:
+                    hs: list[Any] = [None] * t_len
+                    steps = [None] * t_len
+                    with one_blas_thread(x):  # T small products in a row (see one_blas_thread)
+                        for t in order:
+                            carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh.value, b_hh)
+                            hs[t] = carry[0]
+                    out = xp.stack(hs, axis=1)
                 for f, c in zip(finals, carry, strict=True):
                     f.append(c)
-                outs.append(xp.stack(hs, axis=1))
+                outs.append(out)
                 layer_caches.append((inp, steps, order))
             caches.append(layer_caches)
             inp = outs[0] if len(outs) == 1 else xp.concat(outs, axis=-1)
@@ -266,28 +293,38 @@ class _Recurrent(Module):
                     else:
                         carry.append(g[index, ...])
                 d_y = g_out[..., d * h : (d + 1) * h] if self.num_directions > 1 else g_out
-                d_gi: list[Any] = [None] * t_len
-                d_gh: list[Any] = [None] * t_len
-                h_prev: list[Any] = [None] * t_len
-                with one_blas_thread(g_out):
-                    for t in reversed(list(order)):
-                        carry[0] = carry[0] + d_y[:, t, :]
-                        carry, d_gi[t], d_gh[t] = self._step_backward(
-                            xp, steps[t], carry, w_hh.value
-                        )
-                        h_prev[t] = steps[t][0]
+                w_back = _rows_transposed(xp, w_hh.value)
+                if isinstance(steps, (_fastrnn.LSTMCache, _fastrnn.RNNCache)):
+                    with one_blas_thread(g_out):
+                        carry, gi, hp = _fastrnn.backward(steps, carry, d_y, w_back)
+                    gh, same = gi, True
+                else:
+                    d_gi: list[Any] = [None] * t_len
+                    d_gh: list[Any] = [None] * t_len
+                    h_prev: list[Any] = [None] * t_len
+                    with one_blas_thread(g_out):
+                        for t in reversed(list(order)):
+                            carry[0] = carry[0] + d_y[:, t, :]
+                            carry, d_gi[t], d_gh[t] = self._step_backward(
+                                xp, steps[t], carry, w_back
+                            )
+                            h_prev[t] = steps[t][0]
+                    # the weight gradients of all time steps in one matmul each; the RNN and
+                    # the LSTM have d_gh = d_gi (the same arrays): stacked and summed once
+                    gi = xp.reshape(xp.stack(d_gi, axis=1), (n * t_len, -1))
+                    same = all(a is b for a, b in zip(d_gi, d_gh, strict=True))
+                    gh = gi if same else xp.reshape(xp.stack(d_gh, axis=1), (n * t_len, -1))
+                    hp = xp.reshape(xp.stack(h_prev, axis=1), (n * t_len, h))
                 for grads, c in zip(init_grads, carry, strict=True):
                     grads[index] = c
-                # the weight gradients of all time steps in one matmul each
-                gi = xp.reshape(xp.stack(d_gi, axis=1), (n * t_len, -1))
-                gh = xp.reshape(xp.stack(d_gh, axis=1), (n * t_len, -1))
-                hp = xp.reshape(xp.stack(h_prev, axis=1), (n * t_len, h))
                 x2 = xp.reshape(inp, (n * t_len, inp.shape[-1]))
                 w_ih.accumulate(x2.T @ gi)
                 w_hh.accumulate(hp.T @ gh)
                 if b_ih is not None:
-                    b_ih.accumulate(xp.sum(gi, axis=0))
-                    b_hh.accumulate(xp.sum(gh, axis=0))
+                    db = xp.sum(gi, axis=0)
+                    b_ih.accumulate(db)
+                    # its own array (a user's in-place change of one grad must not reach both)
+                    b_hh.accumulate(xp.asarray(db, copy=True) if same else xp.sum(gh, axis=0))
                 term = xp.reshape(gi @ w_ih.value.T, (n, t_len, inp.shape[-1]))
                 d_inp = term if d_inp is None else d_inp + term
             if k > 0 and self._masks[k - 1] is not None:

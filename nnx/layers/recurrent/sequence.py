@@ -67,6 +67,7 @@ class RNN(_Recurrent):
 
     GATES = 1
     STATES = 1
+    FOLD_BIAS = True
 
     def __init__(
         self,
@@ -97,6 +98,9 @@ class RNN(_Recurrent):
             dtype,
             device,
         )
+
+    def _fast_kind(self) -> str:
+        return self.nonlinearity
 
     def _step(self, xp: Any, gi: Any, carry: list[Any], w_hh: Any, b_hh: Any) -> Any:
         return rnn_step(xp, gi, carry, w_hh, b_hh, self.nonlinearity == "relu")
@@ -146,6 +150,7 @@ class LSTM(_Recurrent):
 
     GATES = 4
     STATES = 2
+    FOLD_BIAS = True
 
     def __init__(
         self,
@@ -175,6 +180,9 @@ class LSTM(_Recurrent):
 
     _step = staticmethod(lstm_step)
     _step_backward = staticmethod(lstm_step_backward)
+
+    def _fast_kind(self) -> str:
+        return "lstm"
 
     def forward(self, x: Any, hx: Any = None) -> tuple[Any, tuple[Any, Any]]:
         out, (h_n, c_n) = self._forward(x, hx)

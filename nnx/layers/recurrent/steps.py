@@ -59,8 +59,8 @@ def lstm_step(
     h_prev, c_prev = carry
     a = gi + _hh(h_prev, w_hh, b_hh)
     hs = w_hh.shape[0]
-    i = sigmoid(xp, a[:, :hs])
-    f = sigmoid(xp, a[:, hs : 2 * hs])
+    i_f = sigmoid(xp, a[:, : 2 * hs])  # i and f side by side: one call per operation
+    i, f = i_f[:, :hs], i_f[:, hs:]
     g = xp.tanh(a[:, 2 * hs : 3 * hs])
     o = sigmoid(xp, a[:, 3 * hs :])
     c = f * c_prev + i * g

@@ -1,0 +1,113 @@
+"""The NumPy fast path of the LSTM and RNN time loops (nnx/_fastrnn.py) gives what the portable
+steps (nnx/layers/recurrent/steps.py) give: outputs, final states, input and initial-state
+gradients and every parameter gradient, in both directions, stacked, with given states and
+gradients."""
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import _fastconv, _fastrnn
+
+# (constructor keywords, input shape, given initial states, given final-state gradients)
+CASES = {
+    "plain": (dict(), (5, 3, 4), False, False),
+    "no-bias-batch-first": (dict(bias=False, batch_first=True), (3, 6, 4), False, True),
+    "bidirectional-stacked": (
+        dict(num_layers=2, bidirectional=True),
+        (4, 2, 4),
+        True,
+        True,
+    ),
+    "dropout-train": (dict(num_layers=2, dropout=0.5), (6, 3, 4), False, False),
+    "unbatched": (dict(num_layers=2), (7, 4), True, True),
+    "one-step": (dict(bidirectional=True), (1, 2, 4), False, True),
+    "rnn-tanh": (dict(kind="rnn"), (5, 3, 4), False, False),
+    "rnn-relu-bidirectional-stacked": (
+        dict(kind="rnn", nonlinearity="relu", num_layers=2, bidirectional=True),
+        (4, 2, 4),
+        True,
+        True,
+    ),
+    "rnn-unbatched-no-bias": (dict(kind="rnn", bias=False), (6, 4), True, True),
+}
+
+
+def _run(kw, shape, with_hx, with_grads, dtype):
+    rng = np.random.default_rng(3)
+    kw = dict(kw)
+    lstm = kw.pop("kind", "lstm") == "lstm"
+    m = (nnx.LSTM if lstm else nnx.RNN)(4, 5, rng=1, dtype=dtype, **kw)
+    n_states = 2 if lstm else 1
+    x = rng.standard_normal(shape).astype(dtype)
+    hx = None
+    lead = m.num_layers * m.num_directions
+    state = (lead, 5) if len(shape) == 2 else (lead, shape[0 if kw.get("batch_first") else 1], 5)
+    if with_hx:
+        hx = tuple(rng.standard_normal(state).astype(dtype) for _ in range(n_states))
+        hx = hx if lstm else hx[0]
+    if "dropout" in kw:
+        m.dropout_layer.reseed(7)
+    out, finals = m(x, hx)
+    finals = list(finals) if lstm else [finals]
+    g = rng.standard_normal(out.shape).astype(dtype)
+    grads = [rng.standard_normal(state).astype(dtype) for _ in range(n_states)]
+    dx = m.backward(g, *(grads if with_grads else [None] * n_states))
+    grads = {name: p.grad for name, p in m.named_parameters()}
+    return [out, *finals, dx, *m.grad_hx], grads
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_path_equals_portable(case, dtype):
+    kw, shape, with_hx, with_grads = CASES[case]
+    before = _fastrnn.runs
+    fast, fast_grads = _run(kw, shape, with_hx, with_grads, dtype)
+    assert _fastrnn.runs > before  # the fast loop ran
+    with _fastconv.portable_only():
+        ran = _fastrnn.runs
+        slow, slow_grads = _run(kw, shape, with_hx, with_grads, dtype)
+        assert _fastrnn.runs == ran  # and the portable one here
+    # the same operations in the same order: equal up to the BLAS products' rounding
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, **tol)
+    assert fast_grads.keys() == slow_grads.keys()
+    for name in fast_grads:
+        np.testing.assert_allclose(fast_grads[name], slow_grads[name], **tol, err_msg=name)
+
+
+def test_fast_path_leaves_given_arrays_alone():
+    """The in-place loop writes only into its own arrays, never into h_0, c_0 or gradients."""
+    rng = np.random.default_rng(0)
+    m = nnx.LSTM(3, 4, rng=0)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    hx = tuple(rng.standard_normal((1, 2, 4)).astype(np.float32) for _ in range(2))
+    copies = [a.copy() for a in (x, *hx)]
+    out, (h_n, c_n) = m(x, hx)
+    g, gh, gc = np.ones_like(out), np.ones_like(h_n), np.ones_like(c_n)
+    m.backward(g, gh, gc)
+    for a, b in zip((x, *hx), copies, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a in (g, gh, gc):
+        np.testing.assert_array_equal(a, np.ones_like(a))
+
+
+@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.RNN])
+def test_changing_the_output_in_place_leaves_the_backward_alone(layer):
+    """The fast loop keeps its own h_t for the backward: the output it returns is a copy."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    g = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    grads = []
+    for touch in (False, True):
+        m = layer(3, 4, rng=0)
+        out, finals = m(x)
+        if touch:
+            out *= 3.0
+            for f in finals if isinstance(finals, tuple) else (finals,):
+                f *= 3.0
+        grads.append([m.backward(g), *(p.grad for p in m.parameters())])
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_array_equal(a, b)
