@@ -170,8 +170,12 @@ def test_torch_max_pooling_ties_go_to_the_first_maximum(make):
     _assert_same(*_both_paths(make, data.shape, nnx.get_backend("torch"), data))
 
 
-def test_arrays_of_other_libraries_or_mixed_ones_take_the_portable_path():
+def test_numpy_arrays_take_no_native_path():
     assert _native.library(np.zeros(2)) is None
+
+
+@pytest.mark.torch
+def test_arrays_of_other_libraries_or_mixed_ones_take_the_portable_path():
     torch = pytest.importorskip("torch")
     assert _native.library(torch.zeros(2)) is torch
     assert _native.library(torch.zeros(2), np.zeros(2)) is None
