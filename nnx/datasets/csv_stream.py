@@ -26,6 +26,7 @@ import numpy as np
 from ..io.npz import open_regular
 from .errors import DataFileError
 from .file_checks import MAX_CLASSES, check_mapped, held_out, label_index, max_label
+from .files import csv_numbers
 from .splits import DatasetSplits
 
 CHUNK_ROWS = 65536
@@ -97,22 +98,15 @@ def _convert(p: Path, label_column: Any, folder: Path) -> dict[str, Any]:
             chunk = [r for _, r in zip(range(CHUNK_ROWS), rows, strict=False)]
             if not chunk:
                 break
-            x = np.empty((len(chunk), len(features)), dtype=np.float64)
             values = []
-            for r, (line, row) in enumerate(chunk):
+            for line, row in chunk:
                 if len(row) != len(header):
                     raise DataFileError(
                         f"{p}: line {line} has {len(row)} columns, the header {len(header)}"
                     )
-                for c, i in enumerate(features):
-                    cell = row[i].strip()
-                    try:
-                        x[r, c] = float(cell)
-                    except ValueError:
-                        what = "is empty" if not cell else f"is {cell!r}, not a number"
-                        raise DataFileError(
-                            f"{p}: line {line}, column {header[i]!r} {what}"
-                        ) from None
+            lines = [line for line, _ in chunk]
+            x = csv_numbers(p, header, [row for _, row in chunk], features, lines)
+            for line, row in chunk:
                 value = row[column].strip()
                 if not value:
                     raise DataFileError(
@@ -120,7 +114,7 @@ def _convert(p: Path, label_column: Any, folder: Path) -> dict[str, Any]:
                     )
                 values.append(value)
             numbers, ids = labels.add(values)
-            fx.write(x.astype(np.float32).tobytes())
+            fx.write(x.tobytes())
             fn.write(numbers.tobytes())
             fi.write(ids.tobytes())
             n += len(chunk)

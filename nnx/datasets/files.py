@@ -318,7 +318,7 @@ def _read_csv(p: Path, label_column: str | int | None):
     features = [i for i in range(len(header)) if i != column]
     if not features:
         raise DataFileError(f"{p}: no feature columns besides the label column")
-    x = _csv_numbers(p, header, body, features)
+    x = csv_numbers(p, header, body, features)
     names = tuple(header[i] for i in features)
     labels = [row[column].strip() for row in body]
     if any(not v for v in labels):
@@ -362,8 +362,16 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _csv_numbers(p: Path, header: list[str], body: list[list[str]], columns: list[int]):
-    """The ``columns`` of every row as float32 numbers (an empty or non-numeric cell is named)."""
+def csv_numbers(
+    p: Path,
+    header: list[str],
+    body: list[list[str]],
+    columns: list[int],
+    lines: list[int] | None = None,
+):
+    """The ``columns`` of every row as float32 numbers (an empty or non-numeric cell is named by
+    its line: ``lines[r]`` for row ``r``, by default the row after the header). The one parser of
+    CSV numbers: whole reads and the chunked conversion of large files both use it."""
     x = np.empty((len(body), len(columns)), dtype=np.float64)
     for r, row in enumerate(body):
         for c, i in enumerate(columns):
@@ -372,7 +380,8 @@ def _csv_numbers(p: Path, header: list[str], body: list[list[str]], columns: lis
                 x[r, c] = float(cell)
             except ValueError:
                 what = "is empty" if not cell else f"is {cell!r}, not a number"
-                raise DataFileError(f"{p}: line {r + 2}, column {header[i]!r} {what}") from None
+                line = r + 2 if lines is None else lines[r]
+                raise DataFileError(f"{p}: line {line}, column {header[i]!r} {what}") from None
     return x.astype(np.float32)
 
 
@@ -392,7 +401,7 @@ def read_csv_features(
     p = Path(path)
     header, body = _csv_rows(p)
     if feature_names is None:
-        return _csv_numbers(p, header, body, list(range(len(header))))
+        return csv_numbers(p, header, body, list(range(len(header))))
     missing = [name for name in feature_names if name not in header]
     if missing:
         raise DataFileError(
@@ -407,4 +416,4 @@ def read_csv_features(
             f"reads {', '.join(feature_names)}"
             + (f" (and ignores the label column {label_name!r})" if label_name else "")
         )
-    return _csv_numbers(p, header, body, [header.index(name) for name in feature_names])
+    return csv_numbers(p, header, body, [header.index(name) for name in feature_names])
