@@ -62,16 +62,15 @@ def exact(history):
     return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in history]
 
 
-def stop_and_resume(tmp_path, data, stop, every=2, accumulate=1, schedule=False, val=None):
-    stopped = trainer([ModelCheckpoint(tmp_path, every_n_steps=every), StopAt(stop)], accumulate)
-    if schedule:
-        stopped = trainer(
-            [ModelCheckpoint(tmp_path, every_n_steps=every), StopAt(stop)], accumulate, True
-        )
+def stop_and_resume(tmp_path, data, stop, every=2, val=None, epochs=3, **options):
+    """Train with a checkpoint every ``every`` steps, stopped (Ctrl-C) after step ``stop``;
+    return the checkpoint's position and a fresh Trainer (``options``) loaded from it."""
+    callbacks = [ModelCheckpoint(tmp_path, every_n_steps=every), StopAt(stop)]
+    stopped = trainer(callbacks, **options)
     with pytest.raises(KeyboardInterrupt):
-        stopped.fit(data, val, epochs=3, batch_size=8)
+        stopped.fit(data, val, epochs=epochs, batch_size=8)
     position = read_record(tmp_path / "last.npz").get("position")
-    resumed = trainer(accumulate=accumulate, schedule=schedule)
+    resumed = trainer(**options)
     resumed.load_checkpoint(tmp_path / "last.npz")
     return position, resumed
 
@@ -113,11 +112,7 @@ def test_stop_mid_epoch_and_resume_is_exact_on_other_backends(tmp_path, device):
     pytest.importorskip({"strict": "array_api_strict"}.get(device, device))
     straight = trainer(device=device)
     straight.fit((X, Y), epochs=2, batch_size=8)
-    stopped = trainer([ModelCheckpoint(tmp_path, every_n_steps=3), StopAt(10)], device=device)
-    with pytest.raises(KeyboardInterrupt):
-        stopped.fit((X, Y), epochs=2, batch_size=8)
-    resumed = trainer(device=device)
-    resumed.load_checkpoint(tmp_path / "last.npz")
+    _, resumed = stop_and_resume(tmp_path, (X, Y), stop=10, every=3, epochs=2, device=device)
     resumed.fit((X, Y), epochs=2, batch_size=8)
     for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert np.array_equal(nnx.to_numpy(a.value), nnx.to_numpy(b.value))
@@ -128,11 +123,7 @@ def test_resume_keeps_the_running_state_of_every_metric(tmp_path):
     metrics = ("accuracy", "f1", "auroc")  # a 0-d total, a vector total, gathered rows
     straight = trainer(metrics=metrics)
     straight.fit((X, Y), epochs=2, batch_size=8)
-    stopped = trainer([ModelCheckpoint(tmp_path, every_n_steps=3), StopAt(10)], metrics=metrics)
-    with pytest.raises(KeyboardInterrupt):
-        stopped.fit((X, Y), epochs=2, batch_size=8)
-    resumed = trainer(metrics=metrics)
-    resumed.load_checkpoint(tmp_path / "last.npz")
+    _, resumed = stop_and_resume(tmp_path, (X, Y), stop=10, every=3, epochs=2, metrics=metrics)
     resumed.fit((X, Y), epochs=2, batch_size=8)
     assert exact(resumed.history) == exact(straight.history)
     other = trainer(metrics=("accuracy", "auroc", "f1"))
