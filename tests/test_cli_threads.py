@@ -56,6 +56,8 @@ def test_threads_flag_is_recorded_and_not_kept_on_resume(tmp_path, capsys, resto
     assert json.loads((out / "config.json").read_text())["settings"]["threads"] is None
     assert main([*FAST, "--epochs", "1", "--threads", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--threads must be > 0" in capsys.readouterr().err
+    assert main([*FAST, "--epochs", "1", "--threads", "100000", "--out", str(tmp_path / "y")]) == 2
+    assert "--threads must be < 1024" in capsys.readouterr().err
 
 
 def test_library_code_sets_no_thread_count_for_good():

@@ -167,6 +167,10 @@ def test_plot_writes_a_png(tmp_path):
     found = nnx.lr_find(model, nnx.CrossEntropyLoss(), opt, (X, Y), num_iter=30)
     path = found.plot(tmp_path / "lr_find.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert found.plot(tmp_path / "lr_find.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match=r"x\.jpg must end in \.png, \.pdf or \.svg"):
+        found.plot(tmp_path / "x.jpg")  # PNG bytes under a .jpg name would mislead
+    assert not (tmp_path / "x.jpg").exists()
 
 
 def test_restores_exactly_on_every_backend(backend):

@@ -249,7 +249,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any, str], Any], str]] = {
     ),
     "threads": (
         None,
-        _optional(_number(int, 0, strict_low=True)),
+        _optional(_number(int, 0, 1024, strict_low=True)),
         "threads for NumPy's BLAS and PyTorch (default: their own, every core); fewer on a "
         "machine busy with other jobs (not kept on resume)",
     ),

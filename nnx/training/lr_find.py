@@ -53,8 +53,15 @@ class LRFindResult:
 
     def plot(self, path: str | os.PathLike) -> Path | None:
         """Draw the smoothed loss against the learning rate (log scale) with the suggestion
-        marked, as a PNG at ``path`` (written atomically). Returns the path, or None when
+        marked, at ``path`` (written atomically; PNG, PDF or SVG by its suffix). Returns the path, or None when
         matplotlib is not installed (``pip install 'nnx-trainer[plot]'``)."""
+        target = Path(path)
+        kind = target.suffix.lower().lstrip(".")
+        if kind not in ("png", "pdf", "svg"):
+            raise ValueError(
+                f"lr_find plot: {target.name} must end in .png, .pdf or .svg "
+                f"(not {target.suffix or 'nothing'})"
+            )
         try:
             from matplotlib.figure import Figure
         except ImportError:
@@ -76,17 +83,17 @@ class LRFindResult:
                     label=f"suggestion {self.suggestion:.3g}")  # fmt: skip
         finite = [v for v in self.smoothed if math.isfinite(v)]
         if finite:  # the divergence at the end would squash the curve: clip the view
-            low, start = min(finite), finite[0]
-            ax.set_ylim(low - 0.05 * abs(low), max(start, low) + 0.25 * (abs(start - low) + 1e-12))
+            low = min(finite)
+            top = max(finite[: finite.index(low) + 1])  # the whole descent stays in view
+            ax.set_ylim(low - 0.05 * abs(low), top + 0.25 * (abs(top - low) + 1e-12))
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss")
         ax.set_title("learning-rate range test")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-        target = Path(path)
         with atomic_write(target) as f:
-            fig.savefig(f, dpi=100, format="png")
+            fig.savefig(f, dpi=100, format=kind)
         return target
 
 
