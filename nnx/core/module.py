@@ -26,6 +26,9 @@ from .calls import (
 from .checks import dtype_name
 from .lazy import PENDING, move_pending, unbuilt_error
 
+# attribute types that are never a Parameter or a Module (exact types: zero_grad skips them)
+_PLAIN = frozenset({bool, int, float, str, type(None), tuple, list, dict, set, frozenset})
+
 
 class _NamedArray:
     """An array (``value``) with the attribute ``name`` it has in its module."""
@@ -195,9 +198,12 @@ class Module:
                 continue
             seen.add(id(module))
             for value in vars(module).values():
+                # plain attributes (sizes, flags, tuples) are neither: one set look-up each
+                if type(value) in _PLAIN or not isinstance(value, (Parameter, Module)):
+                    continue
                 if isinstance(value, Parameter):
                     value.grad = None
-                elif isinstance(value, Module):
+                else:
                     stack.append(value)
 
     def build(self, *inputs: Any, **kwargs: Any) -> Module:
