@@ -17,9 +17,17 @@ import numpy as np
 
 from ..backend import Backend, backend_of, get_backend, to_numpy
 from ..io.registry import capture_init, register, register_builtin
-from .calls import call_backward, capture_call_state, restore_call_state, restore_final_state
+from .calls import (
+    accepts_need_input_grad,
+    capture_call_state,
+    restore_call_state,
+    restore_final_state,
+)
 from .checks import dtype_name
 from .lazy import PENDING, move_pending, unbuilt_error
+
+# attribute types that are never a Parameter or a Module (exact types: zero_grad skips them)
+_PLAIN = frozenset({bool, int, float, str, type(None), tuple, list, dict, set, frozenset})
 
 
 class _NamedArray:
@@ -190,9 +198,12 @@ class Module:
                 continue
             seen.add(id(module))
             for value in vars(module).values():
+                # plain attributes (sizes, flags, tuples) are neither: one set look-up each
+                if type(value) in _PLAIN or not isinstance(value, (Parameter, Module)):
+                    continue
                 if isinstance(value, Parameter):
                     value.grad = None
-                elif isinstance(value, Module):
+                else:
                     stack.append(value)
 
     def build(self, *inputs: Any, **kwargs: Any) -> Module:
@@ -431,10 +442,20 @@ class Sequential(Module):
         """
         layers, states = self._layers, self._states
         first = 0 if need_input_grad else self._first_trainable
+        # which layers' backward takes need_input_grad (call_backward's test), once per layer list
+        takes = self.__dict__.get("_takes_flag")
+        if takes is None or takes[0] is not layers:
+            takes = self._takes_flag = (layers, [accepts_need_input_grad(m) for m in layers])
+        takes = takes[1]
         for i in range(len(layers) - 1, first - 1, -1):
             if states is not None and states[i] is not None:
                 restore_call_state(states[i])
-            grad_out = call_backward(layers[i], grad_out, need_input_grad or i > first)
+            need = need_input_grad or i > first
+            if takes[i]:  # call_backward, inlined
+                grad_out = layers[i].backward(grad_out, need_input_grad=need)
+            else:
+                grad_in = layers[i].backward(grad_out)
+                grad_out = grad_in if need else None
         if states is not None:
             restore_final_state(states)
         return grad_out if need_input_grad else None

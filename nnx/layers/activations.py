@@ -41,10 +41,14 @@ class ReLU(_Activation):
         return self._y
 
     def backward(self, grad_out: Any) -> Any:
-        xp = self._end_backward(self._y, grad_out)
+        y = self._y
+        if y is None or getattr(grad_out, "shape", None) != y.shape:  # the errors, as they were
+            xp = self._end_backward(y, grad_out)
+        else:
+            xp = namespace(y)
         # y > 0 exactly where x > 0. A multiply by the 0/1 mask is ~6x faster than xp.where on
         # NumPy; the standard has no bool*float promotion, hence the astype.
-        mask = xp.astype(self._y > 0, grad_out.dtype)
+        mask = xp.astype(y > 0, grad_out.dtype)
         if is_writeable(mask):  # our own temporary: multiply into it, no second allocation
             mask *= grad_out
             return mask

@@ -120,7 +120,8 @@ class Linear(Module):
             )
         who = self._who()
         check_floating(xp, x, who)
-        check_same_dtype(x, w, who)
+        if x.dtype != w.dtype or type(x) is not type(w):  # the usual input needs neither call
+            check_same_dtype(x, w, who)
         check_same_device(x, w, who)
         if x.ndim == 2:
             y = x @ w
@@ -137,7 +138,9 @@ class Linear(Module):
     def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
         """Parameter gradients into ``.grad``; returns ``dL/dx``, or None when
         ``need_input_grad`` is False (the first layer of a network: saves a whole matmul)."""
-        x = require_forward(self._x, self._who())
+        x = self._x
+        if x is None:
+            require_forward(x, self._who())
         check_grad(grad_out, (*x.shape[:-1], self.out_features), self._who())
         xp = namespace(x)
         if x.ndim == 2:
@@ -145,8 +148,17 @@ class Linear(Module):
         else:  # fold every leading axis into one batch axis
             x2 = xp.reshape(x, (-1, self.in_features))
             g2 = xp.reshape(grad_out, (-1, self.out_features))
+        bias = self.bias
+        if not (self.weight_l1 or self.weight_l2 or self.bias_l1 or self.bias_l2):
+            # no penalty (the usual case): the same gradients without the loop over _terms
+            self.weight.accumulate(x2.T @ g2)
+            if bias is not None:
+                bias.accumulate(xp.sum(g2, axis=0))
+            if not need_input_grad:
+                return None
+            return xp.reshape(g2 @ self.weight.value.T, x.shape)
         grads = [x2.T @ g2]
-        if self.bias is not None:
+        if bias is not None:
             grads.append(xp.sum(g2, axis=0))
         for g, (p, l1, l2) in zip(grads, self._terms(), strict=True):
             if l1:  # d(l1 * sum|p|)/dp = l1 * sign(p)

@@ -141,17 +141,16 @@ class _ClassLoss(Loss):
                 f"input of shape {tuple(pred.shape)}, got {tuple(target.shape)}"
             )
 
-    def _classes(self, xp: Any, pred: Any, dtype: Any) -> Any:
-        """``arange(C)`` in the labels' ``dtype`` on ``pred``'s device, shaped ``(1, C, 1, ...)``
-        to compare with labels of shape ``(N, 1, d1, ...)``; made once per placement."""
+    def _classes(self, xp: Any, pred: Any, dtype: Any, dev: Any) -> Any:
+        """``arange(C)`` in the labels' ``dtype`` on ``pred``'s device ``dev``, shaped
+        ``(1, C, 1, ...)`` to compare with labels of shape ``(N, 1, d1, ...)``; made once per
+        placement."""
         c = pred.shape[1]
-        key = (type(pred), dtype, device(pred), c, pred.ndim)
+        key = (type(pred), dtype, dev, c, pred.ndim)
         cached = self.__dict__.get("_classes_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
-        classes = xp.reshape(
-            xp.arange(c, dtype=dtype, device=device(pred)), _class_axis_shape(pred.ndim, c)
-        )
+        classes = xp.reshape(xp.arange(c, dtype=dtype, device=dev), _class_axis_shape(pred.ndim, c))
         if not is_tracer(pred):  # an array made while jax.jit traces must not outlive the trace
             self._classes_cache = (key, classes)
         return classes
@@ -315,7 +314,8 @@ class CrossEntropyLoss(_ClassLoss):
             if not every_row:  # ignored labels, or a bad one: the full check says which
                 self._check_label_range(xp, target, equals_int(xp, target, self.ignore_index), c)
         labels = xp.reshape(target, (target.shape[0], 1, *target.shape[1:]))
-        hit = labels == self._classes(xp, pred, target.dtype)
+        dev = device(pred)  # read once: two uses below
+        hit = labels == self._classes(xp, pred, target.dtype, dev)
         t = xp.astype(hit, pred.dtype)
         shifted, e, total = _shifted_exp(xp, pred)
         # -sum_c T log p with T one-hot: the target class's log p (0 in ignored rows)
@@ -328,7 +328,7 @@ class CrossEntropyLoss(_ClassLoss):
             grad = (e / total) * xp.sum(t, axis=1, keepdims=True) - t
             count = xp.sum(t)
         if self.reduction == "mean":
-            denominator = xp.asarray(count, dtype=pred.dtype, device=device(pred))
+            denominator = xp.asarray(count, dtype=pred.dtype, device=dev)
             if not every_row:  # every label ignored: loss 0, gradient 0
                 denominator = _safe_denominator(xp, denominator)
             if is_writeable(grad):  # our own temporary: divide in place

@@ -83,20 +83,23 @@ class Optimizer:
     def step(self) -> None:
         """Apply each parameter's ``grad`` to its ``value``; parameters without a gradient are skipped."""
         for p, state in zip(self.params, self.state, strict=True):
-            if p.grad is None:
+            grad, value = p.grad, p.value
+            if grad is None:
                 continue
-            if tuple(p.grad.shape) != p.shape or p.grad.dtype != p.value.dtype:
+            if (
+                grad.shape != value.shape and tuple(grad.shape) != tuple(value.shape)
+            ) or grad.dtype != value.dtype:
                 raise ValueError(
                     f"{type(self).__name__}: gradient of {p.name or 'a parameter'} has shape "
                     f"{tuple(p.grad.shape)} and dtype {dtype_name(p.grad.dtype)}, but the "
                     f"parameter has shape {p.shape} and dtype {dtype_name(p.value.dtype)}"
                 )
-            _follow(p.value, state)
+            _follow(value, state)
             state["step"] = state.get("step", 0) + 1
             if self.elementwise and _fits_pieces(p, state):
                 self._update_in_pieces(p, state)
             else:
-                self._update(p, p.grad, state, namespace(p.value))
+                self._update(p, grad, state, namespace(value))
 
     def _update_in_pieces(self, p: Parameter, state: dict[str, Any]) -> None:
         """NumPy fast path: run ``_update`` on consecutive pieces of the flattened arrays.
@@ -251,7 +254,13 @@ class Optimizer:
 def _follow(value: Any, state: dict[str, Any]) -> None:
     """Move ``state``'s arrays to ``value``'s library, device and dtype where they are not there
     (the parameter was moved with ``Module.to`` after the state was made)."""
-    if is_tracer(value):  # inside a compiled step: state and parameters were traced together
+    if type(value) is np.ndarray:  # the CPU hot path: only a state array of another kind moves
+        for key, a in state.items():
+            if key != "step" and (type(a) is not np.ndarray or a.dtype != value.dtype):
+                break
+        else:
+            return
+    elif is_tracer(value):  # inside a compiled step: state and parameters were traced together
         return
     for key, a in state.items():
         if key == "step" or (

@@ -44,14 +44,16 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
-        g = self._with_weight_decay(p, g, self.weight_decay)
-        if self.momentum:
+        if self.weight_decay:
+            g = self._with_weight_decay(p, g, self.weight_decay)
+        momentum = self.momentum
+        if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = xp.asarray(g, copy=True)
             else:
-                buf *= self.momentum  # b = momentum * b + (1 - dampening) * g
+                buf *= momentum  # b = momentum * b + (1 - dampening) * g
                 buf += (1.0 - self.dampening) * g if self.dampening else g
-            state["momentum_buffer"] = buf
-            g = g + self.momentum * buf if self.nesterov else buf
-        _subtract(p, self.lr * g)
+            state["momentum_buffer"] = buf  # rebound by *= on immutable (JAX) arrays
+            g = g + momentum * buf if self.nesterov else buf
+        _subtract(p, self._lr * g)
