@@ -25,8 +25,14 @@ import numpy as np
 
 from ..io.npz import open_regular
 from .errors import DataFileError
-from .file_checks import MAX_CLASSES, check_mapped, held_out, label_index, max_label
-from .files import csv_numbers
+from .file_checks import (
+    MAX_CLASSES,
+    check_mapped,
+    csv_numbers,
+    held_out,
+    label_index,
+    max_label,
+)
 from .splits import DatasetSplits
 
 CHUNK_ROWS = 65536

@@ -1,4 +1,4 @@
-"""The checks and splits shared by the readers of the user's data files (whole, in
+"""The checks, splits and CSV number parser shared by the readers of the user's data files (whole, in
 :mod:`nnx.datasets.files`, or a chunk at a time, in :mod:`nnx.datasets.csv_stream`): one rule,
 one message, whichever way a file is read."""
 
@@ -96,3 +96,26 @@ def label_index(p: Path, header: list[str], label_column: str | int) -> int:
     if not -len(header) <= index < len(header):
         raise DataFileError(f"{p}: column index {index} is out of range for {len(header)} columns")
     return index % len(header)
+
+
+def csv_numbers(
+    p: Path,
+    header: list[str],
+    body: list[list[str]],
+    columns: list[int],
+    lines: list[int] | None = None,
+):
+    """The ``columns`` of every row as float32 numbers (an empty or non-numeric cell is named by
+    its line: ``lines[r]`` for row ``r``, by default the row after the header). The one parser of
+    CSV numbers: whole reads and the chunked conversion of large files both use it."""
+    x = np.empty((len(body), len(columns)), dtype=np.float64)
+    for r, row in enumerate(body):
+        for c, i in enumerate(columns):
+            cell = row[i].strip()
+            try:
+                x[r, c] = float(cell)
+            except ValueError:
+                what = "is empty" if not cell else f"is {cell!r}, not a number"
+                line = r + 2 if lines is None else lines[r]
+                raise DataFileError(f"{p}: line {line}, column {header[i]!r} {what}") from None
+    return x.astype(np.float32)

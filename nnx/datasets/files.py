@@ -43,7 +43,14 @@ from ..data.gather import gather_rows
 from ..io.npz import NpzReader, open_regular
 from . import file_checks
 from .errors import DataFileError
-from .file_checks import check_mapped, check_pair, held_out, label_index, max_label
+from .file_checks import (
+    check_mapped,
+    check_pair,
+    csv_numbers,
+    held_out,
+    label_index,
+    max_label,
+)
 from .splits import DatasetSplits
 
 FILE_SUFFIXES = (".npz", ".csv", ".npy")
@@ -360,29 +367,6 @@ def _csv_rows(p: Path) -> tuple[list[str], list[list[str]]]:
                 f"{p}: line {number} has {len(row)} columns, the header {len(header)}"
             )
     return header, body
-
-
-def csv_numbers(
-    p: Path,
-    header: list[str],
-    body: list[list[str]],
-    columns: list[int],
-    lines: list[int] | None = None,
-):
-    """The ``columns`` of every row as float32 numbers (an empty or non-numeric cell is named by
-    its line: ``lines[r]`` for row ``r``, by default the row after the header). The one parser of
-    CSV numbers: whole reads and the chunked conversion of large files both use it."""
-    x = np.empty((len(body), len(columns)), dtype=np.float64)
-    for r, row in enumerate(body):
-        for c, i in enumerate(columns):
-            cell = row[i].strip()
-            try:
-                x[r, c] = float(cell)
-            except ValueError:
-                what = "is empty" if not cell else f"is {cell!r}, not a number"
-                line = r + 2 if lines is None else lines[r]
-                raise DataFileError(f"{p}: line {line}, column {header[i]!r} {what}") from None
-    return x.astype(np.float32)
 
 
 def read_csv_features(
