@@ -178,17 +178,23 @@ def _encoder_layer(ctx, m, inputs, path):
     return ctx.op("Transpose", [y], perm=[1, 0, 2])
 
 
-@register_converter(TransformerEncoder)
-def _encoder(ctx, m, inputs, path):
-    """``(src[, mask[, src_key_padding_mask]])``: every layer with the same masks."""
-    if not 1 <= len(inputs) <= 3:
-        raise refuse(m, path, "it takes the source and at most two masks")
-    x, masks = inputs[0], list(inputs[1:])
+def layer_stack(ctx, m, inputs, path, most: int, takes: str):
+    """A stack (``m.layers``, then ``m.norm``): every layer gets the running first input and
+    the same other inputs (memory, masks); ``1 + most`` inputs at the most."""
+    if not 1 <= len(inputs) <= 1 + most:
+        raise refuse(m, path, f"it takes {takes}")
+    x, rest = inputs[0], list(inputs[1:])
     for i, layer in enumerate(m.layers):
-        x = ctx.convert(layer, [x, *masks], f"{path}.layers.{i}")
+        x = ctx.convert(layer, [x, *rest], f"{path}.layers.{i}")
     if m.norm is not None:
         x = ctx.convert(m.norm, [x], f"{path}.norm")
     return ctx.op("Identity", [x])
+
+
+@register_converter(TransformerEncoder)
+def _encoder(ctx, m, inputs, path):
+    """``(src[, mask[, src_key_padding_mask]])``: every layer with the same masks."""
+    return layer_stack(ctx, m, inputs, path, 2, "the source and at most two masks")
 
 
 def _ids(ctx: Exporter, x: Tensor) -> str:

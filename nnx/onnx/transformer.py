@@ -16,7 +16,7 @@ from ..layers.transformer_decoder import TransformerDecoderLayer
 from ..layers.transformer_stack import Transformer, TransformerDecoder
 from .export import Exporter, Tensor, refuse, register_converter
 from .layers import linear
-from .sequence import _sub, attention, attention_mask
+from .sequence import _sub, attention, attention_mask, layer_stack
 
 
 def _given(items: list[Any]) -> list[Any]:
@@ -81,14 +81,9 @@ def _decoder_layer(ctx, m, inputs, path):
 @register_converter(TransformerDecoder)
 def _decoder(ctx, m, inputs, path):
     """Every layer with the same memory and masks, then ``norm``."""
-    if not 2 <= len(inputs) <= 6:
+    if len(inputs) < 2:
         raise refuse(m, path, "it takes tgt, memory and at most four masks")
-    x, rest = inputs[0], list(inputs[1:])
-    for i, layer in enumerate(m.layers):
-        x = ctx.convert(layer, [x, *rest], f"{path}.layers.{i}")
-    if m.norm is not None:
-        x = ctx.convert(m.norm, [x], f"{path}.norm")
-    return ctx.op("Identity", [x])
+    return layer_stack(ctx, m, inputs, path, 5, "tgt, memory and at most four masks")
 
 
 @register_converter(Transformer)
