@@ -381,3 +381,15 @@ def test_generating_from_diverged_weights_says_so():
         p.value = np.full_like(p.value, np.nan)
     with pytest.raises(FloatingPointError, match="logits are NaN or infinite"):
         generate(model, "abc", "ab", 3)
+
+
+def test_releasing_the_run_lock_removes_the_temp_files_of_interrupted_writes(tmp_path):
+    """A signal can strike between an atomic write's mkstemp and its clean-up block: the lock's
+    release (in the command's ``finally``) still leaves only complete files behind."""
+    from nnx.cli.runfolder import lock_run_folder
+
+    lock = lock_run_folder(tmp_path)
+    (tmp_path / ".last.npz.k2j4_x9a.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / ".draft.tmp").write_text("the user's own")
+    lock.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".draft.tmp"]

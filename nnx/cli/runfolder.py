@@ -81,9 +81,13 @@ class RunLock:
         return self.folder / LOCK_NAME
 
     def release(self) -> None:
-        """Remove the lock file (while still holding it) and drop the lock."""
+        """Remove the temp files of interrupted writes and the lock file (while still holding
+        the lock), then drop the lock. A signal is an exception that can strike at any
+        bytecode, including the instant an atomic write has made its temp file but not yet
+        entered the block that removes it on failure: the run leaves its folder clean anyway."""
         if self._fd is None:
             return
+        remove_stale_temp_files(self.folder)
         try:
             os.unlink(self.path)
         except OSError:
