@@ -120,7 +120,7 @@ class Linear(Module):
             )
         who = self._who()
         check_floating(xp, x, who)
-        if x.dtype != w.dtype or type(x) is not type(w):  # the usual input needs neither call
+        if type(x) is not type(w) or x.dtype != w.dtype:  # types first: no cross-library ==
             check_same_dtype(x, w, who)
         check_same_device(x, w, who)
         if x.ndim == 2:
