@@ -8,9 +8,10 @@ import pickle
 import numpy as np
 import pytest
 
-from nnx.datasets import file_checks, files
+from nnx.datasets import file_checks
 from nnx.datasets.errors import DataFileError
 from nnx.datasets.files import load_file
+from tests.datasets.streaming import assert_streamed_run_matches_whole
 
 
 def _matrix(n=240, label="last", kind="classes", seed=0):
@@ -51,33 +52,12 @@ def test_a_npy_is_read_whole_or_mapped_with_the_same_splits(tmp_path, label, kin
     assert whole.train[0].shape[1] == 4 and whole.label_column == mapped.label_column == at
 
 
-def test_the_command_trains_on_a_mapped_npy_as_on_the_file_read_whole(
-    tmp_path, monkeypatch, capsys
-):
-    import nnx.cli.run as run
-    from nnx.cli.main import main
-
+def test_the_command_trains_on_a_mapped_npy_as_on_the_file_read_whole(tmp_path, monkeypatch):
     a, _ = _matrix()
     np.save(tmp_path / "d.npy", a)
     args = ["--device", "cpu", "--quiet", "--dataset", str(tmp_path / "d.npy"), "--epochs", "3"]
     args += ["--label-column", "-1", "--hidden", "16"]
-    assert main([*args, "--out", str(tmp_path / "whole")], prog="t") == 0
-    loaded = []
-    plain = run.prepare_splits
-
-    def spy(data, settings, backend):
-        loaded.append(isinstance(data.train[0], np.memmap))
-        return plain(data, settings, backend)
-
-    monkeypatch.setattr(files, "STREAM_BYTES", 0)
-    monkeypatch.setattr(run, "prepare_splits", spy)
-    assert main([*args, "--out", str(tmp_path / "mapped")], prog="t") == 0
-    assert loaded == [True]
-    whole, mapped = (
-        json.loads((tmp_path / n / "summary.json").read_text()) for n in ("whole", "mapped")
-    )
-    for key in ("train_loss", "val_loss", "test_loss", "test_accuracy"):  # statistics: to rounding
-        assert mapped[key] == pytest.approx(whole[key], rel=1e-5), key
+    assert_streamed_run_matches_whole(tmp_path, monkeypatch, args)
 
 
 def test_nnx_predict_reads_the_training_npy_without_its_label_column(tmp_path, capsys):

@@ -2,14 +2,13 @@
 the checks read it in chunks, the splits are views of the file, the model's Standardize layer
 is fitted in one streaming pass, and the command trains on it as on the file loaded whole."""
 
-import json
-
 import numpy as np
 import pytest
 
-from nnx.datasets import file_checks, files
+from nnx.datasets import file_checks
 from nnx.datasets.errors import DataFileError
 from nnx.datasets.files import load_file
+from tests.datasets.streaming import assert_streamed_run_matches_whole
 
 
 def _features(n=240, seed=0):
@@ -50,32 +49,11 @@ def test_a_mapped_file_is_checked_in_chunks(tmp_path, monkeypatch):
         load_file(tmp_path / "packed.npz", stream_bytes=0)
 
 
-def test_the_command_trains_on_a_streamed_file_as_on_the_file_loaded_whole(
-    tmp_path, monkeypatch, capsys
-):
-    import nnx.cli.run as run
-    from nnx.cli.main import main
-
+def test_the_command_trains_on_a_streamed_file_as_on_the_file_loaded_whole(tmp_path, monkeypatch):
     x, y = _features()
     np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
     args = ["--device", "cpu", "--quiet", "--dataset", str(tmp_path / "d.npz"), "--epochs", "3"]
-    assert main([*args, "--hidden", "16", "--out", str(tmp_path / "whole")], prog="t") == 0
-    loaded = []
-    plain = run.prepare_splits
-
-    def spy(data, settings, backend):
-        loaded.append(isinstance(data.train[0], np.memmap))
-        return plain(data, settings, backend)
-
-    monkeypatch.setattr(files, "STREAM_BYTES", 0)
-    monkeypatch.setattr(run, "prepare_splits", spy)
-    assert main([*args, "--hidden", "16", "--out", str(tmp_path / "mapped")], prog="t") == 0
-    assert loaded == [True]
-    whole, mapped = (
-        json.loads((tmp_path / n / "summary.json").read_text()) for n in ("whole", "mapped")
-    )
-    for key in ("train_loss", "val_loss", "test_loss", "test_accuracy"):  # statistics: to rounding
-        assert mapped[key] == pytest.approx(whole[key], rel=1e-5), key
+    assert_streamed_run_matches_whole(tmp_path, monkeypatch, [*args, "--hidden", "16"])
 
 
 def _csv(path, labels, x):
