@@ -32,12 +32,16 @@ from ..data import DataLoader
 LOADER_KEYS = ("batches", "batch_size", "shuffle", "drop_last", "seed", "samples")
 
 
-def reseed_modules(model: Any, seed: int, epoch: int, batch: int) -> None:
-    """Give every module with a ``reseed(seed)`` method (dropout, fractional pooling) a seed
-    drawn from ``(seed, epoch, batch)`` (the ``k``-th such module the ``k``-th number): its
-    random numbers then depend on the batch alone, so a run resumed at any batch draws the
-    same ones."""
-    reseeds = [r for r in (getattr(m, "reseed", None) for m in model.modules()) if callable(r)]
+def reseeders(model: Any) -> list[Any]:
+    """The ``reseed`` methods of the model's modules that have one (dropout, fractional pooling),
+    in module order: found once per epoch, called before every batch by :func:`reseed_modules`."""
+    return [r for r in (getattr(m, "reseed", None) for m in model.modules()) if callable(r)]
+
+
+def reseed_modules(reseeds: list[Any], seed: int, epoch: int, batch: int) -> None:
+    """Give each of ``reseeds`` (:func:`reseeders`) a seed drawn from ``(seed, epoch, batch)``
+    (the ``k``-th method the ``k``-th number): the modules' random numbers then depend on the
+    batch alone, so a run resumed at any batch draws the same ones."""
     if reseeds:
         seeds = np.random.SeedSequence([seed, epoch, batch]).generate_state(len(reseeds))
         for reseed, value in zip(reseeds, seeds, strict=True):

@@ -44,7 +44,7 @@ from .data_checks import (
 from .data_parallel import DataParallel
 from .history import History
 from .make_step import make_step
-from .position import EpochPosition, mid_epoch_refusal, reseed_modules, start_epoch
+from .position import EpochPosition, mid_epoch_refusal, reseed_modules, reseeders, start_epoch
 from .precision import MixedPrecision
 from .sources import evaluate_loader, is_in_memory, make_loader, predict_loader, slice_loader
 from .state import Counters, check_components, keyed_callbacks
@@ -342,9 +342,9 @@ class Trainer:
         # metrics, loader and step at the epoch's start, or where a mid-epoch checkpoint stopped
         self._progress = progress = start_epoch(self, loader)
         losses, sizes = progress.losses, progress.sizes
-        batches = iter(loader)
+        batches, reseeds = iter(loader), reseeders(self.model)  # the model's, once per epoch
         for batch, (xb, yb) in enumerate(batches, progress.batch):
-            reseed_modules(self.model, self.seed, epoch, batch)  # dropout: (seed, epoch, batch)
+            reseed_modules(reseeds, self.seed, epoch, batch)  # dropout: (seed, epoch, batch)
             if self.augment is not None and not self._augment_checked:
                 check_augment(self.augment, ArrayDataset(xb))  # a stream: its first batch
                 self._augment_checked = True
