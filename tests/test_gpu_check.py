@@ -21,8 +21,9 @@ from gpucheck.__main__ import main  # noqa: E402
 from gpucheck.parts import Context, all_parts  # noqa: E402
 
 PARTS = [p.name for p in all_parts()]
-GPU_PARTS = {
-    "pytest", "train_mlp", "train_cnn", "train_transformer", "bench_mlp", "mixed16", "sync",
+PYTEST_PARTS = {"pytest_cupy", "pytest_torch_cuda", "pytest_jax_gpu"}
+GPU_PARTS = PYTEST_PARTS | {
+    "train_mlp", "train_cnn", "train_transformer", "bench_mlp", "mixed16", "sync",
     "memory", "nccl",
 }  # fmt: skip
 
@@ -51,8 +52,12 @@ def test_dry_run_lists_every_part_with_its_command(tmp_path, capsys):
     assert "--model transformer" in parts["train_transformer"]["command"]
     assert "--precision mixed16" in parts["mixed16"]["command"]
     assert "--batch-sizes 128,1024" in parts["bench_mlp"]["command"]
-    assert " -m gpu -x " in parts["pytest"]["command"]
-    assert parts["nccl"]["command"].startswith("mpiexec -n 1 ")
+    for name, test_id in zip(sorted(PYTEST_PARTS), ("cupy", "jax-gpu", "torch-cuda"), strict=True):
+        command = parts[name]["command"]
+        assert f" -m 'gpu and not slow' -k {test_id} -x " in command, command
+        assert command.startswith("NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest ")
+    nccl = parts["nccl"]["command"]
+    assert nccl.startswith("mpiexec -n 1 ") or nccl.endswith("probe_nccl.py --no-mpi"), nccl
     assert parts["wheels"]["reason"].startswith("no --wheels DIR given")
     assert parts["bench_cnn"]["reason"].startswith("not supported:")
     assert "gpu_report.md" in capsys.readouterr().out

@@ -30,6 +30,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wheels", type=Path, help="install these *.whl files first (no network)")
     p.add_argument("--dry-run", action="store_true", help="run nothing; report what would run")
     p.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="run the parts on the CPU with small sizes (checks the check itself, no GPU result)",
+    )
+    p.add_argument(
         "--budget-s", type=float, default=450.0, help="total seconds for every part (default 450)"
     )
     p.add_argument(
@@ -41,7 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pytest-maxfail",
         type=int,
         default=1,
-        help="stop the test suite after this many failures (default 1: pytest -x)",
+        help="stop the test suite on each backend after this many failures (default 1: -x)",
+    )
+    p.add_argument(
+        "--pytest-slow",
+        action="store_true",
+        help="also run the tests marked slow (default: -m 'gpu and not slow')",
     )
     p.add_argument(
         "--pytest-workers",
@@ -56,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def environment(ctx: Context) -> dict[str, str]:
+def environment(ctx: Context, part: Part | None = None) -> dict[str, str]:
     """The environment of every part: the carried wheels, the repository and scripts/ on PYTHONPATH, JAX
     not grabbing 75% of the GPU, Open MPI allowed to run as root (the GPU machine's user)."""
     env = dict(os.environ)
@@ -75,6 +85,8 @@ def environment(ctx: Context) -> dict[str, str]:
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.pop("PYTEST_ADDOPTS", None)
+    for key, value in (part.env if part is not None else {}).items():
+        env.setdefault(key, value)
     return env
 
 
@@ -103,7 +115,7 @@ def run_part(part: Part, ctx: Context, budget: Budget, weights_to_come: float, d
     except Skip as why:
         result.reason = str(why)
         return result
-    result.command = quote(argv)
+    result.command = quote([*(f"{k}={v}" for k, v in part.env.items()), *argv])
     if dry:
         result.reason = f"dry run; would run: {result.command}"
         return result
@@ -122,7 +134,7 @@ def run_part(part: Part, ctx: Context, budget: Budget, weights_to_come: float, d
             result.highlights.append(f"scikit-learn missing: trained on synthetic data {data}")
     log = ctx.outdir / "logs" / f"{part.name}.log"
     print(f"gpu_check: {part.name} (timeout {timeout:.0f} s): {result.command}", flush=True)
-    code, output, seconds, timed_out = run_command(argv, timeout, log, environment(ctx), ROOT)
+    code, output, seconds, timed_out = run_command(argv, timeout, log, environment(ctx, part), ROOT)
     result.returncode, result.seconds, result.timeout_s = code, round(seconds, 2), round(timeout, 1)
     result.tail = tail(output)
     if timed_out:
@@ -159,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         wheels=args.wheels,
         pytest_maxfail=args.pytest_maxfail,
         pytest_workers=args.pytest_workers,
+        pytest_slow=args.pytest_slow,
+        smoke=args.cpu_smoke,
     )
     parts = all_parts()
     results: list[Result] = []
@@ -185,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - budget.start, 1),
         "budget_s": args.budget_s,
         "dry_run": args.dry_run,
+        "cpu_smoke": args.cpu_smoke,
         "command": quote(
             [sys.executable, "scripts/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
         ),

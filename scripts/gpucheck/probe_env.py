@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 
+# what the GPU machine may lack and --wheels carries (and nnx itself: which copy is imported)
+CARRIED = ("array_api_compat", "array_api_strict", "tqdm", "threadpoolctl", "nnx")
 facts: dict = {"python": f"{platform.python_version()} ({sys.executable})"}
 
 
@@ -32,7 +34,7 @@ def version(module: str, key: str | None = None) -> object:
         facts[f"{key}_error"] = f"{type(err).__name__}: {err}"
         return None
     facts[key] = str(getattr(mod, "__version__", "installed"))
-    if module.startswith("array_api"):  # from the carried wheels (--wheels) or installed
+    if module in CARRIED:  # from the carried wheels (--wheels) or installed
         facts[f"{key}_path"] = str(getattr(mod, "__file__", ""))
     return mod
 
@@ -51,6 +53,11 @@ def main() -> None:
         facts["gpu_reason"] = "nvidia-smi is not on PATH"
     for module in ("numpy", "array_api_compat", "array_api_strict", "mpi4py", "pytest"):
         version(module)
+    # nnx's own dependencies besides NumPy and array-api-compat: scripts/train.py's progress
+    # bar imports tqdm (the GPU machine may lack it: carry its wheel); threadpoolctl is optional
+    for module in ("tqdm", "threadpoolctl"):
+        version(module)
+    version("nnx")  # which copy is imported, or what it lacks
     version("xdist", "xdist")
     version("sklearn")
     cupy = version("cupy")

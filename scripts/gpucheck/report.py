@@ -22,6 +22,9 @@ FACTS = (
     ("jax_devices", "jax.devices()"),
     ("array_api_compat", "array-api-compat"),
     ("array_api_strict", "array-api-strict"),
+    ("nnx", "nnx (imported from)"),
+    ("tqdm", "tqdm"),
+    ("threadpoolctl", "threadpoolctl"),
     ("mpi4py", "mpi4py"),
     ("nccl", "NCCL (cupy.cuda.nccl)"),
     ("pytest", "pytest"),
@@ -45,6 +48,9 @@ def markdown(results: list[Result], meta: dict, facts: dict) -> str:
     out = ["# nnx GPU check", ""]
     out.append(f"Started {meta['started']}, {meta['seconds']} s of a {meta['budget_s']:g} s budget"
                + (" (dry run: nothing was run)" if meta["dry_run"] else "") + ".")  # fmt: skip
+    if meta.get("cpu_smoke"):
+        out += ["", "**CPU smoke run** (`--cpu-smoke`): the GPU parts ran on the CPU with small "
+                "sizes to check the check itself; nothing here is a GPU result."]  # fmt: skip
     out += ["", f"Command: `{meta['command']}`", ""]
     if facts:
         out += ["## Machine", "", "| | |", "|---|---|"]
