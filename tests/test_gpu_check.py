@@ -131,3 +131,74 @@ def test_a_tiny_budget_times_parts_out_and_still_writes_the_report(tmp_path):
         assert part["status"] == "skipped", part
         assert "GPU" in part["reason"] or "CuPy" in part["reason"] or "budget" in part["reason"]
     assert (tmp_path / "out" / "logs" / "environment.log").is_file()
+
+
+def probed(**facts: object) -> Context:
+    """A context as after the environment probe on a machine with CuPy and nnx importable."""
+    base = {"array_api_compat": "1.16.0", "nnx": "0.1.0", "tqdm": "4.67", "cupy_usable": True}
+    return Context(Path("out"), Path("work"), facts={**base, **facts}, probed=True)
+
+
+def test_needs_name_what_the_gpu_machine_lacks():
+    parts = {p.name: p for p in all_parts()}
+    train = [n for n in parts if n.startswith("train_")] + ["mixed16"]
+    ctx = probed(tqdm=False)
+    for name in train:
+        why = ctx.missing(parts[name].needs)
+        assert "tqdm is not importable" in why and "--wheels DIR" in why, (name, why)
+    assert ctx.missing(parts["bench_mlp"].needs) == ""  # bench.py shows no progress bar
+    ctx = probed(torch_cuda=False, torch_cuda_error="RuntimeError: no driver")
+    assert all(ctx.missing(parts[n].needs) == "" for n in train)
+    assert ctx.missing(parts["pytest_cupy"].needs) == ""
+    assert "no driver" in ctx.missing(parts["pytest_torch_cuda"].needs)
+    assert "JAX has no GPU" in ctx.missing(parts["pytest_jax_gpu"].needs)
+    ctx = probed(nnx=False, nnx_error="ModuleNotFoundError: No module named 'tqdm'")
+    assert "nnx cannot be imported (ModuleNotFoundError" in ctx.missing(parts["sync"].needs)
+    assert "CuPy has no NCCL" in probed(nccl=False).missing(parts["nccl"].needs)
+
+
+def test_pytest_slow_runs_the_slow_sweeps_too(tmp_path):
+    assert main([str(tmp_path / "out"), "--dry-run", "--pytest-slow", "--pytest-maxfail", "5"]) == 0
+    command = read_reports(tmp_path / "out")["parts"][2]["command"]
+    assert " -m gpu -k cupy --maxfail=5 " in command, command
+
+
+def test_cpu_smoke_runs_the_probes_and_reads_their_results(tmp_path):
+    """--cpu-smoke runs the sync and memory probes on NumPy in their own processes; the report
+    carries each probe's RESULT (every training configuration ran, none was checked for
+    syncs: NumPy has no device)."""
+    assert main([str(tmp_path / "out"), "--cpu-smoke", "--only", "sync,memory"]) == 0
+    data = read_reports(tmp_path / "out")
+    assert data["cpu_smoke"] is True
+    assert "CPU smoke run" in (tmp_path / "out" / "gpu_report.md").read_text()
+    parts = {p["name"]: p for p in data["parts"]}
+    sync, memory = parts["sync"], parts["memory"]
+    assert sync["status"] == "ok" and sync["command"].endswith("probe_sync.py --device cpu"), sync
+    configs = sync["details"]["cpu"]["configs"]
+    assert set(configs) == {"mlp-sgd", "mlp-adam-clip", "mlp-sgd-labels-checked", "cnn-adam",
+                            "mlp-sgd-mixed16"}  # fmt: skip
+    assert all(c == {"sync": None, "steps": 20, "checked": False} for c in configs.values())
+    assert memory["status"] == "ok" and memory["details"] == {
+        "cpu": {"steps": 50, "measured": False}
+    }
+    assert parts["nccl"]["reason"] == "not in --only"
+
+
+@pytest.mark.slow
+def test_cpu_smoke_runs_every_part_end_to_end(tmp_path):
+    """Every part on the CPU, as the GPU machine would run it: the test suite's CPU twins, the
+    three presets and mixed16 for one epoch, the MLP benchmark, the probes; the digests find
+    the accuracy lines, the benchmark table and the pytest summary in the real output."""
+    parts = run_script(tmp_path / "out", "--cpu-smoke", "--budget-s", "400")
+    not_run = {"wheels", "bench_cnn", "bench_sequence", "nccl"}
+    for name, part in parts.items():
+        assert part["status"] == ("skipped" if name in not_run else "ok"), part
+    assert "--cpu-smoke: NCCL needs CuPy" in parts["nccl"]["reason"]
+    for name in PYTEST_PARTS:
+        assert any(" passed" in line for line in parts[name]["highlights"]), parts[name]
+    for name in ("train_mlp", "train_cnn", "mixed16"):
+        assert any("test " in line and "accuracy" in line for line in parts[name]["highlights"])
+        assert parts[name]["details"]["summary"], parts[name]
+    assert any("bits/char" in line for line in parts["train_transformer"]["highlights"])
+    assert any(line.startswith("machine:") for line in parts["bench_mlp"]["highlights"])
+    assert (tmp_path / "out" / "bench_mlp.json").is_file()

@@ -293,7 +293,10 @@ class BenchMLP(Part):
     )
 
     def command(self, ctx: Context) -> list[str]:
-        sizes = ["--samples", "30000", "--repeats", "3"]
+        # --no-memory: the per-contender memory probes are five more processes, each starting
+        # CUDA (about 35 s in all), and bench.py prints nothing until every one has run, so a
+        # timeout would lose the timings too; the part "memory" measures nnx's growth instead
+        sizes = ["--samples", "30000", "--repeats", "3", "--no-memory"]
         if ctx.smoke:
             sizes = ["--samples", "3000", "--repeats", "1", "--warmup-batches", "2", "--no-memory"]
         return [
