@@ -202,3 +202,49 @@ def test_cpu_smoke_runs_every_part_end_to_end(tmp_path):
     assert any("bits/char" in line for line in parts["train_transformer"]["highlights"])
     assert any(line.startswith("machine:") for line in parts["bench_mlp"]["highlights"])
     assert (tmp_path / "out" / "bench_mlp.json").is_file()
+
+
+def test_sigterm_kills_the_running_part_and_reports_the_parts_run_so_far(tmp_path, monkeypatch):
+    """SIGTERM (as a runner's time limit sends) while a part runs: the part's process group is
+    killed, the report says which part was running and that the later ones did not run, the
+    exit status is 130; a report is also written after every part that ended."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import gpucheck.__main__ as entry
+    from gpucheck.parts import Part
+
+    class Sleeper(Part):
+        def __init__(self, name: str, seconds: float):
+            self.name, self.title, self.seconds = name, f"sleeps {seconds} s", seconds
+
+        def command(self, ctx: Context) -> list[str]:
+            code = f"import os, time; print(os.getpid(), flush=True); time.sleep({self.seconds})"
+            return [sys.executable, "-c", code]
+
+    parts = [Sleeper("quick", 0), Sleeper("slow", 60), Sleeper("later", 0)]
+    monkeypatch.setattr(entry, "all_parts", lambda: parts)
+    log = tmp_path / "out" / "logs" / "slow.log"
+
+    def stop_once_slow_runs() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (log.is_file() and log.read_text().strip()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=stop_once_slow_runs, daemon=True).start()
+    assert entry.main([str(tmp_path / "out")]) == 130
+    assert signal.getsignal(signal.SIGTERM) is before
+    pid = int(log.read_text().split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+    data = json.loads((tmp_path / "out" / "gpu_report.json").read_text())
+    assert data["state"] == "stopped"
+    quick, slow, later = data["parts"]
+    assert quick["status"] == "ok"
+    assert slow["status"] == "failed" and "stopped" in slow["reason"], slow
+    assert later["status"] == "skipped" and "stopped" in later["reason"], later
+    assert "**Stopped**" in (tmp_path / "out" / "gpu_report.md").read_text()

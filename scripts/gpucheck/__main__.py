@@ -4,7 +4,9 @@
 
 The parts run in order (parts.py), each in its own subprocess with a timeout carved from
 ``--budget-s``; a part that fails or times out is recorded and the next one runs. The exit status
-is 0 when the report was written (failures are in it), 1 when it could not be.
+is 0 when the report was written (failures are in it), 1 when it could not be, 130 when the
+check was stopped by Ctrl-C or SIGTERM (the report then covers the parts run so far; one is
+also rewritten after every part, so a check killed outright leaves the parts before).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import datetime
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -176,6 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parts = all_parts()
     results: list[Result] = []
+    command = [sys.executable, "scripts/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
+
+    def meta(state: str) -> dict:
+        return {
+            "started": started.isoformat(timespec="seconds"),
+            "seconds": round(time.monotonic() - budget.start, 1),
+            "budget_s": args.budget_s,
+            "state": state,  # "finished", "running" (a report written between parts), "stopped"
+            "dry_run": args.dry_run,
+            "cpu_smoke": args.cpu_smoke,
+            "command": quote(command),
+            "repository": str(ROOT),
+        }
+
+    def not_run(why: str) -> list[Result]:
+        return [Result(p.name, p.title, "skipped", why) for p in parts[len(results) :]]
+
+    state = "finished"
+    previous = _stop_on_sigterm()
     try:
         for i, part in enumerate(parts):
             if args.only is not None and part.name not in args.only:
@@ -192,28 +214,43 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(part, Environment) and result.details:
                 ctx.facts, ctx.probed = result.details, True
             results.append(result)
+            if not args.dry_run:  # a report so far: the check may be killed before its end
+                try:
+                    write_reports(outdir, results + not_run("not run yet"), meta("running"),
+                                  ctx.facts)  # fmt: skip
+                except OSError:
+                    pass
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the parts run so far are still reported
+        state = "stopped"
+        print("gpu_check: stopped; writing the report of the parts run so far", file=sys.stderr)
+        if len(results) < len(parts):
+            running = parts[len(results)]
+            log = f"logs/{running.name}.log"
+            why = f"the check was stopped (Ctrl-C or SIGTERM) while this part ran; output: {log}"
+            results.append(Result(running.name, running.title, "failed", why))
+        results += not_run("not run: the check was stopped (Ctrl-C or SIGTERM)")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
-    meta = {
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(time.monotonic() - budget.start, 1),
-        "budget_s": args.budget_s,
-        "dry_run": args.dry_run,
-        "cpu_smoke": args.cpu_smoke,
-        "command": quote(
-            [sys.executable, "scripts/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        "repository": str(ROOT),
-    }
     try:
-        md, js = write_reports(outdir, results, meta, ctx.facts)
+        md, js = write_reports(outdir, results, meta(state), ctx.facts)
     except OSError as err:
         print(f"gpu_check.py: error: cannot write the report in {outdir}: {err}", file=sys.stderr)
         return 1
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
     print(f"gpu_check: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
     print(f"gpu_check: report in {md} and {js}")
-    return 0
+    return 0 if state == "finished" else 130
+
+
+def _stop_on_sigterm() -> object:
+    """SIGTERM stops the check as Ctrl-C does (the running part is killed, the report written);
+    returns the handler it replaces."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _unzip_wheels(ctx: Context, result: Result) -> None:

@@ -48,6 +48,12 @@ def markdown(results: list[Result], meta: dict, facts: dict) -> str:
     out = ["# nnx GPU check", ""]
     out.append(f"Started {meta['started']}, {meta['seconds']} s of a {meta['budget_s']:g} s budget"
                + (" (dry run: nothing was run)" if meta["dry_run"] else "") + ".")  # fmt: skip
+    if meta.get("state") == "running":
+        out += ["", "**Incomplete**: written between two parts while the check was running "
+                "(the check did not reach its end, or is still running)."]  # fmt: skip
+    elif meta.get("state") == "stopped":
+        out += ["", "**Stopped** (Ctrl-C or SIGTERM): the parts after the one running then "
+                "did not run."]  # fmt: skip
     if meta.get("cpu_smoke"):
         out += ["", "**CPU smoke run** (`--cpu-smoke`): the GPU parts ran on the CPU with small "
                 "sizes to check the check itself; nothing here is a GPU result."]  # fmt: skip
