@@ -248,3 +248,14 @@ def test_sigterm_kills_the_running_part_and_reports_the_parts_run_so_far(tmp_pat
     assert slow["status"] == "failed" and "stopped" in slow["reason"], slow
     assert later["status"] == "skipped" and "stopped" in later["reason"], later
     assert "**Stopped**" in (tmp_path / "out" / "gpu_report.md").read_text()
+
+
+def test_training_falls_back_to_torch_cuda_when_cupy_is_broken():
+    parts = {p.name: p for p in all_parts()}
+    ctx = probed(cupy_usable=False, cupy_reason="CUDARuntimeError", torch_cuda=True)
+    assert ctx.missing(parts["train_cnn"].needs) == ""
+    command = parts["train_cnn"].command(ctx)
+    assert command[command.index("--device") + 1] == "torch:cuda"
+    assert "CuPy cannot use" in ctx.missing(parts["bench_mlp"].needs)  # the reference is CuPy's
+    ctx = probed(cupy_usable=False, torch_cuda=False, jax_gpu=False)
+    assert "no usable CUDA GPU" in ctx.missing(parts["train_cnn"].needs)

@@ -48,6 +48,16 @@ class Context:
         """The ``--device`` of the scripts: ``gpu``, or ``cpu`` in a smoke run."""
         return "cpu" if self.smoke else "gpu"
 
+    def train_device(self) -> str:
+        """``--device`` of the training runs: ``gpu`` (CuPy) unless the probe found CuPy
+        unusable and another library's GPU usable (then ``torch:cuda`` or ``jax:gpu``), so a
+        broken CuPy (built for another CUDA, say) still leaves the presets a GPU run."""
+        if self.smoke:
+            return "cpu"
+        if not self.probed or self.has("cupy_usable"):
+            return "gpu"
+        return next((s for s in ("torch:cuda", "jax:gpu") if self.has(_FACT[s])), "gpu")
+
     # ------------------------------------------------------------------ what the machine has
     def has(self, name: str) -> bool | None:
         """The environment probe's answer for ``name`` (None before it ran)."""
@@ -153,6 +163,7 @@ def _need_nccl(ctx: Context) -> str:
     return ""
 
 
+_FACT = {"torch:cuda": "torch_cuda", "jax:gpu": "jax_gpu"}  # the probe's fact per backend
 _GPU_NEEDS = ("cupy", "torch:cuda", "jax:gpu", "gpu")  # waived by --cpu-smoke
 _NEEDS = {
     "nnx": _need_nnx,
@@ -258,7 +269,7 @@ class Pytest(Part):
 
 
 class Train(Part):
-    needs = ("cli", "cupy")
+    needs = ("cli", "gpu")
 
     def __init__(self, name: str, title: str, weight: float, flags: list[str], data: bool):
         self.name, self.title, self.weight = name, title, weight
@@ -267,15 +278,19 @@ class Train(Part):
     def command(self, ctx: Context) -> list[str]:
         data = ctx.dataset_flags() if self.data else []
         out = ["--out", str(ctx.work / "runs" / self.name), "--overwrite"]
-        flags = list(self.flags)
+        flags = [ctx.train_device() if prev == "--device" else v
+                 for prev, v in zip(["", *self.flags[:-1]], self.flags, strict=True)]  # fmt: skip
         if ctx.smoke:  # one short epoch on the CPU
-            smaller = {"--device": "cpu", "--epochs": "1", "--steps-per-epoch": "10"}
+            smaller = {"--epochs": "1", "--steps-per-epoch": "10"}
             flags = [smaller.get(prev, v) for prev, v in zip(["", *flags[:-1]], flags, strict=True)]
         return [ctx.python, str(ROOT / "scripts" / "train.py"), *flags, *data, *out]
 
     def digest(self, ctx: Context, result: Result, output: str) -> None:
         keep = re.compile(r"accuracy|bits/char|per epoch|trained on|nnx: held-out")
         result.highlights = [line for line in output.splitlines() if keep.search(line)][-8:]
+        device = ctx.train_device()
+        if device not in ("gpu", "cpu"):
+            result.highlights.insert(0, f"CuPy cannot use the GPU here: trained on {device}")
         summary = ctx.work / "runs" / self.name / "summary.json"
         if summary.is_file():
             try:
