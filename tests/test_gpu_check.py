@@ -159,7 +159,8 @@ def test_needs_name_what_the_gpu_machine_lacks():
 
 def test_pytest_slow_runs_the_slow_sweeps_too(tmp_path):
     assert main([str(tmp_path / "out"), "--dry-run", "--pytest-slow", "--pytest-maxfail", "5"]) == 0
-    command = read_reports(tmp_path / "out")["parts"][2]["command"]
+    parts = {p["name"]: p for p in read_reports(tmp_path / "out")["parts"]}
+    command = parts["pytest_cupy"]["command"]
     assert " -m gpu -k cupy --maxfail=5 " in command, command
 
 
