@@ -164,6 +164,7 @@ def test_pytest_slow_runs_the_slow_sweeps_too(tmp_path):
     assert " -m gpu -k cupy --maxfail=5 " in command, command
 
 
+@pytest.mark.slow  # the emulated-sync tests below run the same probe by default
 def test_cpu_smoke_runs_the_probes_and_reads_their_results(tmp_path):
     """--cpu-smoke runs the sync and memory probes on NumPy in their own processes; the report
     carries each probe's RESULT (every training configuration ran, none was checked for
@@ -177,7 +178,9 @@ def test_cpu_smoke_runs_the_probes_and_reads_their_results(tmp_path):
     assert sync["status"] == "ok" and sync["command"].endswith("probe_sync.py --device cpu"), sync
     configs = sync["details"]["cpu"]["configs"]
     assert set(configs) == {"mlp-sgd", "mlp-adam-clip", "mlp-sgd-labels-checked", "cnn-adam",
-                            "mlp-sgd-mixed16"}  # fmt: skip
+                            "mlp-sgd-mixed16", "trainer-fit-adam-accuracy"}  # fmt: skip
+    fit = configs.pop("trainer-fit-adam-accuracy")
+    assert fit == {"sync": None, "steps": 14, "checked": False}  # 2 epochs of 8 batches, less 2
     assert all(c == {"sync": None, "steps": 20, "checked": False} for c in configs.values())
     assert memory["status"] == "ok" and memory["details"] == {
         "cpu": {"steps": 50, "measured": False}
@@ -260,3 +263,51 @@ def test_training_falls_back_to_torch_cuda_when_cupy_is_broken():
     assert "CuPy cannot use" in ctx.missing(parts["bench_mlp"].needs)  # the reference is CuPy's
     ctx = probed(cupy_usable=False, torch_cuda=False, jax_gpu=False)
     assert "no usable CUDA GPU" in ctx.missing(parts["train_cnn"].needs)
+
+
+def emulated_sync_check(device: str) -> dict:
+    """The sync probe on a CPU backend with every host read of its arrays refused (--emulate):
+    what a GPU would wait for in each training configuration."""
+    from gpucheck.runner import probe_result
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/gpucheck/probe_sync.py"), "--device", device,
+         "--emulate"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = probe_result(done.stdout)[device]
+    assert result["checked"] is True, result
+    return result["configs"]
+
+
+def assert_no_hidden_sync(configs: dict) -> None:
+    """Only the configurations that read the device by design do; every other one ran its
+    steps (and Trainer.fit its batch loop) without a host read."""
+    for name, found in configs.items():
+        if name in ("mlp-sgd-labels-checked", "mlp-sgd-mixed16") and found.get("sync"):
+            assert found["step"] == 1 and found["expected"], (name, found)
+        else:
+            assert found["sync"] is None and found["checked"], (name, found)
+
+
+def test_a_training_step_reads_nothing_back_on_the_portable_path():
+    """array-api-strict runs the code CuPy runs: the steps and Trainer.fit's batch loop make no
+    host read but CrossEntropyLoss's label check (it reads the label range; Trainer.fit checks
+    once and turns it off)."""
+    pytest.importorskip("array_api_strict")
+    configs = emulated_sync_check("strict")
+    assert "to_numpy" in configs["mlp-sgd-labels-checked"]["at"], configs
+    assert "float16' is not available" in configs.pop("mlp-sgd-mixed16")["error"]  # no float16
+    assert configs["trainer-fit-adam-accuracy"]["steps"] == 14  # 2 epochs of 8 batches, less 2
+    assert_no_hidden_sync(configs)
+
+
+@pytest.mark.torch
+def test_a_training_step_reads_nothing_back_on_torch():
+    """The same on torch tensors (the code torch:cuda runs, native kernels included); mixed
+    precision's finite check is its one read per step."""
+    pytest.importorskip("torch")
+    configs = emulated_sync_check("torch")
+    assert "precision.py" in configs["mlp-sgd-mixed16"]["at"], configs
+    assert_no_hidden_sync(configs)
