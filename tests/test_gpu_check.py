@@ -311,3 +311,11 @@ def test_a_training_step_reads_nothing_back_on_torch():
     configs = emulated_sync_check("torch")
     assert "precision.py" in configs["mlp-sgd-mixed16"]["at"], configs
     assert_no_hidden_sync(configs)
+
+
+def test_nccl_from_pytorchs_wheel_when_cupy_cannot_load_it():
+    nccl = next(p for p in all_parts() if p.name == "nccl")
+    ctx = probed(nccl=False, nccl_reason="ImportError: libnccl.so.2", nccl_lib_dir="/site/lib")
+    assert ctx.missing(nccl.needs) == ""
+    assert nccl.env_for(ctx)["LD_LIBRARY_PATH"].split(":")[0] == "/site/lib"
+    assert nccl.env_for(probed(nccl="2.21.5")) == {}

@@ -88,8 +88,11 @@ def environment(ctx: Context, part: Part | None = None) -> dict[str, str]:
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.pop("PYTEST_ADDOPTS", None)
-    for key, value in (part.env if part is not None else {}).items():
-        env.setdefault(key, value)
+    for key, value in (part.env_for(ctx) if part is not None else {}).items():
+        if key == "LD_LIBRARY_PATH":  # a library folder to add, not a default
+            env[key] = value
+        else:
+            env.setdefault(key, value)
     return env
 
 
@@ -118,7 +121,7 @@ def run_part(part: Part, ctx: Context, budget: Budget, weights_to_come: float, d
     except Skip as why:
         result.reason = str(why)
         return result
-    result.command = quote([*(f"{k}={v}" for k, v in part.env.items()), *argv])
+    result.command = quote([*(f"{k}={v}" for k, v in part.env_for(ctx).items()), *argv])
     if dry:
         result.reason = f"dry run; would run: {result.command}"
         return result

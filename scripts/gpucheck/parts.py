@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import sys
@@ -158,7 +159,7 @@ def _need_mpi(ctx: Context) -> str:
 
 
 def _need_nccl(ctx: Context) -> str:
-    if ctx.has("nccl") is False:
+    if ctx.has("nccl") is False and not ctx.facts.get("nccl_lib_dir"):
         return f"CuPy has no NCCL here ({ctx.facts.get('nccl_reason', 'cupy.cuda.nccl failed')})"
     return ""
 
@@ -186,6 +187,10 @@ class Part:
     needs: tuple[str, ...] = ()
     unsupported = ""  # a part that cannot run anywhere yet: the reason
     env: dict[str, str] = {}  # environment variables of this part (unless already set)
+
+    def env_for(self, ctx: Context) -> dict[str, str]:
+        """This part's environment variables here (``env`` unless a part needs more)."""
+        return self.env
 
     def command(self, ctx: Context) -> list[str]:
         raise NotImplementedError
@@ -368,6 +373,17 @@ class Nccl(Probe):
         if why:
             return [ctx.python, str(HERE / self.script), "--no-mpi"]
         return ["mpiexec", "-n", "1", ctx.python, str(HERE / self.script)]
+
+    def env_for(self, ctx: Context) -> dict[str, str]:
+        """CuPy could not load NCCL but PyTorch's NCCL wheel is there: put it on the path."""
+        lib = ctx.facts.get("nccl_lib_dir") if ctx.has("nccl") is False else None
+        if not lib:
+            return {}
+        return {
+            "LD_LIBRARY_PATH": os.pathsep.join(
+                filter(None, [lib, os.environ.get("LD_LIBRARY_PATH")])
+            )
+        }
 
     def digest(self, ctx: Context, result: Result, output: str) -> None:
         super().digest(ctx, result, output)

@@ -39,6 +39,22 @@ def version(module: str, key: str | None = None) -> object:
     return mod
 
 
+def nccl_pip_library() -> str:
+    """The folder of ``libnccl.so.2`` from the ``nvidia-nccl-cu*`` wheel (PyTorch's dependency),
+    or "" when there is none."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia.nccl")
+    except (ImportError, ValueError):
+        return ""
+    for where in getattr(spec, "submodule_search_locations", None) or []:
+        lib = os.path.join(where, "lib")
+        if os.path.isfile(os.path.join(lib, "libnccl.so.2")):
+            return lib
+    return ""
+
+
 def main() -> None:
     facts["cpu_count"] = os.cpu_count()
     if shutil.which("nvidia-smi"):
@@ -78,6 +94,9 @@ def main() -> None:
         except Exception as err:
             facts["nccl"] = False
             facts["nccl_reason"] = f"{type(err).__name__}: {err}"
+            lib = nccl_pip_library()
+            if lib:  # PyTorch's NCCL wheel (nvidia-nccl-cu12): the part "nccl" tries it
+                facts["nccl_lib_dir"] = lib
     else:
         facts["cupy_reason"] = facts.get("cupy_error", "CuPy is not installed")
         facts["nccl"], facts["nccl_reason"] = False, "needs CuPy"
