@@ -34,6 +34,13 @@ def version(module: str, key: str | None = None) -> object:
         facts[f"{key}_error"] = f"{type(err).__name__}: {err}"
         return None
     facts[key] = str(getattr(mod, "__version__", "installed"))
+    if facts[key] in ("installed", "UNKNOWN"):  # tqdm from a --target install, say
+        try:
+            from importlib.metadata import version as dist_version
+
+            facts[key] = dist_version(module)
+        except Exception:
+            pass
     if module in CARRIED:  # from the carried wheels (--wheels) or installed
         facts[f"{key}_path"] = str(getattr(mod, "__file__", ""))
     return mod
