@@ -54,7 +54,8 @@ def test_dry_run_lists_every_part_with_its_command(tmp_path, capsys):
     assert "--batch-sizes 128,1024" in parts["bench_mlp"]["command"]
     for name, test_id in zip(sorted(PYTEST_PARTS), ("cupy", "jax-gpu", "torch-cuda"), strict=True):
         command = parts[name]["command"]
-        assert f" -m 'gpu and not slow' -k {test_id} -x " in command, command
+        assert f" -m 'gpu and not slow' -k {test_id} --maxfail=5 " in command, command
+        assert f"--junitxml={tmp_path / 'out' / name}.xml" in command, command
         assert command.startswith("NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest ")
     nccl = parts["nccl"]["command"]
     assert nccl.startswith("mpiexec -n 1 ") or nccl.endswith("probe_nccl.py --no-mpi"), nccl
@@ -158,10 +159,10 @@ def test_needs_name_what_the_gpu_machine_lacks():
 
 
 def test_pytest_slow_runs_the_slow_sweeps_too(tmp_path):
-    assert main([str(tmp_path / "out"), "--dry-run", "--pytest-slow", "--pytest-maxfail", "5"]) == 0
+    assert main([str(tmp_path / "out"), "--dry-run", "--pytest-slow", "--pytest-maxfail", "1"]) == 0
     parts = {p["name"]: p for p in read_reports(tmp_path / "out")["parts"]}
     command = parts["pytest_cupy"]["command"]
-    assert " -m gpu -k cupy --maxfail=5 " in command, command
+    assert " -m gpu -k cupy -x " in command, command
 
 
 @pytest.mark.slow  # the emulated-sync tests below run the same probe by default

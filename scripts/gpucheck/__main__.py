@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--pytest-maxfail",
         type=int,
-        default=1,
-        help="stop the test suite on each backend after this many failures (default 1: -x)",
+        default=5,
+        help="stop the test suite on each backend after this many failures (default 5; 1: -x)",
     )
     p.add_argument(
         "--pytest-slow",

@@ -37,7 +37,7 @@ class Context:
     wheels: Path | None = None
     facts: dict = field(default_factory=dict)  # the environment probe's RESULT
     probed: bool = False  # whether the environment probe ran and reported
-    pytest_maxfail: int = 1
+    pytest_maxfail: int = 5  # per backend: one run on a lent GPU should show more than one
     pytest_workers: int = 0
     pytest_slow: bool = False
     # --cpu-smoke: every part that can runs on the CPU (NumPy, torch CPU, JAX CPU) with small
@@ -259,8 +259,8 @@ class Pytest(Part):
         return [
             ctx.python, "-m", "pytest", "-m", marks, "-k", test_id, *stop, "-q",
             "-p", "no:cacheprovider", "-o", "addopts=-ra --strict-markers", *workers,
-            "--durations=5", "-p", "gpucheck.pytest_collect", "--continue-on-collection-errors",
-            where,
+            "--durations=5", f"--junitxml={ctx.outdir / (self.name + '.xml')}",
+            "-p", "gpucheck.pytest_collect", "--continue-on-collection-errors", where,
         ]  # fmt: skip
 
     def digest(self, ctx: Context, result: Result, output: str) -> None:
