@@ -320,3 +320,16 @@ def test_nccl_from_pytorchs_wheel_when_cupy_cannot_load_it():
     assert ctx.missing(nccl.needs) == ""
     assert nccl.env_for(ctx)["LD_LIBRARY_PATH"].split(":")[0] == "/site/lib"
     assert nccl.env_for(probed(nccl="2.21.5")) == {}
+
+
+def test_a_warning_at_import_is_shown_with_the_library():
+    """filterwarnings=error makes a library's import warning fail tests that import it again:
+    the report puts it next to the library's version."""
+    from gpucheck.report import markdown
+
+    meta = {"started": "now", "seconds": 1, "budget_s": 450, "dry_run": False, "command": "x"}
+    facts = {"cupy": "13.3.0", "cupy_import_warnings": ["UserWarning: CUDA path not detected"]}
+    md = markdown([], meta, facts)
+    assert (
+        "| CuPy | 13.3.0 |\n| CuPy: warning at import | UserWarning: CUDA path not detected |" in md
+    )

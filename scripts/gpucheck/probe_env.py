@@ -11,6 +11,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import warnings
 
 # what the GPU machine may lack and --wheels carries (and nnx itself: which copy is imported)
 CARRIED = ("array_api_compat", "array_api_strict", "tqdm", "threadpoolctl", "nnx")
@@ -28,11 +29,15 @@ def run(argv: list[str]) -> str:
 def version(module: str, key: str | None = None) -> object:
     key = key or module
     try:
-        mod = importlib.import_module(module)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            mod = importlib.import_module(module)
     except Exception as err:  # ImportError, or a broken install raising anything
         facts[key] = False
         facts[f"{key}_error"] = f"{type(err).__name__}: {err}"
         return None
+    if said:  # the test suite's filterwarnings=error turns these into errors where they recur
+        facts[f"{key}_import_warnings"] = [f"{w.category.__name__}: {w.message}" for w in said]
     facts[key] = str(getattr(mod, "__version__", "installed"))
     if facts[key] in ("installed", "UNKNOWN"):  # tqdm from a --target install, say
         try:

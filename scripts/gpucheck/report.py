@@ -68,6 +68,8 @@ def markdown(results: list[Result], meta: dict, facts: dict) -> str:
                     why = facts.get(f"{key}_error") or facts.get(f"{key}_reason")
                     value = f"no ({why})" if why else "no"
                 out.append(f"| {label} | {_cell(value)} |")
+                for said in facts.get(f"{key}_import_warnings") or []:
+                    out.append(f"| {label}: warning at import | {_cell(said)} |")
         out.append("")
     out += ["## Parts", "", "| # | part | status | seconds | reason |", "|---|---|---|---|---|"]
     for i, r in enumerate(results, 1):
