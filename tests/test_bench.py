@@ -167,6 +167,8 @@ def test_sequence_quick_run_reports_both_workloads(tmp_path):
     assert {"transformer", "lstm"} <= set(results)
     assert all(results[k]["nnx_over_torch"] > 0 for k in ("transformer", "lstm"))
     assert "nnx/torch" in done.stdout
+    for k in ("transformer", "lstm", "rnn", "transformer_decoder"):  # torch has nnx's weights
+        assert results[k]["first_output_max_diff"] < 1e-5, (k, results[k])
 
 
 def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment():
@@ -214,3 +216,74 @@ def test_torch_workloads_without_pytorch_are_one_line():
             f"bench.py: error: {flag} compares nnx with PyTorch, which is not installed: "
             f"pip install torch"
         ], done.stderr
+
+
+def run_in_process(*args: str) -> int:
+    """``scripts/bench.py ARGS`` in this process (no interpreter and torch start: a fraction of
+    the time of a subprocess); never with --threads, which would limit this process's threads."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from bench.__main__ import main
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return main(list(args))
+
+
+@pytest.mark.torch
+def test_cnn_on_another_backend_starts_from_torchs_loss_at_each_batch(tmp_path, capsys):
+    """--cnn --device torch: nnx's model and data on torch CPU tensors against torch; each
+    --cnn-batch is a run of its own, with the same first loss as torch (or exit status 1)."""
+    pytest.importorskip("torch")
+    out = tmp_path / "cnn.json"
+    args = ["--cnn", "--quick", "--device", "torch", "--cnn-batch", "4,6", "--no-memory"]
+    args += ["--cnn-workload", "lenet"]  # LeNet only: the ResNet's first steps take seconds
+    assert run_in_process(*args, "--json", str(out)) == 0
+    batches = json.loads(out.read_text())["batches"]
+    assert list(batches) == ["4", "6"]
+    for batch, run in batches.items():
+        assert run["batch"] == int(batch) and run["backend"] == "torch (cpu)"
+        assert run["torch_device"] == "cpu"
+        first = run["workloads"]["lenet"]["first_loss"]
+        assert abs(first["nnx"] - first["torch"]) < 1e-4, (batch, first)
+    assert capsys.readouterr().out.count("on torch (cpu), torch on cpu") == 2
+
+
+@pytest.mark.torch
+def test_sequence_on_another_backend_agrees_with_torch_at_each_batch(tmp_path, capsys):
+    """--sequence --device torch --seq-batch: every workload at each batch size, nnx on torch
+    CPU tensors, its first outputs equal to torch's."""
+    pytest.importorskip("torch")
+    out = tmp_path / "seq.json"
+    args = ["--sequence", "--quick", "--device", "torch", "--seq-batch", "2,3", "--no-memory"]
+    assert run_in_process(*args, "--json", str(out)) == 0
+    batches = json.loads(out.read_text())["batches"]
+    assert list(batches) == ["2", "3"]
+    for batch, run in batches.items():
+        assert run["backend"] == "torch (cpu)"
+        for k in ("transformer", "lstm", "rnn", "transformer_decoder"):
+            assert run[k]["config"]["batch"] == int(batch)
+            assert run[k]["first_output_max_diff"] < 1e-5, (batch, k, run[k])
+            assert run[k]["memory_steps"] == 0
+    assert "memory not measured" in capsys.readouterr().out
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(
+    importlib.util.find_spec("cupy") is not None, reason="CuPy is installed: there may be a GPU"
+)
+def test_gpu_device_without_a_gpu_is_one_line(capsys):
+    pytest.importorskip("torch")
+    for flag in ("--cnn", "--sequence"):
+        assert run_in_process(flag, "--quick", "--device", "gpu") == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("bench.py: error: a CUDA GPU was requested")
+
+
+@pytest.mark.torch
+def test_cnn_native_is_refused_on_another_device(capsys):
+    pytest.importorskip("torch")
+    assert run_in_process("--cnn", "--cnn-native", "--quick", "--device", "torch") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "bench.py: error: --cnn-native adds nnx on torch CPU tensors and compiled on JAX beside "
+        "nnx on NumPy; with --device torch leave it out"
+    ]

@@ -23,8 +23,8 @@ from gpucheck.parts import Context, all_parts  # noqa: E402
 PARTS = [p.name for p in all_parts()]
 PYTEST_PARTS = {"pytest_cupy", "pytest_torch_cuda", "pytest_jax_gpu"}
 GPU_PARTS = PYTEST_PARTS | {
-    "train_mlp", "train_cnn", "train_transformer", "bench_mlp", "mixed16", "sync",
-    "memory", "nccl",
+    "train_mlp", "train_cnn", "train_transformer", "bench_mlp", "bench_cnn", "bench_sequence",
+    "mixed16", "sync", "memory", "nccl",
 }  # fmt: skip
 
 
@@ -60,7 +60,11 @@ def test_dry_run_lists_every_part_with_its_command(tmp_path, capsys):
     nccl = parts["nccl"]["command"]
     assert nccl.startswith("mpiexec -n 1 ") or nccl.endswith("probe_nccl.py --no-mpi"), nccl
     assert parts["wheels"]["reason"].startswith("no --wheels DIR given")
-    assert parts["bench_cnn"]["reason"].startswith("not supported:")
+    for name, flags in (("bench_cnn", "--cnn --cnn-batch 128,1024"),
+                        ("bench_sequence", "--sequence --seq-batch 128,1024")):  # fmt: skip
+        command = parts[name]["command"]
+        assert f"bench.py --device gpu {flags} " in command, command
+        assert command.endswith(f"--no-memory --json {tmp_path / 'out' / name}.json"), command
     assert "gpu_report.md" in capsys.readouterr().out
 
 
@@ -156,6 +160,32 @@ def test_needs_name_what_the_gpu_machine_lacks():
     ctx = probed(nnx=False, nnx_error="ModuleNotFoundError: No module named 'tqdm'")
     assert "nnx cannot be imported (ModuleNotFoundError" in ctx.missing(parts["sync"].needs)
     assert "CuPy has no NCCL" in probed(nccl=False).missing(parts["nccl"].needs)
+    for name in ("bench_cnn", "bench_sequence"):  # torch CUDA eager is the contender
+        assert "no driver" in probed(torch_cuda=False, torch_cuda_error="no driver").missing(
+            parts[name].needs
+        )
+        assert probed(torch_cuda=True).missing(parts[name].needs) == ""
+
+
+def test_cnn_and_sequence_benchmarks_run_small_in_a_cpu_smoke_and_keep_their_tables(tmp_path):
+    """--cpu-smoke: both benchmarks on the CPU, --quick at two tiny batch sizes; the digest
+    keeps the tables (the progress lines only when there is no table: a timeout)."""
+    parts = {p.name: p for p in all_parts()}
+    ctx = Context(tmp_path, tmp_path / "work", smoke=True)
+    cnn = parts["bench_cnn"].command(ctx)
+    assert cnn[cnn.index("--device") + 1] == "cpu" and "--quick" in cnn
+    assert cnn[cnn.index("--cnn-batch") + 1] == "4,8" and "--no-memory" in cnn
+    seq = parts["bench_sequence"].command(ctx)
+    assert seq[seq.index("--seq-batch") + 1] == "2,4" and "--quick" in seq
+    from gpucheck.runner import Result
+
+    table = "CNN workloads, batch 128, ...\nlenet 1.0 2.0 0.50"
+    result = Result("bench_cnn", "", "ok")
+    parts["bench_cnn"].digest(ctx, result, f"bench: lenet batch 128 done: nnx/torch 0.50\n{table}")
+    assert result.highlights == table.splitlines()
+    result = Result("bench_cnn", "", "failed")
+    parts["bench_cnn"].digest(ctx, result, "bench: lenet batch 128 done: nnx/torch 0.50\n")
+    assert result.highlights == ["bench: lenet batch 128 done: nnx/torch 0.50"]
 
 
 def test_pytest_slow_runs_the_slow_sweeps_too(tmp_path):
@@ -195,7 +225,7 @@ def test_cpu_smoke_runs_every_part_end_to_end(tmp_path):
     three presets and mixed16 for one epoch, the MLP benchmark, the probes; the digests find
     the accuracy lines, the benchmark table and the pytest summary in the real output."""
     parts = run_script(tmp_path / "out", "--cpu-smoke", "--budget-s", "400")
-    not_run = {"wheels", "bench_cnn", "bench_sequence", "nccl"}
+    not_run = {"wheels", "nccl"}
     for name, part in parts.items():
         assert part["status"] == ("skipped" if name in not_run else "ok"), part
     assert "--cpu-smoke: NCCL needs CuPy" in parts["nccl"]["reason"]
@@ -207,6 +237,13 @@ def test_cpu_smoke_runs_every_part_end_to_end(tmp_path):
     assert any("bits/char" in line for line in parts["train_transformer"]["highlights"])
     assert any(line.startswith("machine:") for line in parts["bench_mlp"]["highlights"])
     assert (tmp_path / "out" / "bench_mlp.json").is_file()
+    assert any(
+        line.startswith("CNN workloads, batch 8") for line in parts["bench_cnn"]["highlights"]
+    )
+    assert any(line.startswith("decoder ") for line in parts["bench_sequence"]["highlights"])
+    for name in ("bench_cnn", "bench_sequence"):
+        assert parts[name]["details"]["json"] == f"{name}.json"
+        assert list(json.loads((tmp_path / "out" / f"{name}.json").read_text())["batches"])
 
 
 def test_sigterm_kills_the_running_part_and_reports_the_parts_run_so_far(tmp_path, monkeypatch):
@@ -262,6 +299,10 @@ def test_training_falls_back_to_torch_cuda_when_cupy_is_broken():
     command = parts["train_cnn"].command(ctx)
     assert command[command.index("--device") + 1] == "torch:cuda"
     assert "CuPy cannot use" in ctx.missing(parts["bench_mlp"].needs)  # the reference is CuPy's
+    for name in ("bench_cnn", "bench_sequence"):  # nnx on torch CUDA tensors against torch
+        assert ctx.missing(parts[name].needs) == ""
+        command = parts[name].command(ctx)
+        assert command[command.index("--device") + 1] == "torch:cuda"
     ctx = probed(cupy_usable=False, torch_cuda=False, jax_gpu=False)
     assert "no usable CUDA GPU" in ctx.missing(parts["train_cnn"].needs)
 

@@ -5,9 +5,11 @@
     python scripts/bench.py --quick              # tiny smoke run: nnx and reference losses agree
     python scripts/bench.py --json results.json  # machine-readable output as well
     python scripts/bench.py --cnn                # convolutional workloads vs torch (bench/cnn.py)
+    python scripts/bench.py --cnn --device gpu --cnn-batch 128,1024   # CuPy vs torch CUDA
     python scripts/bench.py --jax --samples 8192 --batch-sizes 128,1024
         # nnx on NumPy vs nnx on JAX eager vs the same step compiled by nnx.compile (jax.jit)
     python scripts/bench.py --sequence           # a transformer block and an LSTM vs torch
+    python scripts/bench.py --sequence --device gpu --seq-batch 128,1024   # on a GPU
     python scripts/bench.py --distributed        # MPI data-parallel: compute vs allreduce, 1-2 ranks
     python scripts/bench.py --augment            # nnx.augment crops/flips on a CIFAR-sized batch
     python scripts/bench.py --loader             # a loader-bound epoch, with and without prefetch
@@ -34,9 +36,28 @@ from .mlp import CONTENDERS, main_mlp, memory_probe
 from .sequence import main_sequence
 
 
+def _int_list(text: str) -> list[int]:
+    """``128,1024`` -> [128, 1024] (each a positive integer)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cpu", help="backend spec (default: cpu)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="backend spec (default: cpu); the MLP, --cnn and --sequence workloads: nnx's model "
+        "and data on this backend (gpu: CuPy; torch:cuda, jax:gpu, torch, jax, ...), torch eager "
+        "on CUDA when it is a GPU backend",
+    )
     p.add_argument("--samples", type=int, default=60_000)
     p.add_argument("--features", type=int, default=784)
     p.add_argument("--hidden", default="512,256", type=lambda s: [int(v) for v in s.split(",")])
@@ -51,7 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--memory-batch", type=int, default=128)
     p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--no-memory", action="store_true")
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="no memory measurements (the MLP's and --cnn's probes, --sequence's RSS steps)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument(
         "--quick",
@@ -63,7 +88,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="the convolutional workloads (LeNet-like, small ResNet) against torch; see bench/cnn.py",
     )
-    p.add_argument("--cnn-batch", type=int, default=128, help="--cnn: batch size (default 128)")
+    p.add_argument(
+        "--cnn-batch",
+        type=_int_list,
+        help="--cnn: batch size, or several comma-separated (128,1024: one run each; default 128)",
+    )
     p.add_argument("--cnn-steps", type=int, default=20, help="--cnn: steps per measurement")
     p.add_argument(
         "--cnn-workload",
@@ -74,8 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--pause",
         type=float,
-        default=1.0,
-        help="--cnn, --sequence: seconds of pause before each contender (default 1)",
+        help="--cnn, --sequence: seconds of pause before each contender (default 1; 0 on a GPU)",
     )
     p.add_argument(
         "--threads",
@@ -110,6 +138,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=20,
         help="--sequence: nnx steps after the timing over which RSS growth is measured",
+    )
+    p.add_argument(
+        "--seq-batch",
+        type=_int_list,
+        help="--sequence: every workload's batch size, or several comma-separated (128,1024: "
+        "one run each; default each workload's own: 32 for the transformer layers, 64 for the "
+        "recurrent ones)",
     )
     p.add_argument("--probe", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     p.add_argument("--probe-batch", type=int, default=128, help=argparse.SUPPRESS)

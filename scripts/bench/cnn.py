@@ -1,6 +1,7 @@
-"""Convolutional workloads (``scripts/bench.py --cnn``): nnx against PyTorch eager on the CPU.
+"""Convolutional workloads (``scripts/bench.py --cnn``): nnx against PyTorch eager.
 
-    python scripts/bench.py --cnn                 # both workloads, batch 128
+    python scripts/bench.py --cnn                 # both workloads, batch 128, on the CPU
+    python scripts/bench.py --cnn --device gpu --cnn-batch 128,1024   # CuPy vs torch CUDA
     python scripts/bench.py --cnn --quick         # tiny smoke run: same initial loss as torch
     python scripts/bench.py --cnn --cnn-workload resnet --threads 1   # one workload
     python scripts/bench.py --cnn --cnn-workload conv3d --threads 1   # the 3-d net (not default)
@@ -24,6 +25,13 @@ pause of ``--pause`` seconds before each, so BLAS threads still spinning from th
 not slow the next; the median of ``--repeats`` is reported with the ratio nnx/torch. Peak memory
 (RSS above the baseline with the data loaded) and its growth over three rounds are measured per
 contender in a fresh subprocess.
+
+``--device`` puts nnx's model and data on that backend (``gpu``: CuPy; ``torch``, ``torch:cuda``,
+``jax``, ``jax:gpu``, ...); torch eager runs on CUDA when the backend is a GPU one, on the CPU
+otherwise. On a GPU every measurement is synchronized (measure.synchronize), TF32 is off on
+both sides (measure.full_float32), there is no pause (no BLAS threads to wait for; the contenders
+still alternate), and the memory probes also read the GPU allocator's high-water mark.
+``--cnn-batch 128,1024`` runs each batch size in turn.
 """
 
 from __future__ import annotations
@@ -42,16 +50,24 @@ from nnx.optim import SGD
 
 from .measure import (
     alternated,
+    full_float32,
+    gpu_memory_meter,
+    gpu_name,
     limit_threads,
+    open_backend,
     reset_peak_rss,
     rotated,
     run_probe,
     status_kb,
+    synchronize,
     write_json,
 )
 
 MOMENTUM = 0.9
 SHAPES = {"lenet": (1, 28, 28), "resnet": (3, 32, 32), "conv3d": (1, 8, 16, 16)}
+# largest first-loss difference nnx vs torch, relative to max(1, |torch's loss|): float32 on the
+# CPU; on a GPU (TF32 off) the convolution algorithms (cuDNN's, nnx's products) sum in other orders
+FIRST_LOSS_RTOL = {"cpu": 1e-4, "gpu": 1e-3}
 
 
 # ---------------------------------------------------------------------------- nnx models
@@ -199,9 +215,19 @@ def make_data(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
 
 
 class NnxSteps:
-    def __init__(self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int):
+    """nnx's training step on ``backend`` (None: NumPy, the arrays as given)."""
+
+    def __init__(
+        self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int, backend=None
+    ):
         self.model = nnx_model(name)
         self.loss = nnx.CrossEntropyLoss()
+        self.backend = backend
+        if backend is not None and backend.name != "numpy":
+            self.model.to(backend)
+            # JAX keeps 32-bit integers unless x64 is on: int32 labels, as nnx.compile's
+            y = y.astype(np.int32) if backend.name == "jax" else y
+            x, y = backend.asarray(x), backend.asarray(y)
         self.opt = SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
         self.x, self.y, self.batch = x, y, batch
 
@@ -215,6 +241,8 @@ class NnxSteps:
             value = loss(model(self.x[lo : lo + b]), self.y[lo : lo + b])
             model.backward(loss.backward(), need_input_grad=False)
             opt.step()
+        if self.backend is not None and self.backend.is_gpu:  # the last update done, too
+            synchronize(self.backend, [p.value for p in model.parameters()])
         return float(value)
 
 
@@ -257,13 +285,20 @@ class NnxJaxCompiledSteps(NnxSteps):
 
 
 class TorchSteps:
-    def __init__(self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int):
+    """PyTorch eager: on CUDA when ``backend`` is a GPU one, on the CPU otherwise."""
+
+    def __init__(
+        self, name: str, x: np.ndarray, y: np.ndarray, lr: float, batch: int, backend=None
+    ):
         import torch
 
         self.torch = torch
         self.model = torch_model(name, nnx_model(name))
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
         self.x, self.y, self.batch = torch.from_numpy(x), torch.from_numpy(y), batch
+        if backend is not None and backend.is_gpu:
+            self.model.to("cuda")
+            self.x, self.y = self.x.to("cuda"), self.y.to("cuda")
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
 
     def run(self, steps: int) -> float:
         torch, model, opt, b = self.torch, self.model, self.opt, self.batch
@@ -277,6 +312,8 @@ class TorchSteps:
             )
             value.backward()
             opt.step()
+        if self.x.is_cuda:
+            torch.cuda.synchronize()
         return float(value.detach())
 
 
@@ -292,38 +329,57 @@ NATIVE = ("nnx-torch", "nnx-jax-compiled")
 # ---------------------------------------------------------------------------- measurement
 
 
-def memory_probe(workload: str, contender: str, batch: int, steps: int, lr: float) -> dict:
+def memory_probe(
+    workload: str, contender: str, batch: int, steps: int, lr: float, backend=None
+) -> dict:
     """In a fresh process: peak RSS above the baseline (data loaded, torch imported) over three
-    rounds of ``steps`` steps, and the RSS growth from the first round to the third."""
+    rounds of ``steps`` steps, and the RSS growth from the first round to the third; on a GPU
+    backend also the GPU allocator's high-water mark and growth (``gpu_peak_mb``,
+    ``gpu_growth_mb``: torch's allocator for torch, CuPy's pool for nnx on CuPy)."""
     x, y = make_data(workload, batch * 4)
     import torch  # noqa: F401  (the library is not the contender's working memory)
 
+    gpu = gpu_memory_meter(backend, torch_allocator=contender == "torch") if backend else None
     reset_peak_rss()
     baseline = status_kb("VmRSS")
-    runner = CONTENDERS[contender](workload, x, y, lr, batch)
-    after = []
+    kwargs = {"backend": backend} if contender in ("nnx", "torch") else {}
+    runner = CONTENDERS[contender](workload, x, y, lr, batch, **kwargs)
+    after, after_gpu = [], []
     for _ in range(3):
         runner.run(steps)
         after.append(status_kb("VmRSS"))
-    return {
+        if gpu:
+            after_gpu.append(gpu["in_use"]())
+    result = {
         "peak_rss_mb": (status_kb("VmHWM") - baseline) / 1024,
         "growth_mb": (after[-1] - after[0]) / 1024,
     }
+    if gpu:  # the device copy of the data counts here: both contenders hold one
+        result["gpu_peak_mb"] = gpu["peak"]() / 2**20
+        result["gpu_growth_mb"] = (after_gpu[-1] - after_gpu[0]) / 2**20
+    return result
 
 
-def measure_memory(workload: str, contender: str, args) -> dict | None:
+def measure_memory(workload: str, contender: str, args, batch: int) -> dict | None:
     """:func:`memory_probe` of one contender on one workload, in a fresh process."""
-    flags = ["--cnn-probe", f"{workload}:{contender}", "--cnn-batch", str(args.cnn_batch)]
+    flags = ["--cnn-probe", f"{workload}:{contender}", "--cnn-batch", str(batch)]
     flags += ["--cnn-steps", str(args.cnn_steps)]
+    if args.device != "cpu":
+        flags += ["--device", args.device]
     if args.threads:
         flags += ["--threads", str(args.threads)]
     return run_probe(flags, f"{workload}:{contender}")
 
 
-def run_workload(name: str, args) -> dict[str, Any]:
-    x, y = make_data(name, args.cnn_batch * 4)
+def run_workload(name: str, args, batch: int, backend=None) -> dict[str, Any]:
+    """One workload at one batch size: nnx on ``backend`` (None: NumPy) against torch eager."""
+    x, y = make_data(name, batch * 4)
     names = [k for k in CONTENDERS if k not in NATIVE or args.cnn_native]
-    runners = {k: CONTENDERS[k](name, x, y, args.lr, args.cnn_batch) for k in names}
+    on = {"backend": backend} if backend is not None else {}
+    runners = {
+        k: CONTENDERS[k](name, x, y, args.lr, batch, **(on if k not in NATIVE else {}))
+        for k in names
+    }
     first = {k: r.run(1) for k, r in runners.items()}  # warm-up, and the same first loss
     for r in runners.values():  # a compiled step traces again once the momentum buffers exist
         r.run(2)
@@ -334,7 +390,7 @@ def run_workload(name: str, args) -> dict[str, Any]:
         for k in alternated(order, rep) if len(order) == 2 else rotated(order, rep):
             time.sleep(args.pause)
             start, start_cpu = time.perf_counter(), time.process_time()
-            runners[k].run(args.cnn_steps)
+            runners[k].run(args.cnn_steps)  # synchronized on a GPU before it returns
             times[k].append((time.perf_counter() - start) / args.cnn_steps)
             cpu[k].append((time.process_time() - start_cpu) / args.cnn_steps)
     result: dict[str, Any] = {"first_loss": first}
@@ -353,52 +409,63 @@ def run_workload(name: str, args) -> dict[str, Any]:
             result[f"cpu_ratio_{k}_vs_torch"] = result[k]["cpu_ms"] / result["torch"]["cpu_ms"]
     if not args.no_memory:
         for k in runners:
-            result[k]["memory"] = measure_memory(name, k, args)
+            result[k]["memory"] = measure_memory(name, k, args, batch)
     return result
 
 
-def main_cnn(args) -> int:
-    limit_threads(args.threads)
-    if args.cnn_probe:
-        workload, contender = args.cnn_probe.split(":")
-        print(
-            json.dumps(memory_probe(workload, contender, args.cnn_batch, args.cnn_steps, args.lr))
-        )
-        return 0
-    try:
-        import torch
-    except ImportError:
-        print(
-            "bench.py: error: --cnn compares with PyTorch, which is not installed", file=sys.stderr
-        )
-        return 2
-    if args.quick:
-        args.cnn_batch, args.cnn_steps, args.repeats, args.pause = 8, 1, 1, 0.0
-    results = {
+def run_batch(args, batch: int, backend) -> tuple[dict[str, Any], int]:
+    """Every workload at one batch size; the results (the JSON of a one-batch run) and the
+    exit status (1 when a contender's first loss differs from torch's)."""
+    import torch
+
+    results: dict[str, Any] = {
         "machine": {
             "torch_threads": torch.get_num_threads(),
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
             "load_average": os.getloadavg(),
         },
-        "batch": args.cnn_batch,
+        "batch": batch,
         "steps": args.cnn_steps,
         "workloads": {},
     }
+    on_cpu = backend.name == "numpy"
+    if not on_cpu:  # the CPU run's JSON is as it always was
+        results["device"] = args.device
+        results["backend"] = f"{backend.name} ({backend.device})"
+        results["torch_device"] = "cuda" if backend.is_gpu else "cpu"
+        if backend.is_gpu:
+            results["machine"]["gpu"] = gpu_name(backend)
+            results["machine"]["torch_tf32"] = torch.backends.cuda.matmul.allow_tf32
+    rtol = FIRST_LOSS_RTOL["gpu" if backend.is_gpu else "cpu"]
     status = 0
     for name in args.cnn_workload or ("lenet", "resnet"):
-        r = results["workloads"][name] = run_workload(name, args)
+        r = results["workloads"][name] = run_workload(name, args, batch, backend)
         b = r["first_loss"]["torch"]
         for k in (k for k in r["first_loss"] if k != "torch"):
             a = r["first_loss"][k]
-            if abs(a - b) > 1e-4 * max(1.0, abs(b)):
+            if abs(a - b) > rtol * max(1.0, abs(b)):
                 print(
                     f"bench.py: error: {name}: first loss {k} {a:.6f} vs torch {b:.6f}",
                     file=sys.stderr,
                 )
                 status = 1
+        print(  # progress, so that a run stopped at a time limit still shows the rows done
+            f"bench: {name} batch {batch} done: nnx/torch {r['ratio_nnx_vs_torch']:.2f}",
+            file=sys.stderr,
+        )
+    return results, status
+
+
+def print_table(results: dict[str, Any], args) -> None:
+    """The table of one batch size."""
+    where = ""
+    if "backend" in results:
+        gpu = results["machine"].get("gpu")
+        where = f" on {results['backend']}{f', {gpu}' if gpu else ''}, torch on "
+        where += results["torch_device"]
     print(
-        f"CNN workloads, batch {args.cnn_batch}, SGD momentum {MOMENTUM}, "
-        f"median of {args.repeats} x {args.cnn_steps} steps; load {os.getloadavg()[0]:.1f}"
+        f"CNN workloads, batch {results['batch']}, SGD momentum {MOMENTUM}, "
+        f"median of {args.repeats} x {args.cnn_steps} steps; load {os.getloadavg()[0]:.1f}" + where
     )
     print(
         f"{'workload':10s} {'nnx ms/step':>12s} {'torch ms/step':>14s} {'nnx/torch':>10s} "
@@ -415,6 +482,10 @@ def main_cnn(args) -> int:
             f"{r['nnx']['cpu_ms']:>8.1f}/{r['torch']['cpu_ms']:<8.1f} "
             f"{r['cpu_ratio_nnx_vs_torch']:10.2f} {peak:>20s} {growth:>20s}"
         )
+        if any("gpu_peak_mb" in m for m in mem):
+            gpu_peak = "/".join(f"{m.get('gpu_peak_mb', float('nan')):.0f}" for m in mem)
+            gpu_growth = "/".join(f"{m.get('gpu_growth_mb', float('nan')):.1f}" for m in mem)
+            print(f"{'':10s} GPU memory nnx/torch: peak {gpu_peak} MB, growth {gpu_growth} MB")
         for k in NATIVE:
             if k in r:
                 print(
@@ -422,5 +493,41 @@ def main_cnn(args) -> int:
                     f"CPU ratio vs torch {r[f'cpu_ratio_{k}_vs_torch']:.2f}, "
                     f"first loss {r['first_loss'][k]:.6f}"
                 )
-    write_json(args.json, results)
+
+
+def main_cnn(args) -> int:
+    """``--cnn``: every workload at every ``--cnn-batch``; exit status 1 when a first loss
+    differs from torch's, 2 for an unusable ``--device`` or flags that do not go together."""
+    limit_threads(args.threads)
+    backend = open_backend(args.device)
+    if backend is None:
+        return 2
+    full_float32(backend)
+    batches = args.cnn_batch or [8 if args.quick else 128]
+    if args.cnn_probe:
+        workload, contender = args.cnn_probe.split(":")
+        probe = memory_probe(workload, contender, batches[0], args.cnn_steps, args.lr, backend)
+        print(json.dumps(probe))
+        return 0
+    if args.cnn_native and backend.name != "numpy":
+        print(
+            f"bench.py: error: --cnn-native adds nnx on torch CPU tensors and compiled on JAX "
+            f"beside nnx on NumPy; with --device {args.device} leave it out",
+            file=sys.stderr,
+        )
+        return 2
+    if args.quick:
+        args.cnn_steps, args.repeats, args.pause = 1, 1, 0.0
+    if args.pause is None:  # BLAS threads spinning on are a CPU matter
+        args.pause = 0.0 if backend.is_gpu else 1.0
+    runs, status = {}, 0
+    for batch in batches:
+        runs[batch], failed = run_batch(args, batch, backend)
+        status = max(status, failed)
+    for results in runs.values():
+        print_table(results, args)
+    if len(runs) == 1:
+        write_json(args.json, runs[batches[0]])
+    else:  # each batch size as a one-batch run writes it
+        write_json(args.json, {"batches": {str(b): r for b, r in runs.items()}})
     return status

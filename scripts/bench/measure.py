@@ -12,7 +12,11 @@ Fairness rules every workload follows (and why):
   is reported where it varies less than wall time on a loaded machine.
 * Peak memory is measured in a **fresh process** per contender (:func:`run_probe` re-runs
   ``scripts/bench.py`` with a hidden probe flag), so one contender's allocations cannot hide
-  another's; :func:`reset_peak_rss` and :func:`status_kb` read the kernel's counters.
+  another's; :func:`reset_peak_rss` and :func:`status_kb` read the kernel's counters, and
+  :func:`gpu_memory_meter` the GPU allocator's.
+* On a GPU every timing starts and ends with :func:`synchronize` (the work is queued
+  asynchronously, so a clock read without it times the queueing), and :func:`full_float32`
+  turns TF32 off, so both libraries do float32 products in float32 and the first losses agree.
 
 This module imports nothing from the workload modules (they import it).
 """
@@ -189,3 +193,106 @@ def write_json(path: str | None, results: Any) -> None:
     """Write ``results`` to ``path`` (``--json FILE``), when one was given."""
     if path:
         Path(path).write_text(json.dumps(results, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------- GPU
+
+
+def synchronize(backend: Any, arrays: Sequence[Any] = ()) -> None:
+    """Wait until the GPU has done the work queued so far (nothing on a CPU backend): CuPy's
+    device, and PyTorch's CUDA queue whenever CUDA is started in this process (torch is the
+    contender on a GPU backend). JAX has no device-wide wait: it waits for ``arrays`` (the
+    results of the last work queued, e.g. a model's parameters after an optimizer step)."""
+    if backend.name == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+    elif backend.name == "jax" and arrays:
+        import jax
+
+        jax.block_until_ready(list(arrays))
+    if backend.is_gpu and "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+
+def full_float32(backend: Any) -> None:
+    """On a GPU backend, float32 products in float32: TF32 (a 10-bit mantissa) off for PyTorch's
+    matmuls and cuDNN convolutions, and JAX's default matmul precision set to ``highest`` (JAX
+    uses TF32 for float32 dots and convolutions on A100/H100 by default). CuPy leaves TF32 off
+    unless ``CUPY_TF32=1``. Nothing changes on a CPU backend."""
+    if not backend.is_gpu:
+        return
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if backend.name == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def gpu_memory_meter(backend: Any, torch_allocator: bool = False) -> dict[str, Any] | None:
+    """Byte counters of GPU memory for one contender: ``in_use()`` now and ``peak()``, the
+    high-water mark; None on a CPU backend.
+
+    PyTorch has its own caching allocator (peak = ``max_memory_allocated``; used for the torch
+    contender, ``torch_allocator``, and for nnx on torch CUDA tensors); CuPy's memory pool keeps
+    freed blocks, so the bytes it holds (``total_bytes``) are its high-water mark; JAX reports
+    ``bytes_in_use`` and ``peak_bytes_in_use`` of its device.
+    """
+    if not backend.is_gpu:
+        return None
+    if torch_allocator or backend.name == "torch":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return {"in_use": torch.cuda.memory_allocated, "peak": torch.cuda.max_memory_allocated}
+    if backend.name == "jax":
+        device = backend.device
+
+        def stat(key: str) -> int:
+            return int((device.memory_stats() or {}).get(key, 0))
+
+        return {"in_use": lambda: stat("bytes_in_use"), "peak": lambda: stat("peak_bytes_in_use")}
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    return {"in_use": pool.used_bytes, "peak": pool.total_bytes}
+
+
+def gpu_name(backend: Any) -> str | None:
+    """The GPU's model name on a GPU backend (None on a CPU backend or when it cannot be read)."""
+    if not backend.is_gpu:
+        return None
+    try:
+        if backend.name == "cupy":
+            import cupy
+
+            props = cupy.cuda.runtime.getDeviceProperties(backend.device.id)
+            name = props["name"]
+            return name.decode() if isinstance(name, bytes) else name
+        if backend.name == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(backend.device)
+        return str(getattr(backend.device, "device_kind", backend.device))
+    except Exception:  # noqa: BLE001  a description only: never fail the benchmark for it
+        return None
+
+
+def open_backend(spec: str) -> Any:
+    """``nnx.get_backend(spec)``, or None after one line on stderr saying why it is unusable
+    (``--device gpu`` without a GPU): the caller exits with status 2."""
+    import nnx
+
+    try:
+        return nnx.get_backend(spec)
+    except nnx.BackendUnavailableError as err:
+        print(f"bench.py: error: {err}", file=sys.stderr)
+        return None

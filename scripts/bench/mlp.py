@@ -32,6 +32,7 @@ from .measure import (
     blas_threads,
     can_measure_memory,
     command_line,
+    gpu_memory_meter,
     limit_threads,
     load_average,
     machine_description,
@@ -39,6 +40,7 @@ from .measure import (
     rotated,
     run_probe,
     status_kb,
+    synchronize,
     write_json,
 )
 
@@ -288,17 +290,6 @@ def _raw_namespace(backend) -> Any:
     return np
 
 
-def synchronize(backend) -> None:
-    if backend.name == "cupy":
-        import cupy
-
-        cupy.cuda.Device().synchronize()
-    elif backend.name == "torch" and backend.is_gpu:
-        import torch
-
-        torch.cuda.synchronize()
-
-
 def sync_torch(contender) -> None:
     if isinstance(contender, Torch) and contender.device.type == "cuda":
         contender.torch.cuda.synchronize()
@@ -346,7 +337,7 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
     weights = initial_weights(layer_sizes(args))
     if args.probe == "torch":
         import torch  # noqa: F401  (the library itself is not the contender's working memory)
-    gpu = gpu_memory_meter(backend, args.probe)
+    gpu = gpu_memory_meter(backend, torch_allocator=args.probe == "torch")
     reset_peak_rss()
     baseline = status_kb("VmRSS")  # the data is in; the model, its state and the steps are not
     contender = CONTENDERS[args.probe](backend, x, y, weights, args.lr, args.probe_batch)
@@ -364,25 +355,6 @@ def memory_probe(args: argparse.Namespace) -> dict[str, Any]:
         result["gpu_peak_mb"] = gpu["peak"]() / 2**20
         result["gpu_growth_mb"] = (after_gpu[-1] - after_gpu[0]) / 2**20
     return result
-
-
-def gpu_memory_meter(backend, probe: str) -> dict[str, Any] | None:
-    """Byte counters of GPU memory for one contender: in use now, and the high-water mark.
-
-    PyTorch has its own caching allocator (peak = ``max_memory_allocated``); CuPy's memory pool
-    keeps freed blocks, so the bytes it holds (``total_bytes``) are its high-water mark.
-    """
-    if not backend.is_gpu:
-        return None
-    if probe == "torch":
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-        return {"in_use": torch.cuda.memory_allocated, "peak": torch.cuda.max_memory_allocated}
-    import cupy
-
-    pool = cupy.get_default_memory_pool()
-    return {"in_use": pool.used_bytes, "peak": pool.total_bytes}
 
 
 def measure_memory(args: argparse.Namespace, name: str) -> dict[str, Any] | None:

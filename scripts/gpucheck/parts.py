@@ -185,7 +185,6 @@ class Part:
     title = ""
     weight = 1.0
     needs: tuple[str, ...] = ()
-    unsupported = ""  # a part that cannot run anywhere yet: the reason
     env: dict[str, str] = {}  # environment variables of this part (unless already set)
 
     def env_for(self, ctx: Context) -> dict[str, str]:
@@ -333,14 +332,37 @@ class BenchMLP(Part):
             result.details["json"] = path.name
 
 
-class Unsupported(Part):
-    weight = 0.0  # takes no time
+class BenchTorch(Part):
+    """``scripts/bench.py --cnn`` or ``--sequence`` on the GPU: nnx against torch CUDA eager at
+    batch 128 and 1024, TF32 off on both sides, the first losses (outputs) checked equal. nnx
+    runs on CuPy, or on torch CUDA tensors where the probe found CuPy unusable (as the training
+    parts do); torch CUDA is the contender, so it is needed either way. ``--no-memory``: the
+    memory probes are more processes starting CUDA (the part ``memory`` measures growth)."""
 
-    def __init__(self, name: str, title: str, why: str):
-        self.name, self.title, self.unsupported = name, title, why
+    needs = ("nnx", "torch:cuda")
+
+    def __init__(self, name: str, title: str, weight: float, flags: list[str], smoke: list[str]):
+        self.name, self.title, self.weight = name, title, weight
+        self.flags, self.smoke = flags, smoke
 
     def command(self, ctx: Context) -> list[str]:
-        raise Skip(self.unsupported)
+        return [
+            ctx.python, str(ROOT / "scripts" / "bench.py"), "--device", ctx.train_device(),
+            *(self.smoke if ctx.smoke else self.flags), "--no-memory",
+            "--json", str(ctx.outdir / f"{self.name}.json"),
+        ]  # fmt: skip
+
+    def digest(self, ctx: Context, result: Result, output: str) -> None:
+        lines = [line for line in output.splitlines() if line.strip()]
+        table = [line for line in lines if not line.startswith("bench: ")]
+        # the tables (and any first-loss error); without them (a timeout) the progress lines
+        result.highlights = (table or lines)[-30:]
+        device = ctx.train_device()
+        if device not in ("gpu", "cpu"):
+            result.highlights.insert(0, f"CuPy cannot use the GPU here: nnx on {device}")
+        path = ctx.outdir / f"{self.name}.json"
+        if path.is_file():
+            result.details["json"] = path.name
 
 
 class Probe(Part):
@@ -392,12 +414,6 @@ class Nccl(Probe):
             result.highlights.insert(0, f"without MPI ({why}): nnx.distributed not checked")
 
 
-_NOT_ON_GPU = (
-    "not supported: scripts/bench.py {flag} times nnx and torch on the CPU only (it takes no "
-    "--device); run the train parts for {what} on the GPU instead"
-)
-
-
 def all_parts() -> list[Part]:
     """Every part, in the order they run. The weights cap each part's share of the time left
     (runner.Budget); what a part does not use goes to the later ones. The test suite comes
@@ -415,10 +431,12 @@ def all_parts() -> list[Part]:
               ["--device", "gpu", "--model", "transformer", "--epochs", "2",
                "--steps-per-epoch", "100"], data=False),
         BenchMLP(),
-        Unsupported("bench_cnn", "LeNet and ResNet benchmark on the GPU",
-                    _NOT_ON_GPU.format(flag="--cnn", what="the cnn preset")),
-        Unsupported("bench_sequence", "Transformer block and LSTM benchmark on the GPU",
-                    _NOT_ON_GPU.format(flag="--sequence", what="the transformer preset")),
+        BenchTorch("bench_cnn", "LeNet and ResNet benchmark vs torch CUDA eager", 2.0,
+                   ["--cnn", "--cnn-batch", "128,1024", "--cnn-steps", "10", "--repeats", "3"],
+                   ["--cnn", "--quick", "--cnn-batch", "4,8"]),
+        BenchTorch("bench_sequence", "Transformer, LSTM and RNN benchmark vs torch CUDA eager",
+                   1.5, ["--sequence", "--seq-batch", "128,1024", "--repeats", "5"],
+                   ["--sequence", "--quick", "--seq-batch", "2,4"]),
         Train("mixed16", "Mixed precision (mixed16) on CuPy", 1.0,
               ["--device", "gpu", "--precision", "mixed16", "--epochs", "3"], data=True),
         Probe("sync", "Hidden host syncs in a training step (CuPy, torch CUDA)",
