@@ -97,12 +97,12 @@ MAYBE_GPU = pytest.mark.skipif(
 )
 
 
-def run_script(out: Path, *flags: str) -> dict:
+def run_script(out: Path, *flags: str, timeout: float = 120) -> dict:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), str(out), *flags],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         cwd=out.parent,
     )
     assert done.returncode == 0, done.stderr
@@ -224,7 +224,7 @@ def test_cpu_smoke_runs_every_part_end_to_end(tmp_path):
     """Every part on the CPU, as the GPU machine would run it: the test suite's CPU twins, the
     three presets and mixed16 for one epoch, the MLP benchmark, the probes; the digests find
     the accuracy lines, the benchmark table and the pytest summary in the real output."""
-    parts = run_script(tmp_path / "out", "--cpu-smoke", "--budget-s", "400")
+    parts = run_script(tmp_path / "out", "--cpu-smoke", "--budget-s", "400", timeout=450)
     not_run = {"wheels", "nccl"}
     for name, part in parts.items():
         assert part["status"] == ("skipped" if name in not_run else "ok"), part
