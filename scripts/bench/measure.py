@@ -217,24 +217,36 @@ def synchronize(backend: Any, arrays: Sequence[Any] = ()) -> None:
             torch.cuda.synchronize()
 
 
-def full_float32(backend: Any) -> None:
-    """On a GPU backend, float32 products in float32: TF32 (a 10-bit mantissa) off for PyTorch's
-    matmuls and cuDNN convolutions, and JAX's default matmul precision set to ``highest`` (JAX
-    uses TF32 for float32 dots and convolutions on A100/H100 by default). CuPy leaves TF32 off
-    unless ``CUPY_TF32=1``. Nothing changes on a CPU backend."""
+def full_float32(backend: Any) -> dict[str, str]:
+    """On a GPU backend, float32 products in float32; what was set (for the JSON), {} on a CPU.
+
+    PyTorch: TF32 (a 10-bit mantissa) off for matmuls and cuDNN's convolutions and RNNs, through
+    ``fp32_precision = "ieee"`` where PyTorch has it (2.9 and later, which warn about the old
+    flags), else ``torch.backends.cuda.matmul.allow_tf32`` and ``torch.backends.cudnn.allow_tf32``
+    set to False. JAX: the default matmul precision ``highest`` (JAX uses TF32 for float32 dots
+    and convolutions on A100/H100 by default). CuPy leaves TF32 off unless ``CUPY_TF32=1``."""
     if not backend.is_gpu:
-        return
+        return {}
+    done: dict[str, str] = {}
     try:
         import torch
     except ImportError:
         torch = None
-    if torch is not None:
+    if torch is not None and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cudnn.rnn.fp32_precision = "ieee"
+        done["torch"] = "fp32_precision ieee (matmul, cuDNN conv and rnn)"
+    elif torch is not None:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        done["torch"] = "allow_tf32 False (matmul, cuDNN)"
     if backend.name == "jax":
         import jax
 
         jax.config.update("jax_default_matmul_precision", "highest")
+        done["jax"] = "default matmul precision highest"
+    return done
 
 
 def gpu_memory_meter(backend: Any, torch_allocator: bool = False) -> dict[str, Any] | None:

@@ -343,6 +343,7 @@ def run_sequence(
         results["backend"] = f"{backend.name} ({backend.device})"
         results["torch_device"] = "cuda" if backend.is_gpu else "cpu"
         results["gpu"] = gpu_name(backend)
+        results["float32"] = full_float32(backend)  # what TF32 switch was set (set already)
     return results
 
 
