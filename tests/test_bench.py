@@ -218,15 +218,21 @@ def test_torch_workloads_without_pytorch_are_one_line():
         ], done.stderr
 
 
+def bench_module(name: str):
+    """``scripts/bench/NAME.py`` as the package ``bench`` imports it."""
+    import importlib
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        return importlib.import_module(f"bench.{name}")
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
 def run_in_process(*args: str) -> int:
     """``scripts/bench.py ARGS`` in this process (no interpreter and torch start: a fraction of
     the time of a subprocess); never with --threads, which would limit this process's threads."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        from bench.__main__ import main
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return main(list(args))
+    return bench_module("__main__").main(list(args))
 
 
 @pytest.mark.torch
@@ -287,3 +293,45 @@ def test_cnn_native_is_refused_on_another_device(capsys):
         "bench.py: error: --cnn-native adds nnx on torch CPU tensors and compiled on JAX beside "
         "nnx on NumPy; with --device torch leave it out"
     ]
+
+
+@pytest.mark.torch
+def test_the_gpu_branches_on_a_stand_in_gpu_backend(tmp_path, monkeypatch, capsys):
+    """What only a GPU run does (synchronized steps, no per-step label check, no pause, the GPU
+    fields of the JSON and the tables, the GPU memory steps), on a stand-in: nnx on torch CPU
+    tensors through a backend that says it is a GPU, torch eager left on the CPU, TF32 switches
+    and GPU memory counters faked (each reading 1 MiB above the last)."""
+    pytest.importorskip("torch")
+    import nnx
+
+    cnn, seq = bench_module("cnn"), bench_module("sequence")
+    real = nnx.get_backend("torch")
+    gpu = nnx.Backend("torch", real.xp, real.device, is_gpu=True)
+    for module in (cnn, seq):
+        monkeypatch.setattr(module, "open_backend", lambda spec: gpu)
+        monkeypatch.setattr(module, "torch_device", lambda backend: "cpu")
+        monkeypatch.setattr(module, "full_float32", lambda backend: {"torch": "stand-in"})
+    readings = iter(range(0, 2**40, 2**20))
+    meter = {"in_use": lambda: next(readings), "peak": lambda: 0}
+    monkeypatch.setattr(seq, "gpu_memory_meter", lambda backend: meter)
+
+    out = tmp_path / "cnn.json"
+    args = ["--cnn", "--quick", "--device", "gpu", "--cnn-workload", "lenet", "--no-memory"]
+    assert run_in_process(*args, "--json", str(out)) == 0
+    run = json.loads(out.read_text())
+    assert run["device"] == "gpu" and run["torch_device"] == "cpu"
+    assert run["machine"]["float32"] == {"torch": "stand-in"}
+    first = run["workloads"]["lenet"]["first_loss"]
+    assert abs(first["nnx"] - first["torch"]) < 1e-4
+    assert "on torch (cpu), torch on cpu" in capsys.readouterr().out
+
+    out = tmp_path / "seq.json"
+    assert run_in_process("--sequence", "--quick", "--device", "gpu", "--json", str(out)) == 0
+    run = json.loads(out.read_text())
+    assert run["gpu_backend"] is True and run["pause_s"] == 0.0
+    for k in ("transformer", "lstm", "rnn", "transformer_decoder"):
+        assert run[k]["gpu_growth_mb"] == 2.0 and len(run[k]["gpu_mb"]) == 3, run[k]
+        assert run[k]["first_output_max_diff"] < 1e-5
+    text = capsys.readouterr().out
+    assert text.count("GPU memory growth 2.0 MB") == 4, text
+    assert "decoder" in text and "(CPU time " in text.split("decoder")[1], text

@@ -60,6 +60,7 @@ from .measure import (
     run_probe,
     status_kb,
     synchronize,
+    torch_device,
     write_json,
 )
 
@@ -298,8 +299,9 @@ class TorchSteps:
         self.model = torch_model(name, nnx_model(name))
         self.x, self.y, self.batch = torch.from_numpy(x), torch.from_numpy(y), batch
         if backend is not None and backend.is_gpu:
-            self.model.to("cuda")
-            self.x, self.y = self.x.to("cuda"), self.y.to("cuda")
+            device = torch_device(backend)
+            self.model.to(device)
+            self.x, self.y = self.x.to(device), self.y.to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=MOMENTUM)
 
     def run(self, steps: int) -> float:
@@ -434,7 +436,7 @@ def run_batch(args, batch: int, backend) -> tuple[dict[str, Any], int]:
     if not on_cpu:  # the CPU run's JSON is as it always was
         results["device"] = args.device
         results["backend"] = f"{backend.name} ({backend.device})"
-        results["torch_device"] = "cuda" if backend.is_gpu else "cpu"
+        results["torch_device"] = torch_device(backend)
         if backend.is_gpu:
             results["machine"]["gpu"] = gpu_name(backend)
             results["machine"]["float32"] = full_float32(backend)  # what TF32 switch was set

@@ -217,6 +217,12 @@ def synchronize(backend: Any, arrays: Sequence[Any] = ()) -> None:
             torch.cuda.synchronize()
 
 
+def torch_device(backend: Any) -> str:
+    """Where torch eager, the contender, runs beside nnx on ``backend``: ``cuda`` for a GPU
+    backend (whichever library nnx runs on), else ``cpu``."""
+    return "cuda" if backend.is_gpu else "cpu"
+
+
 def full_float32(backend: Any) -> dict[str, str]:
     """On a GPU backend, float32 products in float32; what was set (for the JSON), {} on a CPU.
 

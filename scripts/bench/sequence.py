@@ -38,6 +38,7 @@ from .measure import (
     open_backend,
     rss_mb,
     synchronize,
+    torch_device,
     write_json,
 )
 
@@ -50,7 +51,7 @@ def _on_device(torch: Any, backend: Any, mine: Any, ref: Any) -> str:
     """Give torch's twin nnx's weights (nnx.torch_state_dict), then put nnx's model on
     ``backend`` and the twin on CUDA when that is a GPU backend; the twin's device."""
     ref.load_state_dict({k: torch.from_numpy(v) for k, v in nnx.torch_state_dict(mine).items()})
-    device = "cuda" if backend.is_gpu else "cpu"
+    device = torch_device(backend)
     ref.to(device)
     if backend.name != "numpy":
         mine.to(backend)
@@ -176,7 +177,7 @@ def _sequence_case(
             times[label].append(time.perf_counter() - start)
             cpu[label].append(time.process_time() - start_cpu)
     # memory: RSS after every nnx step; growth is last minus the first (after warm-up)
-    rss, gpu = [], gpu_memory_meter(backend)
+    rss, gpu = [], gpu_memory_meter(backend) if memory_steps else None
     in_use = []
     for _ in range(memory_steps):
         nnx_step()
@@ -277,7 +278,7 @@ def _decoder_case(
             steps[label]()
             wall[label].append(time.perf_counter() - start)
             cpu[label].append(time.process_time() - start_cpu)
-    rss, gpu = [], gpu_memory_meter(backend)
+    rss, gpu = [], gpu_memory_meter(backend) if memory_steps else None
     in_use = []
     for _ in range(memory_steps):
         nnx_step()
@@ -341,7 +342,8 @@ def run_sequence(
     results["pause_s"] = pause
     if backend.name != "numpy":  # the CPU run's JSON is as it always was
         results["backend"] = f"{backend.name} ({backend.device})"
-        results["torch_device"] = "cuda" if backend.is_gpu else "cpu"
+        results["torch_device"] = torch_device(backend)
+        results["gpu_backend"] = backend.is_gpu
         results["gpu"] = gpu_name(backend)
         results["float32"] = full_float32(backend)  # what TF32 switch was set (set already)
     return results
@@ -372,7 +374,7 @@ def _memory_note(r: dict[str, Any]) -> str:
 
 def print_sequence(results: dict[str, Any], quick: bool) -> None:
     """One line per workload; on a GPU wall times lead (the host's CPU time is not the work)."""
-    on_gpu = results.get("torch_device") == "cuda"
+    on_gpu = results.get("gpu_backend", False)
     if "backend" in results:
         gpu = f", {results['gpu']}" if results.get("gpu") else ""
         print(f"nnx on {results['backend']}{gpu}, torch on {results['torch_device']}")
