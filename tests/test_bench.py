@@ -314,6 +314,7 @@ def test_the_gpu_branches_on_a_stand_in_gpu_backend(tmp_path, monkeypatch, capsy
     readings = iter(range(0, 2**40, 2**20))
     meter = {"in_use": lambda: next(readings), "peak": lambda: 0}
     monkeypatch.setattr(seq, "gpu_memory_meter", lambda backend: meter)
+    monkeypatch.setattr(cnn, "gpu_memory_meter", lambda backend, torch_allocator: meter)
 
     out = tmp_path / "cnn.json"
     args = ["--cnn", "--quick", "--device", "gpu", "--cnn-workload", "lenet", "--no-memory"]
@@ -324,6 +325,10 @@ def test_the_gpu_branches_on_a_stand_in_gpu_backend(tmp_path, monkeypatch, capsy
     first = run["workloads"]["lenet"]["first_loss"]
     assert abs(first["nnx"] - first["torch"]) < 1e-4
     assert "on torch (cpu), torch on cpu" in capsys.readouterr().out
+    if Path("/proc/self/clear_refs").exists():  # the memory probe (a fresh process, run here)
+        for contender in ("nnx", "torch"):
+            probe = cnn.memory_probe("lenet", contender, 4, 1, 0.01, gpu)
+            assert probe["gpu_growth_mb"] == 2.0, probe  # three rounds, three readings
 
     out = tmp_path / "seq.json"
     assert run_in_process("--sequence", "--quick", "--device", "gpu", "--json", str(out)) == 0
