@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _fastseq
 from ..backend import Backend, device, is_writeable, namespace, one_blas_thread
 from ..core.checks import check_floating, check_grad, dtype_name, positive_int, require_forward
 from ..core.init import Seed, as_rng
@@ -191,6 +192,12 @@ class MultiheadAttention(Module):
                     f"{self.embed_dim}, got {tuple(x.shape)}"
                 )
             check_floating(xp, x, "MultiheadAttention", name)
+        # the projections reading the same array (self-attention: all three)
+        if key is query:
+            groups = [[0, 1, 2]] if value is query else [[0, 1], [2]]
+        else:
+            groups = [[0], [1, 2]] if value is key else [[0], [1], [2]]
+        self._groups = groups
         if not self.batch_first:
             query, key, value = (xp.permute_dims(t, (1, 0, 2)) for t in (query, key, value))
         n, length, src = query.shape[0], query.shape[1], key.shape[1]
@@ -204,13 +211,29 @@ class MultiheadAttention(Module):
                 f"MultiheadAttention: sequences need at least one position, got query length "
                 f"{length} and key/value length {src}"
             )
-        q = self._heads(xp, self.q_proj(query))
-        k = self._heads(xp, self.k_proj(key))
-        v = self._heads(xp, self.v_proj(value))
         scale = 1.0 / math.sqrt(self.head_dim)
         mask = self._mask(
-            xp, n, length, src, q.dtype, device(query), attn_mask, key_padding_mask, is_causal
+            xp, n, length, src, query.dtype, device(query), attn_mask, key_padding_mask, is_causal
         )
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        if self._fast_applies(query, key, value, mask):
+            # NumPy: one product per distinct input, the core a few samples at a time in cache,
+            # heads merged in place (nnx/_fastseq.py)
+            inputs = (query, key, value)
+            xs = [inputs[grp[0]] for grp in groups]
+            views: list[Any] = [None, None, None]
+            for grp, x in zip(groups, xs, strict=True):
+                biases = None if projs[0].bias is None else [projs[j].bias.value for j in grp]
+                packed = _fastseq.packed_projection(x, [projs[j].weight.value for j in grp], biases)
+                for i, j in enumerate(grp):
+                    views[j] = packed[:, :, i]
+            with one_blas_thread(query):
+                merged, a, qs = _fastseq.attention_forward(
+                    views[0], views[1], views[2], self.num_heads, scale, mask
+                )
+            self._cache = ("fast", (qs, views[1], views[2], a, scale), xs, None, None, None)
+            return self._finish(xp, self.out_proj(merged), a, need_weights, average_attn_weights)
+        q, k, v = (self._heads(xp, p(t)) for p, t in zip(projs, (query, key, value), strict=True))
         # the per-head products are many small matmuls: one BLAS thread (see one_blas_thread)
         with one_blas_thread(q):
             qs = q * scale  # scaling Q (L x d) is cheaper than scaling the scores (L x S)
@@ -225,11 +248,14 @@ class MultiheadAttention(Module):
             heads_out = ad @ v
         out = self.out_proj(self._merge(xp, heads_out))
         self._cache = (qs, k, v, a, ad, scale)
+        return self._finish(xp, out, a, need_weights, average_attn_weights)
+
+    def _finish(self, xp: Any, out: Any, a: Any, need_weights: bool, average: bool) -> Any:
         if not self.batch_first:
             out = xp.permute_dims(out, (1, 0, 2))
         self._out_shape = tuple(out.shape)
         if need_weights:
-            weights = xp.mean(a, axis=1) if average_attn_weights else a
+            weights = xp.mean(a, axis=1) if average else a
             return out, weights
         return out
 
@@ -240,6 +266,14 @@ class MultiheadAttention(Module):
         xp = namespace(grad_out)
         if not self.batch_first:
             grad_out = xp.permute_dims(grad_out, (1, 0, 2))
+        if isinstance(qs, str):  # "fast": the forward took nnx/_fastseq.py's path
+            grads: list[Any] = [None, None, None]
+            for grp, dx in zip(
+                self._groups, self._fast_backward(grad_out, k, v, summed=False), strict=True
+            ):
+                for i, j in enumerate(grp):
+                    grads[j] = dx[i]
+            return self._caller_layout(xp, tuple(grads))
         d_o = self._heads(xp, self.out_proj.backward(grad_out))  # (N, H, L, d)
         with one_blas_thread(d_o):
             d_v = xp.permute_dims(ad, (0, 1, 3, 2)) @ d_o
@@ -264,6 +298,72 @@ class MultiheadAttention(Module):
             self.k_proj.backward(self._merge(xp, d_k)),
             self.v_proj.backward(self._merge(xp, d_v)),
         )
+        return self._caller_layout(xp, grads)
+
+    def backward_distinct(self, grad_out: Any) -> tuple[Any, ...]:
+        """As :meth:`backward`, but one gradient per distinct input array (in the order query,
+        key, value): for self-attention (one array passed three times) the single gradient
+        ``dquery + dkey + dvalue``, for ``key is value`` ``(dquery, dkey + dvalue)``. On NumPy
+        the fast path computes each such sum as one product."""
+        cache = require_forward(self._cache, "MultiheadAttention")
+        if isinstance(cache[0], str):
+            check_grad(grad_out, self._out_shape, "MultiheadAttention")
+            xp = namespace(grad_out)
+            if not self.batch_first:
+                grad_out = xp.permute_dims(grad_out, (1, 0, 2))
+            grads = self._fast_backward(grad_out, cache[1], cache[2], summed=True)
+            return self._caller_layout(xp, tuple(grads))
+        grads = self.backward(grad_out)
+        out = []
+        for grp in self._groups:
+            total = grads[grp[0]]
+            for j in grp[1:]:
+                total = total + grads[j]
+            out.append(total)
+        return tuple(out)
+
+    def _fast_applies(self, query: Any, key: Any, value: Any, mask: Any) -> bool:
+        """Whether the forward takes nnx/_fastseq.py's path: NumPy arrays of one dtype, no
+        active attention dropout, plain :class:`Linear` projections without penalties."""
+        drop = self.dropout
+        if drop.training and drop.p != 0.0:
+            return False
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        for p in projs:
+            if type(p) is not Linear or p.weight_l1 or p.weight_l2 or p.bias_l1 or p.bias_l2:
+                return False
+        if len({p.bias is None for p in projs}) != 1:
+            return False
+        params = [p.weight.value for p in projs]
+        params += [p.bias.value for p in projs if p.bias is not None]
+        return _fastseq.attention_applies(query, key, value, mask, *params)
+
+    def _fast_backward(self, grad_out: Any, core: tuple, xs: list, summed: bool) -> list:
+        """The fast path's backward (batch-major ``grad_out``): parameter gradients into
+        ``.grad``; per distinct input its gradient (``summed``) or the list of its
+        projections' gradients."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        d_merged = self.out_proj.backward(grad_out)
+        with one_blas_thread(d_merged):
+            per_group = _fastseq.attention_packed_backward(
+                d_merged,
+                core,
+                self._groups,
+                xs,
+                [p.weight.value for p in projs],
+                projs[0].bias is not None,
+                summed,
+            )
+        out = []
+        for grp, (dx, d_ws, d_bs) in zip(self._groups, per_group, strict=True):
+            for i, j in enumerate(grp):
+                projs[j].weight.accumulate(d_ws[i])
+                if d_bs is not None:
+                    projs[j].bias.accumulate(d_bs[i])
+            out.append(dx)
+        return out
+
+    def _caller_layout(self, xp: Any, grads: tuple) -> tuple:
         if not self.batch_first:
             grads = tuple(xp.permute_dims(g, (1, 0, 2)) for g in grads)
         return grads
