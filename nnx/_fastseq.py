@@ -258,11 +258,12 @@ def packed_projection(
 
 
 def packed_projection_backward(
-    x: np.ndarray, weights: list[np.ndarray], d: np.ndarray, with_bias: bool, summed: bool
+    x: np.ndarray, weights: list[np.ndarray], d: np.ndarray, with_bias: bool, summed: bool | None
 ) -> tuple[Any, list[np.ndarray], list[np.ndarray] | None]:
     """Backward of :func:`packed_projection` for its gradient ``d`` ``(N, L, G, E)``: ``(dx,
     dWs, dbs)`` with ``dx`` the sum over the ``G`` projections (one product) when ``summed``,
-    else a list of the ``G`` input gradients; ``dWs``/``dbs`` one contiguous array each."""
+    else a list of the ``G`` input gradients (``summed`` None: ``dx`` None, no product);
+    ``dWs``/``dbs`` one contiguous array each."""
     n, length, g, e = d.shape
     e_in = x.shape[-1]
     d2 = d.reshape(-1, g * e)
@@ -273,7 +274,9 @@ def packed_projection_backward(
     if with_bias:
         db = np.ones(d2.shape[0], d2.dtype) @ d2
         d_bs = [db[j * e : (j + 1) * e].copy() for j in range(g)]
-    if summed:
+    if summed is None:  # no input gradient wanted
+        dx = None
+    elif summed:
         w = weights[0] if g == 1 else np.concatenate(weights, axis=1)
         dx = (d2 @ w.T).reshape(x.shape)
     else:
@@ -288,7 +291,7 @@ def attention_packed_backward(
     xs: list[np.ndarray],
     weights: list[np.ndarray],
     with_bias: bool,
-    summed: bool,
+    summed: bool | None,
 ) -> list[tuple[Any, list[np.ndarray], list[np.ndarray] | None]]:
     """The backward of :class:`nnx.MultiheadAttention`'s fast forward (projections packed by
     input, :func:`packed_projection`): the attention core's gradients are written straight

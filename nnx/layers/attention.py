@@ -261,6 +261,9 @@ class MultiheadAttention(Module):
 
     def backward(self, grad_out: Any) -> tuple[Any, Any, Any]:
         """Parameter gradients into ``.grad``; returns ``(dquery, dkey, dvalue)``."""
+        return self._backward(grad_out, True)
+
+    def _backward(self, grad_out: Any, need_input_grad: bool) -> tuple[Any, Any, Any]:
         qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
         check_grad(grad_out, self._out_shape, "MultiheadAttention")
         xp = namespace(grad_out)
@@ -293,27 +296,32 @@ class MultiheadAttention(Module):
             else:
                 d_q = d_q * scale
             d_k = xp.permute_dims(d_s, (0, 1, 3, 2)) @ qs
+        need = need_input_grad
         grads = (
-            self.q_proj.backward(self._merge(xp, d_q)),
-            self.k_proj.backward(self._merge(xp, d_k)),
-            self.v_proj.backward(self._merge(xp, d_v)),
+            self.q_proj.backward(self._merge(xp, d_q), need_input_grad=need),
+            self.k_proj.backward(self._merge(xp, d_k), need_input_grad=need),
+            self.v_proj.backward(self._merge(xp, d_v), need_input_grad=need),
         )
-        return self._caller_layout(xp, grads)
+        return self._caller_layout(xp, grads) if need else grads
 
-    def backward_distinct(self, grad_out: Any) -> tuple[Any, ...]:
+    def backward_distinct(self, grad_out: Any, need_input_grad: bool = True) -> Any:
         """As :meth:`backward`, but one gradient per distinct input array (in the order query,
         key, value): for self-attention (one array passed three times) the single gradient
         ``dquery + dkey + dvalue``, for ``key is value`` ``(dquery, dkey + dvalue)``. On NumPy
-        the fast path computes each such sum as one product."""
+        the fast path computes each such sum as one product. ``need_input_grad=False``: only
+        the parameter gradients, returns None."""
         cache = require_forward(self._cache, "MultiheadAttention")
         if isinstance(cache[0], str):
             check_grad(grad_out, self._out_shape, "MultiheadAttention")
             xp = namespace(grad_out)
             if not self.batch_first:
                 grad_out = xp.permute_dims(grad_out, (1, 0, 2))
-            grads = self._fast_backward(grad_out, cache[1], cache[2], summed=True)
-            return self._caller_layout(xp, tuple(grads))
-        grads = self.backward(grad_out)
+            summed = True if need_input_grad else None
+            grads = self._fast_backward(grad_out, cache[1], cache[2], summed=summed)
+            return self._caller_layout(xp, tuple(grads)) if need_input_grad else None
+        grads = self._backward(grad_out, need_input_grad)
+        if not need_input_grad:
+            return None
         out = []
         for grp in self._groups:
             total = grads[grp[0]]
@@ -338,10 +346,10 @@ class MultiheadAttention(Module):
         params += [p.bias.value for p in projs if p.bias is not None]
         return _fastseq.attention_applies(query, key, value, mask, *params)
 
-    def _fast_backward(self, grad_out: Any, core: tuple, xs: list, summed: bool) -> list:
+    def _fast_backward(self, grad_out: Any, core: tuple, xs: list, summed: bool | None) -> list:
         """The fast path's backward (batch-major ``grad_out``): parameter gradients into
-        ``.grad``; per distinct input its gradient (``summed``) or the list of its
-        projections' gradients."""
+        ``.grad``; per distinct input its gradient (``summed``), the list of its projections'
+        gradients (False) or None (None: no input gradient wanted)."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         d_merged = self.out_proj.backward(grad_out)
         with one_blas_thread(d_merged):

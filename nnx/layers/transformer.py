@@ -150,9 +150,9 @@ class TransformerEncoderLayer(Module):
         y = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=padding, is_causal=is_causal)
         return self.dropout1(y)
 
-    def _sa_backward(self, g: Any) -> Any:
-        (d_x,) = self.self_attn.backward_distinct(self.dropout1.backward(g))
-        return d_x  # dquery + dkey + dvalue: the block's input was all three
+    def _sa_backward(self, g: Any, need_input_grad: bool = True) -> Any:
+        d = self.self_attn.backward_distinct(self.dropout1.backward(g), need_input_grad)
+        return None if d is None else d[0]  # dquery + dkey + dvalue: the input was all three
 
     def _ff(self, x: Any) -> Any:
         h = self.dropout(self.activation(self.linear1(x)))
@@ -182,7 +182,10 @@ class TransformerEncoderLayer(Module):
         self._shape = tuple(src.shape)
         return from_batch_major(xp, y, src.ndim, self.batch_first)
 
-    def backward(self, grad_out: Any) -> Any:
+    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """Parameter gradients into ``.grad``; returns ``dL/dsrc``, or None when
+        ``need_input_grad`` is False (the first trainable layer of a model: the post-norm layer
+        then skips the input projections' input-gradient product)."""
         shape = require_forward(self._shape, "TransformerEncoderLayer")
         check_grad(grad_out, shape, "TransformerEncoderLayer")
         xp = namespace(grad_out)
@@ -194,7 +197,12 @@ class TransformerEncoderLayer(Module):
             g_r2 = self.norm2.backward(g)  # gradient of h + ff(h)
             g_h = add_into(self._ff_backward(g_r2), g_r2)
             g_r1 = self.norm1.backward(g_h)  # gradient of x + sa(x)
+            if not need_input_grad:
+                self._sa_backward(g_r1, need_input_grad=False)
+                return None
             g_x = add_into(self._sa_backward(g_r1), g_r1)
+        if not need_input_grad:
+            return None
         return from_batch_major(xp, g_x, len(shape), self.batch_first)
 
 

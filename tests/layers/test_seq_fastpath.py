@@ -3,6 +3,7 @@ attention core a few samples at a time, packed q/k/v projections) gives what the
 gives: outputs, input gradients and every parameter gradient, with masks, layouts and a fully
 masked row; and it ran."""
 
+import contextlib
 import copy
 
 import numpy as np
@@ -169,3 +170,36 @@ def test_transformer_layers_fast_equal_portable(layer, norm_first):
 
     slow, fast = _both(make, run)
     _close(slow, fast, 1e-10)
+
+
+@pytest.mark.parametrize("portable", [False, True])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nnx.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, rng=0),
+        lambda: nnx.TransformerEncoderLayer(
+            8, 2, 16, dropout=0.0, batch_first=True, norm_first=True, rng=0
+        ),
+        lambda: nnx.LSTM(8, 8, num_layers=2, batch_first=True, rng=0),
+        lambda: nnx.RNN(8, 8, batch_first=True, rng=0),
+        lambda: nnx.GRU(8, 8, bidirectional=True, batch_first=True, rng=0),
+    ],
+    ids=["encoder", "encoder-norm-first", "lstm-2-layers", "rnn", "gru-bidirectional"],
+)
+def test_need_input_grad_false_gives_the_same_parameter_gradients(make, portable):
+    """``backward(g, need_input_grad=False)`` (what Sequential asks of its first trainable
+    layer) returns None and leaves every parameter gradient as the full backward does."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 8)).astype("float32")
+    m = make()
+    twin = copy.deepcopy(m)
+    with _fastconv.portable_only() if portable else contextlib.nullcontext():
+        y = m(x)
+        y = y[0] if isinstance(y, tuple) else y
+        g = rng.standard_normal(y.shape).astype("float32")
+        assert m.backward(g) is not None
+        twin(x)
+        assert twin.backward(g, need_input_grad=False) is None
+    _close(_grads(m), _grads(twin), 1e-6)
+    if hasattr(m, "grad_hx"):
+        _close(m.grad_hx, twin.grad_hx, 1e-6)

@@ -261,7 +261,9 @@ class _Recurrent(Module):
         return out, finals
 
     # ---------------------------------------------------------------- backward
-    def _backward(self, grad_output: Any, grad_finals: list[Any]) -> Any:
+    def _backward(
+        self, grad_output: Any, grad_finals: list[Any], need_input_grad: bool = True
+    ) -> Any:
         who = type(self).__name__
         caches = require_forward(self._cache, who)
         out_shape, state_shape = self._shapes
@@ -325,6 +327,8 @@ class _Recurrent(Module):
                     b_ih.accumulate(db)
                     # its own array (a user's in-place change of one grad must not reach both)
                     b_hh.accumulate(xp.asarray(db, copy=True) if same else xp.sum(gh, axis=0))
+                if k == 0 and not need_input_grad:
+                    continue  # nobody needs dL/dx: the (N*T, G*H) x (G*H, input) product is saved
                 term = xp.reshape(gi @ w_ih.value.T, (n, t_len, inp.shape[-1]))
                 d_inp = term if d_inp is None else d_inp + term
             if k > 0 and self._masks[k - 1] is not None:
@@ -333,6 +337,8 @@ class _Recurrent(Module):
         grad_hx = [xp.stack(g, axis=0) for g in init_grads]
         if self._unbatched:
             self.grad_hx = [g[:, 0, :] for g in grad_hx]
-            return g_out[0, ...]
+            return None if g_out is None else g_out[0, ...]
         self.grad_hx = grad_hx
+        if g_out is None:
+            return None
         return g_out if self.batch_first else xp.permute_dims(g_out, (1, 0, 2))
