@@ -1,5 +1,5 @@
-"""Sequence models: a transformer encoder block, an LSTM and an RNN, nnx (NumPy) against torch
-eager CPU.
+"""Sequence models: a transformer encoder block, an LSTM, an RNN, a GRU and a transformer decoder
+layer, nnx (NumPy) against torch eager CPU.
 
 Each step is forward + backward (with a fixed upstream gradient) + an SGD step, both libraries
 in float32 and, with ``--threads``, on the same number of threads. The two run interleaved
@@ -29,11 +29,13 @@ def _sequence_workloads(quick: bool) -> dict[str, dict[str, int]]:
             "transformer": {"d_model": 16, "heads": 4, "seq": 8, "batch": 4, "ff": 32},
             "lstm": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
             "rnn": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
+            "gru": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
         }
     return {
         "transformer": {"d_model": 256, "heads": 4, "seq": 128, "batch": 32, "ff": 1024},
         "lstm": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
         "rnn": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
+        "gru": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
     }
 
 
@@ -56,6 +58,10 @@ def _sequence_case(
         shape = (cfg["batch"], cfg["seq"], cfg["input"])
         mine = nnx.RNN(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
         ref = torch.nn.RNN(cfg["input"], cfg["hidden"], batch_first=True)
+    elif name == "gru":
+        shape = (cfg["batch"], cfg["seq"], cfg["input"])
+        mine = nnx.GRU(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
+        ref = torch.nn.GRU(cfg["input"], cfg["hidden"], batch_first=True)
     else:
         shape = (cfg["batch"], cfg["seq"], cfg["input"])
         mine = nnx.LSTM(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
@@ -72,7 +78,9 @@ def _sequence_case(
     def nnx_step() -> None:
         opt.zero_grad()
         mine(x)
-        mine.backward(g)
+        # like torch's step (tx does not require grad): no gradient of the input, as
+        # Sequential asks of a model's first trainable layer
+        mine.backward(g, need_input_grad=False)
         opt.step()
 
     def torch_step() -> None:
@@ -206,7 +214,7 @@ def run_sequence(
     pause: float = 1.0,
     memory_steps: int = 20,
 ) -> dict[str, Any]:
-    """Forward + backward + SGD step of a transformer encoder block, an LSTM and an RNN, nnx (NumPy)
+    """Forward + backward + SGD step of a transformer encoder block, an LSTM, an RNN and a GRU, nnx (NumPy)
     and torch eager CPU interleaved (order alternating), both float32 and on the same number
     of threads (``threads``, or each library's default), median step time and ratio, and the
     resident memory of the nnx process over ``memory_steps`` more steps."""
