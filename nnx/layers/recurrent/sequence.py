@@ -253,6 +253,9 @@ class GRU(_Recurrent):
     _step = staticmethod(gru_step)
     _step_backward = staticmethod(gru_step_backward)
 
+    def _fast_kind(self) -> str:
+        return "gru"
+
     def forward(self, x: Any, hx: Any = None) -> tuple[Any, Any]:
         out, (h_n,) = self._forward(x, hx)
         return out, h_n
