@@ -255,13 +255,13 @@ def gru_forward(
     order = list(range(t_len - 1, -1, -1)) if reverse else list(range(t_len))
     rzs = np.empty((t_len, n, 2 * hs), dt)
     ns = np.empty((t_len, n, hs), dt)
-    hns = np.empty((t_len, n, hs), dt)
+    ghs = np.empty((t_len, n, g3), dt)  # h_{t-1} W_hh + b_hh; its last third h_n is kept
     out = np.empty((n, t_len, hs), dt)
-    gh = np.empty((n, g3), dt)
     tmp = np.empty((n, hs), dt)
     for k, t in enumerate(order):
         p = _prev(order, k)
         h_prev = h0 if p is None else out[:, p, :]
+        gh = ghs[t]
         np.matmul(h_prev, w_hh, out=gh)
         if b_hh is not None:
             gh += b_hh
@@ -272,14 +272,14 @@ def gru_forward(
         a *= 0.5
         a += 0.5
         r, z = a[:, :hs], a[:, hs:]
-        h_n, nt = hns[t], ns[t]
-        np.copyto(h_n, gh[:, 2 * hs :])
+        h_n, nt = gh[:, 2 * hs :], ns[t]
         np.multiply(r, h_n, out=nt)
         nt += gi[:, t, 2 * hs :]
         np.tanh(nt, out=nt)
         np.subtract(h_prev, nt, out=tmp)
         tmp *= z
         np.add(nt, tmp, out=out[:, t, :])
+    hns = ghs[:, :, 2 * hs :]
     return out.copy(), [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, out, h0, order)
 
 

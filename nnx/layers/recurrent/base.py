@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 from ... import _fastconv, _fastrnn
-from ...backend import Backend, device, get_backend, namespace, one_blas_thread
+from ...backend import Backend, device, get_backend, is_writeable, namespace, one_blas_thread
 from ...core.checks import (
     check_floating,
     check_grad,
@@ -187,6 +187,8 @@ class _Recurrent(Module):
                 )
                 if b_ih is not None and self.FOLD_BIAS:
                     b_hh = b_ih.value + b_hh  # added to the step's (N, G*H) product instead
+                elif b_ih is not None and is_writeable(gi):
+                    gi += b_ih.value  # gi is the product's fresh result: no second full array
                 elif b_ih is not None:
                     gi = gi + b_ih.value
                 index = k * self.num_directions + d
