@@ -338,6 +338,14 @@ def gru_backward(
     )
 
 
+def col_sum(a: np.ndarray) -> np.ndarray:
+    """``sum(a, axis=0)`` of a ``(rows, cols)`` gate-gradient array as one matrix-vector product
+    (a bias gradient): NumPy's reduction over the leading axis of a ``(4096, 1024)`` float32
+    array took a little longer (0.65 against 0.55 ms, one thread, under load) and is no more
+    accurate there."""
+    return np.ones(a.shape[0], a.dtype) @ a
+
+
 def forward(
     kind: str, gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool
 ) -> tuple[np.ndarray, list[np.ndarray], LSTMCache | RNNCache | GRUCache]:

@@ -301,7 +301,7 @@ class _Recurrent(Module):
                 if isinstance(steps, (_fastrnn.LSTMCache, _fastrnn.RNNCache, _fastrnn.GRUCache)):
                     with one_blas_thread(g_out):
                         carry, gi, gh, hp = _fastrnn.backward(steps, carry, d_y, w_back)
-                    same = gh is gi
+                    same, fast_loop = gh is gi, True
                 else:
                     d_gi: list[Any] = [None] * t_len
                     d_gh: list[Any] = [None] * t_len
@@ -317,6 +317,7 @@ class _Recurrent(Module):
                     # the LSTM have d_gh = d_gi (the same arrays): stacked and summed once
                     gi = xp.reshape(xp.stack(d_gi, axis=1), (n * t_len, -1))
                     same = all(a is b for a, b in zip(d_gi, d_gh, strict=True))
+                    fast_loop = False
                     gh = gi if same else xp.reshape(xp.stack(d_gh, axis=1), (n * t_len, -1))
                     hp = xp.reshape(xp.stack(h_prev, axis=1), (n * t_len, h))
                 for grads, c in zip(init_grads, carry, strict=True):
@@ -325,10 +326,12 @@ class _Recurrent(Module):
                 w_ih.accumulate(x2.T @ gi)
                 w_hh.accumulate(hp.T @ gh)
                 if b_ih is not None:
-                    db = xp.sum(gi, axis=0)
+                    # NumPy's loops: column sums as one product with a ones vector (nnx/_fastrnn.py)
+                    col_sum = _fastrnn.col_sum if fast_loop else (lambda a: xp.sum(a, axis=0))
+                    db = col_sum(gi)
                     b_ih.accumulate(db)
                     # its own array (a user's in-place change of one grad must not reach both)
-                    b_hh.accumulate(xp.asarray(db, copy=True) if same else xp.sum(gh, axis=0))
+                    b_hh.accumulate(xp.asarray(db, copy=True) if same else col_sum(gh))
                 if k == 0 and not need_input_grad:
                     continue  # nobody needs dL/dx: the (N*T, G*H) x (G*H, input) product is saved
                 term = xp.reshape(gi @ w_ih.value.T, (n, t_len, inp.shape[-1]))
