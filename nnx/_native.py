@@ -14,8 +14,13 @@ backward (no autodiff: the backward calls the library's *gradient kernels* direc
   input convolved with the output gradient, batch and channel axes exchanged, with
   ``batch_group_count`` for groups). ``nnx.compile`` traces them like any other array call.
   Average pooling sums its windows with ``lax.reduce_window`` (backward: the adjoint window sum);
-  max pooling keeps the portable code (no public kernel for its backward with the
-  first-maximum tie-break).
+  max pooling keeps the portable code: compiled, it beats both ``lax.reduce_window`` with JAX's
+  own gradient (``select_and_scatter``, which also breaks ties its own way) and PyTorch's kernels
+  (LeNet's first pooling, forward and backward, batch 128, one thread: 1.8 ms against 6.4 ms
+  and torch's 3.4 ms; docs/benchmarks.md).
+- PyTorch attention: :class:`nnx.MultiheadAttention`'s heads (no mask but the causal one, no
+  dropout, no weights returned) by ``aten._scaled_dot_product_flash_attention_for_cpu`` and its
+  backward kernel ``aten._scaled_dot_product_flash_attention_for_cpu_backward``.
 
 Only tensors of these libraries take this path (:func:`library`); NumPy keeps
 :mod:`nnx._fastconv`, everything else the portable code, and inside
@@ -272,3 +277,25 @@ def jax_window_sum_backward(jax, g, size, kernel, stride, pads):
     gpad = jax.lax.pad(g, jax.numpy.zeros((), g.dtype), config)
     ones = (1,) * (len(kernel) + 2)
     return jax.lax.reduce_window(gpad, 0.0, jax.lax.add, (1, 1, *kernel), ones, "VALID")
+
+
+# --------------------------------------------------------------------------- attention (PyTorch)
+
+
+def attention_forward(torch, q, k, v, is_causal, scale):
+    """``(out, logsumexp)``: softmax(``q k^T scale`` (+ the causal mask: key ``j > i`` out))
+    ``v`` per head, ``q`` ``(N, H, L, d)`` and ``k``, ``v`` ``(N, H, S, d)``, by PyTorch's CPU
+    flash-attention kernel (no weights are stored: its backward recomputes them from the
+    log-sum-exp of each row)."""
+    calls["attention_forward"] += 1
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, bool(is_causal), scale=scale
+    )
+
+
+def attention_backward(torch, g, q, k, v, out, lse, is_causal, scale):
+    """``(dq, dk, dv)`` of :func:`attention_forward` for the output gradient ``g``."""
+    calls["attention_backward"] += 1
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+        g.contiguous(), q, k, v, out, lse, 0.0, bool(is_causal), scale=scale
+    )
