@@ -8,6 +8,8 @@ backward (no autodiff: the backward calls the library's *gradient kernels* direc
   pooling by ``F.max_pool{2,3}d(return_indices=True)`` / ``F.avg_pool{2,3}d`` and the
   ``aten.max_pool{2,3}d_with_indices_backward`` / ``aten.avg_pool{2,3}d_backward`` kernels
   (the 1-d layers run them with an ``H`` axis of size 1).
+  The transposed convolutions run ``F.conv_transpose{1,2,3}d`` and the same backward kernel
+  with ``transposed=True``.
 - JAX: ``jax.lax.conv_general_dilated`` forward, and both gradients as ``conv_general_dilated``
   calls of their own (the input gradient: the output gradient dilated by the stride, convolved
   with the flipped kernel whose channel axes are exchanged per group; the weight gradient: the
@@ -190,6 +192,38 @@ def _jax_weight_grad(lax, x, g, w_shape, stride, pads, dilation, groups):
         dimension_numbers=lax.ConvDimensionNumbers(spec, spec, spec),
         batch_group_count=groups,
     )
+
+
+def conv_transpose_forward(torch, x, w, b, stride, padding, output_padding, dilation, groups):
+    """PyTorch's ``F.conv_transpose{1,2,3}d`` of ``x`` ``(N, C, *spatial)`` with the weight
+    ``w`` ``(C, O/G, *kernel)`` and bias ``b`` (may be None)."""
+    calls["conv_transpose_forward"] += 1
+    f = torch.nn.functional
+    conv = (f.conv_transpose1d, f.conv_transpose2d, f.conv_transpose3d)[w.ndim - 3]
+    args = (tuple(stride), tuple(padding), tuple(output_padding), groups, tuple(dilation))
+    return conv(x, w, b, *args)
+
+
+def conv_transpose_backward(torch, g, x, w, geometry, groups, need_input, need_bias):
+    """``(dx, dw, db)`` of :func:`conv_transpose_forward` (``geometry``: its stride, padding,
+    output padding and dilation) by ``aten.convolution_backward`` with ``transposed=True``;
+    ``dx`` is None unless ``need_input``, ``db`` unless ``need_bias``."""
+    calls["conv_transpose_backward"] += 1
+    stride, padding, output_padding, dilation = (list(t) for t in geometry)
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        g.contiguous(),
+        x,
+        w,
+        [w.shape[1] * groups] if need_bias else None,
+        stride,
+        padding,
+        dilation,
+        True,
+        output_padding,
+        groups,
+        [need_input, True, need_bias],
+    )
+    return (dx if need_input else None), dw, (db if need_bias else None)
 
 
 # --------------------------------------------------------------------------- pooling (PyTorch)

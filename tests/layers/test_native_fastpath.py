@@ -64,6 +64,19 @@ CONVS = {
     "slow:zero-batch": (lambda: nnx.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
 }
 
+# transposed convolutions: PyTorch's kernels only (JAX keeps the portable code)
+CONV_TRANSPOSES = {
+    "t2d-stride-outpad-groups-dilation": (
+        lambda: nnx.ConvTranspose2d(
+            4, 6, 3, stride=(2, 3), padding=(1, 2), output_padding=(1, 0), groups=2, dilation=(2, 1)
+        ),
+        (2, 4, 5, 4),
+    ),
+    "t1d-no-bias": (lambda: nnx.ConvTranspose1d(3, 2, 4, stride=2, bias=False), (2, 3, 6)),
+    "slow:t3d": (lambda: nnx.ConvTranspose3d(2, 3, 3, stride=2, padding=1), (2, 2, 3, 4, 3)),
+    "slow:t2d-depthwise": (lambda: nnx.ConvTranspose2d(3, 3, 2, stride=2, groups=3), (2, 3, 4, 5)),
+}
+
 POOLS = {
     "max-ceil-pad": (lambda: nnx.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (2, 3, 9, 8)),
     "max1d-indices": (
@@ -150,6 +163,29 @@ def test_native_convolution_equals_portable_path(spec, name):
             make, shape, be, native_runs=be.name == "torch" or not one_channel
         )
     _assert_same(native, portable)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", _cases(CONV_TRANSPOSES))
+def test_torch_transposed_convolution_equals_portable_path(name):
+    make, shape = CONV_TRANSPOSES[name]
+    _assert_same(*_both_paths(make, shape, nnx.get_backend("torch")))
+
+
+@pytest.mark.torch
+def test_torch_transposed_convolution_with_output_size():
+    be = nnx.get_backend("torch")
+    layer = nnx.ConvTranspose2d(2, 3, 3, stride=2, rng=0).to(dtype="float64").to(be)
+    x = be.asarray(host_normal((2, 2, 4, 4), seed=1))
+    results = []
+    for ctx in (contextlib.nullcontext(), _fastconv.portable_only()):
+        with ctx:
+            layer.zero_grad()
+            y = layer(x, output_size=(10, 10))
+            dx = layer.backward(be.asarray(host_normal(tuple(y.shape), seed=2)))
+            results.append([nnx.to_numpy(a) for a in (y, dx, layer.weight.grad, layer.bias.grad)])
+    assert results[0][0].shape == (2, 3, 10, 10)
+    _assert_same(*results)
 
 
 @pytest.mark.torch
