@@ -35,11 +35,10 @@ array library: it receives the library module from :func:`nnx.backend.native_lib
 from __future__ import annotations
 
 import collections
-import math
 from typing import Any
 
 from . import _fastconv
-from .backend import namespace, native_library
+from .backend import native_library
 
 # kernel name -> number of calls (cheap; tests read it to check the fast path was taken)
 calls: collections.Counter[str] = collections.Counter()
@@ -57,38 +56,16 @@ def library(*arrays: Any) -> Any:
 
 
 def conv_library(x: Any, w: Any) -> Any:
-    """:func:`library` for a convolution of ``x`` with the weight ``w``; on JAX the three maps
-    then take the route :func:`jax_routes` picks for the layer's shape."""
-    return library(x, w)
-
-
-def jax_routes(w_shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[str, str, str]:
-    """The route of each map of a JAX convolution with weight ``(O, C/G, *kernel)``: forward,
-    weight gradient, input gradient, each ``"lax"`` (``lax.conv_general_dilated``),
-    ``"taps"`` (forward only: one multiply-add per kernel offset, fused by XLA into one loop)
-    or ``"portable"`` (nnx's im2col/col2im code of :mod:`nnx.layers.conv`).
-
-    Measured compiled (``jax.jit``), XLA CPU with one thread, batch 128, float32, CPU ms
-    (``python scripts/bench.py --native-layers``; docs/benchmarks.md "Native kernels"):
-
-    ============================  =========  ========  ========  =========
-    layer                          map        lax       taps      portable
-    ============================  =========  ========  ========  =========
-    1->6, 5x5, pad 2, 28x28        forward    7.5       1.0       2.3
-    1->6                           weight     2.6                 4.6
-    6->16, 5x5, 14x14              forward    2.1       8.8       2.2
-    6->16                          weight     1.4                 2.8
-    6->16                          input      5.8-6.9             3.9
-    ============================  =========  ========  ========  =========
-
-    So: ``taps`` forward where each group has one input channel (XLA's convolution is slow
-    there, and the taps need no matrix product), else ``lax``; the weight gradient ``lax``;
-    the input gradient ``portable`` (col2im: one product, then shifted adds that XLA fuses)
-    for 5x5 and larger kernels, ``lax`` below."""
-    _, cg, *kernel = w_shape
-    forward = "taps" if cg == 1 else "lax"
-    inputs = "portable" if cg == 1 or math.prod(kernel) >= 25 else "lax"
-    return forward, "lax", inputs
+    """:func:`library` for a convolution of ``x`` with the weight ``w`` ``(O, C/G, *kernel)``;
+    ``None`` on JAX where each group has a single input channel (first layers of one-channel
+    images, depthwise layers): XLA's CPU convolution is slow there (measured, forward and
+    backward at batch 128, one thread: 1->6 channels 5x5 at 28x28 32 ms against the portable
+    code's 16 ms, a depthwise 16-channel 3x3 at 32x32 426 ms against 181 ms), while from three
+    channels on it is the faster one (a 16-channel 3x3 layer: 62 ms against 271 ms)."""
+    lib = library(x, w)
+    if lib is not None and w.shape[1] == 1 and not is_torch(lib):
+        return None
+    return lib
 
 
 def is_torch(lib: Any) -> bool:
@@ -114,47 +91,18 @@ def conv_forward(lib, x, w, b, stride, pads, dilation, groups) -> tuple[Any, Any
         conv = (f.conv1d, f.conv2d, f.conv3d)[nd - 1]
         y = conv(x, w, b, tuple(stride), tuple(lo for lo, _ in pads), tuple(dilation), groups)
         return y, (x, tuple(lo for lo, _ in pads), crop)
-    forward = jax_routes(tuple(w.shape), tuple(stride))[0]
-    if forward == "taps":
-        y = _jax_taps_forward(lib.numpy, x, w, stride, pads, dilation, groups)
-    else:
-        y = lib.lax.conv_general_dilated(
-            x,
-            w,
-            tuple(stride),
-            [tuple(p) for p in pads],
-            rhs_dilation=tuple(dilation),
-            feature_group_count=groups,
-        )
+    lax = lib.lax
+    y = lax.conv_general_dilated(
+        x,
+        w,
+        tuple(stride),
+        [tuple(p) for p in pads],
+        rhs_dilation=tuple(dilation),
+        feature_group_count=groups,
+    )
     if b is not None:
         y = y + lib.numpy.reshape(b, (1, -1) + (1,) * (w.ndim - 2))
     return y, (x, tuple(pads), None)
-
-
-def _jax_taps_forward(jnp, x, w, stride, pads, dilation, groups):
-    """Forward of a convolution whose groups have one input channel each (``w`` ``(O, 1,
-    *kernel)``): ``y[n, g*m + j] = sum_i w[g*m + j, 0, i] * xpad[n, g, window i]``, one
-    broadcast multiply-add per kernel offset ``i`` (no matrix product: XLA fuses them into one
-    loop)."""
-    from .layers._spatial import window_slices  # nnx.layers imports this module
-
-    calls["conv_forward_taps"] += 1
-    n, o, nd = x.shape[0], w.shape[0], w.ndim - 2
-    kernel = tuple(w.shape[2:])
-    m = o // groups
-    xpad = jnp.pad(x, ((0, 0), (0, 0), *map(tuple, pads)))
-    out = tuple(
-        (size - d * (k - 1) - 1) // s + 1
-        for size, k, s, d in zip(xpad.shape[2:], kernel, stride, dilation, strict=True)
-    )
-    wk = jnp.reshape(w, (groups, m, math.prod(kernel)))
-    y = None
-    for i, sl in enumerate(window_slices(kernel, stride, dilation, out)):
-        term = xpad[(slice(None), slice(None), *sl)][:, :, None] * jnp.reshape(
-            wk[:, :, i], (1, groups, m) + (1,) * nd
-        )
-        y = term if y is None else y + term
-    return jnp.reshape(y, (n, o, *out))
 
 
 def conv_backward(lib, saved, w, g, stride, dilation, groups, need_input, need_bias):
@@ -186,25 +134,9 @@ def conv_backward(lib, saved, w, g, stride, dilation, groups, need_input, need_b
     db = jnp.sum(g, axis=(0, *range(2, 2 + nd))) if need_bias else None
     dw = _jax_weight_grad(lax, x, g, w.shape, stride, pads, dilation, groups)
     dx = None
-    if need_input and jax_routes(tuple(w.shape), tuple(stride))[2] == "portable":
-        dx = _portable_input_grad(jnp, g, w, x.shape, stride, pads, dilation, groups)
-    elif need_input:
+    if need_input:
         dx = _jax_input_grad(lax, jnp, g, w, x.shape, stride, pads, dilation, groups)
     return dx, dw, db
-
-
-def _portable_input_grad(jnp, g, w, x_shape, stride, pads, dilation, groups):
-    """The input gradient by nnx's portable code (:func:`nnx.layers.conv.conv_input_grad`,
-    col2im) in its ``(C, N, ...)`` layout; the padding's adjoint is its crop."""
-    from .layers.conv import conv_input_grad  # nnx.layers.conv imports this module
-
-    calls["conv_input_grad_portable"] += 1
-    nd = w.ndim - 2
-    swap = (1, 0, *range(2, 2 + nd))
-    size = tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads, strict=True))
-    g_cn = jnp.transpose(g, swap)
-    dx = conv_input_grad(g_cn, w, namespace(g), groups, size, tuple(stride), tuple(dilation), pads)
-    return jnp.transpose(dx, swap)
 
 
 def _dilated(size: int, factor: int) -> int:
