@@ -316,6 +316,12 @@ def jax_window_sum_backward(jax, g, size, kernel, stride, pads):
 # --------------------------------------------------------------------------- attention (PyTorch)
 
 
+def attention_applies(lib, q) -> bool:
+    """Whether :func:`attention_forward` serves ``q``: a PyTorch tensor on the CPU (the kernel
+    is the CPU one; CUDA tensors keep the portable code)."""
+    return is_torch(lib) and q.device.type == "cpu"
+
+
 def attention_forward(torch, q, k, v, is_causal, scale):
     """``(out, logsumexp)``: softmax(``q k^T scale`` (+ the causal mask: key ``j > i`` out))
     ``v`` per head, ``q`` ``(N, H, L, d)`` and ``k``, ``v`` ``(N, H, S, d)``, by PyTorch's CPU

@@ -74,11 +74,11 @@ class MultiheadAttention(Module):
     (Q is scaled before the product, not the ``L x S`` scores; the per-head products run on
     one BLAS thread on NumPy, see :func:`nnx.backend.one_blas_thread`.)
 
-    On PyTorch tensors, where no mask but the causal one is given, dropout is off (``p = 0`` or
-    eval mode) and ``need_weights`` is False, the heads run PyTorch's fused CPU attention kernel
-    and its backward kernel instead (:func:`nnx._native.attention_forward`; the weights are
-    never stored); everything else, and inside :func:`nnx._fastconv.portable_only`, runs the
-    code above.
+    On PyTorch CPU tensors, where no mask but the causal one is given, dropout is off
+    (``p = 0`` or eval mode) and ``need_weights`` is False, the heads run PyTorch's fused CPU
+    attention kernel and its backward kernel instead (:func:`nnx._native.attention_forward`;
+    the weights are never stored); everything else, and inside
+    :func:`nnx._fastconv.portable_only`, runs the code above.
 
     then through ``q_proj``, ``k_proj``, ``v_proj``. ``backward(grad_out)`` returns the tuple
     ``(dquery, dkey, dvalue)``; for self-attention (the same array passed three times) the
@@ -221,7 +221,7 @@ class MultiheadAttention(Module):
         plain = attn_mask is None and key_padding_mask is None and not need_weights
         if (
             lib is not None
-            and _native.is_torch(lib)
+            and _native.attention_applies(lib, q)
             and plain
             and (not self.dropout.training or self.dropout.p == 0.0)
         ):
