@@ -61,7 +61,13 @@ def conv_library(x: Any, w: Any) -> Any:
     images, depthwise layers): XLA's CPU convolution is slow there (measured, forward and
     backward at batch 128, one thread: 1->6 channels 5x5 at 28x28 32 ms against the portable
     code's 16 ms, a depthwise 16-channel 3x3 at 32x32 426 ms against 181 ms), while from three
-    channels on it is the faster one (a 16-channel 3x3 layer: 62 ms against 271 ms)."""
+    channels on it is the faster one (a 16-channel 3x3 layer: 62 ms against 271 ms).
+
+    Choosing per map instead (for LeNet's layers, compiled, one thread, each map alone: a
+    fused per-kernel-offset forward 1.0 ms against ``lax`` 7.5 for 1->6 5x5; the col2im input
+    gradient 3.9 against ``lax`` 5.8-6.9 for 6->16 5x5) made each layer faster alone but the
+    whole compiled LeNet step slower (29-43 ms against this rule's 19.6-23 ms):
+    docs/benchmarks.md, "Native kernels"."""
     lib = library(x, w)
     if lib is not None and w.shape[1] == 1 and not is_torch(lib):
         return None
