@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _native
 from ..backend import Backend, device, is_writeable, namespace, one_blas_thread
 from ..core.checks import check_floating, check_grad, dtype_name, positive_int, require_forward
 from ..core.init import Seed, as_rng
@@ -73,6 +74,12 @@ class MultiheadAttention(Module):
     (Q is scaled before the product, not the ``L x S`` scores; the per-head products run on
     one BLAS thread on NumPy, see :func:`nnx.backend.one_blas_thread`.)
 
+    On PyTorch CPU tensors, where no mask but the causal one is given, dropout is off
+    (``p = 0`` or eval mode) and ``need_weights`` is False, the heads run PyTorch's fused CPU
+    attention kernel and its backward kernel instead (:func:`nnx._native.attention_forward`;
+    the weights are never stored); everything else, and inside
+    :func:`nnx._fastconv.portable_only`, runs the code above.
+
     then through ``q_proj``, ``k_proj``, ``v_proj``. ``backward(grad_out)`` returns the tuple
     ``(dquery, dkey, dvalue)``; for self-attention (the same array passed three times) the
     input gradient is their sum.
@@ -95,6 +102,7 @@ class MultiheadAttention(Module):
     """
 
     _cache = None
+    _native_cache = None
 
     def __init__(
         self,
@@ -208,6 +216,20 @@ class MultiheadAttention(Module):
         k = self._heads(xp, self.k_proj(key))
         v = self._heads(xp, self.v_proj(value))
         scale = 1.0 / math.sqrt(self.head_dim)
+        self._native_cache = None
+        lib = _native.library(q, k, v)
+        plain = attn_mask is None and key_padding_mask is None and not need_weights
+        if (
+            lib is not None
+            and _native.attention_applies(lib, q)
+            and plain
+            and (not self.dropout.training or self.dropout.p == 0.0)
+        ):
+            # PyTorch's fused kernel: no mask but the causal one, no dropout, no weights returned
+            heads_out, lse = _native.attention_forward(lib, q, k, v, is_causal, scale)
+            self._native_cache = (lib, q, k, v, heads_out, lse, is_causal, scale)
+            self._cache = None
+            return self._finish(xp, heads_out)
         mask = self._mask(
             xp, n, length, src, q.dtype, device(query), attn_mask, key_padding_mask, is_causal
         )
@@ -223,24 +245,34 @@ class MultiheadAttention(Module):
             a = masked_softmax(xp, scores, overwrite=True)
             ad = self.dropout(a)
             heads_out = ad @ v
-        out = self.out_proj(self._merge(xp, heads_out))
         self._cache = (qs, k, v, a, ad, scale)
-        if not self.batch_first:
-            out = xp.permute_dims(out, (1, 0, 2))
-        self._out_shape = tuple(out.shape)
+        out = self._finish(xp, heads_out)
         if need_weights:
             weights = xp.mean(a, axis=1) if average_attn_weights else a
             return out, weights
         return out
 
+    def _finish(self, xp: Any, heads_out: Any) -> Any:
+        """``out_proj`` of the merged heads, in the caller's layout."""
+        out = self.out_proj(self._merge(xp, heads_out))
+        if not self.batch_first:
+            out = xp.permute_dims(out, (1, 0, 2))
+        self._out_shape = tuple(out.shape)
+        return out
+
     def backward(self, grad_out: Any) -> tuple[Any, Any, Any]:
         """Parameter gradients into ``.grad``; returns ``(dquery, dkey, dvalue)``."""
-        qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
+        native = self._native_cache
+        if native is None:
+            qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
         check_grad(grad_out, self._out_shape, "MultiheadAttention")
         xp = namespace(grad_out)
         if not self.batch_first:
             grad_out = xp.permute_dims(grad_out, (1, 0, 2))
         d_o = self._heads(xp, self.out_proj.backward(grad_out))  # (N, H, L, d)
+        if native is not None:
+            d_q, d_k, d_v = _native.attention_backward(native[0], d_o, *native[1:])
+            return self._input_grads(xp, d_q, d_k, d_v)
         with one_blas_thread(d_o):
             d_v = xp.permute_dims(ad, (0, 1, 3, 2)) @ d_o
             d_a = self.dropout.backward(d_o @ xp.permute_dims(v, (0, 1, 3, 2)))
@@ -259,6 +291,10 @@ class MultiheadAttention(Module):
             else:
                 d_q = d_q * scale
             d_k = xp.permute_dims(d_s, (0, 1, 3, 2)) @ qs
+        return self._input_grads(xp, d_q, d_k, d_v)
+
+    def _input_grads(self, xp: Any, d_q: Any, d_k: Any, d_v: Any) -> tuple[Any, Any, Any]:
+        """The heads' gradients through the three input projections, in the caller's layout."""
         grads = (
             self.q_proj.backward(self._merge(xp, d_q)),
             self.k_proj.backward(self._merge(xp, d_k)),
