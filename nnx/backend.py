@@ -598,7 +598,18 @@ def nccl_allreduce_sum(comm: Any, array: Any) -> Any:
     import cupy
     from cupy.cuda import nccl
 
-    kinds = {np.dtype("float32"): nccl.NCCL_FLOAT32, np.dtype("float64"): nccl.NCCL_FLOAT64}
+    kinds = {
+        np.dtype("float16"): nccl.NCCL_FLOAT16,  # MixedPrecision's 16-bit gradients
+        np.dtype("float32"): nccl.NCCL_FLOAT32,
+        np.dtype("float64"): nccl.NCCL_FLOAT64,
+        np.dtype("int32"): nccl.NCCL_INT32,
+        np.dtype("int64"): nccl.NCCL_INT64,
+    }
+    if array.dtype not in kinds:
+        raise TypeError(
+            f"NCCL allreduce: no NCCL type for dtype {array.dtype}; "
+            f"expected one of {', '.join(str(k) for k in kinds)}"
+        )
     buf = cupy.ascontiguousarray(array).copy()
     stream = cupy.cuda.get_current_stream()
     comm.allReduce(

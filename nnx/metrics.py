@@ -449,7 +449,10 @@ def metric_names(value: Any) -> list[str]:
     """Metric names from ``"accuracy,f1"`` or a list of strings (lower-cased), each one that
     :func:`get_metric` knows, none twice; ValueError with a one-line reason otherwise."""
     if isinstance(value, str):
-        names = [p.strip().lower() for p in value.split(",") if p.strip()]
+        names = [p.strip().lower() for p in value.split(",")]
+        if len(names) > 1 and not all(names):
+            raise ValueError(f"has an empty metric name (a stray comma?): {value!r}")
+        names = [n for n in names if n]
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         names = [v.strip().lower() for v in value]
     else:

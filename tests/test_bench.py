@@ -167,6 +167,23 @@ def test_sequence_quick_run_reports_both_workloads(tmp_path):
     assert {"transformer", "lstm"} <= set(results)
     assert all(results[k]["nnx_over_torch"] > 0 for k in ("transformer", "lstm"))
     assert "nnx/torch" in done.stdout
+    assert results["transformer"]["cpu_nnx_torch_over_torch"] > 0  # nnx on torch tensors too
+    assert "nnx-torch/torch" in done.stdout
+
+
+@pytest.mark.torch
+def test_quick_native_layers_benchmark_runs(tmp_path):
+    out = tmp_path / "native.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--native-layers", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert set(results) == {"conv_transpose", "attention"}
+    assert all(r["native_over_torch"] > 0 for r in results.values())
 
 
 def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment():
@@ -181,6 +198,7 @@ def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment(
     for flag in ("--quick", "--json", "--device", "--cnn", "--cnn-workload", "--jax", "--sequence"):
         assert flag in text, flag
     assert "--ranks" in help_of("--distributed") and "--augment-devices" in help_of("--augment")
+    assert "--calls" in help_of("--native-layers")
 
 
 def test_quick_augment_benchmark_runs(tmp_path):

@@ -114,6 +114,10 @@ def test_bad_metric_names_are_one_line(tmp_path, capsys):
         *FAST, "--metrics", "mae", "--out", tmp_path / "b",
     )  # fmt: skip
     _one_line(capsys, "names a metric twice", *FAST, "--metrics", "f1,f1", "--out", tmp_path / "c")
+    _one_line(
+        capsys, "--metrics: has an empty metric name (a stray comma?): 'f1,,accuracy'",
+        *FAST, "--metrics", "f1,,accuracy", "--out", tmp_path / "e",
+    )  # fmt: skip
     assert not (tmp_path / "b").exists()  # refused before the run folder was made
     _one_line(
         capsys, "--metrics applies to the data-set runs; the lstm language model measures",

@@ -2,6 +2,7 @@
 framing, tensorboardX's own Event protobuf), scalars equal to the history, histograms when asked,
 purge on a continued fit, one-line errors."""
 
+import json
 import struct
 import sys
 from pathlib import Path
@@ -111,6 +112,10 @@ def test_tensorboard_flag_writes_the_run_folder(tmp_path):
     assert main([*FAST, "--epochs", "2", "--out", str(out), "--quiet", "--tensorboard"]) == 0
     found = scalars(read_events(out / "tensorboard"))
     assert sorted(found["loss/train"]) == [1, 2] and sorted(found["loss/val"]) == [1, 2]
+    # the test set's results at the last epoch, equal to summary.json's
+    summary = json.loads((out / "summary.json").read_text())
+    assert found["loss/test"] == {2: pytest.approx(summary["test_loss"], rel=1e-6)}
+    assert found["accuracy/test"] == {2: pytest.approx(summary["test_accuracy"], rel=1e-6)}
 
 
 def test_tensorboard_flag_without_tensorboardx_is_one_line(tmp_path, monkeypatch, capsys):

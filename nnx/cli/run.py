@@ -121,6 +121,9 @@ def run(
     confusion = tested.pop("confusion_matrix", None)
     for key, value in tested.items():
         summary[f"test_{key}"] = value
+    for logger in trainer.callbacks:
+        if rank0 and isinstance(logger, cbs.TensorBoardLogger):
+            logger.log_test(trainer, tested)
     summary["outputs"] = str(out)
     if rank0:
         write_json(out / "summary.json", summary)

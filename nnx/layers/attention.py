@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import _fastseq
+from .. import _fastseq, _native
 from ..backend import Backend, device, is_writeable, namespace, one_blas_thread
 from ..core.checks import check_floating, check_grad, dtype_name, positive_int, require_forward
 from ..core.init import Seed, as_rng
@@ -74,6 +74,12 @@ class MultiheadAttention(Module):
     (Q is scaled before the product, not the ``L x S`` scores; the per-head products run on
     one BLAS thread on NumPy, see :func:`nnx.backend.one_blas_thread`.)
 
+    On PyTorch CPU tensors, where no mask but the causal one is given, dropout is off
+    (``p = 0`` or eval mode) and ``need_weights`` is False, the heads run PyTorch's fused CPU
+    attention kernel and its backward kernel instead (:func:`nnx._native.attention_forward`;
+    the weights are never stored); everything else, and inside
+    :func:`nnx._fastconv.portable_only`, runs the code above.
+
     then through ``q_proj``, ``k_proj``, ``v_proj``. ``backward(grad_out)`` returns the tuple
     ``(dquery, dkey, dvalue)``; for self-attention (the same array passed three times) the
     input gradient is their sum.
@@ -96,6 +102,7 @@ class MultiheadAttention(Module):
     """
 
     _cache = None
+    _native_cache = None
 
     def __init__(
         self,
@@ -212,28 +219,45 @@ class MultiheadAttention(Module):
                 f"{length} and key/value length {src}"
             )
         scale = 1.0 / math.sqrt(self.head_dim)
-        mask = self._mask(
-            xp, n, length, src, query.dtype, device(query), attn_mask, key_padding_mask, is_causal
-        )
+        self._native_cache = None
         projs = (self.q_proj, self.k_proj, self.v_proj)
-        if self._fast_applies(query, key, value, mask):
-            # NumPy: one product per distinct input, the core a few samples at a time in cache,
-            # heads merged in place (nnx/_fastseq.py)
-            inputs = (query, key, value)
-            xs = [inputs[grp[0]] for grp in groups]
-            views: list[Any] = [None, None, None]
-            for grp, x in zip(groups, xs, strict=True):
-                biases = None if projs[0].bias is None else [projs[j].bias.value for j in grp]
-                packed = _fastseq.packed_projection(x, [projs[j].weight.value for j in grp], biases)
-                for i, j in enumerate(grp):
-                    views[j] = packed[:, :, i]
-            with one_blas_thread(query):
-                merged, a, qs = _fastseq.attention_forward(
-                    views[0], views[1], views[2], self.num_heads, scale, mask
+        mask = None
+        if _fastseq.attention_applies(query, key, value):  # NumPy arrays: the mask is needed
+            mask = self._mask(
+                xp,
+                n,
+                length,
+                src,
+                query.dtype,
+                device(query),
+                attn_mask,
+                key_padding_mask,
+                is_causal,
+            )
+            if self._fast_applies(query, key, value, mask):
+                # NumPy: one product per distinct input, the core a few samples at a time in
+                # cache, heads merged in place (nnx/_fastseq.py)
+                return self._fast_forward(
+                    xp, (query, key, value), mask, scale, need_weights, average_attn_weights
                 )
-            self._cache = ("fast", (qs, views[1], views[2], a, scale), xs, None, None, None)
-            return self._finish(xp, self.out_proj(merged), a, need_weights, average_attn_weights)
         q, k, v = (self._heads(xp, p(t)) for p, t in zip(projs, (query, key, value), strict=True))
+        lib = _native.library(q, k, v)
+        plain = attn_mask is None and key_padding_mask is None and not need_weights
+        if (
+            lib is not None
+            and _native.attention_applies(lib, q)
+            and plain
+            and (not self.dropout.training or self.dropout.p == 0.0)
+        ):
+            # PyTorch's fused kernel: no mask but the causal one, no dropout, no weights returned
+            heads_out, lse = _native.attention_forward(lib, q, k, v, is_causal, scale)
+            self._native_cache = (lib, q, k, v, heads_out, lse, is_causal, scale)
+            self._cache = None
+            return self._finish(xp, heads_out)
+        if mask is None:
+            mask = self._mask(
+                xp, n, length, src, q.dtype, device(query), attn_mask, key_padding_mask, is_causal
+            )
         # the per-head products are many small matmuls: one BLAS thread (see one_blas_thread)
         with one_blas_thread(q):
             qs = q * scale  # scaling Q (L x d) is cheaper than scaling the scores (L x S)
@@ -246,17 +270,46 @@ class MultiheadAttention(Module):
             a = masked_softmax(xp, scores, overwrite=True)
             ad = self.dropout(a)
             heads_out = ad @ v
-        out = self.out_proj(self._merge(xp, heads_out))
         self._cache = (qs, k, v, a, ad, scale)
-        return self._finish(xp, out, a, need_weights, average_attn_weights)
+        out = self._finish(xp, heads_out)
+        if need_weights:
+            weights = xp.mean(a, axis=1) if average_attn_weights else a
+            return out, weights
+        return out
 
-    def _finish(self, xp: Any, out: Any, a: Any, need_weights: bool, average: bool) -> Any:
-        if not self.batch_first:
-            out = xp.permute_dims(out, (1, 0, 2))
-        self._out_shape = tuple(out.shape)
+    def _fast_forward(
+        self, xp: Any, inputs: tuple, mask: Any, scale: float, need_weights: bool, average: bool
+    ) -> Any:
+        """nnx/_fastseq.py's forward: the projections of each distinct input as one product,
+        then the attention core block by block into the merged ``(N, L, E)`` layout."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        xs = [inputs[grp[0]] for grp in self._groups]
+        views: list[Any] = [None, None, None]
+        for grp, x in zip(self._groups, xs, strict=True):
+            biases = None if projs[0].bias is None else [projs[j].bias.value for j in grp]
+            packed = _fastseq.packed_projection(x, [projs[j].weight.value for j in grp], biases)
+            for i, j in enumerate(grp):
+                views[j] = packed[:, :, i]
+        with one_blas_thread(inputs[0]):
+            merged, a, qs = _fastseq.attention_forward(
+                views[0], views[1], views[2], self.num_heads, scale, mask
+            )
+        self._cache = ("fast", (qs, views[1], views[2], a, scale), xs, None, None, None)
+        out = self._layout(xp, self.out_proj(merged))
         if need_weights:
             weights = xp.mean(a, axis=1) if average else a
             return out, weights
+        return out
+
+    def _finish(self, xp: Any, heads_out: Any) -> Any:
+        """``out_proj`` of the merged heads, in the caller's layout."""
+        return self._layout(xp, self.out_proj(self._merge(xp, heads_out)))
+
+    def _layout(self, xp: Any, out: Any) -> Any:
+        """The output ``(N, L, E)`` in the caller's layout (its shape kept for the backward)."""
+        if not self.batch_first:
+            out = xp.permute_dims(out, (1, 0, 2))
+        self._out_shape = tuple(out.shape)
         return out
 
     def backward(self, grad_out: Any) -> tuple[Any, Any, Any]:
@@ -264,20 +317,27 @@ class MultiheadAttention(Module):
         return self._backward(grad_out, True)
 
     def _backward(self, grad_out: Any, need_input_grad: bool) -> tuple[Any, Any, Any]:
-        qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
+        native = self._native_cache
+        if native is None:
+            qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
         check_grad(grad_out, self._out_shape, "MultiheadAttention")
         xp = namespace(grad_out)
         if not self.batch_first:
             grad_out = xp.permute_dims(grad_out, (1, 0, 2))
-        if isinstance(qs, str):  # "fast": the forward took nnx/_fastseq.py's path
+        if native is None and isinstance(qs, str):  # "fast": the forward took _fastseq's path
+            summed = False if need_input_grad else None
+            per_group = self._fast_backward(grad_out, k, v, summed=summed)
+            if not need_input_grad:
+                return (None, None, None)
             grads: list[Any] = [None, None, None]
-            for grp, dx in zip(
-                self._groups, self._fast_backward(grad_out, k, v, summed=False), strict=True
-            ):
+            for grp, dx in zip(self._groups, per_group, strict=True):
                 for i, j in enumerate(grp):
                     grads[j] = dx[i]
             return self._caller_layout(xp, tuple(grads))
         d_o = self._heads(xp, self.out_proj.backward(grad_out))  # (N, H, L, d)
+        if native is not None:
+            d_q, d_k, d_v = _native.attention_backward(native[0], d_o, *native[1:])
+            return self._input_grads(xp, d_q, d_k, d_v, need_input_grad)
         with one_blas_thread(d_o):
             d_v = xp.permute_dims(ad, (0, 1, 3, 2)) @ d_o
             d_a = self.dropout.backward(d_o @ xp.permute_dims(v, (0, 1, 3, 2)))
@@ -296,7 +356,13 @@ class MultiheadAttention(Module):
             else:
                 d_q = d_q * scale
             d_k = xp.permute_dims(d_s, (0, 1, 3, 2)) @ qs
-        need = need_input_grad
+        return self._input_grads(xp, d_q, d_k, d_v, need_input_grad)
+
+    def _input_grads(
+        self, xp: Any, d_q: Any, d_k: Any, d_v: Any, need: bool = True
+    ) -> tuple[Any, Any, Any]:
+        """The heads' gradients through the three input projections, in the caller's layout
+        (``need`` False: only the projections' parameter gradients; three Nones)."""
         grads = (
             self.q_proj.backward(self._merge(xp, d_q), need_input_grad=need),
             self.k_proj.backward(self._merge(xp, d_k), need_input_grad=need),
@@ -310,8 +376,10 @@ class MultiheadAttention(Module):
         ``dquery + dkey + dvalue``, for ``key is value`` ``(dquery, dkey + dvalue)``. On NumPy
         the fast path computes each such sum as one product. ``need_input_grad=False``: only
         the parameter gradients, returns None."""
-        cache = require_forward(self._cache, "MultiheadAttention")
-        if isinstance(cache[0], str):
+        cache = self._cache
+        if self._native_cache is None:
+            require_forward(cache, "MultiheadAttention")
+        if cache is not None and isinstance(cache[0], str):
             check_grad(grad_out, self._out_shape, "MultiheadAttention")
             xp = namespace(grad_out)
             if not self.batch_first:

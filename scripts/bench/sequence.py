@@ -10,6 +10,7 @@ the nnx process's resident memory over a few more steps shows whether it grows.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -90,11 +91,14 @@ def _sequence_case(
         y.backward(tg)
         topt.step()
 
-    nnx_step(), torch_step()  # warm-up
-    times: dict[str, list[float]] = {"nnx": [], "torch": []}
-    cpu: dict[str, list[float]] = {"nnx": [], "torch": []}  # process CPU time: robust to load
+    steps = {"nnx": nnx_step, "torch": torch_step}
+    if name == "transformer":  # also nnx on torch tensors: torch's fused attention kernels
+        steps["nnx-torch"] = _nnx_torch_step(mine, x, g)
+    for fn in steps.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    cpu: dict[str, list[float]] = {k: [] for k in steps}  # process CPU time: robust to load
     for r in range(repeats):
-        steps = {"nnx": nnx_step, "torch": torch_step}
         for label in alternated(list(steps), r):
             fn = steps[label]
             time.sleep(pause)
@@ -109,7 +113,12 @@ def _sequence_case(
         rss.append(rss_mb())
     t_nnx, t_torch = (statistics.median(times[k]) for k in ("nnx", "torch"))
     c_nnx, c_torch = (statistics.median(cpu[k]) for k in ("nnx", "torch"))
+    extra = {}
+    if "nnx-torch" in cpu:
+        extra["nnx_torch_cpu_ms"] = 1e3 * statistics.median(cpu["nnx-torch"])
+        extra["cpu_nnx_torch_over_torch"] = extra["nnx_torch_cpu_ms"] / (1e3 * c_torch)
     return {
+        **extra,
         "config": cfg,
         "nnx_ms": 1e3 * t_nnx,
         "torch_ms": 1e3 * t_torch,
@@ -123,6 +132,23 @@ def _sequence_case(
         "memory_steps": memory_steps,
         "repeats": repeats,
     }
+
+
+def _nnx_torch_step(model: Any, x: np.ndarray, g: np.ndarray) -> Any:
+    """A step of a copy of ``model`` on PyTorch tensors (its attention runs PyTorch's fused
+    kernels, nnx._native)."""
+    be = nnx.get_backend("torch")
+    mine = copy.deepcopy(model).to(be)
+    opt = SGD(mine.parameters(), lr=1e-4)
+    tx, tg = be.asarray(x), be.asarray(g)
+
+    def step() -> None:
+        opt.zero_grad()
+        mine(tx)
+        mine.backward(tg)
+        opt.step()
+
+    return step
 
 
 # ---------------------------------------------------------------- transformer decoder layer
@@ -252,6 +278,11 @@ def main_sequence(args: argparse.Namespace) -> int:
             f"{r['torch_cpu_ms']:.1f} ms = {r['cpu_nnx_over_torch']:.2f})  RSS growth {r['rss_growth_mb']:.1f} MB"
             f" over {r['memory_steps']} more steps"
         )
+        if "nnx_torch_cpu_ms" in r:
+            print(
+                f"{'':<12} nnx on torch tensors: CPU time {r['nnx_torch_cpu_ms']:.1f} ms, "
+                f"nnx-torch/torch {r['cpu_nnx_torch_over_torch']:.2f}"
+            )
     r = results["transformer_decoder"]
     print(
         f"{'decoder':<12} {r['config']}  CPU nnx {r['nnx_cpu_ms']:.1f} ms  torch "

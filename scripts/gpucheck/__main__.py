@@ -4,7 +4,9 @@
 
 The parts run in order (parts.py), each in its own subprocess with a timeout carved from
 ``--budget-s``; a part that fails or times out is recorded and the next one runs. The exit status
-is 0 when the report was written (failures are in it), 1 when it could not be.
+is 0 when the report was written (failures are in it), 1 when it could not be, 130 when the
+check was stopped by Ctrl-C or SIGTERM (the report then covers the parts run so far; one is
+also rewritten after every part, so a check killed outright leaves the parts before).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import datetime
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -30,6 +33,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wheels", type=Path, help="install these *.whl files first (no network)")
     p.add_argument("--dry-run", action="store_true", help="run nothing; report what would run")
     p.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="run the parts on the CPU with small sizes (checks the check itself, no GPU result)",
+    )
+    p.add_argument(
         "--budget-s", type=float, default=450.0, help="total seconds for every part (default 450)"
     )
     p.add_argument(
@@ -40,8 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--pytest-maxfail",
         type=int,
-        default=1,
-        help="stop the test suite after this many failures (default 1: pytest -x)",
+        default=5,
+        help="stop the test suite on each backend after this many failures (default 5; 1: -x)",
+    )
+    p.add_argument(
+        "--pytest-slow",
+        action="store_true",
+        help="also run the tests marked slow (default: -m 'gpu and not slow')",
     )
     p.add_argument(
         "--pytest-workers",
@@ -56,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def environment(ctx: Context) -> dict[str, str]:
+def environment(ctx: Context, part: Part | None = None) -> dict[str, str]:
     """The environment of every part: the carried wheels, the repository and scripts/ on PYTHONPATH, JAX
     not grabbing 75% of the GPU, Open MPI allowed to run as root (the GPU machine's user)."""
     env = dict(os.environ)
@@ -75,6 +88,11 @@ def environment(ctx: Context) -> dict[str, str]:
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.pop("PYTEST_ADDOPTS", None)
+    for key, value in (part.env_for(ctx) if part is not None else {}).items():
+        if key == "LD_LIBRARY_PATH":  # a library folder to add, not a default
+            env[key] = value
+        else:
+            env.setdefault(key, value)
     return env
 
 
@@ -103,7 +121,7 @@ def run_part(part: Part, ctx: Context, budget: Budget, weights_to_come: float, d
     except Skip as why:
         result.reason = str(why)
         return result
-    result.command = quote(argv)
+    result.command = quote([*(f"{k}={v}" for k, v in part.env_for(ctx).items()), *argv])
     if dry:
         result.reason = f"dry run; would run: {result.command}"
         return result
@@ -122,7 +140,7 @@ def run_part(part: Part, ctx: Context, budget: Budget, weights_to_come: float, d
             result.highlights.append(f"scikit-learn missing: trained on synthetic data {data}")
     log = ctx.outdir / "logs" / f"{part.name}.log"
     print(f"gpu_check: {part.name} (timeout {timeout:.0f} s): {result.command}", flush=True)
-    code, output, seconds, timed_out = run_command(argv, timeout, log, environment(ctx), ROOT)
+    code, output, seconds, timed_out = run_command(argv, timeout, log, environment(ctx, part), ROOT)
     result.returncode, result.seconds, result.timeout_s = code, round(seconds, 2), round(timeout, 1)
     result.tail = tail(output)
     if timed_out:
@@ -159,9 +177,30 @@ def main(argv: list[str] | None = None) -> int:
         wheels=args.wheels,
         pytest_maxfail=args.pytest_maxfail,
         pytest_workers=args.pytest_workers,
+        pytest_slow=args.pytest_slow,
+        smoke=args.cpu_smoke,
     )
     parts = all_parts()
     results: list[Result] = []
+    command = [sys.executable, "scripts/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
+
+    def meta(state: str) -> dict:
+        return {
+            "started": started.isoformat(timespec="seconds"),
+            "seconds": round(time.monotonic() - budget.start, 1),
+            "budget_s": args.budget_s,
+            "state": state,  # "finished", "running" (a report written between parts), "stopped"
+            "dry_run": args.dry_run,
+            "cpu_smoke": args.cpu_smoke,
+            "command": quote(command),
+            "repository": str(ROOT),
+        }
+
+    def not_run(why: str) -> list[Result]:
+        return [Result(p.name, p.title, "skipped", why) for p in parts[len(results) :]]
+
+    state = "finished"
+    previous = _stop_on_sigterm()
     try:
         for i, part in enumerate(parts):
             if args.only is not None and part.name not in args.only:
@@ -178,27 +217,43 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(part, Environment) and result.details:
                 ctx.facts, ctx.probed = result.details, True
             results.append(result)
+            if not args.dry_run:  # a report so far: the check may be killed before its end
+                try:
+                    write_reports(outdir, results + not_run("not run yet"), meta("running"),
+                                  ctx.facts)  # fmt: skip
+                except OSError:
+                    pass
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the parts run so far are still reported
+        state = "stopped"
+        print("gpu_check: stopped; writing the report of the parts run so far", file=sys.stderr)
+        if len(results) < len(parts):
+            running = parts[len(results)]
+            log = f"logs/{running.name}.log"
+            why = f"the check was stopped (Ctrl-C or SIGTERM) while this part ran; output: {log}"
+            results.append(Result(running.name, running.title, "failed", why))
+        results += not_run("not run: the check was stopped (Ctrl-C or SIGTERM)")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
-    meta = {
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(time.monotonic() - budget.start, 1),
-        "budget_s": args.budget_s,
-        "dry_run": args.dry_run,
-        "command": quote(
-            [sys.executable, "scripts/gpu_check.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        "repository": str(ROOT),
-    }
     try:
-        md, js = write_reports(outdir, results, meta, ctx.facts)
+        md, js = write_reports(outdir, results, meta(state), ctx.facts)
     except OSError as err:
         print(f"gpu_check.py: error: cannot write the report in {outdir}: {err}", file=sys.stderr)
         return 1
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
     print(f"gpu_check: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
     print(f"gpu_check: report in {md} and {js}")
-    return 0
+    return 0 if state == "finished" else 130
+
+
+def _stop_on_sigterm() -> object:
+    """SIGTERM stops the check as Ctrl-C does (the running part is killed, the report written);
+    returns the handler it replaces."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _unzip_wheels(ctx: Context, result: Result) -> None:

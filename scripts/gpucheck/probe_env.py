@@ -11,7 +11,10 @@ import platform
 import shutil
 import subprocess
 import sys
+import warnings
 
+# what the GPU machine may lack and --wheels carries (and nnx itself: which copy is imported)
+CARRIED = ("array_api_compat", "array_api_strict", "tqdm", "threadpoolctl", "nnx")
 facts: dict = {"python": f"{platform.python_version()} ({sys.executable})"}
 
 
@@ -26,15 +29,42 @@ def run(argv: list[str]) -> str:
 def version(module: str, key: str | None = None) -> object:
     key = key or module
     try:
-        mod = importlib.import_module(module)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            mod = importlib.import_module(module)
     except Exception as err:  # ImportError, or a broken install raising anything
         facts[key] = False
         facts[f"{key}_error"] = f"{type(err).__name__}: {err}"
         return None
+    if said:  # the test suite's filterwarnings=error turns these into errors where they recur
+        facts[f"{key}_import_warnings"] = [f"{w.category.__name__}: {w.message}" for w in said]
     facts[key] = str(getattr(mod, "__version__", "installed"))
-    if module.startswith("array_api"):  # from the carried wheels (--wheels) or installed
+    if facts[key] in ("installed", "UNKNOWN"):  # tqdm from a --target install, say
+        try:
+            from importlib.metadata import version as dist_version
+
+            facts[key] = dist_version(module)
+        except Exception:
+            pass
+    if module in CARRIED:  # from the carried wheels (--wheels) or installed
         facts[f"{key}_path"] = str(getattr(mod, "__file__", ""))
     return mod
+
+
+def nccl_pip_library() -> str:
+    """The folder of ``libnccl.so.2`` from the ``nvidia-nccl-cu*`` wheel (PyTorch's dependency),
+    or "" when there is none."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia.nccl")
+    except (ImportError, ValueError):
+        return ""
+    for where in getattr(spec, "submodule_search_locations", None) or []:
+        lib = os.path.join(where, "lib")
+        if os.path.isfile(os.path.join(lib, "libnccl.so.2")):
+            return lib
+    return ""
 
 
 def main() -> None:
@@ -51,6 +81,11 @@ def main() -> None:
         facts["gpu_reason"] = "nvidia-smi is not on PATH"
     for module in ("numpy", "array_api_compat", "array_api_strict", "mpi4py", "pytest"):
         version(module)
+    # nnx's own dependencies besides NumPy and array-api-compat: scripts/train.py's progress
+    # bar imports tqdm (the GPU machine may lack it: carry its wheel); threadpoolctl is optional
+    for module in ("tqdm", "threadpoolctl"):
+        version(module)
+    version("nnx")  # which copy is imported, or what it lacks
     version("xdist", "xdist")
     version("sklearn")
     cupy = version("cupy")
@@ -71,6 +106,9 @@ def main() -> None:
         except Exception as err:
             facts["nccl"] = False
             facts["nccl_reason"] = f"{type(err).__name__}: {err}"
+            lib = nccl_pip_library()
+            if lib:  # PyTorch's NCCL wheel (nvidia-nccl-cu12): the part "nccl" tries it
+                facts["nccl_lib_dir"] = lib
     else:
         facts["cupy_reason"] = facts.get("cupy_error", "CuPy is not installed")
         facts["nccl"], facts["nccl_reason"] = False, "needs CuPy"

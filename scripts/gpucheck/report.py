@@ -22,6 +22,10 @@ FACTS = (
     ("jax_devices", "jax.devices()"),
     ("array_api_compat", "array-api-compat"),
     ("array_api_strict", "array-api-strict"),
+    ("nnx", "nnx"),
+    ("nnx_path", "nnx imported from"),
+    ("tqdm", "tqdm"),
+    ("threadpoolctl", "threadpoolctl"),
     ("mpi4py", "mpi4py"),
     ("nccl", "NCCL (cupy.cuda.nccl)"),
     ("pytest", "pytest"),
@@ -45,6 +49,15 @@ def markdown(results: list[Result], meta: dict, facts: dict) -> str:
     out = ["# nnx GPU check", ""]
     out.append(f"Started {meta['started']}, {meta['seconds']} s of a {meta['budget_s']:g} s budget"
                + (" (dry run: nothing was run)" if meta["dry_run"] else "") + ".")  # fmt: skip
+    if meta.get("state") == "running":
+        out += ["", "**Incomplete**: written between two parts while the check was running "
+                "(the check did not reach its end, or is still running)."]  # fmt: skip
+    elif meta.get("state") == "stopped":
+        out += ["", "**Stopped** (Ctrl-C or SIGTERM): the parts after the one running then "
+                "did not run."]  # fmt: skip
+    if meta.get("cpu_smoke"):
+        out += ["", "**CPU smoke run** (`--cpu-smoke`): the GPU parts ran on the CPU with small "
+                "sizes to check the check itself; nothing here is a GPU result."]  # fmt: skip
     out += ["", f"Command: `{meta['command']}`", ""]
     if facts:
         out += ["## Machine", "", "| | |", "|---|---|"]
@@ -55,6 +68,8 @@ def markdown(results: list[Result], meta: dict, facts: dict) -> str:
                     why = facts.get(f"{key}_error") or facts.get(f"{key}_reason")
                     value = f"no ({why})" if why else "no"
                 out.append(f"| {label} | {_cell(value)} |")
+                for said in facts.get(f"{key}_import_warnings") or []:
+                    out.append(f"| {label}: warning at import | {_cell(said)} |")
         out.append("")
     out += ["## Parts", "", "| # | part | status | seconds | reason |", "|---|---|---|---|---|"]
     for i, r in enumerate(results, 1):

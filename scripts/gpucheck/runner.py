@@ -65,7 +65,9 @@ def run_command(
     """Run ``argv``; ``(returncode, output, seconds, timed_out)``. The output (stdout and stderr
     together) is written to ``log`` as it comes. At the timeout the process group gets SIGINT
     (Python prints where it was; pytest prints its summary of the tests run so far), then
-    SIGTERM 10 s later and SIGKILL 5 s after that."""
+    SIGTERM 10 s later and SIGKILL 5 s after that; a process that outlives SIGKILL by 10 s (stuck
+    in the GPU driver, say) is left behind and reported, so the check goes on. When the check
+    itself is stopped (Ctrl-C, SIGTERM) the part's process group is killed first."""
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     timed_out = False
@@ -87,15 +89,24 @@ def run_command(
             proc.wait(timeout=max(timeout, 0.1))
         except subprocess.TimeoutExpired:
             timed_out = True
-            for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, None)):
+            for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 10)):
                 _kill_group(proc, sig)
                 try:
                     proc.wait(timeout=wait)
                     break
                 except subprocess.TimeoutExpired:
                     continue
+        except BaseException:  # the check itself is stopped: leave no part running behind it
+            _kill_group(proc, signal.SIGKILL)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            raise
     seconds = time.monotonic() - start
     text = log.read_bytes().decode("utf-8", "replace")
+    if proc.returncode is None:
+        text += f"\n(gpu_check: process {proc.pid} survived SIGKILL; left running)\n"
     return proc.returncode, text, seconds, timed_out
 
 

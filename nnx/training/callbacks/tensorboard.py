@@ -26,8 +26,9 @@ def _summary_writer() -> Any:
 def scalar_tag(key: str) -> str:
     """The TensorBoard tag of a history key: ``train_loss`` -> ``loss/train``, ``val_accuracy``
     -> ``accuracy/val`` (so training and validation share one chart), ``lr`` -> ``lr``, other
-    keys (``seconds``, ``samples_per_s``) -> ``time/<key>``."""
-    for split in ("train", "val"):
+    keys (``seconds``, ``samples_per_s``) -> ``time/<key>``. ``test_`` keys (written by
+    :meth:`TensorBoardLogger.log_test`) join the same charts as ``<name>/test``."""
+    for split in ("train", "val", "test"):
         if key.startswith(split + "_"):
             return f"{key[len(split) + 1 :]}/{split}"
     return key if key == "lr" else f"time/{key}"
@@ -91,6 +92,28 @@ class TensorBoardLogger(ClosingCallback):
                 if self.gradients and p.grad is not None:
                     self._histogram(f"gradients/{name}", p.grad, step)
         self.writer.flush()
+
+    def log_test(self, trainer: TrainerLike, values: dict[str, Any]) -> None:
+        """Write the test set's results (``{"loss": ..., "accuracy": ...}`` as from
+        ``Trainer.evaluate``) as ``<name>/test`` scalars at the last epoch's step, beside the
+        training and validation curves; non-numbers (a confusion matrix) are skipped."""
+        rows = {f"test_{k}": v for k, v in values.items()}
+        was_open = self.writer is not None
+        if not was_open:  # the end of fit closed it: a new file, nothing purged
+            self._fits += 1
+            self.writer = self._writer_class(
+                str(self.log_dir), filename_suffix=f".{os.getpid()}.{self._fits}"
+            )
+        step = max(trainer.epoch, 1)
+        for key, value in rows.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                self.writer.add_scalar(scalar_tag(key), float(value), step)
+        if was_open:
+            self.writer.flush()
+        else:
+            self.close()
 
     def _histogram(self, tag: str, value: Any, step: int) -> None:
         host = np.asarray(to_numpy(value), dtype=np.float64).reshape(-1)
