@@ -145,7 +145,7 @@ def _nnx_torch_step(model: Any, x: np.ndarray, g: np.ndarray) -> Any:
     def step() -> None:
         opt.zero_grad()
         mine(tx)
-        mine.backward(tg)
+        mine.backward(tg, need_input_grad=False)  # as the NumPy step: torch input needs none
         opt.step()
 
     return step
