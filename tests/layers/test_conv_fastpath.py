@@ -41,6 +41,8 @@ LAYERS = {
         (2, 3, 14, 13),
     ),
     "zero-batch": (lambda: nnx.Conv2d(2, 3, 3, padding=1, rng=7), (0, 2, 5, 5)),
+    # batch-innermost col2im in chunks of depth slices
+    "conv3d": (lambda: nnx.Conv3d(2, 3, 3, padding=1, dilation=(1, 1, 2), rng=17), (2, 2, 4, 5, 6)),
     "conv1d": (lambda: nnx.Conv1d(2, 4, 3, stride=2, padding=1, rng=8), (3, 2, 9)),
     "conv1d-same-dilation": (
         lambda: nnx.Conv1d(2, 2, 3, padding="same", dilation=2, groups=2, rng=9),
