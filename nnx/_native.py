@@ -8,14 +8,21 @@ backward (no autodiff: the backward calls the library's *gradient kernels* direc
   pooling by ``F.max_pool{2,3}d(return_indices=True)`` / ``F.avg_pool{2,3}d`` and the
   ``aten.max_pool{2,3}d_with_indices_backward`` / ``aten.avg_pool{2,3}d_backward`` kernels
   (the 1-d layers run them with an ``H`` axis of size 1).
+  The transposed convolutions run ``F.conv_transpose{1,2,3}d`` and the same backward kernel
+  with ``transposed=True``.
 - JAX: ``jax.lax.conv_general_dilated`` forward, and both gradients as ``conv_general_dilated``
   calls of their own (the input gradient: the output gradient dilated by the stride, convolved
   with the flipped kernel whose channel axes are exchanged per group; the weight gradient: the
   input convolved with the output gradient, batch and channel axes exchanged, with
   ``batch_group_count`` for groups). ``nnx.compile`` traces them like any other array call.
   Average pooling sums its windows with ``lax.reduce_window`` (backward: the adjoint window sum);
-  max pooling keeps the portable code (no public kernel for its backward with the
-  first-maximum tie-break).
+  max pooling keeps the portable code: compiled, it beats both ``lax.reduce_window`` with JAX's
+  own gradient (``select_and_scatter``, which also breaks ties its own way) and PyTorch's kernels
+  (LeNet's first pooling, forward and backward, batch 128, one thread: 1.8 ms against 6.4 ms
+  and torch's 3.4 ms; docs/benchmarks.md).
+- PyTorch attention: :class:`nnx.MultiheadAttention`'s heads (no mask but the causal one, no
+  dropout, no weights returned) by ``aten._scaled_dot_product_flash_attention_for_cpu`` and its
+  backward kernel ``aten._scaled_dot_product_flash_attention_for_cpu_backward``.
 
 Only tensors of these libraries take this path (:func:`library`); NumPy keeps
 :mod:`nnx._fastconv`, everything else the portable code, and inside
@@ -54,7 +61,13 @@ def conv_library(x: Any, w: Any) -> Any:
     images, depthwise layers): XLA's CPU convolution is slow there (measured, forward and
     backward at batch 128, one thread: 1->6 channels 5x5 at 28x28 32 ms against the portable
     code's 16 ms, a depthwise 16-channel 3x3 at 32x32 426 ms against 181 ms), while from three
-    channels on it is the faster one (a 16-channel 3x3 layer: 62 ms against 271 ms)."""
+    channels on it is the faster one (a 16-channel 3x3 layer: 62 ms against 271 ms).
+
+    Choosing per map instead (for LeNet's layers, compiled, one thread, each map alone: a
+    fused per-kernel-offset forward 1.0 ms against ``lax`` 7.5 for 1->6 5x5; the col2im input
+    gradient 3.9 against ``lax`` 5.8-6.9 for 6->16 5x5) made each layer faster alone but the
+    whole compiled LeNet step slower (29-43 ms against this rule's 19.6-23 ms):
+    docs/benchmarks.md, "Native kernels"."""
     lib = library(x, w)
     if lib is not None and w.shape[1] == 1 and not is_torch(lib):
         return None
@@ -187,6 +200,38 @@ def _jax_weight_grad(lax, x, g, w_shape, stride, pads, dilation, groups):
     )
 
 
+def conv_transpose_forward(torch, x, w, b, stride, padding, output_padding, dilation, groups):
+    """PyTorch's ``F.conv_transpose{1,2,3}d`` of ``x`` ``(N, C, *spatial)`` with the weight
+    ``w`` ``(C, O/G, *kernel)`` and bias ``b`` (may be None)."""
+    calls["conv_transpose_forward"] += 1
+    f = torch.nn.functional
+    conv = (f.conv_transpose1d, f.conv_transpose2d, f.conv_transpose3d)[w.ndim - 3]
+    args = (tuple(stride), tuple(padding), tuple(output_padding), groups, tuple(dilation))
+    return conv(x, w, b, *args)
+
+
+def conv_transpose_backward(torch, g, x, w, geometry, groups, need_input, need_bias):
+    """``(dx, dw, db)`` of :func:`conv_transpose_forward` (``geometry``: its stride, padding,
+    output padding and dilation) by ``aten.convolution_backward`` with ``transposed=True``;
+    ``dx`` is None unless ``need_input``, ``db`` unless ``need_bias``."""
+    calls["conv_transpose_backward"] += 1
+    stride, padding, output_padding, dilation = (list(t) for t in geometry)
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        g.contiguous(),
+        x,
+        w,
+        [w.shape[1] * groups] if need_bias else None,
+        stride,
+        padding,
+        dilation,
+        True,
+        output_padding,
+        groups,
+        [need_input, True, need_bias],
+    )
+    return (dx if need_input else None), dw, (db if need_bias else None)
+
+
 # --------------------------------------------------------------------------- pooling (PyTorch)
 
 
@@ -272,3 +317,31 @@ def jax_window_sum_backward(jax, g, size, kernel, stride, pads):
     gpad = jax.lax.pad(g, jax.numpy.zeros((), g.dtype), config)
     ones = (1,) * (len(kernel) + 2)
     return jax.lax.reduce_window(gpad, 0.0, jax.lax.add, (1, 1, *kernel), ones, "VALID")
+
+
+# --------------------------------------------------------------------------- attention (PyTorch)
+
+
+def attention_applies(lib, q) -> bool:
+    """Whether :func:`attention_forward` serves ``q``: a PyTorch tensor on the CPU (the kernel
+    is the CPU one; CUDA tensors keep the portable code)."""
+    return is_torch(lib) and q.device.type == "cpu"
+
+
+def attention_forward(torch, q, k, v, is_causal, scale):
+    """``(out, logsumexp)``: softmax(``q k^T scale`` (+ the causal mask: key ``j > i`` out))
+    ``v`` per head, ``q`` ``(N, H, L, d)`` and ``k``, ``v`` ``(N, H, S, d)``, by PyTorch's CPU
+    flash-attention kernel (no weights are stored: its backward recomputes them from the
+    log-sum-exp of each row)."""
+    calls["attention_forward"] += 1
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, bool(is_causal), scale=scale
+    )
+
+
+def attention_backward(torch, g, q, k, v, out, lse, is_causal, scale):
+    """``(dq, dk, dv)`` of :func:`attention_forward` for the output gradient ``g``."""
+    calls["attention_backward"] += 1
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+        g.contiguous(), q, k, v, out, lse, 0.0, bool(is_causal), scale=scale
+    )

@@ -167,8 +167,25 @@ def test_sequence_quick_run_reports_both_workloads(tmp_path):
     assert {"transformer", "lstm"} <= set(results)
     assert all(results[k]["nnx_over_torch"] > 0 for k in ("transformer", "lstm"))
     assert "nnx/torch" in done.stdout
-    for k in ("transformer", "lstm", "rnn", "transformer_decoder"):  # torch has nnx's weights
+    for k in ("transformer", "lstm", "rnn", "gru", "transformer_decoder"):  # nnx's weights
         assert results[k]["first_output_max_diff"] < 1e-5, (k, results[k])
+    assert results["transformer"]["cpu_nnx_torch_over_torch"] > 0  # nnx on torch tensors too
+    assert "nnx-torch/torch" in done.stdout
+
+
+@pytest.mark.torch
+def test_quick_native_layers_benchmark_runs(tmp_path):
+    out = tmp_path / "native.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--native-layers", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert set(results) == {"conv_transpose", "attention"}
+    assert all(r["native_over_torch"] > 0 for r in results.values())
 
 
 def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment():
@@ -183,6 +200,7 @@ def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment(
     for flag in ("--quick", "--json", "--device", "--cnn", "--cnn-workload", "--jax", "--sequence"):
         assert flag in text, flag
     assert "--ranks" in help_of("--distributed") and "--augment-devices" in help_of("--augment")
+    assert "--calls" in help_of("--native-layers")
 
 
 def test_quick_augment_benchmark_runs(tmp_path):
@@ -266,7 +284,7 @@ def test_sequence_on_another_backend_agrees_with_torch_at_each_batch(tmp_path, c
     assert list(batches) == ["2", "3"]
     for batch, run in batches.items():
         assert run["backend"] == "torch (cpu)"
-        for k in ("transformer", "lstm", "rnn", "transformer_decoder"):
+        for k in ("transformer", "lstm", "rnn", "gru", "transformer_decoder"):
             assert run[k]["config"]["batch"] == int(batch)
             assert run[k]["first_output_max_diff"] < 1e-5, (batch, k, run[k])
             assert run[k]["memory_steps"] == 0
@@ -334,9 +352,9 @@ def test_the_gpu_branches_on_a_stand_in_gpu_backend(tmp_path, monkeypatch, capsy
     assert run_in_process("--sequence", "--quick", "--device", "gpu", "--json", str(out)) == 0
     run = json.loads(out.read_text())
     assert run["gpu_backend"] is True and run["pause_s"] == 0.0
-    for k in ("transformer", "lstm", "rnn", "transformer_decoder"):
+    for k in ("transformer", "lstm", "rnn", "gru", "transformer_decoder"):
         assert run[k]["gpu_growth_mb"] == 2.0 and len(run[k]["gpu_mb"]) == 3, run[k]
         assert run[k]["first_output_max_diff"] < 1e-5
     text = capsys.readouterr().out
-    assert text.count("GPU memory growth 2.0 MB") == 4, text
+    assert text.count("GPU memory growth 2.0 MB") == 5, text
     assert "decoder" in text and "(CPU time " in text.split("decoder")[1], text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _fastseq, _native
 from ..backend import Backend, device, is_writeable, namespace, one_blas_thread
 from ..core.checks import check_floating, check_grad, dtype_name, positive_int, require_forward
 from ..core.init import Seed, as_rng
@@ -73,6 +74,12 @@ class MultiheadAttention(Module):
     (Q is scaled before the product, not the ``L x S`` scores; the per-head products run on
     one BLAS thread on NumPy, see :func:`nnx.backend.one_blas_thread`.)
 
+    On PyTorch CPU tensors, where no mask but the causal one is given, dropout is off
+    (``p = 0`` or eval mode) and ``need_weights`` is False, the heads run PyTorch's fused CPU
+    attention kernel and its backward kernel instead (:func:`nnx._native.attention_forward`;
+    the weights are never stored); everything else, and inside
+    :func:`nnx._fastconv.portable_only`, runs the code above.
+
     then through ``q_proj``, ``k_proj``, ``v_proj``. ``backward(grad_out)`` returns the tuple
     ``(dquery, dkey, dvalue)``; for self-attention (the same array passed three times) the
     input gradient is their sum.
@@ -95,6 +102,7 @@ class MultiheadAttention(Module):
     """
 
     _cache = None
+    _native_cache = None
 
     def __init__(
         self,
@@ -191,6 +199,12 @@ class MultiheadAttention(Module):
                     f"{self.embed_dim}, got {tuple(x.shape)}"
                 )
             check_floating(xp, x, "MultiheadAttention", name)
+        # the projections reading the same array (self-attention: all three)
+        if key is query:
+            groups = [[0, 1, 2]] if value is query else [[0, 1], [2]]
+        else:
+            groups = [[0], [1, 2]] if value is key else [[0], [1], [2]]
+        self._groups = groups
         if not self.batch_first:
             query, key, value = (xp.permute_dims(t, (1, 0, 2)) for t in (query, key, value))
         n, length, src = query.shape[0], query.shape[1], key.shape[1]
@@ -204,13 +218,46 @@ class MultiheadAttention(Module):
                 f"MultiheadAttention: sequences need at least one position, got query length "
                 f"{length} and key/value length {src}"
             )
-        q = self._heads(xp, self.q_proj(query))
-        k = self._heads(xp, self.k_proj(key))
-        v = self._heads(xp, self.v_proj(value))
         scale = 1.0 / math.sqrt(self.head_dim)
-        mask = self._mask(
-            xp, n, length, src, q.dtype, device(query), attn_mask, key_padding_mask, is_causal
-        )
+        self._native_cache = None
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        mask = None
+        if _fastseq.attention_applies(query, key, value):  # NumPy arrays: the mask is needed
+            mask = self._mask(
+                xp,
+                n,
+                length,
+                src,
+                query.dtype,
+                device(query),
+                attn_mask,
+                key_padding_mask,
+                is_causal,
+            )
+            if self._fast_applies(query, key, value, mask):
+                # NumPy: one product per distinct input, the core a few samples at a time in
+                # cache, heads merged in place (nnx/_fastseq.py)
+                return self._fast_forward(
+                    xp, (query, key, value), mask, scale, need_weights, average_attn_weights
+                )
+        q, k, v = (self._heads(xp, p(t)) for p, t in zip(projs, (query, key, value), strict=True))
+        lib = _native.library(q, k, v)
+        plain = attn_mask is None and key_padding_mask is None and not need_weights
+        if (
+            lib is not None
+            and _native.attention_applies(lib, q)
+            and plain
+            and (not self.dropout.training or self.dropout.p == 0.0)
+        ):
+            # PyTorch's fused kernel: no mask but the causal one, no dropout, no weights returned
+            heads_out, lse = _native.attention_forward(lib, q, k, v, is_causal, scale)
+            self._native_cache = (lib, q, k, v, heads_out, lse, is_causal, scale)
+            self._cache = None
+            return self._finish(xp, heads_out)
+        if mask is None:
+            mask = self._mask(
+                xp, n, length, src, q.dtype, device(query), attn_mask, key_padding_mask, is_causal
+            )
         # the per-head products are many small matmuls: one BLAS thread (see one_blas_thread)
         with one_blas_thread(q):
             qs = q * scale  # scaling Q (L x d) is cheaper than scaling the scores (L x S)
@@ -223,24 +270,74 @@ class MultiheadAttention(Module):
             a = masked_softmax(xp, scores, overwrite=True)
             ad = self.dropout(a)
             heads_out = ad @ v
-        out = self.out_proj(self._merge(xp, heads_out))
         self._cache = (qs, k, v, a, ad, scale)
-        if not self.batch_first:
-            out = xp.permute_dims(out, (1, 0, 2))
-        self._out_shape = tuple(out.shape)
+        out = self._finish(xp, heads_out)
         if need_weights:
             weights = xp.mean(a, axis=1) if average_attn_weights else a
             return out, weights
         return out
 
+    def _fast_forward(
+        self, xp: Any, inputs: tuple, mask: Any, scale: float, need_weights: bool, average: bool
+    ) -> Any:
+        """nnx/_fastseq.py's forward: the projections of each distinct input as one product,
+        then the attention core block by block into the merged ``(N, L, E)`` layout."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        xs = [inputs[grp[0]] for grp in self._groups]
+        views: list[Any] = [None, None, None]
+        for grp, x in zip(self._groups, xs, strict=True):
+            biases = None if projs[0].bias is None else [projs[j].bias.value for j in grp]
+            packed = _fastseq.packed_projection(x, [projs[j].weight.value for j in grp], biases)
+            for i, j in enumerate(grp):
+                views[j] = packed[:, :, i]
+        with one_blas_thread(inputs[0]):
+            merged, a, qs = _fastseq.attention_forward(
+                views[0], views[1], views[2], self.num_heads, scale, mask
+            )
+        self._cache = ("fast", (qs, views[1], views[2], a, scale), xs, None, None, None)
+        out = self._layout(xp, self.out_proj(merged))
+        if need_weights:
+            weights = xp.mean(a, axis=1) if average else a
+            return out, weights
+        return out
+
+    def _finish(self, xp: Any, heads_out: Any) -> Any:
+        """``out_proj`` of the merged heads, in the caller's layout."""
+        return self._layout(xp, self.out_proj(self._merge(xp, heads_out)))
+
+    def _layout(self, xp: Any, out: Any) -> Any:
+        """The output ``(N, L, E)`` in the caller's layout (its shape kept for the backward)."""
+        if not self.batch_first:
+            out = xp.permute_dims(out, (1, 0, 2))
+        self._out_shape = tuple(out.shape)
+        return out
+
     def backward(self, grad_out: Any) -> tuple[Any, Any, Any]:
         """Parameter gradients into ``.grad``; returns ``(dquery, dkey, dvalue)``."""
-        qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
+        return self._backward(grad_out, True)
+
+    def _backward(self, grad_out: Any, need_input_grad: bool) -> tuple[Any, Any, Any]:
+        native = self._native_cache
+        if native is None:
+            qs, k, v, a, ad, scale = require_forward(self._cache, "MultiheadAttention")
         check_grad(grad_out, self._out_shape, "MultiheadAttention")
         xp = namespace(grad_out)
         if not self.batch_first:
             grad_out = xp.permute_dims(grad_out, (1, 0, 2))
+        if native is None and isinstance(qs, str):  # "fast": the forward took _fastseq's path
+            summed = False if need_input_grad else None
+            per_group = self._fast_backward(grad_out, k, v, summed=summed)
+            if not need_input_grad:
+                return (None, None, None)
+            grads: list[Any] = [None, None, None]
+            for grp, dx in zip(self._groups, per_group, strict=True):
+                for i, j in enumerate(grp):
+                    grads[j] = dx[i]
+            return self._caller_layout(xp, tuple(grads))
         d_o = self._heads(xp, self.out_proj.backward(grad_out))  # (N, H, L, d)
+        if native is not None:
+            d_q, d_k, d_v = _native.attention_backward(native[0], d_o, *native[1:])
+            return self._input_grads(xp, d_q, d_k, d_v, need_input_grad)
         with one_blas_thread(d_o):
             d_v = xp.permute_dims(ad, (0, 1, 3, 2)) @ d_o
             d_a = self.dropout.backward(d_o @ xp.permute_dims(v, (0, 1, 3, 2)))
@@ -259,11 +356,90 @@ class MultiheadAttention(Module):
             else:
                 d_q = d_q * scale
             d_k = xp.permute_dims(d_s, (0, 1, 3, 2)) @ qs
+        return self._input_grads(xp, d_q, d_k, d_v, need_input_grad)
+
+    def _input_grads(
+        self, xp: Any, d_q: Any, d_k: Any, d_v: Any, need: bool = True
+    ) -> tuple[Any, Any, Any]:
+        """The heads' gradients through the three input projections, in the caller's layout
+        (``need`` False: only the projections' parameter gradients; three Nones)."""
         grads = (
-            self.q_proj.backward(self._merge(xp, d_q)),
-            self.k_proj.backward(self._merge(xp, d_k)),
-            self.v_proj.backward(self._merge(xp, d_v)),
+            self.q_proj.backward(self._merge(xp, d_q), need_input_grad=need),
+            self.k_proj.backward(self._merge(xp, d_k), need_input_grad=need),
+            self.v_proj.backward(self._merge(xp, d_v), need_input_grad=need),
         )
+        return self._caller_layout(xp, grads) if need else grads
+
+    def backward_distinct(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """As :meth:`backward`, but one gradient per distinct input array (in the order query,
+        key, value): for self-attention (one array passed three times) the single gradient
+        ``dquery + dkey + dvalue``, for ``key is value`` ``(dquery, dkey + dvalue)``. On NumPy
+        the fast path computes each such sum as one product. ``need_input_grad=False``: only
+        the parameter gradients, returns None."""
+        cache = self._cache
+        if self._native_cache is None:
+            require_forward(cache, "MultiheadAttention")
+        if cache is not None and isinstance(cache[0], str):
+            check_grad(grad_out, self._out_shape, "MultiheadAttention")
+            xp = namespace(grad_out)
+            if not self.batch_first:
+                grad_out = xp.permute_dims(grad_out, (1, 0, 2))
+            summed = True if need_input_grad else None
+            grads = self._fast_backward(grad_out, cache[1], cache[2], summed=summed)
+            return self._caller_layout(xp, tuple(grads)) if need_input_grad else None
+        grads = self._backward(grad_out, need_input_grad)
+        if not need_input_grad:
+            return None
+        out = []
+        for grp in self._groups:
+            total = grads[grp[0]]
+            for j in grp[1:]:
+                total = total + grads[j]
+            out.append(total)
+        return tuple(out)
+
+    def _fast_applies(self, query: Any, key: Any, value: Any, mask: Any) -> bool:
+        """Whether the forward takes nnx/_fastseq.py's path: NumPy arrays of one dtype, no
+        active attention dropout, plain :class:`Linear` projections without penalties."""
+        drop = self.dropout
+        if drop.training and drop.p != 0.0:
+            return False
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        for p in projs:
+            if type(p) is not Linear or p.weight_l1 or p.weight_l2 or p.bias_l1 or p.bias_l2:
+                return False
+        if len({p.bias is None for p in projs}) != 1:
+            return False
+        params = [p.weight.value for p in projs]
+        params += [p.bias.value for p in projs if p.bias is not None]
+        return _fastseq.attention_applies(query, key, value, mask, *params)
+
+    def _fast_backward(self, grad_out: Any, core: tuple, xs: list, summed: bool | None) -> list:
+        """The fast path's backward (batch-major ``grad_out``): parameter gradients into
+        ``.grad``; per distinct input its gradient (``summed``), the list of its projections'
+        gradients (False) or None (None: no input gradient wanted)."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        d_merged = self.out_proj.backward(grad_out)
+        with one_blas_thread(d_merged):
+            per_group = _fastseq.attention_packed_backward(
+                d_merged,
+                core,
+                self._groups,
+                xs,
+                [p.weight.value for p in projs],
+                projs[0].bias is not None,
+                summed,
+            )
+        out = []
+        for grp, (dx, d_ws, d_bs) in zip(self._groups, per_group, strict=True):
+            for i, j in enumerate(grp):
+                projs[j].weight.accumulate(d_ws[i])
+                if d_bs is not None:
+                    projs[j].bias.accumulate(d_bs[i])
+            out.append(dx)
+        return out
+
+    def _caller_layout(self, xp: Any, grads: tuple) -> tuple:
         if not self.batch_first:
             grads = tuple(xp.permute_dims(g, (1, 0, 2)) for g in grads)
         return grads

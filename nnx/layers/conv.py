@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from .. import _fastconv, _native
-from ..backend import Backend, get_backend, namespace
+from ..backend import Backend, get_backend, is_writeable, namespace
 from ..core.checks import (
     check_floating,
     check_grad,
@@ -351,8 +351,12 @@ class _ConvNd(Module):
         y_cn = conv_forward(xpad, self._weight_2d(xp), xp, self.groups, stride, dilation, out)
         y = xp.permute_dims(y_cn, swap)
         self._xpad = xpad
-        if self.bias is not None:
-            y = y + xp.reshape(self.bias.value, (1, -1) + (1,) * d)
+        if self.bias is not None:  # y is a fresh array: in place where it may be written
+            b = xp.reshape(self.bias.value, (1, -1) + (1,) * d)
+            if is_writeable(y):
+                y += b
+            else:
+                y = y + b
         self._x_shape = tuple(x.shape)
         self._geometry = (tuple(xpad.shape[2:]), stride, dilation, tuple(x_cn.shape))
         y = y[:, :, 0, :] if nd == 1 else y

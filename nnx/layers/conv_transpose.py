@@ -15,6 +15,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+from .. import _native
 from ..backend import Backend, namespace
 from ..core.checks import (
     check_floating,
@@ -44,6 +45,7 @@ class _ConvTransposeNd(Module):
 
     nd = 2
     _x = None
+    _native = None
 
     def __init__(
         self,
@@ -176,6 +178,16 @@ class _ConvTransposeNd(Module):
             raise ValueError(
                 f"{self._who()}: input of shape {tuple(x.shape)} gives an empty output {out}"
             )
+        lib = _native.library(x, w)
+        self._native = lib if lib is not None and _native.is_torch(lib) else None
+        if self._native is not None:  # PyTorch's kernel (nnx._native)
+            self._native_geometry = (self.stride, self.padding, extra, self.dilation)
+            b = None if self.bias is None else self.bias.value
+            y = _native.conv_transpose_forward(
+                lib, x, w, b, self.stride, self.padding, extra, self.dilation, self.groups
+            )
+            self._x, self._out = x, out
+            return y
         stride, padding, dilation = self._geometry()
         out2 = (1, *out) if nd == 1 else out
         x2 = self._as_2d(x, xp)
@@ -206,6 +218,15 @@ class _ConvTransposeNd(Module):
         x = require_forward(self._x, self._who())
         xp = namespace(x)
         check_grad(grad_out, (x.shape[0], self.out_channels, *self._out), self._who())
+        if self._native is not None:
+            dx, dw, db = _native.conv_transpose_backward(
+                self._native, grad_out, x, self.weight.value, self._native_geometry,
+                self.groups, need_input_grad, self.bias is not None,
+            )  # fmt: skip
+            self.weight.accumulate(dw)
+            if db is not None:
+                self.bias.accumulate(db)
+            return dx
         stride, padding, dilation = self._geometry()
         g = self._as_2d(grad_out, xp)
         d = g.ndim - 2

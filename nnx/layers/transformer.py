@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import Backend, device, get_backend, namespace
+from ..backend import Backend, device, get_backend, is_writeable, namespace
 from ..core.checks import check_floating, check_grad, positive_int, require_forward
 from ..core.init import Seed, as_rng
 from ..core.module import Buffer, Module, Parameter
@@ -58,6 +58,16 @@ def from_batch_major(xp: Any, y: Any, ndim: int, batch_first: bool) -> Any:
     if ndim == 2:
         return y[0, ...]
     return y if batch_first else xp.permute_dims(y, (1, 0, 2))
+
+
+def add_into(fresh: Any, other: Any) -> Any:
+    """``fresh + other``, added into ``fresh`` where it may be: ``fresh`` is a temporary of the
+    caller's own (a residual branch's output or gradient), writeable and of the sum's shape and
+    dtype. Saves a full-size allocation per residual connection."""
+    if is_writeable(fresh) and fresh.shape == other.shape and fresh.dtype == other.dtype:
+        fresh += other
+        return fresh
+    return fresh + other
 
 
 def batch_padding(xp: Any, mask: Any, ndim: int) -> Any:
@@ -140,9 +150,9 @@ class TransformerEncoderLayer(Module):
         y = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=padding, is_causal=is_causal)
         return self.dropout1(y)
 
-    def _sa_backward(self, g: Any) -> Any:
-        dq, dk, dv = self.self_attn.backward(self.dropout1.backward(g))
-        return dq + dk + dv
+    def _sa_backward(self, g: Any, need_input_grad: bool = True) -> Any:
+        d = self.self_attn.backward_distinct(self.dropout1.backward(g), need_input_grad)
+        return None if d is None else d[0]  # dquery + dkey + dvalue: the input was all three
 
     def _ff(self, x: Any) -> Any:
         h = self.dropout(self.activation(self.linear1(x)))
@@ -164,27 +174,35 @@ class TransformerEncoderLayer(Module):
         x = batch_major(xp, src, self.batch_first, self.d_model, who, "src")
         src_key_padding_mask = batch_padding(xp, src_key_padding_mask, src.ndim)
         if self.norm_first:
-            h = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
-            y = h + self._ff(self.norm2(h))
+            h = add_into(self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal), x)
+            y = add_into(self._ff(self.norm2(h)), h)
         else:
-            h = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask, is_causal))
-            y = self.norm2(h + self._ff(h))
+            h = self.norm1(add_into(self._sa(x, src_mask, src_key_padding_mask, is_causal), x))
+            y = self.norm2(add_into(self._ff(h), h))
         self._shape = tuple(src.shape)
         return from_batch_major(xp, y, src.ndim, self.batch_first)
 
-    def backward(self, grad_out: Any) -> Any:
+    def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
+        """Parameter gradients into ``.grad``; returns ``dL/dsrc``, or None when
+        ``need_input_grad`` is False (the first trainable layer of a model: the post-norm layer
+        then skips the input projections' input-gradient product)."""
         shape = require_forward(self._shape, "TransformerEncoderLayer")
         check_grad(grad_out, shape, "TransformerEncoderLayer")
         xp = namespace(grad_out)
         g = to_batch_major(xp, grad_out, self.batch_first)
         if self.norm_first:
-            g_h = g + self.norm2.backward(self._ff_backward(g))
-            g_x = g_h + self.norm1.backward(self._sa_backward(g_h))
+            g_h = add_into(self.norm2.backward(self._ff_backward(g)), g)
+            g_x = add_into(self.norm1.backward(self._sa_backward(g_h)), g_h)
         else:
             g_r2 = self.norm2.backward(g)  # gradient of h + ff(h)
-            g_h = g_r2 + self._ff_backward(g_r2)
+            g_h = add_into(self._ff_backward(g_r2), g_r2)
             g_r1 = self.norm1.backward(g_h)  # gradient of x + sa(x)
-            g_x = g_r1 + self._sa_backward(g_r1)
+            if not need_input_grad:
+                self._sa_backward(g_r1, need_input_grad=False)
+                return None
+            g_x = add_into(self._sa_backward(g_r1), g_r1)
+        if not need_input_grad:
+            return None
         return from_batch_major(xp, g_x, len(shape), self.batch_first)
 
 

@@ -14,6 +14,7 @@ from .dropout import Dropout
 from .linear import Linear
 from .norm.layer import LayerNorm
 from .transformer import (
+    add_into,
     batch_major,
     batch_padding,
     from_batch_major,
@@ -120,8 +121,8 @@ class TransformerDecoderLayer(Module):
         return self.dropout1(y)
 
     def _sa_backward(self, g: Any) -> Any:
-        dq, dk, dv = self.self_attn.backward(self.dropout1.backward(g))
-        return dq + dk + dv
+        (d_x,) = self.self_attn.backward_distinct(self.dropout1.backward(g))
+        return d_x  # dquery + dkey + dvalue: the block's input was all three
 
     def _ca(self, x: Any, mem: Any, mask: Any, padding: Any, causal: bool) -> Any:
         y = self.multihead_attn(
@@ -130,8 +131,8 @@ class TransformerDecoderLayer(Module):
         return self.dropout2(y)
 
     def _ca_backward(self, g: Any) -> tuple[Any, Any]:
-        dq, dk, dv = self.multihead_attn.backward(self.dropout2.backward(g))
-        return dq, dk + dv
+        dq, d_mem = self.multihead_attn.backward_distinct(self.dropout2.backward(g))
+        return dq, d_mem  # d_mem = dkey + dvalue: memory was both
 
     def _ff(self, x: Any) -> Any:
         h = self.dropout(self.activation(self.linear1(x)))
@@ -165,13 +166,13 @@ class TransformerDecoderLayer(Module):
         m_pad = batch_padding(xp, memory_key_padding_mask, tgt.ndim)
         t_causal, m_causal = bool(tgt_is_causal), bool(memory_is_causal)
         if self.norm_first:
-            x = x + self._sa(self.norm1(x), tgt_mask, t_pad, t_causal)
-            x = x + self._ca(self.norm2(x), mem, memory_mask, m_pad, m_causal)
-            y = x + self._ff(self.norm3(x))
+            x = add_into(self._sa(self.norm1(x), tgt_mask, t_pad, t_causal), x)
+            x = add_into(self._ca(self.norm2(x), mem, memory_mask, m_pad, m_causal), x)
+            y = add_into(self._ff(self.norm3(x)), x)
         else:
-            x = self.norm1(x + self._sa(x, tgt_mask, t_pad, t_causal))
-            x = self.norm2(x + self._ca(x, mem, memory_mask, m_pad, m_causal))
-            y = self.norm3(x + self._ff(x))
+            x = self.norm1(add_into(self._sa(x, tgt_mask, t_pad, t_causal), x))
+            x = self.norm2(add_into(self._ca(x, mem, memory_mask, m_pad, m_causal), x))
+            y = self.norm3(add_into(self._ff(x), x))
         self._shapes = (tuple(tgt.shape), tuple(memory.shape))
         return from_batch_major(xp, y, tgt.ndim, self.batch_first)
 
@@ -182,18 +183,18 @@ class TransformerDecoderLayer(Module):
         xp = namespace(grad_out)
         g = to_batch_major(xp, grad_out, self.batch_first)
         if self.norm_first:
-            g = g + self.norm3.backward(self._ff_backward(g))
+            g = add_into(self.norm3.backward(self._ff_backward(g)), g)
             g_q, g_mem = self._ca_backward(g)
-            g = g + self.norm2.backward(g_q)
-            g = g + self.norm1.backward(self._sa_backward(g))
+            g = add_into(self.norm2.backward(g_q), g)
+            g = add_into(self.norm1.backward(self._sa_backward(g)), g)
         else:
             g = self.norm3.backward(g)  # the gradient of h2 + ff(h2)
-            g = g + self._ff_backward(g)
+            g = add_into(self._ff_backward(g), g)
             g = self.norm2.backward(g)  # of h1 + ca(h1)
             g_q, g_mem = self._ca_backward(g)
-            g = g + g_q
+            g = add_into(g_q, g)
             g = self.norm1.backward(g)  # of x + sa(x)
-            g = g + self._sa_backward(g)
+            g = add_into(self._sa_backward(g), g)
         return (
             from_batch_major(xp, g, len(shape), self.batch_first),
             from_batch_major(xp, g_mem, len(mem_shape), self.batch_first),

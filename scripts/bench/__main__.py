@@ -13,6 +13,7 @@
     python scripts/bench.py --distributed        # MPI data-parallel: compute vs allreduce, 1-2 ranks
     python scripts/bench.py --augment            # nnx.augment crops/flips on a CIFAR-sized batch
     python scripts/bench.py --loader             # a loader-bound epoch, with and without prefetch
+    python scripts/bench.py --native-layers      # layers on torch tensors: native vs portable
 
 Without a workload flag it runs the MLP workload (bench/mlp.py: an MLP 784-512-256-10 on 60,000
 synthetic float32 samples, SGD with momentum 0.9, one shuffled epoch per measurement). Every
@@ -33,6 +34,7 @@ from .compiled import main_jax
 from .distributed import main_distributed
 from .loader import main_loader
 from .mlp import CONTENDERS, main_mlp, memory_probe
+from .native_layers import main_native_layers
 from .sequence import main_sequence
 
 
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_augment(argv)
     if "--loader" in given:  # its own flags (bench/loader.py)
         return main_loader(argv)
+    if "--native-layers" in given:  # its own flags (bench/native_layers.py)
+        return main_native_layers(given)
     args = parse_args(argv)
     needs_torch = "--cnn" if args.cnn or args.cnn_probe else "--sequence" if args.sequence else ""
     if needs_torch:

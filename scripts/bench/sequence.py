@@ -1,5 +1,5 @@
-"""Sequence models: a transformer encoder block, an LSTM and an RNN, nnx (NumPy) against torch
-eager CPU.
+"""Sequence models: a transformer encoder block, an LSTM, an RNN, a GRU and a transformer decoder
+layer, nnx (NumPy) against torch eager CPU.
 
 Each step is forward + backward (with a fixed upstream gradient) + an SGD step, both libraries
 in float32 and, with ``--threads``, on the same number of threads. The two run interleaved
@@ -17,6 +17,7 @@ sides, there is no pause, and the memory steps also read the GPU allocator's byt
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -97,11 +98,13 @@ def _sequence_workloads(quick: bool) -> dict[str, dict[str, int]]:
             "transformer": {"d_model": 16, "heads": 4, "seq": 8, "batch": 4, "ff": 32},
             "lstm": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
             "rnn": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
+            "gru": {"input": 16, "hidden": 16, "seq": 8, "batch": 4},
         }
     return {
         "transformer": {"d_model": 256, "heads": 4, "seq": 128, "batch": 32, "ff": 1024},
         "lstm": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
         "rnn": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
+        "gru": {"input": 256, "hidden": 256, "seq": 64, "batch": 64},
     }
 
 
@@ -130,6 +133,10 @@ def _sequence_case(
         shape = (cfg["batch"], cfg["seq"], cfg["input"])
         mine = nnx.RNN(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
         ref = torch.nn.RNN(cfg["input"], cfg["hidden"], batch_first=True)
+    elif name == "gru":
+        shape = (cfg["batch"], cfg["seq"], cfg["input"])
+        mine = nnx.GRU(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
+        ref = torch.nn.GRU(cfg["input"], cfg["hidden"], batch_first=True)
     else:
         shape = (cfg["batch"], cfg["seq"], cfg["input"])
         mine = nnx.LSTM(cfg["input"], cfg["hidden"], batch_first=True, rng=0)
@@ -152,7 +159,9 @@ def _sequence_case(
     def nnx_step() -> None:
         opt.zero_grad()
         mine(x)
-        mine.backward(g)
+        # like torch's step (tx does not require grad): no gradient of the input, as
+        # Sequential asks of a model's first trainable layer
+        mine.backward(g, need_input_grad=False)
         opt.step()
 
     def torch_step() -> None:
@@ -164,11 +173,16 @@ def _sequence_case(
 
     nnx_step = _synchronized(nnx_step, backend, list(mine.parameters()))
     torch_step = _synchronized(torch_step, backend)
-    nnx_step(), torch_step()  # warm-up
-    times: dict[str, list[float]] = {"nnx": [], "torch": []}
-    cpu: dict[str, list[float]] = {"nnx": [], "torch": []}  # process CPU time: robust to load
+    steps = {"nnx": nnx_step, "torch": torch_step}
+    if name == "transformer" and backend.name == "numpy":
+        # also nnx on torch tensors: torch's fused attention kernels (with --device, the nnx
+        # contender itself is on that backend)
+        steps["nnx-torch"] = _nnx_torch_step(mine, x, g)
+    for fn in steps.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    cpu: dict[str, list[float]] = {k: [] for k in steps}  # process CPU time: robust to load
     for r in range(repeats):
-        steps = {"nnx": nnx_step, "torch": torch_step}
         for label in alternated(list(steps), r):
             fn = steps[label]
             time.sleep(pause)
@@ -185,7 +199,12 @@ def _sequence_case(
         in_use += [gpu["in_use"]()] if gpu else []
     t_nnx, t_torch = (statistics.median(times[k]) for k in ("nnx", "torch"))
     c_nnx, c_torch = (statistics.median(cpu[k]) for k in ("nnx", "torch"))
+    extra = {}
+    if "nnx-torch" in cpu:
+        extra["nnx_torch_cpu_ms"] = 1e3 * statistics.median(cpu["nnx-torch"])
+        extra["cpu_nnx_torch_over_torch"] = extra["nnx_torch_cpu_ms"] / (1e3 * c_torch)
     return {
+        **extra,
         "config": cfg,
         "nnx_ms": 1e3 * t_nnx,
         "torch_ms": 1e3 * t_torch,
@@ -201,6 +220,23 @@ def _sequence_case(
         **first,
         **_gpu_memory(backend, in_use),
     }
+
+
+def _nnx_torch_step(model: Any, x: np.ndarray, g: np.ndarray) -> Any:
+    """A step of a copy of ``model`` on PyTorch tensors (its attention runs PyTorch's fused
+    kernels, nnx._native)."""
+    be = nnx.get_backend("torch")
+    mine = copy.deepcopy(model).to(be)
+    opt = SGD(mine.parameters(), lr=1e-4)
+    tx, tg = be.asarray(x), be.asarray(g)
+
+    def step() -> None:
+        opt.zero_grad()
+        mine(tx)
+        mine.backward(tg, need_input_grad=False)  # as the NumPy step: torch input needs none
+        opt.step()
+
+    return step
 
 
 # ---------------------------------------------------------------- transformer decoder layer
@@ -314,7 +350,7 @@ def run_sequence(
     backend: Any = None,
     batch: int | None = None,
 ) -> dict[str, Any]:
-    """Forward + backward + SGD step of a transformer encoder block, an LSTM and an RNN, nnx (NumPy)
+    """Forward + backward + SGD step of a transformer encoder block, an LSTM, an RNN and a GRU, nnx (NumPy)
     and torch eager CPU interleaved (order alternating), both float32 and on the same number
     of threads (``threads``, or each library's default), median step time and ratio, and the
     resident memory of the nnx process over ``memory_steps`` more steps. ``backend``: nnx on
@@ -387,6 +423,11 @@ def print_sequence(results: dict[str, Any], quick: bool) -> None:
             f"{r['torch_cpu_ms']:.1f} ms = {r['cpu_nnx_over_torch']:.2f}){memory}"
             + (f" over {r['memory_steps']} more steps" if r["memory_steps"] else "")
         )
+        if "nnx_torch_cpu_ms" in r:
+            print(
+                f"{'':<12} nnx on torch tensors: CPU time {r['nnx_torch_cpu_ms']:.1f} ms, "
+                f"nnx-torch/torch {r['cpu_nnx_torch_over_torch']:.2f}"
+            )
     r = results["transformer_decoder"]
     memory = _memory_note(r)
     if on_gpu:

@@ -434,7 +434,7 @@ def all_parts() -> list[Part]:
         BenchTorch("bench_cnn", "LeNet and ResNet benchmark vs torch CUDA eager", 2.0,
                    ["--cnn", "--cnn-batch", "128,1024", "--cnn-steps", "10", "--repeats", "3"],
                    ["--cnn", "--quick", "--cnn-batch", "4,8"]),
-        BenchTorch("bench_sequence", "Transformer, LSTM and RNN benchmark vs torch CUDA eager",
+        BenchTorch("bench_sequence", "Transformer, LSTM, RNN and GRU benchmark vs torch CUDA eager",
                    1.5, ["--sequence", "--seq-batch", "128,1024", "--repeats", "5"],
                    ["--sequence", "--quick", "--seq-batch", "2,4"]),
         Train("mixed16", "Mixed precision (mixed16) on CuPy", 1.0,

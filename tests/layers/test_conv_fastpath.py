@@ -41,6 +41,8 @@ LAYERS = {
         (2, 3, 14, 13),
     ),
     "zero-batch": (lambda: nnx.Conv2d(2, 3, 3, padding=1, rng=7), (0, 2, 5, 5)),
+    # batch-innermost col2im in chunks of depth slices
+    "conv3d": (lambda: nnx.Conv3d(2, 3, 3, padding=1, dilation=(1, 1, 2), rng=17), (2, 2, 4, 5, 6)),
     "conv1d": (lambda: nnx.Conv1d(2, 4, 3, stride=2, padding=1, rng=8), (3, 2, 9)),
     "conv1d-same-dilation": (
         lambda: nnx.Conv1d(2, 2, 3, padding="same", dilation=2, groups=2, rng=9),
@@ -199,3 +201,40 @@ def test_batch_innermost_input_gradient(make, shape, expected, monkeypatch):
         assert not calls
     for a, b in zip(fast, portable, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize(
+    "make, shape, expected",
+    [
+        # LeNet's second layer: rows of 10 outputs on a 14-wide grid
+        (lambda: nnx.Conv2d(3, 4, 5, rng=23), (3, 3, 10, 14), True),
+        # dilation, groups and padding, odd sizes, a batch of one (its axis's stride is free)
+        (lambda: nnx.Conv2d(4, 6, 3, padding=1, dilation=2, groups=2, rng=24), (1, 4, 7, 9), True),
+        # a "same" 3x3 layer on 16-wide rows: the flat grid wastes 1/8, it stays
+        (lambda: nnx.Conv2d(2, 3, 3, padding=1, rng=25), (2, 2, 5, 16), False),
+        # stride 2: never
+        (lambda: nnx.Conv2d(2, 3, 3, stride=2, rng=26), (2, 2, 9, 9), False),
+    ],
+)
+def test_batch_innermost_columns(make, shape, expected, dtype, tol, monkeypatch):
+    """The batch-innermost forward and weight gradient run where the flat grid wastes a fifth
+    or more, and equal the portable path."""
+    layer = make().to(dtype=dtype)
+    x = host_normal(shape, seed=7).astype(dtype)
+    g = host_normal(layer(x).shape, seed=8).astype(dtype)
+    calls = []
+    for name in ("conv_forward_batch_inner", "conv_weight_grad_batch_inner"):
+        original = getattr(_fastconv, name)
+        monkeypatch.setattr(
+            _fastconv, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a)
+        )
+    fast = _run(layer, x, g)
+    assert sorted(set(calls)) == (
+        ["conv_forward_batch_inner", "conv_weight_grad_batch_inner"] if expected else []
+    )
+    with _fastconv.portable_only():
+        portable = _run(layer, x, g)
+    for a, b in zip(fast, portable, strict=True):
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

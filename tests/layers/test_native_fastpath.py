@@ -1,5 +1,6 @@
 """The native fast paths (nnx/_native.py: PyTorch's and JAX's own convolution and pooling
-kernels, forward and gradient; JAX's window sums for average pooling) equal the portable path, run when they should, and stop inside
+kernels, forward and gradient; JAX's window sums for average pooling; PyTorch's fused
+attention) equal the portable path, run when they should, and stop inside
 ``_fastconv.portable_only()``."""
 
 import contextlib
@@ -33,7 +34,16 @@ CONVS = {
         (2, 4, 10),
     ),
     "conv3d-stride2": (lambda: nnx.Conv3d(2, 3, 3, stride=2, padding=1), (2, 2, 5, 6, 5)),
+    "slow:depthwise-x2-stride-dilation-5x5": (
+        lambda: nnx.Conv2d(2, 4, 5, stride=(1, 2), padding=(2, 1), dilation=(1, 2), groups=2),
+        (2, 2, 8, 9),
+    ),
     "slow:plain": (lambda: nnx.Conv2d(3, 4, 3), (3, 3, 7, 6)),
+    "slow:6-16-5x5": (lambda: nnx.Conv2d(3, 4, 5, stride=2), (2, 3, 9, 8)),
+    "slow:conv3d-one-channel-5": (
+        lambda: nnx.Conv3d(1, 2, (5, 1, 5), padding=(2, 0, 1)),
+        (2, 1, 6, 2, 7),
+    ),
     "slow:padding-beyond-kernel": (lambda: nnx.Conv2d(2, 3, 2, padding=3), (2, 2, 4, 5)),
     "slow:pointwise-stride2": (lambda: nnx.Conv2d(3, 4, 1, stride=2), (3, 3, 7, 7)),
     "slow:5x5-pad2": (lambda: nnx.Conv2d(1, 3, 5, padding=2), (2, 1, 9, 9)),
@@ -52,6 +62,19 @@ CONVS = {
         (1, 4, 4, 5, 4),
     ),
     "slow:zero-batch": (lambda: nnx.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
+}
+
+# transposed convolutions: PyTorch's kernels only (JAX keeps the portable code)
+CONV_TRANSPOSES = {
+    "t2d-stride-outpad-groups-dilation": (
+        lambda: nnx.ConvTranspose2d(
+            4, 6, 3, stride=(2, 3), padding=(1, 2), output_padding=(1, 0), groups=2, dilation=(2, 1)
+        ),
+        (2, 4, 5, 4),
+    ),
+    "t1d-no-bias": (lambda: nnx.ConvTranspose1d(3, 2, 4, stride=2, bias=False), (2, 3, 6)),
+    "slow:t3d": (lambda: nnx.ConvTranspose3d(2, 3, 3, stride=2, padding=1), (2, 2, 3, 4, 3)),
+    "slow:t2d-depthwise": (lambda: nnx.ConvTranspose2d(3, 3, 2, stride=2, groups=3), (2, 3, 4, 5)),
 }
 
 POOLS = {
@@ -143,6 +166,29 @@ def test_native_convolution_equals_portable_path(spec, name):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("name", _cases(CONV_TRANSPOSES))
+def test_torch_transposed_convolution_equals_portable_path(name):
+    make, shape = CONV_TRANSPOSES[name]
+    _assert_same(*_both_paths(make, shape, nnx.get_backend("torch")))
+
+
+@pytest.mark.torch
+def test_torch_transposed_convolution_with_output_size():
+    be = nnx.get_backend("torch")
+    layer = nnx.ConvTranspose2d(2, 3, 3, stride=2, rng=0).to(dtype="float64").to(be)
+    x = be.asarray(host_normal((2, 2, 4, 4), seed=1))
+    results = []
+    for ctx in (contextlib.nullcontext(), _fastconv.portable_only()):
+        with ctx:
+            layer.zero_grad()
+            y = layer(x, output_size=(10, 10))
+            dx = layer.backward(be.asarray(host_normal(tuple(y.shape), seed=2)))
+            results.append([nnx.to_numpy(a) for a in (y, dx, layer.weight.grad, layer.bias.grad)])
+    assert results[0][0].shape == (2, 3, 10, 10)
+    _assert_same(*results)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("name", _cases(POOLS))
 def test_torch_pooling_equals_portable_path(name):
     make, shape = POOLS[name]
@@ -222,3 +268,64 @@ def test_compiled_jax_step_traces_the_native_kernels():
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
     for a, b in zip(results[0][1], results[1][1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# (constructor kwargs, query length, key length, forward kwargs, whether the fused kernel runs)
+ATTENTION = {
+    "self": ({}, 5, 5, {}, True),
+    "cross-causal-batch-first": (
+        {"batch_first": True, "bias": False},
+        6,
+        4,
+        {"is_causal": True},
+        True,
+    ),
+    "eval-dropout": ({"dropout": 0.5, "eval": True}, 3, 7, {}, True),
+    "need-weights": ({}, 4, 4, {"need_weights": True}, False),
+    "key-padding-mask": (
+        {},
+        4,
+        5,
+        {"key_padding_mask": np.arange(10).reshape(2, 5) % 4 == 3},
+        False,
+    ),
+    "slow:attn-mask": ({}, 4, 5, {"attn_mask": np.triu(np.ones((4, 5), bool), 2)}, False),
+    "slow:train-dropout": ({"dropout": 0.5}, 3, 3, {}, False),
+    "slow:self-causal": ({"batch_first": True}, 6, 6, {"is_causal": True}, True),
+}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", _cases(ATTENTION))
+def test_torch_attention_equals_portable_path(name):
+    """On torch tensors MultiheadAttention runs PyTorch's fused CPU attention kernel and its
+    backward kernel where nnx's semantics allow (no masks but the causal one, no dropout, no
+    weights returned): the same outputs and gradients as the portable code; elsewhere the
+    portable code runs."""
+    make_kw, length, src, fwd_kw, fused = ATTENTION[name]
+    make_kw, be = dict(make_kw), nnx.get_backend("torch")
+    evaluate = make_kw.pop("eval", False)
+    layer = nnx.MultiheadAttention(8, 2, rng=0, **make_kw).to(dtype="float64").to(be)
+    layer.eval() if evaluate else layer.train()
+    first = (2, length, 8) if layer.batch_first else (length, 2, 8)
+    other = (2, src, 8) if layer.batch_first else (src, 2, 8)
+    q = be.asarray(host_normal(first, seed=1))
+    kv = be.asarray(host_normal(other, seed=2))
+    fwd_kw = {k: be.asarray(v) if isinstance(v, np.ndarray) else v for k, v in fwd_kw.items()}
+    results, counts = [], []
+    for native in (True, False):
+        before = _native.calls["attention_forward"] + _native.calls["attention_backward"]
+        with contextlib.nullcontext() if native else _fastconv.portable_only():
+            layer.zero_grad()
+            out = layer(q, kv, kv, **fwd_kw)
+            outs = list(out) if isinstance(out, tuple) else [out]
+            g = be.asarray(host_normal(tuple(outs[0].shape), seed=3))
+            grads = layer.backward(g)
+        after = _native.calls["attention_forward"] + _native.calls["attention_backward"]
+        counts.append(after - before)
+        results.append(
+            [nnx.to_numpy(a) for a in [*outs, *grads, *(p.grad for p in layer.parameters())]]
+        )
+    assert counts == ([2, 0] if fused else [0, 0]), counts
+    if "train-dropout" not in name:  # two dropout draws differ; only the routing is checked
+        _assert_same(*results)

@@ -1,4 +1,4 @@
-"""The NumPy fast path of the LSTM and RNN time loops (nnx/_fastrnn.py) gives what the portable
+"""The NumPy fast path of the LSTM, RNN and GRU time loops (nnx/_fastrnn.py) gives what the portable
 steps (nnx/layers/recurrent/steps.py) give: outputs, final states, input and initial-state
 gradients and every parameter gradient, in both directions, stacked, with given states and
 gradients."""
@@ -30,14 +30,23 @@ CASES = {
         True,
     ),
     "rnn-unbatched-no-bias": (dict(kind="rnn", bias=False), (6, 4), True, True),
+    "gru": (dict(kind="gru"), (5, 3, 4), False, False),
+    "gru-bidirectional-stacked": (
+        dict(kind="gru", num_layers=2, bidirectional=True, batch_first=True),
+        (2, 4, 4),
+        True,
+        True,
+    ),
+    "gru-unbatched-no-bias": (dict(kind="gru", bias=False), (6, 4), True, True),
 }
 
 
 def _run(kw, shape, with_hx, with_grads, dtype):
     rng = np.random.default_rng(3)
     kw = dict(kw)
-    lstm = kw.pop("kind", "lstm") == "lstm"
-    m = (nnx.LSTM if lstm else nnx.RNN)(4, 5, rng=1, dtype=dtype, **kw)
+    kind = kw.pop("kind", "lstm")
+    lstm = kind == "lstm"
+    m = {"lstm": nnx.LSTM, "rnn": nnx.RNN, "gru": nnx.GRU}[kind](4, 5, rng=1, dtype=dtype, **kw)
     n_states = 2 if lstm else 1
     x = rng.standard_normal(shape).astype(dtype)
     hx = None
@@ -94,7 +103,7 @@ def test_fast_path_leaves_given_arrays_alone():
         np.testing.assert_array_equal(a, np.ones_like(a))
 
 
-@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.RNN])
+@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.RNN, nnx.GRU])
 def test_changing_the_output_in_place_leaves_the_backward_alone(layer):
     """The fast loop keeps its own h_t for the backward: the output it returns is a copy."""
     rng = np.random.default_rng(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from ... import _fastseq
 from ...backend import Backend, get_backend, namespace
 from ...core.checks import (
     check_floating,
@@ -104,6 +105,8 @@ class LayerNorm(_TrailingNorm):
     array([-1.342, -0.447,  0.447,  1.342], dtype=float32)
     """
 
+    _fast = None  # the cache of nnx/_fastseq.py's forward, when that ran
+
     def __init__(
         self,
         normalized_shape: int | tuple[int, ...],
@@ -121,6 +124,14 @@ class LayerNorm(_TrailingNorm):
 
     def forward(self, x: Any) -> Any:
         xp = self._check(x)
+        w = None if self.weight is None else self.weight.value
+        b = None if self.bias is None else self.bias.value
+        if _fastseq.layer_norm_applies(x, w, b, len(self._axes)):
+            # NumPy: blocks of rows in cache, no full-size temporaries (nnx/_fastseq.py)
+            y, self._fast = _fastseq.layer_norm_forward(x, w, b, self.eps)
+            self._x = x
+            return y
+        self._fast = None
         centred = x - xp.mean(x, axis=self._axes, keepdims=True)
         var = xp.mean(centred * centred, axis=self._axes, keepdims=True)
         self._r = 1.0 / xp.sqrt(var + self.eps)
@@ -132,6 +143,18 @@ class LayerNorm(_TrailingNorm):
         x = require_forward(self._x, "LayerNorm")
         check_grad(grad_out, x.shape, "LayerNorm")
         xp = namespace(x)
+        if self._fast is not None and _fastseq.layer_norm_applies(grad_out, None, None, 1):
+            w = None if self.weight is None else self.weight.value
+            dx, dw, db = _fastseq.layer_norm_backward(
+                self._fast, grad_out, w, self.weight is not None and self.bias is not None
+            )
+            if dw is not None:
+                self.weight.accumulate(dw)
+            if db is not None:
+                self.bias.accumulate(db)
+            return dx
+        if self._fast is not None:  # a fast forward, a gradient the fast backward does not take
+            self._xhat, self._r = _fastseq.layer_norm_state(self._fast, x.shape)
         xhat, axes = self._xhat, self._axes
         gh = self._affine_backward(xp, grad_out, xhat)
         mean_gh = xp.mean(gh, axis=axes, keepdims=True)

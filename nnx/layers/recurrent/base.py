@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 from ... import _fastconv, _fastrnn
-from ...backend import Backend, device, get_backend, namespace, one_blas_thread
+from ...backend import Backend, device, get_backend, is_writeable, namespace, one_blas_thread
 from ...core.checks import (
     check_floating,
     check_grad,
@@ -187,6 +187,8 @@ class _Recurrent(Module):
                 )
                 if b_ih is not None and self.FOLD_BIAS:
                     b_hh = b_ih.value + b_hh  # added to the step's (N, G*H) product instead
+                elif b_ih is not None and is_writeable(gi):
+                    gi += b_ih.value  # gi is the product's fresh result: no second full array
                 elif b_ih is not None:
                     gi = gi + b_ih.value
                 index = k * self.num_directions + d
@@ -261,7 +263,9 @@ class _Recurrent(Module):
         return out, finals
 
     # ---------------------------------------------------------------- backward
-    def _backward(self, grad_output: Any, grad_finals: list[Any]) -> Any:
+    def _backward(
+        self, grad_output: Any, grad_finals: list[Any], need_input_grad: bool = True
+    ) -> Any:
         who = type(self).__name__
         caches = require_forward(self._cache, who)
         out_shape, state_shape = self._shapes
@@ -294,10 +298,10 @@ class _Recurrent(Module):
                         carry.append(g[index, ...])
                 d_y = g_out[..., d * h : (d + 1) * h] if self.num_directions > 1 else g_out
                 w_back = _rows_transposed(xp, w_hh.value)
-                if isinstance(steps, (_fastrnn.LSTMCache, _fastrnn.RNNCache)):
+                if isinstance(steps, (_fastrnn.LSTMCache, _fastrnn.RNNCache, _fastrnn.GRUCache)):
                     with one_blas_thread(g_out):
-                        carry, gi, hp = _fastrnn.backward(steps, carry, d_y, w_back)
-                    gh, same = gi, True
+                        carry, gi, gh, hp = _fastrnn.backward(steps, carry, d_y, w_back)
+                    same, fast_loop = gh is gi, True
                 else:
                     d_gi: list[Any] = [None] * t_len
                     d_gh: list[Any] = [None] * t_len
@@ -313,6 +317,7 @@ class _Recurrent(Module):
                     # the LSTM have d_gh = d_gi (the same arrays): stacked and summed once
                     gi = xp.reshape(xp.stack(d_gi, axis=1), (n * t_len, -1))
                     same = all(a is b for a, b in zip(d_gi, d_gh, strict=True))
+                    fast_loop = False
                     gh = gi if same else xp.reshape(xp.stack(d_gh, axis=1), (n * t_len, -1))
                     hp = xp.reshape(xp.stack(h_prev, axis=1), (n * t_len, h))
                 for grads, c in zip(init_grads, carry, strict=True):
@@ -321,10 +326,14 @@ class _Recurrent(Module):
                 w_ih.accumulate(x2.T @ gi)
                 w_hh.accumulate(hp.T @ gh)
                 if b_ih is not None:
-                    db = xp.sum(gi, axis=0)
+                    # NumPy's loops: column sums as one product with a ones vector (nnx/_fastrnn.py)
+                    col_sum = _fastrnn.col_sum if fast_loop else (lambda a: xp.sum(a, axis=0))
+                    db = col_sum(gi)
                     b_ih.accumulate(db)
                     # its own array (a user's in-place change of one grad must not reach both)
-                    b_hh.accumulate(xp.asarray(db, copy=True) if same else xp.sum(gh, axis=0))
+                    b_hh.accumulate(xp.asarray(db, copy=True) if same else col_sum(gh))
+                if k == 0 and not need_input_grad:
+                    continue  # nobody needs dL/dx: the (N*T, G*H) x (G*H, input) product is saved
                 term = xp.reshape(gi @ w_ih.value.T, (n, t_len, inp.shape[-1]))
                 d_inp = term if d_inp is None else d_inp + term
             if k > 0 and self._masks[k - 1] is not None:
@@ -333,6 +342,8 @@ class _Recurrent(Module):
         grad_hx = [xp.stack(g, axis=0) for g in init_grads]
         if self._unbatched:
             self.grad_hx = [g[:, 0, :] for g in grad_hx]
-            return g_out[0, ...]
+            return None if g_out is None else g_out[0, ...]
         self.grad_hx = grad_hx
+        if g_out is None:
+            return None
         return g_out if self.batch_first else xp.permute_dims(g_out, (1, 0, 2))

@@ -46,7 +46,8 @@ class RNN(_Recurrent):
 
     ``forward(x, hx=None)`` returns ``(output, h_n)`` (``hx`` is ``h_0``, zeros by default).
     ``backward(grad_output, grad_h_n=None)`` returns ``dL/dx`` and leaves ``dL/dh_0`` in
-    ``grad_hx = [dh_0]``.
+    ``grad_hx = [dh_0]``; ``need_input_grad=False`` (what :class:`~nnx.Sequential` passes the
+    first trainable layer) returns None and skips the input-gradient product.
 
     Args:
         input_size, hidden_size, num_layers, nonlinearity (``"tanh"`` or ``"relu"``), bias,
@@ -112,8 +113,8 @@ class RNN(_Recurrent):
         out, (h_n,) = self._forward(x, hx)
         return out, h_n
 
-    def backward(self, grad_output: Any, grad_h_n: Any = None) -> Any:
-        return self._backward(grad_output, [grad_h_n])
+    def backward(self, grad_output: Any, grad_h_n: Any = None, need_input_grad: bool = True) -> Any:
+        return self._backward(grad_output, [grad_h_n], need_input_grad)
 
 
 class LSTM(_Recurrent):
@@ -138,7 +139,8 @@ class LSTM(_Recurrent):
     (``(N, T, D*H)`` with ``batch_first=True``; both directions concatenated),
     ``hx = (h_0, c_0)`` defaults to zeros.
     ``backward(grad_output, grad_h_n=None, grad_c_n=None)`` returns ``dL/dx`` and leaves the
-    initial states' gradients in ``grad_hx = [dh_0, dc_0]``.
+    initial states' gradients in ``grad_hx = [dh_0, dc_0]`` (``need_input_grad=False``: None,
+    as for :class:`RNN`).
 
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as in
@@ -188,8 +190,14 @@ class LSTM(_Recurrent):
         out, (h_n, c_n) = self._forward(x, hx)
         return out, (h_n, c_n)
 
-    def backward(self, grad_output: Any, grad_h_n: Any = None, grad_c_n: Any = None) -> Any:
-        return self._backward(grad_output, [grad_h_n, grad_c_n])
+    def backward(
+        self,
+        grad_output: Any,
+        grad_h_n: Any = None,
+        grad_c_n: Any = None,
+        need_input_grad: bool = True,
+    ) -> Any:
+        return self._backward(grad_output, [grad_h_n, grad_c_n], need_input_grad)
 
 
 class GRU(_Recurrent):
@@ -209,7 +217,8 @@ class GRU(_Recurrent):
         dh_{t-1} = dh z + d[h_r, h_z, h_n] W_hh^T,   dx_t = d[x_r, x_z, x_n] W_ih^T
 
     ``forward(x, hx=None)`` returns ``(output, h_n)``; ``backward(grad_output, grad_h_n=None)``
-    returns ``dL/dx`` and leaves ``grad_hx = [dh_0]``. Arguments as for :class:`LSTM`.
+    returns ``dL/dx`` (None with ``need_input_grad=False``) and leaves ``grad_hx = [dh_0]``.
+    Arguments as for :class:`LSTM`.
     """
 
     GATES = 3
@@ -244,9 +253,12 @@ class GRU(_Recurrent):
     _step = staticmethod(gru_step)
     _step_backward = staticmethod(gru_step_backward)
 
+    def _fast_kind(self) -> str:
+        return "gru"
+
     def forward(self, x: Any, hx: Any = None) -> tuple[Any, Any]:
         out, (h_n,) = self._forward(x, hx)
         return out, h_n
 
-    def backward(self, grad_output: Any, grad_h_n: Any = None) -> Any:
-        return self._backward(grad_output, [grad_h_n])
+    def backward(self, grad_output: Any, grad_h_n: Any = None, need_input_grad: bool = True) -> Any:
+        return self._backward(grad_output, [grad_h_n], need_input_grad)
