@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import types
 from typing import Any
 
 import array_api_compat
@@ -213,12 +214,101 @@ def namespace(x: Any) -> Any:
             f"expected an array (NumPy, CuPy, PyTorch, array-api-strict, ...), "
             f"got {type(x).__name__}; convert it with backend.asarray(...)"
         ) from None
+    if xp.__name__ == "array_api_compat.numpy":
+        xp = numpy_namespace()
     _NAMESPACES[type(x)] = xp
     return xp
 
 
+_NUMPY_NAMESPACE: Any = None
+
+
+def numpy_namespace() -> Any:
+    """array-api-compat's NumPy namespace, with its most called reductions and reshapes (``sum``,
+    ``max``, ``min``, ``reshape``, ``take``) going straight to the call NumPy's own function
+    ends in when the argument is a plain ``ndarray``; made once.
+
+    ``np.sum(x, axis)`` reaches ``np.add.reduce(x, axis, ...)`` through two Python functions
+    (``np.max`` through the same two, ``np.reshape`` and ``np.take`` through one), about 1-2 us
+    per call: a tenth of a small MLP's whole training step, and several times that between
+    large matrix products that have emptied the caches. The shortcut makes the same call,
+    so results are identical; it is installed only where array-api-compat hands out NumPy's
+    own function (not a wrapper of its own), and any other argument (a NumPy scalar, an
+    ``ndarray`` subclass such as a memory map, extra keywords) takes NumPy's function."""
+    global _NUMPY_NAMESPACE
+    if _NUMPY_NAMESPACE is None:
+        import array_api_compat.numpy as compat
+
+        fast = types.ModuleType(compat.__name__, compat.__doc__)
+        fast.__dict__.update(vars(compat))
+        for name, function in _numpy_shortcuts().items():
+            if getattr(compat, name, None) is getattr(np, name):
+                setattr(fast, name, function)
+        fast.astype = _numpy_astype(compat.astype)
+        _NUMPY_NAMESPACE = fast
+    return _NUMPY_NAMESPACE
+
+
+def _numpy_astype(compat_astype: Any) -> Any:
+    """The standard's ``astype(x, dtype, copy=True, device=None)``: for a plain ``ndarray`` on
+    its only device, ``x.astype(dtype, copy=copy)`` (what array-api-compat's does after
+    checking the device), without the wrapper's two Python calls."""
+    ndarray = np.ndarray
+
+    def astype(x, dtype, /, *, copy=True, device=None):
+        if type(x) is ndarray and device is None:
+            return x.astype(dtype, copy=copy)
+        return compat_astype(x, dtype, copy=copy, device=device)
+
+    astype.__doc__ = compat_astype.__doc__
+    return astype
+
+
+def _numpy_shortcuts() -> dict[str, Any]:
+    ndarray = np.ndarray
+    np_sum, np_max, np_min, np_reshape, np_take = np.sum, np.max, np.min, np.reshape, np.take
+    add, maximum, minimum = np.add.reduce, np.maximum.reduce, np.minimum.reduce
+
+    def sum(x, /, axis=None, dtype=None, out=None, keepdims=False, **more):  # noqa: A001
+        if type(x) is ndarray and not more:
+            return add(x, axis, dtype, out, keepdims=keepdims)
+        return np_sum(x, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **more)
+
+    def max(x, /, axis=None, out=None, keepdims=False, **more):  # noqa: A001
+        if type(x) is ndarray and not more:
+            return maximum(x, axis, None, out, keepdims=keepdims)
+        return np_max(x, axis=axis, out=out, keepdims=keepdims, **more)
+
+    def min(x, /, axis=None, out=None, keepdims=False, **more):  # noqa: A001
+        if type(x) is ndarray and not more:
+            return minimum(x, axis, None, out, keepdims=keepdims)
+        return np_min(x, axis=axis, out=out, keepdims=keepdims, **more)
+
+    def reshape(x, /, shape=None, *more, **options):
+        if type(x) is ndarray and shape is not None and not more and not options:
+            return x.reshape(shape)
+        return np_reshape(x, shape, *more, **options)
+
+    def take(x, indices, /, axis=None, **more):
+        if type(x) is ndarray and not more:
+            return x.take(indices, axis=axis)
+        return np_take(x, indices, axis=axis, **more)
+
+    for function, original in (
+        (sum, np_sum),
+        (max, np_max),
+        (min, np_min),
+        (reshape, np_reshape),
+        (take, np_take),
+    ):
+        function.__doc__ = original.__doc__
+    return {"sum": sum, "max": max, "min": min, "reshape": reshape, "take": take}
+
+
 def device(x: Any) -> Any:
     """The device ``x`` lives on."""
+    if type(x) is np.ndarray:  # array-api-compat's answer for NumPy, without its type tests
+        return "cpu"
     return array_api_compat.device(x)
 
 
@@ -428,9 +518,7 @@ def _device_index(spec: str, text: str) -> int:
 
 
 def _numpy_backend() -> Backend:
-    import array_api_compat.numpy as xp
-
-    return Backend("numpy", xp, "cpu")
+    return Backend("numpy", numpy_namespace(), "cpu")
 
 
 def _cupy_backend(index: int) -> Backend:

@@ -144,3 +144,43 @@ def test_namespace_rejects_non_arrays():
 def test_a_dtype_the_backend_lacks_is_named_as_missing():
     with pytest.raises(ValueError, match="backend 'array_api_strict' has no float16; use another"):
         nnx.get_backend("strict").dtype("float16")
+
+
+def test_numpy_namespace_shortcuts_match_numpy(tmp_path):
+    """The NumPy namespace's direct calls (sum, max, min, reshape, take, astype) give NumPy's
+    own results, bit for bit, on plain arrays, and hand anything else to NumPy's functions."""
+    import array_api_compat
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 5, 3)).astype(np.float32)
+    xp = nnx.backend.namespace(x)
+    assert xp is nnx.get_backend("cpu").xp and xp is nnx.backend.namespace(np.float32(1))
+    assert array_api_compat.is_numpy_namespace(xp) and xp.sum is not np.sum
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mapped = np.load(path, mmap_mode="r")  # an ndarray subclass: NumPy's own functions
+    for a in (x, mapped, np.float32(2.5)):
+        for axis in (None, 0, -1, (0, 2)) if a.ndim else (None,):
+            for keepdims in (False, True):
+                for ours, theirs in ((xp.sum, np.sum), (xp.max, np.max), (xp.min, np.min)):
+                    got = ours(a, axis=axis, keepdims=keepdims)
+                    want = theirs(a, axis=axis, keepdims=keepdims)
+                    assert type(got) is type(want) and np.array_equal(got, want)
+                    assert np.asarray(got).dtype == np.asarray(want).dtype
+    assert xp.sum(x, axis=1, dtype=xp.float64).dtype == np.float64
+    assert xp.sum(x, where=x > 0) == np.sum(x, where=x > 0)  # extra keywords: np.sum
+    assert xp.max(x, initial=10.0) == 10.0
+    idx = np.array([4, 0, 4])
+    np.testing.assert_array_equal(xp.take(x, idx, axis=0), np.take(x, idx, axis=0))
+    assert xp.take(x, idx, axis=0).flags.c_contiguous
+    np.testing.assert_array_equal(xp.take(x, idx), np.take(x, idx))  # flattened, as NumPy
+    assert xp.reshape(x, (5, -1)).shape == (5, 21) and xp.reshape(x, -1).base is x
+    np.testing.assert_array_equal(xp.reshape(x, (21, 5), copy=True), x.reshape(21, 5))
+    y = xp.astype(x, xp.float64)
+    assert y.dtype == np.float64 and np.array_equal(y, x)
+    assert xp.astype(x, xp.float32, copy=False) is x and xp.astype(x, xp.float32) is not x
+    assert xp.astype(x, xp.int32, device="cpu").dtype == np.int32
+    with pytest.raises(ValueError, match="zero-size"):
+        xp.max(np.zeros((0, 3), np.float32))
+    with pytest.raises(ValueError, match="device"):
+        xp.astype(x, xp.float64, device="gpu")

@@ -156,7 +156,8 @@ class Linear(Module):
                 bias.accumulate(xp.sum(g2, axis=0))
             if not need_input_grad:
                 return None
-            return xp.reshape(g2 @ self.weight.value.T, x.shape)
+            grad_in = g2 @ self.weight.value.T
+            return grad_in if x.ndim == 2 else xp.reshape(grad_in, x.shape)
         grads = [x2.T @ g2]
         if bias is not None:
             grads.append(xp.sum(g2, axis=0))

@@ -155,6 +155,18 @@ class _ClassLoss(Loss):
             self._classes_cache = (key, classes)
         return classes
 
+    def _count_array(self, xp: Any, pred: Any, count: float, dev: Any) -> Any:
+        """``count`` as a 0-d array of ``pred``'s dtype on its device ``dev``, made once per
+        count and placement (the mean's denominator: the batch size, the same every step)."""
+        key = (type(pred), pred.dtype, dev, count)
+        cached = self.__dict__.get("_count_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        value = xp.asarray(count, dtype=pred.dtype, device=dev)
+        if not is_tracer(pred):  # an array made while jax.jit traces must not outlive the trace
+            self._count_cache = (key, value)
+        return value
+
     def _check_target_array(self, xp: Any, pred: Any, target: Any) -> None:
         who = type(self).__name__
         if namespace(target) is not xp:
@@ -328,9 +340,10 @@ class CrossEntropyLoss(_ClassLoss):
             grad = (e / total) * xp.sum(t, axis=1, keepdims=True) - t
             count = xp.sum(t)
         if self.reduction == "mean":
-            denominator = xp.asarray(count, dtype=pred.dtype, device=dev)
-            if not every_row:  # every label ignored: loss 0, gradient 0
-                denominator = _safe_denominator(xp, denominator)
+            if every_row:  # the batch's size: one 0-d array per size and placement
+                denominator = self._count_array(xp, pred, count, dev)
+            else:  # every label ignored: loss 0, gradient 0
+                denominator = _safe_denominator(xp, xp.asarray(count, dtype=pred.dtype, device=dev))
             if is_writeable(grad):  # our own temporary: divide in place
                 grad /= denominator
             else:

@@ -115,13 +115,14 @@ class Optimizer:
         existing = {k: a.reshape(-1) for k, a in state.items() if k != "step"}
         created: dict[str, Any] = {}
         size = PIECE_BYTES // value.itemsize
+        step, update = state["step"], self._update
+        piece = Parameter(value[:0])  # one holder, pointed at every piece in turn
         for start in range(0, value.size, size):
             cut = slice(start, start + size)
             views = {k: a[cut] for k, a in existing.items()}
-            piece = Parameter(value[cut])
-            piece_value = piece.value
-            piece_state = {**views, "step": state["step"]}
-            self._update(piece, grad[cut], piece_state, xp)
+            piece.value = piece_value = value[cut]
+            piece_state = {**views, "step": step}
+            update(piece, grad[cut], piece_state, xp)
             if piece.value is not piece_value:
                 piece_value[...] = piece.value
             for k, a in piece_state.items():
