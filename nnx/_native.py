@@ -322,10 +322,25 @@ def jax_window_sum_backward(jax, g, size, kernel, stride, pads):
 # --------------------------------------------------------------------------- attention (PyTorch)
 
 
+_ATTENTION_OPS = (
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+)
+_has_attention_ops: dict[int, bool] = {}  # id(torch) -> whether this build has both kernels
+
+
 def attention_applies(lib, q) -> bool:
     """Whether :func:`attention_forward` serves ``q``: a PyTorch tensor on the CPU (the kernel
-    is the CPU one; CUDA tensors keep the portable code)."""
-    return is_torch(lib) and q.device.type == "cpu"
+    is the CPU one; CUDA tensors keep the portable code), in a PyTorch build that has the
+    fused CPU kernels (private ``aten`` ops, since about PyTorch 2.2; older builds keep the
+    portable code)."""
+    if not is_torch(lib) or q.device.type != "cpu":
+        return False
+    known = _has_attention_ops.get(id(lib))
+    if known is None:
+        known = all(hasattr(lib.ops.aten, name) for name in _ATTENTION_OPS)
+        _has_attention_ops[id(lib)] = known
+    return known
 
 
 def attention_forward(torch, q, k, v, is_causal, scale):

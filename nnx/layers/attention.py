@@ -77,10 +77,13 @@ class MultiheadAttention(Module):
     On PyTorch CPU tensors, where no mask but the causal one is given, dropout is off
     (``p = 0`` or eval mode) and ``need_weights`` is False, the heads run PyTorch's fused CPU
     attention kernel and its backward kernel instead (:func:`nnx._native.attention_forward`;
-    the weights are never stored); everything else, and inside
+    the weights are never stored). On NumPy arrays without active dropout the projections of
+    each distinct input run as one packed product and the core a few samples at a time in the
+    CPU cache (:mod:`nnx._fastseq`, the same results). Everything else, and everything inside
     :func:`nnx._fastconv.portable_only`, runs the code above.
 
-    then through ``q_proj``, ``k_proj``, ``v_proj``. ``backward(grad_out)`` returns the tuple
+    The gradients then go back through ``q_proj``, ``k_proj``, ``v_proj``.
+    ``backward(grad_out)`` returns the tuple
     ``(dquery, dkey, dvalue)``; for self-attention (the same array passed three times) the
     input gradient is their sum.
 
@@ -204,6 +207,9 @@ class MultiheadAttention(Module):
             groups = [[0, 1, 2]] if value is query else [[0, 1], [2]]
         else:
             groups = [[0], [1, 2]] if value is key else [[0], [1], [2]]
+        # a new forward: the previous one's caches go (a forward that fails below leaves none,
+        # so a backward then asks for a forward instead of mixing two calls' state)
+        self._cache = self._native_cache = None
         self._groups = groups
         if not self.batch_first:
             query, key, value = (xp.permute_dims(t, (1, 0, 2)) for t in (query, key, value))
@@ -219,10 +225,9 @@ class MultiheadAttention(Module):
                 f"{length} and key/value length {src}"
             )
         scale = 1.0 / math.sqrt(self.head_dim)
-        self._native_cache = None
         projs = (self.q_proj, self.k_proj, self.v_proj)
         mask = None
-        if _fastseq.attention_applies(query, key, value):  # NumPy arrays: the mask is needed
+        if _fastseq.core_applies(query, key, value):  # NumPy arrays: the mask is needed
             mask = self._mask(
                 xp,
                 n,
@@ -412,7 +417,7 @@ class MultiheadAttention(Module):
             return False
         params = [p.weight.value for p in projs]
         params += [p.bias.value for p in projs if p.bias is not None]
-        return _fastseq.attention_applies(query, key, value, mask, *params)
+        return _fastseq.core_applies(query, key, value, mask, *params)
 
     def _fast_backward(self, grad_out: Any, core: tuple, xs: list, summed: bool | None) -> list:
         """The fast path's backward (batch-major ``grad_out``): parameter gradients into

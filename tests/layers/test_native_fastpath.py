@@ -329,3 +329,18 @@ def test_torch_attention_equals_portable_path(name):
     assert counts == ([2, 0] if fused else [0, 0]), counts
     if "train-dropout" not in name:  # two dropout draws differ; only the routing is checked
         _assert_same(*results)
+
+
+@pytest.mark.torch
+def test_torch_build_without_the_fused_attention_kernels_takes_the_portable_path(monkeypatch):
+    """A PyTorch build without the private fused CPU attention ops (older than about 2.2) runs
+    the portable attention instead of failing."""
+    be = nnx.get_backend("torch")
+    torch = _native.native_library(be.asarray(np.zeros(1)))
+    monkeypatch.setitem(_native._has_attention_ops, id(torch), False)
+    layer = nnx.MultiheadAttention(8, 2, rng=0, batch_first=True).to(be)
+    q = be.asarray(host_normal((2, 3, 8), seed=1).astype("float32"))
+    before = _native.calls["attention_forward"]
+    out = layer(q, q, q)
+    layer.backward(be.asarray(np.ones(tuple(out.shape), "float32")))
+    assert _native.calls["attention_forward"] == before

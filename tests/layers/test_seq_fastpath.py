@@ -203,3 +203,49 @@ def test_need_input_grad_false_gives_the_same_parameter_gradients(make, portable
     _close(_grads(m), _grads(twin), 1e-6)
     if hasattr(m, "grad_hx"):
         _close(m.grad_hx, twin.grad_hx, 1e-6)
+
+
+def test_layer_norm_fast_path_keeps_xhat_not_the_callers_input():
+    """A caller changing its input in place between forward and backward (an in-place residual
+    ``x += ln(x)``) changes neither path's gradients: both keep the normalized input."""
+    rng = np.random.default_rng(2)
+    x0 = rng.standard_normal((6, 8)).astype("float64")
+    g = rng.standard_normal((6, 8))
+    m = nnx.LayerNorm(8, dtype="float64")
+    m.weight.value = rng.standard_normal(8)
+    reference = copy.deepcopy(m)
+    reference(x0.copy())
+    expected = reference.backward(g), reference.weight.grad
+    for portable in (False, True):
+        layer, x = copy.deepcopy(m), x0.copy()
+        with _fastconv.portable_only() if portable else contextlib.nullcontext():
+            x += layer(x)
+            got = layer.backward(g), layer.weight.grad
+        _close(got, expected, 1e-12)
+
+
+def test_layer_norm_fast_path_promotes_a_wider_gradient_as_the_portable_path():
+    """A float64 gradient into a float32 LayerNorm gives what the portable path gives (float64),
+    not a gradient cast down to float32."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 8)).astype("float32")
+    g = rng.standard_normal((4, 8))
+    slow, fast = _both(lambda: nnx.LayerNorm(8), lambda m: (m(x), m.backward(g)))
+    assert fast[0][1].dtype == slow[0][1].dtype == np.dtype("float64")
+    _close(slow, fast, 1e-6)
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_attention_forward_that_fails_leaves_no_state_for_backward(portable):
+    """After a good self-attention forward, a forward refused for its mask leaves no cache: the
+    backward says to run forward, instead of mixing the two calls."""
+    rng = np.random.default_rng(4)
+    m = nnx.MultiheadAttention(8, 2, batch_first=True, rng=0)
+    x = rng.standard_normal((2, 3, 8)).astype("float32")
+    k = rng.standard_normal((2, 5, 8)).astype("float32")
+    with _fastconv.portable_only() if portable else contextlib.nullcontext():
+        m(x, x, x)
+        with pytest.raises(ValueError, match="attn_mask"):
+            m(x, k, k, attn_mask=np.zeros((4, 4), bool))
+        with pytest.raises(RuntimeError, match="forward"):
+            m.backward(np.ones((2, 3, 8), "float32"))

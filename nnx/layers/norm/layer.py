@@ -143,7 +143,12 @@ class LayerNorm(_TrailingNorm):
         x = require_forward(self._x, "LayerNorm")
         check_grad(grad_out, x.shape, "LayerNorm")
         xp = namespace(x)
-        if self._fast is not None and _fastseq.layer_norm_applies(grad_out, None, None, 1):
+        fast = self._fast
+        if (
+            fast is not None
+            and _fastseq.layer_norm_applies(grad_out, None, None, 1)
+            and grad_out.dtype == fast.xhat.dtype  # else the portable path's type promotion
+        ):
             w = None if self.weight is None else self.weight.value
             dx, dw, db = _fastseq.layer_norm_backward(
                 self._fast, grad_out, w, self.weight is not None and self.bias is not None
