@@ -216,6 +216,8 @@ def namespace(x: Any) -> Any:
         ) from None
     if xp.__name__ == "array_api_compat.numpy":
         xp = numpy_namespace()
+    elif xp.__name__ == "array_api_compat.torch":
+        xp = torch_namespace()
     _NAMESPACES[type(x)] = xp
     return xp
 
@@ -305,10 +307,107 @@ def _numpy_shortcuts() -> dict[str, Any]:
     return {"sum": sum, "max": max, "min": min, "reshape": reshape, "take": take}
 
 
+_TORCH_NAMESPACE: Any = None
+_TORCH_TENSOR: Any = None  # torch.Tensor once a tensor has been seen (torch is not imported before)
+_TORCH: Any = None
+
+
+def torch_namespace() -> Any:
+    """array-api-compat's PyTorch namespace, its most called functions going straight to the
+    PyTorch call its wrapper makes when the arguments are plain ``torch.Tensor`` objects (and
+    Python scalars where the wrapper passes them on as they are); made once.
+
+    The wrappers exist for the cases PyTorch handles unlike the standard (``axis=()``,
+    ``axis=None`` with ``keepdims``, mixed dtypes, scalars where PyTorch takes none, the
+    ``copy``/``device`` keywords); each shortcut takes only arguments for which the wrapper
+    makes exactly the call it makes, so results are identical, and hands everything else to
+    the wrapper. Each wrapper costs 1-3 us of Python (the two-argument ones look up the
+    promotion table), several of them per layer per step."""
+    global _TORCH_NAMESPACE, _TORCH_TENSOR, _TORCH
+    if _TORCH_NAMESPACE is None:
+        import array_api_compat.torch as compat
+        import torch
+
+        fast = types.ModuleType(compat.__name__, compat.__doc__)
+        fast.__dict__.update(vars(compat))
+        for name, function in _torch_shortcuts(torch, compat).items():
+            function.__doc__ = getattr(compat, name).__doc__
+            setattr(fast, name, function)
+        _TORCH_NAMESPACE, _TORCH_TENSOR, _TORCH = fast, torch.Tensor, torch
+    return _TORCH_NAMESPACE
+
+
+def _torch_shortcuts(torch: Any, compat: Any) -> dict[str, Any]:
+    tensor = torch.Tensor
+    c_sum, c_max, c_min, c_reshape, c_astype = (
+        compat.sum, compat.max, compat.min, compat.reshape, compat.astype,
+    )  # fmt: skip
+    t_sum, amax, amin, t_reshape = torch.sum, torch.amax, torch.amin, torch.reshape
+
+    def sum(x, /, *, axis=None, dtype=None, keepdims=False, **more):  # noqa: A001
+        # compat: axis=() and axis=None have wrappers of their own; an int or tuple is passed on
+        if type(x) is tensor and axis is not None and axis != () and not more:
+            return t_sum(x, axis, dtype=dtype, keepdims=keepdims)
+        return c_sum(x, axis=axis, dtype=dtype, keepdims=keepdims, **more)
+
+    def max(x, /, *, axis=None, keepdims=False):  # noqa: A001
+        if type(x) is tensor and axis != ():
+            return amax(x, axis, keepdims=keepdims)
+        return c_max(x, axis=axis, keepdims=keepdims)
+
+    def min(x, /, *, axis=None, keepdims=False):  # noqa: A001
+        if type(x) is tensor and axis != ():
+            return amin(x, axis, keepdims=keepdims)
+        return c_min(x, axis=axis, keepdims=keepdims)
+
+    def reshape(x, /, shape, *, copy=None, **more):
+        if type(x) is tensor and copy is None and not more:
+            return t_reshape(x, shape)
+        return c_reshape(x, shape, copy=copy, **more)
+
+    def astype(x, dtype, /, *, copy=True, device=None):
+        if type(x) is tensor and device is None:
+            return x.to(dtype=dtype, copy=copy)
+        return c_astype(x, dtype, copy=copy, device=device)
+
+    shortcuts = {"sum": sum, "max": max, "min": min, "reshape": reshape, "astype": astype}
+
+    def same_dtype(function: Any, wrapper: Any) -> Any:
+        # compat's _fix_promotion only changes tensors of different dtypes (and its scalar
+        # conversion only Python scalars): two tensors of one dtype go straight through
+        def direct(x1, x2, /, **more):
+            if type(x1) is tensor and type(x2) is tensor and x1.dtype == x2.dtype and not more:
+                return function(x1, x2)
+            return wrapper(x1, x2, **more)
+
+        return direct
+
+    for name, function in (
+        ("add", torch.add),
+        ("subtract", torch.subtract),
+        ("multiply", torch.multiply),
+        ("divide", torch.divide),
+        ("maximum", torch.maximum),
+        ("minimum", torch.minimum),
+    ):
+        shortcuts[name] = same_dtype(function, getattr(compat, name))
+    c_where, t_where = compat.where, torch.where
+
+    def where(condition, x1, x2, /):
+        if type(x1) is tensor and type(x2) is tensor and x1.dtype == x2.dtype:
+            return t_where(condition, x1, x2)
+        return c_where(condition, x1, x2)
+
+    shortcuts["where"] = where
+    return shortcuts
+
+
 def device(x: Any) -> Any:
     """The device ``x`` lives on."""
     if type(x) is np.ndarray:  # array-api-compat's answer for NumPy, without its type tests
         return "cpu"
+    if type(x) is _TORCH_TENSOR:  # and for PyTorch (``x.device``)
+        return x.device
     return array_api_compat.device(x)
 
 
@@ -350,6 +449,8 @@ def is_writeable(x: Any) -> bool:
     """Whether ``x`` may be updated in place (False for JAX and read-only NumPy views)."""
     if type(x) is np.ndarray:  # the hot path of every optimizer step on the CPU
         return x.flags.writeable
+    if type(x) is _TORCH_TENSOR:  # array-api-compat's answer for PyTorch, without its look-ups
+        return True
     return array_api_compat.is_writeable_array(x)
 
 
@@ -434,6 +535,8 @@ def native_library(x: Any) -> Any:
     :mod:`nnx._native` reaches the libraries' convolution and pooling kernels through it."""
     if type(x) is np.ndarray:
         return None
+    if type(x) is _TORCH_TENSOR:
+        return _TORCH
     if array_api_compat.is_torch_array(x):
         import torch
 
@@ -566,7 +669,7 @@ def _torch_backend(spec: str, where: str) -> Backend:
             f"backend {spec!r} needs PyTorch, which is not installed: pip install torch "
             f"(or use backend 'cpu' or 'gpu')"
         ) from None
-    import array_api_compat.torch as xp
+    xp = torch_namespace()
 
     if where == "cpu":
         return Backend("torch", xp, torch.device("cpu"))

@@ -184,3 +184,48 @@ def test_numpy_namespace_shortcuts_match_numpy(tmp_path):
         xp.max(np.zeros((0, 3), np.float32))
     with pytest.raises(ValueError, match="device"):
         xp.astype(x, xp.float64, device="gpu")
+
+
+@pytest.mark.torch
+def test_torch_namespace_shortcuts_match_array_api_compat():
+    """The PyTorch namespace's direct calls give array-api-compat's results, bit for bit, and
+    leave the cases its wrappers exist for (axis=(), axis=None, mixed dtypes, scalars, copy and
+    device keywords, tensor subclasses) to the wrappers."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat
+    import array_api_compat.torch as compat
+
+    x = torch.asarray(np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32))
+    xp = nnx.backend.namespace(x)
+    assert xp is nnx.get_backend("torch").xp and xp.sum is not compat.sum
+    assert array_api_compat.is_torch_namespace(xp)
+    other = x.flip(0)
+    half = torch.nn.Parameter(x.clone(), requires_grad=False)  # a subclass: the wrappers
+
+    def same(got, want):
+        assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape
+        assert torch.equal(got.view(-1).view(torch.int8), want.view(-1).view(torch.int8))
+
+    for a in (x, half):
+        for axis in (None, 0, -1, (0, 2), ()):
+            for keepdims in (False, True):
+                for name in ("sum", "max", "min"):
+                    same(
+                        getattr(xp, name)(a, axis=axis, keepdims=keepdims),
+                        getattr(compat, name)(a, axis=axis, keepdims=keepdims),
+                    )
+        same(xp.sum(a, axis=1, dtype=torch.float64), compat.sum(a, axis=1, dtype=torch.float64))
+        same(xp.reshape(a, (5, -1)), compat.reshape(a, (5, -1)))
+        assert xp.reshape(x, (-1,)).data_ptr() == x.data_ptr()
+        assert xp.reshape(x, (-1,), copy=True).data_ptr() != x.data_ptr()
+        same(xp.astype(a, torch.float64), compat.astype(a, torch.float64))
+        for b in (other, other.double(), 2.0, torch.asarray(3.0)):
+            for name in ("add", "subtract", "multiply", "divide", "maximum", "minimum"):
+                same(getattr(xp, name)(a, b), getattr(compat, name)(a, b))
+            same(xp.where(a > 0, a, b), compat.where(a > 0, a, b))
+    assert xp.astype(x, torch.float32, copy=False) is x and xp.astype(x, torch.float32) is not x
+    assert xp.astype(x, torch.int32, device=x.device).dtype == torch.int32
+    assert nnx.backend.device(x) == array_api_compat.device(x) == x.device
+    assert nnx.backend.is_writeable(x) and nnx.backend.native_library(x) is torch
+    with pytest.raises(RuntimeError):  # torch's own error, from the shortcut as from the wrapper
+        xp.reshape(x, (7, -1))

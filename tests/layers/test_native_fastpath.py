@@ -344,3 +344,30 @@ def test_torch_build_without_the_fused_attention_kernels_takes_the_portable_path
     out = layer(q, q, q)
     layer.backward(be.asarray(np.ones(tuple(out.shape), "float32")))
     assert _native.calls["attention_forward"] == before
+
+
+@pytest.mark.parametrize("spec", [s for s in NATIVE if "torch" in s.id])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_native_relu_equals_portable_path_bit_for_bit(spec, dtype):
+    """The PyTorch ReLU backward gives the portable path's bits, -0.0, NaN, infinities and the
+    signs of zero gradients included."""
+    be = nnx.get_backend(spec)
+    special = np.array([-0.0, 0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45, 2.0, -2.0])
+    x = np.concatenate([special, host_normal((3, 7), seed=1).ravel()]).astype(dtype)
+    g = np.concatenate([-special[::-1], host_normal((3, 7), seed=2).ravel()]).astype(dtype)
+    x, g = be.asarray(x.reshape(6, 5)), be.asarray(g.reshape(6, 5))
+    layer = nnx.ReLU()
+    results, counts = [], []
+    for native in (True, False):
+        before = _native.calls["relu_backward"]
+        with contextlib.nullcontext() if native else _fastconv.portable_only():
+            y = layer(x)
+            results.append([nnx.to_numpy(y), nnx.to_numpy(layer.backward(g))])
+        counts.append(_native.calls["relu_backward"] - before)
+    assert counts == [1, 0]
+    for a, b in zip(*results, strict=True):
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}"))
+    assert np.signbit(results[0][1]).any() and np.isnan(results[0][1]).any()
+    with pytest.raises(ValueError, match=r"ReLU.backward: gradient has shape \(5, 6\)"):
+        layer.backward(be.asarray(np.zeros((5, 6), dtype)))
