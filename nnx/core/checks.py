@@ -11,9 +11,13 @@ import math
 import numbers
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..backend import device, namespace, same_device, to_numpy
+
+# a layer's name in messages, or a function making it (built only when a check fails)
+Who = str | Callable[[], str]
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -157,29 +161,35 @@ def is_dtype(xp: Any, dtype: Any, kind: str) -> bool:
         return bool(xp.isdtype(dtype, kind))
 
 
-def check_floating(xp: Any, x: Any, who: str, what: str = "input") -> None:
+def _name(who: Who) -> str:
+    """The layer's name for a message: ``who`` itself, or what it returns when it is a function
+    (hot layers pass their ``_who`` method, so the name is only built for an error)."""
+    return who() if callable(who) else who
+
+
+def check_floating(xp: Any, x: Any, who: Who, what: str = "input") -> None:
     """Raise TypeError unless ``x`` has a real floating dtype."""
     if not _is_floating(xp, x.dtype):
         raise TypeError(
-            f"{who}: {what} must be a floating-point array, got dtype {dtype_name(x.dtype)}; "
+            f"{_name(who)}: {what} must be a floating-point array, got dtype {dtype_name(x.dtype)}; "
             f"cast it first, e.g. xp.astype(x, xp.float32)"
         )
 
 
 def check_same_dtype(
-    x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters"
+    x: Any, ref: Any, who: Who, what: str = "input", ref_what: str = "parameters"
 ) -> None:
     """Raise TypeError when ``x`` and ``ref`` differ in dtype (no silent promotion), or are
     arrays of different libraries (a NumPy input to a model on array-api-strict or torch)."""
     if type(x) is not type(ref) and _library(x) != _library(ref):
         raise TypeError(
-            f"{who}: the {what} is a {_library(x)} array but the {ref_what} are {_library(ref)} "
+            f"{_name(who)}: the {what} is a {_library(x)} array but the {ref_what} are {_library(ref)} "
             f"arrays; convert the {what} with nnx.get_backend(...).asarray(...) or move the "
             f"module with .to(...)"
         )
     if x.dtype != ref.dtype:
         raise TypeError(
-            f"{who}: {what} dtype {dtype_name(x.dtype)} does not match the {ref_what}' dtype "
+            f"{_name(who)}: {what} dtype {dtype_name(x.dtype)} does not match the {ref_what}' dtype "
             f"{dtype_name(ref.dtype)}; cast the {what} or move the module with .to(dtype=...)"
         )
 
@@ -190,7 +200,7 @@ def _library(x: Any) -> str:
 
 
 def check_same_device(
-    x: Any, ref: Any, who: str, what: str = "input", ref_what: str = "parameters"
+    x: Any, ref: Any, who: Who, what: str = "input", ref_what: str = "parameters"
 ) -> None:
     """Raise ValueError when ``x`` and ``ref`` live on different devices."""
     if same_device(x, ref):
@@ -198,25 +208,27 @@ def check_same_device(
     dx, dr = device(x), device(ref)
     if dx != dr:
         raise ValueError(
-            f"{who}: {what} is on device {dx!r} but the {ref_what} are on {dr!r}; "
+            f"{_name(who)}: {what} is on device {dx!r} but the {ref_what} are on {dr!r}; "
             f"move one of them (backend.asarray(...) or module.to(...))"
         )
 
 
-def check_grad(grad: Any, expected_shape: tuple, who: str) -> None:
+def check_grad(grad: Any, expected_shape: tuple, who: Who) -> None:
     """Raise ValueError when an upstream gradient's shape differs from the forward output's."""
     shape = tuple(getattr(grad, "shape", ()))
     if shape != tuple(expected_shape):
         raise ValueError(
-            f"{who}.backward: gradient has shape {shape} but the forward output had shape "
+            f"{_name(who)}.backward: gradient has shape {shape} but the forward output had shape "
             f"{tuple(expected_shape)}"
         )
 
 
-def require_forward(cached: Any, who: str) -> Any:
+def require_forward(cached: Any, who: Who) -> Any:
     """Return what forward cached, or raise :class:`BackwardBeforeForwardError`."""
     if cached is None:
-        raise BackwardBeforeForwardError(f"{who}.backward called before forward: run forward first")
+        raise BackwardBeforeForwardError(
+            f"{_name(who)}.backward called before forward: run forward first"
+        )
     return cached
 
 

@@ -307,9 +307,9 @@ class _ConvNd(Module):
                 f"{self._who()}: expected input of shape {layout} with C={self.in_channels}, "
                 f"got shape {tuple(x.shape)}"
             )
-        check_floating(xp, x, self._who())
-        check_same_dtype(x, w, self._who())
-        check_same_device(x, w, self._who())
+        check_floating(xp, x, self._who)
+        check_same_dtype(x, w, self._who)
+        check_same_device(x, w, self._who)
         x2 = self._as_2d(x, xp)
         kernel = self._weight_2d(xp).shape[2:]
         stride = (1, *self.stride) if nd == 1 else self.stride
@@ -378,7 +378,7 @@ class _ConvNd(Module):
         return y
 
     def _native_backward(self, grad_out: Any, need_input_grad: bool) -> Any:
-        saved = require_forward(self._native_saved, self._who())
+        saved = require_forward(self._native_saved, self._who)
         dx, dw, db = _native.conv_backward(
             self._native, saved, self.weight.value, grad_out, self.stride, self.dilation, self.groups,
             need_input_grad, self.bias is not None,
@@ -395,13 +395,13 @@ class _ConvNd(Module):
     def backward(self, grad_out: Any, need_input_grad: bool = True) -> Any:
         """Parameter gradients into ``.grad``; returns ``dL/dx`` (None when ``need_input_grad``
         is False: the first layer of a network skips the col2im)."""
-        require_forward(self._x_shape, self._who())
+        require_forward(self._x_shape, self._who)
         if self._native is not None:
-            check_grad(grad_out, self._out_shape, self._who())
+            check_grad(grad_out, self._out_shape, self._who)
             return self._native_backward(grad_out, need_input_grad)
         padded, stride, dilation, shape2 = self._geometry
         xp = namespace(grad_out)
-        check_grad(grad_out, self._out_shape, self._who())
+        check_grad(grad_out, self._out_shape, self._who)
         g = self._as_2d(grad_out, xp)
         d = g.ndim - 2
         swap = (1, 0, *range(2, 2 + d))

@@ -70,7 +70,7 @@ class _Pool(Module):
                 f"{self._who()}: expected input of shape {spatial_layout(nd)}, got shape "
                 f"{tuple(x.shape)}"
             )
-        check_floating(xp, x, self._who())
+        check_floating(xp, x, self._who)
         out, pads = [], []
         for size, k, s, p, d in zip(
             x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, strict=True
@@ -86,7 +86,7 @@ class _Pool(Module):
         return tuple(out), tuple(pads)
 
     def _check_grad(self, grad_out: Any) -> None:
-        check_grad(grad_out, self._out_shape, self._who())
+        check_grad(grad_out, self._out_shape, self._who)
 
 
 class _MaxPool(_Pool):
@@ -141,7 +141,7 @@ class _MaxPool(_Pool):
         return best, flat_indices(arg, xp, kernel, stride, dilation, pads, tuple(x.shape[2:]))
 
     def backward(self, grad_out: Any) -> Any:
-        require_forward(self._x_shape, self._who())
+        require_forward(self._x_shape, self._who)
         self._check_grad(grad_out)
         if self._native is not None:
             geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
@@ -304,7 +304,7 @@ class _AvgPool(_Pool):
         return total / self._div
 
     def backward(self, grad_out: Any) -> Any:
-        require_forward(self._x_shape, self._who())
+        require_forward(self._x_shape, self._who)
         self._check_grad(grad_out)
         if self._native is not None and _native.is_torch(self._native):
             return _native.avg_pool_backward(
