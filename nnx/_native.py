@@ -25,6 +25,10 @@ backward (no autodiff: the backward calls the library's *gradient kernels* direc
   its boolean temporary and bool-to-float copy (PyTorch converts ``bool`` to ``float`` slowly:
   LeNet's first ReLU, batch 128, one thread, ~1.6 ms against ~0.35 ms). The forward keeps
   ``maximum(x, 0)``: ``torch.relu`` differs in the bits of ``-0.0`` and NaN inputs.
+- PyTorch SGD with momentum (no dampening, Nesterov or weight decay), after its first step:
+  every parameter's ``b = momentum * b + g; p -= lr * b`` in four multi-tensor kernels
+  (``torch._foreach_mul_/add_/mul/sub_``, what ``torch.optim.SGD`` runs), the same operations
+  as the per-parameter loop, so the same bits (:func:`sgd_momentum`).
 - PyTorch attention: :class:`nnx.MultiheadAttention`'s heads (no mask but the causal one, no
   dropout, no weights returned) by ``aten._scaled_dot_product_flash_attention_for_cpu`` and its
   backward kernel ``aten._scaled_dot_product_flash_attention_for_cpu_backward``.
@@ -252,6 +256,14 @@ def relu_backward(torch, y, g):
     calls["relu_backward"] += 1
     mask = torch.gt(y, 0, out=torch.empty_like(g))
     return mask.mul_(g)
+
+
+def sgd_momentum(torch, values, grads, buffers, momentum, lr):
+    """``b *= momentum; b += g; p -= lr * b`` for every parameter (lists of tensors)."""
+    calls["sgd_momentum"] += 1
+    torch._foreach_mul_(buffers, momentum)
+    torch._foreach_add_(buffers, grads)
+    torch._foreach_sub_(values, torch._foreach_mul(buffers, lr))
 
 
 def _as_2d(x: Any, nd: int) -> Any:

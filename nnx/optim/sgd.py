@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .. import _native
 from ..core.checks import real_in_range
 from ..core.module import Parameter
 from .base import Optimizer, _subtract
@@ -42,6 +43,40 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def step(self) -> None:
+        if not self._multi_tensor_step():
+            super().step()
+
+    def _multi_tensor_step(self) -> bool:
+        """PyTorch: the momentum update of every parameter at once (:func:`nnx._native.sgd_momentum`,
+        the same operations, so the same results), where every parameter has a gradient and a
+        momentum buffer of its own type, shape, dtype and device; False (nothing done) otherwise."""
+        if not self.momentum or self.dampening or self.nesterov or self.weight_decay:
+            return False
+        lib = _native.library(self.params[0].value)
+        if lib is None or not _native.is_torch(lib):
+            return False
+        values, grads, buffers = [], [], []
+        kind, where = type(self.params[0].value), self.params[0].value.device
+        for p, state in zip(self.params, self.state, strict=True):
+            value, grad, buf = p.value, p.grad, state.get("momentum_buffer")
+            if not (
+                type(value) is kind
+                and type(grad) is kind
+                and type(buf) is kind
+                and grad.shape == value.shape == buf.shape
+                and grad.dtype == value.dtype == buf.dtype
+                and grad.device == where == value.device == buf.device
+            ):
+                return False  # the loop: its checks, moves and first steps
+            values.append(value)
+            grads.append(grad)
+            buffers.append(buf)
+        _native.sgd_momentum(lib, values, grads, buffers, self.momentum, self._lr)
+        for state in self.state:
+            state["step"] = state.get("step", 0) + 1
+        return True
 
     def _update(self, p: Parameter, g: Any, state: dict[str, Any], xp: Any) -> None:
         if self.weight_decay:

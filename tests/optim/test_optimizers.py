@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import numpy as np
@@ -354,3 +355,32 @@ def test_a_rule_that_rebinds_its_arrays_still_works_in_pieces(monkeypatch):
     assert len(calls) == 6 and p.value is original
     np.testing.assert_array_equal(p.value, -1.5)
     np.testing.assert_array_equal(opt.state[0]["total"], 2.0)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_multi_tensor_step_on_torch_is_the_loop_bit_for_bit(dtype):
+    """SGD with momentum on PyTorch tensors updates every parameter in multi-tensor kernels
+    (nnx._native.sgd_momentum) once each has a momentum buffer: the per-parameter loop's bits;
+    a step where a parameter has no gradient takes the loop (which skips it)."""
+    pytest.importorskip("torch")
+    from nnx import _fastconv, _native
+
+    be = nnx.get_backend("torch")
+    results, counts = [], []
+    for native in (True, False):
+        before = _native.calls["sgd_momentum"]
+        with contextlib.nullcontext() if native else _fastconv.portable_only():
+            params, opt = _run_nnx("SGD", {"lr": 0.05, "momentum": 0.9}, 12, be, dtype)
+        counts.append(_native.calls["sgd_momentum"] - before)
+        results.append([nnx.to_numpy(p.value) for p in params])
+        results[-1] += [nnx.to_numpy(s["momentum_buffer"]) for s in opt.state]
+        assert [s["step"] for s in opt.state] == [12, 10]  # p1 has no gradient at steps 3, 8
+    assert counts == [9, 0]  # not the first step, nor the two with a missing gradient
+    for a, b in zip(*results, strict=True):
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}"))
+    for kwargs in ({"lr": 0.1, "momentum": 0.9, "nesterov": True}, {"lr": 0.1}):
+        before = _native.calls["sgd_momentum"]
+        _run_nnx("SGD", kwargs, 3, be, dtype)
+        assert _native.calls["sgd_momentum"] == before  # rules it does not cover: the loop
