@@ -387,10 +387,25 @@ def _torch_shortcuts(torch: Any, compat: Any) -> dict[str, Any]:
         ("subtract", torch.subtract),
         ("multiply", torch.multiply),
         ("divide", torch.divide),
-        ("maximum", torch.maximum),
-        ("minimum", torch.minimum),
     ):
         shortcuts[name] = same_dtype(function, getattr(compat, name))
+    t_asarray, is_floating = torch.asarray, torch.is_floating_point
+
+    def with_scalar(function: Any, wrapper: Any) -> Any:
+        # ``maximum(x, 0)`` (ReLU): compat makes the Python number a 0-d tensor of the dtype
+        # torch.result_type gives, which for a floating tensor and an int or float is its own
+        def direct(x1, x2, /, **more):
+            if type(x1) is tensor and not more:
+                if type(x2) is tensor and x1.dtype == x2.dtype:
+                    return function(x1, x2)
+                if type(x2) in (int, float) and is_floating(x1):
+                    return function(x1, t_asarray(x2, dtype=x1.dtype, device=x1.device))
+            return wrapper(x1, x2, **more)
+
+        return direct
+
+    for name, function in (("maximum", torch.maximum), ("minimum", torch.minimum)):
+        shortcuts[name] = with_scalar(function, getattr(compat, name))
     c_where, t_where = compat.where, torch.where
 
     def where(condition, x1, x2, /):

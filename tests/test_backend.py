@@ -219,10 +219,14 @@ def test_torch_namespace_shortcuts_match_array_api_compat():
         assert xp.reshape(x, (-1,)).data_ptr() == x.data_ptr()
         assert xp.reshape(x, (-1,), copy=True).data_ptr() != x.data_ptr()
         same(xp.astype(a, torch.float64), compat.astype(a, torch.float64))
-        for b in (other, other.double(), 2.0, torch.asarray(3.0)):
+        for b in (other, other.double(), 2.0, 0, -1, torch.asarray(3.0)):
             for name in ("add", "subtract", "multiply", "divide", "maximum", "minimum"):
                 same(getattr(xp, name)(a, b), getattr(compat, name)(a, b))
             same(xp.where(a > 0, a, b), compat.where(a > 0, a, b))
+    for t in (x.half(), x.to(torch.bfloat16), x[0, 0, 0], x.to(torch.int32)):
+        for b in (0, 2.5, -1, True):
+            same(xp.maximum(t, b), compat.maximum(t, b))
+            same(xp.minimum(t, b), compat.minimum(t, b))
     assert xp.astype(x, torch.float32, copy=False) is x and xp.astype(x, torch.float32) is not x
     assert xp.astype(x, torch.int32, device=x.device).dtype == torch.int32
     assert nnx.backend.device(x) == array_api_compat.device(x) == x.device
