@@ -241,7 +241,7 @@ def conv_transpose_backward(torch, g, x, w, geometry, groups, need_input, need_b
     return (dx if need_input else None), dw, (db if need_bias else None)
 
 
-# --------------------------------------------------------------------------- pooling (PyTorch)
+# --------------------------------------------------------------- ReLU and SGD (PyTorch)
 
 
 def relu_library(*arrays: Any) -> Any:
@@ -264,6 +264,9 @@ def sgd_momentum(torch, values, grads, buffers, momentum, lr):
     torch._foreach_mul_(buffers, momentum)
     torch._foreach_add_(buffers, grads)
     torch._foreach_sub_(values, torch._foreach_mul(buffers, lr))
+
+
+# --------------------------------------------------------------------------- pooling (PyTorch)
 
 
 def _as_2d(x: Any, nd: int) -> Any:

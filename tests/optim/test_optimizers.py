@@ -384,3 +384,14 @@ def test_sgd_multi_tensor_step_on_torch_is_the_loop_bit_for_bit(dtype):
         before = _native.calls["sgd_momentum"]
         _run_nnx("SGD", kwargs, 3, be, dtype)
         assert _native.calls["sgd_momentum"] == before  # rules it does not cover: the loop
+
+    class Halved(SGD):  # a subclass's own rule is never bypassed
+        def _update(self, p, g, state, xp):
+            super()._update(p, g * 0.5, state, xp)
+
+    params = [nnx.Parameter(be.asarray(np.ones(3), dtype=dtype))]
+    opt = Halved(params, lr=0.1, momentum=0.9)
+    for _ in range(2):
+        params[0].grad = be.asarray(np.ones(3), dtype=dtype)
+        opt.step()
+    np.testing.assert_allclose(nnx.to_numpy(params[0].value), 1 - 0.1 * 0.5 - 0.1 * 0.95)
