@@ -29,13 +29,13 @@ import numpy as np
 @dataclass
 class LSTMCache:
     """What the backward needs of one layer and direction: the activated gates ``[i, f, g, o]``
-    ``(T, N, 4H)``, ``c_t`` and ``tanh(c_t)`` ``(T, N, H)``, the output ``h`` ``(N, T, H)``, the
-    initial states and the order the steps ran in."""
+    ``(T, N, 4H)``, ``c_t`` and ``tanh(c_t)`` ``(T, N, H)``, every step's ``h_{t-1}``
+    ``(N, T, H)``, the initial states and the order the steps ran in."""
 
     gates: np.ndarray
     c: np.ndarray
     tc: np.ndarray
-    out: np.ndarray
+    hp: np.ndarray
     h0: np.ndarray
     c0: np.ndarray
     order: list[int]
@@ -49,11 +49,36 @@ def _prev(cache_or_order: list[int], k: int) -> int | None:
     return None if k == 0 else cache_or_order[k - 1]
 
 
+def _sigmoid_scale(kind: str, g: int, dtype: Any) -> np.ndarray | None:
+    """Per gate column, 0.5 where the gate is a sigmoid (the LSTM's i, f, o, the GRU's r, z),
+    1 elsewhere (None: no sigmoid gates)."""
+    if kind not in ("lstm", "gru"):
+        return None
+    hs = g // (4 if kind == "lstm" else 3)
+    scale = np.full(g, 0.5, dtype)
+    scale[2 * hs : 3 * hs] = 1.0  # the LSTM's g, the GRU's n
+    return scale
+
+
+def prescale(kind: str, *params: Any) -> list[Any]:
+    """The parameters (``W_ih``, ``W_hh``, ``b_ih``, ``b_hh``; None for no bias) with the
+    columns of the sigmoid gates times 0.5, for :func:`forward`: its loops take
+    ``sigmoid(a) = 0.5 + 0.5 tanh(0.5 a)`` and get ``0.5 a`` straight from the products and the
+    bias adds, which saves one pass over every step's ``(N, G*H)`` block. Halving is exact in
+    binary floating point (the products and sums of halved numbers are the halves of the
+    originals, bit for bit, barring subnormal numbers), so the gates equal the portable path's."""
+    scale = _sigmoid_scale(kind, params[1].shape[1], params[1].dtype)
+    if scale is None:
+        return list(params)
+    return [None if p is None else p * scale for p in params]
+
+
 def lstm_forward(
     gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool
 ) -> tuple[np.ndarray, list[np.ndarray], LSTMCache]:
-    """All steps of one direction: ``gi`` ``(N, T, 4H)``, ``carry = [h0, c0]`` ``(N, H)``.
-    Returns the output ``(N, T, H)``, the final ``[h, c]`` and the cache for
+    """All steps of one direction: ``gi`` ``(N, T, 4H)``, ``carry = [h0, c0]`` ``(N, H)``;
+    ``gi``, ``w_hh`` and ``b_hh`` from the parameters of :func:`prescale` (their i, f, o
+    columns halved). Returns the output ``(N, T, H)``, the final ``[h, c]`` and the cache for
     :func:`lstm_backward`."""
     global runs
     runs += 1
@@ -66,36 +91,43 @@ def lstm_forward(
     cs = np.empty((t_len, n, hs), dt)
     tcs = np.empty((t_len, n, hs), dt)
     out = np.empty((n, t_len, hs), dt)
+    hp = np.empty((n, t_len, hs), dt)  # h_{t-1} of every step, for the weight gradient
     ig = np.empty((n, hs), dt)
-    scale = np.full(g4, 0.5, dt)
-    scale[2 * hs : 3 * hs] = 1.0
+    # after tanh: x 0.5 + 0.5 on i, f, o (sigmoid), x 1 + 0 on g (tanh), over whole contiguous
+    # rows (NumPy's tanh on a column slice took ~1.7x as long per element)
+    scale = _sigmoid_scale("lstm", g4, dt)
     shift = np.full(g4, 0.5, dt)
     shift[2 * hs : 3 * hs] = 0.0
+    # (T, N, .) views made once: a step takes its (N, .) slices by one index
+    gi_t, out_t, hp_t = (a.transpose(1, 0, 2) for a in (gi, out, hp))
+    i_, f_, g_, o_ = (gates[:, :, j * hs : (j + 1) * hs] for j in range(4))
+    matmul, add, multiply, tanh = np.matmul, np.add, np.multiply, np.tanh
+    hp_t[order[0]] = h0
+    c_prev = c0
     for k, t in enumerate(order):
-        p = _prev(order, k)
-        h_prev, c_prev = (h0, c0) if p is None else (out[:, p, :], cs[p])
         a = gates[t]
-        np.matmul(h_prev, w_hh, out=a)
+        matmul(hp_t[t], w_hh, out=a)
         if b_hh is not None:
-            a += b_hh  # gi + (h W_hh + b): addition commutes exactly
-        a += gi[:, t, :]
-        # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x) on i, f, o and tanh on g, over whole contiguous rows
-        # (NumPy's tanh on a column slice took ~1.7x as long per element): x 1 + 0 leaves g be
-        a *= scale
-        np.tanh(a, out=a)
-        a *= scale
-        a += shift
-        i, f, g, o = (a[:, j * hs : (j + 1) * hs] for j in range(4))
+            add(a, b_hh, out=a)  # gi + (h W_hh + b): addition commutes exactly
+        add(a, gi_t[t], out=a)
+        tanh(a, out=a)
+        multiply(a, scale, out=a)
+        add(a, shift, out=a)
         c = cs[t]
-        np.multiply(f, c_prev, out=c)
-        np.multiply(i, g, out=ig)
-        c += ig
-        np.tanh(c, out=tcs[t])
-        np.multiply(o, tcs[t], out=out[:, t, :])
+        multiply(f_[t], c_prev, out=c)
+        multiply(i_[t], g_[t], out=ig)
+        add(c, ig, out=c)
+        tc = tcs[t]
+        tanh(c, out=tc)
+        h = out_t[t]
+        multiply(o_[t], tc, out=h)
+        if k + 1 < t_len:
+            hp_t[order[k + 1]] = h
+        c_prev = c
     last = order[-1]
-    cache = LSTMCache(gates, cs, tcs, out, h0, c0, order)
-    # the caller gets copies: changing them in place must not change the backward
-    return out.copy(), [out[:, last, :].copy(), cs[last].copy()], cache
+    cache = LSTMCache(gates, cs, tcs, hp, h0, c0, order)
+    # the cache holds no view of the output or the final states: a caller may change them
+    return out, [out[:, last, :].copy(), cs[last].copy()], cache
 
 
 def lstm_backward(
@@ -105,7 +137,7 @@ def lstm_backward(
     ``d_y`` ``(N, T, H)`` the output's gradient, ``w_back`` with ``w_back.T`` the ``(4H, H)``
     matrix of ``dh_{t-1} = da W_hh^T``. Returns the initial states' gradients, the gate
     gradients ``(N*T, 4H)`` and ``h_{t-1}`` ``(N*T, H)`` in the rows of ``(N, T)``."""
-    gates, cs, tcs, out, order = cache.gates, cache.c, cache.tc, cache.out, cache.order
+    gates, cs, tcs, order = cache.gates, cache.c, cache.tc, cache.order
     t_len, n, g4 = gates.shape
     hs = g4 // 4
     dt = gates.dtype
@@ -116,42 +148,44 @@ def lstm_backward(
     do = np.empty((n, hs), dt)
     t1 = np.empty((n, hs), dt)
     t2 = np.empty((n, hs), dt)
+    # (T, N, .) views made once
+    i_, f_, g_, o_ = (gates[:, :, j * hs : (j + 1) * hs] for j in range(4))
+    das_t, d_y_t = das.transpose(1, 0, 2), d_y.transpose(1, 0, 2)
+    di_, df_, dg_, do_ = (das_t[:, :, j * hs : (j + 1) * hs] for j in range(4))
+    matmul, add, subtract, multiply = np.matmul, np.add, np.subtract, np.multiply
     for k in range(t_len - 1, -1, -1):
         t = order[k]
-        p = _prev(order, k)
-        c_prev = cache.c0 if p is None else cs[p]
-        a, tc = gates[t], tcs[t]
-        i, f, g, o = (a[:, j * hs : (j + 1) * hs] for j in range(4))
-        dh += d_y[:, t, :]
-        np.multiply(dh, tc, out=do)
-        np.multiply(tc, tc, out=t1)  # dc += dh o (1 - tc^2)
-        np.subtract(1.0, t1, out=t1)
-        np.multiply(dh, o, out=t2)
-        t2 *= t1
-        dc += t2
-        da = das[:, t, :]
-        v = da[:, :hs]  # dc g i (1 - i)
-        np.multiply(dc, g, out=v)
-        v *= i
-        np.subtract(1.0, i, out=t1)
-        v *= t1
-        v = da[:, hs : 2 * hs]  # dc c_{t-1} f (1 - f)
-        np.multiply(dc, c_prev, out=v)
-        v *= f
-        np.subtract(1.0, f, out=t1)
-        v *= t1
-        v = da[:, 2 * hs : 3 * hs]  # dc i (1 - g^2)
-        np.multiply(dc, i, out=v)
-        np.multiply(g, g, out=t1)
-        np.subtract(1.0, t1, out=t1)
-        v *= t1
-        v = da[:, 3 * hs :]  # do o (1 - o)
-        np.multiply(do, o, out=v)
-        np.subtract(1.0, o, out=t1)
-        v *= t1
-        np.matmul(da, wt, out=dh)
-        dc *= f
-    return [dh, dc], das.reshape(n * t_len, g4), _h_prev(out, cache.h0, order)
+        c_prev = cache.c0 if k == 0 else cs[order[k - 1]]
+        i, f, g, o, tc = i_[t], f_[t], g_[t], o_[t], tcs[t]
+        add(dh, d_y_t[t], out=dh)
+        multiply(dh, tc, out=do)
+        multiply(tc, tc, out=t1)  # dc += dh o (1 - tc^2)
+        subtract(1.0, t1, out=t1)
+        multiply(dh, o, out=t2)
+        multiply(t2, t1, out=t2)
+        add(dc, t2, out=dc)
+        v = di_[t]  # dc g i (1 - i)
+        multiply(dc, g, out=v)
+        multiply(v, i, out=v)
+        subtract(1.0, i, out=t1)
+        multiply(v, t1, out=v)
+        v = df_[t]  # dc c_{t-1} f (1 - f)
+        multiply(dc, c_prev, out=v)
+        multiply(v, f, out=v)
+        subtract(1.0, f, out=t1)
+        multiply(v, t1, out=v)
+        v = dg_[t]  # dc i (1 - g^2)
+        multiply(dc, i, out=v)
+        multiply(g, g, out=t1)
+        subtract(1.0, t1, out=t1)
+        multiply(v, t1, out=v)
+        v = do_[t]  # do o (1 - o)
+        multiply(do, o, out=v)
+        subtract(1.0, o, out=t1)
+        multiply(v, t1, out=v)
+        matmul(das_t[t], wt, out=dh)
+        multiply(dc, f, out=dc)
+    return [dh, dc], das.reshape(n * t_len, g4), cache.hp.reshape(n * t_len, hs)
 
 
 @dataclass
@@ -230,12 +264,13 @@ def rnn_backward(
 @dataclass
 class GRUCache:
     """What the GRU's backward needs: the activated ``[r, z]`` ``(T, N, 2H)``, ``n`` and
-    ``h_n = h_{t-1} W_hn + b_hn`` ``(T, N, H)``, the output, ``h0`` and the order of the steps."""
+    ``h_n = h_{t-1} W_hn + b_hn`` ``(T, N, H)``, every step's ``h_{t-1}`` ``(N, T, H)``, ``h0``
+    and the order of the steps."""
 
     rz: np.ndarray
     n: np.ndarray
     hn: np.ndarray
-    out: np.ndarray
+    hp: np.ndarray
     h0: np.ndarray
     order: list[int]
 
@@ -245,7 +280,9 @@ def gru_forward(
 ) -> tuple[np.ndarray, list[np.ndarray], GRUCache]:
     """All steps of one direction of the GRU (:func:`nnx.layers.recurrent.steps.gru_step`):
     ``r, z = sigmoid(gi_rz + gh_rz)``, ``n = tanh(gi_n + r h_n)``, ``h_t = n + z (h_{t-1} -
-    n)`` (``= (1 - z) n + z h_{t-1}``) with ``gh = h_{t-1} W_hh + b_hh``, written in place."""
+    n)`` (``= (1 - z) n + z h_{t-1}``) with ``gh = h_{t-1} W_hh + b_hh``, written in place;
+    ``gi``, ``w_hh`` and ``b_hh`` from the parameters of :func:`prescale` (their r, z columns
+    halved)."""
     global runs
     runs += 1
     n, t_len, g3 = gi.shape
@@ -257,30 +294,37 @@ def gru_forward(
     ns = np.empty((t_len, n, hs), dt)
     ghs = np.empty((t_len, n, g3), dt)  # h_{t-1} W_hh + b_hh; its last third h_n is kept
     out = np.empty((n, t_len, hs), dt)
+    hp = np.empty((n, t_len, hs), dt)  # h_{t-1} of every step
     tmp = np.empty((n, hs), dt)
+    gi_t, out_t, hp_t = (a.transpose(1, 0, 2) for a in (gi, out, hp))
+    gi_rz, gi_n = gi_t[:, :, : 2 * hs], gi_t[:, :, 2 * hs :]
+    gh_rz, h_n_ = ghs[:, :, : 2 * hs], ghs[:, :, 2 * hs :]
+    r_, z_ = rzs[:, :, :hs], rzs[:, :, hs:]
+    matmul, add, subtract, multiply, tanh = np.matmul, np.add, np.subtract, np.multiply, np.tanh
+    hp_t[order[0]] = h0
     for k, t in enumerate(order):
-        p = _prev(order, k)
-        h_prev = h0 if p is None else out[:, p, :]
+        h_prev = hp_t[t]
         gh = ghs[t]
-        np.matmul(h_prev, w_hh, out=gh)
+        matmul(h_prev, w_hh, out=gh)
         if b_hh is not None:
-            gh += b_hh
+            add(gh, b_hh, out=gh)
         a = rzs[t]
-        np.add(gi[:, t, : 2 * hs], gh[:, : 2 * hs], out=a)
-        a *= 0.5  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x), over whole contiguous rows
-        np.tanh(a, out=a)
-        a *= 0.5
-        a += 0.5
-        r, z = a[:, :hs], a[:, hs:]
-        h_n, nt = gh[:, 2 * hs :], ns[t]
-        np.multiply(r, h_n, out=nt)
-        nt += gi[:, t, 2 * hs :]
-        np.tanh(nt, out=nt)
-        np.subtract(h_prev, nt, out=tmp)
-        tmp *= z
-        np.add(nt, tmp, out=out[:, t, :])
+        add(gi_rz[t], gh_rz[t], out=a)  # 0.5 (r, z pre-activations): prescaled
+        tanh(a, out=a)  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x), over whole contiguous rows
+        multiply(a, 0.5, out=a)
+        add(a, 0.5, out=a)
+        nt = ns[t]
+        multiply(r_[t], h_n_[t], out=nt)
+        add(nt, gi_n[t], out=nt)
+        tanh(nt, out=nt)
+        subtract(h_prev, nt, out=tmp)
+        multiply(tmp, z_[t], out=tmp)
+        h = out_t[t]
+        add(nt, tmp, out=h)
+        if k + 1 < t_len:
+            hp_t[order[k + 1]] = h
     hns = ghs[:, :, 2 * hs :]
-    return out.copy(), [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, out, h0, order)
+    return out, [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, hp, h0, order)
 
 
 def gru_backward(
@@ -291,50 +335,52 @@ def gru_backward(
     ``da_r = da_n h_n r(1-r)``, ``da_z = dh (h_{t-1}-n) z(1-z)``, ``d_gi = [da_r, da_z,
     da_n]``, ``d_gh = [da_r, da_z, da_n r]``, ``dh_{t-1} = dh z + d_gh W_hh^T``. Returns the
     initial state's gradient, ``d_gi`` and ``d_gh`` ``(N*T, 3H)`` and ``h_{t-1}`` ``(N*T, H)``."""
-    out, order = cache.out, cache.order
-    n, t_len, hs = out.shape
-    dt = out.dtype
+    hp, order = cache.hp, cache.order
+    n, t_len, hs = hp.shape
+    dt = hp.dtype
     wt = w_back.T
     dh = np.array(carry[0], dtype=dt, copy=True)
     dgi = np.empty((n, t_len, 3 * hs), dt)
     dgh = np.empty((n, t_len, 3 * hs), dt)
     t1 = np.empty((n, hs), dt)
     back = np.empty((n, hs), dt)
+    hp_t, d_y_t, dgi_t, dgh_t = (a.transpose(1, 0, 2) for a in (hp, d_y, dgi, dgh))
+    r_, z_ = cache.rz[:, :, :hs], cache.rz[:, :, hs:]
+    vr_, vz_, vn_ = (dgi_t[:, :, j * hs : (j + 1) * hs] for j in range(3))
+    gh_rz, gh_n = dgh_t[:, :, : 2 * hs], dgh_t[:, :, 2 * hs :]
+    gi_rz = dgi_t[:, :, : 2 * hs]
+    matmul, add, subtract, multiply = np.matmul, np.add, np.subtract, np.multiply
     for k in range(t_len - 1, -1, -1):
         t = order[k]
-        p = _prev(order, k)
-        h_prev = cache.h0 if p is None else out[:, p, :]
-        dh += d_y[:, t, :]
-        r, z = cache.rz[t][:, :hs], cache.rz[t][:, hs:]
-        nt, h_n = cache.n[t], cache.hn[t]
-        gi_t, gh_t = dgi[:, t, :], dgh[:, t, :]
-        vn = gi_t[:, 2 * hs :]  # dh (1 - z)(1 - n^2)
-        np.subtract(1.0, z, out=vn)
-        vn *= dh
-        np.multiply(nt, nt, out=t1)
-        np.subtract(1.0, t1, out=t1)
-        vn *= t1
-        vr = gi_t[:, :hs]  # da_n h_n r (1 - r)
-        np.multiply(vn, h_n, out=vr)
-        vr *= r
-        np.subtract(1.0, r, out=t1)
-        vr *= t1
-        vz = gi_t[:, hs : 2 * hs]  # dh (h_{t-1} - n) z (1 - z)
-        np.subtract(h_prev, nt, out=vz)
-        vz *= dh
-        vz *= z
-        np.subtract(1.0, z, out=t1)
-        vz *= t1
-        np.copyto(gh_t[:, : 2 * hs], gi_t[:, : 2 * hs])
-        np.multiply(vn, r, out=gh_t[:, 2 * hs :])
-        np.matmul(gh_t, wt, out=back)
-        dh *= z
-        dh += back
+        add(dh, d_y_t[t], out=dh)
+        r, z, nt, h_n = r_[t], z_[t], cache.n[t], cache.hn[t]
+        vn = vn_[t]  # dh (1 - z)(1 - n^2)
+        subtract(1.0, z, out=vn)
+        multiply(vn, dh, out=vn)
+        multiply(nt, nt, out=t1)
+        subtract(1.0, t1, out=t1)
+        multiply(vn, t1, out=vn)
+        vr = vr_[t]  # da_n h_n r (1 - r)
+        multiply(vn, h_n, out=vr)
+        multiply(vr, r, out=vr)
+        subtract(1.0, r, out=t1)
+        multiply(vr, t1, out=vr)
+        vz = vz_[t]  # dh (h_{t-1} - n) z (1 - z)
+        subtract(hp_t[t], nt, out=vz)
+        multiply(vz, dh, out=vz)
+        multiply(vz, z, out=vz)
+        subtract(1.0, z, out=t1)
+        multiply(vz, t1, out=vz)
+        np.copyto(gh_rz[t], gi_rz[t])
+        multiply(vn, r, out=gh_n[t])
+        matmul(dgh_t[t], wt, out=back)
+        multiply(dh, z, out=dh)
+        add(dh, back, out=dh)
     return (
         [dh],
         dgi.reshape(n * t_len, 3 * hs),
         dgh.reshape(n * t_len, 3 * hs),
-        _h_prev(out, cache.h0, order),
+        hp.reshape(n * t_len, hs),
     )
 
 
