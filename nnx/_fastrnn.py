@@ -274,7 +274,7 @@ def rnn_backward(
 
 @dataclass
 class GRUCache:
-    """What the GRU's backward needs: the activated ``[r, z]`` ``(T, N, 2H)``, ``n`` and
+    """What the GRU's backward needs: the activated ``[r, z]`` ``(T, 2, N, H)``, ``n`` and
     ``h_n = h_{t-1} W_hn + b_hn`` ``(T, N, H)``, every step's ``h_{t-1}`` ``(N, T, H)``, ``h0``
     and the order of the steps."""
 
@@ -293,7 +293,7 @@ def gru_forward(
     ``r, z = sigmoid(gi_rz + gh_rz)``, ``n = tanh(gi_n + r h_n)``, ``h_t = n + z (h_{t-1} -
     n)`` (``= (1 - z) n + z h_{t-1}``) with ``gh = h_{t-1} W_hh + b_hh``, written in place;
     ``gi``, ``w_hh`` and ``b_hh`` from the parameters of :func:`prescale` (their r, z columns
-    halved)."""
+    halved). Gate-major as :func:`lstm_forward`: ``gh`` ``(3, N, H)`` per step."""
     global runs
     runs += 1
     n, t_len, g3 = gi.shape
@@ -301,40 +301,41 @@ def gru_forward(
     dt = gi.dtype
     (h0,) = carry
     order = list(range(t_len - 1, -1, -1)) if reverse else list(range(t_len))
-    rzs = np.empty((t_len, n, 2 * hs), dt)
+    rzs = np.empty((t_len, 2, n, hs), dt)
     ns = np.empty((t_len, n, hs), dt)
-    ghs = np.empty((t_len, n, g3), dt)  # h_{t-1} W_hh + b_hh; its last third h_n is kept
+    ghs = np.empty((t_len, 3, n, hs), dt)  # h_{t-1} W_hh + b_hh; its last third h_n is kept
     out = np.empty((n, t_len, hs), dt)
     hp = np.empty((n, t_len, hs), dt)  # h_{t-1} of every step
     tmp = np.empty((n, hs), dt)
-    gi_t, out_t, hp_t = (a.transpose(1, 0, 2) for a in (gi, out, hp))
-    gi_rz, gi_n = gi_t[:, :, : 2 * hs], gi_t[:, :, 2 * hs :]
-    gh_rz, h_n_ = ghs[:, :, : 2 * hs], ghs[:, :, 2 * hs :]
-    r_, z_ = rzs[:, :, :hs], rzs[:, :, hs:]
+    w3 = np.ascontiguousarray(w_hh.reshape(hs, 3, hs).transpose(1, 0, 2))  # (3, H, H)
+    b3 = None if b_hh is None else b_hh.reshape(3, 1, hs)
+    gi_t = gi.reshape(n, t_len, 3, hs).transpose(1, 2, 0, 3)  # (T, 3, N, H)
+    out_t, hp_t = out.transpose(1, 0, 2), hp.transpose(1, 0, 2)
     matmul, add, subtract, multiply, tanh = np.matmul, np.add, np.subtract, np.multiply, np.tanh
     hp_t[order[0]] = h0
     for k, t in enumerate(order):
         h_prev = hp_t[t]
         gh = ghs[t]
-        matmul(h_prev, w_hh, out=gh)
-        if b_hh is not None:
-            add(gh, b_hh, out=gh)
-        a = rzs[t]
-        add(gi_rz[t], gh_rz[t], out=a)  # 0.5 (r, z pre-activations): prescaled
-        tanh(a, out=a)  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x), over whole contiguous rows
+        matmul(h_prev, w3, out=gh)
+        if b3 is not None:
+            add(gh, b3, out=gh)
+        a, git = rzs[t], gi_t[t]
+        add(git[:2], gh[:2], out=a)  # 0.5 (r, z pre-activations): prescaled
+        tanh(a, out=a)  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x)
         multiply(a, 0.5, out=a)
         add(a, 0.5, out=a)
+        r, z = a
         nt = ns[t]
-        multiply(r_[t], h_n_[t], out=nt)
-        add(nt, gi_n[t], out=nt)
+        multiply(r, gh[2], out=nt)
+        add(nt, git[2], out=nt)
         tanh(nt, out=nt)
         subtract(h_prev, nt, out=tmp)
-        multiply(tmp, z_[t], out=tmp)
+        multiply(tmp, z, out=tmp)
         h = out_t[t]
         add(nt, tmp, out=h)
         if k + 1 < t_len:
             hp_t[order[k + 1]] = h
-    hns = ghs[:, :, 2 * hs :]
+    hns = ghs[:, 2]
     return out, [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, hp, h0, order)
 
 
@@ -345,7 +346,9 @@ def gru_backward(
     (:func:`nnx.layers.recurrent.steps.gru_step_backward`): ``da_n = dh (1-z)(1-n^2)``,
     ``da_r = da_n h_n r(1-r)``, ``da_z = dh (h_{t-1}-n) z(1-z)``, ``d_gi = [da_r, da_z,
     da_n]``, ``d_gh = [da_r, da_z, da_n r]``, ``dh_{t-1} = dh z + d_gh W_hh^T``. Returns the
-    initial state's gradient, ``d_gi`` and ``d_gh`` ``(N*T, 3H)`` and ``h_{t-1}`` ``(N*T, H)``."""
+    initial state's gradient, ``d_gi`` and ``d_gh`` ``(N*T, 3H)`` and ``h_{t-1}`` ``(N*T, H)``.
+    A step's gradients are worked out in a contiguous ``(3, N, H)`` block, then copied into
+    their rows."""
     hp, order = cache.hp, cache.order
     n, t_len, hs = hp.shape
     dt = hp.dtype
@@ -353,37 +356,42 @@ def gru_backward(
     dh = np.array(carry[0], dtype=dt, copy=True)
     dgi = np.empty((n, t_len, 3 * hs), dt)
     dgh = np.empty((n, t_len, 3 * hs), dt)
+    d3 = np.empty((3, n, hs), dt)  # one step's [da_r, da_z, da_n]
+    vr, vz, vn = d3
     t1 = np.empty((n, hs), dt)
     back = np.empty((n, hs), dt)
-    hp_t, d_y_t, dgi_t, dgh_t = (a.transpose(1, 0, 2) for a in (hp, d_y, dgi, dgh))
-    r_, z_ = cache.rz[:, :, :hs], cache.rz[:, :, hs:]
-    vr_, vz_, vn_ = (dgi_t[:, :, j * hs : (j + 1) * hs] for j in range(3))
-    gh_rz, gh_n = dgh_t[:, :, : 2 * hs], dgh_t[:, :, 2 * hs :]
-    gi_rz = dgi_t[:, :, : 2 * hs]
-    matmul, add, subtract, multiply = np.matmul, np.add, np.subtract, np.multiply
+    hp_t, d_y_t, dgh_t = (a.transpose(1, 0, 2) for a in (hp, d_y, dgh))
+    dgi_t3, dgh_t3 = (a.reshape(n, t_len, 3, hs).transpose(1, 2, 0, 3) for a in (dgi, dgh))
+    matmul, add, subtract, multiply, copyto = (
+        np.matmul,
+        np.add,
+        np.subtract,
+        np.multiply,
+        np.copyto,
+    )
     for k in range(t_len - 1, -1, -1):
         t = order[k]
         add(dh, d_y_t[t], out=dh)
-        r, z, nt, h_n = r_[t], z_[t], cache.n[t], cache.hn[t]
-        vn = vn_[t]  # dh (1 - z)(1 - n^2)
-        subtract(1.0, z, out=vn)
+        r, z = cache.rz[t]
+        nt, h_n = cache.n[t], cache.hn[t]
+        subtract(1.0, z, out=vn)  # dh (1 - z)(1 - n^2)
         multiply(vn, dh, out=vn)
         multiply(nt, nt, out=t1)
         subtract(1.0, t1, out=t1)
         multiply(vn, t1, out=vn)
-        vr = vr_[t]  # da_n h_n r (1 - r)
-        multiply(vn, h_n, out=vr)
+        multiply(vn, h_n, out=vr)  # da_n h_n r (1 - r)
         multiply(vr, r, out=vr)
         subtract(1.0, r, out=t1)
         multiply(vr, t1, out=vr)
-        vz = vz_[t]  # dh (h_{t-1} - n) z (1 - z)
-        subtract(hp_t[t], nt, out=vz)
+        subtract(hp_t[t], nt, out=vz)  # dh (h_{t-1} - n) z (1 - z)
         multiply(vz, dh, out=vz)
         multiply(vz, z, out=vz)
         subtract(1.0, z, out=t1)
         multiply(vz, t1, out=vz)
-        np.copyto(gh_rz[t], gi_rz[t])
-        multiply(vn, r, out=gh_n[t])
+        gi3, gh3 = dgi_t3[t], dgh_t3[t]
+        copyto(gi3, d3)
+        copyto(gh3[:2], d3[:2])
+        multiply(vn, r, out=gh3[2])
         matmul(dgh_t[t], wt, out=back)
         multiply(dh, z, out=dh)
         add(dh, back, out=dh)
