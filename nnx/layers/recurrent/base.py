@@ -172,6 +172,9 @@ class _Recurrent(Module):
         output and the final states."""
         xp = namespace(x)
         t_len = x.shape[1]
+        # the previous call's caches go first (a failed forward leaves none); the NumPy loops
+        # write their arrays again instead of allocating new ones (nnx/_fastrnn.py)
+        previous, self._cache = self._cache, None
         caches, finals = [], [[] for _ in states]
         masks: list[Any] = []
         inp = x
@@ -200,8 +203,9 @@ class _Recurrent(Module):
                 steps: Any
                 if fast is not None:
                     with one_blas_thread(x):  # NumPy's in-place loop (nnx/_fastrnn.py)
+                        old = None if previous is None else previous[k][d][1]
                         out, carry, steps = _fastrnn.forward(
-                            fast, gi, carry, w_hh, b_hh, reverse=d == 1
+                            fast, gi, carry, w_hh, b_hh, reverse=d == 1, old=old
                         )
                 else:
                     hs: list[Any] = [None] * t_len
