@@ -10,7 +10,19 @@ stacks the 64 per-step outputs, the cached ``h_{t-1}`` and the 64 gate gradients
 arrays the big products need. Here every step writes its gates, ``c_t``, ``tanh(c_t)`` and
 ``h_t`` into its slice of time-major caches and of the ``(N, T, H)`` output, and the backward
 writes each step's gate gradient straight into its slice of the ``(N, T, 4H)`` array that the
-weight-gradient products read: no per-step allocations, no stacking.
+weight-gradient products read: no per-step allocations, no stacking. Further (issue #26):
+
+- the columns of the sigmoid gates' parameters are halved once per call (:func:`prescale`), so
+  ``sigmoid(a) = 0.5 + 0.5 tanh(0.5 a)`` needs no pass to halve ``a`` (exact: halving is exact
+  in binary floating point, and the outputs equal the portable path's bit for bit in the
+  tests' cases);
+- the LSTM's and the GRU's gates are gate-major (``(4, N, H)`` per step, the step's product as
+  four ``(H, H)`` products in one batched call), so the element-wise work runs on contiguous
+  blocks instead of column slices (about half the time per element);
+- ``h_{t-1}`` of every step is kept in its own array (the weight gradient reads it; the output
+  is the caller's, not copied);
+- a layer's next call writes the previous call's arrays again (:func:`_buffer`): no page faults
+  of fresh memory.
 
 Only NumPy arrays take this path (:func:`nnx._fastconv.applies`, switched off for tests by
 :func:`nnx._fastconv.portable_only`); tests check both paths agree
