@@ -10,7 +10,19 @@ stacks the 64 per-step outputs, the cached ``h_{t-1}`` and the 64 gate gradients
 arrays the big products need. Here every step writes its gates, ``c_t``, ``tanh(c_t)`` and
 ``h_t`` into its slice of time-major caches and of the ``(N, T, H)`` output, and the backward
 writes each step's gate gradient straight into its slice of the ``(N, T, 4H)`` array that the
-weight-gradient products read: no per-step allocations, no stacking.
+weight-gradient products read: no per-step allocations, no stacking. Further (issue #26):
+
+- the columns of the sigmoid gates' parameters are halved once per call (:func:`prescale`), so
+  ``sigmoid(a) = 0.5 + 0.5 tanh(0.5 a)`` needs no pass to halve ``a`` (exact: halving is exact
+  in binary floating point, and the outputs equal the portable path's bit for bit in the
+  tests' cases);
+- the LSTM's and the GRU's gates are gate-major (``(4, N, H)`` per step, the step's product as
+  four ``(H, H)`` products in one batched call), so the element-wise work runs on contiguous
+  blocks instead of column slices (about half the time per element);
+- ``h_{t-1}`` of every step is kept in its own array (the weight gradient reads it; the output
+  is the caller's, not copied);
+- a layer's next call writes the previous call's arrays again (:func:`_buffer`): no page faults
+  of fresh memory.
 
 Only NumPy arrays take this path (:func:`nnx._fastconv.applies`, switched off for tests by
 :func:`nnx._fastconv.portable_only`); tests check both paths agree
@@ -20,7 +32,7 @@ array library (``tests/test_portability.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,16 +41,17 @@ import numpy as np
 @dataclass
 class LSTMCache:
     """What the backward needs of one layer and direction: the activated gates ``[i, f, g, o]``
-    ``(T, N, 4H)``, ``c_t`` and ``tanh(c_t)`` ``(T, N, H)``, the output ``h`` ``(N, T, H)``, the
-    initial states and the order the steps ran in."""
+    ``(T, 4, N, H)``, ``c_t`` and ``tanh(c_t)`` ``(T, N, H)``, every step's ``h_{t-1}``
+    ``(N, T, H)``, the initial states and the order the steps ran in."""
 
     gates: np.ndarray
     c: np.ndarray
     tc: np.ndarray
-    out: np.ndarray
+    hp: np.ndarray
     h0: np.ndarray
     c0: np.ndarray
     order: list[int]
+    work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
 
 
 runs = 0  # how many times the fast forward ran (tests check that it did)
@@ -49,12 +62,59 @@ def _prev(cache_or_order: list[int], k: int) -> int | None:
     return None if k == 0 else cache_or_order[k - 1]
 
 
+def _sigmoid_scale(kind: str, g: int, dtype: Any) -> np.ndarray | None:
+    """Per gate column, 0.5 where the gate is a sigmoid (the LSTM's i, f, o, the GRU's r, z),
+    1 elsewhere (None: no sigmoid gates)."""
+    if kind not in ("lstm", "gru"):
+        return None
+    hs = g // (4 if kind == "lstm" else 3)
+    scale = np.full(g, 0.5, dtype)
+    scale[2 * hs : 3 * hs] = 1.0  # the LSTM's g, the GRU's n
+    return scale
+
+
+def prescale(kind: str, *params: Any) -> list[Any]:
+    """The parameters (``W_ih``, ``W_hh``, ``b_ih``, ``b_hh``; None for no bias) with the
+    columns of the sigmoid gates times 0.5, for :func:`forward`: its loops take
+    ``sigmoid(a) = 0.5 + 0.5 tanh(0.5 a)`` and get ``0.5 a`` straight from the products and the
+    bias adds, which saves one pass over every step's ``(N, G*H)`` block. Halving is exact in
+    binary floating point (the products and sums of halved numbers are the halves of the
+    originals, bit for bit, barring subnormal numbers), so the gates equal the portable path's."""
+    scale = _sigmoid_scale(kind, params[1].shape[1], params[1].dtype)
+    if scale is None:
+        return list(params)
+    return [None if p is None else p * scale for p in params]
+
+
+def _buffer(work: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dt: Any) -> np.ndarray:
+    """The array ``work[name]`` if it has this shape and dtype, else a new one kept there. A
+    layer hands its previous call's cache to the next forward (and the backward keeps its gate
+    gradients in the cache): the big arrays are written again instead of allocated, which at
+    the benchmark size (16 MB of gates) saved the page faults of fresh memory, up to 40 ms of
+    system time in a step, whenever the allocator had given the last call's memory back."""
+    a = work.get(name)
+    if a is None or a.shape != shape or a.dtype != dt:
+        a = work[name] = np.empty(shape, dt)
+    return a
+
+
 def lstm_forward(
-    gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool
+    gi: np.ndarray,
+    carry: list[np.ndarray],
+    w_hh: np.ndarray,
+    b_hh: Any,
+    reverse: bool,
+    work: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], LSTMCache]:
-    """All steps of one direction: ``gi`` ``(N, T, 4H)``, ``carry = [h0, c0]`` ``(N, H)``.
-    Returns the output ``(N, T, H)``, the final ``[h, c]`` and the cache for
-    :func:`lstm_backward`."""
+    """All steps of one direction: ``gi`` ``(N, T, 4H)``, ``carry = [h0, c0]`` ``(N, H)``;
+    ``gi``, ``w_hh`` and ``b_hh`` from the parameters of :func:`prescale` (their i, f, o
+    columns halved). Returns the output ``(N, T, H)``, the final ``[h, c]`` and the cache for
+    :func:`lstm_backward`.
+
+    The gates are kept gate-major, ``(T, 4, N, H)``: the step's product is four ``(N, H) x (H,
+    H)`` products in one call (as fast as one ``(N, H) x (H, 4H)``), and every gate of a step
+    is then one contiguous block: NumPy's element-wise operations on ``(N, H)`` column slices
+    of an ``(N, 4H)`` array took about twice as long."""
     global runs
     runs += 1
     n, t_len, g4 = gi.shape
@@ -62,40 +122,49 @@ def lstm_forward(
     dt = gi.dtype
     h0, c0 = carry
     order = list(range(t_len - 1, -1, -1)) if reverse else list(range(t_len))
-    gates = np.empty((t_len, n, g4), dt)
-    cs = np.empty((t_len, n, hs), dt)
-    tcs = np.empty((t_len, n, hs), dt)
-    out = np.empty((n, t_len, hs), dt)
+    work = {} if work is None else work
+    gates = _buffer(work, "gates", (t_len, 4, n, hs), dt)
+    cs = _buffer(work, "c", (t_len, n, hs), dt)
+    tcs = _buffer(work, "tc", (t_len, n, hs), dt)
+    hp = _buffer(work, "hp", (n, t_len, hs), dt)  # h_{t-1} of every step (weight gradient)
+    out = np.empty((n, t_len, hs), dt)  # the caller's: always new
     ig = np.empty((n, hs), dt)
-    scale = np.full(g4, 0.5, dt)
-    scale[2 * hs : 3 * hs] = 1.0
-    shift = np.full(g4, 0.5, dt)
-    shift[2 * hs : 3 * hs] = 0.0
+    w4 = np.ascontiguousarray(w_hh.reshape(hs, 4, hs).transpose(1, 0, 2))  # (4, H, H)
+    b4 = None if b_hh is None else b_hh.reshape(4, 1, hs)
+    # after tanh: x 0.5 + 0.5 on i, f, o (sigmoid), x 1 + 0 on g (tanh)
+    scale = np.array([0.5, 0.5, 1.0, 0.5], dt).reshape(4, 1, 1)
+    shift = np.array([0.5, 0.5, 0.0, 0.5], dt).reshape(4, 1, 1)
+    # (T, ...) views made once: a step takes its slices by one index
+    gi_t = gi.reshape(n, t_len, 4, hs).transpose(1, 2, 0, 3)  # (T, 4, N, H)
+    out_t, hp_t = out.transpose(1, 0, 2), hp.transpose(1, 0, 2)
+    matmul, add, multiply, tanh = np.matmul, np.add, np.multiply, np.tanh
+    hp_t[order[0]] = h0
+    c_prev = c0
     for k, t in enumerate(order):
-        p = _prev(order, k)
-        h_prev, c_prev = (h0, c0) if p is None else (out[:, p, :], cs[p])
         a = gates[t]
-        np.matmul(h_prev, w_hh, out=a)
-        if b_hh is not None:
-            a += b_hh  # gi + (h W_hh + b): addition commutes exactly
-        a += gi[:, t, :]
-        # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x) on i, f, o and tanh on g, over whole contiguous rows
-        # (NumPy's tanh on a column slice took ~1.7x as long per element): x 1 + 0 leaves g be
-        a *= scale
-        np.tanh(a, out=a)
-        a *= scale
-        a += shift
-        i, f, g, o = (a[:, j * hs : (j + 1) * hs] for j in range(4))
+        matmul(hp_t[t], w4, out=a)
+        if b4 is not None:
+            add(a, b4, out=a)  # gi + (h W_hh + b): addition commutes exactly
+        add(a, gi_t[t], out=a)
+        tanh(a, out=a)
+        multiply(a, scale, out=a)
+        add(a, shift, out=a)
+        i, f, g, o = a
         c = cs[t]
-        np.multiply(f, c_prev, out=c)
-        np.multiply(i, g, out=ig)
-        c += ig
-        np.tanh(c, out=tcs[t])
-        np.multiply(o, tcs[t], out=out[:, t, :])
+        multiply(f, c_prev, out=c)
+        multiply(i, g, out=ig)
+        add(c, ig, out=c)
+        tc = tcs[t]
+        tanh(c, out=tc)
+        h = out_t[t]
+        multiply(o, tc, out=h)
+        if k + 1 < t_len:
+            hp_t[order[k + 1]] = h
+        c_prev = c
     last = order[-1]
-    cache = LSTMCache(gates, cs, tcs, out, h0, c0, order)
-    # the caller gets copies: changing them in place must not change the backward
-    return out.copy(), [out[:, last, :].copy(), cs[last].copy()], cache
+    cache = LSTMCache(gates, cs, tcs, hp, h0, c0, order, work)
+    # the cache holds no view of the output or the final states: a caller may change them
+    return out, [out[:, last, :].copy(), cs[last].copy()], cache
 
 
 def lstm_backward(
@@ -104,54 +173,61 @@ def lstm_backward(
     """Backward through time of :func:`lstm_forward`: ``carry = [dh, dc]`` of the final states,
     ``d_y`` ``(N, T, H)`` the output's gradient, ``w_back`` with ``w_back.T`` the ``(4H, H)``
     matrix of ``dh_{t-1} = da W_hh^T``. Returns the initial states' gradients, the gate
-    gradients ``(N*T, 4H)`` and ``h_{t-1}`` ``(N*T, H)`` in the rows of ``(N, T)``."""
-    gates, cs, tcs, out, order = cache.gates, cache.c, cache.tc, cache.out, cache.order
-    t_len, n, g4 = gates.shape
-    hs = g4 // 4
+    gradients ``(N*T, 4H)`` and ``h_{t-1}`` ``(N*T, H)`` in the rows of ``(N, T)``. A step's
+    gate gradients are worked out in one contiguous ``(4, N, H)`` block and then copied into
+    their ``(N, 4H)`` rows (one pass, cheaper than the element-wise work on column slices)."""
+    gates, cs, tcs, order = cache.gates, cache.c, cache.tc, cache.order
+    t_len, _, n, hs = gates.shape
+    g4 = 4 * hs
     dt = gates.dtype
     wt = w_back.T
     dh = np.array(carry[0], dtype=dt, copy=True)
     dc = np.array(carry[1], dtype=dt, copy=True)
-    das = np.empty((n, t_len, g4), dt)
-    do = np.empty((n, hs), dt)
+    das = _buffer(cache.work, "das", (n, t_len, g4), dt)  # read by the caller, then free
+    d4 = np.empty((4, n, hs), dt)  # one step's gate gradients, gate-major
+    di, df, dg, do = d4
     t1 = np.empty((n, hs), dt)
     t2 = np.empty((n, hs), dt)
+    das_t, d_y_t = das.transpose(1, 0, 2), d_y.transpose(1, 0, 2)
+    das_t4 = das.reshape(n, t_len, 4, hs).transpose(1, 2, 0, 3)  # (T, 4, N, H)
+    matmul, add, subtract, multiply, copyto = (
+        np.matmul,
+        np.add,
+        np.subtract,
+        np.multiply,
+        np.copyto,
+    )
     for k in range(t_len - 1, -1, -1):
         t = order[k]
-        p = _prev(order, k)
-        c_prev = cache.c0 if p is None else cs[p]
-        a, tc = gates[t], tcs[t]
-        i, f, g, o = (a[:, j * hs : (j + 1) * hs] for j in range(4))
-        dh += d_y[:, t, :]
-        np.multiply(dh, tc, out=do)
-        np.multiply(tc, tc, out=t1)  # dc += dh o (1 - tc^2)
-        np.subtract(1.0, t1, out=t1)
-        np.multiply(dh, o, out=t2)
-        t2 *= t1
-        dc += t2
-        da = das[:, t, :]
-        v = da[:, :hs]  # dc g i (1 - i)
-        np.multiply(dc, g, out=v)
-        v *= i
-        np.subtract(1.0, i, out=t1)
-        v *= t1
-        v = da[:, hs : 2 * hs]  # dc c_{t-1} f (1 - f)
-        np.multiply(dc, c_prev, out=v)
-        v *= f
-        np.subtract(1.0, f, out=t1)
-        v *= t1
-        v = da[:, 2 * hs : 3 * hs]  # dc i (1 - g^2)
-        np.multiply(dc, i, out=v)
-        np.multiply(g, g, out=t1)
-        np.subtract(1.0, t1, out=t1)
-        v *= t1
-        v = da[:, 3 * hs :]  # do o (1 - o)
-        np.multiply(do, o, out=v)
-        np.subtract(1.0, o, out=t1)
-        v *= t1
-        np.matmul(da, wt, out=dh)
-        dc *= f
-    return [dh, dc], das.reshape(n * t_len, g4), _h_prev(out, cache.h0, order)
+        c_prev = cache.c0 if k == 0 else cs[order[k - 1]]
+        i, f, g, o = gates[t]
+        tc = tcs[t]
+        add(dh, d_y_t[t], out=dh)
+        multiply(dh, tc, out=do)  # d o, made o (1 - o) below
+        multiply(tc, tc, out=t1)  # dc += dh o (1 - tc^2)
+        subtract(1.0, t1, out=t1)
+        multiply(dh, o, out=t2)
+        multiply(t2, t1, out=t2)
+        add(dc, t2, out=dc)
+        multiply(dc, g, out=di)  # dc g i (1 - i)
+        multiply(di, i, out=di)
+        subtract(1.0, i, out=t1)
+        multiply(di, t1, out=di)
+        multiply(dc, c_prev, out=df)  # dc c_{t-1} f (1 - f)
+        multiply(df, f, out=df)
+        subtract(1.0, f, out=t1)
+        multiply(df, t1, out=df)
+        multiply(dc, i, out=dg)  # dc i (1 - g^2)
+        multiply(g, g, out=t1)
+        subtract(1.0, t1, out=t1)
+        multiply(dg, t1, out=dg)
+        multiply(do, o, out=do)  # do o (1 - o)
+        subtract(1.0, o, out=t1)
+        multiply(do, t1, out=do)
+        copyto(das_t4[t], d4)
+        matmul(das_t[t], wt, out=dh)
+        multiply(dc, f, out=dc)
+    return [dh, dc], das.reshape(n * t_len, g4), cache.hp.reshape(n * t_len, hs)
 
 
 @dataclass
@@ -229,23 +305,32 @@ def rnn_backward(
 
 @dataclass
 class GRUCache:
-    """What the GRU's backward needs: the activated ``[r, z]`` ``(T, N, 2H)``, ``n`` and
-    ``h_n = h_{t-1} W_hn + b_hn`` ``(T, N, H)``, the output, ``h0`` and the order of the steps."""
+    """What the GRU's backward needs: the activated ``[r, z]`` ``(T, 2, N, H)``, ``n`` and
+    ``h_n = h_{t-1} W_hn + b_hn`` ``(T, N, H)``, every step's ``h_{t-1}`` ``(N, T, H)``, ``h0``
+    and the order of the steps."""
 
     rz: np.ndarray
     n: np.ndarray
     hn: np.ndarray
-    out: np.ndarray
+    hp: np.ndarray
     h0: np.ndarray
     order: list[int]
+    work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
 
 
 def gru_forward(
-    gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool
+    gi: np.ndarray,
+    carry: list[np.ndarray],
+    w_hh: np.ndarray,
+    b_hh: Any,
+    reverse: bool,
+    work: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], GRUCache]:
     """All steps of one direction of the GRU (:func:`nnx.layers.recurrent.steps.gru_step`):
     ``r, z = sigmoid(gi_rz + gh_rz)``, ``n = tanh(gi_n + r h_n)``, ``h_t = n + z (h_{t-1} -
-    n)`` (``= (1 - z) n + z h_{t-1}``) with ``gh = h_{t-1} W_hh + b_hh``, written in place."""
+    n)`` (``= (1 - z) n + z h_{t-1}``) with ``gh = h_{t-1} W_hh + b_hh``, written in place;
+    ``gi``, ``w_hh`` and ``b_hh`` from the parameters of :func:`prescale` (their r, z columns
+    halved). Gate-major as :func:`lstm_forward`: ``gh`` ``(3, N, H)`` per step."""
     global runs
     runs += 1
     n, t_len, g3 = gi.shape
@@ -253,34 +338,43 @@ def gru_forward(
     dt = gi.dtype
     (h0,) = carry
     order = list(range(t_len - 1, -1, -1)) if reverse else list(range(t_len))
-    rzs = np.empty((t_len, n, 2 * hs), dt)
-    ns = np.empty((t_len, n, hs), dt)
-    ghs = np.empty((t_len, n, g3), dt)  # h_{t-1} W_hh + b_hh; its last third h_n is kept
-    out = np.empty((n, t_len, hs), dt)
+    work = {} if work is None else work
+    rzs = _buffer(work, "rz", (t_len, 2, n, hs), dt)
+    ns = _buffer(work, "n", (t_len, n, hs), dt)
+    ghs = _buffer(work, "gh", (t_len, 3, n, hs), dt)  # h_{t-1} W_hh + b_hh; h_n is kept
+    hp = _buffer(work, "hp", (n, t_len, hs), dt)  # h_{t-1} of every step
+    out = np.empty((n, t_len, hs), dt)  # the caller's: always new
     tmp = np.empty((n, hs), dt)
+    w3 = np.ascontiguousarray(w_hh.reshape(hs, 3, hs).transpose(1, 0, 2))  # (3, H, H)
+    b3 = None if b_hh is None else b_hh.reshape(3, 1, hs)
+    gi_t = gi.reshape(n, t_len, 3, hs).transpose(1, 2, 0, 3)  # (T, 3, N, H)
+    out_t, hp_t = out.transpose(1, 0, 2), hp.transpose(1, 0, 2)
+    matmul, add, subtract, multiply, tanh = np.matmul, np.add, np.subtract, np.multiply, np.tanh
+    hp_t[order[0]] = h0
     for k, t in enumerate(order):
-        p = _prev(order, k)
-        h_prev = h0 if p is None else out[:, p, :]
+        h_prev = hp_t[t]
         gh = ghs[t]
-        np.matmul(h_prev, w_hh, out=gh)
-        if b_hh is not None:
-            gh += b_hh
-        a = rzs[t]
-        np.add(gi[:, t, : 2 * hs], gh[:, : 2 * hs], out=a)
-        a *= 0.5  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x), over whole contiguous rows
-        np.tanh(a, out=a)
-        a *= 0.5
-        a += 0.5
-        r, z = a[:, :hs], a[:, hs:]
-        h_n, nt = gh[:, 2 * hs :], ns[t]
-        np.multiply(r, h_n, out=nt)
-        nt += gi[:, t, 2 * hs :]
-        np.tanh(nt, out=nt)
-        np.subtract(h_prev, nt, out=tmp)
-        tmp *= z
-        np.add(nt, tmp, out=out[:, t, :])
-    hns = ghs[:, :, 2 * hs :]
-    return out.copy(), [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, out, h0, order)
+        matmul(h_prev, w3, out=gh)
+        if b3 is not None:
+            add(gh, b3, out=gh)
+        a, git = rzs[t], gi_t[t]
+        add(git[:2], gh[:2], out=a)  # 0.5 (r, z pre-activations): prescaled
+        tanh(a, out=a)  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x)
+        multiply(a, 0.5, out=a)
+        add(a, 0.5, out=a)
+        r, z = a
+        nt = ns[t]
+        multiply(r, gh[2], out=nt)
+        add(nt, git[2], out=nt)
+        tanh(nt, out=nt)
+        subtract(h_prev, nt, out=tmp)
+        multiply(tmp, z, out=tmp)
+        h = out_t[t]
+        add(nt, tmp, out=h)
+        if k + 1 < t_len:
+            hp_t[order[k + 1]] = h
+    hns = ghs[:, 2]
+    return out, [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, hp, h0, order, work)
 
 
 def gru_backward(
@@ -290,51 +384,60 @@ def gru_backward(
     (:func:`nnx.layers.recurrent.steps.gru_step_backward`): ``da_n = dh (1-z)(1-n^2)``,
     ``da_r = da_n h_n r(1-r)``, ``da_z = dh (h_{t-1}-n) z(1-z)``, ``d_gi = [da_r, da_z,
     da_n]``, ``d_gh = [da_r, da_z, da_n r]``, ``dh_{t-1} = dh z + d_gh W_hh^T``. Returns the
-    initial state's gradient, ``d_gi`` and ``d_gh`` ``(N*T, 3H)`` and ``h_{t-1}`` ``(N*T, H)``."""
-    out, order = cache.out, cache.order
-    n, t_len, hs = out.shape
-    dt = out.dtype
+    initial state's gradient, ``d_gi`` and ``d_gh`` ``(N*T, 3H)`` and ``h_{t-1}`` ``(N*T, H)``.
+    A step's gradients are worked out in a contiguous ``(3, N, H)`` block, then copied into
+    their rows."""
+    hp, order = cache.hp, cache.order
+    n, t_len, hs = hp.shape
+    dt = hp.dtype
     wt = w_back.T
     dh = np.array(carry[0], dtype=dt, copy=True)
-    dgi = np.empty((n, t_len, 3 * hs), dt)
-    dgh = np.empty((n, t_len, 3 * hs), dt)
+    dgi = _buffer(cache.work, "dgi", (n, t_len, 3 * hs), dt)  # read by the caller, then free
+    dgh = _buffer(cache.work, "dgh", (n, t_len, 3 * hs), dt)
+    d3 = np.empty((3, n, hs), dt)  # one step's [da_r, da_z, da_n]
+    vr, vz, vn = d3
     t1 = np.empty((n, hs), dt)
     back = np.empty((n, hs), dt)
+    hp_t, d_y_t, dgh_t = (a.transpose(1, 0, 2) for a in (hp, d_y, dgh))
+    dgi_t3, dgh_t3 = (a.reshape(n, t_len, 3, hs).transpose(1, 2, 0, 3) for a in (dgi, dgh))
+    matmul, add, subtract, multiply, copyto = (
+        np.matmul,
+        np.add,
+        np.subtract,
+        np.multiply,
+        np.copyto,
+    )
     for k in range(t_len - 1, -1, -1):
         t = order[k]
-        p = _prev(order, k)
-        h_prev = cache.h0 if p is None else out[:, p, :]
-        dh += d_y[:, t, :]
-        r, z = cache.rz[t][:, :hs], cache.rz[t][:, hs:]
+        add(dh, d_y_t[t], out=dh)
+        r, z = cache.rz[t]
         nt, h_n = cache.n[t], cache.hn[t]
-        gi_t, gh_t = dgi[:, t, :], dgh[:, t, :]
-        vn = gi_t[:, 2 * hs :]  # dh (1 - z)(1 - n^2)
-        np.subtract(1.0, z, out=vn)
-        vn *= dh
-        np.multiply(nt, nt, out=t1)
-        np.subtract(1.0, t1, out=t1)
-        vn *= t1
-        vr = gi_t[:, :hs]  # da_n h_n r (1 - r)
-        np.multiply(vn, h_n, out=vr)
-        vr *= r
-        np.subtract(1.0, r, out=t1)
-        vr *= t1
-        vz = gi_t[:, hs : 2 * hs]  # dh (h_{t-1} - n) z (1 - z)
-        np.subtract(h_prev, nt, out=vz)
-        vz *= dh
-        vz *= z
-        np.subtract(1.0, z, out=t1)
-        vz *= t1
-        np.copyto(gh_t[:, : 2 * hs], gi_t[:, : 2 * hs])
-        np.multiply(vn, r, out=gh_t[:, 2 * hs :])
-        np.matmul(gh_t, wt, out=back)
-        dh *= z
-        dh += back
+        subtract(1.0, z, out=vn)  # dh (1 - z)(1 - n^2)
+        multiply(vn, dh, out=vn)
+        multiply(nt, nt, out=t1)
+        subtract(1.0, t1, out=t1)
+        multiply(vn, t1, out=vn)
+        multiply(vn, h_n, out=vr)  # da_n h_n r (1 - r)
+        multiply(vr, r, out=vr)
+        subtract(1.0, r, out=t1)
+        multiply(vr, t1, out=vr)
+        subtract(hp_t[t], nt, out=vz)  # dh (h_{t-1} - n) z (1 - z)
+        multiply(vz, dh, out=vz)
+        multiply(vz, z, out=vz)
+        subtract(1.0, z, out=t1)
+        multiply(vz, t1, out=vz)
+        gi3, gh3 = dgi_t3[t], dgh_t3[t]
+        copyto(gi3, d3)
+        copyto(gh3[:2], d3[:2])
+        multiply(vn, r, out=gh3[2])
+        matmul(dgh_t[t], wt, out=back)
+        multiply(dh, z, out=dh)
+        add(dh, back, out=dh)
     return (
         [dh],
         dgi.reshape(n * t_len, 3 * hs),
         dgh.reshape(n * t_len, 3 * hs),
-        _h_prev(out, cache.h0, order),
+        hp.reshape(n * t_len, hs),
     )
 
 
@@ -347,14 +450,23 @@ def col_sum(a: np.ndarray) -> np.ndarray:
 
 
 def forward(
-    kind: str, gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool
+    kind: str,
+    gi: np.ndarray,
+    carry: list[np.ndarray],
+    w_hh: np.ndarray,
+    b_hh: Any,
+    reverse: bool,
+    old: Any = None,
 ) -> tuple[np.ndarray, list[np.ndarray], LSTMCache | RNNCache | GRUCache]:
     """One direction's time loop: ``kind`` is ``"lstm"``, ``"gru"``, ``"tanh"`` or ``"relu"``
-    (the RNN)."""
+    (the RNN). ``old``: the same layer and direction's cache of the previous call, which nothing
+    else uses any more (its arrays are written again, :func:`_buffer`), or None."""
     if kind == "lstm":
-        return lstm_forward(gi, carry, w_hh, b_hh, reverse)
+        work = old.work if isinstance(old, LSTMCache) else None
+        return lstm_forward(gi, carry, w_hh, b_hh, reverse, work)
     if kind == "gru":
-        return gru_forward(gi, carry, w_hh, b_hh, reverse)
+        work = old.work if isinstance(old, GRUCache) else None
+        return gru_forward(gi, carry, w_hh, b_hh, reverse, work)
     return rnn_forward(gi, carry, w_hh, b_hh, reverse, relu=kind == "relu")
 
 

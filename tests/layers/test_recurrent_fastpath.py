@@ -120,3 +120,26 @@ def test_changing_the_output_in_place_leaves_the_backward_alone(layer):
         grads.append([m.backward(g), *(p.grad for p in m.parameters())])
     for a, b in zip(*grads, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.GRU])
+def test_a_second_call_reuses_the_arrays_and_gives_its_own_gradients(layer):
+    """The fast loop writes the previous call's cache arrays again: the second call's output
+    and gradients are those of a fresh layer on the second input."""
+    rng = np.random.default_rng(2)
+    x1, x2 = (rng.standard_normal((5, 2, 3)).astype(np.float32) for _ in range(2))
+    g = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    m = layer(3, 4, num_layers=2, bidirectional=True, rng=0)
+    m(x1)
+    m.backward(g[..., :4].repeat(2, axis=-1))
+    first = m._cache[1][1][1].work["gates" if layer is nnx.LSTM else "rz"]
+    m.zero_grad()
+    out, _ = m(x2)
+    assert m._cache[1][1][1].work["gates" if layer is nnx.LSTM else "rz"] is first
+    dx = m.backward(g.repeat(2, axis=-1))
+    fresh = layer(3, 4, num_layers=2, bidirectional=True, rng=0)
+    out2, _ = fresh(x2)
+    np.testing.assert_array_equal(out, out2)
+    np.testing.assert_array_equal(dx, fresh.backward(g.repeat(2, axis=-1)))
+    for (name, p), q in zip(m.named_parameters(), fresh.parameters(), strict=True):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)

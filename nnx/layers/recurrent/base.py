@@ -172,41 +172,47 @@ class _Recurrent(Module):
         output and the final states."""
         xp = namespace(x)
         t_len = x.shape[1]
+        # the previous call's caches go first (a failed forward leaves none); the NumPy loops
+        # write their arrays again instead of allocating new ones (nnx/_fastrnn.py)
+        previous, self._cache = self._cache, None
         caches, finals = [], [[] for _ in states]
         masks: list[Any] = []
         inp = x
         for k in range(self.num_layers):
             outs, layer_caches = [], []
             for d, suffix in enumerate(self._suffixes()):
-                w_ih, w_hh, b_ih, b_hh = self._params(k, suffix)
-                b_hh = None if b_hh is None else b_hh.value
-                # (N, T, G*H): every time step's input part in one 2-D matmul
-                n_t = inp.shape[0] * inp.shape[1]
-                gi = xp.reshape(
-                    xp.reshape(inp, (n_t, inp.shape[-1])) @ w_ih.value, (*inp.shape[:2], -1)
-                )
-                if b_ih is not None and self.FOLD_BIAS:
-                    b_hh = b_ih.value + b_hh  # added to the step's (N, G*H) product instead
-                elif b_ih is not None and is_writeable(gi):
-                    gi += b_ih.value  # gi is the product's fresh result: no second full array
-                elif b_ih is not None:
-                    gi = gi + b_ih.value
+                params = [None if p is None else p.value for p in self._params(k, suffix)]
                 index = k * self.num_directions + d
                 carry = [s[index, ...] for s in states]
+                fast = self._fast_kind()
+                if fast is not None and not _fastconv.applies(inp, *params[:2], *carry):
+                    fast = None
+                if fast is not None:  # NumPy's loops take the sigmoid gates' columns halved
+                    params = _fastrnn.prescale(fast, *params)
+                w_ih, w_hh, b_ih, b_hh = params
+                # (N, T, G*H): every time step's input part in one 2-D matmul
+                n_t = inp.shape[0] * inp.shape[1]
+                gi = xp.reshape(xp.reshape(inp, (n_t, inp.shape[-1])) @ w_ih, (*inp.shape[:2], -1))
+                if b_ih is not None and self.FOLD_BIAS:
+                    b_hh = b_ih + b_hh  # added to the step's (N, G*H) product instead
+                elif b_ih is not None and is_writeable(gi):
+                    gi += b_ih  # gi is the product's fresh result: no second full array
+                elif b_ih is not None:
+                    gi = gi + b_ih
                 order = range(t_len - 1, -1, -1) if d == 1 else range(t_len)
                 steps: Any
-                fast = self._fast_kind()
-                if fast is not None and _fastconv.applies(gi, w_hh.value, *carry):
+                if fast is not None:
                     with one_blas_thread(x):  # NumPy's in-place loop (nnx/_fastrnn.py)
+                        old = None if previous is None else previous[k][d][1]
                         out, carry, steps = _fastrnn.forward(
-                            fast, gi, carry, w_hh.value, b_hh, reverse=d == 1
+                            fast, gi, carry, w_hh, b_hh, reverse=d == 1, old=old
                         )
                 else:
                     hs: list[Any] = [None] * t_len
                     steps = [None] * t_len
                     with one_blas_thread(x):  # T small products in a row (see one_blas_thread)
                         for t in order:
-                            carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh.value, b_hh)
+                            carry, steps[t] = self._step(xp, gi[:, t, :], carry, w_hh, b_hh)
                             hs[t] = carry[0]
                     out = xp.stack(hs, axis=1)
                 for f, c in zip(finals, carry, strict=True):
