@@ -141,7 +141,11 @@ class EagerStep(StepBase):
         gradients come back in the parameters' dtype (the float32 masters are put back).
         Gradients already held must then be None (:class:`MixedPrecision` sees to it).
         """
-        params = list(self.model.parameters())
+        if compute_dtype is None:  # only the first parameter is needed: no walk of the model
+            first = next(iter(self.model.parameters()), None)
+            params = [] if first is None else [first]
+        else:
+            params = list(self.model.parameters())
         xp = namespace(params[0].value)
         masters = None
         if compute_dtype is not None:
@@ -187,7 +191,11 @@ class EagerStep(StepBase):
         return loss, pred
 
     def apply(self, divisor: int = 1) -> bool:
-        params = list(self.model.parameters())
+        # the parameters are walked only where needed (a walk of the model per step costs as
+        # much as a small layer's update)
+        params = None
+        if divisor != 1 or self.clip_norm is not None:
+            params = list(self.model.parameters())
         if divisor != 1:
             for p in params:
                 if p.grad is not None:
