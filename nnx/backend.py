@@ -225,6 +225,17 @@ def namespace(x: Any) -> Any:
 _NUMPY_NAMESPACE: Any = None
 
 
+def _with_shortcuts(compat: Any, shortcuts: dict[str, Any]) -> Any:
+    """A copy of the array-api-compat namespace module ``compat`` whose functions named in
+    ``shortcuts`` are replaced (each keeps the docstring of the function it replaces)."""
+    fast = types.ModuleType(compat.__name__, compat.__doc__)
+    fast.__dict__.update(vars(compat))
+    for name, function in shortcuts.items():
+        function.__doc__ = getattr(compat, name).__doc__
+        setattr(fast, name, function)
+    return fast
+
+
 def numpy_namespace() -> Any:
     """array-api-compat's NumPy namespace, with its most called reductions and reshapes (``sum``,
     ``max``, ``min``, ``reshape``, ``take``) going straight to the call NumPy's own function
@@ -241,13 +252,13 @@ def numpy_namespace() -> Any:
     if _NUMPY_NAMESPACE is None:
         import array_api_compat.numpy as compat
 
-        fast = types.ModuleType(compat.__name__, compat.__doc__)
-        fast.__dict__.update(vars(compat))
-        for name, function in _numpy_shortcuts().items():
-            if getattr(compat, name, None) is getattr(np, name):
-                setattr(fast, name, function)
-        fast.astype = _numpy_astype(compat.astype)
-        _NUMPY_NAMESPACE = fast
+        shortcuts = {  # only where compat hands out NumPy's own function, not a wrapper
+            name: function
+            for name, function in _numpy_shortcuts().items()
+            if getattr(compat, name, None) is getattr(np, name)
+        }
+        shortcuts["astype"] = _numpy_astype(compat.astype)
+        _NUMPY_NAMESPACE = _with_shortcuts(compat, shortcuts)
     return _NUMPY_NAMESPACE
 
 
@@ -262,7 +273,6 @@ def _numpy_astype(compat_astype: Any) -> Any:
             return x.astype(dtype, copy=copy)
         return compat_astype(x, dtype, copy=copy, device=device)
 
-    astype.__doc__ = compat_astype.__doc__
     return astype
 
 
@@ -296,14 +306,6 @@ def _numpy_shortcuts() -> dict[str, Any]:
             return x.take(indices, axis=axis)
         return np_take(x, indices, axis=axis, **more)
 
-    for function, original in (
-        (sum, np_sum),
-        (max, np_max),
-        (min, np_min),
-        (reshape, np_reshape),
-        (take, np_take),
-    ):
-        function.__doc__ = original.__doc__
     return {"sum": sum, "max": max, "min": min, "reshape": reshape, "take": take}
 
 
@@ -328,11 +330,7 @@ def torch_namespace() -> Any:
         import array_api_compat.torch as compat
         import torch
 
-        fast = types.ModuleType(compat.__name__, compat.__doc__)
-        fast.__dict__.update(vars(compat))
-        for name, function in _torch_shortcuts(torch, compat).items():
-            function.__doc__ = getattr(compat, name).__doc__
-            setattr(fast, name, function)
+        fast = _with_shortcuts(compat, _torch_shortcuts(torch, compat))
         _TORCH_NAMESPACE, _TORCH_TENSOR, _TORCH = fast, torch.Tensor, torch
     return _TORCH_NAMESPACE
 
