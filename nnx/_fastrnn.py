@@ -86,6 +86,10 @@ def prescale(kind: str, *params: Any) -> list[Any]:
     return [None if p is None else p * scale for p in params]
 
 
+#: the NumPy functions of the backward loops, bound to local names there (one look-up per call)
+_STEP_OPS = (np.matmul, np.add, np.subtract, np.multiply, np.copyto)
+
+
 def _buffer(work: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dt: Any) -> np.ndarray:
     """The array ``work[name]`` if it has this shape and dtype, else a new one kept there. A
     layer hands its previous call's cache to the next forward (and the backward keeps its gate
@@ -190,13 +194,7 @@ def lstm_backward(
     t2 = np.empty((n, hs), dt)
     das_t, d_y_t = das.transpose(1, 0, 2), d_y.transpose(1, 0, 2)
     das_t4 = das.reshape(n, t_len, 4, hs).transpose(1, 2, 0, 3)  # (T, 4, N, H)
-    matmul, add, subtract, multiply, copyto = (
-        np.matmul,
-        np.add,
-        np.subtract,
-        np.multiply,
-        np.copyto,
-    )
+    matmul, add, subtract, multiply, copyto = _STEP_OPS  # local names in the time loop
     for k in range(t_len - 1, -1, -1):
         t = order[k]
         c_prev = cache.c0 if k == 0 else cs[order[k - 1]]
@@ -400,13 +398,7 @@ def gru_backward(
     back = np.empty((n, hs), dt)
     hp_t, d_y_t, dgh_t = (a.transpose(1, 0, 2) for a in (hp, d_y, dgh))
     dgi_t3, dgh_t3 = (a.reshape(n, t_len, 3, hs).transpose(1, 2, 0, 3) for a in (dgi, dgh))
-    matmul, add, subtract, multiply, copyto = (
-        np.matmul,
-        np.add,
-        np.subtract,
-        np.multiply,
-        np.copyto,
-    )
+    matmul, add, subtract, multiply, copyto = _STEP_OPS  # local names in the time loop
     for k in range(t_len - 1, -1, -1):
         t = order[k]
         add(dh, d_y_t[t], out=dh)
