@@ -12,14 +12,16 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
 
 
+def _bench(*args: str, timeout: float | None = 300) -> subprocess.CompletedProcess:
+    """``python scripts/bench.py *args`` in a new process, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench("--quick", "--threads", "1", "--json", str(out))
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     assert results["loss_difference_nnx_vs_reference"] <= 1e-5
@@ -35,12 +37,7 @@ def test_quick_benchmark_runs_and_nnx_matches_the_reference(tmp_path):
 
 
 def test_a_backend_without_a_hand_written_reference_is_refused():
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--device", "strict"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _bench("--quick", "--device", "strict", timeout=120)
     assert done.returncode == 2
     assert "array_api_strict backend" in done.stderr and "NumPy (--device cpu)" in done.stderr
     assert "Traceback" not in done.stderr
@@ -49,22 +46,7 @@ def test_a_backend_without_a_hand_written_reference_is_refused():
 @pytest.mark.torch
 def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
     out = tmp_path / "cnn.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--cnn",
-            "--quick",
-            "--threads",
-            "1",
-            "--no-memory",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench("--cnn", "--quick", "--threads", "1", "--no-memory", "--json", str(out))
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     for name in ("lenet", "resnet"):
@@ -78,12 +60,7 @@ def test_quick_cnn_benchmark_runs_and_starts_from_torchs_loss(tmp_path):
 def test_cnn_workload_option_runs_only_that_workload(tmp_path):
     out = tmp_path / "cnn.json"
     args = ["--cnn", "--quick", "--threads", "1", "--no-memory", "--json", str(out)]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--cnn-workload", "lenet"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench(*args, "--cnn-workload", "lenet")
     assert done.returncode == 0, done.stderr
     assert list(json.loads(out.read_text())["workloads"]) == ["lenet"]
 
@@ -95,12 +72,7 @@ def test_cnn_native_contenders_start_from_torchs_loss(tmp_path):
     pytest.importorskip("jax")
     out = tmp_path / "cnn.json"
     args = ["--cnn", "--cnn-native", "--quick", "--threads", "1", "--no-memory"]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--cnn-workload", "lenet", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench(*args, "--cnn-workload", "lenet", "--json", str(out))
     assert done.returncode == 0, done.stderr
     row = json.loads(out.read_text())["workloads"]["lenet"]
     for name in ("nnx-torch", "nnx-jax-compiled"):
@@ -118,9 +90,7 @@ def test_jax_comparison_smoke_run(tmp_path):
     args += ["--repeats", "1", "--warmup-batches", "1", "--json", str(out)]
     with_torch = importlib.util.find_spec("torch") is not None
     args += ["--with-torch"] * with_torch
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
-    )
+    done = _bench(*args)
     assert done.returncode == 0, done.stderr
     row = json.loads(out.read_text())["batches"]["32"]
     assert row["loss_difference_compiled_vs_numpy"] <= 1e-4
@@ -137,12 +107,7 @@ def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):
 
     pytest.importorskip("mpi4py", reason="needs mpi4py: pip install 'nnx-trainer[mpi]'")
     out = tmp_path / "dist.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--distributed", "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench("--distributed", "--quick", "--json", str(out))
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [r["ranks"] for r in rows] == [1, 2]
@@ -156,12 +121,7 @@ def test_quick_distributed_benchmark_splits_compute_and_allreduce(tmp_path):
 @pytest.mark.torch
 def test_sequence_quick_run_reports_both_workloads(tmp_path):
     out = tmp_path / "seq.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--sequence", "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench("--sequence", "--quick", "--json", str(out))
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     assert {"transformer", "lstm"} <= set(results)
@@ -176,12 +136,7 @@ def test_sequence_quick_run_reports_both_workloads(tmp_path):
 @pytest.mark.torch
 def test_quick_native_layers_benchmark_runs(tmp_path):
     out = tmp_path / "native.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--native-layers", "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench("--native-layers", "--quick", "--json", str(out))
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     assert set(results) == {"conv_transpose", "attention"}
@@ -190,9 +145,7 @@ def test_quick_native_layers_benchmark_runs(tmp_path):
 
 def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment():
     def help_of(*args):
-        done = subprocess.run(
-            [sys.executable, str(SCRIPT), *args, "--help"], capture_output=True, text=True
-        )
+        done = _bench(*args, "--help", timeout=None)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -206,12 +159,7 @@ def test_help_lists_every_workload_and_the_own_flags_of_distributed_and_augment(
 def test_quick_augment_benchmark_runs(tmp_path):
     out = tmp_path / "augment.json"
     args = ["--augment", "--quick", "--augment-devices", "numpy", "--augment-batch", "8"]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _bench(*args, "--json", str(out))
     assert done.returncode == 0, done.stderr
     row = json.loads(out.read_text())["backends"]["numpy"]
     assert set(row["median_ms"]) == {"crop", "flip", "crop+flip", "loop", "copy"}
