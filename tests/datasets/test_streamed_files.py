@@ -9,15 +9,7 @@ from nnx.datasets import file_checks
 from nnx.datasets.errors import DataFileError
 from nnx.datasets.files import load_file
 from tests.datasets.streaming import assert_streamed_run_matches_whole
-
-
-def _features(n=240, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 2
-    x = rng.normal(size=(n, 4))
-    x[:, 0] += 2.5 * y
-    x = x * np.array([1.0, 3.0, 1000.0, 0.001]) + np.array([50.0, -7.0, 4000.0, 2.0])
-    return x.astype(np.float32), y
+from tests.test_cli_trust import _features
 
 
 def test_a_large_npz_is_memory_mapped_with_the_same_held_out_rows(tmp_path):
