@@ -257,7 +257,6 @@ class MultiheadAttention(Module):
             # PyTorch's fused kernel: no mask but the causal one, no dropout, no weights returned
             heads_out, lse = _native.attention_forward(lib, q, k, v, is_causal, scale)
             self._native_cache = (lib, q, k, v, heads_out, lse, is_causal, scale)
-            self._cache = None
             return self._finish(xp, heads_out)
         if mask is None:
             mask = self._mask(
