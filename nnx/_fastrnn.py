@@ -37,8 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _rows
-
 
 @dataclass
 class LSTMCache:
@@ -88,18 +86,6 @@ def prescale(kind: str, *params: Any) -> list[Any]:
     return [None if p is None else p * scale for p in params]
 
 
-#: the least multiply-adds of one row chunk's per-step product (``rows x H x G*H``) for a time
-#: loop to split its rows over threads (:mod:`nnx._rows`): below it the Python of a step, which
-#: holds the GIL, is too large a share for two threads to gain (tests set 0 to split anything)
-MIN_CHUNK_WORK = 1 << 20
-
-
-def _min_rows(hs: int, g: int) -> int:
-    """The fewest batch rows a chunk of a loop with hidden size ``hs`` and ``g`` gate columns
-    gets (:data:`MIN_CHUNK_WORK`)."""
-    return max(1, -(-MIN_CHUNK_WORK // (hs * g)))
-
-
 #: the NumPy functions of the backward loops, bound to local names there (one look-up per call)
 _STEP_OPS = (np.matmul, np.add, np.subtract, np.multiply, np.copyto)
 
@@ -123,7 +109,6 @@ def lstm_forward(
     b_hh: Any,
     reverse: bool,
     work: dict[str, np.ndarray] | None = None,
-    threads: int = 1,
 ) -> tuple[np.ndarray, list[np.ndarray], LSTMCache]:
     """All steps of one direction: ``gi`` ``(N, T, 4H)``, ``carry = [h0, c0]`` ``(N, H)``;
     ``gi``, ``w_hh`` and ``b_hh`` from the parameters of :func:`prescale` (their i, f, o
@@ -147,6 +132,7 @@ def lstm_forward(
     tcs = _buffer(work, "tc", (t_len, n, hs), dt)
     hp = _buffer(work, "hp", (n, t_len, hs), dt)  # h_{t-1} of every step (weight gradient)
     out = np.empty((n, t_len, hs), dt)  # the caller's: always new
+    ig = np.empty((n, hs), dt)
     w4 = np.ascontiguousarray(w_hh.reshape(hs, 4, hs).transpose(1, 0, 2))  # (4, H, H)
     b4 = None if b_hh is None else b_hh.reshape(4, 1, hs)
     # after tanh: x 0.5 + 0.5 on i, f, o (sigmoid), x 1 + 0 on g (tanh)
@@ -155,38 +141,30 @@ def lstm_forward(
     # (T, ...) views made once: a step takes its slices by one index
     gi_t = gi.reshape(n, t_len, 4, hs).transpose(1, 2, 0, 3)  # (T, 4, N, H)
     out_t, hp_t = out.transpose(1, 0, 2), hp.transpose(1, 0, 2)
-
-    def rows(lo: int, hi: int) -> None:  # the loop over the batch rows lo:hi (nnx/_rows.py)
-        matmul, add, multiply, tanh = np.matmul, np.add, np.multiply, np.tanh
-        gates_r, cs_r, tcs_r = gates[:, :, lo:hi], cs[:, lo:hi], tcs[:, lo:hi]
-        gi_r = gi_t[:, :, lo:hi]
-        out_r, hp_r = out_t[:, lo:hi], hp_t[:, lo:hi]
-        ig = np.empty((hi - lo, hs), dt)
-        hp_r[order[0]] = h0[lo:hi]
-        c_prev = c0[lo:hi]
-        for k, t in enumerate(order):
-            a = gates_r[t]
-            matmul(hp_r[t], w4, out=a)
-            if b4 is not None:
-                add(a, b4, out=a)  # gi + (h W_hh + b): addition commutes exactly
-            add(a, gi_r[t], out=a)
-            tanh(a, out=a)
-            multiply(a, scale, out=a)
-            add(a, shift, out=a)
-            i, f, g, o = a
-            c = cs_r[t]
-            multiply(f, c_prev, out=c)
-            multiply(i, g, out=ig)
-            add(c, ig, out=c)
-            tc = tcs_r[t]
-            tanh(c, out=tc)
-            h = out_r[t]
-            multiply(o, tc, out=h)
-            if k + 1 < t_len:
-                hp_r[order[k + 1]] = h
-            c_prev = c
-
-    _rows.run(rows, _rows.chunks(n, threads, _min_rows(hs, 4 * hs)))
+    matmul, add, multiply, tanh = np.matmul, np.add, np.multiply, np.tanh
+    hp_t[order[0]] = h0
+    c_prev = c0
+    for k, t in enumerate(order):
+        a = gates[t]
+        matmul(hp_t[t], w4, out=a)
+        if b4 is not None:
+            add(a, b4, out=a)  # gi + (h W_hh + b): addition commutes exactly
+        add(a, gi_t[t], out=a)
+        tanh(a, out=a)
+        multiply(a, scale, out=a)
+        add(a, shift, out=a)
+        i, f, g, o = a
+        c = cs[t]
+        multiply(f, c_prev, out=c)
+        multiply(i, g, out=ig)
+        add(c, ig, out=c)
+        tc = tcs[t]
+        tanh(c, out=tc)
+        h = out_t[t]
+        multiply(o, tc, out=h)
+        if k + 1 < t_len:
+            hp_t[order[k + 1]] = h
+        c_prev = c
     last = order[-1]
     cache = LSTMCache(gates, cs, tcs, hp, h0, c0, order, work)
     # the cache holds no view of the output or the final states: a caller may change them
@@ -194,11 +172,7 @@ def lstm_forward(
 
 
 def lstm_backward(
-    cache: LSTMCache,
-    carry: list[np.ndarray],
-    d_y: np.ndarray,
-    w_back: np.ndarray,
-    threads: int = 1,
+    cache: LSTMCache, carry: list[np.ndarray], d_y: np.ndarray, w_back: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Backward through time of :func:`lstm_forward`: ``carry = [dh, dc]`` of the final states,
     ``d_y`` ``(N, T, H)`` the output's gradient, ``w_back`` with ``w_back.T`` the ``(4H, H)``
@@ -214,50 +188,43 @@ def lstm_backward(
     dh = np.array(carry[0], dtype=dt, copy=True)
     dc = np.array(carry[1], dtype=dt, copy=True)
     das = _buffer(cache.work, "das", (n, t_len, g4), dt)  # read by the caller, then free
+    d4 = np.empty((4, n, hs), dt)  # one step's gate gradients, gate-major
+    di, df, dg, do = d4
+    t1 = np.empty((n, hs), dt)
+    t2 = np.empty((n, hs), dt)
     das_t, d_y_t = das.transpose(1, 0, 2), d_y.transpose(1, 0, 2)
     das_t4 = das.reshape(n, t_len, 4, hs).transpose(1, 2, 0, 3)  # (T, 4, N, H)
-
-    def rows(lo: int, hi: int) -> None:  # the loop over the batch rows lo:hi (nnx/_rows.py)
-        matmul, add, subtract, multiply, copyto = _STEP_OPS  # local names in the time loop
-        d4 = np.empty((4, hi - lo, hs), dt)  # one step's gate gradients, gate-major
-        di, df, dg, do = d4
-        t1 = np.empty((hi - lo, hs), dt)
-        t2 = np.empty((hi - lo, hs), dt)
-        dh_r, dc_r, c0_r = dh[lo:hi], dc[lo:hi], cache.c0[lo:hi]
-        gates_r, cs_r, tcs_r = gates[:, :, lo:hi], cs[:, lo:hi], tcs[:, lo:hi]
-        das_r, d_y_r, das_r4 = das_t[:, lo:hi], d_y_t[:, lo:hi], das_t4[:, :, lo:hi]
-        for k in range(t_len - 1, -1, -1):
-            t = order[k]
-            c_prev = c0_r if k == 0 else cs_r[order[k - 1]]
-            i, f, g, o = gates_r[t]
-            tc = tcs_r[t]
-            add(dh_r, d_y_r[t], out=dh_r)
-            multiply(dh_r, tc, out=do)  # d o, made o (1 - o) below
-            multiply(tc, tc, out=t1)  # dc += dh o (1 - tc^2)
-            subtract(1.0, t1, out=t1)
-            multiply(dh_r, o, out=t2)
-            multiply(t2, t1, out=t2)
-            add(dc_r, t2, out=dc_r)
-            multiply(dc_r, g, out=di)  # dc g i (1 - i)
-            multiply(di, i, out=di)
-            subtract(1.0, i, out=t1)
-            multiply(di, t1, out=di)
-            multiply(dc_r, c_prev, out=df)  # dc c_{t-1} f (1 - f)
-            multiply(df, f, out=df)
-            subtract(1.0, f, out=t1)
-            multiply(df, t1, out=df)
-            multiply(dc_r, i, out=dg)  # dc i (1 - g^2)
-            multiply(g, g, out=t1)
-            subtract(1.0, t1, out=t1)
-            multiply(dg, t1, out=dg)
-            multiply(do, o, out=do)  # do o (1 - o)
-            subtract(1.0, o, out=t1)
-            multiply(do, t1, out=do)
-            copyto(das_r4[t], d4)
-            matmul(das_r[t], wt, out=dh_r)
-            multiply(dc_r, f, out=dc_r)
-
-    _rows.run(rows, _rows.chunks(n, threads, _min_rows(hs, g4)))
+    matmul, add, subtract, multiply, copyto = _STEP_OPS  # local names in the time loop
+    for k in range(t_len - 1, -1, -1):
+        t = order[k]
+        c_prev = cache.c0 if k == 0 else cs[order[k - 1]]
+        i, f, g, o = gates[t]
+        tc = tcs[t]
+        add(dh, d_y_t[t], out=dh)
+        multiply(dh, tc, out=do)  # d o, made o (1 - o) below
+        multiply(tc, tc, out=t1)  # dc += dh o (1 - tc^2)
+        subtract(1.0, t1, out=t1)
+        multiply(dh, o, out=t2)
+        multiply(t2, t1, out=t2)
+        add(dc, t2, out=dc)
+        multiply(dc, g, out=di)  # dc g i (1 - i)
+        multiply(di, i, out=di)
+        subtract(1.0, i, out=t1)
+        multiply(di, t1, out=di)
+        multiply(dc, c_prev, out=df)  # dc c_{t-1} f (1 - f)
+        multiply(df, f, out=df)
+        subtract(1.0, f, out=t1)
+        multiply(df, t1, out=df)
+        multiply(dc, i, out=dg)  # dc i (1 - g^2)
+        multiply(g, g, out=t1)
+        subtract(1.0, t1, out=t1)
+        multiply(dg, t1, out=dg)
+        multiply(do, o, out=do)  # do o (1 - o)
+        subtract(1.0, o, out=t1)
+        multiply(do, t1, out=do)
+        copyto(das_t4[t], d4)
+        matmul(das_t[t], wt, out=dh)
+        multiply(dc, f, out=dc)
     return [dh, dc], das.reshape(n * t_len, g4), cache.hp.reshape(n * t_len, hs)
 
 
@@ -285,13 +252,7 @@ def _h_prev(out: np.ndarray, h0: np.ndarray, order: list[int]) -> np.ndarray:
 
 
 def rnn_forward(
-    gi: np.ndarray,
-    carry: list[np.ndarray],
-    w_hh: np.ndarray,
-    b_hh: Any,
-    reverse: bool,
-    relu: bool,
-    threads: int = 1,
+    gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool, relu: bool
 ) -> tuple[np.ndarray, list[np.ndarray], RNNCache]:
     """All steps of one direction of the Elman RNN: ``h_t = act(gi_t + (h_{t-1} W_hh + b))``
     written into the ``(N, T, H)`` output."""
@@ -301,31 +262,22 @@ def rnn_forward(
     (h0,) = carry
     order = list(range(t_len - 1, -1, -1)) if reverse else list(range(t_len))
     out = np.empty((n, t_len, hs), gi.dtype)
-
-    def rows(lo: int, hi: int) -> None:  # the loop over the batch rows lo:hi (nnx/_rows.py)
-        a = np.empty((hi - lo, hs), gi.dtype)
-        out_r, gi_r, h0_r = out[lo:hi], gi[lo:hi], h0[lo:hi]
-        for k, t in enumerate(order):
-            p = _prev(order, k)
-            np.matmul(h0_r if p is None else out_r[:, p, :], w_hh, out=a)
-            if b_hh is not None:
-                a += b_hh
-            a += gi_r[:, t, :]
-            if relu:
-                np.maximum(a, 0.0, out=out_r[:, t, :])
-            else:
-                np.tanh(a, out=out_r[:, t, :])
-
-    _rows.run(rows, _rows.chunks(n, threads, _min_rows(hs, hs)))
+    a = np.empty((n, hs), gi.dtype)
+    for k, t in enumerate(order):
+        p = _prev(order, k)
+        np.matmul(h0 if p is None else out[:, p, :], w_hh, out=a)
+        if b_hh is not None:
+            a += b_hh
+        a += gi[:, t, :]
+        if relu:
+            np.maximum(a, 0.0, out=out[:, t, :])
+        else:
+            np.tanh(a, out=out[:, t, :])
     return out.copy(), [out[:, order[-1], :].copy()], RNNCache(out, h0, order, relu)
 
 
 def rnn_backward(
-    cache: RNNCache,
-    carry: list[np.ndarray],
-    d_y: np.ndarray,
-    w_back: np.ndarray,
-    threads: int = 1,
+    cache: RNNCache, carry: list[np.ndarray], d_y: np.ndarray, w_back: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Backward through time of :func:`rnn_forward`; returns as :func:`lstm_backward` does."""
     out, order = cache.out, cache.order
@@ -334,23 +286,18 @@ def rnn_backward(
     wt = w_back.T
     dh = np.array(carry[0], dtype=dt, copy=True)
     das = np.empty((n, t_len, hs), dt)
-
-    def rows(lo: int, hi: int) -> None:  # the loop over the batch rows lo:hi (nnx/_rows.py)
-        t1 = np.empty((hi - lo, hs), dt)
-        dh_r, d_y_r, out_r, das_r = dh[lo:hi], d_y[lo:hi], out[lo:hi], das[lo:hi]
-        for k in range(t_len - 1, -1, -1):
-            t = order[k]
-            dh_r += d_y_r[:, t, :]
-            h, da = out_r[:, t, :], das_r[:, t, :]
-            if cache.relu:  # dh [h > 0]
-                np.greater(h, 0.0, out=t1)
-            else:  # dh (1 - h^2)
-                np.multiply(h, h, out=t1)
-                np.subtract(1.0, t1, out=t1)
-            np.multiply(dh_r, t1, out=da)
-            np.matmul(da, wt, out=dh_r)
-
-    _rows.run(rows, _rows.chunks(n, threads, _min_rows(hs, hs)))
+    t1 = np.empty((n, hs), dt)
+    for k in range(t_len - 1, -1, -1):
+        t = order[k]
+        dh += d_y[:, t, :]
+        h, da = out[:, t, :], das[:, t, :]
+        if cache.relu:  # dh [h > 0]
+            np.greater(h, 0.0, out=t1)
+        else:  # dh (1 - h^2)
+            np.multiply(h, h, out=t1)
+            np.subtract(1.0, t1, out=t1)
+        np.multiply(dh, t1, out=da)
+        np.matmul(da, wt, out=dh)
     return [dh], das.reshape(n * t_len, hs), _h_prev(out, cache.h0, order)
 
 
@@ -376,7 +323,6 @@ def gru_forward(
     b_hh: Any,
     reverse: bool,
     work: dict[str, np.ndarray] | None = None,
-    threads: int = 1,
 ) -> tuple[np.ndarray, list[np.ndarray], GRUCache]:
     """All steps of one direction of the GRU (:func:`nnx.layers.recurrent.steps.gru_step`):
     ``r, z = sigmoid(gi_rz + gh_rz)``, ``n = tanh(gi_n + r h_n)``, ``h_t = n + z (h_{t-1} -
@@ -396,62 +342,41 @@ def gru_forward(
     ghs = _buffer(work, "gh", (t_len, 3, n, hs), dt)  # h_{t-1} W_hh + b_hh; h_n is kept
     hp = _buffer(work, "hp", (n, t_len, hs), dt)  # h_{t-1} of every step
     out = np.empty((n, t_len, hs), dt)  # the caller's: always new
+    tmp = np.empty((n, hs), dt)
     w3 = np.ascontiguousarray(w_hh.reshape(hs, 3, hs).transpose(1, 0, 2))  # (3, H, H)
     b3 = None if b_hh is None else b_hh.reshape(3, 1, hs)
     gi_t = gi.reshape(n, t_len, 3, hs).transpose(1, 2, 0, 3)  # (T, 3, N, H)
     out_t, hp_t = out.transpose(1, 0, 2), hp.transpose(1, 0, 2)
-
-    def rows(lo: int, hi: int) -> None:  # the loop over the batch rows lo:hi (nnx/_rows.py)
-        matmul, add, subtract, multiply, tanh = (
-            np.matmul,
-            np.add,
-            np.subtract,
-            np.multiply,
-            np.tanh,
-        )
-        tmp = np.empty((hi - lo, hs), dt)
-        rzs_r, ns_r, ghs_r, gi_r = (
-            rzs[:, :, lo:hi],
-            ns[:, lo:hi],
-            ghs[:, :, lo:hi],
-            gi_t[:, :, lo:hi],
-        )
-        out_r, hp_r = out_t[:, lo:hi], hp_t[:, lo:hi]
-        hp_r[order[0]] = h0[lo:hi]
-        for k, t in enumerate(order):
-            h_prev = hp_r[t]
-            gh = ghs_r[t]
-            matmul(h_prev, w3, out=gh)
-            if b3 is not None:
-                add(gh, b3, out=gh)
-            a, git = rzs_r[t], gi_r[t]
-            add(git[:2], gh[:2], out=a)  # 0.5 (r, z pre-activations): prescaled
-            tanh(a, out=a)  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x)
-            multiply(a, 0.5, out=a)
-            add(a, 0.5, out=a)
-            r, z = a
-            nt = ns_r[t]
-            multiply(r, gh[2], out=nt)
-            add(nt, git[2], out=nt)
-            tanh(nt, out=nt)
-            subtract(h_prev, nt, out=tmp)
-            multiply(tmp, z, out=tmp)
-            h = out_r[t]
-            add(nt, tmp, out=h)
-            if k + 1 < t_len:
-                hp_r[order[k + 1]] = h
-
-    _rows.run(rows, _rows.chunks(n, threads, _min_rows(hs, 3 * hs)))
+    matmul, add, subtract, multiply, tanh = np.matmul, np.add, np.subtract, np.multiply, np.tanh
+    hp_t[order[0]] = h0
+    for k, t in enumerate(order):
+        h_prev = hp_t[t]
+        gh = ghs[t]
+        matmul(h_prev, w3, out=gh)
+        if b3 is not None:
+            add(gh, b3, out=gh)
+        a, git = rzs[t], gi_t[t]
+        add(git[:2], gh[:2], out=a)  # 0.5 (r, z pre-activations): prescaled
+        tanh(a, out=a)  # sigmoid(x) = 0.5 + 0.5 tanh(0.5 x)
+        multiply(a, 0.5, out=a)
+        add(a, 0.5, out=a)
+        r, z = a
+        nt = ns[t]
+        multiply(r, gh[2], out=nt)
+        add(nt, git[2], out=nt)
+        tanh(nt, out=nt)
+        subtract(h_prev, nt, out=tmp)
+        multiply(tmp, z, out=tmp)
+        h = out_t[t]
+        add(nt, tmp, out=h)
+        if k + 1 < t_len:
+            hp_t[order[k + 1]] = h
     hns = ghs[:, 2]
     return out, [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, hp, h0, order, work)
 
 
 def gru_backward(
-    cache: GRUCache,
-    carry: list[np.ndarray],
-    d_y: np.ndarray,
-    w_back: np.ndarray,
-    threads: int = 1,
+    cache: GRUCache, carry: list[np.ndarray], d_y: np.ndarray, w_back: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Backward through time of :func:`gru_forward`
     (:func:`nnx.layers.recurrent.steps.gru_step_backward`): ``da_n = dh (1-z)(1-n^2)``,
@@ -467,46 +392,39 @@ def gru_backward(
     dh = np.array(carry[0], dtype=dt, copy=True)
     dgi = _buffer(cache.work, "dgi", (n, t_len, 3 * hs), dt)  # read by the caller, then free
     dgh = _buffer(cache.work, "dgh", (n, t_len, 3 * hs), dt)
+    d3 = np.empty((3, n, hs), dt)  # one step's [da_r, da_z, da_n]
+    vr, vz, vn = d3
+    t1 = np.empty((n, hs), dt)
+    back = np.empty((n, hs), dt)
     hp_t, d_y_t, dgh_t = (a.transpose(1, 0, 2) for a in (hp, d_y, dgh))
     dgi_t3, dgh_t3 = (a.reshape(n, t_len, 3, hs).transpose(1, 2, 0, 3) for a in (dgi, dgh))
-
-    def rows(lo: int, hi: int) -> None:  # the loop over the batch rows lo:hi (nnx/_rows.py)
-        matmul, add, subtract, multiply, copyto = _STEP_OPS  # local names in the time loop
-        d3 = np.empty((3, hi - lo, hs), dt)  # one step's [da_r, da_z, da_n]
-        vr, vz, vn = d3
-        t1 = np.empty((hi - lo, hs), dt)
-        back = np.empty((hi - lo, hs), dt)
-        dh_r, hp_r, d_y_r, dgh_r = dh[lo:hi], hp_t[:, lo:hi], d_y_t[:, lo:hi], dgh_t[:, lo:hi]
-        dgi_r3, dgh_r3 = dgi_t3[:, :, lo:hi], dgh_t3[:, :, lo:hi]
-        rz_r, n_r, hn_r = cache.rz[:, :, lo:hi], cache.n[:, lo:hi], cache.hn[:, lo:hi]
-        for k in range(t_len - 1, -1, -1):
-            t = order[k]
-            add(dh_r, d_y_r[t], out=dh_r)
-            r, z = rz_r[t]
-            nt, h_n = n_r[t], hn_r[t]
-            subtract(1.0, z, out=vn)  # dh (1 - z)(1 - n^2)
-            multiply(vn, dh_r, out=vn)
-            multiply(nt, nt, out=t1)
-            subtract(1.0, t1, out=t1)
-            multiply(vn, t1, out=vn)
-            multiply(vn, h_n, out=vr)  # da_n h_n r (1 - r)
-            multiply(vr, r, out=vr)
-            subtract(1.0, r, out=t1)
-            multiply(vr, t1, out=vr)
-            subtract(hp_r[t], nt, out=vz)  # dh (h_{t-1} - n) z (1 - z)
-            multiply(vz, dh_r, out=vz)
-            multiply(vz, z, out=vz)
-            subtract(1.0, z, out=t1)
-            multiply(vz, t1, out=vz)
-            gi3, gh3 = dgi_r3[t], dgh_r3[t]
-            copyto(gi3, d3)
-            copyto(gh3[:2], d3[:2])
-            multiply(vn, r, out=gh3[2])
-            matmul(dgh_r[t], wt, out=back)
-            multiply(dh_r, z, out=dh_r)
-            add(dh_r, back, out=dh_r)
-
-    _rows.run(rows, _rows.chunks(n, threads, _min_rows(hs, 3 * hs)))
+    matmul, add, subtract, multiply, copyto = _STEP_OPS  # local names in the time loop
+    for k in range(t_len - 1, -1, -1):
+        t = order[k]
+        add(dh, d_y_t[t], out=dh)
+        r, z = cache.rz[t]
+        nt, h_n = cache.n[t], cache.hn[t]
+        subtract(1.0, z, out=vn)  # dh (1 - z)(1 - n^2)
+        multiply(vn, dh, out=vn)
+        multiply(nt, nt, out=t1)
+        subtract(1.0, t1, out=t1)
+        multiply(vn, t1, out=vn)
+        multiply(vn, h_n, out=vr)  # da_n h_n r (1 - r)
+        multiply(vr, r, out=vr)
+        subtract(1.0, r, out=t1)
+        multiply(vr, t1, out=vr)
+        subtract(hp_t[t], nt, out=vz)  # dh (h_{t-1} - n) z (1 - z)
+        multiply(vz, dh, out=vz)
+        multiply(vz, z, out=vz)
+        subtract(1.0, z, out=t1)
+        multiply(vz, t1, out=vz)
+        gi3, gh3 = dgi_t3[t], dgh_t3[t]
+        copyto(gi3, d3)
+        copyto(gh3[:2], d3[:2])
+        multiply(vn, r, out=gh3[2])
+        matmul(dgh_t[t], wt, out=back)
+        multiply(dh, z, out=dh)
+        add(dh, back, out=dh)
     return (
         [dh],
         dgi.reshape(n * t_len, 3 * hs),
@@ -531,19 +449,17 @@ def forward(
     b_hh: Any,
     reverse: bool,
     old: Any = None,
-    threads: int = 1,
 ) -> tuple[np.ndarray, list[np.ndarray], LSTMCache | RNNCache | GRUCache]:
     """One direction's time loop: ``kind`` is ``"lstm"``, ``"gru"``, ``"tanh"`` or ``"relu"``
     (the RNN). ``old``: the same layer and direction's cache of the previous call, which nothing
-    else uses any more (its arrays are written again, :func:`_buffer`), or None. ``threads``:
-    how many threads the batch rows may be split over (:mod:`nnx._rows`; 1: this thread)."""
+    else uses any more (its arrays are written again, :func:`_buffer`), or None."""
     if kind == "lstm":
         work = old.work if isinstance(old, LSTMCache) else None
-        return lstm_forward(gi, carry, w_hh, b_hh, reverse, work, threads)
+        return lstm_forward(gi, carry, w_hh, b_hh, reverse, work)
     if kind == "gru":
         work = old.work if isinstance(old, GRUCache) else None
-        return gru_forward(gi, carry, w_hh, b_hh, reverse, work, threads)
-    return rnn_forward(gi, carry, w_hh, b_hh, reverse, kind == "relu", threads)
+        return gru_forward(gi, carry, w_hh, b_hh, reverse, work)
+    return rnn_forward(gi, carry, w_hh, b_hh, reverse, relu=kind == "relu")
 
 
 def backward(
@@ -551,15 +467,14 @@ def backward(
     carry: list[np.ndarray],
     d_y: np.ndarray,
     w_back: np.ndarray,
-    threads: int = 1,
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """The backward through time of :func:`forward`'s loop: the initial states' gradients, the
     gate gradients of the input and of the hidden part (the same array but for the GRU) and
     ``h_{t-1}``."""
     if isinstance(cache, GRUCache):
-        return gru_backward(cache, carry, d_y, w_back, threads)
+        return gru_backward(cache, carry, d_y, w_back)
     if isinstance(cache, LSTMCache):
-        carry, gi, hp = lstm_backward(cache, carry, d_y, w_back, threads)
+        carry, gi, hp = lstm_backward(cache, carry, d_y, w_back)
     else:
-        carry, gi, hp = rnn_backward(cache, carry, d_y, w_back, threads)
+        carry, gi, hp = rnn_backward(cache, carry, d_y, w_back)
     return carry, gi, gi, hp

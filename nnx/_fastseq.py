@@ -30,16 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _rows
 from ._fastconv import applies
-from .backend import blas_threads, one_blas_thread
 
 #: rows per block: ``ROWS x E`` scratch arrays stay in a core's L2 cache at ``E`` up to ~1024
 ROWS = 256
-
-#: the fewest blocks one thread takes when a LayerNorm's blocks are split over threads
-#: (:mod:`nnx._rows`; tests set 1)
-MIN_BLOCKS = 4
 
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
 
@@ -75,44 +69,27 @@ def layer_norm_forward(
     n, dt = x2.shape[0], x2.dtype
     y = np.empty_like(x2)
     xhat = np.empty_like(x2)
+    mean = np.empty(min(ROWS, n), dt)
     r = np.empty(n, dt)
     inv = np.full(e, 1.0 / e, dt)
-
-    def blocks(first: int, last: int) -> None:  # row blocks first:last (nnx/_rows.py)
-        mean = np.empty(min(ROWS, n), dt)
-        for s in range(first * ROWS, min(n, last * ROWS), ROWS):
-            stop = min(n, s + ROWS)
-            xs, c, ys = x2[s:stop], xhat[s:stop], y[s:stop]
-            m = np.matmul(xs, inv, out=mean[: stop - s])
-            np.subtract(xs, m[:, None], out=c)
-            rs = np.einsum("ij,ij->i", c, c, out=r[s:stop])  # sum of squares, 1/sqrt(var+eps)
-            rs *= 1.0 / e
-            rs += eps
-            np.sqrt(rs, out=rs)
-            np.divide(1.0, rs, out=rs)
-            c *= rs[:, None]  # xhat
-            if weight is not None:
-                np.multiply(c, weight, out=ys)
-            else:
-                ys[...] = c
-            if bias is not None:
-                ys += bias
-
-    _run_blocks(blocks, n, blas_threads(x2))
+    for s in range(0, n, ROWS):
+        stop = min(n, s + ROWS)
+        xs, c, ys = x2[s:stop], xhat[s:stop], y[s:stop]
+        m = np.matmul(xs, inv, out=mean[: stop - s])
+        np.subtract(xs, m[:, None], out=c)
+        rs = np.einsum("ij,ij->i", c, c, out=r[s:stop])  # sum of squares, then 1/sqrt(var+eps)
+        rs *= 1.0 / e
+        rs += eps
+        np.sqrt(rs, out=rs)
+        np.divide(1.0, rs, out=rs)
+        c *= rs[:, None]  # xhat
+        if weight is not None:
+            np.multiply(c, weight, out=ys)
+        else:
+            ys[...] = c
+        if bias is not None:
+            ys += bias
     return y.reshape(x.shape), NormCache(xhat, r)
-
-
-def _run_blocks(fn: Any, n: int, threads: int) -> None:
-    """``fn(first, last)`` over the ``ROWS``-row blocks of ``n`` rows, the blocks split over
-    ``threads`` threads (:mod:`nnx._rows`) at :data:`MIN_BLOCKS` blocks or more each, each on
-    one BLAS thread (the blocks' matrix-vector products are small)."""
-    n_blocks = -(-n // ROWS)
-    parts = _rows.chunks(n_blocks, threads, MIN_BLOCKS)
-    if len(parts) == 1:
-        fn(0, n_blocks)
-        return
-    with one_blas_thread(np.empty(0)):
-        _rows.run(fn, parts)
 
 
 def layer_norm_backward(
@@ -128,45 +105,29 @@ def layer_norm_backward(
     dx = np.empty_like(g2)
     inv = np.full(e, 1.0 / e, dt)
     rows = min(ROWS, n)
-    n_blocks = -(-n // ROWS)
-    # every block's share of dweight and dbias, summed in block order after the loop: the
-    # same sums, bit for bit, however the blocks were split over threads
-    dw_parts = np.empty((n_blocks, e), dt) if weight is not None else None
-    db_parts = np.empty((n_blocks, e), dt) if with_bias else None
+    gh_buf = np.empty((rows, e), dt) if weight is not None else None
+    dw = np.zeros(e, dt) if weight is not None else None
+    db = np.zeros(e, dt) if with_bias else None
     ones = np.ones(rows, dt)
-
-    def blocks(first: int, last: int) -> None:  # row blocks first:last (nnx/_rows.py)
-        gh_buf = np.empty((rows, e), dt) if weight is not None else None
-        for b in range(first, last):
-            s, stop = b * ROWS, min(n, (b + 1) * ROWS)
-            k = stop - s
-            gs, xh, out = g2[s:stop], xhat[s:stop], dx[s:stop]
-            rs = r[s:stop, None]
-            if db_parts is not None:
-                np.matmul(ones[:k], gs, out=db_parts[b])
-            if dw_parts is not None:
-                np.einsum("ij,ij->j", gs, xh, out=dw_parts[b])
-                gh = np.multiply(gs, weight, out=gh_buf[:k])
-            else:
-                gh = gs
-            m_gh = gh @ inv
-            m_ghx = np.einsum("ij,ij->i", gh, xh)
-            m_ghx *= 1.0 / e
-            np.multiply(xh, m_ghx[:, None], out=out)
-            out += m_gh[:, None]
-            np.subtract(gh, out, out=out)
-            out *= rs
-
-    _run_blocks(blocks, n, blas_threads(g2))
-    dw = db = None
-    if dw_parts is not None:
-        dw = np.zeros(e, dt)
-        for p in dw_parts:
-            dw += p
-    if db_parts is not None:
-        db = np.zeros(e, dt)
-        for p in db_parts:
-            db += p
+    for s in range(0, n, ROWS):
+        stop = min(n, s + ROWS)
+        k = stop - s
+        gs, xh, out = g2[s:stop], xhat[s:stop], dx[s:stop]
+        rs = r[s:stop, None]
+        if db is not None:
+            db += ones[:k] @ gs
+        if dw is not None:
+            dw += np.einsum("ij,ij->j", gs, xh)
+            gh = np.multiply(gs, weight, out=gh_buf[:k])
+        else:
+            gh = gs
+        m_gh = gh @ inv
+        m_ghx = np.einsum("ij,ij->i", gh, xh)
+        m_ghx *= 1.0 / e
+        np.multiply(xh, m_ghx[:, None], out=out)
+        out += m_gh[:, None]
+        np.subtract(gh, out, out=out)
+        out *= rs
     return dx.reshape(grad_out.shape), dw, db
 
 
@@ -200,27 +161,20 @@ def _split(a: np.ndarray, heads: int) -> np.ndarray:
     return a.reshape(n, length, heads, e // heads).transpose(0, 2, 1, 3)
 
 
-def _per_block(heads: int, length: int, src: int, itemsize: int) -> int:
-    """Samples per block (:data:`SCORE_BYTES` of scores); a thread's chunk of the batch
-    (:mod:`nnx._rows`) is at least one block."""
-    return max(1, SCORE_BYTES // max(1, heads * length * src * itemsize))
+def _blocks(n: int, heads: int, length: int, src: int, itemsize: int) -> tuple[range, int]:
+    """Block starts over the batch and samples per block (:data:`SCORE_BYTES` of scores)."""
+    per = max(1, SCORE_BYTES // max(1, heads * length * src * itemsize))
+    return range(0, n, per), per
 
 
 def attention_forward(
-    q: np.ndarray,
-    k: np.ndarray,
-    v: np.ndarray,
-    heads: int,
-    scale: float,
-    mask: Any,
-    threads: int = 1,
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, scale: float, mask: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``softmax(Q K^T scale + mask) V`` per head, merged back to ``(N, L, E)``: ``q``, ``k``,
     ``v`` are the projections ``(N, L|S, E)``; ``q`` is scaled in place where writeable (the
     caller gives it up). ``mask``: additive, broadcastable to ``(N, H, L, S)``, or None.
     Returns ``(out (N, L, E), weights (N, H, L, S), Q scale)`` (the last for the backward);
-    rows masked entirely get zero weights, as :func:`nnx.layers.attention.masked_softmax`.
-    ``threads``: how many threads the batch's blocks may be split over (:mod:`nnx._rows`)."""
+    rows masked entirely get zero weights, as :func:`nnx.layers.attention.masked_softmax`."""
     global attention_runs
     attention_runs += 1
     n, length, e = q.shape
@@ -230,26 +184,22 @@ def attention_forward(
     a = np.empty((n, heads, length, src), q.dtype)
     out = np.empty((n, length, e), q.dtype)
     oh = _split(out, heads)
-    per = _per_block(heads, length, src, q.dtype.itemsize)
+    starts, per = _blocks(n, heads, length, src, q.dtype.itemsize)
     m4 = mask is not None and mask.ndim == 4
-
-    def samples(lo: int, hi: int) -> None:  # the blocks of samples lo:hi (nnx/_rows.py)
-        for s in range(lo, hi, per):
-            t = min(hi, s + per)
-            ab = a[s:t]
-            np.matmul(qh[s:t], kh[s:t].transpose(0, 1, 3, 2), out=ab)
-            if mask is not None:
-                ab += mask[s:t] if m4 and mask.shape[0] != 1 else mask
-            m = np.max(ab, axis=-1, keepdims=True)
-            m[m == -np.inf] = 0.0
-            ab -= m
-            np.exp(ab, out=ab)
-            total = np.sum(ab, axis=-1, keepdims=True)
-            total[total == 0] = 1.0
-            ab /= total
-            np.matmul(ab, vh[s:t], out=oh[s:t])
-
-    _rows.run(samples, _rows.chunks(n, threads, per))
+    for s in starts:
+        t = min(n, s + per)
+        ab = a[s:t]
+        np.matmul(qh[s:t], kh[s:t].transpose(0, 1, 3, 2), out=ab)
+        if mask is not None:
+            ab += mask[s:t] if m4 and mask.shape[0] != 1 else mask
+        m = np.max(ab, axis=-1, keepdims=True)
+        m[m == -np.inf] = 0.0
+        ab -= m
+        np.exp(ab, out=ab)
+        total = np.sum(ab, axis=-1, keepdims=True)
+        total[total == 0] = 1.0
+        ab /= total
+        np.matmul(ab, vh[s:t], out=oh[s:t])
     return out, a, q
 
 
@@ -261,14 +211,12 @@ def attention_backward(
     a: np.ndarray,
     scale: float,
     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dQ, dK, dV)`` ``(N, L|S, E)`` of the projections, from ``d_out`` ``(N, L,
     E)`` (the gradient of the merged heads), the scaled ``qs``, ``k``, ``v`` and the weights
     ``a`` of :func:`attention_forward`: ``dV = A^T dO``, ``dA = dO V^T``, ``dS = A (dA -
     rowsum(dA A))``, ``dQ = dS K scale``, ``dK = dS^T Qs``. ``out``: three ``(N, L|S, E)``
-    arrays (views of a packed buffer, say) to write them into; ``threads`` as for
-    :func:`attention_forward`."""
+    arrays (views of a packed buffer, say) to write them into."""
     n, heads, length, src = a.shape
     e = qs.shape[2]
     dt = qs.dtype
@@ -278,22 +226,18 @@ def attention_backward(
         out = (np.empty((n, length, e), dt), np.empty((n, src, e), dt), np.empty((n, src, e), dt))
     dq, dk, dv = out
     dqh, dkh, dvh = _split(dq, heads), _split(dk, heads), _split(dv, heads)
-    per = _per_block(heads, length, src, dt.itemsize)
-
-    def samples(lo: int, hi: int) -> None:  # the blocks of samples lo:hi (nnx/_rows.py)
-        scratch = np.empty((min(per, hi - lo), heads, length, src), dt)
-        for s in range(lo, hi, per):
-            t = min(hi, s + per)
-            ab, da = a[s:t], scratch[: t - s]
-            np.matmul(ab.transpose(0, 1, 3, 2), doh[s:t], out=dvh[s:t])
-            np.matmul(doh[s:t], vh[s:t].transpose(0, 1, 3, 2), out=da)
-            row = np.einsum("...i,...i->...", da, ab)
-            da -= row[..., None]
-            da *= ab
-            np.matmul(da, kh[s:t], out=dqh[s:t])
-            np.matmul(da.transpose(0, 1, 3, 2), qh[s:t], out=dkh[s:t])
-
-    _rows.run(samples, _rows.chunks(n, threads, per))
+    starts, per = _blocks(n, heads, length, src, dt.itemsize)
+    scratch = np.empty((min(per, n), heads, length, src), dt)
+    for s in starts:
+        t = min(n, s + per)
+        ab, da = a[s:t], scratch[: t - s]
+        np.matmul(ab.transpose(0, 1, 3, 2), doh[s:t], out=dvh[s:t])
+        np.matmul(doh[s:t], vh[s:t].transpose(0, 1, 3, 2), out=da)
+        row = np.einsum("...i,...i->...", da, ab)
+        da -= row[..., None]
+        da *= ab
+        np.matmul(da, kh[s:t], out=dqh[s:t])
+        np.matmul(da.transpose(0, 1, 3, 2), qh[s:t], out=dkh[s:t])
     dq *= scale
     return dq, dk, dv
 
@@ -368,11 +312,7 @@ def attention_packed_backward(
     for grp, buf in zip(groups, bufs, strict=True):
         for i, j in enumerate(grp):
             out[j] = buf[:, :, i]
-    # the core's many small products on one BLAS thread per chunk of samples (nnx/_rows.py),
-    # the projections' large products below on all of BLAS's threads
-    threads = blas_threads(d_merged)
-    with one_blas_thread(d_merged):
-        attention_backward(d_merged, qs, k, v, a, scale, (out[0], out[1], out[2]), threads)
+    attention_backward(d_merged, qs, k, v, a, scale, out=(out[0], out[1], out[2]))
     return [
         packed_projection_backward(x, [weights[j] for j in grp], buf, with_bias, summed)
         for grp, x, buf in zip(groups, xs, bufs, strict=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import types
 from typing import Any
 
@@ -482,18 +481,9 @@ def one_blas_thread(x: Any) -> Any:
     one under load (docs/benchmarks.md). Large single products keep all threads. The limit is
     process-wide while the context lasts (BLAS has no per-call setting).
     """
+    global _BLAS_CONTROLLER
     if type(x) is not np.ndarray:
         return contextlib.nullcontext()
-    controller = _blas_controller()
-    if not controller:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1)
-
-
-def _blas_controller() -> Any:
-    """threadpoolctl's controller of the BLAS libraries loaded (made on first use; False
-    without threadpoolctl)."""
-    global _BLAS_CONTROLLER
     if _BLAS_CONTROLLER is None:
         try:
             from threadpoolctl import ThreadpoolController
@@ -501,20 +491,9 @@ def _blas_controller() -> Any:
             _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             _BLAS_CONTROLLER = False
-    return _BLAS_CONTROLLER
-
-
-def blas_threads(x: Any) -> int:
-    """How many threads NumPy's BLAS may use right now (what the user or the library's default
-    set; 1 for other backends, inside :func:`one_blas_thread`, or without threadpoolctl). Loops
-    that run on one BLAS thread split their independent rows over this many threads instead
-    (:mod:`nnx._rows`), capped at the cores this process may run on."""
-    controller = _blas_controller() if type(x) is np.ndarray else None
-    if not controller:
-        return 1
-    threads = max((c.num_threads for c in controller.lib_controllers), default=1)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(threads, cores or 1))
+    if not _BLAS_CONTROLLER:
+        return contextlib.nullcontext()
+    return _BLAS_CONTROLLER.limit(limits=1)
 
 
 def jax_x64_enabled() -> bool:

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from .. import _fastseq, _native
-from ..backend import Backend, blas_threads, device, is_writeable, namespace, one_blas_thread
+from ..backend import Backend, device, is_writeable, namespace, one_blas_thread
 from ..core.checks import check_floating, check_grad, dtype_name, positive_int, require_forward
 from ..core.init import Seed, as_rng
 from ..core.module import Module
@@ -294,10 +294,9 @@ class MultiheadAttention(Module):
             packed = _fastseq.packed_projection(x, [projs[j].weight.value for j in grp], biases)
             for i, j in enumerate(grp):
                 views[j] = packed[:, :, i]
-        threads = blas_threads(inputs[0])  # the core's samples split over them (nnx/_rows.py)
         with one_blas_thread(inputs[0]):
             merged, a, qs = _fastseq.attention_forward(
-                views[0], views[1], views[2], self.num_heads, scale, mask, threads
+                views[0], views[1], views[2], self.num_heads, scale, mask
             )
         self._cache = ("fast", (qs, views[1], views[2], a, scale), xs, None, None, None)
         out = self._layout(xp, self.out_proj(merged))
@@ -425,16 +424,16 @@ class MultiheadAttention(Module):
         gradients (False) or None (None: no input gradient wanted)."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         d_merged = self.out_proj.backward(grad_out)
-        # the core on one BLAS thread per sample chunk, the projections' products on all
-        per_group = _fastseq.attention_packed_backward(
-            d_merged,
-            core,
-            self._groups,
-            xs,
-            [p.weight.value for p in projs],
-            projs[0].bias is not None,
-            summed,
-        )
+        with one_blas_thread(d_merged):
+            per_group = _fastseq.attention_packed_backward(
+                d_merged,
+                core,
+                self._groups,
+                xs,
+                [p.weight.value for p in projs],
+                projs[0].bias is not None,
+                summed,
+            )
         out = []
         for grp, (dx, d_ws, d_bs) in zip(self._groups, per_group, strict=True):
             for i, j in enumerate(grp):

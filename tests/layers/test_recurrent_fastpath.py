@@ -143,32 +143,3 @@ def test_a_second_call_reuses_the_arrays_and_gives_its_own_gradients(layer):
     np.testing.assert_array_equal(dx, fresh.backward(g.repeat(2, axis=-1)))
     for (name, p), q in zip(m.named_parameters(), fresh.parameters(), strict=True):
         np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_rows_split_over_threads_give_the_same_results(case, dtype, monkeypatch):
-    """The loops' batch rows split over three threads (nnx/_rows.py) give what one thread gives:
-    every row's products and element-wise work are the same, up to the rounding of BLAS
-    products, whose kernels OpenBLAS picks by the matrices' size (float64 differed in the last
-    bit of a few elements here)."""
-    from nnx import _rows
-    from nnx.layers.recurrent import base
-
-    kw, shape, with_hx, with_grads = CASES[case]
-    one, one_grads = _run(kw, shape, with_hx, with_grads, dtype)
-    monkeypatch.setattr(_fastrnn, "MIN_CHUNK_WORK", 0)  # split even these tiny layers
-    monkeypatch.setattr(base, "blas_threads", lambda x: 3)
-    split_runs = []
-    real_run = _rows.run
-    monkeypatch.setattr(
-        _rows, "run", lambda fn, parts: split_runs.append(parts) or real_run(fn, parts)
-    )
-    split, split_grads = _run(kw, shape, with_hx, with_grads, dtype)
-    batch = 1 if len(shape) == 2 else shape[0 if kw.get("batch_first") else 1]
-    assert all(len(parts) == min(3, batch) for parts in split_runs) and split_runs
-    tol = dict(rtol=1e-6, atol=1e-7) if dtype == "float32" else dict(rtol=1e-14, atol=1e-15)
-    for a, b in zip(one, split, strict=True):
-        np.testing.assert_allclose(a, b, **tol)
-    for name in one_grads:
-        np.testing.assert_allclose(one_grads[name], split_grads[name], **tol, err_msg=name)

@@ -249,29 +249,3 @@ def test_attention_forward_that_fails_leaves_no_state_for_backward(portable):
             m(x, k, k, attn_mask=np.zeros((4, 4), bool))
         with pytest.raises(RuntimeError, match="forward"):
             m.backward(np.ones((2, 3, 8), "float32"))
-
-
-def test_blocks_split_over_threads_give_the_same_bits(monkeypatch):
-    """LayerNorm's row blocks and the attention core's sample blocks split over threads
-    (nnx/_rows.py) give what one thread gives, bit for bit (dweight and dbias are summed in
-    block order either way)."""
-    from nnx import _fastseq
-
-    rng = np.random.default_rng(5)
-    for dt in (np.float32, np.float64):
-        x = rng.standard_normal((9, 130, 16)).astype(dt)
-        w, b = (rng.standard_normal(16).astype(dt) for _ in range(2))
-        g = rng.standard_normal(x.shape).astype(dt)
-        q, k, v = (rng.standard_normal((7, 5, 8)).astype(dt) for _ in range(3))
-        d = rng.standard_normal((7, 5, 8)).astype(dt)
-        results = []
-        for threads in (1, 3):
-            monkeypatch.setattr(_fastseq, "blas_threads", lambda x, t=threads: t)
-            monkeypatch.setattr(_fastseq, "MIN_BLOCKS", 1)
-            monkeypatch.setattr(_fastseq, "SCORE_BYTES", 2 * 5 * 5 * 8)  # a sample per block
-            y, cache = _fastseq.layer_norm_forward(x, w, b, 1e-5)
-            out, a, qs = _fastseq.attention_forward(q.copy(), k, v, 2, 0.5, None, threads)
-            grads = _fastseq.attention_backward(d, qs, k, v, a, 0.5, None, threads)
-            results.append([y, *_fastseq.layer_norm_backward(cache, g, w, True), out, a, *grads])
-        for one, split in zip(*results, strict=True):
-            np.testing.assert_array_equal(one, split)

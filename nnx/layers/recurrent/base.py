@@ -15,15 +15,7 @@ import warnings
 from typing import Any
 
 from ... import _fastconv, _fastrnn
-from ...backend import (
-    Backend,
-    blas_threads,
-    device,
-    get_backend,
-    is_writeable,
-    namespace,
-    one_blas_thread,
-)
+from ...backend import Backend, device, get_backend, is_writeable, namespace, one_blas_thread
 from ...core.checks import (
     check_floating,
     check_grad,
@@ -210,13 +202,10 @@ class _Recurrent(Module):
                 order = range(t_len - 1, -1, -1) if d == 1 else range(t_len)
                 steps: Any
                 if fast is not None:
-                    # NumPy's in-place loop (nnx/_fastrnn.py), its rows split over the threads
-                    # BLAS may use (nnx/_rows.py), each on one BLAS thread
-                    threads = blas_threads(x)
-                    with one_blas_thread(x):
+                    with one_blas_thread(x):  # NumPy's in-place loop (nnx/_fastrnn.py)
                         old = None if previous is None else previous[k][d][1]
                         out, carry, steps = _fastrnn.forward(
-                            fast, gi, carry, w_hh, b_hh, d == 1, old, threads
+                            fast, gi, carry, w_hh, b_hh, reverse=d == 1, old=old
                         )
                 else:
                     hs: list[Any] = [None] * t_len
@@ -316,9 +305,8 @@ class _Recurrent(Module):
                 d_y = g_out[..., d * h : (d + 1) * h] if self.num_directions > 1 else g_out
                 w_back = _rows_transposed(xp, w_hh.value)
                 if isinstance(steps, (_fastrnn.LSTMCache, _fastrnn.RNNCache, _fastrnn.GRUCache)):
-                    threads = blas_threads(g_out)
                     with one_blas_thread(g_out):
-                        carry, gi, gh, hp = _fastrnn.backward(steps, carry, d_y, w_back, threads)
+                        carry, gi, gh, hp = _fastrnn.backward(steps, carry, d_y, w_back)
                     same, fast_loop = gh is gi, True
                 else:
                     d_gi: list[Any] = [None] * t_len
