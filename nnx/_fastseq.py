@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._fastconv import applies
+from .backend import one_blas_thread
 
 #: rows per block: ``ROWS x E`` scratch arrays stay in a core's L2 cache at ``E`` up to ~1024
 ROWS = 256
@@ -312,7 +313,10 @@ def attention_packed_backward(
     for grp, buf in zip(groups, bufs, strict=True):
         for i, j in enumerate(grp):
             out[j] = buf[:, :, i]
-    attention_backward(d_merged, qs, k, v, a, scale, out=(out[0], out[1], out[2]))
+    # the core's many small products on one BLAS thread (nnx.backend.one_blas_thread), the
+    # projections' large products below on all of BLAS's threads
+    with one_blas_thread(d_merged):
+        attention_backward(d_merged, qs, k, v, a, scale, out=(out[0], out[1], out[2]))
     return [
         packed_projection_backward(x, [weights[j] for j in grp], buf, with_bias, summed)
         for grp, x, buf in zip(groups, xs, bufs, strict=True)

@@ -424,16 +424,16 @@ class MultiheadAttention(Module):
         gradients (False) or None (None: no input gradient wanted)."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         d_merged = self.out_proj.backward(grad_out)
-        with one_blas_thread(d_merged):
-            per_group = _fastseq.attention_packed_backward(
-                d_merged,
-                core,
-                self._groups,
-                xs,
-                [p.weight.value for p in projs],
-                projs[0].bias is not None,
-                summed,
-            )
+        # the core's small products on one BLAS thread there, the projections' on all
+        per_group = _fastseq.attention_packed_backward(
+            d_merged,
+            core,
+            self._groups,
+            xs,
+            [p.weight.value for p in projs],
+            projs[0].bias is not None,
+            summed,
+        )
         out = []
         for grp, (dx, d_ws, d_bs) in zip(self._groups, per_group, strict=True):
             for i, j in enumerate(grp):
