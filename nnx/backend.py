@@ -501,6 +501,18 @@ def is_writeable(x: Any) -> bool:
     return array_api_compat.is_writeable_array(x)
 
 
+def mask_in_place(grad: Any, keep: Any) -> Any:
+    """``grad`` times the booleans ``keep`` (0 where False), computed in ``grad``'s memory, for
+    a writeable NumPy ``grad``: one pass, where the standard (which has no bool * float) needs
+    ``keep`` as a 0/1 array of ``grad``'s dtype first, a second array and a second pass. The
+    same numbers as ``grad * astype(keep, grad.dtype)``. Returns ``grad``, or None for any
+    other array (the caller then takes the standard's way)."""
+    if type(grad) is np.ndarray and grad.flags.writeable and type(keep) is np.ndarray:
+        np.multiply(grad, keep, out=grad)
+        return grad
+    return None
+
+
 _BLAS_CONTROLLER: Any = None  # threadpoolctl's controller, made on first use; False: none
 
 
