@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .backend import device, namespace, to_numpy
-from .core.checks import indexable_labels, widened
+from .core.checks import indexable_labels, is_dtype, widened
 
 
 class Metric:
@@ -55,7 +55,7 @@ class Metric:
     def update(self, pred: Any, target: Any) -> None:
         xp = namespace(pred)
         pred = widened(xp, pred)
-        if xp.isdtype(target.dtype, "real floating"):
+        if is_dtype(xp, target.dtype, "real floating"):  # remembered per dtype: every batch asks
             target = widened(xp, target)
         batch_sum, count = self.batch_stats(xp, pred, target)
         batch_sum = xp.astype(batch_sum, pred.dtype)
@@ -110,7 +110,7 @@ def _positive(xp: Any, target: Any, n: int, dtype: Any) -> Any:
 
 def _class_labels(xp: Any, pred: Any, target: Any) -> Any:
     """Integer labels from integer targets or one-hot / probability rows."""
-    if xp.isdtype(target.dtype, "integral"):
+    if is_dtype(xp, target.dtype, "integral"):
         return target
     return xp.argmax(target, axis=1)
 
@@ -130,7 +130,7 @@ class Accuracy(Metric):
         if pred.ndim == 2 and pred.shape[1] > 1:
             predicted = xp.argmax(pred, axis=1)
             labels = _class_labels(xp, pred, target)
-            correct = predicted == xp.astype(labels, predicted.dtype)
+            correct = predicted == xp.astype(labels, predicted.dtype, copy=False)
         else:
             predicted = xp.reshape(pred, (n,)) > 0
             correct = predicted == _positive(xp, target, n, pred.dtype)

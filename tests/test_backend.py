@@ -186,6 +186,33 @@ def test_numpy_namespace_shortcuts_match_numpy(tmp_path):
         xp.astype(x, xp.float64, device="gpu")
 
 
+def test_numpy_max_and_min_of_many_short_rows_match_numpy():
+    """Row maxima and minima of many short rows (taken down the columns of the transpose) are
+    NumPy's values, NaN, infinities and zeros included, in every layout and integer dtype."""
+    from nnx.backend import MANY_ROWS, SHORT_ROW
+
+    rng = np.random.default_rng(1)
+    xp = nnx.get_backend("cpu").xp
+    specials = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1.0])
+    x = rng.standard_normal((MANY_ROWS + 5, 10))
+    hit = rng.random(x.shape) < 0.3
+    x[hit] = rng.choice(specials, hit.sum())
+    x[3] = -np.inf  # a whole row of one value
+    integers = (np.where(np.isfinite(x), x, 0) * 9).astype(np.int64)
+    for a in (x.astype(np.float32), x, np.asfortranarray(x), integers):
+        for axis in (1, -1):
+            for keepdims in (False, True):
+                for ours, theirs in ((xp.max, np.max), (xp.min, np.min)):
+                    got = ours(a, axis=axis, keepdims=keepdims)
+                    want = theirs(a, axis=axis, keepdims=keepdims)
+                    assert got.shape == want.shape and got.dtype == want.dtype
+                    np.testing.assert_array_equal(got, want)
+    wide = rng.standard_normal((MANY_ROWS, SHORT_ROW + 1))  # beyond the limits: NumPy's call
+    np.testing.assert_array_equal(xp.max(wide, axis=1), np.max(wide, axis=1))
+    with pytest.raises(ValueError, match="zero-size"):
+        xp.max(np.zeros((MANY_ROWS, 0), np.float32), axis=1)
+
+
 @pytest.mark.torch
 def test_torch_namespace_shortcuts_match_array_api_compat():
     """The PyTorch namespace's direct calls give array-api-compat's results, bit for bit, and

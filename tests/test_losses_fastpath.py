@@ -48,6 +48,21 @@ def test_shortcut_equals_the_general_path_bit_for_bit(backend, labels, reduction
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("check_labels", [True, False])
+def test_shortcut_on_a_large_batch_equals_the_general_path(check_labels):
+    """A batch of many rows (NumPy then takes the row maxima down the columns), some labels
+    ignored: the same loss and gradient as the general path, bit for bit."""
+    backend = nnx.get_backend("cpu")
+    logits = host_normal((300, C), seed=5) * 4
+    logits[0, 1], logits[1, 0], logits[1, 2] = -np.inf, -3e38, 3e38
+    labels = np.random.default_rng(1).integers(0, C, size=300)
+    labels[::7] = -100
+    fast = _run(nnx.CrossEntropyLoss(check_labels=check_labels), backend, logits, labels)
+    general = _run(_general(labels, "mean"), backend, logits, labels)
+    for a, b in zip(fast, general, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_shortcut_on_spatial_labels_equals_the_general_path():
     backend = nnx.get_backend("cpu")
     logits = host_normal((3, C, 4, 2), seed=4)

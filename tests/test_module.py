@@ -113,6 +113,95 @@ def test_sequential_rejects_non_modules():
         nnx.Sequential(nnx.ReLU(), lambda x: x)
 
 
+def _relu_mlp(linear=nnx.Linear, relu=nnx.ReLU):
+    return nnx.Sequential(linear(5, 6, rng=0), relu(), linear(6, 4, rng=1), relu(), linear(4, 3))
+
+
+def _layer_by_layer(model, x, g):
+    """dL/dx and the parameter gradients, each layer's backward called on its own."""
+    model.zero_grad()
+    model(x)
+    for layer in reversed(list(model)):
+        g = layer.backward(g)
+    return [nnx.to_numpy(a) for a in (g, *(p.grad for p in model.parameters()))]
+
+
+def test_sequential_masks_linears_input_gradient_in_place_with_the_same_results(backend):
+    """Inside Sequential, ReLU computes its dL/dx in the memory of the Linear's fresh dL/dx:
+    the same gradients, bit for bit, as the layers called one by one, and the gradient given
+    to the model is left as it was."""
+    model = _relu_mlp().to(backend)
+    x = backend.asarray(host_normal((7, 5), seed=1), dtype="float32")
+    g = backend.asarray(host_normal((7, 3), seed=2), dtype="float32")
+    kept = nnx.to_numpy(g).copy()
+    want = _layer_by_layer(model, x, g)
+    model.zero_grad()
+    model(x)
+    got = [model.backward(g, need_input_grad=True)] + [p.grad for p in model.parameters()]
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(nnx.to_numpy(a), b)
+    np.testing.assert_array_equal(nnx.to_numpy(g), kept)
+    last = nnx.Sequential(nnx.Linear(5, 3, rng=0), nnx.ReLU()).to(backend)  # g reaches a ReLU
+    last(x)
+    last.backward(g)
+    np.testing.assert_array_equal(nnx.to_numpy(g), kept)
+
+
+def test_relu_overwrites_only_a_gradient_nothing_else_holds():
+    """ReLU called on its own keeps the caller's array; a Linear subclass with a backward of its
+    own (which may keep what it returns) makes no promise, so the ReLU below leaves it alone;
+    a ReLU subclass with its own backward (without overwrite_grad) still runs."""
+    relu = nnx.ReLU()
+    relu(np.array([[-1.0, 2.0]], dtype=np.float32))
+    g = np.array([[3.0, 4.0]], dtype=np.float32)
+    np.testing.assert_array_equal(relu.backward(g), [[0.0, 4.0]])
+    np.testing.assert_array_equal(g, [[3.0, 4.0]])
+    mine = g.copy()
+    masked = relu.backward(mine, overwrite_grad=True)
+    assert masked is mine  # NumPy: computed in the array given
+    np.testing.assert_array_equal(masked, [[0.0, 4.0]])
+
+    class Keeping(nnx.Linear):
+        def backward(self, grad_out, need_input_grad=True):
+            self.kept = super().backward(grad_out, need_input_grad)
+            if self.kept is not None:
+                self.kept_copy = self.kept.copy()
+            return self.kept
+
+    class MyReLU(nnx.ReLU):
+        def backward(self, grad_out):
+            return super().backward(grad_out)
+
+    x = host_normal((7, 5), seed=1).astype(np.float32)
+    g = host_normal((7, 3), seed=2).astype(np.float32)
+    for linear, relu_type in ((Keeping, nnx.ReLU), (nnx.Linear, MyReLU)):
+        model = _relu_mlp(linear, relu_type)
+        want = _layer_by_layer(model, x, g)
+        model.zero_grad()
+        model(x)
+        got = [model.backward(g, need_input_grad=True)] + [p.grad for p in model.parameters()]
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+        if linear is Keeping:
+            for layer in (model[2], model[4]):
+                np.testing.assert_array_equal(layer.kept, layer.kept_copy)
+
+
+def test_mask_in_place_on_numpy_only():
+    from nnx.backend import mask_in_place
+
+    g = host_normal((4, 3)).astype(np.float32)
+    keep = host_normal((4, 3), seed=1) > 0
+    want = g * keep.astype(np.float32)
+    out = mask_in_place(g, keep)
+    assert out is g
+    np.testing.assert_array_equal(out, want)
+    g.flags.writeable = False
+    assert mask_in_place(g, keep) is None
+    strict = nnx.get_backend("strict")
+    assert mask_in_place(strict.asarray(want), strict.asarray(keep)) is None
+
+
 def test_module_without_forward():
     class Empty(nnx.Module):
         pass

@@ -193,3 +193,19 @@ def test_the_trainer_names_no_concrete_callback_or_layer():
     concrete = {"Dropout", "SyncBatchNorm", "ProgressBar", "LRScheduler", "ModelCheckpoint"}
     assert not names & concrete
     assert not {"last_good", "set_rows", "reseed_dropout"} & names  # generic hooks instead
+
+
+@pytest.mark.parametrize("precision", [None, "float16"])
+def test_an_empty_batch_gives_a_zero_loss_in_the_parameters_dtype(precision):
+    """A process's empty share of a short last batch: loss 0 in the parameters' dtype (the
+    float32 masters under mixed precision), no prediction, no gradient."""
+    model = _model()
+    step = EagerStep(model, nnx.CrossEntropyLoss(), SGD(model.parameters(), lr=0.1))
+    if precision is not None:
+        step = MixedPrecision(step, precision)
+    x, y = _data()
+    loss, pred = step.compute_grads(x[:0], y[:0])
+    assert pred is None and loss.shape == () and loss.dtype == np.float32 and float(loss) == 0
+    assert all(p.grad is None for p in model.parameters())
+    loss, pred = step.compute_grads(x[:4], y[:4])  # a batch with rows: the step itself
+    assert pred.shape == (4, 3) and float(loss) > 0

@@ -399,12 +399,17 @@ def test_a_nan_validation_loss_stops_training():
     assert trainer.epoch == 0
 
 
-def test_nan_in_the_data_is_named_as_such():
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_in_the_data_is_named_as_such(bad):
     x, y = _vertical()[0]
     x = np.array(x, copy=True)
-    x[3, 1] = np.nan
+    x[3, 1] = bad
     with pytest.raises(ValueError, match="the training inputs hold NaN or infinite values"):
         _trainer().fit((x, y), epochs=1)
+    from nnx.training.data_checks import check_finite_data
+
+    x[3, 1], x[4, 0] = np.finfo(np.float32).max, -np.finfo(np.float32).max  # finite: fine
+    check_finite_data(("training", nnx.data.ArrayDataset(x, y), (x, y)))
 
 
 def test_bad_counts_empty_data_and_complex_inputs_are_clear_errors():

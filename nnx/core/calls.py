@@ -41,6 +41,20 @@ def backward_takes_flag(cls: type) -> bool:
         return False
 
 
+@functools.cache
+def backward_declares(cls: type, name: str) -> bool:
+    """Whether the class that defines the ``backward`` that ``cls`` runs sets ``name = True`` in
+    its own body: a promise about that ``backward`` (a subclass that writes its own makes none,
+    whatever it inherits). Containers read two such promises (:class:`Sequential`):
+    ``fresh_input_grad`` (``backward`` returns ``dL/dx`` as a new array that nothing else
+    holds, ``Linear``) and ``overwrites_grad`` (``backward`` takes ``overwrite_grad=True`` and
+    may then compute ``dL/dx`` in the memory of ``grad_out``, ``ReLU``)."""
+    for klass in cls.__mro__:
+        if "backward" in vars(klass):
+            return vars(klass).get(name) is True
+    return False
+
+
 def capture_call_state(module: Any) -> list[tuple[Any, dict[str, Any]]]:
     """What ``module`` and its sub-modules cached in their last forward call (their attributes).
 

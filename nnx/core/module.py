@@ -19,6 +19,7 @@ from ..backend import Backend, backend_of, get_backend, to_numpy
 from ..io.registry import capture_init, register, register_builtin
 from .calls import (
     accepts_need_input_grad,
+    backward_declares,
     capture_call_state,
     restore_call_state,
     restore_final_state,
@@ -442,11 +443,21 @@ class Sequential(Module):
         """
         layers, states = self._layers, self._states
         first = 0 if need_input_grad else self._first_trainable
-        # which layers' backward takes need_input_grad (call_backward's test), once per layer list
-        takes = self.__dict__.get("_takes_flag")
-        if takes is None or takes[0] is not layers:
-            takes = self._takes_flag = (layers, [accepts_need_input_grad(m) for m in layers])
-        takes = takes[1]
+        # per layer, once per layer list: whether its backward takes need_input_grad
+        # (call_backward's test), returns a fresh dL/dx, may overwrite its grad_out
+        flags = self.__dict__.get("_takes_flag")
+        if flags is None or flags[0] is not layers:
+            flags = self._takes_flag = (
+                layers,
+                [accepts_need_input_grad(m) for m in layers],
+                [backward_declares(type(m), "fresh_input_grad") for m in layers],
+                [backward_declares(type(m), "overwrites_grad") for m in layers],
+            )
+        _, takes, fresh, overwrites = flags
+        # grad_out is a new array of the layer above that nothing else holds (never the caller's
+        # own): a layer that offers to may compute its dL/dx in its memory (ReLU: Linear's
+        # dL/dx, masked in place, without a second array of its size)
+        owned = False
         for i in range(len(layers) - 1, first - 1, -1):
             if states is not None and states[i] is not None:
                 restore_call_state(states[i])
@@ -454,8 +465,12 @@ class Sequential(Module):
             if takes[i]:  # call_backward, inlined
                 grad_out = layers[i].backward(grad_out, need_input_grad=need)
             else:
-                grad_in = layers[i].backward(grad_out)
+                if owned and overwrites[i]:
+                    grad_in = layers[i].backward(grad_out, overwrite_grad=True)
+                else:
+                    grad_in = layers[i].backward(grad_out)
                 grad_out = grad_in if need else None
+            owned = fresh[i]
         if states is not None:
             restore_final_state(states)
         return grad_out if need_input_grad else None

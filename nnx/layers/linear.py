@@ -47,6 +47,10 @@ class Linear(Module):
     (5, 2)
     """
 
+    # backward's dL/dx is a new matmul result (or a reshape of one) that nothing else holds:
+    # Sequential lets the layer below compute its own dL/dx in it (core.calls.backward_declares)
+    fresh_input_grad = True
+
     def __init__(
         self,
         in_features: int | None,

@@ -337,8 +337,12 @@ class CrossEntropyLoss(_ClassLoss):
             grad = e / total - t
             count = float(math.prod(pred.shape) // c)
         else:
-            grad = (e / total) * xp.sum(t, axis=1, keepdims=True) - t
-            count = xp.sum(t)
+            # sum_c T, 1 where the label is a class and 0 where not (ignored, or unchecked and
+            # out of range): a one-hot row's maximum is its sum, and NumPy takes the maxima of
+            # many short rows ten times faster than their sums (backend.numpy_namespace)
+            rows = xp.max(t, axis=1, keepdims=True)
+            grad = (e / total) * rows - t
+            count = xp.sum(rows)
         if self.reduction == "mean":
             if every_row:  # the batch's size: one 0-d array per size and placement
                 denominator = self._count_array(xp, pred, count, dev)

@@ -141,37 +141,35 @@ class EagerStep(StepBase):
         gradients come back in the parameters' dtype (the float32 masters are put back).
         Gradients already held must then be None (:class:`MixedPrecision` sees to it).
         """
-        if compute_dtype is None:  # only the first parameter is needed: no walk of the model
-            first = next(iter(self.model.parameters()), None)
-            params = [] if first is None else [first]
-        else:
-            params = list(self.model.parameters())
+        if compute_dtype is None:  # no parameter is needed (an empty batch looks one up)
+            with overflow_allowed():  # see below
+                return self._forward_backward(None, x, y, weight, None, None)
+        params = list(self.model.parameters())
         xp = namespace(params[0].value)
-        masters = None
-        if compute_dtype is not None:
-            masters = [p.value for p in params]
-            for p in params:
-                p.value, p.grad = xp.astype(p.value, compute_dtype), None
-            x = map_structure(lambda a: _cast_floating(a, compute_dtype), x)
+        masters = [p.value for p in params]
+        for p in params:
+            p.value, p.grad = xp.astype(p.value, compute_dtype), None
+        x = map_structure(lambda a: _cast_floating(a, compute_dtype), x)
         try:
-            dtype = params[0].value.dtype if masters is None else masters[0].dtype
             # a diverging run's overflow becomes a NaN/inf loss, reported in one line at the
             # epoch's end; NumPy's RuntimeWarnings would be printed before it
             with overflow_allowed():
-                return self._forward_backward(xp, x, y, weight, dtype, compute_dtype)
+                return self._forward_backward(xp, x, y, weight, masters[0].dtype, compute_dtype)
         finally:
-            if masters is not None:
-                for p, master in zip(params, masters, strict=True):
-                    p.value = master
-                    if p.grad is not None:
-                        p.grad = xp.astype(p.grad, master.dtype)
+            for p, master in zip(params, masters, strict=True):
+                p.value = master
+                if p.grad is not None:
+                    p.grad = xp.astype(p.grad, master.dtype)
 
     def _forward_backward(
         self, xp: Any, x: Any, y: Any, weight: Any, dtype: Any, compute_dtype: Any
     ) -> tuple[Any, Any]:
         model, loss_fn = self.model, self.loss
         if int(first_leaf(x).shape[0]) == 0:
-            device = backend_of(next(model.parameters()).value).device
+            first = next(model.parameters()).value
+            if xp is None:  # compute_grads without compute_dtype: the parameters' own
+                xp, dtype = namespace(first), first.dtype
+            device = backend_of(first).device
             zero = xp.zeros((), dtype=dtype, device=device)
             if self._collective:  # it must still join its collectives
                 out = call_with(model, x)
