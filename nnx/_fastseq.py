@@ -169,11 +169,18 @@ def _blocks(n: int, heads: int, length: int, src: int, itemsize: int) -> tuple[r
 
 
 def attention_forward(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, scale: float, mask: Any
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    heads: int,
+    scale: float,
+    mask: Any,
+    q_scaled: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``softmax(Q K^T scale + mask) V`` per head, merged back to ``(N, L, E)``: ``q``, ``k``,
     ``v`` are the projections ``(N, L|S, E)``; ``q`` is scaled in place where writeable (the
-    caller gives it up). ``mask``: additive, broadcastable to ``(N, H, L, S)``, or None.
+    caller gives it up), or is ``Q scale`` already (``q_scaled``). ``mask``: additive,
+    broadcastable to ``(N, H, L, S)``, or None.
     Returns ``(out (N, L, E), weights (N, H, L, S), Q scale)`` (the last for the backward);
     rows masked entirely get zero weights, as :func:`nnx.layers.attention.masked_softmax`.
 
@@ -187,7 +194,8 @@ def attention_forward(
     attention_runs += 1
     n, length, e = q.shape
     src = k.shape[1]
-    q = np.multiply(q, scale, out=q if q.flags.writeable else None)
+    if not q_scaled:
+        q = np.multiply(q, scale, out=q if q.flags.writeable else None)
     qh, kh, vh = _split(q, heads), _split(k, heads), _split(v, heads)
     at = np.empty((n, heads, src, length), q.dtype)  # the weights, keys on axis -2
     out = np.empty((n, length, e), q.dtype)

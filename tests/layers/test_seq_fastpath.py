@@ -140,15 +140,16 @@ def test_attention_fast_equals_portable(case):
 
 
 @pytest.mark.parametrize("per_sample_mask", [False, True])
-def test_attention_fast_path_in_several_blocks_equals_portable(monkeypatch, per_sample_mask):
+@pytest.mark.parametrize("heads", [2, 4])  # 1 / sqrt(head_dim) 0.5 (folded into q_proj), 0.71
+def test_attention_fast_path_in_several_blocks_equals_portable(monkeypatch, per_sample_mask, heads):
     # a score budget of two samples a block: the masks' and weights' slices across blocks
-    monkeypatch.setattr(_fastseq, "SCORE_BYTES", 2 * 2 * 6 * 7 * 8)
+    monkeypatch.setattr(_fastseq, "SCORE_BYTES", 2 * heads * 6 * 7 * 8)
     rng = np.random.default_rng(5)
     q, kv = rng.standard_normal((5, 6, 8)), rng.standard_normal((5, 7, 8))
     g = rng.standard_normal((5, 6, 8))
     pad = np.zeros((5, 7), dtype=bool)
     pad[3, :] = True  # a fully masked row in the second block
-    shape = (5 * 2, 6, 7) if per_sample_mask else (6, 7)
+    shape = (5 * heads, 6, 7) if per_sample_mask else (6, 7)
     call = {"attn_mask": rng.standard_normal(shape), "key_padding_mask": pad}
 
     def run(m):
@@ -156,7 +157,7 @@ def test_attention_fast_path_in_several_blocks_equals_portable(monkeypatch, per_
         return out, w, m.backward(g)
 
     def make():
-        return nnx.MultiheadAttention(8, 2, rng=0, dtype="float64", batch_first=True)
+        return nnx.MultiheadAttention(8, heads, rng=0, dtype="float64", batch_first=True)
 
     before = _fastseq.attention_runs
     slow, fast = _both(make, run)
