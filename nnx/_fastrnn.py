@@ -57,11 +57,6 @@ class LSTMCache:
 runs = 0  # how many times the fast forward ran (tests check that it did)
 
 
-def _prev(cache_or_order: list[int], k: int) -> int | None:
-    """The time index of the step run before the ``k``-th one (None for the first)."""
-    return None if k == 0 else cache_or_order[k - 1]
-
-
 def _sigmoid_scale(kind: str, g: int, dtype: Any) -> np.ndarray | None:
     """Per gate column, 0.5 where the gate is a sigmoid (the LSTM's i, f, o, the GRU's r, z),
     1 elsewhere (None: no sigmoid gates)."""
@@ -230,67 +225,76 @@ def lstm_backward(
 
 @dataclass
 class RNNCache:
-    """What the Elman RNN's backward needs: the output ``h`` ``(N, T, H)``, ``h0``, the order
-    of the steps and the nonlinearity."""
+    """What the Elman RNN's backward needs: every step's ``h_{t-1}`` ``(N, T, H)`` (the
+    weight gradient reads it; it holds every ``h_t`` but the last), the last step's ``h``,
+    ``h0``, the order of the steps and the nonlinearity."""
 
-    out: np.ndarray
+    hp: np.ndarray
+    last: np.ndarray
     h0: np.ndarray
     order: list[int]
     relu: bool
-
-
-def _h_prev(out: np.ndarray, h0: np.ndarray, order: list[int]) -> np.ndarray:
-    """``h_{t-1}`` of every step ``(N*T, H)`` in ``(N, T)`` order: the initial state, then the
-    outputs shifted by one (towards the end for the reverse direction)."""
-    n, t_len, hs = out.shape
-    first = h0[:, None, :]
-    if order[0] == 0:
-        hp = np.concatenate([first, out[:, :-1, :]], axis=1)
-    else:
-        hp = np.concatenate([out[:, 1:, :], first], axis=1)
-    return hp.reshape(n * t_len, hs)
+    work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
 
 
 def rnn_forward(
-    gi: np.ndarray, carry: list[np.ndarray], w_hh: np.ndarray, b_hh: Any, reverse: bool, relu: bool
+    gi: np.ndarray,
+    carry: list[np.ndarray],
+    w_hh: np.ndarray,
+    b_hh: Any,
+    reverse: bool,
+    relu: bool,
+    work: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], RNNCache]:
     """All steps of one direction of the Elman RNN: ``h_t = act(gi_t + (h_{t-1} W_hh + b))``
-    written into the ``(N, T, H)`` output."""
+    written into the ``(N, T, H)`` output, and as the next step's ``h_{t-1}`` into the
+    cache's own array (as the LSTM's: the output is the caller's, not copied, and the
+    backward's weight gradient reads ``h_{t-1}`` with no concatenation)."""
     global runs
     runs += 1
     n, t_len, hs = gi.shape
+    dt = gi.dtype
     (h0,) = carry
     order = list(range(t_len - 1, -1, -1)) if reverse else list(range(t_len))
-    out = np.empty((n, t_len, hs), gi.dtype)
-    a = np.empty((n, hs), gi.dtype)
+    work = {} if work is None else work
+    hp = _buffer(work, "hp", (n, t_len, hs), dt)
+    out = np.empty((n, t_len, hs), dt)  # the caller's: always new
+    a = np.empty((n, hs), dt)
+    gi_t, out_t, hp_t = (x.transpose(1, 0, 2) for x in (gi, out, hp))
+    hp_t[order[0]] = h0
     for k, t in enumerate(order):
-        p = _prev(order, k)
-        np.matmul(h0 if p is None else out[:, p, :], w_hh, out=a)
+        np.matmul(hp_t[t], w_hh, out=a)
         if b_hh is not None:
             a += b_hh
-        a += gi[:, t, :]
+        a += gi_t[t]
+        h = out_t[t]
         if relu:
-            np.maximum(a, 0.0, out=out[:, t, :])
+            np.maximum(a, 0.0, out=h)
         else:
-            np.tanh(a, out=out[:, t, :])
-    return out.copy(), [out[:, order[-1], :].copy()], RNNCache(out, h0, order, relu)
+            np.tanh(a, out=h)
+        if k + 1 < t_len:
+            hp_t[order[k + 1]] = h
+    last = out_t[order[-1]]
+    cache = RNNCache(hp, last.copy(), h0, order, relu, work)
+    return out, [last.copy()], cache
 
 
 def rnn_backward(
     cache: RNNCache, carry: list[np.ndarray], d_y: np.ndarray, w_back: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Backward through time of :func:`rnn_forward`; returns as :func:`lstm_backward` does."""
-    out, order = cache.out, cache.order
-    n, t_len, hs = out.shape
-    dt = out.dtype
+    hp, order = cache.hp, cache.order
+    n, t_len, hs = hp.shape
+    dt = hp.dtype
     wt = w_back.T
     dh = np.array(carry[0], dtype=dt, copy=True)
     das = np.empty((n, t_len, hs), dt)
     t1 = np.empty((n, hs), dt)
+    hp_t, das_t, d_y_t = hp.transpose(1, 0, 2), das.transpose(1, 0, 2), d_y.transpose(1, 0, 2)
     for k in range(t_len - 1, -1, -1):
         t = order[k]
-        dh += d_y[:, t, :]
-        h, da = out[:, t, :], das[:, t, :]
+        dh += d_y_t[t]
+        h, da = (hp_t[order[k + 1]] if k + 1 < t_len else cache.last), das_t[t]
         if cache.relu:  # dh [h > 0]
             np.greater(h, 0.0, out=t1)
         else:  # dh (1 - h^2)
@@ -298,7 +302,7 @@ def rnn_backward(
             np.subtract(1.0, t1, out=t1)
         np.multiply(dh, t1, out=da)
         np.matmul(da, wt, out=dh)
-    return [dh], das.reshape(n * t_len, hs), _h_prev(out, cache.h0, order)
+    return [dh], das.reshape(n * t_len, hs), hp.reshape(n * t_len, hs)
 
 
 @dataclass
@@ -459,7 +463,8 @@ def forward(
     if kind == "gru":
         work = old.work if isinstance(old, GRUCache) else None
         return gru_forward(gi, carry, w_hh, b_hh, reverse, work)
-    return rnn_forward(gi, carry, w_hh, b_hh, reverse, relu=kind == "relu")
+    work = old.work if isinstance(old, RNNCache) else None
+    return rnn_forward(gi, carry, w_hh, b_hh, reverse, relu=kind == "relu", work=work)
 
 
 def backward(

@@ -288,15 +288,25 @@ class MultiheadAttention(Module):
         then the attention core block by block into the merged ``(N, L, E)`` layout."""
         projs = (self.q_proj, self.k_proj, self.v_proj)
         xs = [inputs[grp[0]] for grp in self._groups]
+        # a power-of-two scale (head_dim 4, 16, 64, 256, ...) goes into q_proj's weight and
+        # bias instead of a pass over Q: x (W s) + b s = (x W + b) s exactly
+        fold = math.frexp(scale)[0] == 0.5
+        weights = [p.weight.value for p in projs]
+        biases = None if projs[0].bias is None else [p.bias.value for p in projs]
+        if fold:
+            weights[0] = weights[0] * scale
+            if biases is not None:
+                biases[0] = biases[0] * scale
         views: list[Any] = [None, None, None]
         for grp, x in zip(self._groups, xs, strict=True):
-            biases = None if projs[0].bias is None else [projs[j].bias.value for j in grp]
-            packed = _fastseq.packed_projection(x, [projs[j].weight.value for j in grp], biases)
+            packed = _fastseq.packed_projection(
+                x, [weights[j] for j in grp], None if biases is None else [biases[j] for j in grp]
+            )
             for i, j in enumerate(grp):
                 views[j] = packed[:, :, i]
         with one_blas_thread(inputs[0]):
             merged, a, qs = _fastseq.attention_forward(
-                views[0], views[1], views[2], self.num_heads, scale, mask
+                views[0], views[1], views[2], self.num_heads, scale, mask, q_scaled=fold
             )
         self._cache = ("fast", (qs, views[1], views[2], a, scale), xs, None, None, None)
         out = self._layout(xp, self.out_proj(merged))

@@ -122,7 +122,7 @@ def test_changing_the_output_in_place_leaves_the_backward_alone(layer):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.GRU])
+@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.GRU, nnx.RNN])
 def test_a_second_call_reuses_the_arrays_and_gives_its_own_gradients(layer):
     """The fast loop writes the previous call's cache arrays again: the second call's output
     and gradients are those of a fresh layer on the second input."""
@@ -132,10 +132,11 @@ def test_a_second_call_reuses_the_arrays_and_gives_its_own_gradients(layer):
     m = layer(3, 4, num_layers=2, bidirectional=True, rng=0)
     m(x1)
     m.backward(g[..., :4].repeat(2, axis=-1))
-    first = m._cache[1][1][1].work["gates" if layer is nnx.LSTM else "rz"]
+    key = {nnx.LSTM: "gates", nnx.GRU: "rz", nnx.RNN: "hp"}[layer]
+    first = m._cache[1][1][1].work[key]
     m.zero_grad()
     out, _ = m(x2)
-    assert m._cache[1][1][1].work["gates" if layer is nnx.LSTM else "rz"] is first
+    assert m._cache[1][1][1].work[key] is first
     dx = m.backward(g.repeat(2, axis=-1))
     fresh = layer(3, 4, num_layers=2, bidirectional=True, rng=0)
     out2, _ = fresh(x2)

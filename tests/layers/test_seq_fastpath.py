@@ -139,6 +139,33 @@ def test_attention_fast_equals_portable(case):
     _close(sums, fast_d[0][1], 1e-10)
 
 
+@pytest.mark.parametrize("per_sample_mask", [False, True])
+@pytest.mark.parametrize("heads", [2, 4])  # 1 / sqrt(head_dim) 0.5 (folded into q_proj), 0.71
+def test_attention_fast_path_in_several_blocks_equals_portable(monkeypatch, per_sample_mask, heads):
+    # a score budget of two samples a block: the masks' and weights' slices across blocks
+    monkeypatch.setattr(_fastseq, "SCORE_BYTES", 2 * heads * 6 * 7 * 8)
+    rng = np.random.default_rng(5)
+    q, kv = rng.standard_normal((5, 6, 8)), rng.standard_normal((5, 7, 8))
+    g = rng.standard_normal((5, 6, 8))
+    pad = np.zeros((5, 7), dtype=bool)
+    pad[3, :] = True  # a fully masked row in the second block
+    shape = (5 * heads, 6, 7) if per_sample_mask else (6, 7)
+    call = {"attn_mask": rng.standard_normal(shape), "key_padding_mask": pad}
+
+    def run(m):
+        out, w = m(q, kv, kv, need_weights=True, average_attn_weights=False, **call)
+        return out, w, m.backward(g)
+
+    def make():
+        return nnx.MultiheadAttention(8, heads, rng=0, dtype="float64", batch_first=True)
+
+    before = _fastseq.attention_runs
+    slow, fast = _both(make, run)
+    assert _fastseq.attention_runs == before + 1
+    _close(slow, fast, 1e-10)
+    assert not fast[0][1][3].any()  # the fully masked sample's weights are zero
+
+
 def test_attention_dropout_in_training_takes_portable_path():
     m = nnx.MultiheadAttention(8, 2, dropout=0.5, batch_first=True, rng=0)
     x = np.ones((2, 3, 8), dtype="float32")
