@@ -33,9 +33,11 @@ from numpy.lib.stride_tricks import as_strided
 
 from .backend import one_blas_thread
 
-# Columns of one chunk: ~1 MiB stays in a core's L2 cache (measured: 1 MiB chunks ran the
-# 16-channel 3x3 ResNet layer's forward 2x faster than whole-batch columns; see benchmarks.md).
-CHUNK_BYTES = 1 << 20
+# Columns of one chunk: 512 KiB stay in a core's L2 cache with the chunk's product (1 MiB chunks
+# ran the 16-channel 3x3 ResNet layer's forward 2x faster than whole-batch columns; 512 KiB took
+# LeNet's 1->6 5x5 layer's forward 1.9 -> 1.2 ms and weight gradient 2.4 -> 1.4 ms against 1 MiB,
+# the LeNet step 0.87x, the ResNet's 1.00x, the Conv3d net's 0.85-0.92x; see benchmarks.md).
+CHUNK_BYTES = 1 << 19
 
 _enabled = True
 
