@@ -331,8 +331,10 @@ def _row_chunks(win: np.ndarray, d: int) -> Iterator[tuple[int, int, np.ndarray]
 def conv_forward_batch_inner(x_cn, w, groups, dilation, out) -> np.ndarray:
     """:func:`conv_forward` at stride 1 with the batch innermost: the columns of a few output
     rows at a time (``(C*prod(kernel), rows*Wo*N)``) copied from :func:`_batch_inner_windows`,
-    the product written into an ``(O, *out, N)`` array that one transposing copy makes
-    ``(O, N, *out)``."""
+    the product written into an ``(O, *out, N)`` array, returned as its ``(O, N, *out)`` view.
+    No transposing copy: the layers that usually follow keep that layout (ReLU, the max pool's
+    fast path, whose 2x2 windows are faster on it), and the backward's ``g`` then arrives in it,
+    so the weight gradient and the col2im need not transpose ``g`` either."""
     n = x_cn.shape[1]
     o, cg, *kernel = w.shape
     d = len(kernel)
@@ -348,7 +350,7 @@ def conv_forward_batch_inner(x_cn, w, groups, dilation, out) -> np.ndarray:
             np.matmul(
                 wm, cols.reshape(groups, k, m), out=yb[:, i0:i1].reshape(groups, o // groups, m)
             )
-    return np.ascontiguousarray(np.moveaxis(yb.reshape(o, *out, n), -1, 1))
+    return np.moveaxis(yb.reshape(o, *out, n), -1, 1)
 
 
 def conv_weight_grad_batch_inner(x_cn, g_cn, groups, kernel, dilation) -> np.ndarray:
