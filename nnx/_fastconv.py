@@ -135,6 +135,18 @@ def _flat_rows(x_cn, kernel, stride, dilation, out):
     return window, run
 
 
+def _contiguous_at_stride_1(x_cn, stride):
+    """``x_cn`` C-contiguous where the stride is 1, so that :func:`_flat_rows` applies: an
+    unpadded input is the layer's input itself, a ``(C, N, ...)`` view of batch-major data or of
+    a batch-innermost convolution's output. One copy costs far less than the strided columns
+    (CPU ms, one thread, batch 128, float32, forward / weight gradient of 3x3 layers on a
+    batch-innermost input, strided columns -> copy and flat grid: 16->16 at 20x20 11.0 -> 4.3 /
+    10.5 -> 4.7; 6->16 at 28x28 8.0 -> 3.5 / 8.1 -> 4.2)."""
+    if all(s == 1 for s in stride) and not x_cn.flags.c_contiguous:
+        return np.ascontiguousarray(x_cn)
+    return x_cn
+
+
 def _from_flat_grid(rows, n, run, padded, out):
     """``(A, N*run)`` values on the flat grid of the ``padded`` spatial shape -> their
     ``(A, N, *out)`` view (a plain, non-overlapping view: writing through it is safe)."""
@@ -156,6 +168,7 @@ def conv_forward(x_cn, w, groups, stride, dilation, out) -> np.ndarray:
     wm = w.reshape(groups, o // groups, k)
     dtype = np.result_type(x_cn, w)
     y = np.empty((o, n, *out), dtype=dtype)
+    x_cn = _contiguous_at_stride_1(x_cn, stride)
     flat = _flat_rows(x_cn, kernel, stride, dilation, out) if n else None
     win, per = flat or (_windows(x_cn, kernel, stride, dilation, out), math.prod(out))
     # the flat grid's products go to a chunk-sized buffer (still in cache when its valid
@@ -194,6 +207,7 @@ def conv_weight_grad(x_cn, g_cn, groups, kernel, stride, dilation) -> np.ndarray
     k = cg * math.prod(kernel)
     dtype = np.result_type(x_cn, g_cn)
     dwt = np.zeros((groups, k, o // groups), dtype=dtype)  # dW transposed: see _add_weight_grad
+    x_cn = _contiguous_at_stride_1(x_cn, stride)
     flat = _flat_rows(x_cn, kernel, stride, dilation, out) if n else None
     win, per = flat or (_windows(x_cn, kernel, stride, dilation, out), math.prod(out))
     if flat:  # g on the flat grid, chunk by chunk: zero at the extra positions, never written
