@@ -34,6 +34,10 @@ LAYERS = {
     ),
     "pointwise-stride2": (lambda: nnx.Conv2d(3, 4, 1, stride=2, rng=5), (3, 3, 7, 7)),
     "5x5-pad2": (lambda: nnx.Conv2d(1, 3, 5, padding=2, rng=6), (2, 1, 9, 9)),
+    # LeNet's two layers: one input channel on the flat grid (Wp/Wo 32/28), and 6 -> 16 channels
+    # by batch-innermost columns (Wp/Wo 14/10) with the batch-innermost col2im
+    "lenet-conv1": (lambda: nnx.Conv2d(1, 6, 5, padding=2, rng=18), (3, 1, 28, 28)),
+    "lenet-conv2": (lambda: nnx.Conv2d(6, 16, 5, rng=19), (3, 6, 14, 14)),
     # large enough for the stride-1 input gradient to go by the flipped-kernel convolution
     "same-3x3-large": (lambda: nnx.Conv2d(4, 4, 3, padding=1, rng=15), (2, 4, 16, 15)),
     "transpose-stride1-large": (
@@ -93,6 +97,24 @@ def test_numpy_fast_path_equals_portable_path(name, chunk_bytes, monkeypatch):
     for what, a, b in zip(names, fast, portable, strict=True):
         assert a.shape == b.shape, what
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=what)
+
+
+def test_first_layer_skips_the_input_gradient_on_the_fast_path(monkeypatch):
+    # Sequential asks its first layer for no input gradient: LeNet's first convolution must then
+    # compute only dW and db (no col2im), equal to what the full backward gives them
+    layer = nnx.Conv2d(1, 6, 5, padding=2, rng=18).to(dtype="float64")
+    x = host_normal((3, 1, 28, 28), seed=1)
+    g = host_normal(layer(x).shape, seed=2)
+    full = _run(layer, x, g)
+    calls = []
+    original = conv.conv_input_grad
+    monkeypatch.setattr(conv, "conv_input_grad", lambda *a: calls.append(1) or original(*a))
+    layer.zero_grad()
+    layer(x)
+    assert layer.backward(g, need_input_grad=False) is None
+    assert not calls, "the input gradient was computed though not asked for"
+    for a, b in zip(full[2:], [p.grad for p in layer.parameters()], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_fast_path_only_for_numpy_arrays():

@@ -82,15 +82,30 @@ def test_max_pool_backward_fast_path_only_for_numpy():
     assert _fastpool.max_pool_backward(g, arg, (2, 2), (2, 2), (1, 1), (4, 4)) is None
 
 
-@pytest.mark.parametrize("g_layout", ["batch-major", "channel-major"])
-def test_max_pool_fast_path_channel_major_input(g_layout):
-    """A convolution's output lies channel by channel in memory; the gradient may not."""
-    x = np.moveaxis(host_normal((3, 2, 6, 8), seed=3).astype(np.float32), 0, 1)  # (N, C, H, W)
+# memory order of an (N, C, H, W) array, outermost axis first
+LAYOUTS = {"batch-major": (0, 1, 2, 3), "channel-major": (1, 0, 2, 3), "batch-inner": (1, 2, 3, 0)}
+
+
+def _in_layout(a, layout):
+    """``a`` with the same values, laid out in memory in the order ``LAYOUTS[layout]``."""
+    order = LAYOUTS[layout]
+    return np.transpose(np.ascontiguousarray(np.transpose(a, order)), np.argsort(order))
+
+
+@pytest.mark.parametrize("g_layout", list(LAYOUTS))
+@pytest.mark.parametrize("x_layout", ["channel-major", "batch-inner"])
+def test_max_pool_fast_path_convolution_layouts(x_layout, g_layout, monkeypatch):
+    """A convolution's output lies channel by channel in memory, or (batch-innermost columns)
+    with the batch innermost; the gradient may come in any layout."""
+    x = _in_layout(host_normal((2, 3, 6, 8), seed=3).astype(np.float32), x_layout)
     layer = nnx.MaxPool2d(2)
-    g = host_normal((2, 3, 3, 4), seed=4).astype(np.float32)
-    if g_layout == "channel-major":
-        g = np.moveaxis(np.ascontiguousarray(np.moveaxis(g, 1, 0)), 0, 1)
+    g = _in_layout(host_normal((2, 3, 3, 4), seed=4).astype(np.float32), g_layout)
+    backward = _spy(monkeypatch, "max_pool_backward")
     fast = _grads(layer, x, g)
+    dx = backward[-1]
+    assert dx is not None
+    # dx in the layout of the input (and of the winning offsets)
+    assert np.transpose(dx, LAYOUTS[x_layout]).flags.c_contiguous
     with _fastconv.portable_only():
         portable = _grads(layer, x, g)
     for a, b in zip(fast, portable, strict=True):
