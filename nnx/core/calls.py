@@ -55,6 +55,17 @@ def backward_declares(cls: type, name: str) -> bool:
     return False
 
 
+def backward_flags(layers: list[Any]) -> tuple[list[bool], list[bool], list[bool]]:
+    """Per layer of a container, what its ``backward`` offers: whether it takes
+    ``need_input_grad`` (:func:`accepts_need_input_grad`), returns a fresh ``dL/dx`` and may
+    overwrite its ``grad_out`` (:func:`backward_declares`)."""
+    return (
+        [accepts_need_input_grad(m) for m in layers],
+        [backward_declares(type(m), "fresh_input_grad") for m in layers],
+        [backward_declares(type(m), "overwrites_grad") for m in layers],
+    )
+
+
 def capture_call_state(module: Any) -> list[tuple[Any, dict[str, Any]]]:
     """What ``module`` and its sub-modules cached in their last forward call (their attributes).
 

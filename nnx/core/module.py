@@ -18,8 +18,7 @@ import numpy as np
 from ..backend import Backend, backend_of, get_backend, to_numpy
 from ..io.registry import capture_init, register, register_builtin
 from .calls import (
-    accepts_need_input_grad,
-    backward_declares,
+    backward_flags,
     capture_call_state,
     restore_call_state,
     restore_final_state,
@@ -443,16 +442,9 @@ class Sequential(Module):
         """
         layers, states = self._layers, self._states
         first = 0 if need_input_grad else self._first_trainable
-        # per layer, once per layer list: whether its backward takes need_input_grad
-        # (call_backward's test), returns a fresh dL/dx, may overwrite its grad_out
-        flags = self.__dict__.get("_takes_flag")
+        flags = self.__dict__.get("_takes_flag")  # once per layer list (backward_flags)
         if flags is None or flags[0] is not layers:
-            flags = self._takes_flag = (
-                layers,
-                [accepts_need_input_grad(m) for m in layers],
-                [backward_declares(type(m), "fresh_input_grad") for m in layers],
-                [backward_declares(type(m), "overwrites_grad") for m in layers],
-            )
+            flags = self._takes_flag = (layers, *backward_flags(layers))
         _, takes, fresh, overwrites = flags
         # grad_out is a new array of the layer above that nothing else holds (never the caller's
         # own): a layer that offers to may compute its dL/dx in its memory (ReLU: Linear's
