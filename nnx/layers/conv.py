@@ -150,6 +150,8 @@ def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=None):
     crop = tuple(crop) if crop is not None else ((0, 0),) * len(size)
     if all(s == 1 for s in stride) and o * math.prod(size) <= 1.5 * c * math.prod(out):
         return _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation, crop)
+    if _fastconv.applies(g_cn, w) and _fastconv.residues_pay(size, w.shape[2:], stride, dilation):
+        return _fastconv.conv_input_grad_by_residues(g_cn, w, groups, size, stride, crop)
     dx = _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation)
     key = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(size, crop, strict=True))
     return dx[(slice(None), slice(None), *key)]
