@@ -208,6 +208,10 @@ class _ConvNd(Module):
     nd = 2
     _x_shape = None
     _native = None
+    # backward's dL/dx is a new array (the input-gradient product's result, a crop or layout
+    # view of one, or the padding adjoint's) that nothing else holds: inside Sequential the layer
+    # below (ReLU) may compute its own dL/dx in it (core.calls.backward_declares)
+    fresh_input_grad = True
     _native_saved = None
 
     def __init__(
