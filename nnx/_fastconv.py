@@ -4,7 +4,8 @@ columns never exist whole (for stride-1 2-d layers whose padded rows are much wi
 output, output-row chunk by output-row chunk with the batch innermost:
 :func:`conv_forward_batch_inner`). (The input gradient is, for "same" stride-1 layers, a forward
 product of its own; its col2im route runs whole-batch, with the batch as the innermost axis where
-that measured faster: :func:`conv_input_grad_batch_inner`.)
+that measured faster: :func:`conv_input_grad_batch_inner`; for strided 2-d layers with kernels
+wider than the stride, by residue classes in batch chunks: :func:`conv_input_grad_by_residues`.)
 
 Why: the portable path stacks ``kh*kw`` strided slices into columns ``kh*kw`` times the size of
 the input (75 MB for a 16-channel 3x3 layer on 128 32x32 images), writes them once and reads them

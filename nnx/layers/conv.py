@@ -142,7 +142,8 @@ def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=None):
     :func:`_input_grad_by_convolution`; otherwise :func:`_input_grad_by_col2im`, then cropped.
     Both give the same result (tested); the first needs no scatter and measured 1.3-1.7x faster
     on ResNet layers, but 2x slower where it has few output rows (1 -> 6 channels at 28x28, 5x5
-    kernel).
+    kernel). On NumPy a strided 2-d layer with a kernel wider than its stride takes the col2im
+    by residue classes (:func:`nnx._fastconv.conv_input_grad_by_residues`, the same numbers).
     """
     o, n, *out = g_cn.shape
     c = w.shape[1] * groups
