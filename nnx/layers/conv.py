@@ -142,7 +142,8 @@ def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=None):
     :func:`_input_grad_by_convolution`; otherwise :func:`_input_grad_by_col2im`, then cropped.
     Both give the same result (tested); the first needs no scatter and measured 1.3-1.7x faster
     on ResNet layers, but 2x slower where it has few output rows (1 -> 6 channels at 28x28, 5x5
-    kernel).
+    kernel). On NumPy a strided 2-d layer with a kernel wider than its stride takes the col2im
+    by residue classes (:func:`nnx._fastconv.conv_input_grad_by_residues`, the same numbers).
     """
     o, n, *out = g_cn.shape
     c = w.shape[1] * groups
@@ -150,6 +151,8 @@ def conv_input_grad(g_cn, w, xp, groups, size, stride, dilation, crop=None):
     crop = tuple(crop) if crop is not None else ((0, 0),) * len(size)
     if all(s == 1 for s in stride) and o * math.prod(size) <= 1.5 * c * math.prod(out):
         return _input_grad_by_convolution(g_cn, w, xp, groups, size, dilation, crop)
+    if _fastconv.applies(g_cn, w) and _fastconv.residues_pay(size, w.shape[2:], stride, dilation):
+        return _fastconv.conv_input_grad_by_residues(g_cn, w, groups, size, stride, crop)
     dx = _input_grad_by_col2im(g_cn, w, xp, groups, size, stride, dilation)
     key = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(size, crop, strict=True))
     return dx[(slice(None), slice(None), *key)]
@@ -206,6 +209,10 @@ class _ConvNd(Module):
     nd = 2
     _x_shape = None
     _native = None
+    # backward's dL/dx is a new array (the input-gradient product's result, a crop or layout
+    # view of one, or the padding adjoint's) that nothing else holds: inside Sequential the layer
+    # below (ReLU) may compute its own dL/dx in it (core.calls.backward_declares)
+    fresh_input_grad = True
     _native_saved = None
 
     def __init__(

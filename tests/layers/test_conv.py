@@ -252,3 +252,40 @@ def test_convolutions_match_torch_in_pytorchs_own_module_tests(name):
     from tests.layers.torch_oracle import check_torch_configs
 
     check_torch_configs(name, minimum=15)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nnx.Conv2d(3, 4, 3, padding=1, rng=0),
+        lambda: nnx.Conv1d(3, 4, 3, stride=2, padding=1, padding_mode="reflect", rng=1),
+    ],
+)
+def test_relu_below_a_convolution_masks_its_input_gradient_in_place(make, monkeypatch):
+    """A convolution's dL/dx is a fresh array (fresh_input_grad): inside Sequential the ReLU
+    below computes its dL/dx in that memory, with the same numbers, bit for bit, as the layers
+    called one by one; the gradient given to the model is left as it was."""
+    conv = make().to(dtype="float32")
+    model = nnx.Sequential(nnx.ReLU(), conv)
+    shape = (2, 3, 8) if isinstance(conv, nnx.Conv1d) else (2, 3, 6, 7)
+    x = host_normal(shape, seed=3).astype(np.float32)
+    y = model(x)
+    g = host_normal(y.shape, seed=4).astype(np.float32)
+    kept = g.copy()
+    seen = []
+    original = nnx.ReLU.backward
+    monkeypatch.setattr(
+        nnx.ReLU,
+        "backward",
+        lambda self, g, overwrite_grad=False: (
+            seen.append(overwrite_grad) or original(self, g, overwrite_grad)
+        ),
+    )
+    got = model.backward(g, need_input_grad=True)
+    assert seen == [True]
+    model[0](x)
+    conv(model[0](x))
+    conv.zero_grad()
+    want = model[0].backward(conv.backward(g))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(g, kept)

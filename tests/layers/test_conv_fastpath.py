@@ -260,3 +260,55 @@ def test_batch_innermost_columns(make, shape, expected, dtype, tol, monkeypatch)
     for a, b in zip(fast, portable, strict=True):
         assert a.dtype == b.dtype == np.dtype(dtype)
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, _fastconv.CHUNK_BYTES])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "make, shape, expected",
+    [
+        # the ResNet's stride-2 layer (3x3, pad 1), odd and even sizes, groups, uneven strides
+        (lambda: nnx.Conv2d(4, 6, 3, stride=2, padding=1, bias=False, rng=30), (3, 4, 8, 9), True),
+        (
+            lambda: nnx.Conv2d(4, 6, 5, stride=(2, 3), padding=(2, 1), groups=2, rng=31),
+            (2, 4, 11, 10),
+            True,
+        ),
+        # a kernel of 4 with stride 2: every class has two pieces per axis; a zero-size batch
+        (lambda: nnx.Conv2d(2, 3, 4, stride=2, padding=1, rng=32), (2, 2, 8, 8), True),
+        (lambda: nnx.Conv2d(2, 3, 3, stride=2, rng=33), (0, 2, 7, 7), True),
+        # the transposed convolution's forward is this map
+        (
+            lambda: nnx.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1, rng=34),
+            (2, 3, 4, 5),
+            True,
+        ),
+        # at most one piece per class (1x1 stride 2, kernel = stride), or dilation: col2im
+        (lambda: nnx.Conv2d(3, 4, 1, stride=2, rng=35), (2, 3, 7, 7), False),
+        (lambda: nnx.Conv2d(3, 4, 2, stride=2, rng=36), (2, 3, 8, 8), False),
+        (lambda: nnx.Conv2d(3, 4, 3, stride=2, dilation=2, rng=37), (2, 3, 9, 9), False),
+    ],
+)
+def test_input_gradient_by_residue_classes(make, shape, expected, dtype, chunk_bytes, monkeypatch):
+    """The strided col2im by residue classes runs where it pays and gives the portable col2im's
+    numbers bit for bit (same additions, same order), in either float width."""
+    monkeypatch.setattr(_fastconv, "CHUNK_BYTES", chunk_bytes)
+    layer = make().to(dtype=dtype)
+    x = host_normal(shape, seed=7).astype(dtype)
+    g = host_normal(layer(x).shape, seed=8).astype(dtype)
+    calls = []
+    original = _fastconv.conv_input_grad_by_residues
+    monkeypatch.setattr(
+        _fastconv, "conv_input_grad_by_residues", lambda *a: calls.append(1) or original(*a)
+    )
+    fast = _run(layer, x, g)
+    assert bool(calls) == expected
+    with _fastconv.portable_only():
+        calls.clear()
+        portable = _run(layer, x, g)
+        assert not calls
+    # the input gradient (the forward, for the transposed layer) is bit-identical
+    index = 0 if isinstance(layer, nnx.ConvTranspose2d) else 1
+    np.testing.assert_array_equal(fast[index], portable[index])
+    for a, b in zip(fast, portable, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-6)
