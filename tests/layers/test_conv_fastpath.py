@@ -75,6 +75,21 @@ def _run(layer, x, g):
     return [y, dx] + [p.grad for p in layer.parameters()]
 
 
+def _spied_runs(monkeypatch, layer, x, g, name):
+    """``_run`` on the fast path and on the portable one, and whether ``_fastconv.<name>`` ran
+    on the fast path (it must not on the portable one)."""
+    calls = []
+    original = getattr(_fastconv, name)
+    monkeypatch.setattr(_fastconv, name, lambda *a: calls.append(1) or original(*a))
+    fast = _run(layer, x, g)
+    ran = bool(calls)
+    with _fastconv.portable_only():
+        calls.clear()
+        portable = _run(layer, x, g)
+        assert not calls
+    return fast, portable, ran
+
+
 @pytest.mark.parametrize("chunk_bytes", [1, 700, _fastconv.CHUNK_BYTES])
 @pytest.mark.parametrize("name", LAYERS)
 def test_numpy_fast_path_equals_portable_path(name, chunk_bytes, monkeypatch):
@@ -210,17 +225,8 @@ def test_batch_innermost_input_gradient(make, shape, expected, monkeypatch):
     layer = make().to(dtype="float64")
     x = host_normal(shape, seed=5)
     g = host_normal(layer(x).shape, seed=6)
-    calls = []
-    original = _fastconv.conv_input_grad_batch_inner
-    monkeypatch.setattr(
-        _fastconv, "conv_input_grad_batch_inner", lambda *a: calls.append(1) or original(*a)
-    )
-    fast = _run(layer, x, g)
-    assert bool(calls) == expected
-    with _fastconv.portable_only():
-        calls.clear()
-        portable = _run(layer, x, g)
-        assert not calls
+    fast, portable, ran = _spied_runs(monkeypatch, layer, x, g, "conv_input_grad_batch_inner")
+    assert ran == expected
     for a, b in zip(fast, portable, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
@@ -296,17 +302,8 @@ def test_input_gradient_by_residue_classes(make, shape, expected, dtype, chunk_b
     layer = make().to(dtype=dtype)
     x = host_normal(shape, seed=7).astype(dtype)
     g = host_normal(layer(x).shape, seed=8).astype(dtype)
-    calls = []
-    original = _fastconv.conv_input_grad_by_residues
-    monkeypatch.setattr(
-        _fastconv, "conv_input_grad_by_residues", lambda *a: calls.append(1) or original(*a)
-    )
-    fast = _run(layer, x, g)
-    assert bool(calls) == expected
-    with _fastconv.portable_only():
-        calls.clear()
-        portable = _run(layer, x, g)
-        assert not calls
+    fast, portable, ran = _spied_runs(monkeypatch, layer, x, g, "conv_input_grad_by_residues")
+    assert ran == expected
     # the input gradient (the forward, for the transposed layer) is bit-identical
     index = 0 if isinstance(layer, nnx.ConvTranspose2d) else 1
     np.testing.assert_array_equal(fast[index], portable[index])
