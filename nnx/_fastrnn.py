@@ -52,6 +52,7 @@ class LSTMCache:
     c0: np.ndarray
     order: list[int]
     work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
+    done: bool = False  # its backward ran: the next call may write its arrays (see _reusable)
 
 
 runs = 0  # how many times the fast forward ran (tests check that it did)
@@ -235,6 +236,7 @@ class RNNCache:
     order: list[int]
     relu: bool
     work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
+    done: bool = False  # its backward ran: the next call may write its arrays (see _reusable)
 
 
 def rnn_forward(
@@ -318,6 +320,7 @@ class GRUCache:
     h0: np.ndarray
     order: list[int]
     work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
+    done: bool = False  # its backward ran: the next call may write its arrays (see _reusable)
 
 
 def gru_forward(
@@ -455,16 +458,23 @@ def forward(
     old: Any = None,
 ) -> tuple[np.ndarray, list[np.ndarray], LSTMCache | RNNCache | GRUCache]:
     """One direction's time loop: ``kind`` is ``"lstm"``, ``"gru"``, ``"tanh"`` or ``"relu"``
-    (the RNN). ``old``: the same layer and direction's cache of the previous call, which nothing
-    else uses any more (its arrays are written again, :func:`_buffer`), or None."""
+    (the RNN). ``old``: the same layer and direction's cache of the previous call, or None; its
+    arrays are written again (:func:`_buffer`) when :func:`_reusable` says nothing needs them."""
     if kind == "lstm":
-        work = old.work if isinstance(old, LSTMCache) else None
-        return lstm_forward(gi, carry, w_hh, b_hh, reverse, work)
+        return lstm_forward(gi, carry, w_hh, b_hh, reverse, _reusable(old, LSTMCache))
     if kind == "gru":
-        work = old.work if isinstance(old, GRUCache) else None
-        return gru_forward(gi, carry, w_hh, b_hh, reverse, work)
-    work = old.work if isinstance(old, RNNCache) else None
+        return gru_forward(gi, carry, w_hh, b_hh, reverse, _reusable(old, GRUCache))
+    work = _reusable(old, RNNCache)
     return rnn_forward(gi, carry, w_hh, b_hh, reverse, relu=kind == "relu", work=work)
+
+
+def _reusable(old: Any, kind: type) -> dict[str, np.ndarray] | None:
+    """The arrays of the previous call's cache ``old`` for the next forward to write again, or
+    None (new arrays): only once that call's backward has run (``done``). Until then a container
+    that calls the same layer twice in one forward (shared weights, a triplet loss's three
+    passes: :func:`nnx.core.calls.capture_call_state`) still holds that cache for its own
+    backward, whose arrays must not change."""
+    return old.work if isinstance(old, kind) and old.done else None
 
 
 def backward(
@@ -477,9 +487,12 @@ def backward(
     gate gradients of the input and of the hidden part (the same array but for the GRU) and
     ``h_{t-1}``."""
     if isinstance(cache, GRUCache):
-        return gru_backward(cache, carry, d_y, w_back)
-    if isinstance(cache, LSTMCache):
+        result = gru_backward(cache, carry, d_y, w_back)
+    elif isinstance(cache, LSTMCache):
         carry, gi, hp = lstm_backward(cache, carry, d_y, w_back)
+        result = carry, gi, gi, hp
     else:
         carry, gi, hp = rnn_backward(cache, carry, d_y, w_back)
-    return carry, gi, gi, hp
+        result = carry, gi, gi, hp
+    cache.done = True  # the next forward may write its arrays (_reusable)
+    return result

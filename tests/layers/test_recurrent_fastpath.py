@@ -144,3 +144,44 @@ def test_a_second_call_reuses_the_arrays_and_gives_its_own_gradients(layer):
     np.testing.assert_array_equal(dx, fresh.backward(g.repeat(2, axis=-1)))
     for (name, p), q in zip(m.named_parameters(), fresh.parameters(), strict=True):
         np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
+
+
+class _Encoder(nnx.Module):
+    """A recurrent layer as a module whose forward gives its output only (so that a container
+    can call one instance twice)."""
+
+    def __init__(self, rnn):
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+    def backward(self, g, need_input_grad=True):
+        return self.rnn.backward(g, need_input_grad=need_input_grad)
+
+
+@pytest.mark.parametrize("layer", [nnx.LSTM, nnx.RNN, nnx.GRU])
+def test_one_layer_called_twice_in_a_forward_keeps_both_calls_arrays(layer):
+    """Shared weights: Sequential(enc, enc) keeps the first call's cache for its backward, so
+    the second call must not write the first call's arrays again (they are reused only once a
+    call's backward has run). Two training steps, so the reuse after a backward runs too."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    g = rng.standard_normal((3, 5, 4)).astype(np.float32)
+
+    def grads():
+        enc = _Encoder(layer(4, 4, batch_first=True, rng=1))
+        model = nnx.Sequential(enc, enc)
+        result = []
+        for _ in range(2):
+            model.zero_grad()
+            model(x)
+            result += [model.backward(g, need_input_grad=True)]
+            result += [p.grad.copy() for p in model.parameters()]
+        return result
+
+    fast = grads()
+    with _fastconv.portable_only():
+        portable = grads()
+    for a, b in zip(fast, portable, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
