@@ -21,8 +21,8 @@ weight-gradient products read: no per-step allocations, no stacking. Further (is
   blocks instead of column slices (about half the time per element);
 - ``h_{t-1}`` of every step is kept in its own array (the weight gradient reads it; the output
   is the caller's, not copied);
-- a layer's next call writes the previous call's arrays again (:func:`_buffer`): no page faults
-  of fresh memory.
+- a layer's next call writes the previous call's arrays again once that call's backward has
+  run (:func:`_buffer`, :func:`_reusable`): no page faults of fresh memory.
 
 Only NumPy arrays take this path (:func:`nnx._fastconv.applies`, switched off for tests by
 :func:`nnx._fastconv.portable_only`); tests check both paths agree
