@@ -39,7 +39,17 @@ import numpy as np
 
 
 @dataclass
-class LSTMCache:
+class LoopCache:
+    """What every loop's cache keeps for the next call (keyword fields, after each cache's own):
+    ``work``, its arrays by name (:func:`_buffer`), and ``done``, whether its backward has run,
+    after which the next forward may write those arrays again (:func:`_reusable`)."""
+
+    work: dict[str, np.ndarray] = field(default_factory=dict, kw_only=True)
+    done: bool = field(default=False, kw_only=True)
+
+
+@dataclass
+class LSTMCache(LoopCache):
     """What the backward needs of one layer and direction: the activated gates ``[i, f, g, o]``
     ``(T, 4, N, H)``, ``c_t`` and ``tanh(c_t)`` ``(T, N, H)``, every step's ``h_{t-1}``
     ``(N, T, H)``, the initial states and the order the steps ran in."""
@@ -51,8 +61,6 @@ class LSTMCache:
     h0: np.ndarray
     c0: np.ndarray
     order: list[int]
-    work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
-    done: bool = False  # its backward ran: the next call may write its arrays (see _reusable)
 
 
 runs = 0  # how many times the fast forward ran (tests check that it did)
@@ -162,7 +170,7 @@ def lstm_forward(
             hp_t[order[k + 1]] = h
         c_prev = c
     last = order[-1]
-    cache = LSTMCache(gates, cs, tcs, hp, h0, c0, order, work)
+    cache = LSTMCache(gates, cs, tcs, hp, h0, c0, order, work=work)
     # the cache holds no view of the output or the final states: a caller may change them
     return out, [out[:, last, :].copy(), cs[last].copy()], cache
 
@@ -225,7 +233,7 @@ def lstm_backward(
 
 
 @dataclass
-class RNNCache:
+class RNNCache(LoopCache):
     """What the Elman RNN's backward needs: every step's ``h_{t-1}`` ``(N, T, H)`` (the
     weight gradient reads it; it holds every ``h_t`` but the last), the last step's ``h``,
     ``h0``, the order of the steps and the nonlinearity."""
@@ -235,8 +243,6 @@ class RNNCache:
     h0: np.ndarray
     order: list[int]
     relu: bool
-    work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
-    done: bool = False  # its backward ran: the next call may write its arrays (see _reusable)
 
 
 def rnn_forward(
@@ -277,7 +283,7 @@ def rnn_forward(
         if k + 1 < t_len:
             hp_t[order[k + 1]] = h
     last = out_t[order[-1]]
-    cache = RNNCache(hp, last.copy(), h0, order, relu, work)
+    cache = RNNCache(hp, last.copy(), h0, order, relu, work=work)
     return out, [last.copy()], cache
 
 
@@ -308,7 +314,7 @@ def rnn_backward(
 
 
 @dataclass
-class GRUCache:
+class GRUCache(LoopCache):
     """What the GRU's backward needs: the activated ``[r, z]`` ``(T, 2, N, H)``, ``n`` and
     ``h_n = h_{t-1} W_hn + b_hn`` ``(T, N, H)``, every step's ``h_{t-1}`` ``(N, T, H)``, ``h0``
     and the order of the steps."""
@@ -319,8 +325,6 @@ class GRUCache:
     hp: np.ndarray
     h0: np.ndarray
     order: list[int]
-    work: dict[str, np.ndarray] = field(default_factory=dict)  # see _buffer
-    done: bool = False  # its backward ran: the next call may write its arrays (see _reusable)
 
 
 def gru_forward(
@@ -379,7 +383,7 @@ def gru_forward(
         if k + 1 < t_len:
             hp_t[order[k + 1]] = h
     hns = ghs[:, 2]
-    return out, [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, hp, h0, order, work)
+    return out, [out[:, order[-1], :].copy()], GRUCache(rzs, ns, hns, hp, h0, order, work=work)
 
 
 def gru_backward(

@@ -304,7 +304,7 @@ class _Recurrent(Module):
                         carry.append(g[index, ...])
                 d_y = g_out[..., d * h : (d + 1) * h] if self.num_directions > 1 else g_out
                 w_back = _rows_transposed(xp, w_hh.value)
-                if isinstance(steps, (_fastrnn.LSTMCache, _fastrnn.RNNCache, _fastrnn.GRUCache)):
+                if isinstance(steps, _fastrnn.LoopCache):
                     with one_blas_thread(g_out):
                         carry, gi, gh, hp = _fastrnn.backward(steps, carry, d_y, w_back)
                     same, fast_loop = gh is gi, True
