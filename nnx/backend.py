@@ -316,19 +316,18 @@ def _numpy_shortcuts() -> dict[str, Any]:
             and x.dtype.kind in "fiu"
         )
 
-    def max(x, /, axis=None, out=None, keepdims=False, **more):  # noqa: A001
-        if type(x) is ndarray and not more:
-            if short_rows(x, axis, out):
-                return _by_columns(maximum, x, keepdims)
-            return maximum(x, axis, None, out, keepdims=keepdims)
-        return np_max(x, axis=axis, out=out, keepdims=keepdims, **more)
+    def extremum(reduce: Any, fallback: Any) -> Any:  # max and min: the same shortcut
+        def shortcut(x, /, axis=None, out=None, keepdims=False, **more):
+            if type(x) is ndarray and not more:
+                if short_rows(x, axis, out):
+                    return _by_columns(reduce, x, keepdims)
+                return reduce(x, axis, None, out, keepdims=keepdims)
+            return fallback(x, axis=axis, out=out, keepdims=keepdims, **more)
 
-    def min(x, /, axis=None, out=None, keepdims=False, **more):  # noqa: A001
-        if type(x) is ndarray and not more:
-            if short_rows(x, axis, out):
-                return _by_columns(minimum, x, keepdims)
-            return minimum(x, axis, None, out, keepdims=keepdims)
-        return np_min(x, axis=axis, out=out, keepdims=keepdims, **more)
+        shortcut.__name__ = shortcut.__qualname__ = fallback.__name__
+        return shortcut
+
+    max, min = extremum(maximum, np_max), extremum(minimum, np_min)  # noqa: A001
 
     def reshape(x, /, shape=None, *more, **options):
         if type(x) is ndarray and shape is not None and not more and not options:
