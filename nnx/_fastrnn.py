@@ -492,11 +492,9 @@ def backward(
     ``h_{t-1}``."""
     if isinstance(cache, GRUCache):
         result = gru_backward(cache, carry, d_y, w_back)
-    elif isinstance(cache, LSTMCache):
-        carry, gi, hp = lstm_backward(cache, carry, d_y, w_back)
-        result = carry, gi, gi, hp
-    else:
-        carry, gi, hp = rnn_backward(cache, carry, d_y, w_back)
+    else:  # the LSTM and the RNN: one gate-gradient array for both weight products
+        loop = lstm_backward if isinstance(cache, LSTMCache) else rnn_backward
+        carry, gi, hp = loop(cache, carry, d_y, w_back)
         result = carry, gi, gi, hp
     cache.done = True  # the next forward may write its arrays (_reusable)
     return result
